@@ -1,0 +1,39 @@
+# sealbus — make targets. `make help` lists them.
+GO       ?= go
+FUZZTIME ?= 30s
+BIN      ?= bin
+export PATH := /usr/local/go/bin:$(PATH)
+
+.PHONY: help demo build test test-unit test-integration bench fuzz lint image
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+demo: ## run the demo on the embedded dev server
+	$(GO) run ./cmd/sealbus demo
+
+build: ## build the sealbus CLI into ./bin
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/sealbus ./cmd/sealbus
+
+test: lint test-unit test-integration ## everything: lint, unit, in-process and container tests
+
+test-unit: ## unit and in-process tests of the root module
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-integration: ## container tests (testcontainers-go); skip without Docker unless CI is set
+	cd integration && $(GO) test -count=1 -timeout 45m -v ./...
+
+bench: ## benchmarks of the envelope and the SDK
+	$(GO) test -run '^$$' -bench . -benchmem ./envelope/ ./bus/...
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+lint: ## gofmt and go vet (both modules)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	cd integration && $(GO) vet ./...
