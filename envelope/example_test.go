@@ -1,0 +1,71 @@
+package envelope_test
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/sealbus/sealbus/envelope"
+)
+
+func newIdentity() *envelope.Identity {
+	user, _ := nkeys.CreateUser()
+	curve, _ := nkeys.CreateCurveKeys()
+	us, _ := user.Seed()
+	cs, _ := curve.Seed()
+	id, err := envelope.NewIdentity(us, cs)
+	if err != nil {
+		panic(err)
+	}
+	return id
+}
+
+func Example() {
+	alice, bob := newIdentity(), newIdentity()
+	acct, _ := nkeys.CreateAccount()
+	account, _ := acct.PublicKey()
+
+	// Alice seals to Bob's encryption key (from his identity card).
+	bobKey, err := envelope.ParseRecipient(bob.EncryptionKey())
+	if err != nil {
+		panic(err)
+	}
+	sealer, err := envelope.NewSealer(alice)
+	if err != nil {
+		panic(err)
+	}
+	sealed, err := sealer.Seal(envelope.Header{Account: account, Subject: "orders.created", ContentType: "text/plain"},
+		[]byte("hello, bob"), []envelope.Recipient{bobKey})
+	if err != nil {
+		panic(err)
+	}
+
+	// Bob trusts Alice to publish on orders.> (normally: her card in the directory).
+	policy := envelope.SenderPolicyFunc(func(account, sender, subject string, created time.Time) error {
+		if sender != alice.SigningKey() {
+			return envelope.ErrSenderUnknown
+		}
+		return nil
+	})
+	opener, err := envelope.NewOpener([]*envelope.Identity{bob}, policy)
+	if err != nil {
+		panic(err)
+	}
+	msg, err := opener.Open(sealed.Data, envelope.Delivery{Account: account, Subject: "orders.created", Stored: time.Now()})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(string(msg.Payload), msg.Sender == alice.SigningKey(), msg.ID == sealed.ID)
+
+	// Delivered on another subject, the same bytes are refused.
+	_, err = opener.Open(sealed.Data, envelope.Delivery{Account: account, Subject: "orders.deleted", Stored: time.Now()})
+	var rej *envelope.RejectError
+	if errors.As(err, &rej) {
+		fmt.Println(rej.Reason)
+	}
+	// Output:
+	// hello, bob true true
+	// subject_mismatch
+}

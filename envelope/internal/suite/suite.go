@@ -1,0 +1,98 @@
+// Package suite is the fixed cryptographic suite of envelope version 1: X25519 key agreement,
+// HKDF-SHA256 derivations with their labels, XChaCha20-Poly1305 for key wrapping and payload,
+// and the Ed25519 batch-root statement. envelope/SPEC.md §4–§5 specifies every value here.
+package suite
+
+import (
+	"crypto/cipher"
+	"crypto/ecdh"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// Labels (HKDF info strings and the signature context). Changing any of them is a new version.
+const (
+	LabelWrap    = "sealbus-envelope-v1 wrap"
+	LabelCommit  = "sealbus-envelope-v1 commit"
+	LabelPayload = "sealbus-envelope-v1 payload"
+	LabelRoot    = "sealbus-envelope-v1 root"
+)
+
+// ErrLowOrder is returned when an X25519 computation yields the all-zero value.
+var ErrLowOrder = errors.New("suite: low-order X25519 point")
+
+// payloadNonce is the XChaCha20-Poly1305 nonce of the payload. It is constant because the
+// payload key is derived from a fresh content key and used exactly once.
+var payloadNonce [chacha20poly1305.NonceSizeX]byte
+
+// SharedSecret returns X25519(priv, pub), or ErrLowOrder if it is all zero.
+func SharedSecret(priv *ecdh.PrivateKey, pub []byte) ([]byte, error) {
+	p, err := ecdh.X25519().NewPublicKey(pub)
+	if err != nil {
+		return nil, ErrLowOrder
+	}
+	s, err := priv.ECDH(p)
+	if err != nil {
+		return nil, ErrLowOrder
+	}
+	return s, nil
+}
+
+// WrapAEAD derives the key-wrapping key
+//
+//	W = HKDF-SHA256(ikm = shared, salt = epochPub || recipientPub, info = LabelWrap, L = 32)
+//
+// and returns an XChaCha20-Poly1305 instance keyed with it.
+func WrapAEAD(shared, epochPub, recipientPub []byte) (cipher.AEAD, error) {
+	salt := make([]byte, 0, 64)
+	salt = append(append(salt, epochPub...), recipientPub...)
+	w, err := hkdf.Key(sha256.New, shared, salt, LabelWrap, 32)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(w)
+	return chacha20poly1305.NewX(w)
+}
+
+// WrapAD is the associated data of a key wrap: message id || recipient public key.
+func WrapAD(dst, id, recipientPub []byte) []byte {
+	return append(append(dst, id...), recipientPub...)
+}
+
+// Commitment returns HKDF-Expand(contentKey, LabelCommit || id, 32).
+func Commitment(contentKey, id []byte) ([32]byte, error) {
+	var out [32]byte
+	k, err := hkdf.Expand(sha256.New, contentKey, LabelCommit+string(id), 32)
+	if err != nil {
+		return out, err
+	}
+	copy(out[:], k)
+	return out, nil
+}
+
+// PayloadAEAD returns XChaCha20-Poly1305 keyed with HKDF-Expand(contentKey, LabelPayload || id, 32).
+func PayloadAEAD(contentKey, id []byte) (cipher.AEAD, error) {
+	k, err := hkdf.Expand(sha256.New, contentKey, LabelPayload+string(id), 32)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(k)
+	return chacha20poly1305.NewX(k)
+}
+
+// PayloadNonce returns the (constant, all-zero) payload nonce.
+func PayloadNonce() []byte { return payloadNonce[:] }
+
+// Statement returns the bytes Ed25519 signs for a batch: LabelRoot || 0x00 || size (uint32
+// big-endian) || root.
+func Statement(size uint32, root [32]byte) []byte {
+	b := make([]byte, 0, len(LabelRoot)+1+4+32)
+	b = append(b, LabelRoot...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint32(b, size)
+	return append(b, root[:]...)
+}

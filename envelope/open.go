@@ -1,0 +1,282 @@
+package envelope
+
+import (
+	"bytes"
+	"crypto/cipher"
+	"crypto/ed25519"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/sealbus/sealbus/envelope/internal/format"
+	"github.com/sealbus/sealbus/envelope/internal/merkle"
+	"github.com/sealbus/sealbus/envelope/internal/suite"
+)
+
+// Delivery is what the receiver knows about a message independently of the envelope.
+type Delivery struct {
+	Account string    // account the message was delivered in ("A...")
+	Subject string    // subject it was delivered on
+	Stored  time.Time // JetStream's stored timestamp; if zero, the opener's clock is used
+}
+
+// SenderPolicy decides, after the cheap checks and before any cryptography, whether sender
+// (the "U..." key named in the envelope) may publish on subject in account. A nil error
+// accepts; the envelope's signature is then verified with that same key. A refusal should wrap
+// ErrSenderUnknown, ErrSenderRevoked or ErrSenderForbidden to choose the reason code; any other
+// error counts as sender_unknown. Implementations must be safe for concurrent use.
+type SenderPolicy interface {
+	CheckSender(account, sender, subject string, created time.Time) error
+}
+
+// SenderPolicyFunc adapts a function to SenderPolicy.
+type SenderPolicyFunc func(account, sender, subject string, created time.Time) error
+
+// CheckSender calls f.
+func (f SenderPolicyFunc) CheckSender(account, sender, subject string, created time.Time) error {
+	return f(account, sender, subject, created)
+}
+
+// Opened is a verified, decrypted envelope.
+type Opened struct {
+	ID          MessageID
+	Account     string // "A..."
+	Subject     string
+	Sender      string // "U..."
+	ContentType string
+	Created     time.Time // millisecond precision, UTC
+	Expires     time.Time // zero if none
+	Payload     []byte
+	LeafIndex   uint32 // position in its batch
+	TreeSize    uint32 // size of its batch
+}
+
+// maxKeyCache bounds the unwrap keys an opener keeps.
+const maxKeyCache = 4096
+
+type rootKey struct {
+	sender [32]byte
+	root   merkle.Hash
+	size   uint32
+	sig    [format.SignatureSize]byte
+}
+
+type unwrapKey struct {
+	epoch, recipient [32]byte
+}
+
+// Opener opens envelopes addressed to one service. It holds one or more identities — the
+// current one first, then earlier ones still inside their rotation grace window — and the
+// sender policy. It caches verified batch signatures (bounded LRU, WithRootCache), so the
+// other members of a verified batch cost no Ed25519 verification, and the unwrap key of each
+// (sender epoch key, identity) pair, so steady-state opening does no X25519. Only results of
+// successful verification enter the caches. Safe for concurrent use.
+type Opener struct {
+	ids    []*Identity
+	policy SenderPolicy
+	cfg    config
+	roots  *lru[rootKey, struct{}]
+	keys   *lru[unwrapKey, cipher.AEAD]
+}
+
+// NewOpener returns an Opener for ids (at least one, current first) that asks policy about
+// senders. Options: WithClock, WithMaxSize, WithFreshness, WithRootCache.
+func NewOpener(ids []*Identity, policy SenderPolicy, opts ...Option) (*Opener, error) {
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: no identity", ErrInvalidOption)
+	}
+	for _, id := range ids {
+		if !id.usable() {
+			return nil, fmt.Errorf("%w: nil or wiped identity", ErrInvalidKey)
+		}
+	}
+	if policy == nil {
+		return nil, fmt.Errorf("%w: nil sender policy", ErrInvalidOption)
+	}
+	cfg, err := newConfig(roleOpener, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Opener{
+		ids:    append([]*Identity(nil), ids...),
+		policy: policy,
+		cfg:    cfg,
+		roots:  newLRU[rootKey, struct{}](cfg.rootCache),
+		keys:   newLRU[unwrapKey, cipher.AEAD](maxKeyCache),
+	}, nil
+}
+
+func unixMilli(ms uint64) time.Time { return time.UnixMilli(int64(ms)).UTC() }
+
+// Open verifies and decrypts data, delivered as d. It runs the checks of envelope/SPEC.md §7
+// in order — size, version and suite, parse, account and subject, freshness and expiry,
+// sender policy, recipient entry, signature, unwrap, key commitment, decryption — and stops
+// at the first failure with a *RejectError carrying its Reason. data is not modified or
+// retained.
+func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
+	if len(data) > o.cfg.maxSize {
+		return nil, reject(ReasonTooLarge, "%d bytes exceeds the maximum %d", len(data), o.cfg.maxSize)
+	}
+	e, rerr := parse(data)
+	if rerr != nil {
+		return nil, rerr
+	}
+
+	account, sender := encodeKey(nkeys.PrefixByteAccount, e.Account), encodeKey(nkeys.PrefixByteUser, e.Sender)
+	if account != d.Account {
+		return nil, reject(ReasonAccountMismatch, "signed account %s, delivered in %s", account, d.Account)
+	}
+	if e.Subject != d.Subject {
+		return nil, reject(ReasonSubjectMismatch, "signed subject %q, delivered on %q", e.Subject, d.Subject)
+	}
+
+	now := o.cfg.now()
+	stored := d.Stored
+	if stored.IsZero() {
+		stored = now
+	}
+	created := unixMilli(e.Created)
+	if skew := stored.Sub(created); skew > o.cfg.freshness || skew < -o.cfg.freshness {
+		return nil, reject(ReasonStale, "created %s, stored %s, window %v", created.Format(time.RFC3339Nano), stored.UTC().Format(time.RFC3339Nano), o.cfg.freshness)
+	}
+	var expires time.Time
+	if e.Expires != 0 {
+		expires = unixMilli(e.Expires)
+		if !stored.Before(expires) || !now.Before(expires) {
+			return nil, reject(ReasonExpired, "expired at %s", expires.Format(time.RFC3339Nano))
+		}
+	}
+
+	if err := o.policy.CheckSender(account, sender, e.Subject, created); err != nil {
+		r := ReasonSenderUnknown
+		switch {
+		case errors.Is(err, ErrSenderRevoked):
+			r = ReasonSenderRevoked
+		case errors.Is(err, ErrSenderForbidden):
+			r = ReasonSenderForbidden
+		}
+		return nil, &RejectError{Reason: r, Err: err}
+	}
+
+	var me *Identity
+	var entry *format.Recipient
+	for _, id := range o.ids {
+		if entry = findRecipient(e.Recipients, &id.curvePub); entry != nil {
+			me = id
+			break
+		}
+	}
+	if entry == nil || !me.usable() {
+		return nil, reject(ReasonNotRecipient, "no recipient entry for this service")
+	}
+
+	if err := o.verify(e, data[:e.SignedLen]); err != nil {
+		return nil, err
+	}
+
+	uk := unwrapKey{epoch: e.EpochKey, recipient: me.curvePub}
+	wrap, ok := o.keys.get(uk)
+	if !ok {
+		shared, err := sharedSecret(me.curve, e.EpochKey[:])
+		if err != nil {
+			return nil, reject(ReasonBadKey, "low-order epoch key")
+		}
+		wrap, err = suite.WrapAEAD(shared, e.EpochKey[:], me.curvePub[:])
+		clear(shared)
+		if err != nil {
+			return nil, reject(ReasonUnwrap, "deriving wrap key: %v", err)
+		}
+		o.keys.add(uk, wrap)
+	}
+	var ad [48]byte
+	var ckBuf [32]byte
+	ck, err := wrap.Open(ckBuf[:0], entry.Nonce[:], entry.Wrapped[:], suite.WrapAD(ad[:0], e.ID[:], me.curvePub[:]))
+	if err != nil {
+		return nil, reject(ReasonUnwrap, "wrapped content key does not authenticate")
+	}
+	defer clear(ckBuf[:])
+
+	commit, err := suite.Commitment(ck, e.ID[:])
+	if err != nil || subtle.ConstantTimeCompare(commit[:], e.Commitment[:]) != 1 {
+		return nil, reject(ReasonKeyCommitment, "content key does not match the signed commitment")
+	}
+	pa, err := suite.PayloadAEAD(ck, e.ID[:])
+	if err != nil {
+		return nil, reject(ReasonDecrypt, "payload key: %v", err)
+	}
+	pt, err := pa.Open(make([]byte, 0, len(e.Ciphertext)-format.TagSize), suite.PayloadNonce(), e.Ciphertext, data[:e.HeaderLen])
+	if err != nil {
+		return nil, reject(ReasonDecrypt, "payload does not authenticate")
+	}
+	return &Opened{
+		ID:          MessageID(e.ID),
+		Account:     account,
+		Subject:     e.Subject,
+		Sender:      sender,
+		ContentType: e.ContentType,
+		Created:     created,
+		Expires:     expires,
+		Payload:     pt,
+		LeafIndex:   e.LeafIndex,
+		TreeSize:    e.TreeSize,
+	}, nil
+}
+
+// verify checks the audit path and the batch signature, consulting and filling the root
+// cache. The cache key includes the signature bytes, so an envelope whose signature field was
+// altered never matches a cached entry.
+func (o *Opener) verify(e *format.Envelope, signed []byte) error {
+	if len(e.Path) != merkle.PathLen(e.LeafIndex, e.TreeSize) {
+		return reject(ReasonBadProof, "leaf %d of %d needs a path of %d hashes, has %d", e.LeafIndex, e.TreeSize, merkle.PathLen(e.LeafIndex, e.TreeSize), len(e.Path))
+	}
+	root, err := merkle.RootFromPath(merkle.LeafHash(signed), e.LeafIndex, e.TreeSize, e.Path)
+	if err != nil {
+		return reject(ReasonBadProof, "leaf %d of %d: %v", e.LeafIndex, e.TreeSize, err)
+	}
+	rk := rootKey{sender: e.Sender, root: root, size: e.TreeSize, sig: e.Signature}
+	if _, ok := o.roots.get(rk); ok {
+		return nil
+	}
+	if !ed25519.Verify(ed25519.PublicKey(e.Sender[:]), suite.Statement(e.TreeSize, root), e.Signature[:]) {
+		return reject(ReasonBadSignature, "signature over the batch root does not verify")
+	}
+	o.roots.add(rk, struct{}{})
+	return nil
+}
+
+func findRecipient(rs []format.Recipient, k *[32]byte) *format.Recipient {
+	i := sort.Search(len(rs), func(i int) bool { return bytes.Compare(rs[i].Key[:], k[:]) >= 0 })
+	if i < len(rs) && rs[i].Key == *k {
+		return &rs[i]
+	}
+	return nil
+}
+
+func encodeKey(p nkeys.PrefixByte, k [32]byte) string {
+	b, err := nkeys.Encode(p, k[:])
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// parse runs the version and suite check on the first two bytes, then the strict parse,
+// mapping failures to reasons.
+func parse(data []byte) (*format.Envelope, *RejectError) {
+	e, err := format.Parse(data)
+	if err == nil {
+		return e, nil
+	}
+	switch {
+	case errors.Is(err, format.ErrVersion):
+		return nil, reject(ReasonVersion, "version byte %d", data[0])
+	case errors.Is(err, format.ErrSuite):
+		return nil, reject(ReasonSuite, "suite byte %d", data[1])
+	default:
+		return nil, &RejectError{Reason: ReasonMalformed, Err: err}
+	}
+}
