@@ -1,0 +1,67 @@
+// Package accounts holds sealbus identities and trust: operator, account and
+// service keys (nkeys), their JWTs (jwt/v2), identity cards, revocation,
+// limits, the on-disk keystore, .creds files and the configuration of a
+// stock nats-server in operator mode.
+//
+// It imports nkeys, jwt/v2, x/crypto and the standard library only; it never
+// opens a network connection. Pushing JWTs to servers and cards to the
+// directory belongs to package bus.
+//
+// # Trust chain
+//
+// An [Operator] signs account JWTs. An [Account] is a tenant; its identity
+// key may stay offline because SigningKeys[0] signs service user JWTs and
+// identity cards. A [Service] is a NATS user holding an Ed25519 user key
+// ("U...": signs envelopes, authenticates to NATS) and an X25519 curve key
+// ("X...": receives content keys). Its [Card] binds both keys, its name and
+// its permissions to the account for a validity period.
+//
+// [Trust] verifies the chain: card → account signing key → account JWT →
+// trusted operator key, with a clock-skew allowance ([DefaultSkew], 2
+// minutes), the account's revocations (including "*"), and, with
+// [Trust.VerifyService], the card's consistency with the service's user
+// JWT. Verification collects every problem into a [*ValidationError] instead
+// of stopping at the first; [errors.Is] matches any of them.
+//
+// # Permissions
+//
+// A service declares what it does in a [ServiceSpec]; [ServicePermissions]
+// computes its least-privilege NATS permissions (docs/PERMISSIONS.md lists
+// them). Declared subjects must start with a literal token that is not
+// reserved: not '*' or '>' (they would also match server API subjects), not
+// "$..." or "_..." (server APIs and inboxes) and not "sealbus" (sealbus's own
+// streams, [DLQSubjectPrefix] and [AuditSubjectPrefix]). The card carries the
+// same Publish and Subscribe lists as the user JWT's application subjects,
+// so one declaration drives the server's enforcement and the encryption
+// audience.
+//
+// # Keystore
+//
+// [Keystore] keeps keys under [HomeDir]: $SEALBUS_HOME, else
+// $XDG_DATA_HOME/sealbus, else ~/.local/share/sealbus. Directories are 0700
+// and files 0600:
+//
+//	keystore.json                           format, version, encrypted or not, passphrase check
+//	operator/<name>.json                    operator JWT and seed, system account, system user
+//	accounts/<name>/account.json            account JWT, identity and signing seeds
+//	accounts/<name>/services/<svc>.json     spec, user JWT, card, user, curve and previous curve seeds
+//	accounts/<name>/services/<svc>.creds    written by [Keystore.WriteCreds]
+//
+// Other sealbus components (the CLI) may add their own files under the same
+// home. Public parts (JWTs, cards, specs) are stored in the clear; the seeds
+// of a file are one JSON object sealed with XChaCha20-Poly1305 under a key
+// derived by scrypt (N=2^15, r=8, p=1 by default) from the passphrase and a
+// random salt fresh for every write; the associated data binds the sealed
+// secrets to their entry. A store created encrypted cannot be opened without
+// its passphrase and vice versa; a wrong passphrase is reported as
+// [ErrWrongPassphrase] before anything is written. [WithUnencrypted] is for
+// local development: the files say "encrypted": false. Writes are atomic
+// (temporary file, fsync, rename, directory fsync).
+//
+// # Server configuration
+//
+// [ServerConfig.Render] writes a nats-server configuration: operator JWT,
+// system account, full account resolver with the given accounts preloaded,
+// JetStream with storage encryption (ChaCha20-Poly1305), TLS required and
+// optionally verified client certificates (mTLS).
+package accounts

@@ -1,0 +1,108 @@
+package accounts
+
+import (
+	"errors"
+	"strings"
+)
+
+// Sentinel errors. Every error returned by this package wraps one of these
+// (with %w), so callers match them with [errors.Is]. Messages never contain
+// secrets: seeds and passphrases are never formatted into an error.
+var (
+	// ErrInvalidOption reports an invalid argument, option, name or subject.
+	ErrInvalidOption = errors.New("accounts: invalid option")
+	// ErrUntrustedOperator reports an account JWT not signed by a trusted operator.
+	ErrUntrustedOperator = errors.New("accounts: untrusted operator")
+	// ErrUnknownSigner reports a card or user JWT signed by a key that is
+	// neither the account identity key nor a signing key listed in the account.
+	ErrUnknownSigner = errors.New("accounts: unknown signer")
+	// ErrExpired reports a token past its expiry (beyond the clock-skew allowance).
+	ErrExpired = errors.New("accounts: expired")
+	// ErrNotYetValid reports a token whose not-before or issue time is in the
+	// future (beyond the clock-skew allowance).
+	ErrNotYetValid = errors.New("accounts: not yet valid")
+	// ErrRevoked reports a user key revoked by its account at or after the
+	// token's issue time, or covered by a "*" revocation.
+	ErrRevoked = errors.New("accounts: revoked")
+	// ErrWrongAccount reports a card or user JWT that names another account.
+	ErrWrongAccount = errors.New("accounts: wrong account")
+	// ErrPermissionMismatch reports a card whose permissions differ from the
+	// user JWT of the same service.
+	ErrPermissionMismatch = errors.New("accounts: permission mismatch")
+	// ErrKeyMismatch reports keys that should be equal and are not (card user
+	// key vs user JWT subject, stored seed vs recorded public key).
+	ErrKeyMismatch = errors.New("accounts: key mismatch")
+	// ErrWrongType reports a token of another claim type than expected.
+	ErrWrongType = errors.New("accounts: wrong token type")
+	// ErrTooLarge reports a token larger than the accepted maximum.
+	ErrTooLarge = errors.New("accounts: token too large")
+	// ErrBadToken reports a token that cannot be parsed or whose signature
+	// does not verify.
+	ErrBadToken = errors.New("accounts: bad token")
+	// ErrWrongPassphrase reports a keystore passphrase that does not open the
+	// store, or a store opened in the other mode (encrypted vs unencrypted).
+	ErrWrongPassphrase = errors.New("accounts: wrong passphrase")
+	// ErrNotFound reports a missing keystore entry.
+	ErrNotFound = errors.New("accounts: not found")
+	// ErrExists reports a keystore entry that would be overwritten by a
+	// different identity.
+	ErrExists = errors.New("accounts: already exists")
+	// ErrCorrupt reports a keystore file that cannot be parsed or whose
+	// contents are inconsistent.
+	ErrCorrupt = errors.New("accounts: keystore file corrupt")
+	// ErrNoSeed reports an operation that needs a private key held only as a
+	// public key (for example an account identity key kept offline).
+	ErrNoSeed = errors.New("accounts: private key not available")
+)
+
+// ValidationError collects every problem found while verifying a token chain,
+// in the spirit of jwt/v2 ValidationResults: verification does not stop at the
+// first failure. [errors.Is] on a *ValidationError matches any of its problems.
+type ValidationError struct {
+	Problems []error
+}
+
+// Error lists all problems, separated by "; ".
+func (e *ValidationError) Error() string {
+	if e == nil || len(e.Problems) == 0 {
+		return "accounts: validation failed"
+	}
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.Error()
+	}
+	return "accounts: validation failed: " + strings.Join(parts, "; ")
+}
+
+// Is reports whether any problem matches target.
+func (e *ValidationError) Is(target error) bool {
+	if e == nil {
+		return false
+	}
+	for _, p := range e.Problems {
+		if errors.Is(p, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// Unwrap returns the problems, so errors.As finds typed errors among them.
+func (e *ValidationError) Unwrap() []error {
+	if e == nil {
+		return nil
+	}
+	return e.Problems
+}
+
+// problems accumulates verification failures.
+type problems []error
+
+func (p *problems) add(err error) { *p = append(*p, err) }
+
+func (p problems) err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: p}
+}

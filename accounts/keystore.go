@@ -1,0 +1,827 @@
+package accounts
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+)
+
+// Keystore file names and permissions.
+const (
+	// KeystoreMarker is the file at the root of a keystore recording whether
+	// it is encrypted (and, if so, a passphrase check).
+	KeystoreMarker = "keystore.json"
+	// DirMode is the permission of every keystore directory.
+	DirMode fs.FileMode = 0o700
+	// FileMode is the permission of every keystore file.
+	FileMode fs.FileMode = 0o600
+
+	entryFormat  = "sealbus-keystore-entry"
+	markerFormat = "sealbus-keystore"
+	fileVersion  = 1
+	checkText    = "sealbus keystore passphrase check"
+)
+
+// HomeDir returns the keystore location: $SEALBUS_HOME if set, else
+// $XDG_DATA_HOME/sealbus, else ~/.local/share/sealbus. It returns "" when
+// none can be determined (no home directory).
+func HomeDir() string {
+	if h := os.Getenv("SEALBUS_HOME"); h != "" {
+		return h
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "sealbus")
+	}
+	if u, err := os.UserHomeDir(); err == nil && u != "" {
+		return filepath.Join(u, ".local", "share", "sealbus")
+	}
+	return ""
+}
+
+// Keystore stores operator, account and service keys on disk (layout in the
+// package documentation). Private keys are encrypted with the passphrase
+// unless the store was created with [WithUnencrypted]. A Keystore is safe
+// for concurrent use; writes are atomic (temporary file, fsync, rename,
+// directory fsync), so a crash leaves either the old or the new file.
+type Keystore struct {
+	home       string
+	passphrase []byte
+	encrypted  bool
+	params     scryptParams
+	rand       io.Reader
+
+	mu   sync.Mutex
+	keys map[string][]byte
+}
+
+type keystoreConfig struct {
+	unencrypted bool
+	params      scryptParams
+	rand        io.Reader
+}
+
+// KeystoreOption configures [OpenKeystore].
+type KeystoreOption func(*keystoreConfig) error
+
+// WithUnencrypted opens (or creates) a store whose private keys are written
+// in the clear, for local development only. The store records the mode
+// ("encrypted": false); printing a warning is the caller's job.
+func WithUnencrypted() KeystoreOption {
+	return func(c *keystoreConfig) error {
+		c.unencrypted = true
+		return nil
+	}
+}
+
+// WithScrypt sets the scrypt cost for files written by this Keystore
+// (N = 2^logN). The default is logN 15, r 8, p 1; tests may lower logN to
+// 10. Allowed: logN 10..22, r 1..32, p 1..16. Files record their own
+// parameters, so a store may mix costs.
+func WithScrypt(logN, r, p int) KeystoreOption {
+	return func(c *keystoreConfig) error {
+		sp := scryptParams{LogN: logN, R: r, P: p}
+		if err := sp.check(); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidOption, err)
+		}
+		c.params = sp
+		return nil
+	}
+}
+
+// WithKeystoreRand sets the randomness for salts and nonces (default crypto/rand).
+func WithKeystoreRand(r io.Reader) KeystoreOption {
+	return func(c *keystoreConfig) error {
+		if r == nil {
+			return fmt.Errorf("%w: nil random source", ErrInvalidOption)
+		}
+		c.rand = r
+		return nil
+	}
+}
+
+type markerFile struct {
+	Format    string     `json:"format"`
+	Version   int        `json:"version"`
+	Encrypted bool       `json:"encrypted"`
+	Check     *sealedBox `json:"check,omitempty"`
+}
+
+// OpenKeystore opens the store at home, creating it (directories 0700,
+// marker file 0600) if it does not exist. A passphrase is required unless
+// [WithUnencrypted] is given, and must be empty with it. Opening an existing
+// store checks the mode and the passphrase before anything is written:
+// a wrong passphrase, a passphrase for an unencrypted store or none for an
+// encrypted store returns ErrWrongPassphrase and leaves every file untouched.
+// The Keystore keeps a copy of the passphrase; [Keystore.Close] wipes it.
+func OpenKeystore(home string, passphrase []byte, opts ...KeystoreOption) (*Keystore, error) {
+	if home == "" {
+		return nil, fmt.Errorf("%w: empty keystore home", ErrInvalidOption)
+	}
+	cfg := keystoreConfig{
+		params: scryptParams{LogN: defaultLogN, R: defaultScryptR, P: defaultScryptP},
+		rand:   rand.Reader,
+	}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.unencrypted && len(passphrase) > 0 {
+		return nil, fmt.Errorf("%w: a passphrase was given for an unencrypted keystore", ErrInvalidOption)
+	}
+	if !cfg.unencrypted && len(passphrase) == 0 {
+		return nil, fmt.Errorf("%w: a passphrase is required (WithUnencrypted is for development only)", ErrInvalidOption)
+	}
+	k := &Keystore{
+		home:       filepath.Clean(home),
+		passphrase: bytes.Clone(passphrase),
+		encrypted:  !cfg.unencrypted,
+		params:     cfg.params,
+		rand:       cfg.rand,
+		keys:       map[string][]byte{},
+	}
+	b, err := os.ReadFile(k.Path(KeystoreMarker))
+	switch {
+	case err == nil:
+		if err := k.checkMarker(b); err != nil {
+			k.Close()
+			return nil, err
+		}
+		return k, nil
+	case errors.Is(err, fs.ErrNotExist):
+		if err := k.create(); err != nil {
+			k.Close()
+			return nil, err
+		}
+		return k, nil
+	default:
+		k.Close()
+		return nil, fmt.Errorf("accounts: read keystore marker: %w", err)
+	}
+}
+
+func (k *Keystore) checkMarker(b []byte) error {
+	var m markerFile
+	if err := json.Unmarshal(b, &m); err != nil || m.Format != markerFormat {
+		return fmt.Errorf("%w: %s is not a sealbus keystore marker", ErrCorrupt, k.Path(KeystoreMarker))
+	}
+	if m.Version != fileVersion {
+		return fmt.Errorf("%w: unsupported keystore version %d", ErrCorrupt, m.Version)
+	}
+	switch {
+	case m.Encrypted && !k.encrypted:
+		return fmt.Errorf("%w: keystore at %s is encrypted; a passphrase is required", ErrWrongPassphrase, k.home)
+	case !m.Encrypted && k.encrypted:
+		return fmt.Errorf("%w: keystore at %s is not encrypted; open it without a passphrase", ErrWrongPassphrase, k.home)
+	case !m.Encrypted:
+		return nil
+	}
+	pt, err := k.open(m.Check, "keystore", "check")
+	if err != nil {
+		if errors.Is(err, ErrWrongPassphrase) {
+			return fmt.Errorf("%w: keystore at %s", ErrWrongPassphrase, k.home)
+		}
+		return err
+	}
+	if !constantTimeEqual(string(pt), checkText) {
+		return fmt.Errorf("%w: keystore passphrase check has unexpected contents", ErrCorrupt)
+	}
+	return nil
+}
+
+func (k *Keystore) create() error {
+	if err := mkdirPrivate(k.home); err != nil {
+		return err
+	}
+	m := markerFile{Format: markerFormat, Version: fileVersion, Encrypted: k.encrypted}
+	if k.encrypted {
+		box, err := k.seal([]byte(checkText), "keystore", "check")
+		if err != nil {
+			return err
+		}
+		m.Check = box
+	}
+	b, err := json.MarshalIndent(&m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("accounts: encode keystore marker: %w", err)
+	}
+	return writeFileAtomic(k.Path(KeystoreMarker), append(b, '\n'))
+}
+
+// Close wipes the passphrase and derived keys held in memory. The Keystore
+// must not be used afterwards.
+func (k *Keystore) Close() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	wipe(k.passphrase)
+	for id, key := range k.keys {
+		wipe(key)
+		delete(k.keys, id)
+	}
+}
+
+// Home returns the keystore's root directory.
+func (k *Keystore) Home() string { return k.home }
+
+// Encrypted reports whether private keys are encrypted at rest.
+func (k *Keystore) Encrypted() bool { return k.encrypted }
+
+// Path joins parts under the keystore home. Other packages (the CLI) may keep
+// their own files under the home; they should use [DirMode] and [FileMode].
+func (k *Keystore) Path(parts ...string) string {
+	return filepath.Join(append([]string{k.home}, parts...)...)
+}
+
+// entryHeader is common to every entry file.
+type entryHeader struct {
+	Format    string            `json:"format"`
+	Version   int               `json:"version"`
+	Kind      string            `json:"kind"`
+	Name      string            `json:"name"`
+	Encrypted bool              `json:"encrypted"`
+	Sealed    *sealedBox        `json:"sealed,omitempty"`
+	Secrets   map[string]string `json:"secrets,omitempty"` // public key -> seed; unencrypted stores only
+}
+
+type accountRecord struct {
+	Name        string   `json:"name"`
+	PublicKey   string   `json:"public_key"`
+	SigningKeys []string `json:"signing_keys"`
+	JWT         string   `json:"jwt"`
+}
+
+type previousRecord struct {
+	CurveKey string    `json:"curve_key"`
+	Until    time.Time `json:"until"`
+}
+
+type serviceRecord struct {
+	Spec           ServiceSpec      `json:"spec"`
+	Account        string           `json:"account"`
+	UserPublicKey  string           `json:"user_public_key"`
+	CurvePublicKey string           `json:"curve_public_key,omitempty"`
+	UserJWT        string           `json:"user_jwt"`
+	Card           string           `json:"card,omitempty"`
+	Previous       []previousRecord `json:"previous_curve_keys,omitempty"`
+}
+
+type operatorFile struct {
+	entryHeader
+	PublicKey string        `json:"public_key"`
+	JWT       string        `json:"jwt"`
+	System    accountRecord `json:"system"`
+	SysUser   serviceRecord `json:"sys_user"`
+}
+
+type accountFile struct {
+	entryHeader
+	Account accountRecord `json:"account"`
+}
+
+type serviceFile struct {
+	entryHeader
+	Service serviceRecord `json:"service"`
+}
+
+// secrets collects seeds keyed by public key.
+type secrets map[string]string
+
+func (s secrets) add(kp nkeys.KeyPair) {
+	if kp == nil {
+		return
+	}
+	seed, err := kp.Seed()
+	if err != nil || len(seed) == 0 {
+		return // public-only key: nothing to store
+	}
+	s[publicKey(kp)] = string(seed)
+}
+
+// keyPair returns the key for pub: from its seed if stored (checking that
+// the seed matches pub), else public-only.
+func (s secrets) keyPair(pub string) (nkeys.KeyPair, error) {
+	if seed, ok := s[pub]; ok {
+		kp, err := nkeys.FromSeed([]byte(seed))
+		if err != nil {
+			return nil, fmt.Errorf("%w: stored seed for %s is invalid", ErrCorrupt, pub)
+		}
+		if publicKey(kp) != pub {
+			return nil, fmt.Errorf("%w: stored seed does not belong to %s", ErrKeyMismatch, pub)
+		}
+		return kp, nil
+	}
+	if nkeys.IsValidPublicCurveKey(pub) {
+		// nkeys.FromPublicKey does not accept curve keys; keep the public key only.
+		return curvePublic(pub), nil
+	}
+	kp, err := nkeys.FromPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: invalid public key %q", ErrCorrupt, pub)
+	}
+	return kp, nil
+}
+
+func (s secrets) wipe() {
+	for k := range s {
+		delete(s, k)
+	}
+}
+
+func (k *Keystore) header(kind, name string, sec secrets) (entryHeader, error) {
+	h := entryHeader{Format: entryFormat, Version: fileVersion, Kind: kind, Name: name, Encrypted: k.encrypted}
+	if !k.encrypted {
+		h.Secrets = sec
+		return h, nil
+	}
+	pt, err := json.Marshal(sec)
+	if err != nil {
+		return h, fmt.Errorf("accounts: encode secrets: %w", err)
+	}
+	defer wipe(pt)
+	box, err := k.seal(pt, kind, name)
+	if err != nil {
+		return h, err
+	}
+	h.Sealed = box
+	return h, nil
+}
+
+func (k *Keystore) secretsOf(h entryHeader, kind, name string) (secrets, error) {
+	if h.Format != entryFormat || h.Version != fileVersion || h.Kind != kind || h.Name != name {
+		return nil, fmt.Errorf("%w: %s %q: unexpected header", ErrCorrupt, kind, name)
+	}
+	if h.Encrypted != k.encrypted {
+		return nil, fmt.Errorf("%w: %s %q is stored encrypted=%v, the keystore is encrypted=%v", ErrWrongPassphrase, kind, name, h.Encrypted, k.encrypted)
+	}
+	if !k.encrypted {
+		if h.Sealed != nil {
+			return nil, fmt.Errorf("%w: %s %q", ErrCorrupt, kind, name)
+		}
+		if h.Secrets == nil {
+			return secrets{}, nil
+		}
+		return h.Secrets, nil
+	}
+	if len(h.Secrets) > 0 {
+		return nil, fmt.Errorf("%w: %s %q has clear-text secrets in an encrypted keystore", ErrCorrupt, kind, name)
+	}
+	pt, err := k.open(h.Sealed, kind, name)
+	if err != nil {
+		return nil, err
+	}
+	defer wipe(pt)
+	var sec secrets
+	if err := json.Unmarshal(pt, &sec); err != nil {
+		return nil, fmt.Errorf("%w: %s %q: secrets", ErrCorrupt, kind, name)
+	}
+	return sec, nil
+}
+
+func accountRecordOf(a *Account, sec secrets) accountRecord {
+	r := accountRecord{Name: a.Name, PublicKey: a.PublicKey(), JWT: a.JWT}
+	sec.add(a.Key)
+	for _, sk := range a.SigningKeys {
+		r.SigningKeys = append(r.SigningKeys, publicKey(sk))
+		sec.add(sk)
+	}
+	return r
+}
+
+func (r accountRecord) account(sec secrets) (*Account, error) {
+	key, err := sec.keyPair(r.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	claims, err := jwt.DecodeAccountClaims(r.JWT)
+	if err != nil {
+		return nil, fmt.Errorf("%w: account %q jwt: %v", ErrCorrupt, r.Name, err)
+	}
+	if claims.Subject != r.PublicKey {
+		return nil, fmt.Errorf("%w: account %q jwt subject differs from its key", ErrKeyMismatch, r.Name)
+	}
+	a := &Account{Name: r.Name, Key: key, Claims: claims, JWT: r.JWT}
+	for _, pub := range r.SigningKeys {
+		sk, err := sec.keyPair(pub)
+		if err != nil {
+			return nil, err
+		}
+		a.SigningKeys = append(a.SigningKeys, sk)
+	}
+	return a, nil
+}
+
+func serviceRecordOf(s *Service, sec secrets) serviceRecord {
+	r := serviceRecord{
+		Spec:           s.Spec,
+		Account:        s.Account,
+		UserPublicKey:  s.UserPublicKey(),
+		CurvePublicKey: s.CurvePublicKey(),
+		UserJWT:        s.UserJWT,
+		Card:           s.Card,
+	}
+	sec.add(s.UserKey)
+	sec.add(s.CurveKey)
+	for _, p := range s.PreviousCurveKeys {
+		r.Previous = append(r.Previous, previousRecord{CurveKey: publicKey(p.Key), Until: p.Until.UTC()})
+		sec.add(p.Key)
+	}
+	return r
+}
+
+func (r serviceRecord) service(sec secrets) (*Service, error) {
+	s := &Service{Spec: r.Spec, Account: r.Account, UserJWT: r.UserJWT, Card: r.Card}
+	var err error
+	if s.UserKey, err = sec.keyPair(r.UserPublicKey); err != nil {
+		return nil, err
+	}
+	if r.CurvePublicKey != "" {
+		if s.CurveKey, err = sec.keyPair(r.CurvePublicKey); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range r.Previous {
+		kp, err := sec.keyPair(p.CurveKey)
+		if err != nil {
+			return nil, err
+		}
+		s.PreviousCurveKeys = append(s.PreviousCurveKeys, PreviousCurveKey{Key: kp, Until: p.Until})
+	}
+	return s, nil
+}
+
+// SaveOperator writes the operator, its system account and system user to
+// operator/<name>.json. A store holds one operator: saving a different
+// operator (another key or name) returns ErrExists.
+func (k *Keystore) SaveOperator(o *Operator) error {
+	if o == nil || o.System == nil || o.SysUser == nil {
+		return fmt.Errorf("%w: incomplete operator", ErrInvalidOption)
+	}
+	if err := checkName("operator", o.Name); err != nil {
+		return err
+	}
+	existing, err := k.operatorFiles()
+	if err != nil {
+		return err
+	}
+	for _, name := range existing {
+		if name != o.Name {
+			return fmt.Errorf("%w: keystore already holds operator %q", ErrExists, name)
+		}
+		var f operatorFile
+		if err := readJSON(k.Path("operator", name+".json"), &f); err != nil {
+			return err
+		}
+		if f.PublicKey != o.PublicKey() {
+			return fmt.Errorf("%w: keystore holds operator %q with another key", ErrExists, name)
+		}
+	}
+	sec := secrets{}
+	defer sec.wipe()
+	sec.add(o.Key)
+	f := operatorFile{
+		PublicKey: o.PublicKey(),
+		JWT:       o.JWT,
+		System:    accountRecordOf(o.System, sec),
+		SysUser:   serviceRecordOf(o.SysUser, sec),
+	}
+	if f.entryHeader, err = k.header("operator", o.Name, sec); err != nil {
+		return err
+	}
+	return writeJSON(k.Path("operator", o.Name+".json"), &f)
+}
+
+// LoadOperator reads the store's operator. ErrNotFound if there is none.
+func (k *Keystore) LoadOperator() (*Operator, error) {
+	names, err := k.operatorFiles()
+	if err != nil {
+		return nil, err
+	}
+	switch len(names) {
+	case 0:
+		return nil, fmt.Errorf("%w: no operator in keystore %s", ErrNotFound, k.home)
+	case 1:
+	default:
+		return nil, fmt.Errorf("%w: keystore %s holds several operators %v", ErrCorrupt, k.home, names)
+	}
+	name := names[0]
+	var f operatorFile
+	if err := readJSON(k.Path("operator", name+".json"), &f); err != nil {
+		return nil, err
+	}
+	sec, err := k.secretsOf(f.entryHeader, "operator", name)
+	if err != nil {
+		return nil, err
+	}
+	defer sec.wipe()
+	key, err := sec.keyPair(f.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	oc, err := jwt.DecodeOperatorClaims(f.JWT)
+	if err != nil || oc.Subject != f.PublicKey {
+		return nil, fmt.Errorf("%w: operator %q jwt", ErrCorrupt, name)
+	}
+	sys, err := f.System.account(sec)
+	if err != nil {
+		return nil, err
+	}
+	user, err := f.SysUser.service(sec)
+	if err != nil {
+		return nil, err
+	}
+	return &Operator{Name: name, Key: key, JWT: f.JWT, System: sys, SysUser: user}, nil
+}
+
+func (k *Keystore) operatorFiles() ([]string, error) {
+	ents, err := os.ReadDir(k.Path("operator"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("accounts: read keystore: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && e.Type().IsRegular() && ValidName(n) {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+// SaveAccount writes accounts/<name>/account.json: the account JWT (save
+// after [Operator.Reissue]; edits to Claims that were not reissued are not
+// stored) and the identity and signing seeds held. Overwriting an account of
+// the same name with another identity key returns ErrExists.
+func (k *Keystore) SaveAccount(a *Account) error {
+	if a == nil || a.Key == nil {
+		return fmt.Errorf("%w: nil account", ErrInvalidOption)
+	}
+	if err := checkName("account", a.Name); err != nil {
+		return err
+	}
+	path := k.Path("accounts", a.Name, "account.json")
+	var old accountFile
+	switch err := readJSON(path, &old); {
+	case err == nil:
+		if old.Account.PublicKey != a.PublicKey() {
+			return fmt.Errorf("%w: account %q exists with another key", ErrExists, a.Name)
+		}
+	case !errors.Is(err, ErrNotFound):
+		return err
+	}
+	sec := secrets{}
+	defer sec.wipe()
+	f := accountFile{Account: accountRecordOf(a, sec)}
+	var err error
+	if f.entryHeader, err = k.header("account", a.Name, sec); err != nil {
+		return err
+	}
+	return writeJSON(path, &f)
+}
+
+// LoadAccount reads an account. Keys whose seeds are not stored (kept
+// offline) are returned public-only. ErrNotFound if it does not exist.
+func (k *Keystore) LoadAccount(name string) (*Account, error) {
+	if err := checkName("account", name); err != nil {
+		return nil, err
+	}
+	var f accountFile
+	if err := readJSON(k.Path("accounts", name, "account.json"), &f); err != nil {
+		return nil, err
+	}
+	sec, err := k.secretsOf(f.entryHeader, "account", name)
+	if err != nil {
+		return nil, err
+	}
+	defer sec.wipe()
+	if f.Account.Name != name {
+		return nil, fmt.Errorf("%w: account file %q names %q", ErrCorrupt, name, f.Account.Name)
+	}
+	return f.Account.account(sec)
+}
+
+// ListAccounts returns the names of stored accounts, sorted.
+func (k *Keystore) ListAccounts() ([]string, error) {
+	ents, err := os.ReadDir(k.Path("accounts"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("accounts: read keystore: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if !e.IsDir() || !ValidName(e.Name()) {
+			continue
+		}
+		if _, err := os.Stat(k.Path("accounts", e.Name(), "account.json")); err == nil {
+			names = append(names, e.Name())
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// SaveService writes accounts/<account>/services/<name>.json: spec, user JWT,
+// card and the user, curve and previous curve seeds. The account must be
+// stored and must be the service's account (ErrNotFound, ErrWrongAccount).
+// An existing service of that name is replaced (rotation).
+func (k *Keystore) SaveService(account string, s *Service) error {
+	if s == nil {
+		return fmt.Errorf("%w: nil service", ErrInvalidOption)
+	}
+	if err := checkName("account", account); err != nil {
+		return err
+	}
+	if err := checkName("service", s.Spec.Name); err != nil {
+		return err
+	}
+	var af accountFile
+	if err := readJSON(k.Path("accounts", account, "account.json"), &af); err != nil {
+		return err
+	}
+	if af.Account.PublicKey != s.Account {
+		return fmt.Errorf("%w: service %q belongs to %s, not account %q", ErrWrongAccount, s.Spec.Name, s.Account, account)
+	}
+	sec := secrets{}
+	defer sec.wipe()
+	f := serviceFile{Service: serviceRecordOf(s, sec)}
+	var err error
+	if f.entryHeader, err = k.header("service", account+"/"+s.Spec.Name, sec); err != nil {
+		return err
+	}
+	return writeJSON(k.Path("accounts", account, "services", s.Spec.Name+".json"), &f)
+}
+
+// LoadService reads a service. ErrNotFound if it does not exist.
+func (k *Keystore) LoadService(account, name string) (*Service, error) {
+	if err := checkName("account", account); err != nil {
+		return nil, err
+	}
+	if err := checkName("service", name); err != nil {
+		return nil, err
+	}
+	var f serviceFile
+	if err := readJSON(k.Path("accounts", account, "services", name+".json"), &f); err != nil {
+		return nil, err
+	}
+	sec, err := k.secretsOf(f.entryHeader, "service", account+"/"+name)
+	if err != nil {
+		return nil, err
+	}
+	defer sec.wipe()
+	if f.Service.Spec.Name != name {
+		return nil, fmt.Errorf("%w: service file %q names %q", ErrCorrupt, name, f.Service.Spec.Name)
+	}
+	return f.Service.service(sec)
+}
+
+// ListServices returns the names of an account's stored services, sorted.
+func (k *Keystore) ListServices(account string) ([]string, error) {
+	if err := checkName("account", account); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(k.Path("accounts", account, "account.json")); err != nil {
+		return nil, fmt.Errorf("%w: account %q", ErrNotFound, account)
+	}
+	ents, err := os.ReadDir(k.Path("accounts", account, "services"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("accounts: read keystore: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && e.Type().IsRegular() && ValidName(n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// WriteCreds writes the service's .creds file to
+// accounts/<account>/services/<name>.creds (mode 0600, atomically) and
+// returns its path.
+func (k *Keystore) WriteCreds(account, name string) (string, error) {
+	s, err := k.LoadService(account, name)
+	if err != nil {
+		return "", err
+	}
+	creds, err := s.Creds()
+	if err != nil {
+		return "", err
+	}
+	defer wipe(creds)
+	path := k.Path("accounts", account, "services", name+".creds")
+	if err := writeFileAtomic(path, creds); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrNotFound, path)
+	}
+	if err != nil {
+		return fmt.Errorf("accounts: read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	}
+	return nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("accounts: encode %s: %w", filepath.Base(path), err)
+	}
+	b = append(b, '\n')
+	defer wipe(b)
+	return writeFileAtomic(path, b)
+}
+
+// mkdirPrivate creates dir and missing parents with mode 0700 (regardless of
+// umask). Existing directories are left as they are.
+func mkdirPrivate(dir string) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: %s is not a directory", ErrInvalidOption, dir)
+		}
+		return nil
+	}
+	if err := mkdirPrivate(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, DirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("accounts: create %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, DirMode); err != nil {
+		return fmt.Errorf("accounts: chmod %s: %w", dir, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path with mode 0600: a temporary file in the
+// same directory is written, fsynced and renamed over path, then the
+// directory is fsynced. Readers see the old or the new contents, never a
+// mix; a crash leaves at most a stray temporary file.
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	if err := mkdirPrivate(dir); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("accounts: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(FileMode); err != nil {
+		return fmt.Errorf("accounts: write %s: %w", path, err)
+	}
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("accounts: write %s: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("accounts: sync %s: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("accounts: write %s: %w", path, err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("accounts: rename %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("accounts: sync dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err = d.Sync(); err != nil {
+		return fmt.Errorf("accounts: sync dir %s: %w", dir, err)
+	}
+	return nil
+}

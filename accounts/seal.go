@@ -1,0 +1,148 @@
+package accounts
+
+import (
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"io"
+
+	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/crypto/scrypt"
+)
+
+// Keystore encryption format, version 1 ("sealbus-keystore-v1"):
+//
+//	key        = scrypt(passphrase, salt, N=2^logN, r, p, 32)
+//	ciphertext = XChaCha20-Poly1305(key, nonce, plaintext, ad)
+//	ad         = "sealbus-keystore-v1" 0x00 kind 0x00 name
+//
+// with a fresh 32-byte random salt and 24-byte random nonce for every file
+// written. The associated data binds the ciphertext to its entry, so sealed
+// secrets cannot be moved from one entry to another.
+const (
+	sealFormat     = "sealbus-keystore-v1"
+	kdfScrypt      = "scrypt"
+	defaultLogN    = 15
+	defaultScryptR = 8
+	defaultScryptP = 1
+	minLogN        = 10
+	maxLogN        = 22
+	maxScryptR     = 32
+	maxScryptP     = 16
+	saltSize       = 32
+)
+
+var b64std = base64.StdEncoding.Strict()
+
+type scryptParams struct {
+	LogN int `json:"log_n"`
+	R    int `json:"r"`
+	P    int `json:"p"`
+}
+
+func (s scryptParams) check() error {
+	if s.LogN < minLogN || s.LogN > maxLogN || s.R < 1 || s.R > maxScryptR || s.P < 1 || s.P > maxScryptP {
+		return fmt.Errorf("scrypt parameters out of range (log_n %d..%d, r 1..%d, p 1..%d)", minLogN, maxLogN, maxScryptR, maxScryptP)
+	}
+	return nil
+}
+
+// sealedBox is an encrypted blob as stored in a keystore file.
+type sealedBox struct {
+	Format     string       `json:"format"`
+	KDF        string       `json:"kdf"`
+	Params     scryptParams `json:"params"`
+	Salt       string       `json:"salt"`
+	Nonce      string       `json:"nonce"`
+	Ciphertext string       `json:"ciphertext"`
+}
+
+func sealAD(kind, name string) []byte {
+	return []byte(sealFormat + "\x00" + kind + "\x00" + name)
+}
+
+// seal encrypts plaintext under a key derived from passphrase with a fresh salt.
+func (k *Keystore) seal(plaintext []byte, kind, name string) (*sealedBox, error) {
+	salt := make([]byte, saltSize)
+	if _, err := io.ReadFull(k.rand, salt); err != nil {
+		return nil, fmt.Errorf("accounts: keystore randomness: %w", err)
+	}
+	nonce := make([]byte, chacha20poly1305.NonceSizeX)
+	if _, err := io.ReadFull(k.rand, nonce); err != nil {
+		return nil, fmt.Errorf("accounts: keystore randomness: %w", err)
+	}
+	key, err := k.derive(salt, k.params)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: keystore cipher: %w", err)
+	}
+	ct := aead.Seal(nil, nonce, plaintext, sealAD(kind, name))
+	return &sealedBox{
+		Format:     sealFormat,
+		KDF:        kdfScrypt,
+		Params:     k.params,
+		Salt:       b64std.EncodeToString(salt),
+		Nonce:      b64std.EncodeToString(nonce),
+		Ciphertext: b64std.EncodeToString(ct),
+	}, nil
+}
+
+// open decrypts a sealed box. A failed authentication is ErrWrongPassphrase
+// (it is indistinguishable from a modified file).
+func (k *Keystore) open(b *sealedBox, kind, name string) ([]byte, error) {
+	if b == nil || b.Format != sealFormat || b.KDF != kdfScrypt {
+		return nil, fmt.Errorf("%w: unknown encryption format", ErrCorrupt)
+	}
+	if err := b.Params.check(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	salt, err1 := b64std.DecodeString(b.Salt)
+	nonce, err2 := b64std.DecodeString(b.Nonce)
+	ct, err3 := b64std.DecodeString(b.Ciphertext)
+	if err1 != nil || err2 != nil || err3 != nil || len(salt) != saltSize || len(nonce) != chacha20poly1305.NonceSizeX {
+		return nil, fmt.Errorf("%w: malformed sealed secrets", ErrCorrupt)
+	}
+	key, err := k.derive(salt, b.Params)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: keystore cipher: %w", err)
+	}
+	pt, err := aead.Open(nil, nonce, ct, sealAD(kind, name))
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot decrypt %s %q", ErrWrongPassphrase, kind, name)
+	}
+	return pt, nil
+}
+
+// derive runs scrypt, caching keys per (salt, params) for the life of the
+// Keystore so a file is not re-derived on every load.
+func (k *Keystore) derive(salt []byte, p scryptParams) ([]byte, error) {
+	id := fmt.Sprintf("%d/%d/%d/%x", p.LogN, p.R, p.P, salt)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if key, ok := k.keys[id]; ok {
+		return key, nil
+	}
+	key, err := scrypt.Key(k.passphrase, salt, 1<<p.LogN, p.R, p.P, chacha20poly1305.KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: keystore key derivation: %w", err)
+	}
+	k.keys[id] = key
+	return key, nil
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
+
+func constantTimeEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}

@@ -1,0 +1,340 @@
+package accounts
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+)
+
+// Directory and stream layout inside every account (DESIGN §7).
+const (
+	// DirectoryBucket is the JetStream KV bucket holding the account JWT and
+	// every identity card of the account. Services read it; admins write it.
+	DirectoryBucket = "SEALBUS_DIRECTORY"
+	// DirectoryStream is the stream behind [DirectoryBucket].
+	DirectoryStream = "KV_" + DirectoryBucket
+	// DirectoryAccountKey is the directory key of the account JWT.
+	DirectoryAccountKey = "account"
+	// DLQStream holds rejected and dead-lettered envelopes.
+	DLQStream = "SEALBUS_DLQ"
+	// DLQSubjectPrefix is the subject prefix of [DLQStream] ("sealbus.dlq.>").
+	DLQSubjectPrefix = "sealbus.dlq"
+	// AuditStream holds structured security and admin events.
+	AuditStream = "SEALBUS_AUDIT"
+	// AuditSubjectPrefix is the subject prefix of [AuditStream] ("sealbus.audit.>").
+	AuditSubjectPrefix = "sealbus.audit"
+)
+
+// DirectoryCardKey returns the directory key of a service's card: "card.<name>".
+func DirectoryCardKey(serviceName string) string { return "card." + serviceName }
+
+// DefaultValidity is the lifetime of a service's card and user JWT when
+// [ServiceSpec.Validity] is zero.
+const DefaultValidity = 90 * 24 * time.Hour
+
+// InboxPrefix returns the private inbox prefix of the service whose user key
+// is userKey: "_INBOX_" followed by the full public key. Service user JWTs
+// may subscribe only to InboxPrefix(userKey)+".>" (plus their declared
+// subscribe subjects), so no other service can read their replies, pull
+// deliveries or directory watches. The SDK passes it to nats.CustomInboxPrefix.
+func InboxPrefix(userKey string) string { return "_INBOX_" + userKey }
+
+// ConsumerRef names a durable pull consumer on a stream. The operator creates
+// it; the service only uses it.
+type ConsumerRef struct {
+	Stream  string `json:"stream"`
+	Durable string `json:"durable"`
+}
+
+// ServiceSpec declares what a service does; its permissions are computed
+// from it (least privilege, see [Permissions]).
+type ServiceSpec struct {
+	Name      string        `json:"name"`
+	Publish   []string      `json:"publish,omitempty"`   // subjects it may publish (wildcards allowed)
+	Subscribe []string      `json:"subscribe,omitempty"` // subjects it may read; drives the encryption audience
+	Consumers []ConsumerRef `json:"consumers,omitempty"` // durable pull consumers it may use
+	Validity  time.Duration `json:"validity,omitempty"`  // card and user JWT lifetime; 0 means DefaultValidity
+}
+
+// Validate checks the name, every subject (see package documentation,
+// "Permissions") and every consumer reference.
+func (s ServiceSpec) Validate() error {
+	if err := checkName("service", s.Name); err != nil {
+		return err
+	}
+	for _, p := range s.Publish {
+		if err := checkAppSubject("publish", p); err != nil {
+			return err
+		}
+	}
+	for _, p := range s.Subscribe {
+		if err := checkAppSubject("subscribe", p); err != nil {
+			return err
+		}
+	}
+	for _, c := range s.Consumers {
+		if err := checkName("stream", c.Stream); err != nil {
+			return err
+		}
+		if err := checkName("durable", c.Durable); err != nil {
+			return err
+		}
+	}
+	if s.Validity < 0 {
+		return fmt.Errorf("%w: negative validity", ErrInvalidOption)
+	}
+	return nil
+}
+
+func (s ServiceSpec) validity() time.Duration {
+	if s.Validity == 0 {
+		return DefaultValidity
+	}
+	return s.Validity
+}
+
+// Permissions returns the NATS user permissions computed from spec, without
+// the private inbox (which depends on the user key; see [ServicePermissions]
+// for the complete set a service's user JWT carries). The computed set is
+// documented in docs/PERMISSIONS.md:
+//
+// Publish allow: the declared publish subjects; "sealbus.dlq.>" and
+// "sealbus.audit.>"; "$JS.API.INFO"; read-only directory access
+// ("$JS.API.STREAM.INFO.KV_SEALBUS_DIRECTORY", "$JS.API.DIRECT.GET.KV_SEALBUS_DIRECTORY"
+// and ".>", "$JS.API.STREAM.MSG.GET.KV_SEALBUS_DIRECTORY", ordered-consumer
+// watch: "$JS.API.CONSUMER.CREATE.KV_SEALBUS_DIRECTORY.>",
+// "$JS.API.CONSUMER.DELETE.KV_SEALBUS_DIRECTORY.>", "$JS.FC.KV_SEALBUS_DIRECTORY.>");
+// for each consumer S:D "$JS.API.STREAM.INFO.S", "$JS.API.CONSUMER.INFO.S.D",
+// "$JS.API.CONSUMER.MSG.NEXT.S.D" and "$JS.ACK.S.D.>".
+//
+// Publish deny (defence in depth): stream create, update, delete, purge and
+// message delete, "$KV.>" (KV writes) and "$SYS.>".
+//
+// Subscribe allow: the declared subscribe subjects. No response permission.
+func Permissions(spec ServiceSpec) jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add(dedup(spec.Publish)...)
+	p.Pub.Allow.Add(DLQSubjectPrefix+".>", AuditSubjectPrefix+".>")
+	p.Pub.Allow.Add("$JS.API.INFO")
+	p.Pub.Allow.Add(
+		"$JS.API.STREAM.INFO."+DirectoryStream,
+		"$JS.API.DIRECT.GET."+DirectoryStream,
+		"$JS.API.DIRECT.GET."+DirectoryStream+".>",
+		"$JS.API.STREAM.MSG.GET."+DirectoryStream,
+		"$JS.API.CONSUMER.CREATE."+DirectoryStream+".>",
+		"$JS.API.CONSUMER.DELETE."+DirectoryStream+".>",
+		"$JS.FC."+DirectoryStream+".>",
+	)
+	for _, c := range spec.Consumers {
+		p.Pub.Allow.Add(
+			"$JS.API.STREAM.INFO."+c.Stream,
+			"$JS.API.CONSUMER.INFO."+c.Stream+"."+c.Durable,
+			"$JS.API.CONSUMER.MSG.NEXT."+c.Stream+"."+c.Durable,
+			"$JS.ACK."+c.Stream+"."+c.Durable+".>",
+		)
+	}
+	p.Pub.Deny.Add(
+		"$JS.API.STREAM.CREATE.>",
+		"$JS.API.STREAM.UPDATE.>",
+		"$JS.API.STREAM.DELETE.>",
+		"$JS.API.STREAM.PURGE.>",
+		"$JS.API.STREAM.MSG.DELETE.>",
+		"$KV.>",
+		"$SYS.>",
+	)
+	p.Sub.Allow.Add(dedup(spec.Subscribe)...)
+	return p
+}
+
+// ServicePermissions is [Permissions] plus subscribe permission on the
+// service's private inbox, InboxPrefix(userKey)+".>": the exact set written
+// into the service's user JWT.
+func ServicePermissions(spec ServiceSpec, userKey string) jwt.Permissions {
+	p := Permissions(spec)
+	p.Sub.Allow.Add(InboxPrefix(userKey) + ".>")
+	return p
+}
+
+func dedup(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// PreviousCurveKey is a curve key replaced by a rotation, still usable for
+// decryption until Until.
+type PreviousCurveKey struct {
+	Key   nkeys.KeyPair // "X..." (may be public-only)
+	Until time.Time
+}
+
+// Service is a NATS user of one account with its sealbus identity.
+type Service struct {
+	Spec     ServiceSpec
+	Account  string        // account public key ("A...")
+	UserKey  nkeys.KeyPair // "U...": signs envelopes, authenticates to NATS
+	CurveKey nkeys.KeyPair // "X...": receives content keys (nil for the system user)
+	UserJWT  string        // signed by the account signing key
+	Card     string        // identity card token (empty for the system user)
+
+	// PreviousCurveKeys are curve keys replaced by rotations whose grace
+	// period has not ended; keep them to open envelopes sealed before the
+	// rotation was seen.
+	PreviousCurveKeys []PreviousCurveKey
+}
+
+// UserPublicKey returns the service's user public key ("U...").
+func (s *Service) UserPublicKey() string { return publicKey(s.UserKey) }
+
+// CurvePublicKey returns the service's curve public key ("X..."), or "" if it has none.
+func (s *Service) CurvePublicKey() string { return publicKey(s.CurveKey) }
+
+// NewService creates a service of the account: fresh user and curve keys, a
+// user JWT with [ServicePermissions] and an identity card, both signed by
+// SigningKeys[0] and valid for spec.Validity from a.Now.
+func (a *Account) NewService(spec ServiceSpec) (*Service, error) {
+	return a.NewServiceWithRand(spec, a.rand())
+}
+
+// NewServiceWithRand is [Account.NewService] with an explicit source of
+// randomness.
+func (a *Account) NewServiceWithRand(spec ServiceSpec, r io.Reader) (*Service, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, fmt.Errorf("%w: nil random source", ErrInvalidOption)
+	}
+	spec.Publish = dedup(spec.Publish)
+	spec.Subscribe = dedup(spec.Subscribe)
+	ukp, err := nkeys.CreatePairWithRand(nkeys.PrefixByteUser, r)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: create user key: %w", err)
+	}
+	ckp, err := nkeys.CreateCurveKeysWithRand(r)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: create curve key: %w", err)
+	}
+	s := &Service{Spec: spec, Account: a.PublicKey(), UserKey: ukp, CurveKey: ckp}
+	if err := a.issue(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// issue signs s's user JWT and card with the account's signing key.
+func (a *Account) issue(s *Service) error {
+	sk, err := a.signer()
+	if err != nil {
+		return err
+	}
+	now := a.now().Truncate(time.Second)
+	exp := now.Add(s.Spec.validity())
+	upk := s.UserPublicKey()
+
+	uc := jwt.NewUserClaims(upk)
+	uc.Name = s.Spec.Name
+	uc.IssuerAccount = a.PublicKey()
+	uc.Expires = exp.Unix()
+	uc.Permissions = ServicePermissions(s.Spec, upk)
+	uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeStandard, jwt.ConnectionTypeInProcess)
+	vr := jwt.CreateValidationResults()
+	uc.Validate(vr)
+	if vr.IsBlocking(false) {
+		return fmt.Errorf("%w: user claims: %v", ErrInvalidOption, vr.Errors())
+	}
+	ujwt, err := uc.Encode(sk)
+	if err != nil {
+		return fmt.Errorf("accounts: sign user jwt: %w", err)
+	}
+
+	card := Card{
+		Name:      s.Spec.Name,
+		Account:   a.PublicKey(),
+		UserKey:   upk,
+		CurveKey:  s.CurvePublicKey(),
+		Publish:   slices.Clone(s.Spec.Publish),
+		Subscribe: slices.Clone(s.Spec.Subscribe),
+		IssuedAt:  now,
+		NotBefore: now,
+		Expires:   exp,
+	}
+	for _, pk := range s.PreviousCurveKeys {
+		card.PreviousCurveKeys = append(card.PreviousCurveKeys, PreviousKey{CurveKey: publicKey(pk.Key), Until: pk.Until})
+	}
+	tok, err := IssueCard(sk, card)
+	if err != nil {
+		return err
+	}
+	s.UserJWT = ujwt
+	s.Card = tok
+	return nil
+}
+
+// RotateService replaces s's user and curve keys: the returned service has
+// new keys, a new user JWT and a new card that lists the previous curve key
+// as usable for decryption until now+grace (earlier previous keys whose
+// grace has not ended are kept). The old user key is revoked in a.Claims at
+// now; the caller reissues and pushes the account, and saves the returned
+// service (which carries the previous curve keys for the keystore).
+func (a *Account) RotateService(s *Service, grace time.Duration) (*Service, error) {
+	if s == nil {
+		return nil, fmt.Errorf("%w: nil service", ErrInvalidOption)
+	}
+	if s.Account != a.PublicKey() {
+		return nil, fmt.Errorf("%w: service %s belongs to account %s", ErrWrongAccount, s.Spec.Name, s.Account)
+	}
+	if grace < 0 {
+		return nil, fmt.Errorf("%w: negative grace period", ErrInvalidOption)
+	}
+	r := a.rand()
+	now := a.now().Truncate(time.Second)
+	ukp, err := nkeys.CreatePairWithRand(nkeys.PrefixByteUser, r)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: create user key: %w", err)
+	}
+	ckp, err := nkeys.CreateCurveKeysWithRand(r)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: create curve key: %w", err)
+	}
+	ns := &Service{Spec: s.Spec, Account: s.Account, UserKey: ukp, CurveKey: ckp}
+	if s.CurveKey != nil && grace > 0 {
+		ns.PreviousCurveKeys = append(ns.PreviousCurveKeys, PreviousCurveKey{Key: s.CurveKey, Until: now.Add(grace)})
+	}
+	for _, pk := range s.PreviousCurveKeys {
+		if pk.Until.After(now) {
+			ns.PreviousCurveKeys = append(ns.PreviousCurveKeys, pk)
+		}
+	}
+	if err := a.issue(ns); err != nil {
+		return nil, err
+	}
+	a.Revoke(s.UserPublicKey(), now)
+	return ns, nil
+}
+
+// Creds returns a standard .creds file (decorated user JWT and user seed)
+// that nats.go's UserCredentials and the nats CLI accept. The result holds a
+// secret: write it 0600 (see [Keystore.WriteCreds]).
+func (s *Service) Creds() ([]byte, error) {
+	if !hasSeed(s.UserKey) {
+		return nil, fmt.Errorf("%w: user key of %s", ErrNoSeed, s.Spec.Name)
+	}
+	seed, err := s.UserKey.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("%w: user key of %s", ErrNoSeed, s.Spec.Name)
+	}
+	b, err := jwt.FormatUserConfig(s.UserJWT, seed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: format creds: %v", ErrBadToken, err)
+	}
+	return b, nil
+}

@@ -1,0 +1,88 @@
+package accounts
+
+import (
+	"fmt"
+	"strings"
+)
+
+// SubjectMatches reports whether the literal subject matches pattern under
+// NATS rules: tokens are separated by '.', '*' matches exactly one token and
+// '>' (only as the last token) matches one or more tokens. A subject that
+// contains wildcards, empty tokens or whitespace never matches, nor does an
+// invalid pattern.
+func SubjectMatches(pattern, subject string) bool {
+	if !validSubject(subject, false) || !validSubject(pattern, true) {
+		return false
+	}
+	pt := strings.Split(pattern, ".")
+	st := strings.Split(subject, ".")
+	for i, p := range pt {
+		if p == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) {
+			return false
+		}
+		if p != "*" && p != st[i] {
+			return false
+		}
+	}
+	return len(pt) == len(st)
+}
+
+// validSubject checks NATS subject syntax: non-empty tokens, no whitespace;
+// with wildcards allowed, '*' and '>' must be whole tokens and '>' last.
+func validSubject(s string, wildcards bool) bool {
+	if s == "" || len(s) > 1024 {
+		return false
+	}
+	if strings.ContainsAny(s, " \t\r\n\x00") {
+		return false
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		if t == "" {
+			return false
+		}
+		if strings.ContainsAny(t, "*>") {
+			if !wildcards || len(t) != 1 {
+				return false
+			}
+			if t == ">" && i != len(toks)-1 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkAppSubject validates a subject a service declares. Application
+// subjects must start with a literal token that is not reserved: a first
+// token of '*' or '>' would also match "$JS.API..." and "$SYS..." subjects,
+// so it is refused; "$..." (server APIs), "_INBOX..." (inboxes) and
+// "sealbus..." (sealbus's own streams) are reserved.
+func checkAppSubject(kind, s string) error {
+	if !validSubject(s, true) {
+		return fmt.Errorf("%w: %s subject %q is not a valid NATS subject", ErrInvalidOption, kind, s)
+	}
+	first, _, _ := strings.Cut(s, ".")
+	switch {
+	case first == "*" || first == ">":
+		return fmt.Errorf("%w: %s subject %q must start with a literal token", ErrInvalidOption, kind, s)
+	case strings.HasPrefix(first, "$"), strings.HasPrefix(first, "_"):
+		return fmt.Errorf("%w: %s subject %q is reserved for the server ($..., _...)", ErrInvalidOption, kind, s)
+	case first == reservedToken:
+		return fmt.Errorf("%w: %s subject %q is reserved for sealbus (sealbus.>)", ErrInvalidOption, kind, s)
+	}
+	return nil
+}
+
+// isAppSubject reports whether a permission entry is an application subject
+// as opposed to one added by [Permissions] for infrastructure.
+func isAppSubject(s string) bool {
+	first, _, _ := strings.Cut(s, ".")
+	return !strings.HasPrefix(first, "$") && !strings.HasPrefix(first, "_") && first != reservedToken
+}
+
+// reservedToken is the first token of sealbus's own subjects.
+const reservedToken = "sealbus"
