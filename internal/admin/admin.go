@@ -1,0 +1,226 @@
+// Package admin performs the operator's actions on a running NATS server: pushing account
+// JWTs to the server's resolver, setting up an account's sealbus streams and directory,
+// publishing identity cards, creating application streams and durable consumers.
+//
+// The CLI, the sandbox, the demo and the container tests all provision through this package,
+// so there is one copy of the provisioning logic.
+//
+// Guarantees:
+//
+//   - Every connection uses TLS ([ErrNoTLS] otherwise): the target's root CA when given, the
+//     system roots otherwise, and the client certificate when given (mTLS).
+//   - Pushes are checked: a server that refuses an account JWT returns a [*PushError].
+//   - [ConnectAdmin] mints its user JWT in memory, valid for [AdminValidity], and never writes
+//     it or its key anywhere.
+//   - Application streams always keep a duplicate window of at least the envelope freshness
+//     window, so a replay inside the window is deduplicated by the server.
+//   - Every call that talks to the server honours ctx; with no deadline, [DefaultTimeout] applies.
+package admin
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/sealbus/sealbus/accounts"
+)
+
+// DefaultTimeout bounds a call whose context has no deadline.
+const DefaultTimeout = 10 * time.Second
+
+// AdminValidity is the lifetime of the user JWT minted by [ConnectAdmin].
+const AdminValidity = 10 * time.Minute
+
+// AdminUserName is the name in the user JWT minted by [ConnectAdmin].
+const AdminUserName = "sealbus-admin"
+
+// ClaimsUpdateSubject is the system subject account JWTs are pushed to.
+const ClaimsUpdateSubject = "$SYS.REQ.CLAIMS.UPDATE"
+
+// Target is a server (or cluster) to administer.
+type Target struct {
+	URLs       []string // nats:// or tls:// URLs; TLS is used either way
+	RootCA     string   // PEM file of the CA that issued the server certificate ("" = system roots)
+	ClientCert string   // client certificate for mTLS (optional, with ClientKey)
+	ClientKey  string
+}
+
+func (t Target) options(ctx context.Context) ([]nats.Option, error) {
+	if len(t.URLs) == 0 {
+		return nil, fmt.Errorf("%w: no server URL", ErrInvalidSpec)
+	}
+	for _, u := range t.URLs {
+		pu, err := url.Parse(u)
+		if err != nil || pu.Host == "" {
+			return nil, fmt.Errorf("%w: server URL %q", ErrInvalidSpec, u)
+		}
+		if pu.Scheme != "tls" && pu.Scheme != "nats" {
+			return nil, fmt.Errorf("%w: server URL %q: only tls:// (or nats:// upgraded to TLS) is allowed", ErrNoTLS, u)
+		}
+	}
+	if (t.ClientCert == "") != (t.ClientKey == "") {
+		return nil, fmt.Errorf("%w: client certificate and key go together", ErrInvalidSpec)
+	}
+	opts := []nats.Option{nats.Timeout(timeoutOf(ctx)), nats.MaxReconnects(10)}
+	if t.RootCA != "" {
+		opts = append(opts, nats.RootCAs(t.RootCA))
+	} else {
+		opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	if t.ClientCert != "" {
+		opts = append(opts, nats.ClientCert(t.ClientCert, t.ClientKey))
+	}
+	return opts, nil
+}
+
+func timeoutOf(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d > 0 {
+			return d
+		}
+		return time.Millisecond
+	}
+	return DefaultTimeout
+}
+
+// withDefaultTimeout applies DefaultTimeout when ctx has no deadline.
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, DefaultTimeout)
+}
+
+func connect(ctx context.Context, t Target, name, userJWT string, seed []byte) (*nats.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	opts, err := t.options(ctx)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, nats.Name(name), nats.UserJWTAndSeed(userJWT, string(seed)))
+	nc, err := nats.Connect(strings.Join(t.URLs, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("admin: connecting as %s: %w", name, err)
+	}
+	return nc, nil
+}
+
+// ConnectSystem connects as the operator's system account user, for pushing account JWTs.
+func ConnectSystem(ctx context.Context, t Target, op *accounts.Operator) (*nats.Conn, error) {
+	if op == nil || op.SysUser == nil || op.SysUser.UserKey == nil {
+		return nil, fmt.Errorf("%w: operator has no system user", ErrInvalidSpec)
+	}
+	seed, err := op.SysUser.UserKey.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("%w: system user key", accounts.ErrNoSeed)
+	}
+	return connect(ctx, t, "sealbus-system", op.SysUser.UserJWT, seed)
+}
+
+// ConnectAdmin connects to acct with a user JWT minted in memory: signed by the account's
+// first signing key, valid for [AdminValidity], with no permission restrictions inside the
+// account. It is used for stream, KV and consumer administration; it has no identity card and
+// cannot publish sealed envelopes.
+func ConnectAdmin(ctx context.Context, t Target, acct *accounts.Account) (*nats.Conn, error) {
+	userJWT, seed, err := AdminUser(acct, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	defer wipe(seed)
+	return connect(ctx, t, AdminUserName, userJWT, seed)
+}
+
+// AdminUser mints the user JWT and seed [ConnectAdmin] uses, issued at now. The seed is a
+// secret: keep it in memory only.
+func AdminUser(acct *accounts.Account, now time.Time) (userJWT string, seed []byte, err error) {
+	if acct == nil || acct.Claims == nil || len(acct.SigningKeys) == 0 {
+		return "", nil, fmt.Errorf("%w: account has no signing key", ErrInvalidSpec)
+	}
+	sk := acct.SigningKeys[0]
+	skPub, err := sk.PublicKey()
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: account signing key", accounts.ErrNoSeed)
+	}
+	if _, err := sk.Seed(); err != nil {
+		return "", nil, fmt.Errorf("%w: signing key of account %s", accounts.ErrNoSeed, acct.Name)
+	}
+	if !acct.Claims.SigningKeys.Contains(skPub) {
+		return "", nil, fmt.Errorf("%w: signing key of account %s is not listed in its JWT", accounts.ErrUnknownSigner, acct.Name)
+	}
+	ukp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", nil, fmt.Errorf("admin: creating admin user key: %w", err)
+	}
+	pub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = AdminUserName
+	uc.IssuerAccount = acct.PublicKey()
+	uc.IssuedAt = now.Unix()
+	uc.Expires = now.Add(AdminValidity).Unix()
+	tok, err := uc.Encode(sk)
+	if err != nil {
+		return "", nil, fmt.Errorf("admin: signing admin user JWT: %w", err)
+	}
+	seed, err = ukp.Seed()
+	if err != nil {
+		return "", nil, fmt.Errorf("admin: admin user seed: %w", err)
+	}
+	return tok, seed, nil
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
+
+// claimUpdateResponse is the server's answer on $SYS.REQ.CLAIMS.UPDATE.
+type claimUpdateResponse struct {
+	Data *struct {
+		Account string `json:"account"`
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"data,omitempty"`
+	Error *struct {
+		Account     string `json:"account"`
+		Code        int    `json:"code"`
+		Description string `json:"description"`
+	} `json:"error,omitempty"`
+}
+
+// PushAccount sends accountJWT to the server's account resolver over a system account
+// connection and checks the reply. A refusal is a [*PushError]. With a cluster, the servers
+// share the update among themselves; the first reply is checked.
+func PushAccount(ctx context.Context, sys *nats.Conn, accountJWT string) error {
+	ac, err := jwt.DecodeAccountClaims(accountJWT)
+	if err != nil {
+		return fmt.Errorf("%w: not an account JWT: %v", ErrInvalidSpec, err)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	msg, err := sys.RequestWithContext(ctx, ClaimsUpdateSubject, []byte(accountJWT))
+	if err != nil {
+		return fmt.Errorf("admin: pushing account %s: %w", ac.Subject, err)
+	}
+	var resp claimUpdateResponse
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("admin: pushing account %s: unreadable reply: %w", ac.Subject, err)
+	}
+	if resp.Error != nil {
+		return &PushError{Account: resp.Error.Account, Code: resp.Error.Code, Description: resp.Error.Description}
+	}
+	if resp.Data == nil || resp.Data.Code != 200 {
+		return &PushError{Account: ac.Subject, Code: 0, Description: "no confirmation in the reply"}
+	}
+	return nil
+}

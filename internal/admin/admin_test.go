@@ -1,0 +1,328 @@
+package admin_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/envelope"
+	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/internal/devserver"
+)
+
+type env struct {
+	op  *accounts.Operator
+	srv *devserver.Server
+	t   admin.Target
+}
+
+// newEnv starts a dev server that knows only the operator's system account.
+func newEnv(t *testing.T) env {
+	t.Helper()
+	op, err := accounts.NewOperator("admintest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := devserver.Start(ctx, devserver.Config{StateDir: t.TempDir(), Operator: op})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return env{op: op, srv: srv, t: admin.Target{URLs: []string{srv.URL()}, RootCA: srv.CAFile()}}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestPushSetupAndProvision(t *testing.T) {
+	e := newEnv(t)
+	c := ctx(t)
+	acct, err := e.op.NewAccount("shop", accounts.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Before the push the server does not know the account.
+	if nc, err := admin.ConnectAdmin(c, e.t, acct); err == nil {
+		nc.Close()
+		t.Fatal("admin of an unpushed account connected")
+	}
+
+	sys, err := admin.ConnectSystem(c, e.t, e.op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	if err := admin.PushAccount(c, sys, acct.JWT); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := admin.ConnectAdmin(c, e.t, acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	for range 2 { // idempotent
+		if err := admin.SetupAccount(c, nc, acct, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(c, accounts.DirectoryBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ent, err := kv.Get(c, accounts.DirectoryAccountKey)
+	if err != nil || string(ent.Value()) != acct.JWT {
+		t.Fatalf("directory account entry: %v", err)
+	}
+	st, err := kv.Status(c)
+	if err != nil || st.History() < 5 {
+		t.Fatalf("directory history: %v %v", st, err)
+	}
+	for _, name := range []string{accounts.DLQStream, accounts.AuditStream} {
+		s, err := js.Stream(c, name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cfg := s.CachedInfo().Config
+		if cfg.Storage != jetstream.FileStorage || cfg.Duplicates < envelope.DefaultFreshness || cfg.MaxBytes <= 0 {
+			t.Errorf("%s config: %+v", name, cfg)
+		}
+	}
+
+	if err := admin.AddStream(c, nc, admin.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(c, "ORDERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := s.CachedInfo().Config.Duplicates; d != envelope.DefaultFreshness {
+		t.Errorf("default duplicate window %v", d)
+	}
+
+	svc, err := acct.NewService(accounts.ServiceSpec{
+		Name: "billing", Subscribe: []string{"orders.created"},
+		Consumers: []accounts.ConsumerRef{{Stream: "ORDERS", Durable: "billing"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.PublishCard(c, nc, "billing", svc.Card); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.PublishCard(c, nc, "other", svc.Card); !errors.Is(err, admin.ErrInvalidSpec) {
+		t.Errorf("card under another name: %v", err)
+	}
+	subjects, err := admin.StreamSubjects(c, nc, "ORDERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	filter := admin.ConsumerFilter(svc.Spec.Subscribe, subjects)
+	if err := admin.AddConsumer(c, nc, admin.ConsumerSpec{Stream: "ORDERS", Durable: "billing", FilterSubjects: filter, BackOff: admin.DefaultBackOff}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(c, "ORDERS", "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := cons.CachedInfo().Config
+	if cc.AckPolicy != jetstream.AckExplicitPolicy || cc.FilterSubject != "orders.created" || cc.MaxDeliver != admin.DefaultMaxDeliver {
+		t.Errorf("consumer config: %+v", cc)
+	}
+
+	// The service can use its durable: fetch a message published by the admin.
+	if _, err := js.Publish(c, "orders.created", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := svc.UserKey.Seed()
+	snc, err := nats.Connect(e.srv.URL(), nats.RootCAs(e.srv.CAFile()), nats.UserJWTAndSeed(svc.UserJWT, string(seed)),
+		nats.CustomInboxPrefix(accounts.InboxPrefix(svc.UserPublicKey())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snc.Close()
+	sjs, _ := jetstream.New(snc)
+	scons, err := sjs.Consumer(c, "ORDERS", "billing")
+	if err != nil {
+		t.Fatalf("service looks up its durable: %v", err)
+	}
+	msgs, err := scons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for m := range msgs.Messages() {
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+		got++
+	}
+	if got != 1 {
+		t.Fatalf("service fetched %d messages (%v)", got, msgs.Error())
+	}
+
+	list, err := admin.Streams(c, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, si := range list {
+		names[si.Config.Name] = true
+	}
+	for _, n := range []string{"ORDERS", accounts.DLQStream, accounts.AuditStream, accounts.DirectoryStream} {
+		if !names[n] {
+			t.Errorf("stream list lacks %s: %v", n, names)
+		}
+	}
+}
+
+func TestPushRefused(t *testing.T) {
+	e := newEnv(t)
+	c := ctx(t)
+	sys, err := admin.ConnectSystem(c, e.t, e.op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+
+	// Claims the server's validation refuses: a mapping weighted above 100%.
+	acct, err := e.op.NewAccount("bad", accounts.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct.Claims.Mappings = jwt.Mapping{"a.b": {{Subject: "c.d", Weight: 101}}}
+	tok, err := acct.Claims.Encode(e.op.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = admin.PushAccount(c, sys, tok)
+	var pe *admin.PushError
+	if !errors.As(err, &pe) || !errors.Is(err, admin.ErrPushRejected) || pe.Account != acct.PublicKey() {
+		t.Fatalf("push of invalid claims: %v, want *PushError", err)
+	}
+	if err := admin.PushAccount(c, sys, "not a jwt"); !errors.Is(err, admin.ErrInvalidSpec) {
+		t.Fatalf("push of garbage: %v", err)
+	}
+
+	// The resolver stores an account of another operator, but the server never trusts it.
+	other, err := accounts.NewOperator("stranger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.NewAccount("evil", accounts.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = admin.PushAccount(c, sys, foreign.JWT)
+	if nc, err := admin.ConnectAdmin(c, e.t, foreign); err == nil {
+		nc.Close()
+		t.Fatal("a user of a foreign operator's account connected")
+	}
+}
+
+func TestTargetRequiresTLS(t *testing.T) {
+	op, err := accounts.NewOperator("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range []admin.Target{
+		{},
+		{URLs: []string{"ws://127.0.0.1:1"}},
+		{URLs: []string{"tls://127.0.0.1:1"}, ClientCert: "c.pem"},
+	} {
+		if nc, err := admin.ConnectSystem(context.Background(), tg, op); err == nil {
+			nc.Close()
+			t.Errorf("%+v accepted", tg)
+		}
+	}
+}
+
+func TestStreamSpecValidate(t *testing.T) {
+	ok := admin.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]admin.StreamSpec{
+		"reserved name":     {Name: "SEALBUS_X", Subjects: []string{"a"}},
+		"kv name":           {Name: "KV_X", Subjects: []string{"a"}},
+		"no subjects":       {Name: "A"},
+		"wildcard first":    {Name: "A", Subjects: []string{">"}},
+		"system subject":    {Name: "A", Subjects: []string{"$JS.API.>"}},
+		"sealbus subject":   {Name: "A", Subjects: []string{"sealbus.dlq.>"}},
+		"inbox subject":     {Name: "A", Subjects: []string{"_INBOX.x"}},
+		"short dup window":  {Name: "A", Subjects: []string{"a"}, Duplicates: time.Minute},
+		"age below dup":     {Name: "A", Subjects: []string{"a"}, MaxAge: time.Minute},
+		"bad subject":       {Name: "A", Subjects: []string{"a..b"}},
+		"gt in middle":      {Name: "A", Subjects: []string{"a.>.b"}},
+		"bad name":          {Name: "a b", Subjects: []string{"a"}},
+		"too many replicas": {Name: "A", Subjects: []string{"a"}, Replicas: 7},
+	}
+	for name, s := range bad {
+		if err := s.Validate(); !errors.Is(err, admin.ErrInvalidSpec) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestConsumerFilter(t *testing.T) {
+	cases := []struct {
+		sub, stream, want []string
+	}{
+		{[]string{"orders.created"}, []string{"orders.>"}, []string{"orders.created"}},
+		{[]string{"orders.>"}, []string{"orders.created", "orders.paid"}, []string{"orders.created", "orders.paid"}},
+		{[]string{"orders.*"}, []string{"orders.>"}, []string{"orders.*"}},
+		{[]string{"billing.>"}, []string{"orders.>"}, nil},
+		{[]string{"orders.*.eu"}, []string{"orders.created.*"}, nil},
+	}
+	for _, c := range cases {
+		got := admin.ConsumerFilter(c.sub, c.stream)
+		if len(got) != len(c.want) {
+			t.Errorf("ConsumerFilter(%v, %v) = %v, want %v", c.sub, c.stream, got, c.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != c.want[i] {
+				t.Errorf("ConsumerFilter(%v, %v) = %v, want %v", c.sub, c.stream, got, c.want)
+			}
+		}
+	}
+	subset := []struct {
+		a, b string
+		want bool
+	}{
+		{"a.b", "a.b", true}, {"a.b", "a.*", true}, {"a.b.c", "a.>", true}, {"a.*", "a.>", true},
+		{"a.>", "a.*", false}, {"a", "a.>", false}, {"a.*", "a.b", false}, {"a.>", "a.>", true},
+		{"a.b", "a.b.c", false}, {"a.*.c", "a.*.*", true},
+	}
+	for _, s := range subset {
+		if got := admin.SubjectSubset(s.a, s.b); got != s.want {
+			t.Errorf("SubjectSubset(%q, %q) = %v", s.a, s.b, got)
+		}
+	}
+}
+
+func TestAddConsumerValidation(t *testing.T) {
+	c := context.Background()
+	for name, spec := range map[string]admin.ConsumerSpec{
+		"bad durable":      {Stream: "A", Durable: "a.b"},
+		"backoff too long": {Stream: "A", Durable: "d", MaxDeliver: 2, BackOff: []time.Duration{1, 2}},
+		"bad filter":       {Stream: "A", Durable: "d", FilterSubjects: []string{"$JS.>"}},
+	} {
+		if err := admin.AddConsumer(c, nil, spec); !errors.Is(err, admin.ErrInvalidSpec) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -1,0 +1,30 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrInvalidSpec reports an invalid target, stream, consumer or card argument.
+	ErrInvalidSpec = errors.New("admin: invalid specification")
+	// ErrNoTLS reports a target that would connect without TLS.
+	ErrNoTLS = errors.New("admin: TLS is required")
+	// ErrPushRejected reports a server that refused an account JWT; see [PushError].
+	ErrPushRejected = errors.New("admin: account JWT rejected by the server")
+)
+
+// PushError is the server's refusal of an account JWT pushed with [PushAccount]. It matches
+// [ErrPushRejected] with errors.Is.
+type PushError struct {
+	Account     string // account public key, or "n/a" when the JWT did not decode
+	Code        int    // the server's status code
+	Description string // the server's explanation
+}
+
+func (e *PushError) Error() string {
+	return fmt.Sprintf("admin: server refused account %s (%d): %s", e.Account, e.Code, e.Description)
+}
+
+// Is makes errors.Is(err, ErrPushRejected) true.
+func (e *PushError) Is(target error) bool { return target == ErrPushRejected }

@@ -1,0 +1,430 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/envelope"
+)
+
+// Retention of the sealbus streams of every account.
+const (
+	// DirectoryHistory is the number of revisions the directory keeps per key.
+	DirectoryHistory = 5
+	// DLQMaxAge is how long dead letters are kept.
+	DLQMaxAge = 30 * 24 * time.Hour
+	// AuditMaxAge is how long audit events are kept.
+	AuditMaxAge = 30 * 24 * time.Hour
+	// maxSealbusStreamBytes caps the DLQ and audit streams; each takes at most 1/8 of a
+	// finite account disk limit so application streams keep most of it.
+	maxSealbusStreamBytes = 128 << 20
+	// maxDirectoryBytes caps the directory bucket (1/16 of a finite disk limit at most).
+	maxDirectoryBytes = 16 << 20
+)
+
+// SetupAccount prepares acct on the server behind nc, which must be an admin connection of
+// that account ([ConnectAdmin]). It is idempotent: it creates or updates the directory KV
+// bucket ([accounts.DirectoryBucket], history [DirectoryHistory]), the dead-letter stream
+// ([accounts.DLQStream], sealbus.dlq.>) and the audit stream ([accounts.AuditStream],
+// sealbus.audit.>) — file storage, the given replicas (1 when < 1), a duplicate window of the
+// envelope freshness window, old entries discarded past their age or size — then puts the
+// account JWT into the directory. The account's JWT must already be on the server
+// ([PushAccount]) with JetStream disk storage enabled.
+func SetupAccount(ctx context.Context, nc *nats.Conn, acct *accounts.Account, replicas int) error {
+	if acct == nil || acct.Claims == nil {
+		return fmt.Errorf("%w: nil account", ErrInvalidSpec)
+	}
+	if replicas < 1 {
+		replicas = 1
+	}
+	disk := acct.Claims.Limits.DiskStorage
+	if disk == 0 {
+		return fmt.Errorf("%w: account %s has no JetStream disk storage", ErrInvalidSpec, acct.Name)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      accounts.DirectoryBucket,
+		Description: "sealbus directory: account JWT and identity cards",
+		History:     DirectoryHistory,
+		Replicas:    replicas,
+		Storage:     jetstream.FileStorage,
+		MaxBytes:    share(disk, maxDirectoryBytes, 16),
+	}); err != nil {
+		return fmt.Errorf("admin: directory bucket of %s: %w", acct.Name, err)
+	}
+	for _, s := range []struct {
+		name, prefix, desc string
+		age                time.Duration
+	}{
+		{accounts.DLQStream, accounts.DLQSubjectPrefix, "sealbus dead letters", DLQMaxAge},
+		{accounts.AuditStream, accounts.AuditSubjectPrefix, "sealbus audit events", AuditMaxAge},
+	} {
+		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        s.name,
+			Description: s.desc,
+			Subjects:    []string{s.prefix + ".>"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      s.age,
+			MaxBytes:    share(disk, maxSealbusStreamBytes, 8),
+			Duplicates:  envelope.DefaultFreshness,
+		}); err != nil {
+			return fmt.Errorf("admin: stream %s of %s: %w", s.name, acct.Name, err)
+		}
+	}
+	return PutAccountJWT(ctx, nc, acct.JWT)
+}
+
+// share returns min(ceiling, disk/div) for a finite disk limit, ceiling otherwise.
+func share(disk, ceiling, div int64) int64 {
+	if disk > 0 && disk/div < ceiling {
+		return disk / div
+	}
+	return ceiling
+}
+
+func directory(ctx context.Context, nc *nats.Conn) (jetstream.KeyValue, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	kv, err := js.KeyValue(ctx, accounts.DirectoryBucket)
+	if err != nil {
+		return nil, fmt.Errorf("admin: directory (run account setup first): %w", err)
+	}
+	return kv, nil
+}
+
+// PutAccountJWT writes accountJWT under [accounts.DirectoryAccountKey] in the directory of
+// the account nc is connected to. Readers verify it; storage is not trusted.
+func PutAccountJWT(ctx context.Context, nc *nats.Conn, accountJWT string) error {
+	if _, err := jwt.DecodeAccountClaims(accountJWT); err != nil {
+		return fmt.Errorf("%w: not an account JWT: %v", ErrInvalidSpec, err)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	kv, err := directory(ctx, nc)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.PutString(ctx, accounts.DirectoryAccountKey, accountJWT); err != nil {
+		return fmt.Errorf("admin: putting the account JWT: %w", err)
+	}
+	return nil
+}
+
+// PublishCard writes a service's identity card under [accounts.DirectoryCardKey] in the
+// directory. The card must decode, verify against its own issuer and name serviceName.
+func PublishCard(ctx context.Context, nc *nats.Conn, serviceName, cardToken string) error {
+	if !accounts.ValidName(serviceName) {
+		return fmt.Errorf("%w: service name %q", ErrInvalidSpec, serviceName)
+	}
+	c, err := accounts.DecodeCard(cardToken)
+	if err != nil {
+		return fmt.Errorf("%w: card of %s: %w", ErrInvalidSpec, serviceName, err)
+	}
+	if c.Name != serviceName {
+		return fmt.Errorf("%w: card names %q, not %q", ErrInvalidSpec, c.Name, serviceName)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	kv, err := directory(ctx, nc)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.PutString(ctx, accounts.DirectoryCardKey(serviceName), cardToken); err != nil {
+		return fmt.Errorf("admin: publishing the card of %s: %w", serviceName, err)
+	}
+	return nil
+}
+
+// DeleteCard removes a service's card from the directory (revocation is what makes a card
+// unusable; deleting only tidies the directory). A missing card is not an error.
+func DeleteCard(ctx context.Context, nc *nats.Conn, serviceName string) error {
+	if !accounts.ValidName(serviceName) {
+		return fmt.Errorf("%w: service name %q", ErrInvalidSpec, serviceName)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	kv, err := directory(ctx, nc)
+	if err != nil {
+		return err
+	}
+	if err := kv.Delete(ctx, accounts.DirectoryCardKey(serviceName)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("admin: deleting the card of %s: %w", serviceName, err)
+	}
+	return nil
+}
+
+// StreamSpec describes an application stream.
+type StreamSpec struct {
+	Name       string
+	Subjects   []string
+	Replicas   int           // 1 when < 1
+	MaxAge     time.Duration // 0 = no age limit
+	MaxBytes   int64         // 0 = no size limit beyond the account's
+	Duplicates time.Duration // duplicate window; 0 = envelope.DefaultFreshness, never less
+	Storage    jetstream.StorageType
+}
+
+// Validate checks the name (not reserved for sealbus or KV buckets), the subjects (application
+// subjects only) and the duplicate window.
+func (s StreamSpec) Validate() error {
+	if !accounts.ValidName(s.Name) {
+		return fmt.Errorf("%w: stream name %q must be 1-64 characters of [A-Za-z0-9_-]", ErrInvalidSpec, s.Name)
+	}
+	if strings.HasPrefix(s.Name, "SEALBUS_") || strings.HasPrefix(s.Name, "KV_") || strings.HasPrefix(s.Name, "OBJ_") {
+		return fmt.Errorf("%w: stream name %q is reserved", ErrInvalidSpec, s.Name)
+	}
+	if len(s.Subjects) == 0 {
+		return fmt.Errorf("%w: stream %s needs at least one subject", ErrInvalidSpec, s.Name)
+	}
+	for _, subj := range s.Subjects {
+		if err := checkAppSubject(subj); err != nil {
+			return err
+		}
+	}
+	if s.Duplicates != 0 && s.Duplicates < envelope.DefaultFreshness {
+		return fmt.Errorf("%w: duplicate window %v is shorter than the freshness window %v", ErrInvalidSpec, s.Duplicates, envelope.DefaultFreshness)
+	}
+	dup := s.duplicates()
+	if s.MaxAge > 0 && s.MaxAge < dup {
+		return fmt.Errorf("%w: max age %v is shorter than the duplicate window %v", ErrInvalidSpec, s.MaxAge, dup)
+	}
+	if s.MaxAge < 0 || s.MaxBytes < 0 || s.Replicas > 5 {
+		return fmt.Errorf("%w: negative limit or more than 5 replicas", ErrInvalidSpec)
+	}
+	if s.Storage != jetstream.FileStorage && s.Storage != jetstream.MemoryStorage {
+		return fmt.Errorf("%w: storage type %v", ErrInvalidSpec, s.Storage)
+	}
+	return nil
+}
+
+func (s StreamSpec) duplicates() time.Duration {
+	if s.Duplicates == 0 {
+		return envelope.DefaultFreshness
+	}
+	return s.Duplicates
+}
+
+// AddStream creates the stream, or updates it when it exists.
+func AddStream(ctx context.Context, nc *nats.Conn, spec StreamSpec) error {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	replicas := max(spec.Replicas, 1)
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	cfg := jetstream.StreamConfig{
+		Name:       spec.Name,
+		Subjects:   spec.Subjects,
+		Storage:    spec.Storage,
+		Replicas:   replicas,
+		Retention:  jetstream.LimitsPolicy,
+		Discard:    jetstream.DiscardOld,
+		MaxAge:     spec.MaxAge,
+		Duplicates: spec.duplicates(),
+	}
+	if spec.MaxBytes > 0 {
+		cfg.MaxBytes = spec.MaxBytes
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("admin: stream %s: %w", spec.Name, err)
+	}
+	return nil
+}
+
+// Streams lists the account's streams, sealbus's own included.
+func Streams(ctx context.Context, nc *nats.Conn) ([]*jetstream.StreamInfo, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	var out []*jetstream.StreamInfo
+	l := js.ListStreams(ctx)
+	for si := range l.Info() {
+		out = append(out, si)
+	}
+	if err := l.Err(); err != nil {
+		return nil, fmt.Errorf("admin: listing streams: %w", err)
+	}
+	return out, nil
+}
+
+// StreamSubjects returns the subjects of a stream.
+func StreamSubjects(ctx context.Context, nc *nats.Conn, stream string) ([]string, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("admin: stream %s: %w", stream, err)
+	}
+	return st.CachedInfo().Config.Subjects, nil
+}
+
+// ConsumerSpec describes a durable pull consumer a service uses.
+type ConsumerSpec struct {
+	Stream, Durable string
+	FilterSubjects  []string        // empty = the whole stream
+	MaxDeliver      int             // 0 = DefaultMaxDeliver
+	BackOff         []time.Duration // redelivery delays; fewer entries than MaxDeliver
+	AckWait         time.Duration   // 0 = DefaultAckWait (ignored by the server when BackOff is set)
+	MaxAckPending   int             // 0 = the server's or account's default
+}
+
+// Consumer defaults.
+const (
+	DefaultMaxDeliver = 5
+	DefaultAckWait    = 30 * time.Second
+)
+
+// DefaultBackOff is the redelivery schedule the sandbox and the CLI give consumers.
+var DefaultBackOff = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second, 5 * time.Second}
+
+// AddConsumer creates (or updates) a durable pull consumer with explicit acks delivering the
+// whole stream from the start.
+func AddConsumer(ctx context.Context, nc *nats.Conn, spec ConsumerSpec) error {
+	if !accounts.ValidName(spec.Stream) || !accounts.ValidName(spec.Durable) {
+		return fmt.Errorf("%w: consumer %s:%s", ErrInvalidSpec, spec.Stream, spec.Durable)
+	}
+	maxDeliver := spec.MaxDeliver
+	if maxDeliver == 0 {
+		maxDeliver = DefaultMaxDeliver
+	}
+	if maxDeliver < 1 || spec.AckWait < 0 || spec.MaxAckPending < 0 {
+		return fmt.Errorf("%w: consumer %s:%s: negative limit", ErrInvalidSpec, spec.Stream, spec.Durable)
+	}
+	if len(spec.BackOff) >= maxDeliver {
+		return fmt.Errorf("%w: consumer %s:%s: %d backoff delays need max deliver above %d", ErrInvalidSpec, spec.Stream, spec.Durable, len(spec.BackOff), len(spec.BackOff))
+	}
+	for _, f := range spec.FilterSubjects {
+		if err := checkAppSubject(f); err != nil {
+			return err
+		}
+	}
+	ackWait := spec.AckWait
+	if ackWait == 0 {
+		ackWait = DefaultAckWait
+	}
+	if len(spec.BackOff) > 0 && ackWait < spec.BackOff[0] {
+		ackWait = spec.BackOff[0]
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:       spec.Durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxDeliver:    maxDeliver,
+		BackOff:       spec.BackOff,
+		AckWait:       ackWait,
+		MaxAckPending: spec.MaxAckPending,
+	}
+	switch len(spec.FilterSubjects) {
+	case 0:
+	case 1:
+		cfg.FilterSubject = spec.FilterSubjects[0]
+	default:
+		cfg.FilterSubjects = spec.FilterSubjects
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg); err != nil {
+		return fmt.Errorf("admin: consumer %s:%s: %w", spec.Stream, spec.Durable, err)
+	}
+	return nil
+}
+
+// ConsumerFilter returns the filter subjects of a service's durable on a stream: each
+// subscribe subject the stream's subjects cover, and each stream subject a subscribe subject
+// covers. An empty result means the service reads nothing from that stream.
+func ConsumerFilter(subscribe, streamSubjects []string) []string {
+	var out []string
+	add := func(s string) {
+		for _, o := range out {
+			if o == s {
+				return
+			}
+		}
+		out = append(out, s)
+	}
+	for _, sub := range subscribe {
+		for _, ss := range streamSubjects {
+			switch {
+			case SubjectSubset(sub, ss):
+				add(sub)
+			case SubjectSubset(ss, sub):
+				add(ss)
+			}
+		}
+	}
+	return out
+}
+
+// SubjectSubset reports whether every subject matched by pattern a is matched by pattern b
+// (NATS wildcards: '*' one token, '>' one or more trailing tokens).
+func SubjectSubset(a, b string) bool {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	for i, t := range bt {
+		if t == ">" {
+			return len(at) > i
+		}
+		if i >= len(at) {
+			return false
+		}
+		switch {
+		case at[i] == ">":
+			return false
+		case t == "*":
+		case t != at[i]:
+			return false
+		}
+	}
+	return len(at) == len(bt)
+}
+
+// checkAppSubject refuses subjects that are not application subjects: invalid syntax, a
+// wildcard first token, and the reserved "$...", "_..." and "sealbus..." namespaces.
+func checkAppSubject(s string) error {
+	if s == "" || strings.ContainsAny(s, " \t\r\n") {
+		return fmt.Errorf("%w: subject %q", ErrInvalidSpec, s)
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		if t == "" || (strings.ContainsAny(t, "*>") && len(t) != 1) || (t == ">" && i != len(toks)-1) {
+			return fmt.Errorf("%w: subject %q is not a valid NATS subject", ErrInvalidSpec, s)
+		}
+	}
+	first := toks[0]
+	if first == "*" || first == ">" || strings.HasPrefix(first, "$") || strings.HasPrefix(first, "_") || first == "sealbus" {
+		return fmt.Errorf("%w: subject %q is reserved or starts with a wildcard", ErrInvalidSpec, s)
+	}
+	return nil
+}
