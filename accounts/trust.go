@@ -67,6 +67,15 @@ func decodeError(kind string, err error) error {
 	return fmt.Errorf("%w: %s: %v", ErrBadToken, kind, err)
 }
 
+// decodeGeneric decodes a token jwt.Decode refused, to tell a wrong claim
+// type from a bad token; a token refused for its size is not decoded again.
+func decodeGeneric(token string, decodeErr error) (*jwt.GenericClaims, error) {
+	if errors.Is(decodeErr, jwt.ErrTokenTooLarge) {
+		return nil, decodeErr
+	}
+	return jwt.DecodeGeneric(token)
+}
+
 // VerifyAccount decodes an account JWT and checks it: signature, claim type,
 // issuer is a trusted operator, times (with skew) and the claims' own
 // validation. It returns the claims, or nil and a *ValidationError listing
@@ -75,7 +84,11 @@ func (t Trust) VerifyAccount(accountJWT string) (*jwt.AccountClaims, error) {
 	var p problems
 	claims, err := jwt.Decode(accountJWT)
 	if err != nil {
-		p.add(decodeError("account jwt", err))
+		if g, gerr := decodeGeneric(accountJWT, err); gerr == nil && g.ClaimType() != jwt.AccountClaim {
+			p.add(fmt.Errorf("%w: account jwt has claim type %q", ErrWrongType, g.ClaimType()))
+		} else {
+			p.add(decodeError("account jwt", err))
+		}
 		return nil, p.err()
 	}
 	ac, ok := claims.(*jwt.AccountClaims)
@@ -165,7 +178,7 @@ func (t Trust) VerifyService(cardToken, userJWT string, acct *jwt.AccountClaims)
 	}
 	uc, err := jwt.DecodeUserClaims(userJWT)
 	if err != nil {
-		if g, gerr := jwt.DecodeGeneric(userJWT); gerr == nil && g.ClaimType() != jwt.UserClaim {
+		if g, gerr := decodeGeneric(userJWT, err); gerr == nil && g.ClaimType() != jwt.UserClaim {
 			p.add(fmt.Errorf("%w: user jwt has claim type %q", ErrWrongType, g.ClaimType()))
 		} else {
 			p.add(decodeError("user jwt", err))

@@ -1,0 +1,257 @@
+package accounts
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// testTLS writes a CA and a server certificate for 127.0.0.1 and returns the
+// paths of the certificate, key and CA files, and the CA pool.
+func testTLS(t testing.TB, dir string) (certFile, keyFile, caFile string, pool *x509.CertPool) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "sealbus test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:     []string{"localhost"},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = filepath.Join(dir, "server.pem")
+	keyFile = filepath.Join(dir, "server-key.pem")
+	caFile = filepath.Join(dir, "ca.pem")
+	writePEM(t, certFile, "CERTIFICATE", der)
+	writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
+	writePEM(t, caFile, "CERTIFICATE", caDER)
+	pool = x509.NewCertPool()
+	pool.AddCert(ca)
+	return certFile, keyFile, caFile, pool
+}
+
+func writePEM(t testing.TB, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testServerConfig(t testing.TB, f *fixture) ServerConfig {
+	t.Helper()
+	dir := t.TempDir()
+	cert, key, ca, _ := testTLS(t, dir)
+	return ServerConfig{
+		Operator:    f.op,
+		Accounts:    []*Account{f.acc},
+		Port:        -1,
+		StoreDir:    filepath.Join(dir, "js"),
+		ResolverDir: filepath.Join(dir, "resolver"),
+		StorageKey:  "0123456789abcdef0123456789abcdef",
+		TLSCert:     cert,
+		TLSKey:      key,
+		TLSCA:       ca,
+		ServerName:  "n1",
+	}
+}
+
+func renderAndParse(t *testing.T, c ServerConfig) *server.Options {
+	t.Helper()
+	b, err := c.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "server.conf")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("nats-server rejects the rendered config: %v\n%s", err, b)
+	}
+	return opts
+}
+
+func TestRenderParsesWithNATSServer(t *testing.T) {
+	f := newFixture(t)
+	c := testServerConfig(t, f)
+	c.Port = 4333
+	c.VerifyClients = true
+	c.HTTPPort = 8333
+	opts := renderAndParse(t, c)
+
+	if opts.Host != "127.0.0.1" || opts.Port != 4333 || opts.ServerName != "n1" {
+		t.Fatalf("listen %s:%d name %s", opts.Host, opts.Port, opts.ServerName)
+	}
+	if opts.HTTPHost != "127.0.0.1" || opts.HTTPPort != 8333 {
+		t.Fatalf("monitoring %s:%d", opts.HTTPHost, opts.HTTPPort)
+	}
+	if len(opts.TrustedOperators) != 1 || opts.TrustedOperators[0].Subject != f.op.PublicKey() {
+		t.Fatal("trusted operator")
+	}
+	if opts.SystemAccount != f.op.System.PublicKey() {
+		t.Fatalf("system account %s", opts.SystemAccount)
+	}
+	if _, ok := opts.AccountResolver.(*server.DirAccResolver); !ok {
+		t.Fatalf("resolver %T, want the full directory resolver", opts.AccountResolver)
+	}
+	if !opts.JetStream || opts.StoreDir != c.StoreDir {
+		t.Fatalf("jetstream %v store %s", opts.JetStream, opts.StoreDir)
+	}
+	if opts.JetStreamCipher != server.ChaCha || opts.JetStreamKey != c.StorageKey {
+		t.Fatalf("storage encryption cipher %v", opts.JetStreamCipher)
+	}
+	if opts.TLSConfig == nil || opts.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert || opts.AllowNonTLS {
+		t.Fatalf("tls: config %v allow non-tls %v", opts.TLSConfig != nil, opts.AllowNonTLS)
+	}
+	c.VerifyClients = false
+	if opts := renderAndParse(t, c); opts.TLSConfig == nil || opts.TLSConfig.ClientAuth == tls.RequireAndVerifyClientCert {
+		t.Fatal("tls without client verification")
+	}
+}
+
+// TestRenderStartsServer starts an in-process nats-server from the rendered
+// configuration and checks the preloaded accounts are resolved with their
+// JetStream limits.
+func TestRenderStartsServer(t *testing.T) {
+	f := newFixture(t)
+	c := testServerConfig(t, f)
+	opts := renderAndParse(t, c)
+	opts.NoLog, opts.NoSigs = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(30 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	for _, a := range []*Account{f.op.System, f.acc} {
+		if got, err := opts.AccountResolver.Fetch(a.PublicKey()); err != nil || got != a.JWT {
+			t.Fatalf("account %s not preloaded: %v", a.Name, err)
+		}
+	}
+	acc, err := s.LookupAccount(f.acc.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !acc.JetStreamEnabled() {
+		t.Fatal("tenant account has no JetStream")
+	}
+	if s.SystemAccount() == nil || s.SystemAccount().Name != f.op.System.PublicKey() {
+		t.Fatal("system account not in use")
+	}
+}
+
+func TestRenderClusterParses(t *testing.T) {
+	f := newFixture(t)
+	c := testServerConfig(t, f)
+	c.Host = "0.0.0.0"
+	c.Cluster = &ClusterConfig{Name: "sealbus", Port: 6222, Routes: []string{"nats-route://n2:6222", "nats-route://n3:6222"}}
+	opts := renderAndParse(t, c)
+	if opts.Cluster.Name != "sealbus" || opts.Cluster.Port != 6222 || opts.Cluster.Host != "0.0.0.0" {
+		t.Fatalf("cluster %+v", opts.Cluster)
+	}
+	if len(opts.Routes) != 2 || opts.Routes[1].Host != "n3:6222" {
+		t.Fatalf("routes %v", opts.Routes)
+	}
+	if opts.Cluster.TLSConfig == nil || opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Fatal("routes must use TLS and verify the peer")
+	}
+	c.Cluster.NoTLS = true
+	if opts := renderAndParse(t, c); opts.Cluster.TLSConfig != nil {
+		t.Fatal("NoTLS still configures route TLS")
+	}
+}
+
+func TestRenderRefusesInsecureOrIncomplete(t *testing.T) {
+	f := newFixture(t)
+	base := testServerConfig(t, f)
+	cases := map[string]func(c *ServerConfig){
+		"no operator":        func(c *ServerConfig) { c.Operator = nil },
+		"no tls cert":        func(c *ServerConfig) { c.TLSCert = "" },
+		"no tls key":         func(c *ServerConfig) { c.TLSKey = "" },
+		"no storage key":     func(c *ServerConfig) { c.StorageKey = "" },
+		"short storage key":  func(c *ServerConfig) { c.StorageKey = "short" },
+		"no store dir":       func(c *ServerConfig) { c.StoreDir = "" },
+		"no resolver dir":    func(c *ServerConfig) { c.ResolverDir = "" },
+		"mtls without ca":    func(c *ServerConfig) { c.VerifyClients = true; c.TLSCA = "" },
+		"bad host":           func(c *ServerConfig) { c.Host = "a b" },
+		"newline in path":    func(c *ServerConfig) { c.StoreDir = "/tmp/x\ninclude /etc/passwd" },
+		"port out of range":  func(c *ServerConfig) { c.Port = 70000 },
+		"cluster no name":    func(c *ServerConfig) { c.Cluster = &ClusterConfig{Port: 6222} },
+		"cluster no server":  func(c *ServerConfig) { c.ServerName = ""; c.Cluster = &ClusterConfig{Name: "x", Port: 6222} },
+		"account no jwt":     func(c *ServerConfig) { c.Accounts = []*Account{{Name: "x", Key: f.acc.Key}} },
+		"route with newline": func(c *ServerConfig) { c.Cluster = &ClusterConfig{Name: "x", Port: 6222, Routes: []string{"a\nb"}} },
+	}
+	for name, mutate := range cases {
+		c := base
+		mutate(&c)
+		if _, err := c.Render(); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("%s: err %v, want ErrInvalidOption", name, err)
+		}
+	}
+}
+
+func TestRenderQuotesValues(t *testing.T) {
+	f := newFixture(t)
+	c := testServerConfig(t, f)
+	c.StorageKey = `key"with\quotes and $dollar`
+	opts := renderAndParse(t, c)
+	if opts.JetStreamKey != c.StorageKey {
+		t.Fatalf("storage key round trip: %q", opts.JetStreamKey)
+	}
+	b, _ := c.Render()
+	if strings.Count(string(b), "resolver_preload") != 1 {
+		t.Fatal("preload block")
+	}
+}
