@@ -1,0 +1,555 @@
+package bus
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/envelope"
+	"github.com/sealbus/sealbus/internal/credsfile"
+	"github.com/sealbus/sealbus/internal/metrics"
+)
+
+// Client is a connection of one service to the bus: its NATS connection (TLS, creds, private
+// inbox), its verified directory, its sealer and opener. Safe for concurrent use.
+type Client struct {
+	cfg      *config
+	log      *slog.Logger
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	dir      *Directory
+	id       *envelope.Identity
+	prevIDs  []*envelope.Identity
+	sealer   *envelope.Sealer
+	opener   *envelope.Opener
+	account  string
+	name     string
+	userKey  string
+	limiter  *rate.Limiter
+	counters *metrics.Counters
+	ctx      context.Context // cancelled by Close
+	cancel   context.CancelFunc
+
+	slots   chan struct{}  // one per in-flight publish (WithMaxPending)
+	sendMu  sync.RWMutex   // guards closing of queue
+	closing bool           // no new publishes
+	queue   chan *pending  // to the batcher
+	ackQ    chan *inflight // to the acker
+	pipes   sync.WaitGroup // batcher and acker
+	audits  chan Event     // to the audit writer
+	auditWG sync.WaitGroup
+	prevMu  sync.Mutex
+	prevKey string
+	prevOp  *envelope.Opener
+	once    sync.Once
+}
+
+// Connect connects a service to the bus and returns when its directory is loaded and its own
+// card verified.
+//
+// It reads the service's creds (WithCredsFile or WithCreds; the curve seed is required),
+// connects over TLS only (WithURL; WithRootCA / WithRootCAPEM, WithClientCert for mutual TLS)
+// with the private inbox prefix of the service, reconnecting forever with backoff, then reads
+// and watches the account's SEALBUS_DIRECTORY, verifying every entry up to the trusted
+// operators (WithTrustedOperator, required). It fails with ErrInvalidOption for bad options,
+// ErrNoDirectory when the directory cannot be read or holds no valid account JWT, and ErrNoCard
+// when the service's own card is missing, invalid or names other keys than the creds.
+func Connect(ctx context.Context, opts ...Option) (*Client, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := readCreds(cfg.credsPath, cfg.credsData)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(creds.UserSeed)
+	defer clear(creds.CurveSeed)
+	if creds.CurveSeed == nil {
+		return nil, fmt.Errorf("%w: creds have no curve seed block; a service needs it to open envelopes", ErrInvalidOption)
+	}
+	uc, err := jwt.DecodeUserClaims(creds.UserJWT)
+	if err != nil {
+		return nil, fmt.Errorf("%w: user JWT does not decode", ErrInvalidOption)
+	}
+	account := uc.IssuerAccount
+	if account == "" {
+		account = uc.Issuer
+	}
+	id, err := envelope.NewIdentity(creds.UserSeed, creds.CurveSeed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: creds keys: %v", ErrInvalidOption, err)
+	}
+	prev, err := previousIdentities(cfg)
+	if err != nil {
+		id.Wipe()
+		return nil, err
+	}
+	tlsCfg, err := tlsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	c := &Client{
+		cfg:      cfg,
+		log:      cfg.logger,
+		id:       id,
+		prevIDs:  prev,
+		account:  account,
+		name:     uc.Name,
+		userKey:  uc.Subject,
+		counters: new(metrics.Counters),
+		slots:    make(chan struct{}, cfg.maxPending),
+		queue:    make(chan *pending, cfg.maxPending),
+		ackQ:     make(chan *inflight, cfg.maxPending),
+		audits:   make(chan Event, 1024),
+	}
+	if c.name == "" {
+		c.name = c.userKey
+	}
+	if cfg.rate > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(cfg.rate), cfg.burst)
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+
+	if err := ctx.Err(); err != nil {
+		c.wipe()
+		return nil, err
+	}
+	c.nc, err = nats.Connect(strings.Join(cfg.urls, ","), c.natsOptions(creds, tlsCfg)...)
+	if err != nil {
+		c.wipe()
+		return nil, fmt.Errorf("bus: connect: %w", err)
+	}
+	c.js, err = jetstream.New(c.nc,
+		jetstream.WithPublishAsyncMaxPending(cfg.maxPending+1),
+		jetstream.WithPublishAsyncTimeout(cfg.timeout),
+		jetstream.WithDefaultTimeout(cfg.timeout))
+	if err != nil {
+		c.abort()
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+
+	c.auditWG.Add(1)
+	go c.auditWriter()
+
+	trust := accounts.Trust{Operators: cfg.operators, Now: cfg.now}
+	c.dir = newDirectory(account, trust, cfg.now, c.log, c.report)
+	if err := c.loadDirectory(ctx); err != nil {
+		c.abort()
+		return nil, err
+	}
+	card, ok := c.dir.CardByKey(c.userKey)
+	if !ok {
+		c.abort()
+		return nil, fmt.Errorf("%w: no valid card for %s (%s) in the directory", ErrNoCard, c.name, c.userKey)
+	}
+	if card.CurveKey != id.EncryptionKey() {
+		c.abort()
+		return nil, fmt.Errorf("%w: card of %s names curve key %s, creds hold %s", ErrNoCard, card.Name, card.CurveKey, id.EncryptionKey())
+	}
+	c.name = card.Name
+
+	var sopts []envelope.Option
+	oopts := []envelope.Option{envelope.WithClock(cfg.now), envelope.WithFreshness(cfg.freshness)}
+	sopts = append(sopts, envelope.WithClock(cfg.now))
+	if cfg.rand != nil {
+		sopts = append(sopts, envelope.WithRand(cfg.rand))
+	}
+	if c.sealer, err = envelope.NewSealer(id, sopts...); err != nil {
+		c.abort()
+		return nil, fmt.Errorf("bus: sealer: %w", err)
+	}
+	if c.opener, err = envelope.NewOpener([]*envelope.Identity{id}, c.dir, oopts...); err != nil {
+		c.abort()
+		return nil, fmt.Errorf("bus: opener: %w", err)
+	}
+	metrics.Register(c, c.counters)
+	c.pipes.Add(2)
+	go func() {
+		defer c.pipes.Done()
+		batches(c.queue, cfg.batchSize, cfg.batchDelay, c.sealAndSend)
+		close(c.ackQ)
+	}()
+	go c.acker()
+	c.log.Info("sealbus: connected", "service", c.name, "account", account, "url", c.nc.ConnectedUrlRedacted())
+	return c, nil
+}
+
+func readCreds(path string, data []byte) (credsfile.Creds, error) {
+	var (
+		c   credsfile.Creds
+		err error
+	)
+	if path != "" {
+		c, err = credsfile.ReadFile(path)
+	} else {
+		c, err = credsfile.Parse(data)
+	}
+	if err != nil {
+		return c, fmt.Errorf("%w: creds: %w", ErrInvalidOption, err)
+	}
+	return c, nil
+}
+
+func previousIdentities(cfg *config) ([]*envelope.Identity, error) {
+	var out []*envelope.Identity
+	add := func(c credsfile.Creds) error {
+		defer clear(c.UserSeed)
+		defer clear(c.CurveSeed)
+		if c.CurveSeed == nil {
+			return fmt.Errorf("%w: previous creds have no curve seed block", ErrInvalidOption)
+		}
+		id, err := envelope.NewIdentity(c.UserSeed, c.CurveSeed)
+		if err != nil {
+			return fmt.Errorf("%w: previous creds keys: %v", ErrInvalidOption, err)
+		}
+		out = append(out, id)
+		return nil
+	}
+	for _, p := range cfg.prevPaths {
+		c, err := readCreds(p, nil)
+		if err == nil {
+			err = add(c)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range cfg.prevData {
+		c, err := readCreds("", d)
+		if err == nil {
+			err = add(c)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func tlsConfig(cfg *config) (*tls.Config, error) {
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	pem := cfg.rootCAPEM
+	if cfg.rootCA != "" {
+		b, err := os.ReadFile(cfg.rootCA)
+		if err != nil {
+			return nil, fmt.Errorf("%w: root CA: %v", ErrInvalidOption, err)
+		}
+		pem = b
+	}
+	if pem != nil {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: root CA holds no PEM certificate", ErrInvalidOption)
+		}
+		t.RootCAs = pool
+	}
+	if cfg.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.certFile, cfg.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client certificate: %v", ErrInvalidOption, err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
+}
+
+func (c *Client) natsOptions(creds credsfile.Creds, tlsCfg *tls.Config) []nats.Option {
+	log := c.log
+	return []nats.Option{
+		nats.Name(c.cfg.name),
+		nats.UserJWTAndSeed(creds.UserJWT, string(creds.UserSeed)),
+		nats.Secure(tlsCfg),
+		nats.CustomInboxPrefix(accounts.InboxPrefix(c.userKey)),
+		nats.Timeout(c.cfg.timeout),
+		nats.MaxReconnects(-1),
+		nats.CustomReconnectDelay(func(attempts int) time.Duration {
+			d := 100 * time.Millisecond << min(attempts, 6) // 100ms doubling up to 6.4s
+			return d
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("sealbus: disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("sealbus: reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { log.Debug("sealbus: connection closed") }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Warn("sealbus: asynchronous error", "subject", subj, "error", err)
+		}),
+	}
+}
+
+func (c *Client) loadDirectory(ctx context.Context) error {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	kv, err := c.js.KeyValue(ctx, accounts.DirectoryBucket)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNoDirectory, err)
+	}
+	ready := make(chan struct{})
+	if err := c.dir.watch(c.ctx, kv, ready); err != nil {
+		return err
+	}
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: initial load: %v", ErrNoDirectory, ctx.Err())
+	}
+	if c.dir.AccountClaims() == nil {
+		return fmt.Errorf("%w: no account JWT that verifies up to a trusted operator", ErrNoDirectory)
+	}
+	return nil
+}
+
+// withTimeout applies the client's default timeout when ctx has no deadline.
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.cfg.timeout)
+}
+
+// Directory returns the client's verified view of the account directory.
+func (c *Client) Directory() *Directory { return c.dir }
+
+// JetStream returns the client's JetStream context (for the consumers package and for reading
+// streams the service has access to).
+func (c *Client) JetStream() jetstream.JetStream { return c.js }
+
+// Conn returns the underlying NATS connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// Account returns the account public key ("A...") of the service.
+func (c *Client) Account() string { return c.account }
+
+// Name returns the service name from its card.
+func (c *Client) Name() string { return c.name }
+
+// UserKey returns the service's user public key ("U...").
+func (c *Client) UserKey() string { return c.userKey }
+
+// Card returns the service's own current card. ok is false once it is revoked or expired.
+func (c *Client) Card() (card accounts.Card, ok bool) { return c.dir.CardByKey(c.userKey) }
+
+// Freshness returns the freshness window envelopes are checked against.
+func (c *Client) Freshness() time.Duration { return c.cfg.freshness }
+
+// Logger returns the client's logger.
+func (c *Client) Logger() *slog.Logger { return c.log }
+
+// Now returns the client's clock reading.
+func (c *Client) Now() time.Time { return c.cfg.now() }
+
+// Open verifies and decrypts an envelope delivered in this account (DESIGN §6 order, with the
+// directory as sender policy). It tries the current identity first; an envelope addressed only
+// to a previous curve key (WithPreviousCreds) opens while the service's card lists that key
+// with a grace period that has not ended. Errors are *envelope.RejectError.
+func (c *Client) Open(data []byte, d envelope.Delivery) (*envelope.Opened, error) {
+	o, err := c.opener.Open(data, d)
+	if err == nil || len(c.prevIDs) == 0 {
+		return o, err
+	}
+	if r, _ := envelope.ReasonOf(err); r != envelope.ReasonNotRecipient {
+		return nil, err
+	}
+	prev := c.previousOpener()
+	if prev == nil {
+		return nil, err
+	}
+	return prev.Open(data, d)
+}
+
+// previousOpener returns an opener over the previous identities whose grace period (on the
+// service's current card) has not ended, or nil if there are none.
+func (c *Client) previousOpener() *envelope.Opener {
+	card, ok := c.dir.CardByKey(c.userKey)
+	if !ok {
+		return nil
+	}
+	now := c.cfg.now()
+	var ids []*envelope.Identity
+	var key strings.Builder
+	for _, id := range c.prevIDs {
+		if id.EncryptionKey() != card.CurveKey && card.CurveKeyAt(id.EncryptionKey(), now) {
+			ids = append(ids, id)
+			key.WriteString(id.EncryptionKey())
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	c.prevMu.Lock()
+	defer c.prevMu.Unlock()
+	if c.prevOp != nil && c.prevKey == key.String() {
+		return c.prevOp
+	}
+	op, err := envelope.NewOpener(ids, c.dir, envelope.WithClock(c.cfg.now), envelope.WithFreshness(c.cfg.freshness))
+	if err != nil {
+		c.log.Warn("sealbus: previous keys unusable", "error", err)
+		return nil
+	}
+	c.prevOp, c.prevKey = op, key.String()
+	return op
+}
+
+// Audit writes an audit event to the account's SEALBUS_AUDIT stream and waits for the ack.
+// Empty fields are filled in: specversion, a random id, the service as source, the time and
+// the content type. The event must not carry payloads or secrets.
+func (c *Client) Audit(ctx context.Context, e Event) error {
+	if err := e.fill(EventSource(c.account, c.name), c.cfg.now(), c.cfg.rand); err != nil {
+		return err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	if err := publishEvent(ctx, c.js, &e); err != nil {
+		c.counters.AuditFailed.Add(1)
+		return err
+	}
+	c.counters.AuditWritten.Add(1)
+	return nil
+}
+
+// report queues an audit event without blocking (directory and consumers use it).
+func (c *Client) report(e Event) {
+	c.sendMu.RLock()
+	defer c.sendMu.RUnlock()
+	if c.closing {
+		return
+	}
+	select {
+	case c.audits <- e:
+	default:
+		c.counters.AuditFailed.Add(1)
+		c.log.Warn("sealbus: audit queue full; event dropped", "type", e.Type)
+	}
+}
+
+func (c *Client) auditWriter() {
+	defer c.auditWG.Done()
+	for e := range c.audits {
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.timeout)
+		if err := c.Audit(ctx, e); err != nil {
+			c.log.Warn("sealbus: audit event not written", "type", e.Type, "error", err)
+		}
+		cancel()
+	}
+}
+
+// Metrics is a snapshot of the client's counters (and those of the consumers running on it).
+type Metrics struct {
+	Published     uint64            // envelopes acknowledged by JetStream
+	PublishFailed uint64            // publishes that failed after the checks passed
+	Signatures    uint64            // batch signatures made (Published/Signatures is the mean batch size)
+	Delivered     uint64            // messages handled successfully and acknowledged
+	HandlerFailed uint64            // handler calls that returned an error
+	Retried       uint64            // deliveries scheduled for a retry with backoff
+	Rejected      map[string]uint64 // rejected envelopes by reason code
+	DeadLettered  map[string]uint64 // dead letters by reason code
+	DLQFailed     uint64            // dead letters that could not be written (left for redelivery)
+	AuditWritten  uint64            // audit events written
+	AuditFailed   uint64            // audit events lost
+	Unverifiable  uint64            // unverifiable directory entries seen
+}
+
+// Metrics returns a snapshot of the counters.
+func (c *Client) Metrics() Metrics {
+	k := c.counters
+	rej, dl := k.ByReason()
+	return Metrics{
+		Published: k.Published.Load(), PublishFailed: k.PublishFailed.Load(), Signatures: k.Batches.Load(),
+		Delivered: k.Delivered.Load(), HandlerFailed: k.HandlerFailed.Load(), Retried: k.Retried.Load(),
+		Rejected: rej, DeadLettered: dl, DLQFailed: k.DLQFailed.Load(),
+		AuditWritten: k.AuditWritten.Load(), AuditFailed: k.AuditFailed.Load(), Unverifiable: k.Unverifiable.Load(),
+	}
+}
+
+// Drain stops accepting publishes, waits until every pending publish is acknowledged or has
+// failed and queued audit events are written, then drains the NATS connection (subscriptions
+// finish their buffered messages) and closes it.
+func (c *Client) Drain() error {
+	var err error
+	c.once.Do(func() {
+		c.stopIntake()
+		c.pipes.Wait()
+		c.auditWG.Wait()
+		c.cancel()
+		closed := make(chan struct{})
+		c.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err = c.nc.Drain(); err == nil {
+			<-closed
+		}
+		c.finish()
+	})
+	return err
+}
+
+// Close closes the client at once: pending publishes fail with ErrClosed (they may or may not
+// have been stored), the directory watch stops and the connection closes.
+func (c *Client) Close() {
+	c.once.Do(func() {
+		c.stopIntake()
+		c.cancel()
+		c.nc.Close()
+		c.pipes.Wait()
+		c.auditWG.Wait()
+		c.finish()
+	})
+}
+
+func (c *Client) stopIntake() {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if !c.closing {
+		c.closing = true
+		close(c.queue)
+		close(c.audits)
+	}
+}
+
+func (c *Client) finish() {
+	metrics.Unregister(c)
+	c.wipe()
+}
+
+func (c *Client) wipe() {
+	c.id.Wipe()
+	for _, p := range c.prevIDs {
+		p.Wipe()
+	}
+}
+
+// abort tears down a half-made client inside Connect.
+func (c *Client) abort() {
+	c.cancel()
+	c.sendMu.Lock()
+	if !c.closing {
+		c.closing = true
+		close(c.audits)
+	}
+	c.sendMu.Unlock()
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	c.auditWG.Wait()
+	c.wipe()
+}

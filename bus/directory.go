@@ -1,0 +1,430 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/envelope"
+)
+
+// Directory is the client's verified view of its account's SEALBUS_DIRECTORY bucket: the
+// account JWT and the identity cards of its services.
+//
+// Storage is not trusted. An account JWT is used only if it verifies up to a trusted operator,
+// names the client's account and is not older than the one already in use (no rollback to a
+// JWT from before a revocation). A card is used only if it verifies up to that account JWT
+// (signing key listed, times, not revoked) and is stored under its own name. Anything else is
+// ignored, logged and reported as an audit event of type EventDirectoryUnverifiable; it never
+// replaces a verified entry. A deleted card stops being used at once.
+//
+// The directory watches the bucket, so a revocation (a new account JWT) or a rotation (a new
+// card) takes effect as soon as the server delivers the change, normally well within a
+// second.
+//
+// Rotation: when a service's card is replaced by a newer card that lists the old curve key as
+// a previous key, the old card is retired rather than forgotten. Envelopes its old user key
+// signed before the rotation (by their signed creation time, second precision) are still
+// accepted until the previous key's grace period ends, so nothing in flight is lost. A card
+// revoked without such a replacement is refused for every envelope.
+//
+// Directory is safe for concurrent use. It implements envelope.SenderPolicy.
+type Directory struct {
+	account string
+	trust   accounts.Trust
+	now     func() time.Time
+	log     *slog.Logger
+	report  func(Event) // receives unverifiable entries; must not block
+
+	mu       sync.RWMutex
+	claims   *jwt.AccountClaims
+	raw      map[string]string         // name -> latest usable card token (verified or awaiting the account JWT)
+	cards    map[string]*accounts.Card // name -> verified current card
+	byKey    map[string]*accounts.Card // user key -> verified current card
+	revoked  map[string]*accounts.Card // user key -> card refused because its key is revoked
+	retired  map[string]retiredCard    // user key -> card replaced by a rotation
+	gen      uint64
+	audience map[string][]envelope.Recipient // subject -> recipients, valid for gen
+	audGen   uint64
+	changed  chan struct{}
+}
+
+type retiredCard struct {
+	card      *accounts.Card
+	replaced  time.Time // issue time of the card that replaced it
+	graceEnds time.Time
+}
+
+func newDirectory(account string, trust accounts.Trust, now func() time.Time, log *slog.Logger, report func(Event)) *Directory {
+	if report == nil {
+		report = func(Event) {}
+	}
+	return &Directory{
+		account: account,
+		trust:   trust,
+		now:     now,
+		log:     log,
+		report:  report,
+		raw:     map[string]string{},
+		cards:   map[string]*accounts.Card{},
+		byKey:   map[string]*accounts.Card{},
+		revoked: map[string]*accounts.Card{},
+		retired: map[string]retiredCard{},
+		changed: make(chan struct{}),
+	}
+}
+
+// Account returns the account public key ("A...") the directory belongs to.
+func (d *Directory) Account() string { return d.account }
+
+// AccountClaims returns the verified account claims in use, or nil before the first one.
+// The claims must not be modified.
+func (d *Directory) AccountClaims() *jwt.AccountClaims {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.claims
+}
+
+// Card returns the verified, current card of the named service.
+func (d *Directory) Card(name string) (accounts.Card, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	c, ok := d.cards[name]
+	if !ok || !d.validNow(c) {
+		return accounts.Card{}, false
+	}
+	return cloneCard(c), true
+}
+
+// CardByKey returns the verified, current card whose user key is userKey ("U...").
+func (d *Directory) CardByKey(userKey string) (accounts.Card, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	c, ok := d.byKey[userKey]
+	if !ok || !d.validNow(c) {
+		return accounts.Card{}, false
+	}
+	return cloneCard(c), true
+}
+
+// Cards returns every verified, current card, sorted by service name.
+func (d *Directory) Cards() []accounts.Card {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]accounts.Card, 0, len(d.cards))
+	for _, c := range d.cards {
+		if d.validNow(c) {
+			out = append(out, cloneCard(c))
+		}
+	}
+	slices.SortFunc(out, func(a, b accounts.Card) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Audience returns the cards that may read subject: every verified, current, non-revoked card
+// whose subscribe permissions match it under NATS wildcard rules, sorted by name. A publisher
+// encrypts to exactly these cards' curve keys.
+func (d *Directory) Audience(subject string) []accounts.Card {
+	out := []accounts.Card{}
+	for _, c := range d.Cards() {
+		if c.MaySubscribe(subject) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// recipients is Audience as envelope recipients, cached per subject until the directory
+// changes.
+func (d *Directory) recipients(subject string) ([]envelope.Recipient, error) {
+	d.mu.RLock()
+	if d.audGen == d.gen && d.audience != nil {
+		if r, ok := d.audience[subject]; ok {
+			d.mu.RUnlock()
+			return r, nil
+		}
+	}
+	gen := d.gen
+	d.mu.RUnlock()
+
+	cards := d.Audience(subject)
+	rs := make([]envelope.Recipient, 0, len(cards))
+	for _, c := range cards {
+		r, err := envelope.ParseRecipient(c.CurveKey)
+		if err != nil {
+			d.log.Warn("sealbus: card has an unusable curve key; left out of the audience", "service", c.Name, "error", err)
+			continue
+		}
+		rs = append(rs, r)
+	}
+	d.mu.Lock()
+	if d.gen == gen {
+		if d.audGen != gen || d.audience == nil {
+			d.audience, d.audGen = map[string][]envelope.Recipient{}, gen
+		}
+		if len(d.audience) < 4096 {
+			d.audience[subject] = rs
+		}
+	}
+	d.mu.Unlock()
+	return rs, nil
+}
+
+// CheckSender implements envelope.SenderPolicy: sender must be the user key of a verified,
+// current card of this account that may publish on subject (ErrSenderForbidden otherwise), or
+// of a card retired by a rotation, for envelopes created before the rotation and while the
+// grace period lasts. A revoked key gives ErrSenderRevoked, anything else ErrSenderUnknown.
+func (d *Directory) CheckSender(account, sender, subject string, created time.Time) error {
+	if account != d.account {
+		return fmt.Errorf("%w: account %s is not this directory's account", envelope.ErrSenderUnknown, account)
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if c, ok := d.byKey[sender]; ok {
+		if !d.validNow(c) {
+			return fmt.Errorf("%w: card of %s has expired", envelope.ErrSenderRevoked, c.Name)
+		}
+		if !c.MayPublish(subject) {
+			return fmt.Errorf("%w: %s may not publish on %s", envelope.ErrSenderForbidden, c.Name, subject)
+		}
+		return nil
+	}
+	if r, ok := d.retired[sender]; ok {
+		now := d.now()
+		switch {
+		case !now.Before(r.graceEnds):
+			return fmt.Errorf("%w: key of %s was rotated and its grace period has ended", envelope.ErrSenderRevoked, r.card.Name)
+		case created.Truncate(time.Second).After(r.replaced):
+			return fmt.Errorf("%w: key of %s was rotated before this envelope was created", envelope.ErrSenderRevoked, r.card.Name)
+		case !r.card.MayPublish(subject):
+			return fmt.Errorf("%w: %s may not publish on %s", envelope.ErrSenderForbidden, r.card.Name, subject)
+		}
+		return nil
+	}
+	if c, ok := d.revoked[sender]; ok {
+		return fmt.Errorf("%w: key of %s is revoked", envelope.ErrSenderRevoked, c.Name)
+	}
+	return fmt.Errorf("%w: no verified card for key %s", envelope.ErrSenderUnknown, sender)
+}
+
+// validNow reports whether the card is inside its validity period (with the trust's skew).
+// The caller holds d.mu.
+func (d *Directory) validNow(c *accounts.Card) bool {
+	skew := d.trust.Skew
+	if skew == 0 {
+		skew = accounts.DefaultSkew
+	} else if skew < 0 {
+		skew = 0
+	}
+	now := d.now()
+	return now.Before(c.Expires.Add(skew)) && !c.NotBefore.After(now.Add(skew))
+}
+
+// changedCh returns a channel closed at the next change.
+func (d *Directory) changedCh() <-chan struct{} {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.changed
+}
+
+// bump records a change; the caller holds d.mu for writing.
+func (d *Directory) bump() {
+	d.gen++
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// apply processes one directory entry (a watch update). op is jetstream.KeyValuePut, Delete
+// or Purge.
+func (d *Directory) apply(key string, value []byte, rev uint64, op jetstream.KeyValueOp) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case key == accounts.DirectoryAccountKey:
+		if op != jetstream.KeyValuePut {
+			d.unverifiable(key, rev, errors.New("account JWT deleted from the directory; keeping the verified one"))
+			return
+		}
+		d.applyAccount(key, string(value), rev)
+	case strings.HasPrefix(key, "card."):
+		name := strings.TrimPrefix(key, "card.")
+		if op != jetstream.KeyValuePut {
+			if c, ok := d.cards[name]; ok {
+				delete(d.byKey, c.UserKey)
+				delete(d.cards, name)
+				d.log.Info("sealbus: directory card deleted", "service", name)
+			}
+			delete(d.raw, name)
+			d.bump()
+			return
+		}
+		d.applyCard(name, string(value), rev)
+	default:
+		d.log.Debug("sealbus: ignoring unknown directory key", "key", key)
+	}
+}
+
+func (d *Directory) applyAccount(key, token string, rev uint64) {
+	ac, err := d.trust.VerifyAccount(token)
+	if err != nil {
+		d.unverifiable(key, rev, err)
+		return
+	}
+	if ac.Subject != d.account {
+		d.unverifiable(key, rev, fmt.Errorf("account JWT of %s in the directory of %s", ac.Subject, d.account))
+		return
+	}
+	if d.claims != nil && ac.IssuedAt < d.claims.IssuedAt {
+		d.unverifiable(key, rev, fmt.Errorf("account JWT issued at %d is older than the one in use (%d); refusing a rollback", ac.IssuedAt, d.claims.IssuedAt))
+		return
+	}
+	d.claims = ac
+	d.reverify()
+	d.bump()
+}
+
+// reverify recomputes the verified cards from the raw tokens under the current claims (a new
+// account JWT may revoke keys or drop signing keys). The caller holds d.mu.
+func (d *Directory) reverify() {
+	d.cards = map[string]*accounts.Card{}
+	d.byKey = map[string]*accounts.Card{}
+	for name, tok := range d.raw {
+		c, err := d.trust.VerifyCard(tok, d.claims)
+		switch {
+		case err == nil && c.Name == name:
+			d.cards[name], d.byKey[c.UserKey] = c, c
+		case errors.Is(err, accounts.ErrRevoked):
+			if dc, derr := accounts.DecodeCard(tok); derr == nil {
+				d.revoked[dc.UserKey] = dc
+				d.log.Info("sealbus: service key revoked", "service", name, "user_key", dc.UserKey)
+			}
+		default:
+			d.log.Warn("sealbus: directory card no longer verifies", "service", name, "error", err)
+		}
+	}
+}
+
+func (d *Directory) applyCard(name, token string, rev uint64) {
+	key := accounts.DirectoryCardKey(name)
+	if d.claims == nil {
+		// The account JWT comes first in a directory written by sealbus; keep the card
+		// until it arrives (it is verified then).
+		d.raw[name] = token
+		return
+	}
+	c, err := d.trust.VerifyCard(token, d.claims)
+	if err != nil {
+		if errors.Is(err, accounts.ErrRevoked) {
+			if dc, derr := accounts.DecodeCard(token); derr == nil && dc.Name == name {
+				d.revoked[dc.UserKey] = dc
+				if cur, ok := d.cards[name]; ok && cur.UserKey == dc.UserKey {
+					delete(d.cards, name)
+					delete(d.byKey, cur.UserKey)
+					d.bump()
+				}
+				return
+			}
+		}
+		d.unverifiable(key, rev, err)
+		return
+	}
+	if c.Name != name {
+		d.unverifiable(key, rev, fmt.Errorf("card of %q stored under %q", c.Name, key))
+		return
+	}
+	if old, ok := d.cards[name]; ok {
+		if c.IssuedAt.Before(old.IssuedAt) {
+			d.unverifiable(key, rev, fmt.Errorf("card issued at %s is older than the one in use; refusing a rollback", c.IssuedAt.UTC().Format(time.RFC3339)))
+			return
+		}
+		if old.UserKey != c.UserKey {
+			delete(d.byKey, old.UserKey)
+		}
+	}
+	d.retire(c)
+	d.raw[name] = token
+	d.cards[name], d.byKey[c.UserKey] = c, c
+	d.bump()
+}
+
+// retire records the cards that c replaces by a rotation: earlier cards of the same service
+// (current, or already refused as revoked) whose curve key c lists as a previous key. The
+// caller holds d.mu.
+func (d *Directory) retire(c *accounts.Card) {
+	for _, p := range c.PreviousCurveKeys {
+		var old *accounts.Card
+		if cur, ok := d.cards[c.Name]; ok && cur.CurveKey == p.CurveKey && cur.UserKey != c.UserKey {
+			old = cur
+		}
+		for _, r := range d.revoked {
+			if old == nil && r.Name == c.Name && r.CurveKey == p.CurveKey && r.UserKey != c.UserKey {
+				old = r
+			}
+		}
+		if old == nil {
+			continue
+		}
+		if _, done := d.retired[old.UserKey]; done {
+			continue
+		}
+		d.retired[old.UserKey] = retiredCard{card: old, replaced: c.IssuedAt, graceEnds: p.Until}
+		d.log.Info("sealbus: service key rotated", "service", c.Name, "old_user_key", old.UserKey, "user_key", c.UserKey, "grace_until", p.Until)
+	}
+}
+
+// unverifiable logs and reports an entry that is ignored. The caller holds d.mu.
+func (d *Directory) unverifiable(key string, rev uint64, err error) {
+	d.log.Warn("sealbus: ignoring unverifiable directory entry", "key", key, "revision", rev, "error", err)
+	d.report(Event{
+		Type:    EventDirectoryUnverifiable,
+		Subject: "$KV." + accounts.DirectoryBucket + "." + key,
+		Data:    EventData{Key: key, Revision: rev, Reason: "unverifiable", Error: err.Error()},
+	})
+}
+
+// watch follows the bucket until ctx ends. ready is closed once the initial values are
+// applied.
+func (d *Directory) watch(ctx context.Context, kv jetstream.KeyValue, ready chan<- struct{}) error {
+	w, err := kv.WatchAll(ctx, jetstream.IncludeHistory())
+	if err != nil {
+		return fmt.Errorf("%w: watch: %v", ErrNoDirectory, err)
+	}
+	go func() {
+		defer w.Stop()
+		readyOnce := sync.OnceFunc(func() { close(ready) })
+		defer readyOnce()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					readyOnce()
+					continue
+				}
+				d.apply(e.Key(), e.Value(), e.Revision(), e.Operation())
+			}
+		}
+	}()
+	return nil
+}
+
+func cloneCard(c *accounts.Card) accounts.Card {
+	out := *c
+	out.Publish = slices.Clone(c.Publish)
+	out.Subscribe = slices.Clone(c.Subscribe)
+	out.PreviousCurveKeys = slices.Clone(c.PreviousCurveKeys)
+	return out
+}

@@ -1,0 +1,74 @@
+// Package metrics holds the counters the bus client and its consumers share. It is internal:
+// applications read them through bus.Client.Metrics, a snapshot.
+package metrics
+
+import (
+	"maps"
+	"sync"
+	"sync/atomic"
+)
+
+// Counters are monotonically increasing counts. Safe for concurrent use. The zero value is
+// ready.
+type Counters struct {
+	Published     atomic.Uint64 // envelopes acknowledged by JetStream
+	PublishFailed atomic.Uint64 // publishes that returned an error after sealing started
+	Batches       atomic.Uint64 // signatures made (one per batch)
+	Delivered     atomic.Uint64 // handler calls that returned nil and were acknowledged
+	HandlerFailed atomic.Uint64 // handler calls that returned an error
+	Retried       atomic.Uint64 // deliveries negatively acknowledged for a later retry
+	AuditWritten  atomic.Uint64 // audit events acknowledged by JetStream
+	AuditFailed   atomic.Uint64 // audit events that could not be written
+	Unverifiable  atomic.Uint64 // directory entries ignored because they do not verify
+	DLQFailed     atomic.Uint64 // dead letters that could not be written (message redelivered)
+
+	mu           sync.Mutex
+	rejected     map[string]uint64
+	deadLettered map[string]uint64
+}
+
+// Reject counts one rejected envelope with its reason.
+func (c *Counters) Reject(reason string) { c.add(&c.rejected, reason) }
+
+// DeadLetter counts one envelope copied to the dead-letter stream with its reason.
+func (c *Counters) DeadLetter(reason string) { c.add(&c.deadLettered, reason) }
+
+func (c *Counters) add(m *map[string]uint64, k string) {
+	c.mu.Lock()
+	if *m == nil {
+		*m = make(map[string]uint64)
+	}
+	(*m)[k]++
+	c.mu.Unlock()
+}
+
+// ByReason returns copies of the rejected and dead-lettered counts by reason.
+func (c *Counters) ByReason() (rejected, deadLettered map[string]uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rejected, deadLettered = maps.Clone(c.rejected), maps.Clone(c.deadLettered)
+	if rejected == nil {
+		rejected = map[string]uint64{}
+	}
+	if deadLettered == nil {
+		deadLettered = map[string]uint64{}
+	}
+	return rejected, deadLettered
+}
+
+var registry sync.Map // owner (any pointer) -> *Counters
+
+// Register associates c with owner until Unregister.
+func Register(owner any, c *Counters) { registry.Store(owner, c) }
+
+// Unregister forgets owner.
+func Unregister(owner any) { registry.Delete(owner) }
+
+// For returns the counters of owner, or a fresh throwaway set when owner is not registered
+// (so callers never need a nil check).
+func For(owner any) *Counters {
+	if v, ok := registry.Load(owner); ok {
+		return v.(*Counters)
+	}
+	return new(Counters)
+}

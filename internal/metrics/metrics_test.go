@@ -1,0 +1,42 @@
+package metrics
+
+import (
+	"sync"
+	"testing"
+)
+
+func TestCountersByReason(t *testing.T) {
+	var c Counters
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				c.Reject("stale")
+				c.DeadLetter("max_deliveries")
+				c.Published.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	rej, dl := c.ByReason()
+	if rej["stale"] != 800 || dl["max_deliveries"] != 800 || c.Published.Load() != 800 {
+		t.Fatalf("counts: rejected %v, dead-lettered %v, published %d", rej, dl, c.Published.Load())
+	}
+	rej["stale"] = 0
+	if again, _ := c.ByReason(); again["stale"] != 800 {
+		t.Fatal("ByReason returned the internal map, not a copy")
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	owner := new(int)
+	c := new(Counters)
+	Register(owner, c)
+	if For(owner) != c {
+		t.Fatal("For did not return the registered counters")
+	}
+	Unregister(owner)
+	if For(owner) == c {
+		t.Fatal("For returned counters after Unregister")
+	}
+}
