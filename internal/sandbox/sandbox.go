@@ -1,0 +1,284 @@
+// Package sandbox is a dev server plus operator provisioning in one directory: what the SDK
+// tests, the demo and users' own tests start to get a real, secured NATS server with accounts
+// and services in a few lines.
+//
+// A sandbox home is an ordinary sealbus home: the keystore at its root (the layout of package
+// accounts) and the dev server's state under <home>/dev, so the `sealbus` CLI can be pointed
+// at it with --home. Provisioning goes through internal/admin's [admin.Provisioner], the same
+// code the CLI uses.
+//
+// Guarantees: everything the dev server guarantees (TLS only, operator mode, encrypted
+// JetStream storage, 127.0.0.1 only); credentials files are written 0600; by default the
+// keystore is unencrypted (development), with a passphrase it is encrypted; Close shuts the
+// server down and removes the home only when the sandbox created it.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/internal/devserver"
+)
+
+// ErrInvalidOption reports invalid [Options] or arguments.
+var ErrInvalidOption = errors.New("sandbox: invalid option")
+
+// DefaultOperatorName names the operator a new sandbox home creates.
+const DefaultOperatorName = "sandbox"
+
+// Options configure [Start].
+type Options struct {
+	// Home is the sealbus home to use (created if missing, reused if it exists). Empty means a
+	// new temporary directory, removed by Close.
+	Home string
+	// MTLS makes the server require client certificates ([Sandbox.ClientCert]).
+	MTLS bool
+	// Logger receives the server's log; nil discards it.
+	Logger *slog.Logger
+	// Passphrase encrypts the keystore. Empty means an unencrypted keystore, for development
+	// only.
+	Passphrase []byte
+	// Port for the server on 127.0.0.1; 0 picks a free port.
+	Port int
+	// OperatorName for a new home (default DefaultOperatorName).
+	OperatorName string
+}
+
+// Sandbox is a running dev server with its keystore.
+type Sandbox struct {
+	home    string
+	temp    bool
+	ks      *accounts.Keystore
+	op      *accounts.Operator
+	srv     *devserver.Server
+	prov    *admin.Provisioner
+	certDir string
+}
+
+// Start opens (or creates) the keystore and operator in opts.Home, starts the dev server with
+// every stored account preloaded, and connects the system account.
+func Start(ctx context.Context, opts Options) (sb *Sandbox, err error) {
+	if opts.Port < 0 || opts.Port > 65535 {
+		return nil, fmt.Errorf("%w: port %d", ErrInvalidOption, opts.Port)
+	}
+	s := &Sandbox{home: opts.Home}
+	if s.home == "" {
+		if s.home, err = os.MkdirTemp("", "sealbus-sandbox-*"); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		s.temp = true
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	var ksOpts []accounts.KeystoreOption
+	if len(opts.Passphrase) == 0 {
+		ksOpts = append(ksOpts, accounts.WithUnencrypted())
+	}
+	if s.ks, err = accounts.OpenKeystore(s.home, opts.Passphrase, ksOpts...); err != nil {
+		return nil, err
+	}
+	s.op, err = s.ks.LoadOperator()
+	if errors.Is(err, accounts.ErrNotFound) {
+		name := opts.OperatorName
+		if name == "" {
+			name = DefaultOperatorName
+		}
+		if s.op, err = accounts.NewOperator(name); err != nil {
+			return nil, err
+		}
+		err = s.ks.SaveOperator(s.op)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var accts []*accounts.Account
+	names, err := s.ks.ListAccounts()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		a, err := s.ks.LoadAccount(n)
+		if err != nil {
+			return nil, err
+		}
+		accts = append(accts, a)
+	}
+	s.srv, err = devserver.Start(ctx, devserver.Config{
+		StateDir: filepath.Join(s.home, "dev"),
+		Operator: s.op,
+		Accounts: accts,
+		Port:     opts.Port,
+		MTLS:     opts.MTLS,
+		Logger:   opts.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	target := admin.Target{URLs: []string{s.srv.URL()}, RootCA: s.srv.CAFile()}
+	if opts.MTLS {
+		if target.ClientCert, target.ClientKey, err = s.srv.ClientCert(admin.AdminUserName); err != nil {
+			return nil, err
+		}
+	}
+	s.prov = &admin.Provisioner{Keystore: s.ks, Operator: s.op, Target: target}
+	if _, err := s.prov.System(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// URL is the server's client URL (tls://127.0.0.1:port).
+func (s *Sandbox) URL() string { return s.srv.URL() }
+
+// CAFile is the CA certificate clients must trust.
+func (s *Sandbox) CAFile() string { return s.srv.CAFile() }
+
+// OperatorKey is the operator's public key ("O..."), the trust anchor for
+// bus.WithTrustedOperator.
+func (s *Sandbox) OperatorKey() string { return s.op.PublicKey() }
+
+// Operator returns the operator (with its seed).
+func (s *Sandbox) Operator() *accounts.Operator { return s.op }
+
+// Keystore returns the sandbox's keystore.
+func (s *Sandbox) Keystore() *accounts.Keystore { return s.ks }
+
+// Home is the sandbox's sealbus home.
+func (s *Sandbox) Home() string { return s.home }
+
+// Server returns the dev server.
+func (s *Sandbox) Server() *devserver.Server { return s.srv }
+
+// Target describes the server for internal/admin (with the admin client certificate under
+// mTLS).
+func (s *Sandbox) Target() admin.Target { return s.prov.Target }
+
+// Provisioner returns the provisioner the sandbox uses (the one the CLI uses too).
+func (s *Sandbox) Provisioner() *admin.Provisioner { return s.prov }
+
+// ClientCert issues a client certificate for name when the sandbox runs with mTLS and returns
+// its paths; it fails with devserver.ErrNoMTLS otherwise.
+func (s *Sandbox) ClientCert(name string) (certPath, keyPath string, err error) {
+	return s.srv.ClientCert(name)
+}
+
+// AddAccount creates an account, saves it, pushes it to the server and sets up its directory,
+// dead-letter and audit streams.
+func (s *Sandbox) AddAccount(ctx context.Context, name string, lim accounts.Limits) (*accounts.Account, error) {
+	acct, err := s.prov.CreateAccount(name, lim)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.prov.SetupAccount(ctx, acct); err != nil {
+		return nil, err
+	}
+	return acct, nil
+}
+
+// AddStream creates an application stream in account.
+func (s *Sandbox) AddStream(ctx context.Context, account string, spec admin.StreamSpec) error {
+	nc, err := s.prov.Admin(ctx, account)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return admin.AddStream(ctx, nc, spec)
+}
+
+// AddService creates a service, saves it, writes its credentials file (0600) and returns its
+// path; publishes its card and creates each declared durable (filter: the service's subscribe
+// subjects that fall in the stream; MaxDeliver admin.DefaultMaxDeliver, BackOff
+// admin.DefaultBackOff). The streams must exist.
+func (s *Sandbox) AddService(ctx context.Context, account string, spec accounts.ServiceSpec) (string, error) {
+	svc, path, err := s.prov.CreateService(account, spec)
+	if err != nil {
+		return "", err
+	}
+	if _, err := s.prov.PublishService(ctx, account, svc, nil, false); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// Service loads a service from the keystore.
+func (s *Sandbox) Service(account, name string) (*accounts.Service, error) {
+	return s.ks.LoadService(account, name)
+}
+
+// CredsPath is where the service's credentials file is.
+func (s *Sandbox) CredsPath(account, name string) string { return s.prov.CredsPath(account, name) }
+
+// PreviousCredsPath is where the credentials of a service before its last rotation are.
+func (s *Sandbox) PreviousCredsPath(account, name string) string {
+	return s.prov.PreviousCredsPath(account, name)
+}
+
+// RevokeService revokes the service's user key (and card) in the account JWT, saves it, pushes
+// it to the server (which disconnects the service and refuses it from then on) and writes it
+// into the account's directory.
+func (s *Sandbox) RevokeService(ctx context.Context, account, name string) error {
+	acct, err := s.prov.RevokeService(account, name, time.Now())
+	if err != nil {
+		return err
+	}
+	return s.prov.PushAccount(ctx, acct)
+}
+
+// RotateService gives the service new keys (the old curve key stays usable for decryption
+// for grace), publishes the new card, revokes the old user key and pushes the account. It
+// returns the new credentials path; the old credentials are at [Sandbox.PreviousCredsPath].
+func (s *Sandbox) RotateService(ctx context.Context, account, name string, grace time.Duration) (string, error) {
+	svc, acct, path, err := s.prov.RotateService(account, name, grace)
+	if err != nil {
+		return "", err
+	}
+	if _, err := s.prov.PublishService(ctx, account, svc, nil, false); err != nil {
+		return "", err
+	}
+	if err := s.prov.PushAccount(ctx, acct); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// AdminConn opens an admin connection to account (full rights inside it, short-lived JWT); the
+// caller closes it.
+func (s *Sandbox) AdminConn(ctx context.Context, account string) (*nats.Conn, error) {
+	return s.prov.Admin(ctx, account)
+}
+
+// SystemConn returns the sandbox's system account connection (owned by the sandbox).
+func (s *Sandbox) SystemConn(ctx context.Context) (*nats.Conn, error) { return s.prov.System(ctx) }
+
+// Close shuts the server down and closes the keystore. It removes the home only when Start
+// created it. Safe to call more than once.
+func (s *Sandbox) Close() error {
+	if s.prov != nil {
+		s.prov.Close()
+	}
+	if s.srv != nil {
+		s.srv.Shutdown()
+	}
+	if s.ks != nil {
+		s.ks.Close()
+	}
+	if s.temp && s.home != "" {
+		if err := os.RemoveAll(s.home); err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		s.home = ""
+	}
+	return nil
+}
