@@ -18,6 +18,7 @@ import (
 
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
 	"github.com/testcontainers/testcontainers-go/network"
 
 	"github.com/moby/moby/api/types/container"
@@ -194,6 +195,7 @@ func createNode(t testing.TB, ctx context.Context, p *testcontainers.DockerProvi
 	ctr, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
 		ContainerRequest: req,
 		ProviderType:     testcontainers.ProviderDocker,
+		Logger:           tclog.TestLogger(t),
 		Started:          true,
 	})
 	if ctr != nil {

@@ -1,0 +1,596 @@
+package natstest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/internal/credsfile"
+	"github.com/sealbus/sealbus/internal/pki"
+)
+
+// startTimeout bounds starting a deployment, image build excluded.
+const startTimeout = 3 * time.Minute
+
+// Deployment is what [StartServer] and [StartCluster] have in common: the nodes, the operator
+// and keystore they trust, the TLS CA, the Docker network, and the operator's provisioning
+// actions (accounts, streams, consumers, services), done over NATS through internal/admin as
+// the CLI does them.
+type Deployment struct {
+	// Keystore holds the operator, the accounts and the services of the deployment.
+	Keystore *accounts.Keystore
+	// Operator is the operator the servers trust; its public key is the SDK's trust anchor.
+	Operator *accounts.Operator
+	// CAFile is the PEM file, on the host, of the CA that issued the server certificates.
+	CAFile string
+	// CAPEM is the content of CAFile.
+	CAPEM []byte
+	// Network is the name of the Docker network the nodes are on; service containers join it.
+	Network string
+	// Nodes are the servers, in order.
+	Nodes []*Node
+	// Replicas is the replica count of the sealbus streams of each account (nodes, up to 3).
+	Replicas int
+
+	t    testing.TB
+	dir  string
+	ca   *pki.CA
+	mtls bool
+
+	mu        sync.Mutex
+	accts     map[string]*accounts.Account
+	adminCert string
+	adminKey  string
+}
+
+// nodeName returns the server name and network alias of node i of n.
+func nodeName(i, n int) string {
+	if n == 1 {
+		return "nats"
+	}
+	return fmt.Sprintf("n%d", i+1)
+}
+
+// start builds the deployment's identities and certificates and starts n nodes, waiting until
+// every one is healthy. It fails t on any error.
+func start(t testing.TB, n int, opts []Option) *Deployment {
+	t.Helper()
+	RequireDocker(t)
+	var cfg config
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := newDeployment(t, n, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
+	if n < 1 || n > 5 {
+		return nil, fmt.Errorf("%w: %d nodes (1 to 5)", ErrInvalidOption, n)
+	}
+	image := cfg.image
+	if image == "" {
+		// Built outside the start timeout: the first build on a machine takes a while.
+		var err error
+		if image, err = NATSImage(context.Background()); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+
+	dir := t.TempDir()
+	ks := cfg.keystore
+	if ks == nil {
+		var err error
+		ks, err = accounts.OpenKeystore(filepath.Join(dir, "keystore"), nil, accounts.WithUnencrypted())
+		if err != nil {
+			return nil, fmt.Errorf("natstest: keystore: %w", err)
+		}
+	}
+	op, err := ks.LoadOperator()
+	if errors.Is(err, accounts.ErrNotFound) {
+		if op, err = accounts.NewOperator("natstest"); err == nil {
+			err = ks.SaveOperator(op)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natstest: operator: %w", err)
+	}
+	names, err := ks.ListAccounts()
+	if err != nil {
+		return nil, fmt.Errorf("natstest: listing accounts: %w", err)
+	}
+	accts := map[string]*accounts.Account{}
+	var preload []*accounts.Account
+	for _, name := range names {
+		a, err := ks.LoadAccount(name)
+		if err != nil {
+			return nil, fmt.Errorf("natstest: account %s: %w", name, err)
+		}
+		accts[name] = a
+		preload = append(preload, a)
+	}
+
+	ca, err := pki.NewCA("sealbus natstest CA", certValidity)
+	if err != nil {
+		return nil, fmt.Errorf("natstest: CA: %w", err)
+	}
+	caPath := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caPath, ca.CertPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("natstest: %w", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("natstest: storage key: %w", err)
+	}
+	storageKey := hex.EncodeToString(key)
+
+	netName, err := newNetwork(t, ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := &Deployment{
+		Keystore: ks,
+		Operator: op,
+		CAFile:   caPath,
+		CAPEM:    ca.CertPEM,
+		Network:  netName,
+		Replicas: min(n, 3),
+		t:        t,
+		dir:      dir,
+		ca:       ca,
+		mtls:     cfg.mtls,
+		accts:    accts,
+	}
+	if d.mtls {
+		if d.adminCert, d.adminKey, err = d.ClientCert("natstest-admin"); err != nil {
+			return nil, err
+		}
+	}
+	var routes []string
+	if n > 1 {
+		for i := range n {
+			routes = append(routes, fmt.Sprintf("nats-route://%s:%d", nodeName(i, n), ClusterPort))
+		}
+	}
+	for i := range n {
+		name := nodeName(i, n)
+		files, err := serverFiles(ca, name, n > 1)
+		if err != nil {
+			return nil, err
+		}
+		sc := accounts.ServerConfig{
+			Operator:      op,
+			Accounts:      preload,
+			Host:          "0.0.0.0",
+			Port:          ClientPort,
+			HTTPPort:      MonitorPort,
+			StoreDir:      StoreDir,
+			ResolverDir:   ResolverDir,
+			StorageKey:    storageKey,
+			TLSCert:       CertDir + "/" + serverCertFile,
+			TLSKey:        CertDir + "/" + serverKeyFile,
+			TLSCA:         CertDir + "/" + caFile,
+			VerifyClients: cfg.mtls,
+			ServerName:    name,
+		}
+		if n > 1 {
+			sc.Cluster = &accounts.ClusterConfig{Name: "sealbus", Port: ClusterPort, Routes: routes}
+		}
+		conf, err := sc.Render()
+		if err != nil {
+			return nil, fmt.Errorf("natstest: config of %s: %w", name, err)
+		}
+		node, err := startNode(t, ctx, nodeSpec{Image: image, Name: name, Network: netName, Config: conf, Files: files, TLS: true})
+		if err != nil {
+			return nil, err
+		}
+		d.Nodes = append(d.Nodes, node)
+	}
+	if err := d.WaitHealthy(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// WaitHealthy waits until every node that is not stopped or paused reports healthy.
+func (d *Deployment) WaitHealthy(ctx context.Context) error {
+	errs := make([]error, len(d.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range d.Nodes {
+		if n.State() != Running {
+			continue
+		}
+		wg.Go(func() { errs[i] = n.WaitReady(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// URLs returns the nodes' client URLs on the host (tls://127.0.0.1:<port>).
+func (d *Deployment) URLs() []string {
+	out := make([]string, len(d.Nodes))
+	for i, n := range d.Nodes {
+		out[i] = n.URL
+	}
+	return out
+}
+
+// InternalURLs returns the nodes' client URLs for containers on [Deployment.Network].
+func (d *Deployment) InternalURLs() []string {
+	out := make([]string, len(d.Nodes))
+	for i, n := range d.Nodes {
+		out[i] = n.InternalURL
+	}
+	return out
+}
+
+// OperatorKey returns the operator's public key ("O..."), the trust anchor clients pass to
+// bus.WithTrustedOperator.
+func (d *Deployment) OperatorKey() string { return d.Operator.PublicKey() }
+
+// MTLS reports whether the servers require client certificates.
+func (d *Deployment) MTLS() bool { return d.mtls }
+
+// Target returns the admin target of the deployment: every node's URL, the CA and, with mTLS,
+// the deployment's admin client certificate.
+func (d *Deployment) Target() admin.Target {
+	return admin.Target{URLs: d.URLs(), RootCA: d.CAFile, ClientCert: d.adminCert, ClientKey: d.adminKey}
+}
+
+// ClientCert issues a client certificate named name from the deployment's CA and writes it
+// and its key (0600) under the test's temporary directory, returning both paths. Servers
+// started [WithMTLS] accept only clients presenting such a certificate.
+func (d *Deployment) ClientCert(name string) (certPath, keyPath string, err error) {
+	pair, err := d.ca.IssueClient(name, certValidity)
+	if err != nil {
+		return "", "", fmt.Errorf("natstest: client certificate %s: %w", name, err)
+	}
+	certPath = filepath.Join(d.dir, "clients", name+".pem")
+	keyPath = filepath.Join(d.dir, "clients", name+"-key.pem")
+	if err := pair.WriteFiles(certPath, keyPath); err != nil {
+		return "", "", fmt.Errorf("natstest: client certificate %s: %w", name, err)
+	}
+	return certPath, keyPath, nil
+}
+
+// SystemConn connects as the operator's system user (for $SYS requests and events). The
+// caller closes it.
+func (d *Deployment) SystemConn(ctx context.Context) (*nats.Conn, error) {
+	return admin.ConnectSystem(ctx, d.Target(), d.Operator)
+}
+
+// AdminConn connects to account with a short-lived admin user (see admin.ConnectAdmin). The
+// caller closes it.
+func (d *Deployment) AdminConn(ctx context.Context, account string) (*nats.Conn, error) {
+	a, err := d.Account(account)
+	if err != nil {
+		return nil, err
+	}
+	return admin.ConnectAdmin(ctx, d.Target(), a)
+}
+
+// Account returns the account named name.
+func (d *Deployment) Account(name string) (*accounts.Account, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if a, ok := d.accts[name]; ok {
+		return a, nil
+	}
+	a, err := d.Keystore.LoadAccount(name)
+	if err != nil {
+		return nil, fmt.Errorf("natstest: account %s: %w", name, err)
+	}
+	d.accts[name] = a
+	return a, nil
+}
+
+// AddAccount creates an account with limits lim, saves it, pushes its JWT to the servers and
+// sets up its sealbus streams and directory (replicated [Deployment.Replicas] times).
+func (d *Deployment) AddAccount(ctx context.Context, name string, lim accounts.Limits) (*accounts.Account, error) {
+	a, err := d.Operator.NewAccount(name, lim)
+	if err != nil {
+		return nil, fmt.Errorf("natstest: account %s: %w", name, err)
+	}
+	if err := d.Keystore.SaveAccount(a); err != nil {
+		return nil, fmt.Errorf("natstest: account %s: %w", name, err)
+	}
+	if err := d.push(ctx, a); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.accts[name] = a
+	d.mu.Unlock()
+	nc, err := d.AdminConn(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	if err := admin.SetupAccount(ctx, nc, a, d.Replicas); err != nil {
+		return nil, fmt.Errorf("natstest: setting up account %s: %w", name, err)
+	}
+	return a, nil
+}
+
+// UpdateAccount re-signs a after its claims were edited (limits, revocations, imports,
+// exports), saves it, pushes it to the servers and puts it in the account's directory.
+func (d *Deployment) UpdateAccount(ctx context.Context, a *accounts.Account) error {
+	if err := d.Operator.Reissue(a); err != nil {
+		return fmt.Errorf("natstest: reissuing account %s: %w", a.Name, err)
+	}
+	if err := d.Keystore.SaveAccount(a); err != nil {
+		return fmt.Errorf("natstest: account %s: %w", a.Name, err)
+	}
+	if err := d.push(ctx, a); err != nil {
+		return err
+	}
+	nc, err := d.AdminConn(ctx, a.Name)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := admin.PutAccountJWT(ctx, nc, a.JWT); err != nil {
+		return fmt.Errorf("natstest: directory of %s: %w", a.Name, err)
+	}
+	return nil
+}
+
+func (d *Deployment) push(ctx context.Context, a *accounts.Account) error {
+	sys, err := d.SystemConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+	if err := admin.PushAccount(ctx, sys, a.JWT); err != nil {
+		return fmt.Errorf("natstest: pushing account %s: %w", a.Name, err)
+	}
+	return nil
+}
+
+// AddStream creates (or updates) an application stream in account.
+func (d *Deployment) AddStream(ctx context.Context, account string, spec admin.StreamSpec) error {
+	nc, err := d.AdminConn(ctx, account)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return admin.AddStream(ctx, nc, spec)
+}
+
+// AddConsumer creates (or updates) a durable pull consumer in account. Create a service's
+// durable this way before [Deployment.AddService] to give it settings other than the defaults.
+func (d *Deployment) AddConsumer(ctx context.Context, account string, spec admin.ConsumerSpec) error {
+	nc, err := d.AdminConn(ctx, account)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return admin.AddConsumer(ctx, nc, spec)
+}
+
+// AddService creates a service of account from spec, saves it, writes its sealbus
+// credentials file (user JWT, user seed, curve seed; mode 0600) and returns its path. It
+// publishes the service's identity card in the account's directory and creates each durable
+// the spec declares that does not exist yet: filtered on the service's subscribe subjects
+// within the stream, with admin.DefaultMaxDeliver and admin.DefaultBackOff.
+func (d *Deployment) AddService(ctx context.Context, account string, spec accounts.ServiceSpec) (credsPath string, err error) {
+	a, err := d.Account(account)
+	if err != nil {
+		return "", err
+	}
+	svc, err := a.NewService(spec)
+	if err != nil {
+		return "", fmt.Errorf("natstest: service %s/%s: %w", account, spec.Name, err)
+	}
+	if err := d.Keystore.SaveService(account, svc); err != nil {
+		return "", fmt.Errorf("natstest: service %s/%s: %w", account, spec.Name, err)
+	}
+	credsPath, err = d.writeCreds(account, svc)
+	if err != nil {
+		return "", err
+	}
+	nc, err := d.AdminConn(ctx, account)
+	if err != nil {
+		return "", err
+	}
+	defer nc.Close()
+	if err := admin.PublishCard(ctx, nc, spec.Name, svc.Card); err != nil {
+		return "", fmt.Errorf("natstest: card of %s/%s: %w", account, spec.Name, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return "", fmt.Errorf("natstest: %w", err)
+	}
+	for _, c := range spec.Consumers {
+		if _, err := js.Consumer(ctx, c.Stream, c.Durable); err == nil {
+			continue
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return "", fmt.Errorf("natstest: consumer %s:%s: %w", c.Stream, c.Durable, err)
+		}
+		subjects, err := admin.StreamSubjects(ctx, nc, c.Stream)
+		if err != nil {
+			return "", fmt.Errorf("natstest: consumer %s:%s: %w", c.Stream, c.Durable, err)
+		}
+		filter := admin.ConsumerFilter(spec.Subscribe, subjects)
+		if len(filter) == 0 {
+			return "", fmt.Errorf("%w: service %s subscribes to nothing in stream %s", ErrInvalidOption, spec.Name, c.Stream)
+		}
+		if err := admin.AddConsumer(ctx, nc, admin.ConsumerSpec{
+			Stream: c.Stream, Durable: c.Durable, FilterSubjects: filter, BackOff: admin.DefaultBackOff,
+		}); err != nil {
+			return "", fmt.Errorf("natstest: %w", err)
+		}
+	}
+	return credsPath, nil
+}
+
+// Service loads a service of account from the keystore.
+func (d *Deployment) Service(account, name string) (*accounts.Service, error) {
+	s, err := d.Keystore.LoadService(account, name)
+	if err != nil {
+		return nil, fmt.Errorf("natstest: service %s/%s: %w", account, name, err)
+	}
+	return s, nil
+}
+
+// RevokeService revokes the service's user key in its account from now on and publishes the
+// account (see [Deployment.UpdateAccount]): the servers refuse its connections and the SDK
+// stops trusting its card.
+func (d *Deployment) RevokeService(ctx context.Context, account, name string) error {
+	a, err := d.Account(account)
+	if err != nil {
+		return err
+	}
+	s, err := d.Service(account, name)
+	if err != nil {
+		return err
+	}
+	a.Revoke(s.UserPublicKey(), time.Now())
+	return d.UpdateAccount(ctx, a)
+}
+
+// writeCreds writes the sealbus credentials file of svc under the test's temporary directory.
+func (d *Deployment) writeCreds(account string, svc *accounts.Service) (string, error) {
+	userSeed, err := svc.UserKey.Seed()
+	if err != nil {
+		return "", fmt.Errorf("natstest: user seed of %s: %w", svc.Spec.Name, err)
+	}
+	c := credsfile.Creds{UserJWT: svc.UserJWT, UserSeed: userSeed}
+	if svc.CurveKey != nil {
+		if c.CurveSeed, err = svc.CurveKey.Seed(); err != nil {
+			return "", fmt.Errorf("natstest: curve seed of %s: %w", svc.Spec.Name, err)
+		}
+	}
+	data, err := credsfile.Format(c)
+	if err != nil {
+		return "", fmt.Errorf("natstest: creds of %s: %w", svc.Spec.Name, err)
+	}
+	dir := filepath.Join(d.dir, "creds", account)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("natstest: %w", err)
+	}
+	path := filepath.Join(dir, svc.Spec.Name+".creds")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("natstest: %w", err)
+	}
+	return path, nil
+}
+
+// CredsFile returns the path of the credentials file [Deployment.AddService] wrote.
+func (d *Deployment) CredsFile(account, name string) string {
+	return filepath.Join(d.dir, "creds", account, name+".creds")
+}
+
+// Server is a single node started by [StartServer].
+type Server struct {
+	*Deployment
+	// Node is the server's container.
+	Node *Node
+	// URL is the client URL on the host: tls://127.0.0.1:<port>.
+	URL string
+}
+
+// StartServer starts one nats-server in a container: operator mode with the operator of the
+// keystore ([WithKeystore], else a fresh one) and a full account resolver preloaded with its
+// accounts, TLS required (certificate for 127.0.0.1, localhost and its network alias "nats"),
+// optionally mTLS ([WithMTLS]), JetStream with file storage encrypted (ChaCha20) under a random
+// key. Its client port is published on 127.0.0.1. It fails the test on any error and removes
+// the container and network when the test ends.
+func StartServer(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	d := start(t, 1, opts)
+	return &Server{Deployment: d, Node: d.Nodes[0], URL: d.Nodes[0].URL}
+}
+
+// Cluster is a JetStream cluster started by [StartCluster].
+type Cluster struct {
+	*Deployment
+}
+
+// StartCluster starts n nodes (1 to 5; three for R3 streams) like [StartServer], named n1…nN,
+// on a Docker network the test creates, routed to each other by their network aliases over
+// TLS with verified certificates, JetStream clustered. Each node's client port is published on
+// 127.0.0.1. Sealbus streams of accounts are replicated min(n, 3) times.
+func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
+	t.Helper()
+	return &Cluster{Deployment: start(t, n, opts)}
+}
+
+// Node returns node i (0-based), or nil when there is none.
+func (c *Cluster) Node(i int) *Node {
+	if i < 0 || i >= len(c.Nodes) {
+		return nil
+	}
+	return c.Nodes[i]
+}
+
+func (c *Cluster) node(i int) (*Node, error) {
+	if n := c.Node(i); n != nil {
+		return n, nil
+	}
+	return nil, fmt.Errorf("%w: %d of %d", ErrNoNode, i, len(c.Nodes))
+}
+
+// Stop stops node i gracefully; its JetStream store is kept (see [Node.Stop]).
+func (c *Cluster) Stop(ctx context.Context, i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
+	return n.Stop(ctx)
+}
+
+// Start starts node i again and waits until it is healthy, that is caught up with the
+// cluster (see [Node.Start]).
+func (c *Cluster) Start(ctx context.Context, i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
+	return n.Start(ctx)
+}
+
+// Pause freezes node i (see [Node.Pause]).
+func (c *Cluster) Pause(ctx context.Context, i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
+	return n.Pause(ctx)
+}
+
+// Unpause resumes node i (see [Node.Unpause]).
+func (c *Cluster) Unpause(ctx context.Context, i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
+	return n.Unpause(ctx)
+}
+
+// Kill stops node i abruptly (see [Node.Kill]).
+func (c *Cluster) Kill(ctx context.Context, i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
+	return n.Kill(ctx)
+}
