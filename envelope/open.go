@@ -81,6 +81,24 @@ type Opener struct {
 	cfg    config
 	roots  *lru[rootKey, struct{}]
 	keys   *lru[unwrapKey, cipher.AEAD]
+	names  *lru[nameKey, string] // nkeys string forms of account and sender keys
+}
+
+type nameKey struct {
+	prefix nkeys.PrefixByte
+	key    [32]byte
+}
+
+// name returns the nkeys string form of a public key, from a small cache: encoding costs a
+// base32 pass and a checksum on every envelope otherwise.
+func (o *Opener) name(p nkeys.PrefixByte, k [32]byte) string {
+	nk := nameKey{p, k}
+	if s, ok := o.names.get(nk); ok {
+		return s
+	}
+	s := encodeKey(p, k)
+	o.names.add(nk, s)
+	return s
 }
 
 // NewOpener returns an Opener for ids (at least one, current first) that asks policy about
@@ -107,6 +125,7 @@ func NewOpener(ids []*Identity, policy SenderPolicy, opts ...Option) (*Opener, e
 		cfg:    cfg,
 		roots:  newLRU[rootKey, struct{}](cfg.rootCache),
 		keys:   newLRU[unwrapKey, cipher.AEAD](maxKeyCache),
+		names:  newLRU[nameKey, string](maxKeyCache),
 	}, nil
 }
 
@@ -126,7 +145,7 @@ func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
 		return nil, rerr
 	}
 
-	account, sender := encodeKey(nkeys.PrefixByteAccount, e.Account), encodeKey(nkeys.PrefixByteUser, e.Sender)
+	account, sender := o.name(nkeys.PrefixByteAccount, e.Account), o.name(nkeys.PrefixByteUser, e.Sender)
 	if account != d.Account {
 		return nil, reject(ReasonAccountMismatch, "signed account %s, delivered in %s", account, d.Account)
 	}

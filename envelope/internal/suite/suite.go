@@ -63,25 +63,50 @@ func WrapAD(dst, id, recipientPub []byte) []byte {
 	return append(append(dst, id...), recipientPub...)
 }
 
+// expand32 is HKDF-Expand(prk, label || id, 32) for a 32-byte prk, which is the single block
+// HMAC-SHA256(prk, label || id || 0x01), computed without allocation. TestExpand32 checks it
+// against crypto/hkdf.
+func expand32(prk []byte, label string, id []byte) ([32]byte, error) {
+	var out [32]byte
+	if len(prk) != 32 || len(label)+len(id)+1 > 128-sha256.BlockSize {
+		return out, errors.New("suite: bad expand input")
+	}
+	var inner [128]byte
+	var outer [sha256.BlockSize + sha256.Size]byte
+	for i := 0; i < sha256.BlockSize; i++ {
+		var k byte
+		if i < len(prk) {
+			k = prk[i]
+		}
+		inner[i] = k ^ 0x36
+		outer[i] = k ^ 0x5c
+	}
+	n := sha256.BlockSize
+	n += copy(inner[n:], label)
+	n += copy(inner[n:], id)
+	inner[n] = 0x01
+	n++
+	ih := sha256.Sum256(inner[:n])
+	copy(outer[sha256.BlockSize:], ih[:])
+	out = sha256.Sum256(outer[:])
+	clear(inner[:])
+	clear(outer[:])
+	return out, nil
+}
+
 // Commitment returns HKDF-Expand(contentKey, LabelCommit || id, 32).
 func Commitment(contentKey, id []byte) ([32]byte, error) {
-	var out [32]byte
-	k, err := hkdf.Expand(sha256.New, contentKey, LabelCommit+string(id), 32)
-	if err != nil {
-		return out, err
-	}
-	copy(out[:], k)
-	return out, nil
+	return expand32(contentKey, LabelCommit, id)
 }
 
 // PayloadAEAD returns XChaCha20-Poly1305 keyed with HKDF-Expand(contentKey, LabelPayload || id, 32).
 func PayloadAEAD(contentKey, id []byte) (cipher.AEAD, error) {
-	k, err := hkdf.Expand(sha256.New, contentKey, LabelPayload+string(id), 32)
+	k, err := expand32(contentKey, LabelPayload, id)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(k)
-	return chacha20poly1305.NewX(k)
+	defer clear(k[:])
+	return chacha20poly1305.NewX(k[:])
 }
 
 // PayloadNonce returns the (constant, all-zero) payload nonce.
