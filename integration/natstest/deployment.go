@@ -13,11 +13,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/internal/admin"
-	"github.com/sealbus/sealbus/internal/credsfile"
 	"github.com/sealbus/sealbus/internal/pki"
 )
 
@@ -49,8 +47,7 @@ type Deployment struct {
 	ca   *pki.CA
 	mtls bool
 
-	mu        sync.Mutex
-	accts     map[string]*accounts.Account
+	prov      *admin.Provisioner
 	adminCert string
 	adminKey  string
 }
@@ -118,14 +115,12 @@ func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natstest: listing accounts: %w", err)
 	}
-	accts := map[string]*accounts.Account{}
 	var preload []*accounts.Account
 	for _, name := range names {
 		a, err := ks.LoadAccount(name)
 		if err != nil {
 			return nil, fmt.Errorf("natstest: account %s: %w", name, err)
 		}
-		accts[name] = a
 		preload = append(preload, a)
 	}
 
@@ -158,7 +153,6 @@ func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
 		dir:      dir,
 		ca:       ca,
 		mtls:     cfg.mtls,
-		accts:    accts,
 	}
 	if d.mtls {
 		if d.adminCert, d.adminKey, err = d.ClientCert("natstest-admin"); err != nil {
@@ -208,6 +202,8 @@ func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
 	if err := d.WaitHealthy(ctx); err != nil {
 		return nil, err
 	}
+	d.prov = &admin.Provisioner{Keystore: ks, Operator: op, Target: d.Target(), Replicas: d.Replicas}
+	t.Cleanup(d.prov.Close)
 	return d, nil
 }
 
@@ -272,97 +268,52 @@ func (d *Deployment) ClientCert(name string) (certPath, keyPath string, err erro
 	return certPath, keyPath, nil
 }
 
-// SystemConn connects as the operator's system user (for $SYS requests and events). The
-// caller closes it.
+// Provisioner returns the operator's provisioning actions against this deployment (the same
+// code the CLI and the sandbox run).
+func (d *Deployment) Provisioner() *admin.Provisioner { return d.prov }
+
+// SystemConn opens a connection as the operator's system user (for $SYS requests and
+// events). The caller closes it.
 func (d *Deployment) SystemConn(ctx context.Context) (*nats.Conn, error) {
 	return admin.ConnectSystem(ctx, d.Target(), d.Operator)
 }
 
-// AdminConn connects to account with a short-lived admin user (see admin.ConnectAdmin). The
-// caller closes it.
+// AdminConn opens a connection to account with a short-lived admin user (full rights inside
+// the account, no card; see admin.ConnectAdmin). The caller closes it.
 func (d *Deployment) AdminConn(ctx context.Context, account string) (*nats.Conn, error) {
-	a, err := d.Account(account)
-	if err != nil {
-		return nil, err
-	}
-	return admin.ConnectAdmin(ctx, d.Target(), a)
+	return d.prov.Admin(ctx, account)
 }
 
-// Account returns the account named name.
+// Account loads the account named name from the keystore.
 func (d *Deployment) Account(name string) (*accounts.Account, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if a, ok := d.accts[name]; ok {
-		return a, nil
-	}
-	a, err := d.Keystore.LoadAccount(name)
-	if err != nil {
-		return nil, fmt.Errorf("natstest: account %s: %w", name, err)
-	}
-	d.accts[name] = a
-	return a, nil
+	return d.Keystore.LoadAccount(name)
 }
 
 // AddAccount creates an account with limits lim, saves it, pushes its JWT to the servers and
-// sets up its sealbus streams and directory (replicated [Deployment.Replicas] times).
+// sets up its directory, dead-letter and audit streams (replicated [Deployment.Replicas]
+// times).
 func (d *Deployment) AddAccount(ctx context.Context, name string, lim accounts.Limits) (*accounts.Account, error) {
-	a, err := d.Operator.NewAccount(name, lim)
+	a, err := d.prov.CreateAccount(name, lim)
 	if err != nil {
 		return nil, fmt.Errorf("natstest: account %s: %w", name, err)
 	}
-	if err := d.Keystore.SaveAccount(a); err != nil {
-		return nil, fmt.Errorf("natstest: account %s: %w", name, err)
-	}
-	if err := d.push(ctx, a); err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	d.accts[name] = a
-	d.mu.Unlock()
-	nc, err := d.AdminConn(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	if err := admin.SetupAccount(ctx, nc, a, d.Replicas); err != nil {
+	if err := d.prov.SetupAccount(ctx, a); err != nil {
 		return nil, fmt.Errorf("natstest: setting up account %s: %w", name, err)
 	}
 	return a, nil
 }
 
-// UpdateAccount re-signs a after its claims were edited (limits, revocations, imports,
-// exports), saves it, pushes it to the servers and puts it in the account's directory.
-func (d *Deployment) UpdateAccount(ctx context.Context, a *accounts.Account) error {
-	if err := d.Operator.Reissue(a); err != nil {
-		return fmt.Errorf("natstest: reissuing account %s: %w", a.Name, err)
-	}
-	if err := d.Keystore.SaveAccount(a); err != nil {
-		return fmt.Errorf("natstest: account %s: %w", a.Name, err)
-	}
-	if err := d.push(ctx, a); err != nil {
-		return err
-	}
-	nc, err := d.AdminConn(ctx, a.Name)
+// EditAccount applies edit to the account (limits, revocations, imports, exports, signing
+// keys), reissues and saves it, pushes it to the servers and writes it into its directory.
+func (d *Deployment) EditAccount(ctx context.Context, name string, edit func(*accounts.Account) error) (*accounts.Account, error) {
+	a, err := d.prov.EditAccount(name, edit)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("natstest: editing account %s: %w", name, err)
 	}
-	defer nc.Close()
-	if err := admin.PutAccountJWT(ctx, nc, a.JWT); err != nil {
-		return fmt.Errorf("natstest: directory of %s: %w", a.Name, err)
+	if err := d.prov.PushAccount(ctx, a); err != nil {
+		return nil, fmt.Errorf("natstest: pushing account %s: %w", name, err)
 	}
-	return nil
-}
-
-func (d *Deployment) push(ctx context.Context, a *accounts.Account) error {
-	sys, err := d.SystemConn(ctx)
-	if err != nil {
-		return err
-	}
-	defer sys.Close()
-	if err := admin.PushAccount(ctx, sys, a.JWT); err != nil {
-		return fmt.Errorf("natstest: pushing account %s: %w", a.Name, err)
-	}
-	return nil
+	return a, nil
 }
 
 // AddStream creates (or updates) an application stream in account.
@@ -389,114 +340,61 @@ func (d *Deployment) AddConsumer(ctx context.Context, account string, spec admin
 // AddService creates a service of account from spec, saves it, writes its sealbus
 // credentials file (user JWT, user seed, curve seed; mode 0600) and returns its path. It
 // publishes the service's identity card in the account's directory and creates each durable
-// the spec declares that does not exist yet: filtered on the service's subscribe subjects
-// within the stream, with admin.DefaultMaxDeliver and admin.DefaultBackOff.
+// the spec declares that does not exist yet (filter: the service's subscribe subjects within
+// the stream; admin.DefaultMaxDeliver, admin.DefaultBackOff). The streams must exist.
 func (d *Deployment) AddService(ctx context.Context, account string, spec accounts.ServiceSpec) (credsPath string, err error) {
-	a, err := d.Account(account)
-	if err != nil {
-		return "", err
-	}
-	svc, err := a.NewService(spec)
+	svc, path, err := d.prov.CreateService(account, spec)
 	if err != nil {
 		return "", fmt.Errorf("natstest: service %s/%s: %w", account, spec.Name, err)
 	}
-	if err := d.Keystore.SaveService(account, svc); err != nil {
-		return "", fmt.Errorf("natstest: service %s/%s: %w", account, spec.Name, err)
-	}
-	credsPath, err = d.writeCreds(account, svc)
-	if err != nil {
-		return "", err
-	}
-	nc, err := d.AdminConn(ctx, account)
-	if err != nil {
-		return "", err
-	}
-	defer nc.Close()
-	if err := admin.PublishCard(ctx, nc, spec.Name, svc.Card); err != nil {
-		return "", fmt.Errorf("natstest: card of %s/%s: %w", account, spec.Name, err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return "", fmt.Errorf("natstest: %w", err)
-	}
-	for _, c := range spec.Consumers {
-		if _, err := js.Consumer(ctx, c.Stream, c.Durable); err == nil {
-			continue
-		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return "", fmt.Errorf("natstest: consumer %s:%s: %w", c.Stream, c.Durable, err)
-		}
-		subjects, err := admin.StreamSubjects(ctx, nc, c.Stream)
-		if err != nil {
-			return "", fmt.Errorf("natstest: consumer %s:%s: %w", c.Stream, c.Durable, err)
-		}
-		filter := admin.ConsumerFilter(spec.Subscribe, subjects)
-		if len(filter) == 0 {
-			return "", fmt.Errorf("%w: service %s subscribes to nothing in stream %s", ErrInvalidOption, spec.Name, c.Stream)
-		}
-		if err := admin.AddConsumer(ctx, nc, admin.ConsumerSpec{
-			Stream: c.Stream, Durable: c.Durable, FilterSubjects: filter, BackOff: admin.DefaultBackOff,
-		}); err != nil {
-			return "", fmt.Errorf("natstest: %w", err)
-		}
-	}
-	return credsPath, nil
-}
-
-// Service loads a service of account from the keystore.
-func (d *Deployment) Service(account, name string) (*accounts.Service, error) {
-	s, err := d.Keystore.LoadService(account, name)
-	if err != nil {
-		return nil, fmt.Errorf("natstest: service %s/%s: %w", account, name, err)
-	}
-	return s, nil
-}
-
-// RevokeService revokes the service's user key in its account from now on and publishes the
-// account (see [Deployment.UpdateAccount]): the servers refuse its connections and the SDK
-// stops trusting its card.
-func (d *Deployment) RevokeService(ctx context.Context, account, name string) error {
-	a, err := d.Account(account)
-	if err != nil {
-		return err
-	}
-	s, err := d.Service(account, name)
-	if err != nil {
-		return err
-	}
-	a.Revoke(s.UserPublicKey(), time.Now())
-	return d.UpdateAccount(ctx, a)
-}
-
-// writeCreds writes the sealbus credentials file of svc under the test's temporary directory.
-func (d *Deployment) writeCreds(account string, svc *accounts.Service) (string, error) {
-	userSeed, err := svc.UserKey.Seed()
-	if err != nil {
-		return "", fmt.Errorf("natstest: user seed of %s: %w", svc.Spec.Name, err)
-	}
-	c := credsfile.Creds{UserJWT: svc.UserJWT, UserSeed: userSeed}
-	if svc.CurveKey != nil {
-		if c.CurveSeed, err = svc.CurveKey.Seed(); err != nil {
-			return "", fmt.Errorf("natstest: curve seed of %s: %w", svc.Spec.Name, err)
-		}
-	}
-	data, err := credsfile.Format(c)
-	if err != nil {
-		return "", fmt.Errorf("natstest: creds of %s: %w", svc.Spec.Name, err)
-	}
-	dir := filepath.Join(d.dir, "creds", account)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("natstest: %w", err)
-	}
-	path := filepath.Join(dir, svc.Spec.Name+".creds")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return "", fmt.Errorf("natstest: %w", err)
+	if _, err := d.prov.PublishService(ctx, account, svc, nil, false); err != nil {
+		return "", fmt.Errorf("natstest: publishing service %s/%s: %w", account, spec.Name, err)
 	}
 	return path, nil
 }
 
-// CredsFile returns the path of the credentials file [Deployment.AddService] wrote.
-func (d *Deployment) CredsFile(account, name string) string {
-	return filepath.Join(d.dir, "creds", account, name+".creds")
+// Service loads a service of account from the keystore.
+func (d *Deployment) Service(account, name string) (*accounts.Service, error) {
+	return d.Keystore.LoadService(account, name)
+}
+
+// CredsPath is where the credentials file of a service is.
+func (d *Deployment) CredsPath(account, name string) string { return d.prov.CredsPath(account, name) }
+
+// PreviousCredsPath is where the credentials of a service before its last rotation are.
+func (d *Deployment) PreviousCredsPath(account, name string) string {
+	return d.prov.PreviousCredsPath(account, name)
+}
+
+// RevokeService revokes the service's user key (and card) in its account from now on, pushes
+// the account (the servers disconnect and refuse the service) and writes it into the
+// directory (the SDK stops trusting the card).
+func (d *Deployment) RevokeService(ctx context.Context, account, name string) error {
+	a, err := d.prov.RevokeService(account, name, time.Now())
+	if err != nil {
+		return fmt.Errorf("natstest: revoking %s/%s: %w", account, name, err)
+	}
+	if err := d.prov.PushAccount(ctx, a); err != nil {
+		return fmt.Errorf("natstest: pushing account %s: %w", account, err)
+	}
+	return nil
+}
+
+// RotateService gives the service new keys (its previous curve key still opens envelopes for
+// grace), publishes the new card, revokes the old user key, pushes the account and returns
+// the new credentials path.
+func (d *Deployment) RotateService(ctx context.Context, account, name string, grace time.Duration) (string, error) {
+	svc, a, path, err := d.prov.RotateService(account, name, grace)
+	if err != nil {
+		return "", fmt.Errorf("natstest: rotating %s/%s: %w", account, name, err)
+	}
+	if _, err := d.prov.PublishService(ctx, account, svc, nil, false); err != nil {
+		return "", fmt.Errorf("natstest: publishing service %s/%s: %w", account, name, err)
+	}
+	if err := d.prov.PushAccount(ctx, a); err != nil {
+		return "", fmt.Errorf("natstest: pushing account %s: %w", account, err)
+	}
+	return path, nil
 }
 
 // Server is a single node started by [StartServer].
