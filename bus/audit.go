@@ -64,6 +64,7 @@ type EventData struct {
 	Key       string `json:"key,omitempty"`        // directory key
 	Revision  uint64 `json:"revision,omitempty"`   // directory revision
 	Error     string `json:"error,omitempty"`
+	DLQSeq    uint64 `json:"dlq_seq,omitempty"` // sequence of the dead letter in SEALBUS_DLQ
 }
 
 // AuditSubject returns the subject an event of type typ is published on.

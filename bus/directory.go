@@ -116,6 +116,23 @@ func (d *Directory) CardByKey(userKey string) (accounts.Card, bool) {
 	return cloneCard(c), true
 }
 
+// NameOf returns the service name of a user key: of a current card, or of a card retired by a
+// rotation or refused as revoked (for logs and dead letters).
+func (d *Directory) NameOf(userKey string) (string, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if c, ok := d.byKey[userKey]; ok {
+		return c.Name, true
+	}
+	if r, ok := d.retired[userKey]; ok {
+		return r.card.Name, true
+	}
+	if c, ok := d.revoked[userKey]; ok {
+		return c.Name, true
+	}
+	return "", false
+}
+
 // Cards returns every verified, current card, sorted by service name.
 func (d *Directory) Cards() []accounts.Card {
 	d.mu.RLock()

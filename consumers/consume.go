@@ -1,0 +1,255 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/bus"
+	"github.com/sealbus/sealbus/internal/metrics"
+)
+
+// consumeTimeout bounds the consumer lookup when ctx has no deadline.
+const consumeTimeout = 10 * time.Second
+
+const (
+	running int32 = iota
+	stopping
+	draining
+)
+
+// Consumption is a running Consume. Its methods are safe for concurrent use.
+type Consumption struct {
+	c          *bus.Client
+	log        *slog.Logger
+	stream     string
+	durable    string
+	maxDeliver int
+	handler    Handler
+	it         jetstream.MessagesContext
+	work       chan jetstream.Msg
+	mode       atomic.Int32
+	hctx       context.Context
+	hcancel    context.CancelFunc
+	k          *metrics.Counters
+	firstDelay time.Duration
+
+	done    chan struct{}
+	errMu   sync.Mutex
+	err     error
+	endOnce sync.Once
+}
+
+// Consume handles the messages of a durable pull consumer with h and returns at once; the
+// consumption runs until Stop, Drain, ctx's end, or the consumer's deletion.
+//
+// The durable consumer is created by the operator (services have no right to create one) with
+// explicit acks; Consume only looks it up (ErrNoConsumer if it is missing or not usable) and
+// reads its MaxDeliver and BackOff. Every message goes through DeadLetter, Verify,
+// ReplayGuard and Retry, then the WithMiddleware middleware and h, on WithWorkers workers,
+// with at most WithMaxInFlight messages pulled and not yet settled. A message is acknowledged
+// only after h returns nil; a failure is retried with backoff and dead-lettered after the last
+// delivery; a rejected envelope is dead-lettered at once and never reaches h.
+//
+// Stop ends the consumption promptly: handlers in progress finish (their context is
+// cancelled), messages pulled but not started are returned to the server for immediate
+// redelivery (on their last allowed delivery they are handled instead, so none is lost).
+// Drain handles every message already pulled first. Both wait for acknowledgements to reach
+// the server before Done is closed, so a consumer restarted on the same durable neither loses
+// nor repeats a message.
+func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handler, opts ...Option) (*Consumption, error) {
+	if c == nil || h == nil {
+		return nil, fmt.Errorf("%w: nil client or handler", ErrInvalidOption)
+	}
+	if stream == "" || durable == "" {
+		return nil, fmt.Errorf("%w: stream and durable names are required", ErrInvalidOption)
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	lctx, cancel := ctx, context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		lctx, cancel = context.WithTimeout(ctx, consumeTimeout)
+	}
+	cons, err := c.JetStream().Consumer(lctx, stream, durable)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s on %s: %w", ErrNoConsumer, durable, stream, err)
+	}
+	info := cons.CachedInfo()
+	if info == nil || info.Config.AckPolicy != jetstream.AckExplicitPolicy {
+		return nil, fmt.Errorf("%w: %s on %s must use explicit acks", ErrNoConsumer, durable, stream)
+	}
+	backoff := cfg.backoff
+	if len(backoff) == 0 {
+		backoff = info.Config.BackOff
+	}
+	if len(backoff) == 0 {
+		backoff = DefaultBackOff
+	}
+	k := metrics.For(c)
+	cs := &Consumption{
+		c: c, log: c.Logger().With("stream", stream, "consumer", durable),
+		stream: stream, durable: durable, maxDeliver: info.Config.MaxDeliver,
+		work: make(chan jetstream.Msg), k: k, firstDelay: backoff[0], done: make(chan struct{}),
+	}
+	chain := []Middleware{
+		DeadLetter(c),
+		Verify(c),
+		ReplayGuard(c.Freshness(), cfg.replayCap),
+		retry(backoff, cs.maxDeliver, k),
+	}
+	chain = append(chain, cfg.middleware...)
+	cs.handler = Chain(recoverPanics(h), chain...)
+	cs.hctx, cs.hcancel = context.WithCancel(context.WithoutCancel(ctx))
+
+	buffer := max(1, cfg.maxInFlight-cfg.workers)
+	cs.it, err = cons.Messages(jetstream.PullMaxMessages(buffer))
+	if err != nil {
+		cs.hcancel()
+		return nil, fmt.Errorf("%w: %s on %s: %w", ErrNoConsumer, durable, stream, err)
+	}
+
+	var wg sync.WaitGroup
+	for range cfg.workers {
+		wg.Go(cs.worker)
+	}
+	go cs.dispatch()
+	go func() {
+		wg.Wait()
+		cs.hcancel()
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := c.Conn().FlushWithContext(fctx); err != nil && !c.Conn().IsClosed() {
+			cs.log.Warn("sealbus: flushing acks failed", "error", err)
+		}
+		cancel()
+		close(cs.done)
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			cs.Stop()
+		case <-cs.done:
+		}
+	}()
+	return cs, nil
+}
+
+// dispatch moves pulled messages to the workers.
+func (cs *Consumption) dispatch() {
+	defer close(cs.work)
+	for {
+		msg, err := cs.it.Next()
+		if err != nil {
+			switch {
+			case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+				if errors.Is(err, jetstream.ErrConnectionClosed) && cs.mode.Load() == running {
+					cs.setErr(fmt.Errorf("%w: connection closed", ErrStopped))
+				}
+				return
+			case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrBadRequest):
+				cs.setErr(fmt.Errorf("%w: %w", ErrStopped, err))
+				cs.it.Stop()
+				return
+			case errors.Is(err, jetstream.ErrNoHeartbeat):
+				cs.log.Debug("sealbus: missed heartbeat; pulling again")
+			default:
+				cs.log.Warn("sealbus: pulling messages", "error", err)
+				time.Sleep(100 * time.Millisecond)
+			}
+			continue
+		}
+		if cs.mode.Load() == stopping && !cs.lastDelivery(msg) {
+			if err := msg.Nak(); err != nil {
+				cs.log.Debug("sealbus: returning a buffered message failed; it is redelivered after AckWait", "error", err)
+			}
+			continue
+		}
+		cs.work <- msg
+	}
+}
+
+func (cs *Consumption) lastDelivery(msg jetstream.Msg) bool {
+	if cs.maxDeliver <= 0 {
+		return false
+	}
+	md, err := msg.Metadata()
+	return err == nil && md.NumDelivered >= uint64(cs.maxDeliver)
+}
+
+func (cs *Consumption) worker() {
+	for raw := range cs.work {
+		cs.handle(raw)
+	}
+}
+
+func (cs *Consumption) handle(raw jetstream.Msg) {
+	m, err := newMessage(raw, cs.c.Account())
+	if err != nil {
+		cs.log.Error("sealbus: message without JetStream metadata; terminated", "subject", raw.Subject(), "error", err)
+		_ = raw.Term()
+		return
+	}
+	err = cs.handler(cs.hctx, m)
+	if m.settled {
+		return
+	}
+	if err == nil {
+		if aerr := m.ack(); aerr != nil {
+			cs.log.Warn("sealbus: ack failed; the message will be redelivered", "seq", m.Sequence, "error", aerr)
+			return
+		}
+		if m.verified {
+			cs.k.Delivered.Add(1)
+		}
+		return
+	}
+	cs.log.Warn("sealbus: message not settled by middleware; retrying", "seq", m.Sequence, "error", err)
+	_ = m.nak(cs.firstDelay)
+}
+
+func (cs *Consumption) setErr(err error) {
+	cs.errMu.Lock()
+	if cs.err == nil {
+		cs.err = err
+	}
+	cs.errMu.Unlock()
+}
+
+// Stop ends the consumption promptly (see Consume). It returns at once; Done is closed when
+// everything has settled.
+func (cs *Consumption) Stop() {
+	if cs.mode.CompareAndSwap(running, stopping) {
+		cs.hcancel()
+		cs.it.Drain()
+	}
+}
+
+// Drain stops pulling and handles every message already pulled before ending. It returns at
+// once; Done is closed when everything has settled.
+func (cs *Consumption) Drain() {
+	if cs.mode.CompareAndSwap(running, draining) {
+		cs.it.Drain()
+	}
+}
+
+// Done is closed when the consumption has ended and its acknowledgements are flushed.
+func (cs *Consumption) Done() <-chan struct{} { return cs.done }
+
+// Err returns why the consumption ended on its own (the consumer was deleted, the connection
+// closed), or nil after Stop, Drain or the end of Consume's context.
+func (cs *Consumption) Err() error {
+	cs.errMu.Lock()
+	defer cs.errMu.Unlock()
+	return cs.err
+}
+
+// MaxDeliver returns the consumer's MaxDeliver (0 or negative: unlimited).
+func (cs *Consumption) MaxDeliver() int { return cs.maxDeliver }

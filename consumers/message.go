@@ -1,0 +1,93 @@
+package consumers
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Message is one delivery of an envelope. Before the verify middleware runs only the delivery
+// fields are set (Subject, Account, Headers, Stream, Consumer, Sequence, Delivered, Stored);
+// handlers behind it see a verified, decrypted message: Payload is the plaintext and Sender,
+// SenderKey, ID, ContentType, Created and Expires come from the signed header.
+type Message struct {
+	ID          string // envelope message id (32 hex digits), also its Nats-Msg-Id
+	Subject     string // subject it was published and delivered on (signed)
+	Account     string // account public key ("A...") (signed)
+	Sender      string // service name of the sender, from its verified card
+	SenderKey   string // sender's user public key ("U...") (signed)
+	ContentType string // signed content type; may be empty
+	Created     time.Time
+	Expires     time.Time // zero when the envelope has no expiry
+	Stored      time.Time // JetStream's stored timestamp
+	Payload     []byte    // verified plaintext
+	Headers     nats.Header
+	Stream      string
+	Consumer    string
+	Sequence    uint64 // stream sequence
+	Delivered   uint64 // delivery count, starting at 1
+
+	raw      jetstream.Msg
+	envelope []byte
+	verified bool
+	settled  bool
+}
+
+// InProgress tells the server that the handler is still working on the message, resetting its
+// redelivery timer (AckWait). Long handlers call it periodically.
+func (m *Message) InProgress() error { return m.raw.InProgress() }
+
+// Envelope returns the envelope bytes as received (do not modify them).
+func (m *Message) Envelope() []byte { return m.envelope }
+
+// Verified reports whether the verify middleware has accepted the envelope.
+func (m *Message) Verified() bool { return m.verified }
+
+// ack, nak and term settle the message once; later calls are ignored.
+func (m *Message) ack() error {
+	if m.settled {
+		return nil
+	}
+	m.settled = true
+	return m.raw.Ack()
+}
+
+func (m *Message) nak(delay time.Duration) error {
+	if m.settled {
+		return nil
+	}
+	m.settled = true
+	if delay <= 0 {
+		return m.raw.Nak()
+	}
+	return m.raw.NakWithDelay(delay)
+}
+
+func (m *Message) term(reason string) error {
+	if m.settled {
+		return nil
+	}
+	m.settled = true
+	return m.raw.TermWithReason(reason)
+}
+
+// newMessage fills the delivery fields from a JetStream message.
+func newMessage(raw jetstream.Msg, account string) (*Message, error) {
+	md, err := raw.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	return &Message{
+		Subject:   raw.Subject(),
+		Account:   account,
+		Stored:    md.Timestamp,
+		Headers:   raw.Headers(),
+		Stream:    md.Stream,
+		Consumer:  md.Consumer,
+		Sequence:  md.Sequence.Stream,
+		Delivered: md.NumDelivered,
+		raw:       raw,
+		envelope:  raw.Data(),
+	}, nil
+}

@@ -1,0 +1,112 @@
+package consumers
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults of the options.
+const (
+	DefaultWorkers     = 1
+	DefaultMaxInFlight = 64
+)
+
+// Option configures Consume.
+type Option func(*config) error
+
+type config struct {
+	workers     int
+	maxInFlight int
+	inFlightSet bool
+	middleware  []Middleware
+	backoff     []time.Duration
+	replayCap   int
+}
+
+func newConfig(opts []Option) (*config, error) {
+	c := &config{workers: DefaultWorkers, maxInFlight: DefaultMaxInFlight, replayCap: DefaultReplayCapacity}
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+		}
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
+	if !c.inFlightSet && c.maxInFlight < c.workers {
+		c.maxInFlight = c.workers
+	}
+	if c.maxInFlight < c.workers {
+		return nil, fmt.Errorf("%w: max in flight %d is below the %d workers", ErrInvalidOption, c.maxInFlight, c.workers)
+	}
+	return c, nil
+}
+
+// WithWorkers sets how many handler calls run concurrently (default 1: messages are handled
+// one at a time, in delivery order).
+func WithWorkers(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > 4096 {
+			return fmt.Errorf("%w: workers %d (1 to 4096)", ErrInvalidOption, n)
+		}
+		c.workers = n
+		return nil
+	}
+}
+
+// WithMaxInFlight bounds the messages pulled from the server and not yet acknowledged (being
+// handled or waiting for a worker). Default DefaultMaxInFlight, and at least the number of
+// workers.
+func WithMaxInFlight(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > 1<<20 {
+			return fmt.Errorf("%w: max in flight %d (1 to %d)", ErrInvalidOption, n, 1<<20)
+		}
+		c.maxInFlight, c.inFlightSet = n, true
+		return nil
+	}
+}
+
+// WithMiddleware adds middleware around the handler, inside the security middleware (they
+// see verified messages only). The first is the outermost.
+func WithMiddleware(mw ...Middleware) Option {
+	return func(c *config) error {
+		for _, m := range mw {
+			if m == nil {
+				return fmt.Errorf("%w: nil middleware", ErrInvalidOption)
+			}
+		}
+		c.middleware = append(c.middleware, mw...)
+		return nil
+	}
+}
+
+// WithBackOff sets the retry delays after handler failures (the n-th delivery waits
+// backoff[n-1], the last entry repeating). Without it the consumer's BackOff configuration is
+// used, else DefaultBackOff.
+func WithBackOff(backoff ...time.Duration) Option {
+	return func(c *config) error {
+		if len(backoff) == 0 {
+			return fmt.Errorf("%w: empty backoff", ErrInvalidOption)
+		}
+		for _, d := range backoff {
+			if d < 0 {
+				return fmt.Errorf("%w: negative backoff %v", ErrInvalidOption, d)
+			}
+		}
+		c.backoff = append([]time.Duration(nil), backoff...)
+		return nil
+	}
+}
+
+// WithReplayCapacity bounds the message ids the replay guard keeps (default
+// DefaultReplayCapacity).
+func WithReplayCapacity(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("%w: replay capacity %d", ErrInvalidOption, n)
+		}
+		c.replayCap = n
+		return nil
+	}
+}

@@ -1,0 +1,48 @@
+package consumers
+
+import (
+	"context"
+
+	"github.com/sealbus/sealbus/bus"
+	"github.com/sealbus/sealbus/envelope"
+)
+
+// Opener opens envelopes delivered in one account; *bus.Client implements it.
+type Opener interface {
+	Open(data []byte, d envelope.Delivery) (*envelope.Opened, error)
+}
+
+// Verify returns middleware that opens the envelope with the client: the checks run in the
+// order of DESIGN §6 (size, parse, version and suite, account and subject against the
+// delivery, freshness against the server's stored time, sender card known, valid, not revoked
+// and allowed to publish on the subject, a recipient entry for this service, signature or
+// cached batch root, unwrap, key commitment, decryption). A refusal is returned as the
+// envelope's *envelope.RejectError, which the dead-letter middleware handles; on success the
+// message's signed fields and plaintext are filled in.
+func Verify(c *bus.Client) Middleware {
+	return verify(c, c.Account(), func(key string) string {
+		name, _ := c.Directory().NameOf(key)
+		return name
+	})
+}
+
+func verify(o Opener, account string, nameOf func(string) string) Middleware {
+	return func(next Handler) Handler {
+		return func(ctx context.Context, m *Message) error {
+			op, err := o.Open(m.envelope, envelope.Delivery{Account: account, Subject: m.Subject, Stored: m.Stored})
+			if err != nil {
+				return err
+			}
+			m.ID = op.ID.String()
+			m.Account = op.Account
+			m.SenderKey = op.Sender
+			m.Sender = nameOf(op.Sender)
+			m.ContentType = op.ContentType
+			m.Created = op.Created
+			m.Expires = op.Expires
+			m.Payload = op.Payload
+			m.verified = true
+			return next(ctx, m)
+		}
+	}
+}
