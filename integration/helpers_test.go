@@ -1,0 +1,103 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/integration/natstest"
+	"github.com/sealbus/sealbus/internal/credsfile"
+)
+
+// asyncErrors collects the errors the server sends a connection asynchronously (-ERR lines
+// such as permission violations).
+type asyncErrors chan error
+
+// connectRaw connects to url with a service's credentials file using plain nats.go (no SDK):
+// TLS with the deployment's CA, the service's inbox prefix (its permissions allow only that
+// inbox), and the given extra options. Server errors are collected in the returned channel.
+func connectRaw(t *testing.T, d *natstest.Deployment, url, credsPath string, extra ...nats.Option) (*nats.Conn, asyncErrors, error) {
+	t.Helper()
+	c, err := credsfile.ReadFile(credsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.FromSeed(c.UserSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	errs := make(asyncErrors, 64)
+	opts := append([]nats.Option{
+		nats.RootCAs(d.CAFile),
+		nats.UserJWTAndSeed(c.UserJWT, string(c.UserSeed)),
+		nats.CustomInboxPrefix(accounts.InboxPrefix(pub)),
+		nats.Timeout(5 * time.Second),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		}),
+	}, extra...)
+	nc, err := nats.Connect(url, opts...)
+	if err == nil {
+		t.Cleanup(nc.Close)
+	}
+	return nc, errs, err
+}
+
+// expectViolation waits for the server's permission violation naming subject.
+func (e asyncErrors) expectViolation(t *testing.T, subject string) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case err := <-e:
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+				return
+			}
+			t.Logf("other async error: %v", err)
+		case <-deadline:
+			t.Fatalf("no permissions violation from the server for %q", subject)
+		}
+	}
+}
+
+// testContext returns a context for one test with a generous deadline.
+func testContext(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// poll calls cond every 50ms until it returns nil or the timeout expires, returning the last
+// error.
+func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// contextWithTimeout is context.WithTimeout, named for readability at call sites that expect a
+// refusal (the request times out because the server dropped it).
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
