@@ -1,0 +1,232 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/bus"
+	"github.com/sealbus/sealbus/envelope"
+	"github.com/sealbus/sealbus/internal/demo"
+)
+
+var (
+	worldOnce sync.Once
+	world     *demo.World
+	worldErr  error
+)
+
+// sharedWorld starts one sandbox world for the package's tests.
+func sharedWorld(t *testing.T) *demo.World {
+	t.Helper()
+	worldOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		world, worldErr = demo.NewWorld(ctx, nil)
+	})
+	if worldErr != nil {
+		t.Fatalf("world: %v", worldErr)
+	}
+	return world
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if world != nil {
+		world.Close()
+	}
+	os.Exit(code)
+}
+
+func connect(t *testing.T, w *demo.World, account, service string, extra ...bus.Option) *bus.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := w.Connect(ctx, account, service, extra...)
+	if err != nil {
+		t.Fatalf("connect %s: %v", service, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// stored reads the envelope at seq from a stream through an admin connection.
+func stored(t *testing.T, w *demo.World, account, stream string, seq uint64) *jetstream.RawStreamMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := w.Admin(ctx, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestPublishRoundTripAndAudience(t *testing.T) {
+	w := sharedWorld(t)
+	checkout := connect(t, w, demo.Shop, demo.Checkout)
+	billing := connect(t, w, demo.Shop, demo.Billing)
+	shipping := connect(t, w, demo.Shop, demo.Shipping)
+	support := connect(t, w, demo.Shop, demo.Support)
+	ctx := context.Background()
+
+	if got := checkout.Directory().Audience("orders.eu.42"); len(got) != 2 || got[0].Name != demo.Billing || got[1].Name != demo.Shipping {
+		t.Fatalf("audience of orders.eu.42: %v", got)
+	}
+	ack, err := checkout.Publish(ctx, "orders.eu.42", []byte(`{"total":42}`), bus.WithContentType("application/json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Stream != demo.OrdersStream || len(ack.ID) != 32 || ack.Duplicate {
+		t.Fatalf("ack %+v", ack)
+	}
+	m := stored(t, w, demo.Shop, demo.OrdersStream, ack.Sequence)
+	if m.Header.Get("Nats-Msg-Id") != ack.ID {
+		t.Fatalf("Nats-Msg-Id %q, want the envelope id %q", m.Header.Get("Nats-Msg-Id"), ack.ID)
+	}
+	d := envelope.Delivery{Account: checkout.Account(), Subject: m.Subject, Stored: m.Time}
+	for _, c := range []*bus.Client{billing, shipping} {
+		op, err := c.Open(m.Data, d)
+		if err != nil {
+			t.Fatalf("%s cannot open: %v", c.Name(), err)
+		}
+		if string(op.Payload) != `{"total":42}` || op.Sender != checkout.UserKey() || op.ContentType != "application/json" || op.ID.String() != ack.ID {
+			t.Fatalf("%s opened %+v", c.Name(), op)
+		}
+	}
+	if _, err := support.Open(m.Data, d); !errors.Is(err, &envelope.RejectError{Reason: envelope.ReasonNotRecipient}) {
+		t.Fatalf("support (not in the audience) opened it: %v", err)
+	}
+
+	// orders.us.* is for billing only.
+	ack, err = checkout.Publish(ctx, "orders.us.7", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = stored(t, w, demo.Shop, demo.OrdersStream, ack.Sequence)
+	d.Subject, d.Stored = m.Subject, m.Time
+	if _, err := billing.Open(m.Data, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := shipping.Open(m.Data, d); !errors.Is(err, &envelope.RejectError{Reason: envelope.ReasonNotRecipient}) {
+		t.Fatalf("shipping opened orders.us: %v", err)
+	}
+}
+
+func TestPublishChecksBeforeSending(t *testing.T) {
+	w := sharedWorld(t)
+	checkout := connect(t, w, demo.Shop, demo.Checkout)
+	intern := connect(t, w, demo.Shop, demo.Intern)
+	ctx := context.Background()
+	before := checkout.Metrics().Published
+	if _, err := checkout.Publish(ctx, "invoices.1", []byte("x")); !errors.Is(err, bus.ErrForbidden) {
+		t.Fatalf("publish outside own card: %v", err)
+	}
+	if _, err := checkout.Publish(ctx, "orders.*", []byte("x")); !errors.Is(err, bus.ErrInvalidSubject) {
+		t.Fatalf("wildcard publish: %v", err)
+	}
+	// tickets.> is allowed for intern but nobody may read it except support, so it has an
+	// audience; a subject with no reader has none.
+	if _, err := intern.Publish(ctx, "tickets.1", []byte("x")); err != nil {
+		t.Fatalf("tickets publish: %v", err)
+	}
+	if _, err := checkout.Publish(ctx, "drafts.1", []byte("x")); !errors.Is(err, bus.ErrNoAudience) {
+		t.Fatalf("publish with no audience: %v", err)
+	}
+	if got := checkout.Metrics().Published; got != before {
+		t.Fatalf("refused publishes were counted as published: %d -> %d", before, got)
+	}
+}
+
+func TestPublishAsyncAndBatches(t *testing.T) {
+	w := sharedWorld(t)
+	checkout := connect(t, w, demo.Shop, demo.Checkout, bus.WithMaxPending(64))
+	const n = 500
+	futures := make([]bus.PubAckFuture, 0, n)
+	for range n {
+		f, err := checkout.PublishAsync("orders.us.batch", []byte("payload"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		futures = append(futures, f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	seen := map[uint64]bool{}
+	var last uint64
+	for _, f := range futures {
+		ack, err := f.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[ack.Sequence] {
+			t.Fatalf("sequence %d twice", ack.Sequence)
+		}
+		if ack.Sequence < last {
+			t.Fatalf("publishes from one goroutine stored out of order: %d after %d", ack.Sequence, last)
+		}
+		seen[ack.Sequence], last = true, ack.Sequence
+	}
+	m := checkout.Metrics()
+	if m.Published < n || m.Signatures >= m.Published {
+		t.Fatalf("published %d with %d signatures: async publishes were not batched", m.Published, m.Signatures)
+	}
+	t.Logf("%d envelopes, %d signatures", m.Published, m.Signatures)
+}
+
+func TestPublishJSON(t *testing.T) {
+	w := sharedWorld(t)
+	checkout := connect(t, w, demo.Shop, demo.Checkout)
+	billing := connect(t, w, demo.Shop, demo.Billing)
+	type order struct {
+		ID    string `json:"id"`
+		Total int    `json:"total"`
+	}
+	ack, err := bus.PublishJSON(context.Background(), checkout, "orders.eu.json", order{"o-1", 12}, bus.WithTTL(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := stored(t, w, demo.Shop, demo.OrdersStream, ack.Sequence)
+	op, err := billing.Open(m.Data, envelope.Delivery{Account: billing.Account(), Subject: m.Subject, Stored: m.Time})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(op.Payload) != `{"id":"o-1","total":12}` || op.ContentType != "application/json" || op.Expires.IsZero() {
+		t.Fatalf("opened %+v", op)
+	}
+}
+
+func TestConnectRefusals(t *testing.T) {
+	w := sharedWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Another operator's key: the directory cannot be verified.
+	other, err := accounts.NewOperator("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []bus.Option{bus.WithURL(w.SB.URL()), bus.WithRootCA(w.SB.CAFile()), bus.WithCredsFile(w.CredsPath(demo.Shop, demo.Billing)), bus.WithTrustedOperator(other.PublicKey())}
+	if _, err := bus.Connect(ctx, opts...); !errors.Is(err, bus.ErrNoDirectory) {
+		t.Fatalf("untrusted operator: %v", err)
+	}
+	// Plaintext is refused before connecting.
+	if _, err := bus.Connect(ctx, bus.WithURL("nats://127.0.0.1:1"), bus.WithCredsFile(w.CredsPath(demo.Shop, demo.Billing)), bus.WithTrustedOperator(w.SB.OperatorKey())); !errors.Is(err, bus.ErrInvalidOption) {
+		t.Fatalf("plaintext URL: %v", err)
+	}
+}
