@@ -1,0 +1,169 @@
+package accounts
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/jwt/v2"
+)
+
+func TestSubjectMatches(t *testing.T) {
+	cases := []struct {
+		pattern, subject string
+		want             bool
+	}{
+		{"foo", "foo", true},
+		{"foo", "bar", false},
+		{"foo.bar", "foo.bar", true},
+		{"foo.bar", "foo", false},
+		{"foo", "foo.bar", false},
+		{"foo.*", "foo.bar", true},
+		{"foo.*", "foo", false},
+		{"foo.*", "foo.bar.baz", false},
+		{"*.bar", "foo.bar", true},
+		{"*", "foo", true},
+		{"*", "foo.bar", false},
+		{"foo.*.baz", "foo.x.baz", true},
+		{"foo.*.baz", "foo.x.qux", false},
+		{"foo.>", "foo.bar", true},
+		{"foo.>", "foo.bar.baz", true},
+		{"foo.>", "foo", false},
+		{">", "foo", true},
+		{">", "foo.bar.baz", true},
+		{"*.>", "foo", false},
+		{"*.>", "foo.bar", true},
+		{"foo.*.>", "foo.a.b", true},
+		{"foo.*.>", "foo.a", false},
+		// Partial-token wildcards are literals in NATS; sealbus rejects them.
+		{"foo*", "foo", false},
+		{"foo*", "foox", false},
+		{"foo.b>", "foo.bar", false},
+		// '>' only as the last token.
+		{"foo.>.bar", "foo.x.bar", false},
+		// Case sensitive.
+		{"Foo", "foo", false},
+		// Invalid subjects never match.
+		{"foo", "", false},
+		{"", "foo", false},
+		{"foo.bar", "foo..bar", false},
+		{"foo.>", "foo.", false},
+		{">", ".foo", false},
+		{"foo bar", "foo bar", false},
+		{"foo.*", "foo.*", false},
+		{"foo.>", "foo.>", false},
+		{">", ">", false},
+		{"foo.*", "foo.\tx", false},
+	}
+	for _, c := range cases {
+		if got := SubjectMatches(c.pattern, c.subject); got != c.want {
+			t.Errorf("SubjectMatches(%q, %q) = %v, want %v", c.pattern, c.subject, got, c.want)
+		}
+	}
+}
+
+func FuzzSubjectMatches(f *testing.F) {
+	for _, s := range []string{"foo", "foo.bar", "foo.*", "foo.>", "*", ">", "a..b", "a.*.c"} {
+		f.Add(s, "foo.bar")
+	}
+	f.Fuzz(func(t *testing.T, pattern, subject string) {
+		m := SubjectMatches(pattern, subject)
+		if m && (strings.ContainsAny(subject, "*> ") || subject == "") {
+			t.Fatalf("matched invalid subject %q", subject)
+		}
+		// A literal pattern matches exactly itself.
+		if !strings.ContainsAny(pattern, "*>") && m != (pattern == subject && validSubject(subject, false)) {
+			t.Fatalf("literal %q vs %q: %v", pattern, subject, m)
+		}
+		// "<first token>.>" style patterns agree with prefix matching.
+		if validSubject(subject, false) && SubjectMatches(">", subject) != true {
+			t.Fatalf("> does not match %q", subject)
+		}
+	})
+}
+
+func TestPermissionsExact(t *testing.T) {
+	spec := ServiceSpec{
+		Name:      "billing",
+		Publish:   []string{"billing.invoiced", "billing.invoiced"},
+		Subscribe: []string{"orders.created", "orders.*.cancelled"},
+		Consumers: []ConsumerRef{{Stream: "ORDERS", Durable: "billing"}},
+	}
+	p := ServicePermissions(spec, "UKEY")
+	wantPub := []string{
+		"billing.invoiced",
+		"sealbus.dlq.>", "sealbus.audit.>",
+		"$JS.API.INFO",
+		"$JS.API.STREAM.INFO.KV_SEALBUS_DIRECTORY",
+		"$JS.API.DIRECT.GET.KV_SEALBUS_DIRECTORY",
+		"$JS.API.DIRECT.GET.KV_SEALBUS_DIRECTORY.>",
+		"$JS.API.STREAM.MSG.GET.KV_SEALBUS_DIRECTORY",
+		"$JS.API.CONSUMER.CREATE.KV_SEALBUS_DIRECTORY.>",
+		"$JS.API.CONSUMER.DELETE.KV_SEALBUS_DIRECTORY.>",
+		"$JS.FC.KV_SEALBUS_DIRECTORY.>",
+		"$JS.API.STREAM.INFO.ORDERS",
+		"$JS.API.CONSUMER.INFO.ORDERS.billing",
+		"$JS.API.CONSUMER.MSG.NEXT.ORDERS.billing",
+		"$JS.ACK.ORDERS.billing.>",
+	}
+	if !slices.Equal(p.Pub.Allow, wantPub) {
+		t.Errorf("pub allow\n got %q\nwant %q", p.Pub.Allow, wantPub)
+	}
+	wantSub := []string{"orders.created", "orders.*.cancelled", "_INBOX_UKEY.>"}
+	if !slices.Equal(p.Sub.Allow, wantSub) {
+		t.Errorf("sub allow\n got %q\nwant %q", p.Sub.Allow, wantSub)
+	}
+	if p.Resp != nil {
+		t.Error("services get no response permission")
+	}
+	// What a service must never be able to do.
+	never := []string{
+		"$JS.API.STREAM.CREATE.ORDERS",
+		"$JS.API.STREAM.UPDATE.ORDERS",
+		"$JS.API.STREAM.DELETE.ORDERS",
+		"$JS.API.STREAM.PURGE.ORDERS",
+		"$JS.API.STREAM.MSG.DELETE.ORDERS",
+		"$JS.API.CONSUMER.CREATE.ORDERS.x",
+		"$JS.API.CONSUMER.CREATE.ORDERS.x.orders.>",
+		"$JS.API.CONSUMER.DURABLE.CREATE.ORDERS.x",
+		"$JS.API.CONSUMER.DELETE.ORDERS.billing",
+		"$JS.API.CONSUMER.MSG.NEXT.ORDERS.other",
+		"$JS.ACK.ORDERS.other.1.2.3.4.5",
+		"$KV.SEALBUS_DIRECTORY.card.billing",
+		"$JS.API.STREAM.CREATE.KV_SEALBUS_DIRECTORY",
+		"$JS.API.STREAM.PURGE.KV_SEALBUS_DIRECTORY",
+		"$SYS.REQ.CLAIMS.UPDATE",
+		"orders.created",
+		"_INBOX.x",
+	}
+	for _, s := range never {
+		if allowed(p.Pub, s) {
+			t.Errorf("service may publish %s", s)
+		}
+	}
+	for _, s := range []string{"_INBOX.x", "_INBOX_OTHER.x", "billing.invoiced", "$JS.API.>"} {
+		if allowed(p.Sub, s) {
+			t.Errorf("service may subscribe %s", s)
+		}
+	}
+	for _, s := range []string{"billing.invoiced", "sealbus.dlq.ORDERS.x", "sealbus.audit.reject", "$JS.ACK.ORDERS.billing.1.2.3.4.5"} {
+		if !allowed(p.Pub, s) {
+			t.Errorf("service may not publish %s", s)
+		}
+	}
+	for _, s := range []string{"_INBOX_UKEY.abc", "_INBOX_UKEY.abc.1", "orders.x.cancelled"} {
+		if !allowed(p.Sub, s) {
+			t.Errorf("service may not subscribe %s", s)
+		}
+	}
+	// Without the inbox, Permissions is the same set.
+	base := Permissions(spec)
+	if !slices.Equal(base.Pub.Allow, p.Pub.Allow) || !slices.Equal(base.Sub.Allow, wantSub[:2]) {
+		t.Error("Permissions and ServicePermissions differ beyond the inbox")
+	}
+}
+
+// allowed applies NATS allow/deny semantics.
+func allowed(p jwt.Permission, subject string) bool {
+	return anyMatch(p.Allow, subject) && !anyMatch(p.Deny, subject)
+}
