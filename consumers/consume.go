@@ -87,24 +87,18 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	if info == nil || info.Config.AckPolicy != jetstream.AckExplicitPolicy {
 		return nil, fmt.Errorf("%w: %s on %s must use explicit acks", ErrNoConsumer, durable, stream)
 	}
-	backoff := cfg.backoff
-	if len(backoff) == 0 {
-		backoff = info.Config.BackOff
-	}
-	if len(backoff) == 0 {
-		backoff = DefaultBackOff
-	}
+	sched := schedule{want: cfg.backoff, ackWait: info.Config.AckWait, server: info.Config.BackOff}
 	k := metrics.For(c)
 	cs := &Consumption{
 		c: c, log: c.Logger().With("stream", stream, "consumer", durable),
 		stream: stream, durable: durable, maxDeliver: info.Config.MaxDeliver,
-		work: make(chan jetstream.Msg), k: k, firstDelay: backoff[0], done: make(chan struct{}),
+		work: make(chan jetstream.Msg), k: k, firstDelay: sched.nakDelay(1), done: make(chan struct{}),
 	}
 	chain := []Middleware{
 		DeadLetter(c),
 		Verify(c),
 		ReplayGuard(c.Freshness(), cfg.replayCap),
-		retry(backoff, cs.maxDeliver, k),
+		retry(sched, cs.maxDeliver, k),
 	}
 	chain = append(chain, cfg.middleware...)
 	cs.handler = Chain(recoverPanics(h), chain...)

@@ -83,7 +83,8 @@ func WithMiddleware(mw ...Middleware) Option {
 
 // WithBackOff sets the retry delays after handler failures (the n-th delivery waits
 // backoff[n-1], the last entry repeating). Without it the consumer's BackOff configuration is
-// used, else DefaultBackOff.
+// followed, else DefaultBackOff. With a consumer BackOff, a delay shorter than the
+// consumer's BackOff entry minus its first entry cannot be had (JetStream counts from there).
 func WithBackOff(backoff ...time.Duration) Option {
 	return func(c *config) error {
 		if len(backoff) == 0 {

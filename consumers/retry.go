@@ -18,14 +18,42 @@ var DefaultBackOff = []time.Duration{100 * time.Millisecond, 500 * time.Millisec
 // later without blocking the messages behind it. On the last delivery (Delivered >=
 // maxDeliver; maxDeliver <= 0 means unlimited) the failure becomes a rejection with reason
 // max_deliveries, which the dead-letter middleware moves to the dead-letter stream.
+//
+// Retry assumes a consumer without a BackOff configuration; Consume uses the consumer's
+// configuration (see schedule) so that the delays are the ones asked for either way.
 func Retry(backoff []time.Duration, maxDeliver int) Middleware {
-	return retry(backoff, maxDeliver, nil)
+	return retry(schedule{want: backoff}, maxDeliver, nil)
 }
 
-func retry(backoff []time.Duration, maxDeliver int, k *metrics.Counters) Middleware {
-	if len(backoff) == 0 {
-		backoff = DefaultBackOff
+// schedule computes the NakWithDelay argument that makes JetStream redeliver after the wanted
+// delay. The server sets a nak'ed message's timestamp to now-AckWait+d and redelivers it when
+// the time since then reaches AckWait, or, when the consumer has a BackOff list, the entry for
+// its redelivery count (BackOff[Delivered-1], the last repeating). So the delay seen is
+// d-AckWait+deadline, and d = want+AckWait-deadline.
+type schedule struct {
+	want    []time.Duration // delays wanted; empty means server (or DefaultBackOff)
+	ackWait time.Duration   // consumer AckWait (BackOff[0] when BackOff is set)
+	server  []time.Duration // consumer BackOff
+}
+
+func (s schedule) nakDelay(delivered uint64) time.Duration {
+	want := s.want
+	if len(want) == 0 {
+		want = s.server
 	}
+	if len(want) == 0 {
+		want = DefaultBackOff
+	}
+	i := min(max(int(delivered)-1, 0), len(want)-1)
+	d := want[i]
+	if len(s.server) > 0 {
+		j := min(max(int(delivered)-1, 0), len(s.server)-1)
+		d += s.ackWait - s.server[j]
+	}
+	return max(d, time.Millisecond)
+}
+
+func retry(sched schedule, maxDeliver int, k *metrics.Counters) Middleware {
 	if k == nil {
 		k = new(metrics.Counters)
 	}
@@ -42,14 +70,7 @@ func retry(backoff []time.Duration, maxDeliver int, k *metrics.Counters) Middlew
 			if maxDeliver > 0 && m.Delivered >= uint64(maxDeliver) {
 				return &RejectError{Reason: ReasonMaxDeliveries, Err: fmt.Errorf("delivery %d of %d: %w", m.Delivered, maxDeliver, err)}
 			}
-			i := int(m.Delivered) - 1
-			if i < 0 {
-				i = 0
-			}
-			if i >= len(backoff) {
-				i = len(backoff) - 1
-			}
-			if nerr := m.nak(backoff[i]); nerr != nil {
+			if nerr := m.nak(sched.nakDelay(m.Delivered)); nerr != nil {
 				return fmt.Errorf("consumers: nak after handler failure: %w", nerr)
 			}
 			k.Retried.Add(1)
