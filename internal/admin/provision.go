@@ -51,15 +51,17 @@ func (p *Provisioner) PreviousCredsPath(account, name string) string {
 // seed) at [Provisioner.CredsPath], mode 0600, atomically.
 func (p *Provisioner) WriteCreds(account string, svc *accounts.Service) (string, error) {
 	path := p.CredsPath(account, svc.Spec.Name)
-	return path, writeCreds(path, svc)
+	return path, WriteCredsFile(path, svc)
 }
 
-func writeCreds(path string, svc *accounts.Service) error {
+// WriteCredsFile writes svc's credentials file (credsfile format) at path, mode 0600,
+// atomically, creating the directory 0700.
+func WriteCredsFile(path string, svc *accounts.Service) error {
+	// nkeys returns the key pair's own seed slice: never wipe it here.
 	useed, err := svc.UserKey.Seed()
 	if err != nil {
 		return fmt.Errorf("%w: user key of %s", accounts.ErrNoSeed, svc.Spec.Name)
 	}
-	defer wipe(useed)
 	var cseed []byte
 	if svc.CurveKey != nil {
 		if cseed, err = svc.CurveKey.Seed(); err != nil {
@@ -179,7 +181,7 @@ func (p *Provisioner) RotateService(account, name string, grace time.Duration) (
 	if err := p.Operator.Reissue(acct); err != nil {
 		return nil, nil, "", err
 	}
-	if err := writeCreds(p.PreviousCredsPath(account, name), old); err != nil {
+	if err := WriteCredsFile(p.PreviousCredsPath(account, name), old); err != nil {
 		return nil, nil, "", err
 	}
 	if err := p.Keystore.SaveService(account, svc); err != nil {

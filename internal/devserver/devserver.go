@@ -113,11 +113,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.Chmod(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("devserver: %w", err)
 	}
-	ca, err := ensureTLS(cfg.StateDir)
+	ca, err := EnsureTLS(filepath.Join(cfg.StateDir, "tls"), LoopbackHosts)
 	if err != nil {
 		return nil, err
 	}
-	storageKey, err := ensureStorageKey(filepath.Join(cfg.StateDir, "jetstream.key"))
+	storageKey, err := EnsureStorageKey(filepath.Join(cfg.StateDir, "jetstream.key"))
 	if err != nil {
 		return nil, err
 	}
@@ -289,10 +289,17 @@ func (s *Server) ClientCert(name string) (certPath, keyPath string, err error) {
 // renewBefore is how long before expiry a CA or server certificate is replaced.
 const renewBefore = 7 * 24 * time.Hour
 
-// ensureTLS loads the CA from dir/tls or creates it, and makes sure a server certificate for
-// loopback issued by that CA exists and is not about to expire.
-func ensureTLS(stateDir string) (*pki.CA, error) {
-	dir := filepath.Join(stateDir, "tls")
+// LoopbackHosts are the names in the dev server's certificate.
+var LoopbackHosts = []string{Host, "::1", "localhost"}
+
+// EnsureTLS keeps TLS material in dir (0700): a CA (ca.crt, ca.key 0600) created on first use
+// and a server certificate (server.crt, server.key 0600) for hosts issued by it. Both are
+// replaced when they expire within a week; the server certificate also when it does not name
+// every host.
+func EnsureTLS(dir string, hosts []string) (*pki.CA, error) {
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("%w: no host for the server certificate", ErrInvalidConfig)
+	}
 	if err := mkdirPrivate(dir); err != nil {
 		return nil, err
 	}
@@ -316,10 +323,10 @@ func ensureTLS(stateDir string) (*pki.CA, error) {
 			return nil, fmt.Errorf("devserver: %w", err)
 		}
 	}
-	if !fresh && certUsable(srvCert, ca.Cert) {
+	if !fresh && certUsable(srvCert, ca.Cert, hosts) {
 		return ca, nil
 	}
-	pair, err := ca.IssueServer([]string{Host, "::1", "localhost"}, 0)
+	pair, err := ca.IssueServer(hosts, 0)
 	if err != nil {
 		return nil, fmt.Errorf("devserver: %w", err)
 	}
@@ -352,9 +359,9 @@ func loadCA(certPath, keyPath string) (*pki.CA, error) {
 	return ca, nil
 }
 
-// certUsable reports whether the certificate at path was issued by ca and is not about to
-// expire.
-func certUsable(path string, ca *x509.Certificate) bool {
+// certUsable reports whether the certificate at path was issued by ca, names every host and
+// is not about to expire.
+func certUsable(path string, ca *x509.Certificate, hosts []string) bool {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return false
@@ -370,12 +377,17 @@ func certUsable(path string, ca *x509.Certificate) bool {
 	if cert.CheckSignatureFrom(ca) != nil {
 		return false
 	}
+	for _, h := range hosts {
+		if cert.VerifyHostname(h) != nil {
+			return false
+		}
+	}
 	return time.Until(cert.NotAfter) > renewBefore
 }
 
-// ensureStorageKey returns the JetStream storage key kept at path, creating it (0600) on
-// first use.
-func ensureStorageKey(path string) (string, error) {
+// EnsureStorageKey returns the JetStream storage key kept at path, creating it (0600, random
+// 256 bits) on first use. A key file readable by others is refused.
+func EnsureStorageKey(path string) (string, error) {
 	data, err := os.ReadFile(path)
 	if err == nil {
 		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
@@ -394,6 +406,9 @@ func ensureStorageKey(path string) (string, error) {
 		return "", fmt.Errorf("devserver: storage key: %w", err)
 	}
 	key := base64.RawURLEncoding.EncodeToString(raw)
+	if err := mkdirPrivate(filepath.Dir(path)); err != nil {
+		return "", err
+	}
 	if err := writePrivate(path, []byte(key)); err != nil {
 		return "", err
 	}

@@ -1,0 +1,459 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/internal/admin"
+)
+
+// Exit codes (docs/CLI.md).
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitNotFound = 3
+	exitRefused  = 4
+)
+
+// cliError carries an exit code and an optional hint.
+type cliError struct {
+	code int
+	err  error
+	hint string
+}
+
+func (e *cliError) Error() string { return e.err.Error() }
+func (e *cliError) Unwrap() error { return e.err }
+
+func usageErr(format string, a ...any) error {
+	return &cliError{code: exitUsage, err: fmt.Errorf(format, a...)}
+}
+
+func withHint(err error, hint string) error {
+	if err == nil {
+		return nil
+	}
+	var ce *cliError
+	if errors.As(err, &ce) {
+		if ce.hint == "" {
+			ce.hint = hint
+		}
+		return err
+	}
+	return &cliError{code: classify(err), err: err, hint: hint}
+}
+
+// classify maps an error to an exit code.
+func classify(err error) int {
+	var ce *cliError
+	if errors.As(err, &ce) && ce.code != 0 {
+		return ce.code
+	}
+	switch {
+	case errors.Is(err, accounts.ErrWrongPassphrase),
+		errors.Is(err, accounts.ErrUntrustedOperator),
+		errors.Is(err, accounts.ErrUnknownSigner),
+		errors.Is(err, accounts.ErrExpired),
+		errors.Is(err, accounts.ErrNotYetValid),
+		errors.Is(err, accounts.ErrRevoked),
+		errors.Is(err, accounts.ErrWrongAccount),
+		errors.Is(err, accounts.ErrPermissionMismatch),
+		errors.Is(err, accounts.ErrKeyMismatch),
+		errors.Is(err, accounts.ErrWrongType),
+		errors.Is(err, accounts.ErrTooLarge),
+		errors.Is(err, accounts.ErrBadToken),
+		errors.Is(err, admin.ErrPushRejected),
+		errors.Is(err, nats.ErrAuthorization),
+		errors.Is(err, nats.ErrPermissionViolation),
+		errors.Is(err, nats.ErrAuthExpired),
+		errors.Is(err, nats.ErrAuthRevoked):
+		return exitRefused
+	case errors.Is(err, accounts.ErrNotFound),
+		errors.Is(err, fs.ErrNotExist),
+		errors.Is(err, jetstream.ErrStreamNotFound),
+		errors.Is(err, jetstream.ErrConsumerNotFound),
+		errors.Is(err, jetstream.ErrKeyNotFound),
+		errors.Is(err, jetstream.ErrBucketNotFound),
+		errors.Is(err, jetstream.ErrMsgNotFound):
+		return exitNotFound
+	case errors.Is(err, accounts.ErrInvalidOption):
+		return exitUsage
+	}
+	return exitError
+}
+
+// hintFor suggests a next step for well-known errors.
+func hintFor(err error) string {
+	var ce *cliError
+	if errors.As(err, &ce) && ce.hint != "" {
+		return ce.hint
+	}
+	switch {
+	case errors.Is(err, accounts.ErrWrongPassphrase):
+		return "set SEALBUS_PASSPHRASE to the keystore's passphrase (stores made with --unencrypted take none)"
+	case errors.Is(err, accounts.ErrExists):
+		return "pick another name, or edit the existing entry"
+	case errors.Is(err, nats.ErrNoServers):
+		return "start a server with `sealbus dev`, or pass --server and --ca"
+	case errors.Is(err, admin.ErrPushRejected):
+		return "the server refused the JWT; check that it trusts this operator (`sealbus config server`)"
+	}
+	return ""
+}
+
+// app holds the global flags and I/O of one invocation.
+type app struct {
+	ctx    context.Context
+	stdout io.Writer
+	stderr io.Writer
+	stdin  io.Reader
+
+	home    string
+	json    bool
+	server  string
+	ca      string
+	cert    string
+	key     string
+	verbose bool
+}
+
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := &app{ctx: ctx, stdout: stdout, stderr: stderr, stdin: os.Stdin}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	code := classify(err)
+	if code == exitError && isCobraUsage(err) {
+		code = exitUsage
+	}
+	fmt.Fprintf(stderr, "sealbus: error: %v\n", err)
+	if h := hintFor(err); h != "" {
+		fmt.Fprintf(stderr, "sealbus: hint: %s\n", h)
+	} else if code == exitUsage {
+		fmt.Fprintln(stderr, "sealbus: hint: see `sealbus help` or add --help to the command")
+	}
+	return code
+}
+
+// isCobraUsage recognizes cobra's own argument errors (unknown command, unknown flag), which
+// are plain errors.
+func isCobraUsage(err error) bool {
+	s := err.Error()
+	return strings.HasPrefix(s, "unknown command") || strings.HasPrefix(s, "unknown flag") ||
+		strings.HasPrefix(s, "unknown shorthand flag") || strings.Contains(s, "flag needs an argument") ||
+		strings.HasPrefix(s, "invalid argument") || strings.HasPrefix(s, "required flag")
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sealbus",
+		Short: "Operate sealbus: identities, accounts, services, servers",
+		Long: `sealbus manages the identities of a sealbus deployment the way nsc does for NATS:
+an operator signs accounts (tenants); each service is a NATS user with least-privilege
+permissions and an identity card the SDK verifies end to end.
+
+Keys live in the keystore under --home (default $SEALBUS_HOME, else $XDG_DATA_HOME/sealbus).`,
+		Example: `  sealbus init
+  sealbus account add shop
+  sealbus dev &
+  sealbus push
+  sealbus stream add shop ORDERS --subjects 'orders.>'
+  sealbus service add shop billing --sub orders.created --consumer ORDERS:billing --push`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErr("unknown command %q for sealbus", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &cliError{code: exitUsage, err: err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.home, "home", defaultHome(), "sealbus home (keystore); env SEALBUS_HOME")
+	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
+
+	root.AddCommand(
+		a.initCmd(),
+		a.accountCmd(),
+		a.serviceCmd(),
+		a.streamCmd(),
+		a.exportCmd(),
+		a.importCmd(),
+		a.configCmd(),
+		a.pushCmd(),
+		a.devCmd(),
+		a.inspectCmd(),
+		a.completionCmd(root),
+	)
+	a.addSDKCommands(root)
+	return root
+}
+
+func defaultHome() string { return accounts.HomeDir() }
+
+// serverFlags adds the flags that locate a running server.
+func (a *app) serverFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&a.server, "server", "", "server URL(s), comma-separated (env SEALBUS_URL; default: the running `sealbus dev`)")
+	f.StringVar(&a.ca, "ca", "", "CA certificate of the server (env SEALBUS_CA)")
+	f.StringVar(&a.cert, "client-cert", "", "client certificate for mTLS (env SEALBUS_CLIENT_CERT)")
+	f.StringVar(&a.key, "client-key", "", "client key for mTLS (env SEALBUS_CLIENT_KEY)")
+}
+
+// devInfo is written by `sealbus dev` while it runs, so other commands find the server.
+type devInfo struct {
+	URL        string `json:"url"`
+	CAFile     string `json:"ca_file"`
+	MTLS       bool   `json:"mtls"`
+	ClientCert string `json:"client_cert,omitempty"`
+	ClientKey  string `json:"client_key,omitempty"`
+	PID        int    `json:"pid"`
+}
+
+func (a *app) devInfoPath() string { return filepath.Join(a.home, "dev", "server.json") }
+
+// target resolves the server to talk to: flags, then environment, then the running dev server.
+func (a *app) target() (admin.Target, error) {
+	t := admin.Target{
+		RootCA:     firstNonEmpty(a.ca, os.Getenv("SEALBUS_CA")),
+		ClientCert: firstNonEmpty(a.cert, os.Getenv("SEALBUS_CLIENT_CERT")),
+		ClientKey:  firstNonEmpty(a.key, os.Getenv("SEALBUS_CLIENT_KEY")),
+	}
+	if u := firstNonEmpty(a.server, os.Getenv("SEALBUS_URL")); u != "" {
+		t.URLs = strings.Split(u, ",")
+		return t, nil
+	}
+	b, err := os.ReadFile(a.devInfoPath())
+	if err != nil {
+		return t, &cliError{code: exitError, err: errors.New("no server given and no `sealbus dev` running for this home"),
+			hint: "start `sealbus dev` in another terminal, or pass --server and --ca"}
+	}
+	var di devInfo
+	if err := json.Unmarshal(b, &di); err != nil {
+		return t, fmt.Errorf("reading %s: %w", a.devInfoPath(), err)
+	}
+	t.URLs = []string{di.URL}
+	if t.RootCA == "" {
+		t.RootCA = di.CAFile
+	}
+	if t.ClientCert == "" && di.MTLS {
+		t.ClientCert, t.ClientKey = di.ClientCert, di.ClientKey
+	}
+	return t, nil
+}
+
+func firstNonEmpty(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// keystoreMode reads the keystore marker: whether a store exists at home and is encrypted.
+func keystoreMode(home string) (exists, encrypted bool, err error) {
+	b, err := os.ReadFile(filepath.Join(home, accounts.KeystoreMarker))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	var m struct {
+		Encrypted bool `json:"encrypted"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return true, false, fmt.Errorf("reading the keystore marker: %w", err)
+	}
+	return true, m.Encrypted, nil
+}
+
+// openKeystore opens the existing keystore at --home in the mode it was created with.
+func (a *app) openKeystore() (*accounts.Keystore, error) {
+	if a.home == "" {
+		return nil, usageErr("no sealbus home: set --home or SEALBUS_HOME")
+	}
+	exists, encrypted, err := keystoreMode(a.home)
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, &cliError{code: exitNotFound, err: fmt.Errorf("no keystore at %s", a.home), hint: "run `sealbus init` first (or pass --home)"}
+	}
+	if !encrypted {
+		return accounts.OpenKeystore(a.home, nil, accounts.WithUnencrypted())
+	}
+	pass, err := a.passphrase(false)
+	if err != nil {
+		return nil, err
+	}
+	defer wipe(pass)
+	return accounts.OpenKeystore(a.home, pass)
+}
+
+// passphrase reads SEALBUS_PASSPHRASE, else a line from stdin after a loud warning (the
+// terminal echo cannot be turned off without a terminal library).
+func (a *app) passphrase(confirm bool) ([]byte, error) {
+	if p := os.Getenv("SEALBUS_PASSPHRASE"); p != "" {
+		return []byte(p), nil
+	}
+	fmt.Fprintln(a.stderr, "sealbus: WARNING: SEALBUS_PASSPHRASE is not set; reading the passphrase from standard input.")
+	fmt.Fprintln(a.stderr, "sealbus: WARNING: what you type WILL BE ECHOED. Prefer SEALBUS_PASSPHRASE.")
+	fmt.Fprint(a.stderr, "passphrase: ")
+	r := bufio.NewReader(a.stdin)
+	line, err := r.ReadString('\n')
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		if err != nil {
+			return nil, usageErr("no passphrase: set SEALBUS_PASSPHRASE or type one")
+		}
+		return nil, usageErr("empty passphrase")
+	}
+	if confirm {
+		fmt.Fprint(a.stderr, "again: ")
+		again, _ := r.ReadString('\n')
+		if strings.TrimRight(again, "\r\n") != line {
+			return nil, usageErr("passphrases differ")
+		}
+	}
+	return []byte(line), nil
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
+
+// session is an open keystore with its operator and a provisioner.
+type session struct {
+	ks   *accounts.Keystore
+	op   *accounts.Operator
+	prov *admin.Provisioner
+}
+
+func (s *session) Close() {
+	s.prov.Close()
+	s.ks.Close()
+}
+
+// open opens the keystore and loads the operator; online adds the server target.
+func (a *app) open(online bool) (*session, error) {
+	ks, err := a.openKeystore()
+	if err != nil {
+		return nil, err
+	}
+	op, err := ks.LoadOperator()
+	if err != nil {
+		ks.Close()
+		return nil, withHint(err, "run `sealbus init` first")
+	}
+	s := &session{ks: ks, op: op, prov: &admin.Provisioner{Keystore: ks, Operator: op}}
+	if online {
+		t, err := a.target()
+		if err != nil {
+			ks.Close()
+			return nil, err
+		}
+		s.prov.Target = t
+	}
+	return s, nil
+}
+
+// print writes v as indented JSON with --json, else calls human.
+func (a *app) print(v any, human func(w io.Writer)) error {
+	if a.json {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(v)
+	}
+	human(a.stdout)
+	return nil
+}
+
+// exact wraps cobra.ExactArgs so that a wrong count is a usage error.
+func exact(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageErr("%s takes %d argument(s), got %d", cmd.CommandPath(), n, len(args))
+		}
+		return nil
+	}
+}
+
+func rangeArgs(lo, hi int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < lo || len(args) > hi {
+			return usageErr("%s takes %d to %d arguments, got %d", cmd.CommandPath(), lo, hi, len(args))
+		}
+		return nil
+	}
+}
+
+// group makes a parent command that only holds subcommands.
+func group(use, short, example string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{
+		Use:     use,
+		Short:   short,
+		Example: example,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErr("unknown command %q for %s", args[0], cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+	}
+	c.AddCommand(subs...)
+	return c
+}
+
+// accountNames completes account names from the keystore without prompting.
+func (a *app) accountNames(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	if _, enc, err := keystoreMode(a.home); err != nil || enc && os.Getenv("SEALBUS_PASSPHRASE") == "" {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ents, err := os.ReadDir(filepath.Join(a.home, "accounts"))
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// timeout-bounded context for one server call sequence.
+func (a *app) context() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(a.ctx, admin.DefaultTimeout*3)
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/spf13/cobra"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/internal/admin"
+)
+
+func checkSharedSubject(s string) error {
+	if s == "" || strings.HasPrefix(s, "$") || strings.HasPrefix(s, "_") {
+		return usageErr("subject %q cannot be shared between accounts", s)
+	}
+	return nil
+}
+
+func (a *app) exportCmd() *cobra.Command {
+	var subject, typ, name string
+	var private, push bool
+	cmd := &cobra.Command{
+		Use:   "export ACCOUNT",
+		Short: "Export a stream or service subject from an account",
+		Long: `export adds a stream export (other accounts may subscribe to the subject) or a service
+export (other accounts may send requests to it) to ACCOUNT's JWT and reissues it. With --private
+importers need an activation token, which ` + "`sealbus import`" + ` mints from this keystore.`,
+		Example: `  sealbus export shop --subject 'orders.public.>' --type stream
+  sealbus export bank --subject payments.quote --type service --private --push`,
+		Args:              exact(1),
+		ValidArgsFunction: a.accountNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			et, err := exportType(typ)
+			if err != nil {
+				return err
+			}
+			if err := checkSharedSubject(subject); err != nil {
+				return err
+			}
+			s, err := a.open(push)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			acct, err := s.prov.EditAccount(args[0], func(acct *accounts.Account) error {
+				for _, e := range acct.Claims.Exports {
+					if string(e.Subject) == subject {
+						return fmt.Errorf("%w: %s already exports %s", accounts.ErrExists, acct.Name, subject)
+					}
+				}
+				acct.Claims.Exports.Add(&jwt.Export{Name: firstNonEmpty(name, subject), Subject: jwt.Subject(subject), Type: et, TokenReq: private})
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := a.pushIf(push, s, acct); err != nil {
+				return err
+			}
+			v := exportJSON{Name: firstNonEmpty(name, subject), Subject: subject, Type: et.String(), TokenReq: private}
+			return a.print(v, func(w io.Writer) {
+				fmt.Fprintf(w, "%s exports %s %s (token required: %v)\n", acct.Name, et, subject, private)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&subject, "subject", "", "subject to export (required)")
+	f.StringVar(&typ, "type", "stream", "stream or service")
+	f.StringVar(&name, "name", "", "export name (default the subject)")
+	f.BoolVar(&private, "private", false, "require an activation token to import")
+	f.BoolVar(&push, "push", false, "push the reissued account now")
+	_ = cmd.MarkFlagRequired("subject")
+	a.serverFlags(cmd)
+	return cmd
+}
+
+func (a *app) importCmd() *cobra.Command {
+	var from, subject, local, typ, name string
+	var push bool
+	cmd := &cobra.Command{
+		Use:   "import ACCOUNT",
+		Short: "Import another account's exported stream or service into ACCOUNT",
+		Long: `import adds to ACCOUNT's JWT an import of a subject exported by --from, optionally under a
+local subject, and reissues it. A private export's activation token is minted with the
+exporting account's signing key from this keystore.`,
+		Example: `  sealbus import bank --from shop --subject 'orders.public.>' --local-subject 'shop.orders.>'
+  sealbus import shop --from bank --subject payments.quote --type service --push`,
+		Args:              exact(1),
+		ValidArgsFunction: a.accountNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			et, err := exportType(typ)
+			if err != nil {
+				return err
+			}
+			if err := checkSharedSubject(subject); err != nil {
+				return err
+			}
+			if from == args[0] {
+				return usageErr("an account cannot import from itself")
+			}
+			s, err := a.open(push)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			src, err := s.ks.LoadAccount(from)
+			if err != nil {
+				return err
+			}
+			var exp *jwt.Export
+			for _, e := range src.Claims.Exports {
+				if e.Type == et && admin.SubjectSubset(subject, string(e.Subject)) {
+					exp = e
+					break
+				}
+			}
+			if exp == nil {
+				return &cliError{code: exitNotFound, err: fmt.Errorf("%s has no %s export covering %s", from, et, subject),
+					hint: fmt.Sprintf("run `sealbus export %s --subject %s --type %s` first", from, subject, et)}
+			}
+			acct, err := s.prov.EditAccount(args[0], func(acct *accounts.Account) error {
+				imp := &jwt.Import{Name: firstNonEmpty(name, subject), Subject: jwt.Subject(subject), Account: src.PublicKey(), Type: et}
+				if local != "" {
+					imp.LocalSubject = jwt.RenamingSubject(local)
+				}
+				if exp.TokenReq {
+					tok, err := activation(src, acct.PublicKey(), subject, et)
+					if err != nil {
+						return err
+					}
+					imp.Token = tok
+				}
+				acct.Claims.Imports.Add(imp)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := a.pushIf(push, s, acct); err != nil {
+				return err
+			}
+			v := importJSON{Name: firstNonEmpty(name, subject), Subject: subject, Account: src.PublicKey(), LocalSubject: local, Type: et.String()}
+			return a.print(v, func(w io.Writer) {
+				fmt.Fprintf(w, "%s imports %s %s from %s", acct.Name, et, subject, from)
+				if local != "" {
+					fmt.Fprintf(w, " as %s", local)
+				}
+				fmt.Fprintln(w)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "exporting account (required)")
+	f.StringVar(&subject, "subject", "", "exported subject to import (required)")
+	f.StringVar(&local, "local-subject", "", "subject the import appears under in ACCOUNT")
+	f.StringVar(&typ, "type", "stream", "stream or service")
+	f.StringVar(&name, "name", "", "import name (default the subject)")
+	f.BoolVar(&push, "push", false, "push the reissued account now")
+	_ = cmd.MarkFlagRequired("from")
+	_ = cmd.MarkFlagRequired("subject")
+	a.serverFlags(cmd)
+	return cmd
+}
+
+// activation mints the activation token that lets importer import subject from src.
+func activation(src *accounts.Account, importer, subject string, et jwt.ExportType) (string, error) {
+	if len(src.SigningKeys) == 0 {
+		return "", fmt.Errorf("%w: account %s has no signing key", accounts.ErrNoSeed, src.Name)
+	}
+	ac := jwt.NewActivationClaims(importer)
+	ac.ImportSubject = jwt.Subject(subject)
+	ac.ImportType = et
+	ac.IssuerAccount = src.PublicKey()
+	ac.Expires = time.Now().Add(365 * 24 * time.Hour).Unix()
+	tok, err := ac.Encode(src.SigningKeys[0])
+	if err != nil {
+		return "", fmt.Errorf("signing the activation token: %w", err)
+	}
+	return tok, nil
+}
+
+func (a *app) pushIf(push bool, s *session, acct *accounts.Account) error {
+	if !push {
+		fmt.Fprintf(a.stderr, "sealbus: note: run `sealbus push %s` to apply this on the server\n", acct.Name)
+		return nil
+	}
+	ctx, cancel := a.context()
+	defer cancel()
+	if err := s.prov.PushAccount(ctx, acct); err != nil {
+		return withHint(fmt.Errorf("account %s saved but not pushed: %w", acct.Name, err), "run `sealbus push "+acct.Name+"`")
+	}
+	return nil
+}
