@@ -311,9 +311,12 @@ func (s secrets) add(kp nkeys.KeyPair) {
 }
 
 // keyPair returns the key for pub: from its seed if stored (checking that
-// the seed matches pub), else public-only.
+// the seed matches pub), else public-only. A returned seed is removed from s,
+// so that seeds left over at the end reveal a file whose public part was
+// edited (see unused).
 func (s secrets) keyPair(pub string) (nkeys.KeyPair, error) {
 	if seed, ok := s[pub]; ok {
+		delete(s, pub)
 		kp, err := nkeys.FromSeed([]byte(seed))
 		if err != nil {
 			return nil, fmt.Errorf("%w: stored seed for %s is invalid", ErrCorrupt, pub)
@@ -332,6 +335,14 @@ func (s secrets) keyPair(pub string) (nkeys.KeyPair, error) {
 		return nil, fmt.Errorf("%w: invalid public key %q", ErrCorrupt, pub)
 	}
 	return kp, nil
+}
+
+// unused fails if seeds were stored that no public key of the entry claims.
+func (s secrets) unused(kind, name string) error {
+	if len(s) > 0 {
+		return fmt.Errorf("%w: %s %q holds seeds for keys it does not list", ErrKeyMismatch, kind, name)
+	}
+	return nil
 }
 
 func (s secrets) wipe() {
@@ -443,7 +454,22 @@ func serviceRecordOf(s *Service, sec secrets) serviceRecord {
 
 func (r serviceRecord) service(sec secrets) (*Service, error) {
 	s := &Service{Spec: r.Spec, Account: r.Account, UserJWT: r.UserJWT, Card: r.Card}
-	var err error
+	uc, err := jwt.DecodeUserClaims(r.UserJWT)
+	if err != nil {
+		return nil, fmt.Errorf("%w: service %q user jwt: %v", ErrCorrupt, r.Spec.Name, err)
+	}
+	if uc.Subject != r.UserPublicKey {
+		return nil, fmt.Errorf("%w: service %q user jwt names another user key", ErrKeyMismatch, r.Spec.Name)
+	}
+	if r.Card != "" {
+		c, err := DecodeCard(r.Card)
+		if err != nil {
+			return nil, fmt.Errorf("%w: service %q card: %v", ErrCorrupt, r.Spec.Name, err)
+		}
+		if c.UserKey != r.UserPublicKey || c.CurveKey != r.CurvePublicKey || c.Account != r.Account || c.Name != r.Spec.Name {
+			return nil, fmt.Errorf("%w: service %q card names other keys", ErrKeyMismatch, r.Spec.Name)
+		}
+	}
 	if s.UserKey, err = sec.keyPair(r.UserPublicKey); err != nil {
 		return nil, err
 	}
@@ -542,6 +568,12 @@ func (k *Keystore) LoadOperator() (*Operator, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := sec.unused("operator", name); err != nil {
+		return nil, err
+	}
+	if oc.SystemAccount != sys.PublicKey() || user.Account != sys.PublicKey() {
+		return nil, fmt.Errorf("%w: operator %q system account does not match its jwt", ErrKeyMismatch, name)
+	}
 	return &Operator{Name: name, Key: key, JWT: f.JWT, System: sys, SysUser: user}, nil
 }
 
@@ -611,7 +643,14 @@ func (k *Keystore) LoadAccount(name string) (*Account, error) {
 	if f.Account.Name != name {
 		return nil, fmt.Errorf("%w: account file %q names %q", ErrCorrupt, name, f.Account.Name)
 	}
-	return f.Account.account(sec)
+	a, err := f.Account.account(sec)
+	if err != nil {
+		return nil, err
+	}
+	if err := sec.unused("account", name); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // ListAccounts returns the names of stored accounts, sorted.
@@ -687,7 +726,14 @@ func (k *Keystore) LoadService(account, name string) (*Service, error) {
 	if f.Service.Spec.Name != name {
 		return nil, fmt.Errorf("%w: service file %q names %q", ErrCorrupt, name, f.Service.Spec.Name)
 	}
-	return f.Service.service(sec)
+	svc, err := f.Service.service(sec)
+	if err != nil {
+		return nil, err
+	}
+	if err := sec.unused("service", account+"/"+name); err != nil {
+		return nil, err
+	}
+	return svc, nil
 }
 
 // ListServices returns the names of an account's stored services, sorted.
