@@ -69,3 +69,31 @@ func Example() {
 	// hello, bob true true
 	// subject_mismatch
 }
+
+func ExampleSealer_SealBatch() {
+	alice, bob := newIdentity(), newIdentity()
+	acct, _ := nkeys.CreateAccount()
+	account, _ := acct.PublicKey()
+	sealer, _ := envelope.NewSealer(alice)
+
+	var msgs []envelope.Message
+	for _, s := range []string{"orders.created", "orders.paid", "orders.shipped"} {
+		msgs = append(msgs, envelope.Message{
+			Header:  envelope.Header{Account: account, Subject: s},
+			Payload: []byte(s),
+			To:      []envelope.Recipient{bob.Recipient()},
+		})
+	}
+	batch, err := sealer.SealBatch(msgs) // one Ed25519 signature for all three
+	if err != nil {
+		panic(err)
+	}
+	for _, s := range batch {
+		info, _ := envelope.Inspect(s.Data)
+		fmt.Printf("%s: leaf %d of %d, path %d\n", info.Subject, info.LeafIndex, info.TreeSize, info.PathLen)
+	}
+	// Output:
+	// orders.created: leaf 0 of 3, path 2
+	// orders.paid: leaf 1 of 3, path 2
+	// orders.shipped: leaf 2 of 3, path 1
+}
