@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
 	"github.com/sealbus/sealbus/internal/credsfile"
