@@ -39,6 +39,9 @@ type ClusterConfig struct {
 	Port   int      // route port (required)
 	Routes []string // route URLs, e.g. "nats-route://n2:6222"
 	NoTLS  bool     // plaintext routes, only for isolated test networks
+	// NoAdvertise stops servers telling clients the cluster members'
+	// addresses (useful when those are private, e.g. inside a Docker network).
+	NoAdvertise bool
 }
 
 // Render returns a nats-server configuration file for c. It returns
@@ -140,6 +143,9 @@ func (c ServerConfig) Render() ([]byte, error) {
 		w.open("cluster")
 		w.kv("name", cl.Name)
 		w.kv("listen", net.JoinHostPort(chost, strconv.Itoa(cl.Port)))
+		if cl.NoAdvertise {
+			w.kvRaw("no_advertise", "true")
+		}
 		if len(cl.Routes) > 0 {
 			w.line(w.indent() + "routes = [")
 			for _, r := range cl.Routes {

@@ -207,9 +207,17 @@ func TestRenderClusterParses(t *testing.T) {
 	if opts.Cluster.TLSConfig == nil || opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
 		t.Fatal("routes must use TLS and verify the peer")
 	}
+	if opts.Cluster.NoAdvertise {
+		t.Fatal("no_advertise by default")
+	}
 	c.Cluster.NoTLS = true
-	if opts := renderAndParse(t, c); opts.Cluster.TLSConfig != nil {
+	c.Cluster.NoAdvertise = true
+	opts = renderAndParse(t, c)
+	if opts.Cluster.TLSConfig != nil {
 		t.Fatal("NoTLS still configures route TLS")
+	}
+	if !opts.Cluster.NoAdvertise {
+		t.Fatal("NoAdvertise not rendered")
 	}
 }
 
