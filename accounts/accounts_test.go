@@ -95,6 +95,9 @@ func TestNewAccountClaims(t *testing.T) {
 	if got := LimitsOf(ac); got != lim {
 		t.Fatalf("limits round trip: got %+v want %+v", got, lim)
 	}
+	if !ac.Limits.DisallowBearer || ac.Limits.LeafNodeConn != 0 {
+		t.Fatalf("bearer tokens or leaf nodes allowed: %+v", ac.Limits.AccountLimits)
+	}
 	if !ac.Limits.IsJSEnabled() || ac.Limits.DiskStorage <= 0 || ac.Limits.MemoryStorage <= 0 {
 		t.Fatalf("default limits must enable finite JetStream: %+v", ac.Limits.JetStreamLimits)
 	}

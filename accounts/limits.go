@@ -20,6 +20,10 @@ import (
 //   - MaxAckPending: 0 or negative means the server default (0 in the JWT).
 //
 // Data is in bytes per second summed over the account's connections.
+//
+// Every account also gets, not configurable here: no leaf node connections
+// (LeafNodeConn 0) and bearer user JWTs disallowed (DisallowBearer), so a
+// user JWT without its seed never authenticates.
 type Limits struct {
 	Connections, Subscriptions, MaxPayload, Data   int64
 	MemoryStorage, DiskStorage, Streams, Consumers int64
@@ -72,7 +76,8 @@ func (l Limits) validate() error {
 // apply writes l into the account claims' operator limits.
 func (l Limits) apply(c *jwt.AccountClaims) {
 	c.Limits.Conn = unlimitedIfZero(l.Connections)
-	c.Limits.LeafNodeConn = jwt.NoLimit
+	c.Limits.LeafNodeConn = 0      // sealbus uses no leaf nodes; none may attach to a tenant
+	c.Limits.DisallowBearer = true // sealbus never issues bearer user JWTs; refuse any
 	c.Limits.Subs = unlimitedIfZero(l.Subscriptions)
 	c.Limits.Payload = unlimitedIfZero(l.MaxPayload)
 	c.Limits.Data = unlimitedIfZero(l.Data)
