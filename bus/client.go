@@ -508,8 +508,8 @@ func (c *Client) Drain() error {
 func (c *Client) Close() {
 	c.once.Do(func() {
 		c.stopIntake()
+		c.nc.Close() // before cancel: the acker sees a closed connection and fails what is pending
 		c.cancel()
-		c.nc.Close()
 		c.pipes.Wait()
 		c.auditWG.Wait()
 		c.finish()

@@ -1,0 +1,27 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRun(t *testing.T) {
+	var out bytes.Buffer
+	start := time.Now()
+	err := Run(context.Background(), &out, Options{})
+	t.Logf("demo output (%v):\n%s", time.Since(start), out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"bad_signature", "replay", "subject_mismatch", "sender_revoked", "sender_forbidden", "account_mismatch", "summary"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(out.String(), "NOT REFUSED") {
+		t.Error("an attack was not refused")
+	}
+}
