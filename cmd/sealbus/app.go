@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/bus"
+	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/internal/admin"
 )
 
@@ -77,6 +79,9 @@ func classify(err error) int {
 		errors.Is(err, accounts.ErrTooLarge),
 		errors.Is(err, accounts.ErrBadToken),
 		errors.Is(err, admin.ErrPushRejected),
+		errors.Is(err, bus.ErrNoCard),
+		errors.Is(err, bus.ErrRevoked),
+		errors.Is(err, bus.ErrForbidden),
 		errors.Is(err, nats.ErrAuthorization),
 		errors.Is(err, nats.ErrPermissionViolation),
 		errors.Is(err, nats.ErrAuthExpired),
@@ -88,7 +93,10 @@ func classify(err error) int {
 		errors.Is(err, jetstream.ErrConsumerNotFound),
 		errors.Is(err, jetstream.ErrKeyNotFound),
 		errors.Is(err, jetstream.ErrBucketNotFound),
-		errors.Is(err, jetstream.ErrMsgNotFound):
+		errors.Is(err, jetstream.ErrMsgNotFound),
+		errors.Is(err, bus.ErrNotFound),
+		errors.Is(err, consumers.ErrNotFound),
+		errors.Is(err, consumers.ErrNoConsumer):
 		return exitNotFound
 	case errors.Is(err, accounts.ErrInvalidOption):
 		return exitUsage
