@@ -295,3 +295,82 @@ func TestDirectoryConstants(t *testing.T) {
 		t.Fatal("inbox prefix")
 	}
 }
+
+func TestReissueExportsImportsAndErrors(t *testing.T) {
+	f := newFixture(t)
+	b, err := f.op.NewAccount("tenant-b", DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.acc.Claims.Exports.Add(&jwt.Export{Name: "orders", Subject: "orders.public.>", Type: jwt.Stream})
+	if err := f.op.Reissue(f.acc); err != nil {
+		t.Fatal(err)
+	}
+	b.Claims.Imports.Add(&jwt.Import{Name: "orders", Subject: "orders.public.>", Account: f.acc.PublicKey(), LocalSubject: "a.orders.>", Type: jwt.Stream})
+	if err := f.op.Reissue(b); err != nil {
+		t.Fatal(err)
+	}
+	tr := f.trust()
+	ac, err := tr.VerifyAccount(f.acc.JWT)
+	if err != nil || len(ac.Exports) != 1 {
+		t.Fatalf("export: %v", err)
+	}
+	bc, err := tr.VerifyAccount(b.JWT)
+	if err != nil || len(bc.Imports) != 1 || bc.Imports[0].Account != f.acc.PublicKey() {
+		t.Fatalf("import: %v", err)
+	}
+
+	// An invalid import is refused and the old JWT kept.
+	old := b.JWT
+	b.Claims.Imports.Add(&jwt.Import{Name: "bad", Subject: "x.>", Type: jwt.Stream}) // no account to import from
+	if err := f.op.Reissue(b); !errors.Is(err, ErrInvalidOption) || b.JWT != old {
+		t.Fatalf("invalid import: %v", err)
+	}
+
+	// A public-only operator key cannot sign.
+	pubOp, _ := nkeys.FromPublicKey(f.op.PublicKey())
+	ro := &Operator{Name: f.op.Name, Key: pubOp}
+	if err := ro.Reissue(f.acc); !errors.Is(err, ErrNoSeed) {
+		t.Fatalf("public-only operator: %v", err)
+	}
+	// Claims of another account.
+	f.acc.Claims.Subject = b.PublicKey()
+	if err := f.op.Reissue(f.acc); !errors.Is(err, ErrKeyMismatch) {
+		t.Fatalf("claims of another account: %v", err)
+	}
+}
+
+func TestSigningKeyRotation(t *testing.T) {
+	f := newFixture(t)
+	old := publicKey(f.acc.SigningKeys[0])
+	nk, err := f.acc.AddSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Promote the new key, retire the old one.
+	f.acc.SigningKeys = []nkeys.KeyPair{nk, f.acc.SigningKeys[0]}
+	if err := f.acc.RemoveSigningKey(old); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.op.Reissue(f.acc); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := f.acc.NewService(ServiceSpec{Name: "fresh", Publish: []string{"x.y"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := f.trust()
+	ac, err := tr.VerifyAccount(f.acc.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.VerifyService(svc.Card, svc.UserJWT, ac); err != nil {
+		t.Fatalf("card of the new signing key: %v", err)
+	}
+	if _, err := tr.VerifyCard(f.svc.Card, ac); !errors.Is(err, ErrUnknownSigner) {
+		t.Fatalf("card of the removed key: %v", err)
+	}
+	if err := f.acc.RemoveSigningKey(old); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("removing twice: %v", err)
+	}
+}
