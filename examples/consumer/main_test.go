@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealbus/sealbus/bus"
+	"github.com/sealbus/sealbus/internal/demo"
+)
+
+func TestConsumerPrintsVerifiedMessages(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w, err := demo.NewWorld(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	pub, err := w.Connect(ctx, demo.Shop, demo.Checkout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	var ids []string
+	for i := range 3 {
+		ack, err := pub.Publish(ctx, fmt.Sprintf("orders.eu.%d", i), []byte("x"), bus.WithContentType("text/plain"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ack.ID)
+	}
+	var out bytes.Buffer
+	if err := run(&out, w.SB.URL(), w.SB.CAFile(), w.CredsPath(demo.Shop, demo.Billing), w.SB.OperatorKey(), demo.OrdersStream, demo.Billing, 3); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	for i, id := range ids {
+		want := fmt.Sprintf("verified %s from checkout on orders.eu.%d", id, i)
+		if lines[i] != want {
+			t.Errorf("line %d: %q, want %q", i, lines[i], want)
+		}
+	}
+}
