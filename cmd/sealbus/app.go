@@ -224,7 +224,7 @@ func defaultHome() string { return accounts.HomeDir() }
 // serverFlags adds the flags that locate a running server.
 func (a *app) serverFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&a.server, "server", "", "server URL(s), comma-separated (env SEALBUS_URL; default: the running `sealbus dev`)")
+	f.StringVar(&a.server, "server", "", "server URL(s), comma-separated (env SEALBUS_URL; default: the running 'sealbus dev' of this home)")
 	f.StringVar(&a.ca, "ca", "", "CA certificate of the server (env SEALBUS_CA)")
 	f.StringVar(&a.cert, "client-cert", "", "client certificate for mTLS (env SEALBUS_CLIENT_CERT)")
 	f.StringVar(&a.key, "client-key", "", "client key for mTLS (env SEALBUS_CLIENT_KEY)")

@@ -28,14 +28,21 @@ type limitFlags struct {
 	mem, disk, maxPayload string
 }
 
-func addLimitFlags(f *pflag.FlagSet, lf *limitFlags, def accounts.Limits) {
+// addLimitFlags binds the limit flags with def as defaults; with def nil (edit) no default is
+// shown and only the flags given apply.
+func addLimitFlags(f *pflag.FlagSet, lf *limitFlags, defp *accounts.Limits) {
+	var def accounts.Limits
+	size := func(int64) string { return "" }
+	if defp != nil {
+		def, size = *defp, formatBytes
+	}
 	lf.l = def
 	f.Int64Var(&lf.l.Connections, "connections", def.Connections, "max connections (0 = unlimited)")
 	f.Int64Var(&lf.l.Subscriptions, "subscriptions", def.Subscriptions, "max subscriptions (0 = unlimited)")
-	f.StringVar(&lf.maxPayload, "max-payload", formatBytes(def.MaxPayload), "max message payload (bytes, KiB, MiB; 0 = server's)")
+	f.StringVar(&lf.maxPayload, "max-payload", size(def.MaxPayload), "max message payload (bytes, KiB, MiB; 0 = server's)")
 	f.Int64Var(&lf.l.Data, "data", def.Data, "max data rate in bytes/s (0 = unlimited)")
-	f.StringVar(&lf.mem, "mem-storage", formatBytes(def.MemoryStorage), "JetStream memory storage (0 = none, -1 = unlimited)")
-	f.StringVar(&lf.disk, "disk-storage", formatBytes(def.DiskStorage), "JetStream disk storage (0 = none, -1 = unlimited)")
+	f.StringVar(&lf.mem, "mem-storage", size(def.MemoryStorage), "JetStream memory storage (0 = none, -1 = unlimited)")
+	f.StringVar(&lf.disk, "disk-storage", size(def.DiskStorage), "JetStream disk storage (0 = none, -1 = unlimited)")
 	f.Int64Var(&lf.l.Streams, "streams", def.Streams, "max streams (0 = unlimited)")
 	f.Int64Var(&lf.l.Consumers, "consumers", def.Consumers, "max consumers (0 = unlimited)")
 	f.Int64Var(&lf.l.MaxAckPending, "max-ack-pending", def.MaxAckPending, "max pending acks per consumer (0 = server default)")
@@ -97,7 +104,8 @@ server at once and its directory, dead-letter and audit streams are created; oth
 			})
 		},
 	}
-	addLimitFlags(cmd.Flags(), &lf, accounts.DefaultLimits())
+	def := accounts.DefaultLimits()
+	addLimitFlags(cmd.Flags(), &lf, &def)
 	cmd.Flags().BoolVar(&push, "push", false, "push to the server and set up the account's streams now")
 	a.serverFlags(cmd)
 	return cmd
@@ -339,7 +347,7 @@ by a removed key stop verifying: rotate those services afterwards.`,
 			})
 		},
 	}
-	addLimitFlags(cmd.Flags(), &lf, accounts.Limits{})
+	addLimitFlags(cmd.Flags(), &lf, nil)
 	cmd.Flags().BoolVar(&addKey, "add-signing-key", false, "add a signing key")
 	cmd.Flags().StringSliceVar(&removeKeys, "remove-signing-key", nil, "remove a signing key (public key)")
 	cmd.Flags().BoolVar(&push, "push", false, "push the reissued JWT to the server now")
