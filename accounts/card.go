@@ -185,6 +185,10 @@ func (cc *cardClaims) check() error {
 		return fmt.Errorf("card issuer is not an account public key")
 	case !nkeys.IsValidPublicCurveKey(cc.Nats.CurveKey):
 		return fmt.Errorf("card curve key is not a curve public key")
+	case cc.IssuedAt <= 0 || cc.NotBefore <= 0:
+		return fmt.Errorf("card has no issue or not-before time")
+	case cc.Expires <= cc.NotBefore:
+		return fmt.Errorf("card has no expiry after its not-before time")
 	}
 	for _, p := range cc.Nats.Previous {
 		if !nkeys.IsValidPublicCurveKey(p.Key) {

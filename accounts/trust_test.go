@@ -307,6 +307,9 @@ func chainCases() []chainCase {
 				m["nats"].(map[string]any)["card_version"] = 2
 			}), ""
 		}, []error{ErrBadToken}},
+		{"card without expiry", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, resign(t, e.svc.Card, e.sk, func(m map[string]any) { m["exp"] = 0 }), ""
+		}, []error{ErrBadToken}},
 		{"unknown card field", func(t *testing.T, e *chainEnv) (string, string, string) {
 			return e.acc.JWT, resign(t, e.svc.Card, e.sk, func(m map[string]any) {
 				m["nats"].(map[string]any)["admin"] = true
