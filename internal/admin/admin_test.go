@@ -3,6 +3,8 @@ package admin_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
 	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/internal/credsfile"
 	"github.com/sealbus/sealbus/internal/devserver"
 )
 
@@ -324,5 +327,44 @@ func TestAddConsumerValidation(t *testing.T) {
 		if err := admin.AddConsumer(c, nil, spec); !errors.Is(err, admin.ErrInvalidSpec) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestWriteCredsKeepsKeys checks that writing a creds file leaves the service's keys usable
+// (nkeys hands out its own seed slice; wiping it would corrupt the key pair).
+func TestWriteCredsKeepsKeys(t *testing.T) {
+	op, err := accounts.NewOperator("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := op.NewAccount("a", accounts.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := acct.NewService(accounts.ServiceSpec{Name: "s", Publish: []string{"a.b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := svc.UserPublicKey()
+	path := filepath.Join(t.TempDir(), "sub", "s.creds")
+	if err := admin.WriteCredsFile(path, svc); err != nil {
+		t.Fatal(err)
+	}
+	if svc.UserPublicKey() != pub {
+		t.Fatal("user key changed after writing creds")
+	}
+	if _, err := svc.UserKey.Sign([]byte("x")); err != nil {
+		t.Fatalf("user key unusable after writing creds: %v", err)
+	}
+	c, err := credsfile.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CurveSeed == nil || c.UserJWT != svc.UserJWT {
+		t.Fatal("creds file lacks the curve seed or the user JWT")
+	}
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", fi.Mode().Perm())
 	}
 }

@@ -1,0 +1,43 @@
+package sandbox_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/internal/sandbox"
+)
+
+// A test starts a sandbox, adds an account, a stream and two services, and hands the creds
+// files, URL, CA file and operator key to the SDK.
+func ExampleStart() {
+	ctx := context.Background()
+	sb, err := sandbox.Start(ctx, sandbox.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sb.Close()
+	if _, err := sb.AddAccount(ctx, "shop", accounts.DefaultLimits()); err != nil {
+		log.Fatal(err)
+	}
+	if err := sb.AddStream(ctx, "shop", admin.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
+		log.Fatal(err)
+	}
+	pubCreds, err := sb.AddService(ctx, "shop", accounts.ServiceSpec{Name: "checkout", Publish: []string{"orders.created"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	subCreds, err := sb.AddService(ctx, "shop", accounts.ServiceSpec{
+		Name: "billing", Subscribe: []string{"orders.created"},
+		Consumers: []accounts.ConsumerRef{{Stream: "ORDERS", Durable: "billing"}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// bus.Connect(ctx, bus.WithURL(sb.URL()), bus.WithRootCA(sb.CAFile()),
+	//     bus.WithCredsFile(pubCreds), bus.WithTrustedOperator(sb.OperatorKey()))
+	fmt.Println(pubCreds != "", subCreds != "")
+	// Output: true true
+}
