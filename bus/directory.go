@@ -12,16 +12,32 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
 )
 
+// Directory keys of peer accounts (cross-account flows): the JWT and cards of another account
+// of the same operator, copied into this account's directory by the operator. Like every
+// entry they are verified up to a trusted operator before use.
+const peerPrefix = "peer."
+
+// PeerAccountKey returns the directory key of a peer account's JWT: "peer.<account>.account".
+func PeerAccountKey(account string) string {
+	return peerPrefix + account + "." + accounts.DirectoryAccountKey
+}
+
+// PeerCardKey returns the directory key of a peer service's card: "peer.<account>.card.<name>".
+func PeerCardKey(account, service string) string {
+	return peerPrefix + account + "." + accounts.DirectoryCardKey(service)
+}
+
 // Directory is the client's verified view of its account's SEALBUS_DIRECTORY bucket: the
-// account JWT and the identity cards of its services.
+// account JWT and the identity cards of its services, and those of peer accounts.
 //
 // Storage is not trusted. An account JWT is used only if it verifies up to a trusted operator,
-// names the client's account and is not older than the one already in use (no rollback to a
+// names the expected account and is not older than the one already in use (no rollback to a
 // JWT from before a revocation). A card is used only if it verifies up to that account JWT
 // (signing key listed, times, not revoked) and is stored under its own name. Anything else is
 // ignored, logged and reported as an audit event of type EventDirectoryUnverifiable; it never
@@ -37,6 +53,13 @@ import (
 // accepted until the previous key's grace period ends, so nothing in flight is lost. A card
 // revoked without such a replacement is refused for every envelope.
 //
+// Cross-account flows: a peer account (keys "peer.<account>.account" and
+// "peer.<account>.card.<name>") contributes to the audience of a subject S of this account
+// when the peer's account JWT imports S as a stream from this account and this account's JWT
+// exports it; its cards are matched against the subject the import maps S to. Envelopes from a
+// peer account are accepted when the peer exports the subject and this account imports it.
+// The server enforces the same exports and imports.
+//
 // Directory is safe for concurrent use. It implements envelope.SenderPolicy.
 type Directory struct {
 	account string
@@ -46,16 +69,34 @@ type Directory struct {
 	report  func(Event) // receives unverifiable entries; must not block
 
 	mu       sync.RWMutex
-	claims   *jwt.AccountClaims
-	raw      map[string]string         // name -> latest usable card token (verified or awaiting the account JWT)
-	cards    map[string]*accounts.Card // name -> verified current card
-	byKey    map[string]*accounts.Card // user key -> verified current card
-	revoked  map[string]*accounts.Card // user key -> card refused because its key is revoked
-	retired  map[string]retiredCard    // user key -> card replaced by a rotation
+	own      *cardSet
+	peers    map[string]*cardSet
 	gen      uint64
-	audience map[string][]envelope.Recipient // subject -> recipients, valid for gen
+	audience map[string][]envelope.Recipient // subject -> recipients, valid for audGen
 	audGen   uint64
 	changed  chan struct{}
+}
+
+// cardSet is the verified state of one account: its claims and cards.
+type cardSet struct {
+	account string
+	claims  *jwt.AccountClaims
+	raw     map[string]string         // name -> latest usable card token (verified or awaiting the account JWT)
+	cards   map[string]*accounts.Card // name -> verified current card
+	byKey   map[string]*accounts.Card // user key -> verified current card
+	revoked map[string]*accounts.Card // user key -> card refused because its key is revoked
+	retired map[string]retiredCard    // user key -> card replaced by a rotation
+}
+
+func newCardSet(account string) *cardSet {
+	return &cardSet{
+		account: account,
+		raw:     map[string]string{},
+		cards:   map[string]*accounts.Card{},
+		byKey:   map[string]*accounts.Card{},
+		revoked: map[string]*accounts.Card{},
+		retired: map[string]retiredCard{},
+	}
 }
 
 type retiredCard struct {
@@ -74,11 +115,8 @@ func newDirectory(account string, trust accounts.Trust, now func() time.Time, lo
 		now:     now,
 		log:     log,
 		report:  report,
-		raw:     map[string]string{},
-		cards:   map[string]*accounts.Card{},
-		byKey:   map[string]*accounts.Card{},
-		revoked: map[string]*accounts.Card{},
-		retired: map[string]retiredCard{},
+		own:     newCardSet(account),
+		peers:   map[string]*cardSet{},
 		changed: make(chan struct{}),
 	}
 }
@@ -91,54 +129,79 @@ func (d *Directory) Account() string { return d.account }
 func (d *Directory) AccountClaims() *jwt.AccountClaims {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return d.claims
+	return d.own.claims
 }
 
-// Card returns the verified, current card of the named service.
+// Card returns the verified, current card of the named service of this account.
 func (d *Directory) Card(name string) (accounts.Card, bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	c, ok := d.cards[name]
+	c, ok := d.own.cards[name]
 	if !ok || !d.validNow(c) {
 		return accounts.Card{}, false
 	}
 	return cloneCard(c), true
 }
 
-// CardByKey returns the verified, current card whose user key is userKey ("U...").
+// CardByKey returns the verified, current card of this account whose user key is userKey.
 func (d *Directory) CardByKey(userKey string) (accounts.Card, bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	c, ok := d.byKey[userKey]
+	c, ok := d.own.byKey[userKey]
 	if !ok || !d.validNow(c) {
 		return accounts.Card{}, false
 	}
 	return cloneCard(c), true
 }
 
-// NameOf returns the service name of a user key: of a current card, or of a card retired by a
-// rotation or refused as revoked (for logs and dead letters).
+// NameOf returns the service name of a user key of this account or of a peer account: of a
+// current card, or of a card retired by a rotation or refused as revoked (for logs and dead
+// letters).
 func (d *Directory) NameOf(userKey string) (string, bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if c, ok := d.byKey[userKey]; ok {
-		return c.Name, true
-	}
-	if r, ok := d.retired[userKey]; ok {
-		return r.card.Name, true
-	}
-	if c, ok := d.revoked[userKey]; ok {
-		return c.Name, true
+	for _, s := range append([]*cardSet{d.own}, mapsValues(d.peers)...) {
+		if c, ok := s.byKey[userKey]; ok {
+			return c.Name, true
+		}
+		if r, ok := s.retired[userKey]; ok {
+			return r.card.Name, true
+		}
+		if c, ok := s.revoked[userKey]; ok {
+			return c.Name, true
+		}
 	}
 	return "", false
 }
 
-// Cards returns every verified, current card, sorted by service name.
+func mapsValues(m map[string]*cardSet) []*cardSet {
+	out := make([]*cardSet, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// Cards returns every verified, current card of this account, sorted by service name.
 func (d *Directory) Cards() []accounts.Card {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	out := make([]accounts.Card, 0, len(d.cards))
-	for _, c := range d.cards {
+	return d.cardsOf(d.own)
+}
+
+// PeerCards returns the verified, current cards of a peer account, sorted by name.
+func (d *Directory) PeerCards(account string) []accounts.Card {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if p, ok := d.peers[account]; ok {
+		return d.cardsOf(p)
+	}
+	return nil
+}
+
+func (d *Directory) cardsOf(s *cardSet) []accounts.Card {
+	out := make([]accounts.Card, 0, len(s.cards))
+	for _, c := range s.cards {
 		if d.validNow(c) {
 			out = append(out, cloneCard(c))
 		}
@@ -148,16 +211,68 @@ func (d *Directory) Cards() []accounts.Card {
 }
 
 // Audience returns the cards that may read subject: every verified, current, non-revoked card
-// whose subscribe permissions match it under NATS wildcard rules, sorted by name. A publisher
-// encrypts to exactly these cards' curve keys.
+// of this account whose subscribe permissions match it under NATS wildcard rules, then the
+// cards of peer accounts that import the subject (see Directory), sorted by account and name.
+// A publisher encrypts to exactly these cards' curve keys.
 func (d *Directory) Audience(subject string) []accounts.Card {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	out := []accounts.Card{}
-	for _, c := range d.Cards() {
+	for _, c := range d.cardsOf(d.own) {
 		if c.MaySubscribe(subject) {
 			out = append(out, c)
 		}
 	}
+	if d.own.claims == nil || !exports(d.own.claims, subject) {
+		return out
+	}
+	peers := make([]string, 0, len(d.peers))
+	for a := range d.peers {
+		peers = append(peers, a)
+	}
+	slices.Sort(peers)
+	for _, a := range peers {
+		p := d.peers[a]
+		if p.claims == nil {
+			continue
+		}
+		for _, imp := range p.claims.Imports {
+			if imp.Type != jwt.Stream || imp.Account != d.account || !accounts.SubjectMatches(string(imp.Subject), subject) {
+				continue
+			}
+			local, ok := importedAs(imp, subject)
+			if !ok {
+				continue
+			}
+			for _, c := range d.cardsOf(p) {
+				if c.MaySubscribe(local) && !slices.ContainsFunc(out, func(o accounts.Card) bool { return o.UserKey == c.UserKey }) {
+					out = append(out, c)
+				}
+			}
+		}
+	}
 	return out
+}
+
+// Origin maps a subject a message was delivered on in this account to the account and subject
+// it was published on: for a subject brought in by a stream import of this account's verified
+// JWT, the exporting account and the exporter's subject; otherwise this account and the same
+// subject. Consumers open envelopes against the origin.
+func (d *Directory) Origin(subject string) (account, origin string) {
+	d.mu.RLock()
+	claims := d.own.claims
+	d.mu.RUnlock()
+	if claims != nil {
+		for _, imp := range claims.Imports {
+			if imp.Type != jwt.Stream || imp.Account == "" || imp.Account == d.account {
+				continue
+			}
+			if s, ok := importOrigin(imp, subject); ok {
+				return imp.Account, s
+			}
+		}
+	}
+	return d.account, subject
 }
 
 // recipients is Audience as envelope recipients, cached per subject until the directory
@@ -197,16 +312,25 @@ func (d *Directory) recipients(subject string) ([]envelope.Recipient, error) {
 }
 
 // CheckSender implements envelope.SenderPolicy: sender must be the user key of a verified,
-// current card of this account that may publish on subject (ErrSenderForbidden otherwise), or
-// of a card retired by a rotation, for envelopes created before the rotation and while the
-// grace period lasts. A revoked key gives ErrSenderRevoked, anything else ErrSenderUnknown.
+// current card that may publish on subject (ErrSenderForbidden otherwise), or of a card retired
+// by a rotation, for envelopes created before the rotation and while the grace period lasts.
+// A sender of a peer account is accepted only for a subject the peer exports and this account
+// imports from it. A revoked key gives ErrSenderRevoked, anything else ErrSenderUnknown.
 func (d *Directory) CheckSender(account, sender, subject string, created time.Time) error {
-	if account != d.account {
-		return fmt.Errorf("%w: account %s is not this directory's account", envelope.ErrSenderUnknown, account)
-	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if c, ok := d.byKey[sender]; ok {
+	set := d.own
+	if account != d.account {
+		p, ok := d.peers[account]
+		if !ok || p.claims == nil || d.own.claims == nil {
+			return fmt.Errorf("%w: account %s is not a known peer of this account", envelope.ErrSenderUnknown, account)
+		}
+		if !exports(p.claims, subject) || !imports(d.own.claims, account, subject) {
+			return fmt.Errorf("%w: %s is not exported by %s to this account", envelope.ErrSenderForbidden, subject, account)
+		}
+		set = p
+	}
+	if c, ok := set.byKey[sender]; ok {
 		if !d.validNow(c) {
 			return fmt.Errorf("%w: card of %s has expired", envelope.ErrSenderRevoked, c.Name)
 		}
@@ -215,10 +339,9 @@ func (d *Directory) CheckSender(account, sender, subject string, created time.Ti
 		}
 		return nil
 	}
-	if r, ok := d.retired[sender]; ok {
-		now := d.now()
+	if r, ok := set.retired[sender]; ok {
 		switch {
-		case !now.Before(r.graceEnds):
+		case !d.now().Before(r.graceEnds):
 			return fmt.Errorf("%w: key of %s was rotated and its grace period has ended", envelope.ErrSenderRevoked, r.card.Name)
 		case created.Truncate(time.Second).After(r.replaced):
 			return fmt.Errorf("%w: key of %s was rotated before this envelope was created", envelope.ErrSenderRevoked, r.card.Name)
@@ -227,10 +350,30 @@ func (d *Directory) CheckSender(account, sender, subject string, created time.Ti
 		}
 		return nil
 	}
-	if c, ok := d.revoked[sender]; ok {
+	if c, ok := set.revoked[sender]; ok {
 		return fmt.Errorf("%w: key of %s is revoked", envelope.ErrSenderRevoked, c.Name)
 	}
 	return fmt.Errorf("%w: no verified card for key %s", envelope.ErrSenderUnknown, sender)
+}
+
+// exports reports whether the account exports subject as a stream.
+func exports(ac *jwt.AccountClaims, subject string) bool {
+	for _, e := range ac.Exports {
+		if e.Type == jwt.Stream && accounts.SubjectMatches(string(e.Subject), subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// imports reports whether the account imports subject as a stream from account from.
+func imports(ac *jwt.AccountClaims, from, subject string) bool {
+	for _, imp := range ac.Imports {
+		if imp.Type == jwt.Stream && imp.Account == from && accounts.SubjectMatches(string(imp.Subject), subject) {
+			return true
+		}
+	}
+	return false
 }
 
 // validNow reports whether the card is inside its validity period (with the trust's skew).
@@ -265,87 +408,100 @@ func (d *Directory) bump() {
 func (d *Directory) apply(key string, value []byte, rev uint64, op jetstream.KeyValueOp) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	set, rest := d.own, key
+	if strings.HasPrefix(key, peerPrefix) {
+		parts := strings.SplitN(strings.TrimPrefix(key, peerPrefix), ".", 2)
+		if len(parts) != 2 || parts[0] == d.account || !nkeys.IsValidPublicAccountKey(parts[0]) {
+			d.unverifiable(key, rev, errors.New("malformed peer key"))
+			return
+		}
+		p, ok := d.peers[parts[0]]
+		if !ok {
+			p = newCardSet(parts[0])
+			d.peers[parts[0]] = p
+		}
+		set, rest = p, parts[1]
+	}
 	switch {
-	case key == accounts.DirectoryAccountKey:
+	case rest == accounts.DirectoryAccountKey:
 		if op != jetstream.KeyValuePut {
 			d.unverifiable(key, rev, errors.New("account JWT deleted from the directory; keeping the verified one"))
 			return
 		}
-		d.applyAccount(key, string(value), rev)
-	case strings.HasPrefix(key, "card."):
-		name := strings.TrimPrefix(key, "card.")
+		d.applyAccount(set, key, string(value), rev)
+	case strings.HasPrefix(rest, "card."):
+		name := strings.TrimPrefix(rest, "card.")
 		if op != jetstream.KeyValuePut {
-			if c, ok := d.cards[name]; ok {
-				delete(d.byKey, c.UserKey)
-				delete(d.cards, name)
-				d.log.Info("sealbus: directory card deleted", "service", name)
+			if c, ok := set.cards[name]; ok {
+				delete(set.byKey, c.UserKey)
+				delete(set.cards, name)
+				d.log.Info("sealbus: directory card deleted", "account", set.account, "service", name)
 			}
-			delete(d.raw, name)
+			delete(set.raw, name)
 			d.bump()
 			return
 		}
-		d.applyCard(name, string(value), rev)
+		d.applyCard(set, key, name, string(value), rev)
 	default:
 		d.log.Debug("sealbus: ignoring unknown directory key", "key", key)
 	}
 }
 
-func (d *Directory) applyAccount(key, token string, rev uint64) {
+func (d *Directory) applyAccount(set *cardSet, key, token string, rev uint64) {
 	ac, err := d.trust.VerifyAccount(token)
 	if err != nil {
 		d.unverifiable(key, rev, err)
 		return
 	}
-	if ac.Subject != d.account {
-		d.unverifiable(key, rev, fmt.Errorf("account JWT of %s in the directory of %s", ac.Subject, d.account))
+	if ac.Subject != set.account {
+		d.unverifiable(key, rev, fmt.Errorf("account JWT of %s stored as the JWT of %s", ac.Subject, set.account))
 		return
 	}
-	if d.claims != nil && ac.IssuedAt < d.claims.IssuedAt {
-		d.unverifiable(key, rev, fmt.Errorf("account JWT issued at %d is older than the one in use (%d); refusing a rollback", ac.IssuedAt, d.claims.IssuedAt))
+	if set.claims != nil && ac.IssuedAt < set.claims.IssuedAt {
+		d.unverifiable(key, rev, fmt.Errorf("account JWT issued at %d is older than the one in use (%d); refusing a rollback", ac.IssuedAt, set.claims.IssuedAt))
 		return
 	}
-	d.claims = ac
-	d.reverify()
+	set.claims = ac
+	d.reverify(set)
 	d.bump()
 }
 
 // reverify recomputes the verified cards from the raw tokens under the current claims (a new
 // account JWT may revoke keys or drop signing keys). The caller holds d.mu.
-func (d *Directory) reverify() {
-	d.cards = map[string]*accounts.Card{}
-	d.byKey = map[string]*accounts.Card{}
-	for name, tok := range d.raw {
-		c, err := d.trust.VerifyCard(tok, d.claims)
+func (d *Directory) reverify(set *cardSet) {
+	set.cards = map[string]*accounts.Card{}
+	set.byKey = map[string]*accounts.Card{}
+	for name, tok := range set.raw {
+		c, err := d.trust.VerifyCard(tok, set.claims)
 		switch {
 		case err == nil && c.Name == name:
-			d.cards[name], d.byKey[c.UserKey] = c, c
+			set.cards[name], set.byKey[c.UserKey] = c, c
 		case errors.Is(err, accounts.ErrRevoked):
 			if dc, derr := accounts.DecodeCard(tok); derr == nil {
-				d.revoked[dc.UserKey] = dc
-				d.log.Info("sealbus: service key revoked", "service", name, "user_key", dc.UserKey)
+				set.revoked[dc.UserKey] = dc
+				d.log.Info("sealbus: service key revoked", "account", set.account, "service", name, "user_key", dc.UserKey)
 			}
 		default:
-			d.log.Warn("sealbus: directory card no longer verifies", "service", name, "error", err)
+			d.log.Warn("sealbus: directory card no longer verifies", "account", set.account, "service", name, "error", err)
 		}
 	}
 }
 
-func (d *Directory) applyCard(name, token string, rev uint64) {
-	key := accounts.DirectoryCardKey(name)
-	if d.claims == nil {
+func (d *Directory) applyCard(set *cardSet, key, name, token string, rev uint64) {
+	if set.claims == nil {
 		// The account JWT comes first in a directory written by sealbus; keep the card
 		// until it arrives (it is verified then).
-		d.raw[name] = token
+		set.raw[name] = token
 		return
 	}
-	c, err := d.trust.VerifyCard(token, d.claims)
+	c, err := d.trust.VerifyCard(token, set.claims)
 	if err != nil {
 		if errors.Is(err, accounts.ErrRevoked) {
 			if dc, derr := accounts.DecodeCard(token); derr == nil && dc.Name == name {
-				d.revoked[dc.UserKey] = dc
-				if cur, ok := d.cards[name]; ok && cur.UserKey == dc.UserKey {
-					delete(d.cards, name)
-					delete(d.byKey, cur.UserKey)
+				set.revoked[dc.UserKey] = dc
+				if cur, ok := set.cards[name]; ok && cur.UserKey == dc.UserKey {
+					delete(set.cards, name)
+					delete(set.byKey, cur.UserKey)
 					d.bump()
 				}
 				return
@@ -358,31 +514,31 @@ func (d *Directory) applyCard(name, token string, rev uint64) {
 		d.unverifiable(key, rev, fmt.Errorf("card of %q stored under %q", c.Name, key))
 		return
 	}
-	if old, ok := d.cards[name]; ok {
+	if old, ok := set.cards[name]; ok {
 		if c.IssuedAt.Before(old.IssuedAt) {
 			d.unverifiable(key, rev, fmt.Errorf("card issued at %s is older than the one in use; refusing a rollback", c.IssuedAt.UTC().Format(time.RFC3339)))
 			return
 		}
 		if old.UserKey != c.UserKey {
-			delete(d.byKey, old.UserKey)
+			delete(set.byKey, old.UserKey)
 		}
 	}
-	d.retire(c)
-	d.raw[name] = token
-	d.cards[name], d.byKey[c.UserKey] = c, c
+	d.retire(set, c)
+	set.raw[name] = token
+	set.cards[name], set.byKey[c.UserKey] = c, c
 	d.bump()
 }
 
 // retire records the cards that c replaces by a rotation: earlier cards of the same service
 // (current, or already refused as revoked) whose curve key c lists as a previous key. The
 // caller holds d.mu.
-func (d *Directory) retire(c *accounts.Card) {
+func (d *Directory) retire(set *cardSet, c *accounts.Card) {
 	for _, p := range c.PreviousCurveKeys {
 		var old *accounts.Card
-		if cur, ok := d.cards[c.Name]; ok && cur.CurveKey == p.CurveKey && cur.UserKey != c.UserKey {
+		if cur, ok := set.cards[c.Name]; ok && cur.CurveKey == p.CurveKey && cur.UserKey != c.UserKey {
 			old = cur
 		}
-		for _, r := range d.revoked {
+		for _, r := range set.revoked {
 			if old == nil && r.Name == c.Name && r.CurveKey == p.CurveKey && r.UserKey != c.UserKey {
 				old = r
 			}
@@ -390,11 +546,11 @@ func (d *Directory) retire(c *accounts.Card) {
 		if old == nil {
 			continue
 		}
-		if _, done := d.retired[old.UserKey]; done {
+		if _, done := set.retired[old.UserKey]; done {
 			continue
 		}
-		d.retired[old.UserKey] = retiredCard{card: old, replaced: c.IssuedAt, graceEnds: p.Until}
-		d.log.Info("sealbus: service key rotated", "service", c.Name, "old_user_key", old.UserKey, "user_key", c.UserKey, "grace_until", p.Until)
+		set.retired[old.UserKey] = retiredCard{card: old, replaced: c.IssuedAt, graceEnds: p.Until}
+		d.log.Info("sealbus: service key rotated", "account", set.account, "service", c.Name, "old_user_key", old.UserKey, "user_key", c.UserKey, "grace_until", p.Until)
 	}
 }
 

@@ -90,8 +90,8 @@ func deadLetter(js publisher, audit func(context.Context, bus.Event) error, k *m
 			}
 			k.DeadLetter(reason)
 			log.Warn("sealbus: message dead-lettered", "reason", reason, "stream", m.Stream, "seq", m.Sequence,
-				"subject", m.Subject, "dlq_seq", ack.Sequence, "error", err)
-			ev := bus.Event{Type: typ, Subject: m.Subject, Data: bus.EventData{
+				"subject", m.LocalSubject, "dlq_seq", ack.Sequence, "error", err)
+			ev := bus.Event{Type: typ, Subject: m.LocalSubject, Data: bus.EventData{
 				Reason: reason, Stream: m.Stream, Sequence: m.Sequence, Consumer: m.Consumer,
 				Sender: m.SenderKey, MessageID: m.ID, Error: err.Error(), DLQSeq: ack.Sequence,
 			}}
@@ -118,7 +118,7 @@ func deadLetterMsg(m *Message, reason string, err error, at time.Time) *nats.Msg
 	h.Set(HeaderReason, reason)
 	h.Set(HeaderSourceStream, m.Stream)
 	h.Set(HeaderSourceSequence, strconv.FormatUint(m.Sequence, 10))
-	h.Set(HeaderSourceSubject, m.Subject)
+	h.Set(HeaderSourceSubject, m.LocalSubject)
 	h.Set(HeaderConsumer, m.Consumer)
 	h.Set(HeaderTime, at.UTC().Format(time.RFC3339Nano))
 	h.Set(HeaderError, headerText(err.Error()))

@@ -12,21 +12,22 @@ import (
 // handlers behind it see a verified, decrypted message: Payload is the plaintext and Sender,
 // SenderKey, ID, ContentType, Created and Expires come from the signed header.
 type Message struct {
-	ID          string // envelope message id (32 hex digits), also its Nats-Msg-Id
-	Subject     string // subject it was published and delivered on (signed)
-	Account     string // account public key ("A...") (signed)
-	Sender      string // service name of the sender, from its verified card
-	SenderKey   string // sender's user public key ("U...") (signed)
-	ContentType string // signed content type; may be empty
-	Created     time.Time
-	Expires     time.Time // zero when the envelope has no expiry
-	Stored      time.Time // JetStream's stored timestamp
-	Payload     []byte    // verified plaintext
-	Headers     nats.Header
-	Stream      string
-	Consumer    string
-	Sequence    uint64 // stream sequence
-	Delivered   uint64 // delivery count, starting at 1
+	ID           string // envelope message id (32 hex digits), also its Nats-Msg-Id
+	Subject      string // subject it was published on (signed)
+	LocalSubject string // subject it was delivered on in this account; differs from Subject for a stream import
+	Account      string // account it was published in ("A...") (signed)
+	Sender       string // service name of the sender, from its verified card
+	SenderKey    string // sender's user public key ("U...") (signed)
+	ContentType  string // signed content type; may be empty
+	Created      time.Time
+	Expires      time.Time // zero when the envelope has no expiry
+	Stored       time.Time // JetStream's stored timestamp
+	Payload      []byte    // verified plaintext
+	Headers      nats.Header
+	Stream       string
+	Consumer     string
+	Sequence     uint64 // stream sequence
+	Delivered    uint64 // delivery count, starting at 1
 
 	raw      jetstream.Msg
 	envelope []byte
@@ -79,15 +80,16 @@ func newMessage(raw jetstream.Msg, account string) (*Message, error) {
 		return nil, err
 	}
 	return &Message{
-		Subject:   raw.Subject(),
-		Account:   account,
-		Stored:    md.Timestamp,
-		Headers:   raw.Headers(),
-		Stream:    md.Stream,
-		Consumer:  md.Consumer,
-		Sequence:  md.Sequence.Stream,
-		Delivered: md.NumDelivered,
-		raw:       raw,
-		envelope:  raw.Data(),
+		Subject:      raw.Subject(),
+		LocalSubject: raw.Subject(),
+		Account:      account,
+		Stored:       md.Timestamp,
+		Headers:      raw.Headers(),
+		Stream:       md.Stream,
+		Consumer:     md.Consumer,
+		Sequence:     md.Sequence.Stream,
+		Delivered:    md.NumDelivered,
+		raw:          raw,
+		envelope:     raw.Data(),
 	}, nil
 }

@@ -19,22 +19,29 @@ type Opener interface {
 // cached batch root, unwrap, key commitment, decryption). A refusal is returned as the
 // envelope's *envelope.RejectError, which the dead-letter middleware handles; on success the
 // message's signed fields and plaintext are filled in.
+//
+// A message brought into the account by a stream import is opened against its origin (the
+// exporting account and its subject, from the account's verified JWT), see
+// bus.Directory.Origin.
 func Verify(c *bus.Client) Middleware {
-	return verify(c, c.Account(), func(key string) string {
-		name, _ := c.Directory().NameOf(key)
+	dir := c.Directory()
+	return verify(c, dir.Origin, func(key string) string {
+		name, _ := dir.NameOf(key)
 		return name
 	})
 }
 
-func verify(o Opener, account string, nameOf func(string) string) Middleware {
+func verify(o Opener, origin func(local string) (account, subject string), nameOf func(string) string) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m *Message) error {
-			op, err := o.Open(m.envelope, envelope.Delivery{Account: account, Subject: m.Subject, Stored: m.Stored})
+			account, subject := origin(m.LocalSubject)
+			op, err := o.Open(m.envelope, envelope.Delivery{Account: account, Subject: subject, Stored: m.Stored})
 			if err != nil {
 				return err
 			}
 			m.ID = op.ID.String()
 			m.Account = op.Account
+			m.Subject = op.Subject
 			m.SenderKey = op.Sender
 			m.Sender = nameOf(op.Sender)
 			m.ContentType = op.ContentType

@@ -62,7 +62,7 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got *Message
-	h := verify(opener, acct, func(string) string { return "alice" })(func(_ context.Context, m *Message) error {
+	h := verify(opener, func(s string) (string, string) { return acct, s }, func(string) string { return "alice" })(func(_ context.Context, m *Message) error {
 		got = m
 		return nil
 	})
