@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/bus"
+	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/internal/demo"
+)
+
+// TestCrossAccountFlow sets up what the operator does with the CLI (export, import, stream,
+// service, peers) and runs the example.
+func TestCrossAccountFlow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w, err := demo.NewWorld(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	sb, prov := w.SB, w.SB.Provisioner()
+	shop, err := prov.EditAccount(demo.Shop, func(a *accounts.Account) error {
+		a.Claims.Exports.Add(&jwt.Export{Name: "public orders", Subject: "orders.public.>", Type: jwt.Stream})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prov.PushAccount(ctx, shop); err != nil {
+		t.Fatal(err)
+	}
+	bank, err := prov.EditAccount(demo.Partner, func(a *accounts.Account) error {
+		a.Claims.Imports.Add(&jwt.Import{Name: "shop orders", Subject: "orders.public.>", Account: shop.PublicKey(), LocalSubject: "shop.orders.>", Type: jwt.Stream})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prov.PushAccount(ctx, bank); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.AddStream(ctx, demo.Partner, admin.StreamSpec{Name: "SHOPFEED", Subjects: []string{"shop.orders.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.AddService(ctx, demo.Partner, accounts.ServiceSpec{Name: "ledger", Subscribe: []string{"shop.orders.>"},
+		Consumers: []accounts.ConsumerRef{{Stream: "SHOPFEED", Durable: "ledger"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// Peers: each directory gets the other account's JWT and cards.
+	share := func(into, from string, acct *accounts.Account, services ...string) {
+		cards := map[string]string{}
+		for _, s := range services {
+			svc, err := sb.Service(from, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cards[s] = svc.Card
+		}
+		nc, err := sb.AdminConn(ctx, into)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		if err := bus.PutPeer(ctx, js, acct.JWT, cards); err != nil {
+			t.Fatal(err)
+		}
+	}
+	share(demo.Shop, demo.Partner, bank, "ledger")
+	share(demo.Partner, demo.Shop, shop, demo.Checkout)
+
+	var out bytes.Buffer
+	err = run(&out, config{
+		URL: sb.URL(), CA: sb.CAFile(), Operator: sb.OperatorKey(),
+		PublisherCreds: w.CredsPath(demo.Shop, demo.Checkout), ConsumerCreds: w.CredsPath(demo.Partner, "ledger"),
+		Stream: "SHOPFEED", Durable: "ledger", Count: 3, Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "verified ") || !strings.Contains(l, " from checkout on orders.public.eu.") {
+			t.Fatalf("line %q", l)
+		}
+	}
+}
