@@ -368,3 +368,28 @@ func TestWriteCredsKeepsKeys(t *testing.T) {
 		t.Fatalf("mode %v", fi.Mode().Perm())
 	}
 }
+
+// TestProvisionerRefusesForeignAccount: the provisioner never pushes an account JWT its
+// operator did not sign.
+func TestProvisionerRefusesForeignAccount(t *testing.T) {
+	op, err := accounts.NewOperator("mine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := accounts.NewOperator("theirs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.NewAccount("evil", accounts.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &admin.Provisioner{Operator: op, Target: admin.Target{URLs: []string{"tls://127.0.0.1:1"}}}
+	defer p.Close()
+	if err := p.PushAccount(context.Background(), foreign); !errors.Is(err, accounts.ErrUntrustedOperator) {
+		t.Fatalf("PushAccount of a foreign account: %v", err)
+	}
+	if err := p.SetupAccount(context.Background(), foreign); !errors.Is(err, accounts.ErrUntrustedOperator) {
+		t.Fatalf("SetupAccount of a foreign account: %v", err)
+	}
+}

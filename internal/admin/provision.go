@@ -232,9 +232,20 @@ func (p *Provisioner) Close() {
 	}
 }
 
-// PushAccount pushes the account JWT to the server's resolver, then writes it into the
-// account's directory when the directory exists (revocations reach clients through it).
+// verify checks that acct's JWT is signed by this provisioner's operator before it is pushed:
+// a server's resolver stores any well-formed account JWT, even one it will never trust.
+func (p *Provisioner) verify(acct *accounts.Account) error {
+	_, err := accounts.Trust{Operators: []string{p.Operator.PublicKey()}}.VerifyAccount(acct.JWT)
+	return err
+}
+
+// PushAccount verifies the account JWT against the operator, pushes it to the server's
+// resolver, then writes it into the account's directory when the directory exists
+// (revocations reach clients through it).
 func (p *Provisioner) PushAccount(ctx context.Context, acct *accounts.Account) error {
+	if err := p.verify(acct); err != nil {
+		return err
+	}
 	sys, err := p.System(ctx)
 	if err != nil {
 		return err
@@ -253,9 +264,12 @@ func (p *Provisioner) PushAccount(ctx context.Context, acct *accounts.Account) e
 	return nil
 }
 
-// SetupAccount pushes the account JWT and runs [SetupAccount] (directory, DLQ and audit
-// streams, account JWT in the directory).
+// SetupAccount verifies and pushes the account JWT and runs [SetupAccount] (directory, DLQ
+// and audit streams, account JWT in the directory).
 func (p *Provisioner) SetupAccount(ctx context.Context, acct *accounts.Account) error {
+	if err := p.verify(acct); err != nil {
+		return err
+	}
 	sys, err := p.System(ctx)
 	if err != nil {
 		return err
