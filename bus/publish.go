@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -100,7 +101,7 @@ type inflight struct {
 
 type future struct {
 	subject string
-	id      string
+	idp     atomic.Pointer[string] // set when sealed
 	done    chan struct{}
 	ack     *PubAck
 	err     error
@@ -109,18 +110,26 @@ type future struct {
 
 func (f *future) Done() <-chan struct{} { return f.done }
 
+// id returns the envelope's message id, or "" before sealing.
+func (f *future) id() string {
+	if p := f.idp.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 func (f *future) Wait(ctx context.Context) (*PubAck, error) {
 	select {
 	case <-f.done:
 		return f.ack, f.err
 	case <-ctx.Done():
-		return nil, &PublishError{Subject: f.subject, ID: f.id, Err: ctx.Err()}
+		return nil, &PublishError{Subject: f.subject, ID: f.id(), Err: ctx.Err()}
 	}
 }
 
 func (f *future) resolve(ack *PubAck, err error) {
 	if err != nil {
-		err = &PublishError{Subject: f.subject, ID: f.id, Err: err}
+		err = &PublishError{Subject: f.subject, ID: f.id(), Err: err}
 	}
 	f.ack, f.err = ack, err
 	close(f.done)
@@ -287,9 +296,10 @@ func (c *Client) sealAndSend(batch []*pending) {
 }
 
 func (c *Client) send(f *future, s envelope.Sealed) {
-	f.id = s.ID.String()
+	id := s.ID.String()
+	f.idp.Store(&id)
 	msg := &nats.Msg{Subject: f.subject, Data: s.Data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, f.id)
+	msg.Header.Set(jetstream.MsgIDHeader, id)
 	paf, err := c.js.PublishMsgAsync(msg)
 	if err != nil {
 		c.counters.PublishFailed.Add(1)
@@ -313,7 +323,7 @@ func (c *Client) await(in *inflight) {
 		select {
 		case ack := <-in.paf.Ok():
 			c.counters.Published.Add(1)
-			in.f.resolve(&PubAck{ID: in.f.id, Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
+			in.f.resolve(&PubAck{ID: in.f.id(), Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
 			return
 		case err = <-in.paf.Err():
 		case <-c.ctx.Done():
@@ -323,7 +333,7 @@ func (c *Client) await(in *inflight) {
 				select { // draining: the ack is still coming
 				case ack := <-in.paf.Ok():
 					c.counters.Published.Add(1)
-					in.f.resolve(&PubAck{ID: in.f.id, Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
+					in.f.resolve(&PubAck{ID: in.f.id(), Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
 					return
 				case err = <-in.paf.Err():
 				}
@@ -334,7 +344,7 @@ func (c *Client) await(in *inflight) {
 			in.f.resolve(nil, err)
 			return
 		}
-		c.log.Debug("sealbus: retrying publish", "id", in.f.id, "subject", in.f.subject, "attempt", in.attempt+1, "error", err)
+		c.log.Debug("sealbus: retrying publish", "id", in.f.id(), "subject", in.f.subject, "attempt", in.attempt+1, "error", err)
 		select {
 		case <-time.After(time.Duration(in.attempt) * 250 * time.Millisecond):
 		case <-c.ctx.Done():
