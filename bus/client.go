@@ -431,6 +431,9 @@ func (c *Client) Audit(ctx context.Context, e Event) error {
 
 // report queues an audit event without blocking (directory and consumers use it).
 func (c *Client) report(e Event) {
+	if e.Type == EventDirectoryUnverifiable {
+		c.counters.Unverifiable.Add(1)
+	}
 	c.sendMu.RLock()
 	defer c.sendMu.RUnlock()
 	if c.closing {

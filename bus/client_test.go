@@ -230,3 +230,55 @@ func TestConnectRefusals(t *testing.T) {
 		t.Fatalf("plaintext URL: %v", err)
 	}
 }
+
+func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
+	w := sharedWorld(t)
+	billing := connect(t, w, demo.Shop, demo.Billing)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, err := w.Admin(ctx, demo.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(ctx, accounts.DirectoryBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Storage is not trusted: someone with write access plants a card.
+	if _, err := kv.PutString(ctx, accounts.DirectoryCardKey("ghost"), "eyJhbGciOiJub25lIn0.e30."); err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Delete(ctx, accounts.DirectoryCardKey("ghost"))
+	deadline := time.Now().Add(10 * time.Second)
+	for billing.Metrics().Unverifiable == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("unverifiable entry not counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, ok := billing.Directory().Card("ghost"); ok {
+		t.Fatal("planted card used")
+	}
+	log := bus.NewAuditLog(js)
+	for {
+		recs, _, err := log.Tail(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, r := range recs {
+			if r.Event != nil && r.Event.Type == bus.EventDirectoryUnverifiable && r.Event.Data.Key == "card.ghost" && r.Event.Source == bus.EventSource(billing.Account(), demo.Billing) {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no audit event for the planted card")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

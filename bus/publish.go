@@ -178,6 +178,14 @@ func (c *Client) publish(ctx context.Context, subject string, payload []byte, op
 	if c.ctx.Err() != nil {
 		return nil, &PublishError{Subject: subject, Err: ErrClosed}
 	}
+	if c.nc.IsClosed() {
+		// The server closed the connection for good (for example after revoking this
+		// service): fail now rather than when the ack times out.
+		if last := c.nc.LastError(); last != nil {
+			return nil, &PublishError{Subject: subject, Err: fmt.Errorf("%w: connection closed: %v", ErrClosed, last)}
+		}
+		return nil, &PublishError{Subject: subject, Err: ErrClosed}
+	}
 	var po publishOptions
 	for _, o := range opts {
 		if o == nil {
