@@ -59,15 +59,11 @@ func (a *AuditLog) Tail(ctx context.Context, n int) ([]AuditRecord, uint64, erro
 	return out, last, nil
 }
 
-// Follow calls fn for every event stored with a sequence greater than after (after 0: only
-// events stored from now on), in order, until ctx ends (it then returns nil) or fn returns an
-// error.
+// Follow calls fn for every event stored with a sequence greater than after, in order, until
+// ctx ends (it then returns nil) or fn returns an error. Pass the last sequence from Tail to
+// continue after it (0, an empty stream's last sequence, follows from the first event).
 func (a *AuditLog) Follow(ctx context.Context, after uint64, fn func(AuditRecord) error) error {
-	from := uint64(0)
-	if after > 0 {
-		from = after + 1
-	}
-	err := streamread.Follow(ctx, a.js, accounts.AuditStream, from, func(m jetstream.Msg) error {
+	err := streamread.Follow(ctx, a.js, accounts.AuditStream, after+1, func(m jetstream.Msg) error {
 		r, err := record(m)
 		if err != nil {
 			return err

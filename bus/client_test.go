@@ -282,3 +282,66 @@ func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestPublishRateLimit(t *testing.T) {
+	w := sharedWorld(t)
+	checkout := connect(t, w, demo.Shop, demo.Checkout, bus.WithPublishRate(0.001, 1))
+	if _, err := checkout.Publish(context.Background(), "orders.us.rate", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	// The burst is spent and the next token is ~17 minutes away: a publish whose context
+	// ends sooner is refused at once, before anything is sealed or sent.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := checkout.Metrics().Signatures
+	if _, err := checkout.Publish(ctx, "orders.us.rate", []byte("2")); err == nil {
+		t.Fatal("publish above the rate limit succeeded")
+	}
+	if checkout.Metrics().Signatures != before {
+		t.Fatal("a rate-limited publish was sealed")
+	}
+}
+
+func TestAuditFollow(t *testing.T) {
+	w := sharedWorld(t)
+	billing := connect(t, w, demo.Shop, demo.Billing)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, err := w.Admin(ctx, demo.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	log := bus.NewAuditLog(js)
+	_, last, err := log.Tail(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := billing.Audit(ctx, bus.Event{Type: "sealbus.test.follow", Subject: "orders.x", Data: bus.EventData{Reason: "testing"}}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan bus.AuditRecord, 1)
+	fctx, fcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- log.Follow(fctx, last, func(r bus.AuditRecord) error {
+			if r.Event != nil && r.Event.Type == "sealbus.test.follow" {
+				got <- r
+			}
+			return nil
+		})
+	}()
+	select {
+	case r := <-got:
+		if r.Subject != "sealbus.audit.test.follow" || r.Event.Source != bus.EventSource(billing.Account(), demo.Billing) || r.Event.Data.Reason != "testing" || r.Sequence <= last {
+			t.Fatalf("record %+v", r)
+		}
+	case <-ctx.Done():
+		t.Fatal("event not followed")
+	}
+	fcancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Follow after cancel: %v", err)
+	}
+}

@@ -45,7 +45,7 @@ func Last(ctx context.Context, js jetstream.JetStream, stream string, n int, fn 
 }
 
 // Follow calls fn for every message with a sequence of at least from (from 0 means: only
-// messages stored after Follow starts), in order, until ctx ends (then it returns nil) or fn
+// messages stored after Follow starts; 1 means all), in order, until ctx ends (then it returns nil) or fn
 // returns an error (returned as is).
 func Follow(ctx context.Context, js jetstream.JetStream, stream string, from uint64, fn func(jetstream.Msg) error) error {
 	err := each(ctx, js, stream, from, func(m jetstream.Msg, _ uint64) (bool, error) {
