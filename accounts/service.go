@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
+
+	"github.com/sealbus/sealbus/internal/credsfile"
 )
 
 // Directory and stream layout inside every account (DESIGN §7).
@@ -321,18 +323,28 @@ func (a *Account) RotateService(s *Service, grace time.Duration) (*Service, erro
 	return ns, nil
 }
 
-// Creds returns a standard .creds file (decorated user JWT and user seed)
-// that nats.go's UserCredentials and the nats CLI accept. The result holds a
-// secret: write it 0600 (see [Keystore.WriteCreds]).
+// Creds returns the service's credentials file: a standard .creds file (decorated user JWT
+// and user seed, which nats.go's UserCredentials and the nats CLI accept as they are)
+// followed by the sealbus curve-seed block (see package internal/credsfile) when the
+// service's curve key is present. The result holds secrets: write it 0600 (see
+// [Keystore.WriteCreds]) and wipe it after use.
 func (s *Service) Creds() ([]byte, error) {
 	if !hasSeed(s.UserKey) {
 		return nil, fmt.Errorf("%w: user key of %s", ErrNoSeed, s.Spec.Name)
 	}
+	// nkeys returns the user key pair's own seed slice: never wipe it.
 	seed, err := s.UserKey.Seed()
 	if err != nil {
 		return nil, fmt.Errorf("%w: user key of %s", ErrNoSeed, s.Spec.Name)
 	}
-	b, err := jwt.FormatUserConfig(s.UserJWT, seed)
+	var cseed []byte
+	if s.CurveKey != nil {
+		if cseed, err = s.CurveKey.Seed(); err != nil {
+			return nil, fmt.Errorf("%w: curve key of %s", ErrNoSeed, s.Spec.Name)
+		}
+		defer wipe(cseed)
+	}
+	b, err := credsfile.Format(credsfile.Creds{UserJWT: s.UserJWT, UserSeed: seed, CurveSeed: cseed})
 	if err != nil {
 		return nil, fmt.Errorf("%w: format creds: %v", ErrBadToken, err)
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/credsfile"
 )
 
 // Provisioner runs the operator's workflows that combine the keystore and a server: the CLI
@@ -57,19 +56,7 @@ func (p *Provisioner) WriteCreds(account string, svc *accounts.Service) (string,
 // WriteCredsFile writes svc's credentials file (credsfile format) at path, mode 0600,
 // atomically, creating the directory 0700.
 func WriteCredsFile(path string, svc *accounts.Service) error {
-	// nkeys returns the key pair's own seed slice: never wipe it here.
-	useed, err := svc.UserKey.Seed()
-	if err != nil {
-		return fmt.Errorf("%w: user key of %s", accounts.ErrNoSeed, svc.Spec.Name)
-	}
-	var cseed []byte
-	if svc.CurveKey != nil {
-		if cseed, err = svc.CurveKey.Seed(); err != nil {
-			return fmt.Errorf("%w: curve key of %s", accounts.ErrNoSeed, svc.Spec.Name)
-		}
-		defer wipe(cseed)
-	}
-	data, err := credsfile.Format(credsfile.Creds{UserJWT: svc.UserJWT, UserSeed: useed, CurveSeed: cseed})
+	data, err := svc.Creds()
 	if err != nil {
 		return err
 	}
