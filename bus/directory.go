@@ -72,8 +72,9 @@ type Directory struct {
 	own      *cardSet
 	peers    map[string]*cardSet
 	gen      uint64
-	audience map[string][]envelope.Recipient // subject -> recipients, valid for audGen
+	audience map[string][]envelope.Recipient // subject -> recipients, valid for audGen until audUntil
 	audGen   uint64
+	audUntil time.Time
 	changed  chan struct{}
 }
 
@@ -275,11 +276,16 @@ func (d *Directory) Origin(subject string) (account, origin string) {
 	return d.account, subject
 }
 
+// audienceTTL bounds how long a cached audience is used, so cards that expire drop out of it
+// even when the directory does not change.
+const audienceTTL = 10 * time.Second
+
 // recipients is Audience as envelope recipients, cached per subject until the directory
-// changes.
+// changes (or audienceTTL passes).
 func (d *Directory) recipients(subject string) ([]envelope.Recipient, error) {
+	now := d.now()
 	d.mu.RLock()
-	if d.audGen == d.gen && d.audience != nil {
+	if d.audGen == d.gen && d.audience != nil && now.Before(d.audUntil) {
 		if r, ok := d.audience[subject]; ok {
 			d.mu.RUnlock()
 			return r, nil
@@ -300,8 +306,8 @@ func (d *Directory) recipients(subject string) ([]envelope.Recipient, error) {
 	}
 	d.mu.Lock()
 	if d.gen == gen {
-		if d.audGen != gen || d.audience == nil {
-			d.audience, d.audGen = map[string][]envelope.Recipient{}, gen
+		if d.audGen != gen || d.audience == nil || !now.Before(d.audUntil) {
+			d.audience, d.audGen, d.audUntil = map[string][]envelope.Recipient{}, gen, now.Add(audienceTTL)
 		}
 		if len(d.audience) < 4096 {
 			d.audience[subject] = rs
