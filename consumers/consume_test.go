@@ -158,7 +158,7 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 	defer nc.Close()
 	if err := admin.AddConsumer(ctx, nc, admin.ConsumerSpec{
 		Stream: demo.OrdersStream, Durable: demo.Billing, FilterSubjects: []string{"orders.>"},
-		MaxDeliver: 5, BackOff: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 150 * time.Millisecond},
+		MaxDeliver: 5, BackOff: []time.Duration{100 * time.Millisecond, 150 * time.Millisecond, 200 * time.Millisecond},
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,9 @@ func WithWorkers(n int) Option {
 
 // WithMaxInFlight bounds the messages pulled from the server and not yet acknowledged (being
 // handled or waiting for a worker). Default DefaultMaxInFlight, and at least the number of
-// workers.
+// workers. A pulled message's AckWait runs from its delivery, including while it waits for a
+// worker: keep the consumer's AckWait (with a BackOff list, its first entry) well above the
+// time to handle MaxInFlight messages, or JetStream redelivers messages still waiting.
 func WithMaxInFlight(n int) Option {
 	return func(c *config) error {
 		if n < 1 || n > 1<<20 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -94,6 +95,28 @@ func NewWorld(ctx context.Context, log *slog.Logger) (w *World, err error) {
 	for _, s := range Services() {
 		if _, err := sb.AddService(ctx, s.Account, s.Spec); err != nil {
 			return nil, fmt.Errorf("demo: service %s: %w", s.Spec.Name, err)
+		}
+	}
+	// Durables wait 30s for an ack before redelivering (a consumer that died); handler
+	// failures are retried sooner by the SDK's Retry middleware (NakWithDelay). A BackOff list
+	// on the consumer would make its first entry the AckWait, and a short one redelivers
+	// messages that are merely waiting in a busy client's buffer.
+	for _, d := range []struct{ account, stream, durable, filter string }{
+		{Shop, OrdersStream, Billing, "orders.>"},
+		{Shop, OrdersStream, Shipping, "orders.eu.>"},
+		{Partner, PartnerStream, Reader, "partner.>"},
+	} {
+		nc, err := sb.AdminConn(ctx, d.account)
+		if err != nil {
+			return nil, fmt.Errorf("demo: admin: %w", err)
+		}
+		err = admin.AddConsumer(ctx, nc, admin.ConsumerSpec{
+			Stream: d.stream, Durable: d.durable, FilterSubjects: []string{d.filter},
+			MaxDeliver: admin.DefaultMaxDeliver, AckWait: 30 * time.Second,
+		})
+		nc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("demo: consumer %s: %w", d.durable, err)
 		}
 	}
 	return w, nil
