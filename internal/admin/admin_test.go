@@ -134,7 +134,7 @@ func TestPushSetupAndProvision(t *testing.T) {
 		t.Fatal(err)
 	}
 	filter := admin.ConsumerFilter(svc.Spec.Subscribe, subjects)
-	if err := admin.AddConsumer(c, nc, admin.ConsumerSpec{Stream: "ORDERS", Durable: "billing", FilterSubjects: filter, BackOff: admin.DefaultBackOff}); err != nil {
+	if err := admin.AddConsumer(c, nc, admin.ConsumerSpec{Stream: "ORDERS", Durable: "billing", FilterSubjects: filter, BackOff: []time.Duration{100 * time.Millisecond, 500 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
 	cons, err := js.Consumer(c, "ORDERS", "billing")

@@ -282,7 +282,9 @@ type ConsumerResult struct {
 // PublishService publishes the service's card into the directory and creates each declared
 // durable that does not exist yet: filter = filters[ref] when given, else the service's
 // subscribe subjects that fall in the stream ([ConsumerFilter]); MaxDeliver
-// [DefaultMaxDeliver], BackOff [DefaultBackOff]. A consumer on a missing stream is skipped
+// [DefaultMaxDeliver], AckWait [DefaultAckWait] and no server BackOff list: the SDK chooses
+// retry delays itself (NakWithDelay), and a short server BackOff would become the AckWait and
+// redeliver messages still waiting in a client's buffer. A consumer on a missing stream is skipped
 // when skipMissing is set, an error otherwise.
 func (p *Provisioner) PublishService(ctx context.Context, account string, svc *accounts.Service, filters map[accounts.ConsumerRef][]string, skipMissing bool) ([]ConsumerResult, error) {
 	nc, err := p.Admin(ctx, account)
@@ -329,7 +331,7 @@ func ensureConsumers(ctx context.Context, nc *nats.Conn, svc *accounts.Service, 
 		}
 		if err := AddConsumer(ctx, nc, ConsumerSpec{
 			Stream: ref.Stream, Durable: ref.Durable, FilterSubjects: res.Filter,
-			MaxDeliver: DefaultMaxDeliver, BackOff: DefaultBackOff,
+			MaxDeliver: DefaultMaxDeliver, AckWait: DefaultAckWait,
 		}); err != nil {
 			return out, err
 		}

@@ -303,9 +303,6 @@ const (
 	DefaultAckWait    = 30 * time.Second
 )
 
-// DefaultBackOff is the redelivery schedule the sandbox and the CLI give consumers.
-var DefaultBackOff = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second, 5 * time.Second}
-
 // AddConsumer creates (or updates) a durable pull consumer with explicit acks delivering the
 // whole stream from the start.
 func AddConsumer(ctx context.Context, nc *nats.Conn, spec ConsumerSpec) error {

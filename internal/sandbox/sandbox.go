@@ -199,8 +199,8 @@ func (s *Sandbox) AddStream(ctx context.Context, account string, spec admin.Stre
 
 // AddService creates a service, saves it, writes its credentials file (0600) and returns its
 // path; publishes its card and creates each declared durable (filter: the service's subscribe
-// subjects that fall in the stream; MaxDeliver admin.DefaultMaxDeliver, BackOff
-// admin.DefaultBackOff). The streams must exist.
+// subjects that fall in the stream; MaxDeliver admin.DefaultMaxDeliver,
+// AckWait admin.DefaultAckWait; retry delays are chosen by the SDK). The streams must exist.
 func (s *Sandbox) AddService(ctx context.Context, account string, spec accounts.ServiceSpec) (string, error) {
 	svc, path, err := s.prov.CreateService(account, spec)
 	if err != nil {
