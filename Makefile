@@ -24,7 +24,7 @@ test-integration: ## container tests (testcontainers-go); skip without Docker un
 	cd integration && $(GO) test -count=1 -timeout 45m -v ./...
 
 bench: ## benchmarks of the envelope and the SDK
-	$(GO) test -run '^$$' -bench . -benchmem ./envelope/ ./bus/...
+	$(GO) test -run '^$$' -bench . -benchmem ./envelope/ ./accounts/ ./bus/... ./consumers/
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for pkg in $$($(GO) list ./...); do \
