@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-func fixture(t *testing.T) Creds {
+func fixture(t testing.TB) Creds {
 	t.Helper()
 	acct, _ := nkeys.CreateAccount()
 	user, _ := nkeys.CreateUser()
