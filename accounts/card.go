@@ -92,10 +92,14 @@ type previousKey struct {
 }
 
 // IssueCard signs c with signer, which must be an account key ("A...") with
-// its seed: the account identity key or one of its signing keys. c.Issuer
-// and c.ID are set from the signer and the contents. A zero IssuedAt means
-// now, a zero NotBefore means IssuedAt; Expires is required (a card never
-// lives forever). Times are kept to the second.
+// its seed: the account identity key or one of its unscoped signing keys (a
+// card from a scoped signing key fails verification with [ErrScopedSigner];
+// IssueCard cannot tell, it does not see the account claims). c.Issuer and
+// c.ID are set from the signer and the contents. A zero IssuedAt means now, a
+// zero NotBefore means IssuedAt; Expires is required (a card never lives
+// forever). Times are kept to the second. Publish and Subscribe subjects must
+// be application subjects, as in [ServiceSpec]: a literal first token, not
+// "$...", "_..." or "sealbus..." (ErrInvalidOption otherwise).
 func IssueCard(signer nkeys.KeyPair, c Card) (string, error) {
 	if signer == nil || !hasSeed(signer) {
 		return "", fmt.Errorf("%w: card signer", ErrNoSeed)
@@ -198,10 +202,16 @@ func (cc *cardClaims) check() error {
 			return fmt.Errorf("card previous key repeats the current curve key")
 		}
 	}
-	for _, list := range [][]string{cc.Nats.Pub, cc.Nats.Sub} {
+	for i, list := range [][]string{cc.Nats.Pub, cc.Nats.Sub} {
+		kind := [...]string{"publish", "subscribe"}[i]
 		for _, s := range list {
-			if len(s) > maxCardSubject || !validSubject(s, true) {
-				return fmt.Errorf("card subject %q is not a valid NATS subject", s)
+			if len(s) > maxCardSubject {
+				return fmt.Errorf("card %s subject is longer than %d bytes", kind, maxCardSubject)
+			}
+			// The application-subject rule of ServiceSpec: no wildcard first
+			// token, nothing under "$...", "_..." or "sealbus...".
+			if why := appSubjectProblem(s); why != "" {
+				return fmt.Errorf("card %s subject %q %s", kind, s, why)
 			}
 		}
 	}
@@ -212,8 +222,9 @@ func (cc *cardClaims) check() error {
 // named as its issuer, and nothing more: it does not check that the issuer
 // belongs to the account, times or revocations (use [Trust.VerifyCard]).
 // Errors: ErrTooLarge (checked first, before parsing), ErrBadToken (syntax,
-// signature, contents, unknown card version), ErrWrongType (a valid JWT of
-// another claim type).
+// signature, contents — including a subject that is not an application
+// subject —, unknown card version), ErrWrongType (a valid JWT of another
+// claim type).
 func DecodeCard(token string) (*Card, error) {
 	if len(token) > MaxCardSize {
 		return nil, errCardTooLarge

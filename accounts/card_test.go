@@ -154,3 +154,84 @@ func FuzzDecodeCard(f *testing.F) {
 		}
 	})
 }
+
+// TestCardSubjectsAreApplicationSubjects: a card's subjects obey the rule of
+// ServiceSpec, when issued and when decoded, so a card can never claim
+// everything (">") or the server's own subjects.
+func TestCardSubjectsAreApplicationSubjects(t *testing.T) {
+	f := newFixture(t)
+	sk := f.acc.SigningKeys[0]
+	base, err := DecodeCard(f.svc.Card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{">", "*.created", "*", "$JS.>", "$JS.API.STREAM.DELETE.ORDERS", "$KV.SEALBUS_DIRECTORY.>",
+		"$SYS.>", "_INBOX.>", "_INBOX_X.>", "sealbus.dlq.>", "sealbus", "a..b", "a.>.b"} {
+		for _, field := range []string{"pub", "sub"} {
+			c := *base
+			if field == "pub" {
+				c.Publish = []string{"orders.created", subj}
+			} else {
+				c.Subscribe = []string{subj}
+			}
+			if _, err := IssueCard(sk, c); !errors.Is(err, ErrInvalidOption) {
+				t.Errorf("IssueCard %s %q: %v", field, subj, err)
+			}
+			// Signed anyway by the account's own key: DecodeCard refuses it.
+			tok := resign(t, f.svc.Card, sk, func(m map[string]any) {
+				m["nats"].(map[string]any)[field] = []any{subj}
+			})
+			if _, err := DecodeCard(tok); !errors.Is(err, ErrBadToken) {
+				t.Errorf("DecodeCard %s %q: %v", field, subj, err)
+			}
+		}
+	}
+	// Application subjects, wildcards after a literal first token, are fine.
+	c := *base
+	c.Publish, c.Subscribe = []string{"orders.*.updated", "orders.>"}, []string{"payments.>", "sealbusx.y", "a.*"}
+	if _, err := IssueCard(sk, c); err != nil {
+		t.Fatalf("application subjects: %v", err)
+	}
+}
+
+// TestVerifyCardScopedSigner is the review's proof of concept: a scoped
+// signing key delegated for "team-a" users signs a card for payments.>; the
+// card must not verify.
+func TestVerifyCardScopedSigner(t *testing.T) {
+	f := newFixture(t)
+	scoped, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := jwt.NewUserScope()
+	scope.Key = publicKey(scoped)
+	scope.Role = "team-a"
+	scope.Template.Pub.Allow.Add("team-a.>")
+	scope.Template.Sub.Allow.Add("team-a.>")
+	f.acc.Claims.SigningKeys.AddScopedSigner(scope)
+	if err := f.op.Reissue(f.acc); err != nil {
+		t.Fatal(err)
+	}
+	ac, err := f.trust().VerifyAccount(f.acc.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := IssueCard(scoped, Card{Name: "rogue", Account: f.acc.PublicKey(), UserKey: mustKey(t, nkeys.PrefixByteUser),
+		CurveKey: mustCurve(t), Publish: []string{"payments.>"}, Subscribe: []string{"orders.>"}, Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.trust().VerifyCard(tok, ac)
+	if c != nil || !errors.Is(err, ErrScopedSigner) || !errors.Is(err, ErrUnknownSigner) {
+		t.Fatalf("card from a scoped key: card %v, err %v", c != nil, err)
+	}
+	// The unscoped signing key still issues valid cards.
+	if _, err := f.trust().VerifyCard(f.svc.Card, ac); err != nil {
+		t.Fatalf("card from the unscoped key: %v", err)
+	}
+	// An account whose first signing key is scoped cannot issue services.
+	f.acc.SigningKeys = append([]nkeys.KeyPair{scoped}, f.acc.SigningKeys...)
+	if _, err := f.acc.NewService(ServiceSpec{Name: "x", Publish: []string{"x.y"}}); !errors.Is(err, ErrScopedSigner) {
+		t.Fatalf("service issued with a scoped key: %v", err)
+	}
+}

@@ -20,7 +20,10 @@
 // trusted operator key, with a clock-skew allowance ([DefaultSkew], 2
 // minutes), the account's revocations (including "*"), and, with
 // [Trust.VerifyService], the card's consistency with the service's user
-// JWT. Verification collects every problem into a [*ValidationError] instead
+// JWT. Cards must be issued by the account identity key or an unscoped
+// signing key: NATS lets a scoped signing key issue only users with its
+// template's permissions, while a card states its own, so a card from a
+// scoped key is refused ([ErrScopedSigner]). Verification collects every problem into a [*ValidationError] instead
 // of stopping at the first; [errors.Is] matches any of them.
 //
 // # Permissions
@@ -30,9 +33,12 @@
 // them). Declared subjects must start with a literal token that is not
 // reserved: not '*' or '>' (they would also match server API subjects), not
 // "$..." or "_..." (server APIs and inboxes) and not "sealbus" (sealbus's own
-// streams, [DLQSubjectPrefix] and [AuditSubjectPrefix]). The card carries the
-// same Publish and Subscribe lists as the user JWT's application subjects,
-// so one declaration drives the server's enforcement and the encryption
+// streams, [DLQSubjectPrefix] and [AuditSubjectPrefix]). The same rule holds
+// for a card's subjects, checked when it is issued and when it is decoded.
+// The card carries the declared Publish and Subscribe lists; the user JWT
+// carries exactly [ServicePermissions] of them, which [Trust.VerifyService]
+// checks entry by entry (allow and deny lists, no response permission), so
+// one declaration drives the server's enforcement and the encryption
 // audience.
 //
 // # Keystore

@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -16,6 +17,13 @@ var (
 	// ErrUnknownSigner reports a card or user JWT signed by a key that is
 	// neither the account identity key nor a signing key listed in the account.
 	ErrUnknownSigner = errors.New("accounts: unknown signer")
+	// ErrScopedSigner reports a card (or a key asked to sign one) that is
+	// issued by a scoped signing key of the account. NATS lets a scoped key
+	// issue only users whose permissions are its template, and a card carries
+	// its own permissions, so sealbus cards must be issued by the account
+	// identity key or an unscoped signing key. It matches [ErrUnknownSigner]
+	// too, so callers that treat an unknown signer as a refusal keep doing so.
+	ErrScopedSigner = fmt.Errorf("%w: scoped signing key", ErrUnknownSigner)
 	// ErrExpired reports a token past its expiry (beyond the clock-skew allowance).
 	ErrExpired = errors.New("accounts: expired")
 	// ErrNotYetValid reports a token whose not-before or issue time is in the

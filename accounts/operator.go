@@ -97,7 +97,8 @@ func (o *Operator) signOperatorJWT() error {
 
 // Account is a tenant: a NATS account with an identity key, signing keys and
 // a JWT signed by the operator. SigningKeys[0] signs service user JWTs and
-// identity cards, so the identity key can stay offline.
+// identity cards, so the identity key can stay offline; it must be an
+// unscoped signing key (ErrScopedSigner otherwise).
 type Account struct {
 	Name        string
 	Key         nkeys.KeyPair   // identity key ("A..."); may be public-only (kept offline)
@@ -255,6 +256,9 @@ func (a *Account) signer() (nkeys.KeyPair, error) {
 	}
 	if !a.Claims.SigningKeys.Contains(publicKey(kp)) {
 		return nil, fmt.Errorf("%w: signing key %s is not listed in account %s", ErrUnknownSigner, publicKey(kp), a.Name)
+	}
+	if scopedSigner(a.Claims, publicKey(kp)) {
+		return nil, fmt.Errorf("%w: signing key %s of account %s is scoped; sealbus users and cards need an unscoped key", ErrScopedSigner, publicKey(kp), a.Name)
 	}
 	return kp, nil
 }

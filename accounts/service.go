@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -161,6 +162,91 @@ func ServicePermissions(spec ServiceSpec, userKey string) jwt.Permissions {
 	return p
 }
 
+// serviceUserLimits is everything a service's user JWT grants or restricts,
+// as [Account.NewService] writes it: [ServicePermissions], no response
+// permission, the jwt/v2 default (unrestricted) user limits, standard and
+// in-process connections only, and no bearer token.
+func serviceUserLimits(spec ServiceSpec, userKey string) jwt.UserPermissionLimits {
+	var l jwt.UserPermissionLimits
+	l.Permissions = ServicePermissions(spec, userKey)
+	l.Limits = jwt.Limits{NatsLimits: jwt.NatsLimits{Subs: jwt.NoLimit, Data: jwt.NoLimit, Payload: jwt.NoLimit}}
+	l.AllowedConnectionTypes.Add(jwt.ConnectionTypeStandard, jwt.ConnectionTypeInProcess)
+	return l
+}
+
+// consumersIn recovers the consumer references of a permission list from its
+// "$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>" entries (stream and durable
+// names contain no '.'; entries that do not parse are ignored, and then make
+// the comparison with [ServicePermissions] fail).
+func consumersIn(pubAllow []string) []ConsumerRef {
+	const pre = "$JS.API.CONSUMER.MSG.NEXT."
+	var out []ConsumerRef
+	for _, s := range pubAllow {
+		rest, ok := strings.CutPrefix(s, pre)
+		if !ok {
+			continue
+		}
+		stream, durable, ok := strings.Cut(rest, ".")
+		if ok && ValidName(stream) && ValidName(durable) {
+			out = append(out, ConsumerRef{Stream: stream, Durable: durable})
+		}
+	}
+	return out
+}
+
+// userLimitsDiff describes every difference between a user JWT's permissions
+// and limits and the wanted ones; lists are compared as sets. It returns nil
+// when they are the same.
+func userLimitsDiff(got, want jwt.UserPermissionLimits) []string {
+	var out []string
+	lists := []struct {
+		name      string
+		got, want []string
+	}{
+		{"publish allow", got.Pub.Allow, want.Pub.Allow},
+		{"publish deny", got.Pub.Deny, want.Pub.Deny},
+		{"subscribe allow", got.Sub.Allow, want.Sub.Allow},
+		{"subscribe deny", got.Sub.Deny, want.Sub.Deny},
+		{"connection types", got.AllowedConnectionTypes, want.AllowedConnectionTypes},
+	}
+	for _, l := range lists {
+		if extra := missingFrom(l.got, l.want); len(extra) > 0 {
+			out = append(out, fmt.Sprintf("%s has %v, which sealbus does not issue", l.name, extra))
+		}
+		if missing := missingFrom(l.want, l.got); len(missing) > 0 {
+			out = append(out, fmt.Sprintf("%s lacks %v", l.name, missing))
+		}
+	}
+	if got.Resp != nil {
+		out = append(out, "has a response permission")
+	}
+	if want.Resp != nil && got.Resp == nil {
+		out = append(out, "lacks the response permission")
+	}
+	gl, wl := got.Limits, want.Limits
+	if len(gl.Src) != len(wl.Src) || len(gl.Times) != len(wl.Times) || gl.Locale != wl.Locale || gl.NatsLimits != wl.NatsLimits {
+		out = append(out, "user limits differ from the ones sealbus issues")
+	}
+	if got.BearerToken != want.BearerToken {
+		out = append(out, fmt.Sprintf("bearer token is %v", got.BearerToken))
+	}
+	if got.ProxyRequired != want.ProxyRequired {
+		out = append(out, fmt.Sprintf("proxy required is %v", got.ProxyRequired))
+	}
+	return out
+}
+
+// missingFrom returns the entries of a that are not in b.
+func missingFrom(a, b []string) []string {
+	var out []string
+	for _, s := range a {
+		if !slices.Contains(b, s) && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func dedup(in []string) []string {
 	out := make([]string, 0, len(in))
 	for _, s := range in {
@@ -246,8 +332,7 @@ func (a *Account) issue(s *Service) error {
 	uc.Name = s.Spec.Name
 	uc.IssuerAccount = a.PublicKey()
 	uc.Expires = exp.Unix()
-	uc.Permissions = ServicePermissions(s.Spec, upk)
-	uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeStandard, jwt.ConnectionTypeInProcess)
+	uc.UserPermissionLimits = serviceUserLimits(s.Spec, upk)
 	vr := jwt.CreateValidationResults()
 	uc.Validate(vr)
 	if vr.IsBlocking(false) {

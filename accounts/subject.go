@@ -60,28 +60,31 @@ func validSubject(s string, wildcards bool) bool {
 // subjects must start with a literal token that is not reserved: a first
 // token of '*' or '>' would also match "$JS.API..." and "$SYS..." subjects,
 // so it is refused; "$..." (server APIs), "_INBOX..." (inboxes) and
-// "sealbus..." (sealbus's own streams) are reserved.
+// "sealbus..." (sealbus's own streams) are reserved. The same rule applies
+// to the subjects of an identity card, when it is issued and when it is
+// decoded.
 func checkAppSubject(kind, s string) error {
-	if !validSubject(s, true) {
-		return fmt.Errorf("%w: %s subject %q is not a valid NATS subject", ErrInvalidOption, kind, s)
-	}
-	first, _, _ := strings.Cut(s, ".")
-	switch {
-	case first == "*" || first == ">":
-		return fmt.Errorf("%w: %s subject %q must start with a literal token", ErrInvalidOption, kind, s)
-	case strings.HasPrefix(first, "$"), strings.HasPrefix(first, "_"):
-		return fmt.Errorf("%w: %s subject %q is reserved for the server ($..., _...)", ErrInvalidOption, kind, s)
-	case first == reservedToken:
-		return fmt.Errorf("%w: %s subject %q is reserved for sealbus (sealbus.>)", ErrInvalidOption, kind, s)
+	if why := appSubjectProblem(s); why != "" {
+		return fmt.Errorf("%w: %s subject %q %s", ErrInvalidOption, kind, s, why)
 	}
 	return nil
 }
 
-// isAppSubject reports whether a permission entry is an application subject
-// as opposed to one added by [Permissions] for infrastructure.
-func isAppSubject(s string) bool {
+// appSubjectProblem returns why s is not an application subject, or "".
+func appSubjectProblem(s string) string {
+	if !validSubject(s, true) {
+		return "is not a valid NATS subject"
+	}
 	first, _, _ := strings.Cut(s, ".")
-	return !strings.HasPrefix(first, "$") && !strings.HasPrefix(first, "_") && first != reservedToken
+	switch {
+	case first == "*" || first == ">":
+		return "must start with a literal token"
+	case strings.HasPrefix(first, "$"), strings.HasPrefix(first, "_"):
+		return "is reserved for the server ($..., _...)"
+	case first == reservedToken:
+		return "is reserved for sealbus (sealbus.>)"
+	}
+	return ""
 }
 
 // reservedToken is the first token of sealbus's own subjects.

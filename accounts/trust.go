@@ -118,11 +118,14 @@ func (t Trust) VerifyAccount(accountJWT string) (*jwt.AccountClaims, error) {
 
 // VerifyCard verifies a card against account claims obtained from
 // [Trust.VerifyAccount]. It checks the whole chain and collects every
-// problem: card signature, claim type and size (ErrBadToken, ErrWrongType,
-// ErrTooLarge; these stop verification); the account claims are issued by a
-// trusted operator (ErrUntrustedOperator) and not expired; the card names
-// this account (ErrWrongAccount); its issuer is the account identity key or a
-// signing key listed in the claims (ErrUnknownSigner); its times, with skew
+// problem: card signature, claim type, size and contents, including
+// application-only subjects (ErrBadToken, ErrWrongType, ErrTooLarge; these
+// stop verification); the account claims are issued by a trusted operator
+// (ErrUntrustedOperator) and not expired; the card names this account
+// (ErrWrongAccount); its issuer is the account identity key or a signing key
+// listed in the claims (ErrUnknownSigner) and that key is not scoped
+// (ErrScopedSigner: a scoped key may only issue users with its template's
+// permissions, so it may not vouch for a card's); its times, with skew
 // (ErrExpired, ErrNotYetValid); its user key is not revoked at its issue
 // time, including "*" revocations (ErrRevoked). It returns the card, or nil
 // and a *ValidationError.
@@ -154,6 +157,8 @@ func (t Trust) verifyCard(cardToken string, acct *jwt.AccountClaims) (*Card, pro
 	}
 	if !signedByAccount(acct, c.Issuer) {
 		p.add(fmt.Errorf("%w: card of %s is signed by %s, not a signing key of account %s", ErrUnknownSigner, c.Name, c.Issuer, acct.Subject))
+	} else if scopedSigner(acct, c.Issuer) {
+		p.add(fmt.Errorf("%w: card of %s is signed by %s, a scoped signing key of account %s; cards must come from an unscoped key", ErrScopedSigner, c.Name, c.Issuer, acct.Subject))
 	}
 	t.checkTimes(&p, "card of "+c.Name, c.IssuedAt.Unix(), c.NotBefore.Unix(), c.Expires.Unix())
 	if IsRevoked(acct, c.UserKey, c.IssuedAt) {
@@ -166,11 +171,16 @@ func (t Trust) verifyCard(cardToken string, acct *jwt.AccountClaims) (*Card, pro
 // the service's user JWT: the user JWT's signature, its subject equals the
 // card's user key and its name the card's name (ErrKeyMismatch); it belongs
 // to the same account (ErrWrongAccount) and is signed by the account or a
-// listed, unscoped signing key (ErrUnknownSigner); its times and revocation;
-// and its application publish and subscribe allow lists (those not added by
-// [Permissions] for infrastructure) equal the card's Publish and Subscribe
-// as sets, with no application deny entries and no bearer token
-// (ErrPermissionMismatch).
+// listed, unscoped signing key (ErrUnknownSigner; a scoped key is
+// ErrPermissionMismatch, since the server would apply the scope's
+// permissions); its times and revocation; and its whole permission set is
+// exactly what sealbus issues for the card (ErrPermissionMismatch otherwise):
+// publish and subscribe allow and deny lists equal, as sets,
+// [ServicePermissions] of a spec with the card's Publish and Subscribe and
+// the consumers the user JWT names, for the user JWT's subject — so no extra
+// infrastructure subject ("$JS.API.>", "$KV.>", "$SYS.>", "_INBOX.>"), no
+// missing deny entry, no response permission — and its limits, connection
+// types and bearer flag are the ones [Account.NewService] sets.
 func (t Trust) VerifyService(cardToken, userJWT string, acct *jwt.AccountClaims) (*Card, error) {
 	c, p := t.verifyCard(cardToken, acct)
 	if c == nil {
@@ -207,17 +217,14 @@ func (t Trust) VerifyService(cardToken, userJWT string, acct *jwt.AccountClaims)
 	if acct.IsClaimRevoked(uc) {
 		p.add(fmt.Errorf("%w: user jwt of %s", ErrRevoked, c.Name))
 	}
-	if uc.BearerToken {
-		p.add(fmt.Errorf("%w: user jwt of %s is a bearer token", ErrPermissionMismatch, c.Name))
-	}
-	if !sameSet(appSubjects(uc.Pub.Allow), c.Publish) {
-		p.add(fmt.Errorf("%w: publish: user jwt allows %v, card lists %v", ErrPermissionMismatch, appSubjects(uc.Pub.Allow), c.Publish))
-	}
-	if !sameSet(appSubjects(uc.Sub.Allow), c.Subscribe) {
-		p.add(fmt.Errorf("%w: subscribe: user jwt allows %v, card lists %v", ErrPermissionMismatch, appSubjects(uc.Sub.Allow), c.Subscribe))
-	}
-	if d := append(appSubjects(uc.Pub.Deny), appSubjects(uc.Sub.Deny)...); len(d) > 0 {
-		p.add(fmt.Errorf("%w: user jwt denies application subjects %v the card does not show", ErrPermissionMismatch, d))
+	want := serviceUserLimits(ServiceSpec{
+		Name:      c.Name,
+		Publish:   c.Publish,
+		Subscribe: c.Subscribe,
+		Consumers: consumersIn(uc.Pub.Allow),
+	}, uc.Subject)
+	for _, d := range userLimitsDiff(uc.UserPermissionLimits, want) {
+		p.add(fmt.Errorf("%w: user jwt of %s: %s", ErrPermissionMismatch, c.Name, d))
 	}
 	if err := p.err(); err != nil {
 		return nil, err
@@ -239,26 +246,8 @@ func signedByAccount(acct *jwt.AccountClaims, issuer string) bool {
 	return issuer != "" && (issuer == acct.Subject || acct.SigningKeys.Contains(issuer))
 }
 
-func appSubjects(list []string) []string {
-	var out []string
-	for _, s := range list {
-		if isAppSubject(s) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func sameSet(a, b []string) bool {
-	for _, s := range a {
-		if !slices.Contains(b, s) {
-			return false
-		}
-	}
-	for _, s := range b {
-		if !slices.Contains(a, s) {
-			return false
-		}
-	}
-	return true
+// scopedSigner reports whether issuer is a scoped signing key of acct.
+func scopedSigner(acct *jwt.AccountClaims, issuer string) bool {
+	scope, ok := acct.SigningKeys.GetScope(issuer)
+	return ok && scope != nil
 }

@@ -255,8 +255,51 @@ func chainCases() []chainCase {
 		{"permission mismatch: user jwt subscribes more", func(t *testing.T, e *chainEnv) (string, string, string) {
 			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Sub.Allow.Add("secrets.>") })
 		}, []error{ErrPermissionMismatch}},
-		{"permission mismatch: infrastructure subject in card", func(t *testing.T, e *chainEnv) (string, string, string) {
-			return e.acc.JWT, e.card(t, nil, func(c *Card) { c.Publish = append(c.Publish, "$JS.API.>") }), e.svc.UserJWT
+		{"infrastructure subject in card", func(t *testing.T, e *chainEnv) (string, string, string) {
+			// IssueCard refuses it; a card signed anyway does not decode.
+			return e.acc.JWT, resign(t, e.svc.Card, e.sk, func(m map[string]any) {
+				m["nats"].(map[string]any)["pub"] = []any{"orders.created", "$JS.API.>"}
+			}), e.svc.UserJWT
+		}, []error{ErrBadToken}},
+		{"card signed by a scoped signing key", func(t *testing.T, e *chainEnv) (string, string, string) {
+			scoped := newAccountKey(t)
+			scope := jwt.NewUserScope()
+			scope.Key = publicKey(scoped)
+			scope.Template.Pub.Allow.Add("team-a.>")
+			e.acc.Claims.SigningKeys.AddScopedSigner(scope)
+			e.reissue(t)
+			return e.acc.JWT, e.card(t, scoped, func(c *Card) { c.Publish = []string{"payments.>"} }), ""
+		}, []error{ErrScopedSigner}},
+		{"permission mismatch: user jwt allows the JetStream API", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Pub.Allow.Add("$JS.API.>") })
+		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt allows KV writes", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Pub.Allow.Add("$KV.>") })
+		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt reads every inbox", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Sub.Allow.Add("_INBOX.>") })
+		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt allows $SYS", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Pub.Allow.Add("$SYS.>") })
+		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt without its deny list", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Pub.Deny = nil })
+		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt with a subscribe deny entry", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Sub.Deny.Add("payments.secret") })
+		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt with a response permission", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Resp = &jwt.ResponsePermission{MaxMsgs: -1} })
+		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt with another consumer", func(t *testing.T, e *chainEnv) (string, string, string) {
+			// Part of a consumer's entries: not a set sealbus issues.
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Pub.Allow.Add("$JS.API.CONSUMER.MSG.NEXT.ORDERS.orders") })
+		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt allows websocket connections", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeWebsocket) })
+		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt with other limits", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Limits.Payload = 1 << 30 })
 		}, []error{ErrPermissionMismatch}},
 		{"permission mismatch: bearer user jwt", func(t *testing.T, e *chainEnv) (string, string, string) {
 			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.BearerToken = true })
@@ -268,7 +311,7 @@ func chainCases() []chainCase {
 			e.acc.Claims.SigningKeys.AddScopedSigner(scope)
 			e.reissue(t)
 			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Permissions = jwt.Permissions{}; uc.SetScoped(true) })
-		}, []error{ErrPermissionMismatch}},
+		}, []error{ErrPermissionMismatch, ErrScopedSigner}},
 		{"user jwt revoked", func(t *testing.T, e *chainEnv) (string, string, string) {
 			// Card re-issued after the revocation, user JWT still the revoked one.
 			e.acc.Revoke(e.svc.UserPublicKey(), time.Now().Add(time.Minute))
@@ -332,7 +375,7 @@ func chainCases() []chainCase {
 }
 
 func TestVerifyChain(t *testing.T) {
-	all := []error{ErrUntrustedOperator, ErrUnknownSigner, ErrExpired, ErrNotYetValid, ErrRevoked, ErrWrongAccount,
+	all := []error{ErrUntrustedOperator, ErrUnknownSigner, ErrScopedSigner, ErrExpired, ErrNotYetValid, ErrRevoked, ErrWrongAccount,
 		ErrPermissionMismatch, ErrKeyMismatch, ErrWrongType, ErrTooLarge, ErrBadToken}
 	for _, tc := range chainCases() {
 		t.Run(tc.name, func(t *testing.T) {
