@@ -1,6 +1,7 @@
 // Package suite is the fixed cryptographic suite of envelope version 1: X25519 key agreement,
 // HKDF-SHA256 derivations with their labels, XChaCha20-Poly1305 for key wrapping and payload,
-// and the Ed25519 batch-root statement. envelope/SPEC.md §4–§5 specifies every value here.
+// and the Ed25519 batch-root statement (which starts with a byte that is never UTF-8, so the
+// signing key cannot be abused as a NATS nonce-signing oracle). envelope/SPEC.md §4–§5 specifies every value here.
 package suite
 
 import (
@@ -112,10 +113,25 @@ func PayloadAEAD(contentKey, id []byte) (cipher.AEAD, error) {
 // PayloadNonce returns the (constant, all-zero) payload nonce.
 func PayloadNonce() []byte { return payloadNonce[:] }
 
-// Statement returns the bytes Ed25519 signs for a batch: LabelRoot || 0x00 || size (uint32
-// big-endian) || root.
+// StatementPrefix is the first byte of every statement a sender's Ed25519 key signs. The
+// byte 0xFF never occurs in well-formed UTF-8 (RFC 3629 §1), so no statement is valid UTF-8
+// text. The same key authenticates the service to NATS, where the client signs a nonce the
+// server chose and sent as a JSON string (which decodes to valid UTF-8): with the prefix, no
+// such nonce can equal a statement, so a malicious server cannot obtain a batch signature.
+// SPEC.md §5.3 gives the reasoning.
+const StatementPrefix = 0xFF
+
+// StatementLen is the length of a batch statement: prefix, label, 0x00, size, root.
+const StatementLen = 1 + len(LabelRoot) + 1 + 4 + 32
+
+// Statement returns the bytes Ed25519 signs for a batch:
+//
+//	0xFF || LabelRoot || 0x00 || size (uint32 big-endian) || root
+//
+// It is never valid UTF-8 (see StatementPrefix).
 func Statement(size uint32, root [32]byte) []byte {
-	b := make([]byte, 0, len(LabelRoot)+1+4+32)
+	b := make([]byte, 0, StatementLen)
+	b = append(b, StatementPrefix)
 	b = append(b, LabelRoot...)
 	b = append(b, 0)
 	b = binary.BigEndian.AppendUint32(b, size)

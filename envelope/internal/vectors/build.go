@@ -228,6 +228,17 @@ type batch struct {
 	msgs     []msg
 	preSeal  func(b *builder, i int, e *env) // after key wrapping, before the header is fixed
 	postSeal func(i int, e *env)             // after encryption, before signing
+	signOver func(stmt []byte) []byte        // what the sender signs instead of the statement
+}
+
+// statement is the batch statement of SPEC §5.3, spelled out:
+// 0xFF || "sealbus-envelope-v1 root" || 0x00 || uint32(n) || root.
+func statement(n uint32, root merkle.Hash) []byte {
+	b := []byte{0xff}
+	b = append(b, "sealbus-envelope-v1 root"...)
+	b = append(b, 0x00)
+	b = binary.BigEndian.AppendUint32(b, n)
+	return append(b, root[:]...)
 }
 
 // build seals a batch the way SPEC.md describes, consuming randomness in the order the
@@ -276,9 +287,11 @@ func build(bt batch) []*env {
 		leaves[i] = merkle.LeafHash(e.signed())
 	}
 	root, paths := merkle.Paths(leaves)
-	stmt := append([]byte("sealbus-envelope-v1 root\x00"), binary.BigEndian.AppendUint32(nil, uint32(len(envs)))...)
-	stmt = append(stmt, root[:]...)
-	sig := ed25519.Sign(bt.sender.signPriv, stmt)
+	signed := statement(uint32(len(envs)), root)
+	if bt.signOver != nil {
+		signed = bt.signOver(signed)
+	}
+	sig := ed25519.Sign(bt.sender.signPriv, signed)
 	for i, e := range envs {
 		e.leafIndex, e.size, e.path = uint32(i), uint32(len(envs)), paths[i]
 		copy(e.sig[:], sig)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -211,6 +212,13 @@ func Generate() ([]Vector, error) {
 	g.reject("altered-ciphertext", envelope.ReasonBadSignature, "one bit of the payload ciphertext flipped", flip(good, base.offset("ciphertext")+3))
 	g.reject("altered-tag", envelope.ReasonBadSignature, "one bit of the Poly1305 tag flipped", flip(good, base.offset("leaf-index")-1))
 	g.reject("altered-signature", envelope.ReasonBadSignature, "one bit of the signature flipped", flip(good, len(good)-10))
+	// ---- signatures by the right key over the wrong bytes ----
+	unprefixed := single("unprefixed", baseMsg())
+	unprefixed.signOver = func(st []byte) []byte { return st[1:] }
+	g.reject("signature-over-unprefixed-statement", envelope.ReasonBadSignature, "signed over the statement without its leading 0xFF byte", build(unprefixed)[0].bytes())
+	nonce := single("nats-nonce", baseMsg())
+	nonce.signOver = natsNonce
+	g.reject("signature-over-nats-nonce", envelope.ReasonBadSignature, "signed over what a NATS client signs when a server sends the statement as its nonce (JSON-decoded: 0xFF became U+FFFD)", build(nonce)[0].bytes())
 	g.reject("altered-signature-zero", envelope.ReasonBadSignature, "signature replaced by zeros", func() []byte {
 		b := clone(good)
 		clear(b[len(b)-64:])
@@ -378,3 +386,17 @@ func Generate() ([]Vector, error) {
 }
 
 type hashT = [32]byte
+
+// natsNonce returns the bytes a NATS client (nats.go) signs when a server sends b as the
+// nonce of its INFO message: b sent as a JSON string and decoded again, which replaces every
+// byte that is not UTF-8 with U+FFFD.
+func natsNonce(b []byte) []byte {
+	info := must(json.Marshal(map[string]string{"nonce": string(b)}))
+	var got struct {
+		Nonce string `json:"nonce"`
+	}
+	if err := json.Unmarshal(info, &got); err != nil {
+		panic(err)
+	}
+	return []byte(got.Nonce)
+}
