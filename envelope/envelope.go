@@ -28,7 +28,9 @@
 // A [Sealer] holds an [Identity] and an ephemeral epoch key. [Sealer.Seal] seals one message;
 // [Sealer.SealBatch] seals many under a single Ed25519 signature over a Merkle root, each
 // envelope carrying its audit path. Key-wrapping keys are cached per (epoch key, recipient),
-// so sealing computes no X25519 per message once a recipient has been seen in the epoch.
+// so sealing computes no X25519 per message once a recipient has been seen in the epoch. When
+// the epoch ends the sealer discards the epoch key and its wrap keys, even if it is idle (a
+// timer checks at the epoch's end); [Sealer.Close] discards them at once.
 //
 // # Opening
 //

@@ -20,6 +20,8 @@ var (
 	// time, no or too many recipients, an empty or oversized batch, or an envelope that would
 	// exceed the maximum size.
 	ErrInvalidMessage = errors.New("envelope: invalid message")
+	// ErrClosed is returned by Seal and SealBatch after Sealer.Close.
+	ErrClosed = errors.New("envelope: sealer closed")
 
 	// ErrSenderUnknown, ErrSenderRevoked and ErrSenderForbidden are what a SenderPolicy wraps
 	// to choose the reason code of its refusal.

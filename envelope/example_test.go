@@ -36,6 +36,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
+	defer sealer.Close() // discards the epoch key when done
 	sealed, err := sealer.Seal(envelope.Header{Account: account, Subject: "orders.created", ContentType: "text/plain"},
 		[]byte("hello, bob"), []envelope.Recipient{bobKey})
 	if err != nil {
@@ -75,6 +76,7 @@ func ExampleSealer_SealBatch() {
 	acct, _ := nkeys.CreateAccount()
 	account, _ := acct.PublicKey()
 	sealer, _ := envelope.NewSealer(alice)
+	defer sealer.Close()
 
 	var msgs []envelope.Message
 	for _, s := range []string{"orders.created", "orders.paid", "orders.shipped"} {

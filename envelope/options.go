@@ -91,8 +91,10 @@ func WithRand(r io.Reader) Option {
 	}
 }
 
-// WithClock sets the clock. The sealer stamps creation times and rotates epoch keys by it;
-// the opener uses it for expiry and when a Delivery has no stored time. Default time.Now.
+// WithClock sets the clock. The sealer stamps creation times and rotates and discards epoch
+// keys by it (its epoch timer calls the clock from another goroutine, so the clock must be
+// safe for concurrent use); the opener uses it for expiry and when a Delivery has no stored
+// time. Default time.Now.
 func WithClock(now func() time.Time) Option {
 	return func(c *config) error {
 		if now == nil {
@@ -115,8 +117,9 @@ func WithMaxSize(n int) Option {
 	}
 }
 
-// WithEpoch sets how long one sender epoch (ephemeral X25519) key is used before a fresh one
-// is drawn (default DefaultEpoch; positive and at most MaxEpoch). Sealer only.
+// WithEpoch sets how long one sender epoch (ephemeral X25519) key is used before it is
+// discarded and a fresh one drawn (default DefaultEpoch; positive and at most MaxEpoch); see
+// Sealer for when exactly the key is discarded. Sealer only.
 func WithEpoch(d time.Duration) Option {
 	return func(c *config) error {
 		if err := only(c, roleSealer, "WithEpoch"); err != nil {

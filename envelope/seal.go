@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nkeys"
@@ -51,26 +52,68 @@ type Sealed struct {
 // maxWrapCache bounds the wrap keys a sealer keeps per epoch.
 const maxWrapCache = 1 << 16
 
+// epochChecks counts the expiry checks run by epoch timers (tests wait for one).
+var epochChecks atomic.Uint64
+
 type epoch struct {
-	priv  *ecdh.PrivateKey
-	pub   [32]byte
-	start time.Time
+	priv       *ecdh.PrivateKey
+	pub        [32]byte
+	start, end time.Time // the epoch is live for start ≤ now < end, by the sealer's clock
+
+	// use is held for reading by every seal that uses the epoch and for writing by discard,
+	// so a seal in progress finishes with the key it started with.
+	use sync.RWMutex
 
 	mu   sync.RWMutex
 	wrap map[[32]byte]cipher.AEAD
 }
 
+func (e *epoch) live(now time.Time) bool { return !now.Before(e.start) && now.Before(e.end) }
+
+// discard drops the epoch private key and every wrap key derived from it, after the seals in
+// progress have finished. The key material itself lives inside crypto/ecdh and the AEAD
+// instances, which cannot be zeroed from here: discarding removes the last reference.
+func (e *epoch) discard() {
+	e.use.Lock()
+	defer e.use.Unlock()
+	e.mu.Lock()
+	clear(e.wrap)
+	e.wrap = nil
+	e.mu.Unlock()
+	e.priv = nil
+}
+
 // Sealer seals envelopes for one sender identity. It holds the current epoch (ephemeral
-// X25519) key, drawing a fresh one when the epoch ends, and caches the key-wrapping key of
-// each (epoch key, recipient) pair, so once a recipient has been sealed to in an epoch no
-// X25519 is computed for it again. Safe for concurrent use.
+// X25519) key and caches the key-wrapping key of each (epoch key, recipient) pair, so once a
+// recipient has been sealed to in an epoch no X25519 is computed for it again. Safe for
+// concurrent use.
+//
+// # Epoch key lifetime
+//
+// An epoch key is drawn by the first Seal or SealBatch that needs one and is live while the
+// sealer's clock reads from its start to start + the epoch length (WithEpoch). It and every
+// wrap key derived from it are discarded, whichever comes first:
+//
+//   - by the first Seal or SealBatch that finds the epoch over (which then draws a new key);
+//   - by a timer armed when the key is drawn, which fires one epoch length later (real
+//     time) and discards the key if the sealer's clock says the epoch is over — so an idle
+//     sealer does not keep it; if the clock says otherwise, the timer re-arms for the
+//     remainder by that clock;
+//   - by Close.
+//
+// Discarding waits for seals in progress that use the key. It drops every reference the
+// sealer holds (the key bytes inside crypto/ecdh and the AEADs cannot be zeroed, so this is
+// best effort against memory disclosure). A sealer that is dropped without Close stays
+// reachable through its timer until the epoch ends, and is then discarded the same way.
 type Sealer struct {
 	id  *Identity
 	cfg config
 
-	mu    sync.Mutex
-	epoch *epoch
-	rmu   sync.Mutex // serialises reads from cfg.rand
+	mu     sync.Mutex // guards epoch, timer and closed
+	epoch  *epoch
+	timer  *time.Timer
+	closed bool
+	rmu    sync.Mutex // serialises reads from cfg.rand
 }
 
 // NewSealer returns a Sealer for id. Options: WithRand, WithClock, WithMaxSize, WithEpoch.
@@ -85,6 +128,18 @@ func NewSealer(id *Identity, opts ...Option) (*Sealer, error) {
 	return &Sealer{id: id, cfg: cfg}, nil
 }
 
+// Close discards the current epoch key and the wrap keys derived from it (after seals in
+// progress finish) and stops the epoch timer. Later Seal and SealBatch calls fail with
+// ErrClosed. The Identity is not wiped: it belongs to the caller, who may use it elsewhere.
+// Close is idempotent and always returns nil.
+func (s *Sealer) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.dropEpoch()
+	return nil
+}
+
 func (s *Sealer) read(b []byte) error {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
@@ -94,11 +149,32 @@ func (s *Sealer) read(b []byte) error {
 	return nil
 }
 
-func (s *Sealer) currentEpoch(now time.Time) (*epoch, error) {
+// dropEpoch stops the timer and discards the current epoch. s.mu must be held.
+func (s *Sealer) dropEpoch() {
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	if s.epoch != nil {
+		s.epoch.discard()
+		s.epoch = nil
+	}
+}
+
+// acquireEpoch returns the epoch live at now, drawing a new one (and discarding the old one)
+// if there is none, with its use lock held for reading: the caller must RUnlock it.
+func (s *Sealer) acquireEpoch(now time.Time) (*epoch, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.epoch; e != nil && now.Sub(e.start) < s.cfg.epoch && !now.Before(e.start) {
-		return e, nil
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if e := s.epoch; e != nil {
+		if e.live(now) {
+			e.use.RLock()
+			return e, nil
+		}
+		s.dropEpoch()
 	}
 	var seed [32]byte
 	if err := s.read(seed[:]); err != nil {
@@ -109,10 +185,29 @@ func (s *Sealer) currentEpoch(now time.Time) (*epoch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("envelope: epoch key: %w", err)
 	}
-	e := &epoch{priv: priv, start: now, wrap: make(map[[32]byte]cipher.AEAD)}
+	e := &epoch{priv: priv, start: now, end: now.Add(s.cfg.epoch), wrap: make(map[[32]byte]cipher.AEAD)}
 	copy(e.pub[:], priv.PublicKey().Bytes())
 	s.epoch = e
+	s.timer = time.AfterFunc(s.cfg.epoch, func() { s.expire(e) })
+	e.use.RLock()
 	return e, nil
+}
+
+// expire runs on the epoch timer: it discards e if it is still current and the sealer's clock
+// says it is over, and otherwise re-arms the timer for the rest of the epoch by that clock.
+func (s *Sealer) expire(e *epoch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer epochChecks.Add(1)
+	if s.epoch != e {
+		return // rotated or closed meanwhile; that path discarded it
+	}
+	now := s.cfg.now()
+	if !e.live(now) {
+		s.dropEpoch()
+		return
+	}
+	s.timer = time.AfterFunc(e.end.Sub(now), func() { s.expire(e) })
 }
 
 func (e *epoch) wrapFor(r [32]byte) (cipher.AEAD, error) {
@@ -141,7 +236,8 @@ func (e *epoch) wrapFor(r [32]byte) (cipher.AEAD, error) {
 }
 
 // Seal seals one message: a batch of one, signed on its own. It returns an error wrapping
-// ErrInvalidMessage if the header, recipients or size are not acceptable.
+// ErrInvalidMessage if the header, recipients or size are not acceptable, and ErrClosed after
+// Close.
 func (s *Sealer) Seal(h Header, payload []byte, to []Recipient) (Sealed, error) {
 	out, err := s.SealBatch([]Message{{Header: h, Payload: payload, To: to}})
 	if err != nil {
@@ -153,7 +249,7 @@ func (s *Sealer) Seal(h Header, payload []byte, to []Recipient) (Sealed, error) 
 // SealBatch seals up to MaxBatch messages under one Ed25519 signature over the Merkle root of
 // their signed bytes; each envelope carries its leaf index, the tree size and its audit path,
 // and opens on its own. All messages share the creation time and epoch key. On error nothing
-// is returned.
+// is returned; after Close the error is ErrClosed.
 func (s *Sealer) SealBatch(msgs []Message) ([]Sealed, error) {
 	if len(msgs) == 0 || len(msgs) > MaxBatch {
 		return nil, fmt.Errorf("%w: batch of %d messages (1 to %d)", ErrInvalidMessage, len(msgs), MaxBatch)
@@ -166,10 +262,11 @@ func (s *Sealer) SealBatch(msgs []Message) ([]Sealed, error) {
 	if created < 1 {
 		return nil, fmt.Errorf("%w: clock before 1970", ErrInvalidMessage)
 	}
-	ep, err := s.currentEpoch(now)
+	ep, err := s.acquireEpoch(now)
 	if err != nil {
 		return nil, err
 	}
+	defer ep.use.RUnlock()
 	n := uint32(len(msgs))
 	bufs := make([][]byte, len(msgs))
 	ids := make([]MessageID, len(msgs))

@@ -81,6 +81,7 @@ func (g *gen) sealWithPackage(bt batch, envs []*env) {
 		g.err = err
 		return
 	}
+	defer s.Close()
 	msgs := make([]envelope.Message, len(bt.msgs))
 	for i, m := range bt.msgs {
 		h := envelope.Header{Account: tenant, Subject: m.subject, ContentType: m.ctype}
