@@ -36,12 +36,29 @@ func PeerCardKey(account, service string) string {
 // Directory is the client's verified view of its account's SEALBUS_DIRECTORY bucket: the
 // account JWT and the identity cards of its services, and those of peer accounts.
 //
-// Storage is not trusted. An account JWT is used only if it verifies up to a trusted operator,
-// names the expected account and is not older than the one already in use (no rollback to a
-// JWT from before a revocation). A card is used only if it verifies up to that account JWT
-// (signing key listed, times, not revoked) and is stored under its own name. Anything else is
-// ignored, logged and reported as an audit event of type EventDirectoryUnverifiable; it never
-// replaces a verified entry. A deleted card stops being used at once.
+// Storage is not trusted, and neither is the order or the kind of its updates: JetStream lets
+// any service of the account get messages stored under directory keys (API replies go to a
+// subject the requester chooses, unchecked against its permissions), including copies of old
+// values and of delete or purge markers. So the directory is monotonic and decided only by
+// signatures:
+//
+//   - An account JWT is used only if it verifies up to a trusted operator, names the expected
+//     account and is not older (issue time) than the one in use: no rollback to a JWT from
+//     before a revocation. On start the whole retained history is read, so the newest verified
+//     account JWT wins whatever revision it is stored at.
+//   - A card is used only if it verifies up to that account JWT (signing key listed, times,
+//     not revoked) and is stored under its own name. Of all the cards seen for a name, the one
+//     with the highest issue time signed by the account is the current one; an older card
+//     never comes back.
+//   - A verified card stops being used only on verified grounds: a revocation in the current
+//     account JWT, its expiry, a signing key dropped from the account JWT, or a newer card of
+//     the same name. KV delete and purge markers never remove anything, and a value that does
+//     not verify never hides the last verified one.
+//
+// Everything ignored is logged and reported as an audit event of type
+// EventDirectoryUnverifiable, with a reason (DirectoryUnsignedDelete, DirectoryRollback, ...),
+// and counted in the client's metrics. To take a service out of use, revoke its key in the
+// account JWT (`sealbus service revoke`); deleting its card does nothing.
 //
 // The directory watches the bucket, so a revocation (a new account JWT) or a rotation (a new
 // card) takes effect as soon as the server delivers the change, normally well within a
@@ -79,24 +96,48 @@ type Directory struct {
 }
 
 // cardSet is the verified state of one account: its claims and cards.
+//
+// For each service name it keeps the candidate card tokens seen under that name (every value
+// that decodes as a card of this account and name, bounded), and derives from them, under the
+// current claims, the current card: the candidate with the highest issue time whose signer the
+// claims list. Only the claims (a revocation, a dropped signing key), the card's own times and a
+// newer candidate change which card is current; deletions of keys and values that do not
+// verify never do.
 type cardSet struct {
-	account string
-	claims  *jwt.AccountClaims
-	raw     map[string]string         // name -> latest usable card token (verified or awaiting the account JWT)
-	cards   map[string]*accounts.Card // name -> verified current card
-	byKey   map[string]*accounts.Card // user key -> verified current card
-	revoked map[string]*accounts.Card // user key -> card refused because its key is revoked
-	retired map[string]retiredCard    // user key -> card replaced by a rotation
+	account   string
+	claims    *jwt.AccountClaims
+	claimsTok string                    // the account JWT of claims
+	acctSeen  map[string]struct{}       // account JWTs seen with the issue time of claims
+	cands     map[string][]*candidate   // name -> candidate card tokens
+	cards     map[string]*accounts.Card // name -> verified current card
+	byKey     map[string]*accounts.Card // user key -> verified current card
+	revoked   map[string]*accounts.Card // user key -> card refused because its key is revoked
+	retired   map[string]retiredCard    // user key -> card replaced by a rotation
+	nextOrder uint64                    // order of the next new candidate
 }
+
+// candidate is one card token seen in the directory, decoded (its signature checks against
+// the key it names as issuer; whether that key belongs to the account is decided under the
+// claims).
+type candidate struct {
+	token string
+	card  *accounts.Card
+	order uint64 // when it was first seen; replays keep it (tie-break between equal issue times)
+}
+
+// maxCandidates bounds the candidate tokens kept per service name; the current card is never
+// the one dropped.
+const maxCandidates = 8
 
 func newCardSet(account string) *cardSet {
 	return &cardSet{
-		account: account,
-		raw:     map[string]string{},
-		cards:   map[string]*accounts.Card{},
-		byKey:   map[string]*accounts.Card{},
-		revoked: map[string]*accounts.Card{},
-		retired: map[string]retiredCard{},
+		account:  account,
+		acctSeen: map[string]struct{}{},
+		cands:    map[string][]*candidate{},
+		cards:    map[string]*accounts.Card{},
+		byKey:    map[string]*accounts.Card{},
+		revoked:  map[string]*accounts.Card{},
+		retired:  map[string]retiredCard{},
 	}
 }
 
@@ -382,16 +423,25 @@ func imports(ac *jwt.AccountClaims, from, subject string) bool {
 	return false
 }
 
+// expired reports whether the account claims are past their expiry (with the trust's skew).
+func (d *Directory) expired(ac *jwt.AccountClaims) bool {
+	return ac.Expires > 0 && d.now().After(time.Unix(ac.Expires, 0).Add(d.skew()))
+}
+
+func (d *Directory) skew() time.Duration {
+	switch {
+	case d.trust.Skew == 0:
+		return accounts.DefaultSkew
+	case d.trust.Skew < 0:
+		return 0
+	}
+	return d.trust.Skew
+}
+
 // validNow reports whether the card is inside its validity period (with the trust's skew).
 // The caller holds d.mu.
 func (d *Directory) validNow(c *accounts.Card) bool {
-	skew := d.trust.Skew
-	if skew == 0 {
-		skew = accounts.DefaultSkew
-	} else if skew < 0 {
-		skew = 0
-	}
-	now := d.now()
+	skew, now := d.skew(), d.now()
 	return now.Before(c.Expires.Add(skew)) && !c.NotBefore.After(now.Add(skew))
 }
 
@@ -409,8 +459,27 @@ func (d *Directory) bump() {
 	d.changed = make(chan struct{})
 }
 
-// apply processes one directory entry (a watch update). op is jetstream.KeyValuePut, Delete
-// or Purge.
+// Reasons carried by EventDirectoryUnverifiable events (EventData.Reason).
+const (
+	// DirectoryUnsignedDelete: a KV delete marker. Deleting a key proves nothing (anyone who
+	// can get a marker stored can delete); the verified entry stays in use.
+	DirectoryUnsignedDelete = "unsigned_delete"
+	// DirectoryUnsignedPurge: a KV purge marker; the verified entry stays in use.
+	DirectoryUnsignedPurge = "unsigned_purge"
+	// DirectoryUnverifiable: a value that does not verify up to a trusted operator (bad
+	// token, unknown signer, untrusted operator, another account's token).
+	DirectoryUnverifiable = "unverifiable"
+	// DirectoryMisplaced: a valid token stored under a key it does not belong to.
+	DirectoryMisplaced = "misplaced"
+	// DirectoryRollback: a valid token older than the one in use.
+	DirectoryRollback = "rollback"
+	// DirectoryBadKey: a key of the peer namespace that does not name a peer account.
+	DirectoryBadKey = "bad_key"
+)
+
+// apply processes one directory entry (a watch update, in revision order). op is
+// jetstream.KeyValuePut, Delete or Purge. Delete and purge markers change nothing: only a
+// verified value can retire a verified one.
 func (d *Directory) apply(key string, value []byte, rev uint64, op jetstream.KeyValueOp) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -418,7 +487,7 @@ func (d *Directory) apply(key string, value []byte, rev uint64, op jetstream.Key
 	if strings.HasPrefix(key, peerPrefix) {
 		parts := strings.SplitN(strings.TrimPrefix(key, peerPrefix), ".", 2)
 		if len(parts) != 2 || parts[0] == d.account || !nkeys.IsValidPublicAccountKey(parts[0]) {
-			d.unverifiable(key, rev, errors.New("malformed peer key"))
+			d.unverifiable(key, rev, DirectoryBadKey, errors.New("malformed peer key"))
 			return
 		}
 		p, ok := d.peers[parts[0]]
@@ -428,145 +497,286 @@ func (d *Directory) apply(key string, value []byte, rev uint64, op jetstream.Key
 		}
 		set, rest = p, parts[1]
 	}
-	switch {
-	case rest == accounts.DirectoryAccountKey:
-		if op != jetstream.KeyValuePut {
-			d.unverifiable(key, rev, errors.New("account JWT deleted from the directory; keeping the verified one"))
-			return
-		}
-		d.applyAccount(set, key, string(value), rev)
-	case strings.HasPrefix(rest, "card."):
-		name := strings.TrimPrefix(rest, "card.")
-		if op != jetstream.KeyValuePut {
-			if c, ok := set.cards[name]; ok {
-				delete(set.byKey, c.UserKey)
-				delete(set.cards, name)
-				d.log.Info("sealbus: directory card deleted", "account", set.account, "service", name)
-			}
-			delete(set.raw, name)
-			d.bump()
-			return
-		}
-		d.applyCard(set, key, name, string(value), rev)
-	default:
+	isAccount := rest == accounts.DirectoryAccountKey
+	isCard := strings.HasPrefix(rest, "card.")
+	if !isAccount && !isCard {
 		d.log.Debug("sealbus: ignoring unknown directory key", "key", key)
+		return
 	}
+	switch op {
+	case jetstream.KeyValuePut:
+	case jetstream.KeyValuePurge:
+		d.unverifiable(key, rev, DirectoryUnsignedPurge, errors.New("purge marker; only a revocation in the account JWT, expiry or a newer card retires a verified entry"))
+		return
+	default:
+		d.unverifiable(key, rev, DirectoryUnsignedDelete, errors.New("delete marker; only a revocation in the account JWT, expiry or a newer card retires a verified entry"))
+		return
+	}
+	if isAccount {
+		d.applyAccount(set, key, string(value), rev)
+		return
+	}
+	d.applyCard(set, key, strings.TrimPrefix(rest, "card."), string(value), rev)
 }
 
 func (d *Directory) applyAccount(set *cardSet, key, token string, rev uint64) {
 	ac, err := d.trust.VerifyAccount(token)
 	if err != nil {
-		d.unverifiable(key, rev, err)
+		d.unverifiable(key, rev, DirectoryUnverifiable, err)
 		return
 	}
 	if ac.Subject != set.account {
-		d.unverifiable(key, rev, fmt.Errorf("account JWT of %s stored as the JWT of %s", ac.Subject, set.account))
+		d.unverifiable(key, rev, DirectoryMisplaced, fmt.Errorf("account JWT of %s stored as the JWT of %s", ac.Subject, set.account))
 		return
 	}
-	if set.claims != nil && ac.IssuedAt < set.claims.IssuedAt {
-		d.unverifiable(key, rev, fmt.Errorf("account JWT issued at %d is older than the one in use (%d); refusing a rollback", ac.IssuedAt, set.claims.IssuedAt))
-		return
-	}
-	set.claims = ac
-	d.reverify(set)
-	d.bump()
-}
-
-// reverify recomputes the verified cards from the raw tokens under the current claims (a new
-// account JWT may revoke keys or drop signing keys). The caller holds d.mu.
-func (d *Directory) reverify(set *cardSet) {
-	set.cards = map[string]*accounts.Card{}
-	set.byKey = map[string]*accounts.Card{}
-	for name, tok := range set.raw {
-		c, err := d.trust.VerifyCard(tok, set.claims)
+	if set.claims != nil {
 		switch {
-		case err == nil && c.Name == name:
-			set.cards[name], set.byKey[c.UserKey] = c, c
-		case errors.Is(err, accounts.ErrRevoked):
-			if dc, derr := accounts.DecodeCard(tok); derr == nil {
-				set.revoked[dc.UserKey] = dc
-				d.log.Info("sealbus: service key revoked", "account", set.account, "service", name, "user_key", dc.UserKey)
-			}
-		default:
-			d.log.Warn("sealbus: directory card no longer verifies", "account", set.account, "service", name, "error", err)
-		}
-	}
-}
-
-func (d *Directory) applyCard(set *cardSet, key, name, token string, rev uint64) {
-	if set.claims == nil {
-		// The account JWT comes first in a directory written by sealbus; keep the card
-		// until it arrives (it is verified then).
-		set.raw[name] = token
-		return
-	}
-	c, err := d.trust.VerifyCard(token, set.claims)
-	if err != nil {
-		if errors.Is(err, accounts.ErrRevoked) {
-			if dc, derr := accounts.DecodeCard(token); derr == nil && dc.Name == name {
-				set.revoked[dc.UserKey] = dc
-				if cur, ok := set.cards[name]; ok && cur.UserKey == dc.UserKey {
-					delete(set.cards, name)
-					delete(set.byKey, cur.UserKey)
-					d.bump()
+		case ac.IssuedAt < set.claims.IssuedAt:
+			d.unverifiable(key, rev, DirectoryRollback, fmt.Errorf("account JWT issued at %d is older than the one in use (%d); refusing a rollback", ac.IssuedAt, set.claims.IssuedAt))
+			return
+		case ac.IssuedAt == set.claims.IssuedAt:
+			// Issue times have second precision: two JWTs of the same second are told apart
+			// by the order they were first stored in, so a replay of the earlier one does
+			// not win.
+			if _, seen := set.acctSeen[token]; seen {
+				if token != set.claimsTok {
+					d.unverifiable(key, rev, DirectoryRollback, errors.New("replay of an account JWT already replaced"))
 				}
 				return
 			}
-		}
-		d.unverifiable(key, rev, err)
-		return
-	}
-	if c.Name != name {
-		d.unverifiable(key, rev, fmt.Errorf("card of %q stored under %q", c.Name, key))
-		return
-	}
-	if old, ok := set.cards[name]; ok {
-		if c.IssuedAt.Before(old.IssuedAt) {
-			d.unverifiable(key, rev, fmt.Errorf("card issued at %s is older than the one in use; refusing a rollback", c.IssuedAt.UTC().Format(time.RFC3339)))
-			return
-		}
-		if old.UserKey != c.UserKey {
-			delete(set.byKey, old.UserKey)
+		default:
+			clear(set.acctSeen)
 		}
 	}
-	d.retire(set, c)
-	set.raw[name] = token
-	set.cards[name], set.byKey[c.UserKey] = c, c
+	set.acctSeen[token] = struct{}{}
+	set.claims, set.claimsTok = ac, token
+	d.reselectAll(set)
 	d.bump()
 }
 
-// retire records the cards that c replaces by a rotation: earlier cards of the same service
-// (current, or already refused as revoked) whose curve key c lists as a previous key. The
-// caller holds d.mu.
-func (d *Directory) retire(set *cardSet, c *accounts.Card) {
-	for _, p := range c.PreviousCurveKeys {
-		var old *accounts.Card
-		if cur, ok := set.cards[c.Name]; ok && cur.CurveKey == p.CurveKey && cur.UserKey != c.UserKey {
-			old = cur
+func (d *Directory) applyCard(set *cardSet, key, name, token string, rev uint64) {
+	c, err := accounts.DecodeCard(token)
+	if err != nil {
+		d.unverifiable(key, rev, DirectoryUnverifiable, err)
+		return
+	}
+	if c.Account != set.account {
+		d.unverifiable(key, rev, DirectoryUnverifiable, fmt.Errorf("%w: card of %s names account %s, not %s", accounts.ErrWrongAccount, c.Name, c.Account, set.account))
+		return
+	}
+	if c.Name != name {
+		d.unverifiable(key, rev, DirectoryMisplaced, fmt.Errorf("card of %q stored under %q", c.Name, key))
+		return
+	}
+	list := set.cands[name]
+	known := slices.ContainsFunc(list, func(k *candidate) bool { return k.token == token })
+	if !known {
+		set.nextOrder++
+		list = append(list, &candidate{token: token, card: c, order: set.nextOrder})
+	}
+	set.cands[name] = list
+	if set.claims == nil {
+		// The account JWT comes first in a directory written by sealbus; the card is judged
+		// when it arrives.
+		return
+	}
+	if !signedBy(set.claims, c.Issuer) {
+		d.unverifiable(key, rev, DirectoryUnverifiable, fmt.Errorf("%w: card of %s is signed by %s, not a signing key of account %s", accounts.ErrUnknownSigner, c.Name, c.Issuer, set.account))
+	} else if cur, ok := set.cards[name]; ok && (c.IssuedAt.Before(cur.IssuedAt) || known && c.ID != cur.ID && !c.IssuedAt.After(cur.IssuedAt)) {
+		d.unverifiable(key, rev, DirectoryRollback, fmt.Errorf("card issued at %s is older than the one in use; refusing a rollback", c.IssuedAt.UTC().Format(time.RFC3339)))
+	}
+	if d.reselect(set, name) {
+		d.bump()
+	}
+	d.prune(set, name)
+}
+
+// signedBy reports whether issuer is the account identity key or one of its signing keys.
+func signedBy(ac *jwt.AccountClaims, issuer string) bool {
+	return issuer != "" && (issuer == ac.Subject || ac.SigningKeys.Contains(issuer))
+}
+
+// newest returns the candidate of name signed by a key the claims list with the highest issue
+// time (between equal times, the one first stored last), or nil. The caller holds d.mu.
+func newest(set *cardSet, name string) *candidate {
+	var best *candidate
+	for _, k := range set.cands[name] {
+		if !signedBy(set.claims, k.card.Issuer) {
+			continue
 		}
-		for _, r := range set.revoked {
-			if old == nil && r.Name == c.Name && r.CurveKey == p.CurveKey && r.UserKey != c.UserKey {
-				old = r
+		if best == nil || k.card.IssuedAt.After(best.card.IssuedAt) || k.card.IssuedAt.Equal(best.card.IssuedAt) && k.order > best.order {
+			best = k
+		}
+	}
+	return best
+}
+
+// reselect recomputes the current card of name under the claims and reports whether it
+// changed. The newest candidate signed by the account is the only one that can be current: an
+// older card it replaced never comes back, and a revoked or expired newest card leaves the
+// name without a current card. The caller holds d.mu.
+func (d *Directory) reselect(set *cardSet, name string) bool {
+	var next *accounts.Card
+	if k := newest(set, name); k != nil {
+		c, err := d.trust.VerifyCard(k.token, set.claims)
+		switch {
+		case err == nil:
+			next = c
+		case errors.Is(err, accounts.ErrRevoked):
+			if _, done := set.revoked[k.card.UserKey]; !done {
+				set.revoked[k.card.UserKey] = k.card
+				d.log.Info("sealbus: service key revoked", "account", set.account, "service", name, "user_key", k.card.UserKey)
+			}
+		case onlyTimeProblems(err) && !d.expired(set.claims):
+			// Not yet valid or expired: it is still the newest card; reads check its times
+			// (validNow), so it becomes usable, or stops being, without another update.
+			next = k.card
+		default:
+			d.log.Warn("sealbus: directory card does not verify", "account", set.account, "service", name, "error", err)
+		}
+	}
+	for _, k := range set.cands[name] {
+		if k.card.UserKey != userKeyOf(next) && signedBy(set.claims, k.card.Issuer) && accounts.IsRevoked(set.claims, k.card.UserKey, k.card.IssuedAt) {
+			if _, done := set.revoked[k.card.UserKey]; !done {
+				set.revoked[k.card.UserKey] = k.card
 			}
 		}
-		if old == nil {
-			continue
+	}
+	cur, had := set.cards[name]
+	if next == nil {
+		if !had {
+			return false
 		}
-		if _, done := set.retired[old.UserKey]; done {
-			continue
-		}
-		set.retired[old.UserKey] = retiredCard{card: old, replaced: c.IssuedAt, graceEnds: p.Until}
-		d.log.Info("sealbus: service key rotated", "account", set.account, "service", c.Name, "old_user_key", old.UserKey, "user_key", c.UserKey, "grace_until", p.Until)
+		delete(set.cards, name)
+		delete(set.byKey, cur.UserKey)
+		return true
+	}
+	if had && cur.ID == next.ID {
+		return false
+	}
+	if had && cur.UserKey != next.UserKey {
+		delete(set.byKey, cur.UserKey)
+	}
+	d.retire(set, next)
+	delete(set.revoked, next.UserKey)
+	set.cards[name], set.byKey[next.UserKey] = next, next
+	return true
+}
+
+func userKeyOf(c *accounts.Card) string {
+	if c == nil {
+		return ""
+	}
+	return c.UserKey
+}
+
+// reselectAll recomputes every current card (new claims may revoke keys, add or drop signing
+// keys). The caller holds d.mu.
+func (d *Directory) reselectAll(set *cardSet) {
+	names := make([]string, 0, len(set.cands))
+	for name := range set.cands {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		d.reselect(set, name)
+		d.prune(set, name)
 	}
 }
 
-// unverifiable logs and reports an entry that is ignored. The caller holds d.mu.
-func (d *Directory) unverifiable(key string, rev uint64, err error) {
-	d.log.Warn("sealbus: ignoring unverifiable directory entry", "key", key, "revision", rev, "error", err)
+// prune keeps at most maxCandidates candidates of name: the current card first, then the
+// cards signed by a key the claims list, then the others (cards that may wait for a signing key
+// the next account JWT adds, or forgeries), newest first in each group. The caller holds d.mu.
+func (d *Directory) prune(set *cardSet, name string) {
+	list := set.cands[name]
+	if len(list) <= maxCandidates {
+		return
+	}
+	cur := set.cards[name]
+	rank := func(k *candidate) int {
+		switch {
+		case cur != nil && k.card.ID == cur.ID:
+			return 0
+		case set.claims != nil && signedBy(set.claims, k.card.Issuer):
+			return 1
+		}
+		return 2
+	}
+	slices.SortStableFunc(list, func(a, b *candidate) int {
+		if c := rank(a) - rank(b); c != 0 {
+			return c
+		}
+		if c := b.card.IssuedAt.Compare(a.card.IssuedAt); c != 0 {
+			return c
+		}
+		return cmpUint(b.order, a.order)
+	})
+	clear(list[maxCandidates:])
+	set.cands[name] = list[:maxCandidates]
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// onlyTimeProblems reports whether every problem of a card verification is about its times.
+func onlyTimeProblems(err error) bool {
+	var ve *accounts.ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) == 0 {
+		return false
+	}
+	for _, p := range ve.Problems {
+		if !errors.Is(p, accounts.ErrExpired) && !errors.Is(p, accounts.ErrNotYetValid) {
+			return false
+		}
+	}
+	return true
+}
+
+// retire records the cards that c replaces by a rotation: earlier cards of the same service
+// signed by the account (current, refused as revoked, or seen in the directory) whose curve
+// key c lists as a previous key. The caller holds d.mu.
+func (d *Directory) retire(set *cardSet, c *accounts.Card) {
+	var olds []*accounts.Card
+	if cur, ok := set.cards[c.Name]; ok {
+		olds = append(olds, cur)
+	}
+	for _, r := range set.revoked {
+		olds = append(olds, r)
+	}
+	for _, k := range set.cands[c.Name] {
+		if signedBy(set.claims, k.card.Issuer) {
+			olds = append(olds, k.card)
+		}
+	}
+	for _, p := range c.PreviousCurveKeys {
+		for _, old := range olds {
+			if old.Name != c.Name || old.CurveKey != p.CurveKey || old.UserKey == c.UserKey || old.IssuedAt.After(c.IssuedAt) {
+				continue
+			}
+			if _, done := set.retired[old.UserKey]; done {
+				continue
+			}
+			set.retired[old.UserKey] = retiredCard{card: old, replaced: c.IssuedAt, graceEnds: p.Until}
+			d.log.Info("sealbus: service key rotated", "account", set.account, "service", c.Name, "old_user_key", old.UserKey, "user_key", c.UserKey, "grace_until", p.Until)
+		}
+	}
+}
+
+// unverifiable logs and reports an entry that is ignored, with its reason (Directory*
+// constants). The caller holds d.mu.
+func (d *Directory) unverifiable(key string, rev uint64, reason string, err error) {
+	d.log.Warn("sealbus: ignoring unverifiable directory entry", "key", key, "revision", rev, "reason", reason, "error", err)
 	d.report(Event{
 		Type:    EventDirectoryUnverifiable,
 		Subject: "$KV." + accounts.DirectoryBucket + "." + key,
-		Data:    EventData{Key: key, Revision: rev, Reason: "unverifiable", Error: err.Error()},
+		Data:    EventData{Key: key, Revision: rev, Reason: reason, Error: err.Error()},
 	})
 }
 

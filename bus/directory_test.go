@@ -2,11 +2,13 @@ package bus
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
@@ -237,23 +239,198 @@ func TestDirectoryRotationGrace(t *testing.T) {
 	}
 }
 
-func TestDirectoryDelete(t *testing.T) {
+// TestDirectoryMarkersAndJunkKeepVerified: what a service can get the server to store under
+// directory keys (copies of delete and purge markers, JetStream API responses) never removes or
+// hides a verified entry; each is reported with its reason.
+func TestDirectoryMarkersAndJunkKeepVerified(t *testing.T) {
 	f := newFixture(t)
 	alice := f.service("alice", []string{"orders.>"}, []string{"orders.>"})
-	d := f.directory(new(reports))
+	var r reports
+	d := f.directory(&r)
 	put(d, accounts.DirectoryAccountKey, f.acct.JWT, 1)
 	put(d, accounts.DirectoryCardKey("alice"), alice.Card, 2)
+	claims := d.AccountClaims()
 	ch := d.changedCh()
-	d.apply(accounts.DirectoryCardKey("alice"), nil, 3, jetstream.KeyValueDelete)
+
+	junk := `{"type":"io.nats.jetstream.api.v1.stream_info_response","config":{"name":"KV_SEALBUS_DIRECTORY"}}`
+	card := accounts.DirectoryCardKey("alice")
+	d.apply(card, nil, 3, jetstream.KeyValueDelete)
+	d.apply(card, nil, 4, jetstream.KeyValuePurge)
+	d.apply(accounts.DirectoryAccountKey, nil, 5, jetstream.KeyValueDelete)
+	d.apply(accounts.DirectoryAccountKey, nil, 6, jetstream.KeyValuePurge)
+	put(d, accounts.DirectoryAccountKey, junk, 7)
+	put(d, card, junk, 8)
+	put(d, card, "", 9)
+	d.apply(PeerCardKey(f.acct.PublicKey(), "alice"), nil, 10, jetstream.KeyValueDelete) // own account as a peer
+
 	select {
 	case <-ch:
+		t.Fatal("markers or junk changed the directory")
 	default:
-		t.Fatal("delete did not signal a change")
 	}
-	if _, ok := d.Card("alice"); ok {
-		t.Fatal("deleted card still used")
+	if d.AccountClaims() != claims {
+		t.Fatal("the account JWT in use changed")
 	}
-	if err := d.CheckSender(f.acct.PublicKey(), alice.UserPublicKey(), "orders.new", time.Now()); !errors.Is(err, envelope.ErrSenderUnknown) {
-		t.Fatalf("deleted sender: %v", err)
+	if c, ok := d.Card("alice"); !ok || c.UserKey != alice.UserPublicKey() {
+		t.Fatal("verified card removed or replaced")
+	}
+	if err := d.CheckSender(f.acct.PublicKey(), alice.UserPublicKey(), "orders.new", time.Now()); err != nil {
+		t.Fatalf("sender refused after markers: %v", err)
+	}
+	if got := d.Audience("orders.new"); len(got) != 1 || got[0].Name != "alice" {
+		t.Fatalf("audience after markers: %+v", got)
+	}
+	want := []string{
+		DirectoryUnsignedDelete, DirectoryUnsignedPurge, DirectoryUnsignedDelete, DirectoryUnsignedPurge,
+		DirectoryUnverifiable, DirectoryUnverifiable, DirectoryUnverifiable, DirectoryBadKey,
+	}
+	if len(r.events) != len(want) {
+		t.Fatalf("%d reports, want %d: %+v", len(r.events), len(want), r.events)
+	}
+	for i, e := range r.events {
+		if e.Type != EventDirectoryUnverifiable || e.Data.Reason != want[i] || e.Data.Revision != uint64(i+3) || e.Data.Error == "" {
+			t.Errorf("report %d = %+v, want reason %s", i, e, want[i])
+		}
+	}
+}
+
+// TestDirectoryHistoryNewestWins replays a retained history in an order an attacker can make
+// (copies of old values stored after newer ones, cards before the account JWT): the newest
+// verified account JWT and the newest verified card of each name win, whatever their revision.
+func TestDirectoryHistoryNewestWins(t *testing.T) {
+	f := newFixture(t)
+	base := time.Now().Truncate(time.Second)
+	f.acct.Now = func() time.Time { return base }
+	alice := f.service("alice", []string{"orders.>"}, []string{"orders.>"})
+	j1 := f.acct.JWT
+	f.acct.Now = func() time.Time { return base.Add(10 * time.Second) }
+	rotated, err := f.acct.RotateService(alice, time.Hour) // revokes alice's first key
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.op.Reissue(f.acct); err != nil {
+		t.Fatal(err)
+	}
+	j2 := f.acct.JWT
+
+	var r reports
+	d := f.directory(&r)
+	card := accounts.DirectoryCardKey("alice")
+	put(d, card, rotated.Card, 1)
+	put(d, card, alice.Card, 2) // copy of the older card, before any account JWT
+	put(d, accounts.DirectoryAccountKey, j1, 3)
+	put(d, accounts.DirectoryAccountKey, j2, 4)
+	put(d, accounts.DirectoryAccountKey, j1, 5) // copy of the JWT from before the revocation
+	put(d, card, alice.Card, 6)                 // and of the older card again
+
+	if d.AccountClaims() == nil || !accounts.IsRevoked(d.AccountClaims(), alice.UserPublicKey(), base) {
+		t.Fatal("the account JWT that revokes the old key is not the one in use")
+	}
+	c, ok := d.Card("alice")
+	if !ok || c.UserKey != rotated.UserPublicKey() {
+		t.Fatalf("current card of alice: %v %v, want the rotated one", c.UserKey, ok)
+	}
+	// The rotation is recognised whatever the order: the old key signs only what it sent
+	// before the rotation, within the grace period.
+	if err := d.CheckSender(f.acct.PublicKey(), alice.UserPublicKey(), "orders.new", base.Add(time.Second)); err != nil {
+		t.Fatalf("old key, envelope from before the rotation: %v", err)
+	}
+	if err := d.CheckSender(f.acct.PublicKey(), alice.UserPublicKey(), "orders.new", base.Add(20*time.Second)); !errors.Is(err, envelope.ErrSenderRevoked) {
+		t.Fatalf("old key, envelope from after the rotation: %v", err)
+	}
+	for _, e := range r.events {
+		if e.Data.Reason != DirectoryRollback {
+			t.Errorf("report %+v, want only rollbacks", e)
+		}
+	}
+	if len(r.events) == 0 {
+		t.Error("replays not reported")
+	}
+}
+
+// TestDirectorySignersDecide: a card signed by a key the account JWT does not list never
+// replaces the verified one, however new it claims to be, and a flood of them does not push
+// it out; a card signed by a signing key the next account JWT adds waits for that JWT, and a
+// signing key dropped from the account JWT takes its cards out of use.
+func TestDirectorySignersDecide(t *testing.T) {
+	f := newFixture(t)
+	base := time.Now().Truncate(time.Second)
+	f.acct.Now = func() time.Time { return base }
+	alice := f.service("alice", []string{"orders.>"}, []string{"orders.>"})
+	var r reports
+	d := f.directory(&r)
+	put(d, accounts.DirectoryAccountKey, f.acct.JWT, 1)
+	card := accounts.DirectoryCardKey("alice")
+	put(d, card, alice.Card, 2)
+	orig, err := accounts.DecodeCard(alice.Card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reissue := func(signer nkeys.KeyPair, at time.Time) string {
+		t.Helper()
+		c := *orig
+		c.IssuedAt, c.NotBefore, c.Expires = at, at, at.Add(time.Hour)
+		tok, err := accounts.IssueCard(signer, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+
+	rev := uint64(3)
+	for i := range 3 * maxCandidates {
+		forger, err := nkeys.CreateAccount()
+		if err != nil {
+			t.Fatal(err)
+		}
+		put(d, card, reissue(forger, base.Add(time.Duration(i+1)*time.Second)), rev)
+		rev++
+	}
+	if c, ok := d.Card("alice"); !ok || c.ID != orig.ID {
+		t.Fatal("a card from an unknown signer replaced the verified one")
+	}
+	if n := len(d.own.cands["alice"]); n > maxCandidates {
+		t.Fatalf("%d candidates kept, bound is %d", n, maxCandidates)
+	}
+	for _, e := range r.events {
+		if e.Data.Reason != DirectoryUnverifiable || !strings.Contains(e.Data.Error, "signed by") {
+			t.Fatalf("report %+v", e)
+		}
+	}
+
+	// A new signing key: its card arrives before the account JWT that lists it.
+	sk, err := f.acct.AddSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.op.Reissue(f.acct); err != nil {
+		t.Fatal(err)
+	}
+	newer := reissue(sk, base.Add(time.Minute))
+	put(d, card, newer, rev)
+	if c, _ := d.Card("alice"); c.ID != orig.ID {
+		t.Fatal("card of a signing key not yet listed used")
+	}
+	put(d, accounts.DirectoryAccountKey, f.acct.JWT, rev+1)
+	newCard, _ := accounts.DecodeCard(newer)
+	if c, ok := d.Card("alice"); !ok || c.ID != newCard.ID {
+		t.Fatal("card of the newly listed signing key not used once the account JWT lists it")
+	}
+
+	// The signing key is dropped (compromised): its card stops verifying, and the card it
+	// had replaced, signed by a key still listed, is the newest verified one again.
+	skPub, _ := sk.PublicKey()
+	if err := f.acct.RemoveSigningKey(skPub); err != nil {
+		t.Fatal(err)
+	}
+	// Issue times have second precision and the claims would otherwise be those of the
+	// first JWT again, which the directory rightly takes for a replay within the same second.
+	f.acct.Claims.Tags.Add("signing-key-dropped")
+	if err := f.op.Reissue(f.acct); err != nil {
+		t.Fatal(err)
+	}
+	put(d, accounts.DirectoryAccountKey, f.acct.JWT, rev+2)
+	if c, ok := d.Card("alice"); !ok || c.ID != orig.ID {
+		t.Fatalf("after the signing key was dropped: current %v %v, want %v", c.ID, ok, orig.ID)
 	}
 }

@@ -8,8 +8,10 @@
 //     default trust, the operator keys are given with [WithTrustedOperator].
 //   - The [Directory] uses only entries that verify up to a trusted operator; storage is not
 //     trusted. It watches the bucket, so a revocation or a rotation takes effect as soon as the
-//     server delivers it (normally well under a second). Unverifiable entries are ignored and
-//     reported as audit events.
+//     server delivers it (normally well under a second). It is monotonic: the newest verified
+//     account JWT and, per service, the newest verified card win, whatever order the bucket
+//     holds them in; delete and purge markers and values that do not verify never remove or
+//     hide a verified entry. They are ignored, counted and reported as audit events.
 //   - [Client.Publish] encrypts to exactly the audience of the subject: every valid,
 //     non-revoked card whose subscribe permissions match it. A subject the service's own card
 //     does not allow ([ErrForbidden]) or that nobody may read ([ErrNoAudience]) is refused
@@ -25,6 +27,16 @@
 // [WithPreviousCreds]: envelopes sealed to its previous curve key open while its card lists
 // that key inside the grace period. Receivers keep accepting envelopes signed by the previous
 // user key if they were created before the rotation, until the grace period ends.
+//
+// # Taking a service out of use
+//
+// Revoke it: `sealbus service revoke ACCOUNT NAME --push` adds its user key to the account
+// JWT's revocations, the server disconnects it, and every client stops encrypting to it and
+// accepting its envelopes as soon as the new account JWT reaches the directory. Deleting or
+// purging its card in the directory does nothing: any service of the account can get a
+// delete marker stored there (JetStream API replies go to the subject the requester names), so
+// a deletion proves nothing, and clients keep the last verified card until a revocation, its
+// expiry, or a newer card for the same service.
 //
 // # Reading audit events
 //
