@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"golang.org/x/time/rate"
 
 	"github.com/sealbus/sealbus/accounts"
@@ -54,6 +56,9 @@ type Client struct {
 	prevKey string
 	prevOp  *envelope.Opener
 	once    sync.Once
+
+	seedMu   sync.Mutex
+	natsSeed []byte // user seed for the login nonce (reconnects); wiped at close
 }
 
 // Connect connects a service to the bus and returns when its directory is loaded and its own
@@ -123,6 +128,7 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 		c.limiter = rate.NewLimiter(rate.Limit(cfg.rate), cfg.burst)
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.natsSeed = slices.Clone(creds.UserSeed)
 
 	if err := ctx.Err(); err != nil {
 		c.wipe()
@@ -142,9 +148,6 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
 
-	c.auditWG.Add(1)
-	go c.auditWriter()
-
 	trust := accounts.Trust{Operators: cfg.operators, Now: cfg.now}
 	c.dir = newDirectory(account, trust, cfg.now, c.log, c.report)
 	if err := c.loadDirectory(ctx); err != nil {
@@ -161,6 +164,11 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("%w: card of %s names curve key %s, creds hold %s", ErrNoCard, card.Name, card.CurveKey, id.EncryptionKey())
 	}
 	c.name = card.Name
+	// Events reported while the directory loaded wait in c.audits; the writer starts once the
+	// source name is final (a Connect that fails drops them: other clients report the same
+	// entries).
+	c.auditWG.Add(1)
+	go c.auditWriter()
 
 	var sopts []envelope.Option
 	oopts := []envelope.Option{envelope.WithClock(cfg.now), envelope.WithFreshness(cfg.freshness)}
@@ -267,11 +275,56 @@ func tlsConfig(cfg *config) (*tls.Config, error) {
 	return t, nil
 }
 
+// maxServerNonce is the longest login nonce accepted from a server. nats-server sends 11
+// random bytes in unpadded base64url (15 characters); the bound leaves room for other server
+// versions and stays far below anything that could be a sealbus signed statement.
+const maxServerNonce = 64
+
+// validServerNonce reports whether nonce has the shape of a NATS server login nonce: 1 to
+// maxServerNonce characters of the base64 or base64url alphabet ([A-Za-z0-9_+/=-]).
+func validServerNonce(nonce []byte) bool {
+	if len(nonce) == 0 || len(nonce) > maxServerNonce {
+		return false
+	}
+	for _, b := range nonce {
+		switch {
+		case 'A' <= b && b <= 'Z', 'a' <= b && b <= 'z', '0' <= b && b <= '9':
+		case b == '_' || b == '-' || b == '+' || b == '/' || b == '=':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// signNonce signs the server's login nonce with the service's user key, as
+// nats.UserJWTAndSeed does, after checking that it has the shape of a real server nonce: the
+// user key also signs envelopes, so a server (or a man in the middle before TLS) must not be
+// able to get it to sign chosen bytes. A refused nonce fails the connection attempt with
+// ErrServerNonce and is logged.
+func (c *Client) signNonce(nonce []byte) ([]byte, error) {
+	if !validServerNonce(nonce) {
+		c.log.Error("sealbus: refusing to sign a login nonce that is not a NATS server nonce; not connecting", "length", len(nonce))
+		return nil, fmt.Errorf("%w: %d bytes, want 1 to %d characters of base64", ErrServerNonce, len(nonce), maxServerNonce)
+	}
+	c.seedMu.Lock()
+	defer c.seedMu.Unlock()
+	if c.natsSeed == nil {
+		return nil, fmt.Errorf("%w: user key wiped", ErrClosed)
+	}
+	kp, err := nkeys.FromSeed(c.natsSeed)
+	if err != nil {
+		return nil, fmt.Errorf("bus: user seed: %w", err)
+	}
+	defer kp.Wipe()
+	return kp.Sign(nonce)
+}
+
 func (c *Client) natsOptions(creds credsfile.Creds, tlsCfg *tls.Config) []nats.Option {
 	log := c.log
 	return []nats.Option{
 		nats.Name(c.cfg.name),
-		nats.UserJWTAndSeed(creds.UserJWT, string(creds.UserSeed)),
+		nats.UserJWT(func() (string, error) { return creds.UserJWT, nil }, c.signNonce),
 		nats.Secure(tlsCfg),
 		nats.CustomInboxPrefix(accounts.InboxPrefix(c.userKey)),
 		nats.Timeout(c.cfg.timeout),
@@ -535,6 +588,10 @@ func (c *Client) finish() {
 }
 
 func (c *Client) wipe() {
+	c.seedMu.Lock()
+	clear(c.natsSeed)
+	c.natsSeed = nil
+	c.seedMu.Unlock()
 	c.id.Wipe()
 	for _, p := range c.prevIDs {
 		p.Wipe()

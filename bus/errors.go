@@ -37,6 +37,10 @@ var (
 	// ErrMaxPending reports that PublishAsync waited too long for room below the bound
 	// on in-flight publishes (WithMaxPending).
 	ErrMaxPending = errors.New("bus: too many pending publishes")
+	// ErrServerNonce reports a login nonce from the server that does not have the shape of a
+	// NATS server nonce (1 to 64 base64 characters). The service's user key, which also signs
+	// envelopes, is not used on it; the connection attempt fails.
+	ErrServerNonce = errors.New("bus: server login nonce refused")
 	// ErrNotFound reports a missing dead letter, audit event or card.
 	ErrNotFound = errors.New("bus: not found")
 )
