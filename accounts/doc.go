@@ -57,12 +57,23 @@
 // home. Public parts (JWTs, cards, specs) are stored in the clear; the seeds
 // of a file are one JSON object sealed with XChaCha20-Poly1305 under a key
 // derived by scrypt (N=2^15, r=8, p=1 by default) from the passphrase and a
-// random salt fresh for every write; the associated data binds the sealed
-// secrets to their entry. A store created encrypted cannot be opened without
-// its passphrase and vice versa; a wrong passphrase is reported as
-// [ErrWrongPassphrase] before anything is written. [WithUnencrypted] is for
-// local development: the files say "encrypted": false. Writes are atomic
-// (temporary file, fsync, rename, directory fsync).
+// random salt fresh for every write. The associated data binds the sealed
+// secrets to their entry and to a SHA-256 of the entry's public record, so
+// editing a spec, JWT, card or previous key of an encrypted store without
+// the passphrase makes the entry fail to open. In both modes a service is
+// loaded only if its stored spec, computed into [ServicePermissions], equals
+// its signed user JWT's permissions and its card's subjects ([ErrCorrupt]
+// otherwise), so a widened spec is never signed by a later rotation.
+// scrypt parameters read from a file are bounded before any derivation (at
+// most 256 MiB, p at most 4). A store created encrypted cannot be opened
+// without its passphrase and vice versa; a wrong passphrase is reported as
+// [ErrWrongPassphrase] before anything is written. A home holding entries
+// but no keystore.json is refused ([ErrCorrupt]) instead of receiving a new
+// marker. The file format is version 2; version 1 files are refused.
+// [WithUnencrypted] is for local development: the files say "encrypted":
+// false. Writes are atomic (temporary file, fsync, rename, directory fsync).
+// Seeds are held in memory as byte slices and zeroed once an entry is
+// loaded or saved; [Keystore.Close] zeroes the passphrase and derived keys.
 //
 // # Server configuration
 //

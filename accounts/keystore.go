@@ -3,6 +3,7 @@ package accounts
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,8 +32,11 @@ const (
 
 	entryFormat  = "sealbus-keystore-entry"
 	markerFormat = "sealbus-keystore"
-	fileVersion  = 1
-	checkText    = "sealbus keystore passphrase check"
+	// fileVersion is the version of the marker and entry files. Version 2
+	// binds each entry's public record into its sealed secrets (see
+	// sealFormat); version 1 stores are refused (ErrCorrupt).
+	fileVersion = 2
+	checkText   = "sealbus keystore passphrase check"
 )
 
 // HomeDir returns the keystore location: $SEALBUS_HOME if set, else
@@ -87,9 +91,10 @@ func WithUnencrypted() KeystoreOption {
 }
 
 // WithScrypt sets the scrypt cost for files written by this Keystore
-// (N = 2^logN). The default is logN 15, r 8, p 1; tests may lower logN to
-// 10. Allowed: logN 10..22, r 1..32, p 1..16. Files record their own
-// parameters, so a store may mix costs.
+// (N = 2^logN). The default is logN 15, r 8, p 1 (32 MiB); tests may lower
+// logN to 10. Allowed: logN 10..22, r 1..32, p 1..4, and at most 256 MiB of
+// scrypt memory (128·r·N bytes), the same bounds a file read from disk must
+// respect. Files record their own parameters, so a store may mix costs.
 func WithScrypt(logN, r, p int) KeystoreOption {
 	return func(c *keystoreConfig) error {
 		sp := scryptParams{LogN: logN, R: r, P: p}
@@ -120,7 +125,10 @@ type markerFile struct {
 }
 
 // OpenKeystore opens the store at home, creating it (directories 0700,
-// marker file 0600) if it does not exist. A passphrase is required unless
+// marker file 0600) if it does not exist. A home that already holds
+// operator/ or accounts/ entries but no marker is refused with ErrCorrupt
+// rather than given a new marker (whose passphrase check would be whatever
+// passphrase was typed). A passphrase is required unless
 // [WithUnencrypted] is given, and must be empty with it. Opening an existing
 // store checks the mode and the passphrase before anything is written:
 // a wrong passphrase, a passphrase for an unencrypted store or none for an
@@ -162,6 +170,10 @@ func OpenKeystore(home string, passphrase []byte, opts ...KeystoreOption) (*Keys
 		}
 		return k, nil
 	case errors.Is(err, fs.ErrNotExist):
+		if err := k.checkNoEntries(); err != nil {
+			k.Close()
+			return nil, err
+		}
 		if err := k.create(); err != nil {
 			k.Close()
 			return nil, err
@@ -189,7 +201,7 @@ func (k *Keystore) checkMarker(b []byte) error {
 	case !m.Encrypted:
 		return nil
 	}
-	pt, err := k.open(m.Check, "keystore", "check")
+	pt, err := k.open(m.Check, "keystore", "check", nil)
 	if err != nil {
 		if errors.Is(err, ErrWrongPassphrase) {
 			return fmt.Errorf("%w: keystore at %s", ErrWrongPassphrase, k.home)
@@ -202,13 +214,31 @@ func (k *Keystore) checkMarker(b []byte) error {
 	return nil
 }
 
+// checkNoEntries refuses a home without a marker that holds entries.
+func (k *Keystore) checkNoEntries() error {
+	for _, dir := range []string{"operator", "accounts"} {
+		ents, err := os.ReadDir(k.Path(dir))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("accounts: read keystore: %w", err)
+		}
+		if len(ents) > 0 {
+			return fmt.Errorf("%w: %s holds keystore entries (%s/) but no %s; restore the marker from a backup, a new one is not created over existing keys",
+				ErrCorrupt, k.home, dir, KeystoreMarker)
+		}
+	}
+	return nil
+}
+
 func (k *Keystore) create() error {
 	if err := mkdirPrivate(k.home); err != nil {
 		return err
 	}
 	m := markerFile{Format: markerFormat, Version: fileVersion, Encrypted: k.encrypted}
 	if k.encrypted {
-		box, err := k.seal([]byte(checkText), "keystore", "check")
+		box, err := k.seal([]byte(checkText), "keystore", "check", nil)
 		if err != nil {
 			return err
 		}
@@ -247,13 +277,13 @@ func (k *Keystore) Path(parts ...string) string {
 
 // entryHeader is common to every entry file.
 type entryHeader struct {
-	Format    string            `json:"format"`
-	Version   int               `json:"version"`
-	Kind      string            `json:"kind"`
-	Name      string            `json:"name"`
-	Encrypted bool              `json:"encrypted"`
-	Sealed    *sealedBox        `json:"sealed,omitempty"`
-	Secrets   map[string]string `json:"secrets,omitempty"` // public key -> seed; unencrypted stores only
+	Format    string                     `json:"format"`
+	Version   int                        `json:"version"`
+	Kind      string                     `json:"kind"`
+	Name      string                     `json:"name"`
+	Encrypted bool                       `json:"encrypted"`
+	Sealed    *sealedBox                 `json:"sealed,omitempty"`
+	Secrets   map[string]json.RawMessage `json:"secrets,omitempty"` // public key -> seed (a JSON string); unencrypted stores only
 }
 
 type accountRecord struct {
@@ -280,6 +310,10 @@ type serviceRecord struct {
 
 type operatorFile struct {
 	entryHeader
+	operatorRecord
+}
+
+type operatorRecord struct {
 	PublicKey string        `json:"public_key"`
 	JWT       string        `json:"jwt"`
 	System    accountRecord `json:"system"`
@@ -296,8 +330,9 @@ type serviceFile struct {
 	Service serviceRecord `json:"service"`
 }
 
-// secrets collects seeds keyed by public key.
-type secrets map[string]string
+// secrets collects seeds keyed by public key. Seeds are byte slices owned by
+// the map, so [secrets.wipe] can zero them; nkeys copies a seed it is given.
+type secrets map[string][]byte
 
 func (s secrets) add(kp nkeys.KeyPair) {
 	if kp == nil {
@@ -307,7 +342,63 @@ func (s secrets) add(kp nkeys.KeyPair) {
 	if err != nil || len(seed) == 0 {
 		return // public-only key: nothing to store
 	}
-	s[publicKey(kp)] = string(seed)
+	// kp.Seed may return the key pair's own slice: keep a copy, wipe only that.
+	s[publicKey(kp)] = bytes.Clone(seed)
+}
+
+// encode writes the secrets as a JSON object {"<public key>":"<seed>",...},
+// keys sorted, without going through encoding/json's pooled buffers. Keys
+// and seeds are base32 ([A-Z2-7]), so no escaping is needed; anything else
+// is refused. The caller wipes the result.
+func (s secrets) encode() ([]byte, error) {
+	keys := make([]string, 0, len(s))
+	size := 2
+	for pub, seed := range s {
+		if !base32Text([]byte(pub)) || !base32Text(seed) {
+			return nil, fmt.Errorf("%w: a key or seed is not nkeys text", ErrInvalidOption)
+		}
+		keys = append(keys, pub)
+		size += len(pub) + len(seed) + 6
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, size)
+	b = append(b, '{')
+	for i, pub := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, pub...)
+		b = append(b, '"', ':', '"')
+		b = append(b, s[pub]...)
+		b = append(b, '"')
+	}
+	return append(b, '}'), nil
+}
+
+// decodeSecrets reads what encode wrote (or the "secrets" object of an
+// unencrypted entry): every value must be a JSON string of nkeys text.
+func decodeSecrets(raw map[string]json.RawMessage) (secrets, error) {
+	sec := secrets{}
+	for pub, v := range raw {
+		if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' || !base32Text(v[1:len(v)-1]) {
+			sec.wipe()
+			return nil, errors.New("a stored seed is not nkeys text")
+		}
+		sec[pub] = bytes.Clone(v[1 : len(v)-1])
+	}
+	return sec, nil
+}
+
+// base32Text reports whether b is non-empty nkeys text (RFC 4648 base32
+// alphabet, no padding).
+func base32Text(b []byte) bool {
+	for _, c := range b {
+		if (c < 'A' || c > 'Z') && (c < '2' || c > '7') {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 // keyPair returns the key for pub: from its seed if stored (checking that
@@ -317,7 +408,8 @@ func (s secrets) add(kp nkeys.KeyPair) {
 func (s secrets) keyPair(pub string) (nkeys.KeyPair, error) {
 	if seed, ok := s[pub]; ok {
 		delete(s, pub)
-		kp, err := nkeys.FromSeed([]byte(seed))
+		kp, err := nkeys.FromSeed(seed) // copies the seed
+		wipe(seed)
 		if err != nil {
 			return nil, fmt.Errorf("%w: stored seed for %s is invalid", ErrCorrupt, pub)
 		}
@@ -346,23 +438,35 @@ func (s secrets) unused(kind, name string) error {
 }
 
 func (s secrets) wipe() {
-	for k := range s {
+	for k, seed := range s {
+		wipe(seed)
 		delete(s, k)
 	}
 }
 
-func (k *Keystore) header(kind, name string, sec secrets) (entryHeader, error) {
+// header builds an entry's header: the seeds in the clear for an unencrypted
+// store, else sealed with the entry's public record bound into the
+// associated data (see publicDigest).
+func (k *Keystore) header(kind, name string, sec secrets, public any) (entryHeader, error) {
 	h := entryHeader{Format: entryFormat, Version: fileVersion, Kind: kind, Name: name, Encrypted: k.encrypted}
-	if !k.encrypted {
-		h.Secrets = sec
-		return h, nil
-	}
-	pt, err := json.Marshal(sec)
+	pt, err := sec.encode()
 	if err != nil {
-		return h, fmt.Errorf("accounts: encode secrets: %w", err)
+		return h, err
 	}
 	defer wipe(pt)
-	box, err := k.seal(pt, kind, name)
+	if !k.encrypted {
+		raw := map[string]json.RawMessage{}
+		if err := json.Unmarshal(pt, &raw); err != nil {
+			return h, fmt.Errorf("accounts: encode secrets: %w", err)
+		}
+		h.Secrets = raw
+		return h, nil
+	}
+	digest, err := publicDigest(kind, name, public)
+	if err != nil {
+		return h, err
+	}
+	box, err := k.seal(pt, kind, name, digest)
 	if err != nil {
 		return h, err
 	}
@@ -370,9 +474,13 @@ func (k *Keystore) header(kind, name string, sec secrets) (entryHeader, error) {
 	return h, nil
 }
 
-func (k *Keystore) secretsOf(h entryHeader, kind, name string) (secrets, error) {
+// secretsOf checks an entry's header and returns its seeds. In an encrypted
+// store the seeds open only if the entry's public record is the one they
+// were sealed with; any edit of it is ErrWrongPassphrase (indistinguishable
+// from a wrong passphrase or a modified ciphertext).
+func (k *Keystore) secretsOf(h entryHeader, kind, name string, public any) (secrets, error) {
 	if h.Format != entryFormat || h.Version != fileVersion || h.Kind != kind || h.Name != name {
-		return nil, fmt.Errorf("%w: %s %q: unexpected header", ErrCorrupt, kind, name)
+		return nil, fmt.Errorf("%w: %s %q: unexpected header (format %q version %d)", ErrCorrupt, kind, name, h.Format, h.Version)
 	}
 	if h.Encrypted != k.encrypted {
 		return nil, fmt.Errorf("%w: %s %q is stored encrypted=%v, the keystore is encrypted=%v", ErrWrongPassphrase, kind, name, h.Encrypted, k.encrypted)
@@ -381,24 +489,55 @@ func (k *Keystore) secretsOf(h entryHeader, kind, name string) (secrets, error) 
 		if h.Sealed != nil {
 			return nil, fmt.Errorf("%w: %s %q", ErrCorrupt, kind, name)
 		}
-		if h.Secrets == nil {
-			return secrets{}, nil
+		sec, err := decodeSecrets(h.Secrets)
+		for _, v := range h.Secrets {
+			wipe(v)
 		}
-		return h.Secrets, nil
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s %q: %v", ErrCorrupt, kind, name, err)
+		}
+		return sec, nil
 	}
 	if len(h.Secrets) > 0 {
 		return nil, fmt.Errorf("%w: %s %q has clear-text secrets in an encrypted keystore", ErrCorrupt, kind, name)
 	}
-	pt, err := k.open(h.Sealed, kind, name)
+	digest, err := publicDigest(kind, name, public)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := k.open(h.Sealed, kind, name, digest)
 	if err != nil {
 		return nil, err
 	}
 	defer wipe(pt)
-	var sec secrets
-	if err := json.Unmarshal(pt, &sec); err != nil {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(pt, &raw); err != nil {
 		return nil, fmt.Errorf("%w: %s %q: secrets", ErrCorrupt, kind, name)
 	}
+	sec, err := decodeSecrets(raw)
+	for _, v := range raw {
+		wipe(v)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s %q: %v", ErrCorrupt, kind, name, err)
+	}
 	return sec, nil
+}
+
+// publicDigest is the SHA-256 of an entry's public record (the JSON of the
+// record as stored: spec, JWTs, card, public keys, previous keys), bound into
+// the associated data of its sealed secrets. The record is re-encoded from
+// the decoded file, so whitespace and field order in the file do not
+// matter; every value does.
+func publicDigest(kind, name string, public any) ([]byte, error) {
+	j, err := json.Marshal(public)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: encode %s %q: %w", kind, name, err)
+	}
+	h := sha256.New()
+	h.Write([]byte(sealFormat + " public record\x00" + kind + "\x00" + name + "\x00"))
+	h.Write(j)
+	return h.Sum(nil), nil
 }
 
 func accountRecordOf(a *Account, sec secrets) accountRecord {
@@ -452,24 +591,55 @@ func serviceRecordOf(s *Service, sec secrets) serviceRecord {
 	return r
 }
 
-func (r serviceRecord) service(sec secrets) (*Service, error) {
-	s := &Service{Spec: r.Spec, Account: r.Account, UserJWT: r.UserJWT, Card: r.Card}
+// check verifies a service record's public part. For a service (not the
+// operator's system user) the record must be what [Account.NewService]
+// issued: a valid spec, a card, a user JWT whose permissions and limits are
+// exactly those computed from the spec, and a card listing the spec's
+// subjects. A stored spec edited by someone without the signing key (who
+// cannot re-sign the JWT and card) is ErrCorrupt, so a later rotation never
+// signs a widened spec. It runs before the seeds are opened.
+func (r serviceRecord) check(system bool) error {
 	uc, err := jwt.DecodeUserClaims(r.UserJWT)
 	if err != nil {
-		return nil, fmt.Errorf("%w: service %q user jwt: %v", ErrCorrupt, r.Spec.Name, err)
+		return fmt.Errorf("%w: service %q user jwt: %v", ErrCorrupt, r.Spec.Name, err)
 	}
 	if uc.Subject != r.UserPublicKey {
-		return nil, fmt.Errorf("%w: service %q user jwt names another user key", ErrKeyMismatch, r.Spec.Name)
+		return fmt.Errorf("%w: service %q user jwt names another user key", ErrKeyMismatch, r.Spec.Name)
+	}
+	if uc.IssuerAccount != r.Account || uc.Name != r.Spec.Name {
+		return fmt.Errorf("%w: service %q user jwt names another account or service", ErrKeyMismatch, r.Spec.Name)
+	}
+	if !system && r.Card == "" {
+		return fmt.Errorf("%w: service %q has no card", ErrCorrupt, r.Spec.Name)
 	}
 	if r.Card != "" {
 		c, err := DecodeCard(r.Card)
 		if err != nil {
-			return nil, fmt.Errorf("%w: service %q card: %v", ErrCorrupt, r.Spec.Name, err)
+			return fmt.Errorf("%w: service %q card: %v", ErrCorrupt, r.Spec.Name, err)
 		}
 		if c.UserKey != r.UserPublicKey || c.CurveKey != r.CurvePublicKey || c.Account != r.Account || c.Name != r.Spec.Name {
-			return nil, fmt.Errorf("%w: service %q card names other keys", ErrKeyMismatch, r.Spec.Name)
+			return fmt.Errorf("%w: service %q card names other keys", ErrKeyMismatch, r.Spec.Name)
+		}
+		if len(missingFrom(c.Publish, r.Spec.Publish))+len(missingFrom(r.Spec.Publish, c.Publish))+
+			len(missingFrom(c.Subscribe, r.Spec.Subscribe))+len(missingFrom(r.Spec.Subscribe, c.Subscribe)) > 0 {
+			return fmt.Errorf("%w: service %q: the stored spec's subjects differ from its card's", ErrCorrupt, r.Spec.Name)
 		}
 	}
+	if !system {
+		if err := r.Spec.Validate(); err != nil {
+			return fmt.Errorf("%w: service %q spec: %v", ErrCorrupt, r.Spec.Name, err)
+		}
+		if d := userLimitsDiff(uc.UserPermissionLimits, serviceUserLimits(r.Spec, r.UserPublicKey)); len(d) > 0 {
+			return fmt.Errorf("%w: service %q: the stored spec does not match its user jwt: %s", ErrCorrupt, r.Spec.Name, strings.Join(d, "; "))
+		}
+	}
+	return nil
+}
+
+// service rebuilds a service from a record that passed check.
+func (r serviceRecord) service(sec secrets) (*Service, error) {
+	s := &Service{Spec: r.Spec, Account: r.Account, UserJWT: r.UserJWT, Card: r.Card}
+	var err error
 	if s.UserKey, err = sec.keyPair(r.UserPublicKey); err != nil {
 		return nil, err
 	}
@@ -517,13 +687,13 @@ func (k *Keystore) SaveOperator(o *Operator) error {
 	sec := secrets{}
 	defer sec.wipe()
 	sec.add(o.Key)
-	f := operatorFile{
+	f := operatorFile{operatorRecord: operatorRecord{
 		PublicKey: o.PublicKey(),
 		JWT:       o.JWT,
 		System:    accountRecordOf(o.System, sec),
 		SysUser:   serviceRecordOf(o.SysUser, sec),
-	}
-	if f.entryHeader, err = k.header("operator", o.Name, sec); err != nil {
+	}}
+	if f.entryHeader, err = k.header("operator", o.Name, sec, &f.operatorRecord); err != nil {
 		return err
 	}
 	return writeJSON(k.Path("operator", o.Name+".json"), &f)
@@ -547,7 +717,10 @@ func (k *Keystore) LoadOperator() (*Operator, error) {
 	if err := readJSON(k.Path("operator", name+".json"), &f); err != nil {
 		return nil, err
 	}
-	sec, err := k.secretsOf(f.entryHeader, "operator", name)
+	if err := f.SysUser.check(true); err != nil {
+		return nil, err
+	}
+	sec, err := k.secretsOf(f.entryHeader, "operator", name, &f.operatorRecord)
 	if err != nil {
 		return nil, err
 	}
@@ -619,7 +792,7 @@ func (k *Keystore) SaveAccount(a *Account) error {
 	defer sec.wipe()
 	f := accountFile{Account: accountRecordOf(a, sec)}
 	var err error
-	if f.entryHeader, err = k.header("account", a.Name, sec); err != nil {
+	if f.entryHeader, err = k.header("account", a.Name, sec, &f.Account); err != nil {
 		return err
 	}
 	return writeJSON(path, &f)
@@ -635,7 +808,7 @@ func (k *Keystore) LoadAccount(name string) (*Account, error) {
 	if err := readJSON(k.Path("accounts", name, "account.json"), &f); err != nil {
 		return nil, err
 	}
-	sec, err := k.secretsOf(f.entryHeader, "account", name)
+	sec, err := k.secretsOf(f.entryHeader, "account", name, &f.Account)
 	if err != nil {
 		return nil, err
 	}
@@ -700,7 +873,7 @@ func (k *Keystore) SaveService(account string, s *Service) error {
 	defer sec.wipe()
 	f := serviceFile{Service: serviceRecordOf(s, sec)}
 	var err error
-	if f.entryHeader, err = k.header("service", account+"/"+s.Spec.Name, sec); err != nil {
+	if f.entryHeader, err = k.header("service", account+"/"+s.Spec.Name, sec, &f.Service); err != nil {
 		return err
 	}
 	return writeJSON(k.Path("accounts", account, "services", s.Spec.Name+".json"), &f)
@@ -718,14 +891,17 @@ func (k *Keystore) LoadService(account, name string) (*Service, error) {
 	if err := readJSON(k.Path("accounts", account, "services", name+".json"), &f); err != nil {
 		return nil, err
 	}
-	sec, err := k.secretsOf(f.entryHeader, "service", account+"/"+name)
+	if f.Service.Spec.Name != name {
+		return nil, fmt.Errorf("%w: service file %q names %q", ErrCorrupt, name, f.Service.Spec.Name)
+	}
+	if err := f.Service.check(false); err != nil {
+		return nil, err
+	}
+	sec, err := k.secretsOf(f.entryHeader, "service", account+"/"+name, &f.Service)
 	if err != nil {
 		return nil, err
 	}
 	defer sec.wipe()
-	if f.Service.Spec.Name != name {
-		return nil, fmt.Errorf("%w: service file %q names %q", ErrCorrupt, name, f.Service.Spec.Name)
-	}
 	svc, err := f.Service.service(sec)
 	if err != nil {
 		return nil, err
@@ -789,6 +965,7 @@ func readJSON(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("accounts: read %s: %w", path, err)
 	}
+	defer wipe(b) // unencrypted entries hold seeds in the clear
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 	}

@@ -10,17 +10,26 @@ import (
 	"golang.org/x/crypto/scrypt"
 )
 
-// Keystore encryption format, version 1 ("sealbus-keystore-v1"):
+// Keystore encryption format, version 2 ("sealbus-keystore-v2"):
 //
 //	key        = scrypt(passphrase, salt, N=2^logN, r, p, 32)
 //	ciphertext = XChaCha20-Poly1305(key, nonce, plaintext, ad)
-//	ad         = "sealbus-keystore-v1" 0x00 kind 0x00 name
+//	ad         = "sealbus-keystore-v2" 0x00 kind 0x00 name [0x00 digest]
+//	digest     = SHA-256("sealbus-keystore-v2 public record" 0x00 kind 0x00 name 0x00 record)
 //
 // with a fresh 32-byte random salt and 24-byte random nonce for every file
-// written. The associated data binds the ciphertext to its entry, so sealed
-// secrets cannot be moved from one entry to another.
+// written; record is the JSON encoding of the entry's public part (spec,
+// JWTs, card, public and previous keys). The associated data binds the
+// ciphertext to its entry and to that entry's public contents, so sealed
+// secrets cannot be moved from one entry to another and the public part of
+// an encrypted entry cannot be edited without the passphrase. The
+// passphrase check in the marker has no digest.
+//
+// Parameters read from a file are bounded before any derivation: logN
+// 10..22, r 1..32, p 1..4 and 128·r·N ≤ 256 MiB of memory, so a doctored
+// file cannot make opening the store allocate gigabytes.
 const (
-	sealFormat     = "sealbus-keystore-v1"
+	sealFormat     = "sealbus-keystore-v2"
 	kdfScrypt      = "scrypt"
 	defaultLogN    = 15
 	defaultScryptR = 8
@@ -28,7 +37,8 @@ const (
 	minLogN        = 10
 	maxLogN        = 22
 	maxScryptR     = 32
-	maxScryptP     = 16
+	maxScryptP     = 4
+	maxScryptMem   = 256 << 20 // bytes: scrypt uses 128·r·N
 	saltSize       = 32
 )
 
@@ -44,6 +54,9 @@ func (s scryptParams) check() error {
 	if s.LogN < minLogN || s.LogN > maxLogN || s.R < 1 || s.R > maxScryptR || s.P < 1 || s.P > maxScryptP {
 		return fmt.Errorf("scrypt parameters out of range (log_n %d..%d, r 1..%d, p 1..%d)", minLogN, maxLogN, maxScryptR, maxScryptP)
 	}
+	if 128*int64(s.R)<<s.LogN > maxScryptMem {
+		return fmt.Errorf("scrypt parameters need more than %d MiB (128·r·N)", maxScryptMem>>20)
+	}
 	return nil
 }
 
@@ -57,12 +70,19 @@ type sealedBox struct {
 	Ciphertext string       `json:"ciphertext"`
 }
 
-func sealAD(kind, name string) []byte {
-	return []byte(sealFormat + "\x00" + kind + "\x00" + name)
+// sealAD is the associated data of an entry's sealed secrets; digest is the
+// entry's public-record digest (nil for the passphrase check).
+func sealAD(kind, name string, digest []byte) []byte {
+	ad := []byte(sealFormat + "\x00" + kind + "\x00" + name)
+	if digest != nil {
+		ad = append(append(ad, 0), digest...)
+	}
+	return ad
 }
 
-// seal encrypts plaintext under a key derived from passphrase with a fresh salt.
-func (k *Keystore) seal(plaintext []byte, kind, name string) (*sealedBox, error) {
+// seal encrypts plaintext under a key derived from passphrase with a fresh
+// salt, bound to the entry (kind, name) and its public-record digest.
+func (k *Keystore) seal(plaintext []byte, kind, name string, digest []byte) (*sealedBox, error) {
 	salt := make([]byte, saltSize)
 	if _, err := io.ReadFull(k.rand, salt); err != nil {
 		return nil, fmt.Errorf("accounts: keystore randomness: %w", err)
@@ -79,7 +99,7 @@ func (k *Keystore) seal(plaintext []byte, kind, name string) (*sealedBox, error)
 	if err != nil {
 		return nil, fmt.Errorf("accounts: keystore cipher: %w", err)
 	}
-	ct := aead.Seal(nil, nonce, plaintext, sealAD(kind, name))
+	ct := aead.Seal(nil, nonce, plaintext, sealAD(kind, name, digest))
 	return &sealedBox{
 		Format:     sealFormat,
 		KDF:        kdfScrypt,
@@ -91,8 +111,9 @@ func (k *Keystore) seal(plaintext []byte, kind, name string) (*sealedBox, error)
 }
 
 // open decrypts a sealed box. A failed authentication is ErrWrongPassphrase
-// (it is indistinguishable from a modified file).
-func (k *Keystore) open(b *sealedBox, kind, name string) ([]byte, error) {
+// (it is indistinguishable from a modified file, ciphertext or public
+// record). Parameters out of bounds are ErrCorrupt, before any derivation.
+func (k *Keystore) open(b *sealedBox, kind, name string, digest []byte) ([]byte, error) {
 	if b == nil || b.Format != sealFormat || b.KDF != kdfScrypt {
 		return nil, fmt.Errorf("%w: unknown encryption format", ErrCorrupt)
 	}
@@ -113,9 +134,9 @@ func (k *Keystore) open(b *sealedBox, kind, name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("accounts: keystore cipher: %w", err)
 	}
-	pt, err := aead.Open(nil, nonce, ct, sealAD(kind, name))
+	pt, err := aead.Open(nil, nonce, ct, sealAD(kind, name, digest))
 	if err != nil {
-		return nil, fmt.Errorf("%w: cannot decrypt %s %q", ErrWrongPassphrase, kind, name)
+		return nil, fmt.Errorf("%w: cannot decrypt %s %q (wrong passphrase, or the entry or its public part was modified)", ErrWrongPassphrase, kind, name)
 	}
 	return pt, nil
 }
