@@ -82,6 +82,7 @@ func classify(err error) int {
 		errors.Is(err, bus.ErrNoCard),
 		errors.Is(err, bus.ErrRevoked),
 		errors.Is(err, bus.ErrForbidden),
+		errors.Is(err, bus.ErrServerNonce),
 		errors.Is(err, nats.ErrAuthorization),
 		errors.Is(err, nats.ErrPermissionViolation),
 		errors.Is(err, nats.ErrAuthExpired),

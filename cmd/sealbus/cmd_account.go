@@ -123,21 +123,24 @@ type accountJSON struct {
 	Services    []string         `json:"services,omitempty"`
 	IssuedAt    time.Time        `json:"issued_at"`
 	JWT         string           `json:"jwt,omitempty"`
+	Peers       []peerCopy       `json:"peers,omitempty"` // directories updated (edit --push)
 }
 
 type exportJSON struct {
-	Name     string `json:"name,omitempty"`
-	Subject  string `json:"subject"`
-	Type     string `json:"type"`
-	TokenReq bool   `json:"token_required"`
+	Name     string     `json:"name,omitempty"`
+	Subject  string     `json:"subject"`
+	Type     string     `json:"type"`
+	TokenReq bool       `json:"token_required"`
+	Peers    []peerCopy `json:"peers,omitempty"` // directories updated (export --push)
 }
 
 type importJSON struct {
-	Name         string `json:"name,omitempty"`
-	Subject      string `json:"subject"`
-	Account      string `json:"account"`
-	LocalSubject string `json:"local_subject,omitempty"`
-	Type         string `json:"type"`
+	Name         string     `json:"name,omitempty"`
+	Subject      string     `json:"subject"`
+	Account      string     `json:"account"`
+	LocalSubject string     `json:"local_subject,omitempty"`
+	Type         string     `json:"type"`
+	Peers        []peerCopy `json:"peers,omitempty"` // directories updated (import --push)
 }
 
 func accountView(acct *accounts.Account, services []string) accountJSON {
@@ -328,16 +331,22 @@ by a removed key stop verifying: rotate those services afterwards.`,
 			if err != nil {
 				return err
 			}
+			var peers []peerCopy
 			if push {
 				ctx, cancel := a.context()
 				defer cancel()
 				if err := s.prov.PushAccount(ctx, acct); err != nil {
 					return withHint(fmt.Errorf("account %s saved but not pushed: %w", acct.Name, err), "retry with `sealbus push "+acct.Name+"`")
 				}
+				if peers, err = a.syncPeers(ctx, s, acct.Name); err != nil {
+					return withHint(fmt.Errorf("account %s pushed but peer directories not updated: %w", acct.Name, err), "run `sealbus push`")
+				}
 			}
 			v := accountView(acct, nil)
+			v.Peers = peers
 			return a.print(v, func(w io.Writer) {
 				fmt.Fprintf(w, "account %s reissued\n", acct.Name)
+				printPeers(w, peers)
 				if added != "" {
 					fmt.Fprintf(w, "added signing key %s\n", added)
 				}

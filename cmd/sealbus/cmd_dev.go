@@ -89,6 +89,10 @@ While it runs, other sealbus commands for this home find it without --server.`,
 					creds = append(creds, credsRow{n, sv, s.prov.CredsPath(n, sv)})
 				}
 			}
+			if _, err := a.syncPeers(ctx, s, names...); err != nil {
+				cancel()
+				return fmt.Errorf("linking peer accounts: %w", err)
+			}
 			cancel()
 			b, _ := json.MarshalIndent(info, "", "  ")
 			if err := writeFile0600(a.devInfoPath(), b); err != nil {

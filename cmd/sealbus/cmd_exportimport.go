@@ -58,12 +58,14 @@ importers need an activation token, which ` + "`sealbus import`" + ` mints from 
 			if err != nil {
 				return err
 			}
-			if err := a.pushIf(push, s, acct); err != nil {
+			peers, err := a.pushWithPeers(push, s, acct)
+			if err != nil {
 				return err
 			}
-			v := exportJSON{Name: firstNonEmpty(name, subject), Subject: subject, Type: et.String(), TokenReq: private}
+			v := exportJSON{Name: firstNonEmpty(name, subject), Subject: subject, Type: et.String(), TokenReq: private, Peers: peers}
 			return a.print(v, func(w io.Writer) {
 				fmt.Fprintf(w, "%s exports %s %s (token required: %v)\n", acct.Name, et, subject, private)
+				printPeers(w, peers)
 			})
 		},
 	}
@@ -86,7 +88,9 @@ func (a *app) importCmd() *cobra.Command {
 		Short: "Import another account's exported stream or service into ACCOUNT",
 		Long: `import adds to ACCOUNT's JWT an import of a subject exported by --from, optionally under a
 local subject, and reissues it. A private export's activation token is minted with the
-exporting account's signing key from this keystore.`,
+exporting account's signing key from this keystore. With --push the JWT goes to the server and
+the two directories are linked: ACCOUNT's holds the exporting account's JWT and cards (to verify
+its senders), the exporter's holds ACCOUNT's (to encrypt to ACCOUNT's readers).`,
 		Example: `  sealbus import bank --from shop --subject 'orders.public.>' --local-subject 'shop.orders.>'
   sealbus import shop --from bank --subject payments.quote --type service --push`,
 		Args:              exact(1),
@@ -140,16 +144,18 @@ exporting account's signing key from this keystore.`,
 			if err != nil {
 				return err
 			}
-			if err := a.pushIf(push, s, acct); err != nil {
+			peers, err := a.pushWithPeers(push, s, acct)
+			if err != nil {
 				return err
 			}
-			v := importJSON{Name: firstNonEmpty(name, subject), Subject: subject, Account: src.PublicKey(), LocalSubject: local, Type: et.String()}
+			v := importJSON{Name: firstNonEmpty(name, subject), Subject: subject, Account: src.PublicKey(), LocalSubject: local, Type: et.String(), Peers: peers}
 			return a.print(v, func(w io.Writer) {
 				fmt.Fprintf(w, "%s imports %s %s from %s", acct.Name, et, subject, from)
 				if local != "" {
 					fmt.Fprintf(w, " as %s", local)
 				}
 				fmt.Fprintln(w)
+				printPeers(w, peers)
 			})
 		},
 	}
@@ -181,6 +187,21 @@ func activation(src *accounts.Account, importer, subject string, et jwt.ExportTy
 		return "", fmt.Errorf("signing the activation token: %w", err)
 	}
 	return tok, nil
+}
+
+// pushWithPeers pushes the reissued account when push is set (pushIf), then updates the
+// directories of the account and of every account it shares a stream with (syncPeers).
+func (a *app) pushWithPeers(push bool, s *session, acct *accounts.Account) ([]peerCopy, error) {
+	if err := a.pushIf(push, s, acct); err != nil || !push {
+		return nil, err
+	}
+	ctx, cancel := a.context()
+	defer cancel()
+	peers, err := a.syncPeers(ctx, s, acct.Name)
+	if err != nil {
+		return peers, withHint(fmt.Errorf("account %s pushed but peer directories not updated: %w", acct.Name, err), "run `sealbus push`")
+	}
+	return peers, nil
 }
 
 func (a *app) pushIf(push bool, s *session, acct *accounts.Account) error {

@@ -68,6 +68,7 @@ type serviceJSON struct {
 	CredsPath   string                 `json:"creds_path"`
 	Permissions *jwt.Permissions       `json:"permissions,omitempty"`
 	ConsumerOps []admin.ConsumerResult `json:"consumer_results,omitempty"`
+	Peers       []peerCopy             `json:"peers,omitempty"` // directories updated with --push
 }
 
 func serviceView(s *session, account string, svc *accounts.Service, acct *accounts.Account) serviceJSON {
@@ -140,21 +141,27 @@ service's --sub subjects that fall in the stream, unless --filter STREAM:DURABLE
 				return err
 			}
 			var results []admin.ConsumerResult
+			var peers []peerCopy
 			if push {
 				ctx, cancel := a.context()
 				defer cancel()
 				if results, err = s.prov.PublishService(ctx, args[0], svc, fm, false); err != nil {
 					return withHint(fmt.Errorf("service %s saved but not published: %w", svc.Spec.Name, err), "create the stream, then `sealbus push "+args[0]+"`")
 				}
+				if peers, err = a.syncPeers(ctx, s, args[0]); err != nil {
+					return withHint(fmt.Errorf("service %s published but peer directories not updated: %w", svc.Spec.Name, err), "run `sealbus push`")
+				}
 			}
 			v := serviceView(s, args[0], svc, nil)
 			v.ConsumerOps = results
+			v.Peers = peers
 			return a.print(v, func(w io.Writer) {
 				fmt.Fprintf(w, "service %s/%s created\n", args[0], svc.Spec.Name)
 				fmt.Fprintf(w, "  user key   %s\n  curve key  %s\n  creds      %s\n", v.UserKey, v.CurveKey, path)
 				for _, r := range results {
 					fmt.Fprintf(w, "  consumer   %s:%s %s (filter %s)\n", r.Stream, r.Durable, r.Status, strings.Join(r.Filter, ","))
 				}
+				printPeers(w, peers)
 				if !push {
 					fmt.Fprintf(w, "next: `sealbus push %s` publishes the card and creates the consumers\n", args[0])
 				}
@@ -337,6 +344,7 @@ old creds are kept next to the new ones as NAME.previous.creds (for bus.WithPrev
 			if err != nil {
 				return err
 			}
+			var peers []peerCopy
 			if push {
 				ctx, cancel := a.context()
 				defer cancel()
@@ -346,10 +354,15 @@ old creds are kept next to the new ones as NAME.previous.creds (for bus.WithPrev
 				if err := s.prov.PushAccount(ctx, acct); err != nil {
 					return withHint(fmt.Errorf("rotated but account not pushed: %w", err), "run `sealbus push "+args[0]+"`")
 				}
+				if peers, err = a.syncPeers(ctx, s, args[0]); err != nil {
+					return withHint(fmt.Errorf("rotated but peer directories not updated: %w", err), "run `sealbus push`")
+				}
 			}
 			v := serviceView(s, args[0], svc, acct)
+			v.Peers = peers
 			return a.print(v, func(w io.Writer) {
 				fmt.Fprintf(w, "service %s/%s rotated\n  new user key %s\n  new creds    %s\n  old creds    %s\n", args[0], args[1], v.UserKey, path, s.prov.PreviousCredsPath(args[0], args[1]))
+				printPeers(w, peers)
 				if !push {
 					fmt.Fprintf(w, "next: `sealbus push %s` (until then the server still accepts the old key)\n", args[0])
 				}
@@ -369,7 +382,9 @@ func (a *app) serviceRevokeCmd() *cobra.Command {
 		Short: "Revoke a service's key and card in the account JWT",
 		Long: `revoke adds the service's user key to the account's revocations and reissues the account
 JWT. Once pushed, the server disconnects the service and refuses it, and every SDK client stops
-accepting its envelopes and encrypting to it.`,
+accepting its envelopes and encrypting to it; with --push the new account JWT also goes into the
+directories of accounts that share a stream with ACCOUNT. This is how a service is taken out of
+use: deleting its card from the directory does nothing (clients keep the last verified card).`,
 		Example:           "  sealbus service revoke shop billing --push\n  sealbus service revoke shop billing && sealbus push shop",
 		Args:              exact(2),
 		ValidArgsFunction: a.accountNames,
@@ -383,11 +398,15 @@ accepting its envelopes and encrypting to it.`,
 			if err != nil {
 				return err
 			}
+			var peers []peerCopy
 			if push {
 				ctx, cancel := a.context()
 				defer cancel()
 				if err := s.prov.PushAccount(ctx, acct); err != nil {
 					return withHint(fmt.Errorf("revoked in the keystore but not pushed: %w", err), "run `sealbus push "+args[0]+"` now")
+				}
+				if peers, err = a.syncPeers(ctx, s, args[0]); err != nil {
+					return withHint(fmt.Errorf("revoked and pushed, but peer directories not updated: %w", err), "run `sealbus push` now")
 				}
 			}
 			svc, err := s.ks.LoadService(args[0], args[1])
@@ -395,8 +414,10 @@ accepting its envelopes and encrypting to it.`,
 				return err
 			}
 			v := serviceView(s, args[0], svc, acct)
+			v.Peers = peers
 			return a.print(v, func(w io.Writer) {
 				fmt.Fprintf(w, "service %s/%s revoked (user key %s)\n", args[0], args[1], v.UserKey)
+				printPeers(w, peers)
 				if !push {
 					fmt.Fprintf(w, "next: `sealbus push %s` — until then servers still accept the key\n", args[0])
 				}

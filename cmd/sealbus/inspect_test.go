@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/envelope"
 	"github.com/sealbus/sealbus/internal/credsfile"
 )
@@ -177,5 +182,94 @@ func TestExportImport(t *testing.T) {
 		if string(m.Data) != "shared" {
 			t.Fatalf("got %q", m.Data)
 		}
+	}
+
+	pub.Close() // notifier is revoked below; its raw connection would be cut
+	sub.Close()
+
+	// Sealed envelopes across the accounts, wired by the CLI alone: `sealbus dev` (which
+	// pushes every account), `service add --push`, `import --push`, `export --push`,
+	// `service rotate --push`, `service revoke --push` and `push` put each account's JWT and
+	// cards into the directory of every account it shares a stream with.
+	ok(t, home, "stream", "add", "shop", "ORDERS", "--subjects", "orders.>") // the publisher's ack
+	ok(t, home, "stream", "add", "bank", "SHOPFEED", "--subjects", "shop.orders.>")
+	var ledger serviceJSON
+	okJSON(t, home, &ledger, "service", "add", "bank", "ledger", "--sub", "shop.orders.>", "--consumer", "SHOPFEED:ledger", "--push")
+	wantPeers(t, "service add --push", ledger.Peers, "bank<-shop", "shop<-bank")
+
+	ok(t, home, "account", "add", "insurer", "--push")
+	ok(t, home, "stream", "add", "insurer", "FEED", "--subjects", "feed.orders.>")
+	var claims serviceJSON
+	okJSON(t, home, &claims, "service", "add", "insurer", "claims", "--sub", "feed.orders.>", "--consumer", "FEED:claims", "--push")
+	wantPeers(t, "service add --push of an unlinked account", claims.Peers)
+	var imp importJSON
+	okJSON(t, home, &imp, "import", "insurer", "--from", "shop", "--subject", "orders.public.>", "--local-subject", "feed.orders.>", "--push")
+	wantPeers(t, "import --push", imp.Peers, "insurer<-shop", "shop<-insurer")
+	var exp exportJSON
+	okJSON(t, home, &exp, "export", "shop", "--subject", "orders.eu.>", "--push")
+	wantPeers(t, "export --push", exp.Peers, "bank<-shop", "insurer<-shop", "shop<-bank", "shop<-insurer")
+
+	// One sealed publish in shop reaches a reader in each importing account.
+	ok(t, home, "pub", "--as", "shop/notifier", "orders.public.created", "sealed across accounts")
+	wantSealed(t, home, "bank/ledger", "SHOPFEED", "ledger", "sealed across accounts")
+	wantSealed(t, home, "insurer/claims", "FEED", "claims", "sealed across accounts")
+
+	// A rotated reader: shop's directory gets its new card, so the publisher encrypts to the
+	// new key.
+	ok(t, home, "service", "rotate", "bank", "ledger", "--push")
+	ok(t, home, "pub", "--as", "shop/notifier", "orders.public.created", "after the rotation")
+	wantSealed(t, home, "bank/ledger", "SHOPFEED", "ledger", "after the rotation")
+
+	// A revoked publisher: the importing accounts' directories get shop's new JWT.
+	ok(t, home, "service", "revoke", "shop", "notifier", "--push")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// ledger.CredsPath holds the rotated creds (rotate rewrites the file in place).
+	reader, err := bus.Connect(ctx, bus.WithURL(di.URL), bus.WithRootCA(di.CAFile),
+		bus.WithCredsFile(ledger.CredsPath), bus.WithTrustedOperator(operatorOf(t, home)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	err = reader.Directory().CheckSender(shop.PublicKey, pubSvc.UserKey, "orders.public.created", time.Now())
+	if !errors.Is(err, envelope.ErrSenderRevoked) {
+		t.Fatalf("bank's directory after `service revoke shop notifier --push`: %v, want the sender revoked", err)
+	}
+
+	var pushed []pushJSON
+	okJSON(t, home, &pushed, "push")
+	for _, p := range pushed {
+		if len(p.Peers) == 0 {
+			t.Errorf("push: no peer directories updated for %s", p.Account)
+		}
+	}
+}
+
+// wantPeers checks the directories a command reports updated, as "into<-from".
+func wantPeers(t *testing.T, what string, got []peerCopy, want ...string) {
+	t.Helper()
+	var have []string
+	for _, p := range got {
+		if p.Skipped != "" {
+			t.Errorf("%s: %s<-%s skipped: %s", what, p.Into, p.From, p.Skipped)
+		}
+		have = append(have, p.Into+"<-"+p.From)
+	}
+	slices.Sort(have)
+	if !slices.Equal(have, want) {
+		t.Fatalf("%s: peer directories updated %v, want %v", what, have, want)
+	}
+}
+
+// wantSealed consumes one message as service (ACCOUNT/NAME) and checks it opened to payload.
+func wantSealed(t *testing.T, home, as, stream, durable, payload string) {
+	t.Helper()
+	out := ok(t, home, "sub", "--as", as, stream, durable, "--count", "1", "--timeout", "30s", "--json")
+	var msg map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &msg); err != nil {
+		t.Fatalf("sub --as %s: %v: %q", as, err, out)
+	}
+	if msg["payload"] != payload || msg["sender"] != "notifier" {
+		t.Fatalf("sub --as %s: %v", as, msg)
 	}
 }
