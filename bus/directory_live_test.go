@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
@@ -101,9 +102,12 @@ func TestDirectoryKeepsVerifiedEntriesAgainstMarkers(t *testing.T) {
 		return false
 	})
 
-	// A purge marker rolls the key's history up on the server; running clients keep the card.
+	// A purge marker (as a replayed one is stored: the KV-Operation header; the directory
+	// stream may refuse the roll-up header of a real purge): every client keeps the card.
 	before = billing.Metrics().Unverifiable
-	if err := kv.Purge(ctx, accounts.DirectoryCardKey(victim)); err != nil {
+	marker := nats.NewMsg("$KV." + accounts.DirectoryBucket + "." + accounts.DirectoryCardKey(victim))
+	marker.Header.Set("KV-Operation", "PURGE")
+	if _, err := js.PublishMsg(ctx, marker); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "the purge marker", func() bool { return billing.Metrics().Unverifiable > before })
