@@ -485,7 +485,7 @@ func (c *Client) Audit(ctx context.Context, e Event) error {
 // report queues an audit event without blocking (directory and consumers use it).
 func (c *Client) report(e Event) {
 	if e.Type == EventDirectoryUnverifiable {
-		c.counters.Unverifiable.Add(1)
+		c.counters.Ignore(e.Data.Reason)
 	}
 	c.sendMu.RLock()
 	defer c.sendMu.RUnlock()
@@ -524,7 +524,9 @@ type Metrics struct {
 	DLQFailed     uint64            // dead letters that could not be written (left for redelivery)
 	AuditWritten  uint64            // audit events written
 	AuditFailed   uint64            // audit events lost
-	Unverifiable  uint64            // unverifiable directory entries seen
+	Unverifiable  uint64            // directory entries ignored: markers, values that do not verify, rollbacks
+	// UnverifiableByReason splits Unverifiable by reason (DirectoryUnsignedDelete, ...).
+	UnverifiableByReason map[string]uint64
 }
 
 // Metrics returns a snapshot of the counters.
@@ -536,6 +538,7 @@ func (c *Client) Metrics() Metrics {
 		Delivered: k.Delivered.Load(), HandlerFailed: k.HandlerFailed.Load(), Retried: k.Retried.Load(),
 		Rejected: rej, DeadLettered: dl, DLQFailed: k.DLQFailed.Load(),
 		AuditWritten: k.AuditWritten.Load(), AuditFailed: k.AuditFailed.Load(), Unverifiable: k.Unverifiable.Load(),
+		UnverifiableByReason: k.IgnoredByReason(),
 	}
 }
 

@@ -73,6 +73,9 @@ func TestDirectoryKeepsVerifiedEntriesAgainstMarkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "three unverifiable entries", func() bool { return billing.Metrics().Unverifiable >= before+3 })
+	if n := billing.Metrics().UnverifiableByReason[bus.DirectoryUnsignedDelete]; n == 0 {
+		t.Fatalf("delete marker not counted by reason: %v", billing.Metrics().UnverifiableByReason)
+	}
 	if _, ok := billing.Directory().Card(victim); !ok {
 		t.Fatal("a delete marker took a verified card out of use")
 	}

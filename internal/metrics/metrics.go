@@ -19,12 +19,29 @@ type Counters struct {
 	Retried       atomic.Uint64 // deliveries negatively acknowledged for a later retry
 	AuditWritten  atomic.Uint64 // audit events acknowledged by JetStream
 	AuditFailed   atomic.Uint64 // audit events that could not be written
-	Unverifiable  atomic.Uint64 // directory entries ignored because they do not verify
+	Unverifiable  atomic.Uint64 // directory entries ignored (markers, junk, rollbacks); see Ignore
 	DLQFailed     atomic.Uint64 // dead letters that could not be written (message redelivered)
 
 	mu           sync.Mutex
 	rejected     map[string]uint64
 	deadLettered map[string]uint64
+	ignored      map[string]uint64
+}
+
+// Ignore counts one directory entry ignored with its reason (and in Unverifiable).
+func (c *Counters) Ignore(reason string) {
+	c.Unverifiable.Add(1)
+	c.add(&c.ignored, reason)
+}
+
+// IgnoredByReason returns a copy of the ignored directory entries by reason.
+func (c *Counters) IgnoredByReason() map[string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ignored == nil {
+		return map[string]uint64{}
+	}
+	return maps.Clone(c.ignored)
 }
 
 // Reject counts one rejected envelope with its reason.

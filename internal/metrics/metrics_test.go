@@ -28,6 +28,24 @@ func TestCountersByReason(t *testing.T) {
 	}
 }
 
+func TestIgnoredByReason(t *testing.T) {
+	var c Counters
+	if got := c.IgnoredByReason(); got == nil || len(got) != 0 {
+		t.Fatalf("zero counters: %v", got)
+	}
+	c.Ignore("unsigned_delete")
+	c.Ignore("unsigned_delete")
+	c.Ignore("rollback")
+	got := c.IgnoredByReason()
+	if got["unsigned_delete"] != 2 || got["rollback"] != 1 || c.Unverifiable.Load() != 3 {
+		t.Fatalf("ignored %v, total %d", got, c.Unverifiable.Load())
+	}
+	got["rollback"] = 0
+	if c.IgnoredByReason()["rollback"] != 1 {
+		t.Fatal("IgnoredByReason returned the internal map, not a copy")
+	}
+}
+
 func TestRegistry(t *testing.T) {
 	owner := new(int)
 	c := new(Counters)
