@@ -91,9 +91,14 @@ func TestPushSetupAndProvision(t *testing.T) {
 		t.Fatalf("directory account entry: %v", err)
 	}
 	st, err := kv.Status(c)
-	if err != nil || st.History() < 5 {
+	if err != nil || st.History() != admin.DirectoryHistory {
 		t.Fatalf("directory history: %v %v", st, err)
 	}
+	dir, err := js.Stream(c, accounts.DirectoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertHardened(t, dir.CachedInfo().Config)
 	for _, name := range []string{accounts.DLQStream, accounts.AuditStream} {
 		s, err := js.Stream(c, name)
 		if err != nil {

@@ -17,8 +17,11 @@ import (
 
 // Retention of the sealbus streams of every account.
 const (
-	// DirectoryHistory is the number of revisions the directory keeps per key.
-	DirectoryHistory = 5
+	// DirectoryHistory is the number of revisions the directory keeps per key: the most
+	// JetStream KV allows (jetstream.KeyValueMaxHistory), so junk a service makes the server
+	// store under a key (see docs/PERMISSIONS.md) has to be repeated that many times to push
+	// the admin's last write out of the history.
+	DirectoryHistory = jetstream.KeyValueMaxHistory
 	// DLQMaxAge is how long dead letters are kept.
 	DLQMaxAge = 30 * 24 * time.Hour
 	// AuditMaxAge is how long audit events are kept.
@@ -32,7 +35,8 @@ const (
 
 // SetupAccount prepares acct on the server behind nc, which must be an admin connection of
 // that account ([ConnectAdmin]). It is idempotent: it creates or updates the directory KV
-// bucket ([accounts.DirectoryBucket], history [DirectoryHistory]), the dead-letter stream
+// bucket ([accounts.DirectoryBucket], history [DirectoryHistory], hardened against
+// replayed purge markers: no roll-ups, no purge, no message deletes), the dead-letter stream
 // ([accounts.DLQStream], sealbus.dlq.>) and the audit stream ([accounts.AuditStream],
 // sealbus.audit.>) — file storage, the given replicas (1 when < 1), a duplicate window of the
 // envelope freshness window, old entries discarded past their age or size — then puts the
@@ -55,15 +59,8 @@ func SetupAccount(ctx context.Context, nc *nats.Conn, acct *accounts.Account, re
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      accounts.DirectoryBucket,
-		Description: "sealbus directory: account JWT and identity cards",
-		History:     DirectoryHistory,
-		Replicas:    replicas,
-		Storage:     jetstream.FileStorage,
-		MaxBytes:    share(disk, maxDirectoryBytes, 16),
-	}); err != nil {
-		return fmt.Errorf("admin: directory bucket of %s: %w", acct.Name, err)
+	if err := setupDirectory(ctx, js, acct.Name, replicas, share(disk, maxDirectoryBytes, 16)); err != nil {
+		return err
 	}
 	for _, s := range []struct {
 		name, prefix, desc string
@@ -88,6 +85,77 @@ func SetupAccount(ctx context.Context, nc *nats.Conn, acct *accounts.Account, re
 		}
 	}
 	return PutAccountJWT(ctx, nc, acct.JWT)
+}
+
+// setupDirectory creates the directory bucket, or brings an existing one to the sealbus
+// settings. The bucket is a standard
+// JetStream KV bucket (nats.go and the nats CLI read and watch it as usual) whose stream,
+// [accounts.DirectoryStream], is then updated beyond what the KV API sets:
+//
+//   - AllowRollup false: a message carrying a Nats-Rollup header is refused, so a purge marker
+//     a service makes the server copy into the directory (a Direct Get reply sent to a
+//     "$KV.SEALBUS_DIRECTORY.<key>" reply subject, see docs/PERMISSIONS.md) cannot wipe a key's
+//     history. KV Purge is therefore refused too; admins remove a card with a delete marker
+//     ([DeleteCard]).
+//   - DenyPurge and DenyDelete true: the stream cannot be purged nor its messages deleted
+//     through the JetStream API, whoever asks. The server never allows these to be turned off
+//     again.
+//   - MaxMsgsPerSubject [DirectoryHistory] (64, the KV maximum).
+//
+// A stream of that name that is not a KV stream of the bucket's subjects is refused
+// ([ErrInvalidSpec]).
+func setupDirectory(ctx context.Context, js jetstream.JetStream, acctName string, replicas int, maxBytes int64) error {
+	of := ""
+	if acctName != "" {
+		of = " of " + acctName
+	}
+	st, err := js.Stream(ctx, accounts.DirectoryStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      accounts.DirectoryBucket,
+			Description: directoryDescription,
+			History:     DirectoryHistory,
+			Replicas:    replicas,
+			Storage:     jetstream.FileStorage,
+			MaxBytes:    maxBytes,
+		})
+		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return fmt.Errorf("admin: directory bucket%s: %w", of, err)
+		}
+		st, err = js.Stream(ctx, accounts.DirectoryStream)
+	}
+	if err != nil {
+		return fmt.Errorf("admin: directory bucket%s: %w", of, err)
+	}
+	cfg := st.CachedInfo().Config
+	if len(cfg.Subjects) != 1 || cfg.Subjects[0] != directorySubjects || cfg.Mirror != nil || len(cfg.Sources) > 0 {
+		return fmt.Errorf("%w: stream %s%s exists but is not the directory bucket", ErrInvalidSpec, accounts.DirectoryStream, of)
+	}
+	hardenDirectory(&cfg, replicas, maxBytes)
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("admin: hardening the directory bucket%s: %w", of, err)
+	}
+	return nil
+}
+
+const (
+	directoryDescription = "sealbus directory: account JWT and identity cards"
+	directorySubjects    = "$KV." + accounts.DirectoryBucket + ".>"
+)
+
+// hardenDirectory applies the sealbus settings to the directory's stream configuration (see
+// setupDirectory); the rest stays as the KV API made it.
+func hardenDirectory(cfg *jetstream.StreamConfig, replicas int, maxBytes int64) {
+	cfg.Description = directoryDescription
+	cfg.Replicas = replicas
+	if maxBytes > 0 {
+		cfg.MaxBytes = maxBytes
+	}
+	cfg.MaxMsgsPerSubject = DirectoryHistory
+	cfg.AllowRollup = false
+	cfg.DenyPurge = true
+	cfg.DenyDelete = true
+	cfg.AllowDirect = true
 }
 
 // share returns min(ceiling, disk/div) for a finite disk limit, ceiling otherwise.
