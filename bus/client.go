@@ -591,6 +591,9 @@ func (c *Client) finish() {
 }
 
 func (c *Client) wipe() {
+	if c.sealer != nil {
+		c.sealer.Close() // discards the epoch key and its cached wrap keys now
+	}
 	c.seedMu.Lock()
 	clear(c.natsSeed)
 	c.natsSeed = nil
