@@ -444,6 +444,13 @@ func (s secrets) wipe() {
 	}
 }
 
+// wipe zeroes the clear-text seeds of an unencrypted entry once it is written.
+func (h *entryHeader) wipe() {
+	for _, v := range h.Secrets {
+		wipe(v)
+	}
+}
+
 // header builds an entry's header: the seeds in the clear for an unencrypted
 // store, else sealed with the entry's public record bound into the
 // associated data (see publicDigest).
@@ -490,9 +497,7 @@ func (k *Keystore) secretsOf(h entryHeader, kind, name string, public any) (secr
 			return nil, fmt.Errorf("%w: %s %q", ErrCorrupt, kind, name)
 		}
 		sec, err := decodeSecrets(h.Secrets)
-		for _, v := range h.Secrets {
-			wipe(v)
-		}
+		h.wipe()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s %q: %v", ErrCorrupt, kind, name, err)
 		}
@@ -693,6 +698,7 @@ func (k *Keystore) SaveOperator(o *Operator) error {
 		System:    accountRecordOf(o.System, sec),
 		SysUser:   serviceRecordOf(o.SysUser, sec),
 	}}
+	defer f.entryHeader.wipe()
 	if f.entryHeader, err = k.header("operator", o.Name, sec, &f.operatorRecord); err != nil {
 		return err
 	}
@@ -791,6 +797,7 @@ func (k *Keystore) SaveAccount(a *Account) error {
 	sec := secrets{}
 	defer sec.wipe()
 	f := accountFile{Account: accountRecordOf(a, sec)}
+	defer f.entryHeader.wipe()
 	var err error
 	if f.entryHeader, err = k.header("account", a.Name, sec, &f.Account); err != nil {
 		return err
@@ -872,6 +879,7 @@ func (k *Keystore) SaveService(account string, s *Service) error {
 	sec := secrets{}
 	defer sec.wipe()
 	f := serviceFile{Service: serviceRecordOf(s, sec)}
+	defer f.entryHeader.wipe()
 	var err error
 	if f.entryHeader, err = k.header("service", account+"/"+s.Spec.Name, sec, &f.Service); err != nil {
 		return err
