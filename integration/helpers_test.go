@@ -79,12 +79,15 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 }
 
 // poll calls cond every 50ms until it returns nil or the timeout expires, returning the last
-// error.
-func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
+// error. Each call gets a context bounded by attemptTimeout, so one lost reply cannot stall
+// the polling.
+func poll(ctx context.Context, timeout time.Duration, cond func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
-		err := cond()
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		err := cond(actx)
+		acancel()
 		if err == nil {
 			return nil
 		}
@@ -95,6 +98,9 @@ func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
 		}
 	}
 }
+
+// attemptTimeout bounds one attempt of poll.
+const attemptTimeout = 5 * time.Second
 
 // contextWithTimeout is context.WithTimeout, named for readability at call sites that expect a
 // refusal (the request times out because the server dropped it).

@@ -1,6 +1,7 @@
 package natstest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -192,6 +193,11 @@ func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
 		conf, err := sc.Render()
 		if err != nil {
 			return nil, fmt.Errorf("natstest: config of %s: %w", name, err)
+		}
+		if n > 1 {
+			if conf, err = clusterAdvertise(conf, name); err != nil {
+				return nil, err
+			}
 		}
 		node, err := startNode(t, ctx, nodeSpec{Image: image, Name: name, Network: netName, Config: conf, Files: files, TLS: true})
 		if err != nil {
@@ -491,4 +497,21 @@ func (c *Cluster) Kill(ctx context.Context, i int) error {
 		return err
 	}
 	return n.Kill(ctx)
+}
+
+// clusterAdvertise edits the cluster block of a rendered configuration (accounts.ClusterConfig
+// has no field for either setting):
+//
+//   - no_advertise: nodes do not tell clients the addresses they listen on inside the Docker
+//     network, so clients on the host use only the 127.0.0.1 URLs they were given;
+//   - advertise <alias>:6222: nodes gossip their route address by network alias, not by
+//     container IP, so routes learned from gossip verify against the node certificates, which
+//     name the aliases.
+func clusterAdvertise(conf []byte, alias string) ([]byte, error) {
+	const block = "\ncluster {\n"
+	if bytes.Count(conf, []byte(block)) != 1 {
+		return nil, fmt.Errorf("natstest: rendered configuration has no single cluster block")
+	}
+	extra := fmt.Sprintf("  no_advertise: true\n  advertise: \"%s:%d\"\n", alias, ClusterPort)
+	return bytes.Replace(conf, []byte(block), []byte(block+extra), 1), nil
 }

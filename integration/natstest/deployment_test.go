@@ -140,6 +140,10 @@ func TestStartClusterR3SurvivesANodeStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	// Nodes do not advertise their in-network addresses to clients.
+	if ds := nc.DiscoveredServers(); len(ds) != 0 {
+		t.Errorf("client discovered %v", ds)
+	}
 	js, _ := jetstream.New(nc)
 	st, err := js.Stream(ctx, "R3")
 	if err != nil {
@@ -175,5 +179,16 @@ func TestStartClusterR3SurvivesANodeStop(t *testing.T) {
 	}
 	if got := st.CachedInfo().State.Msgs; got != 100 {
 		t.Fatalf("stream holds %d messages, want 100", got)
+	}
+	// Routes, explicit and learned from gossip, verify the node certificates: no handshake
+	// errors before or after the restart.
+	for _, n := range c.Nodes {
+		logs, err := n.Logs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := strings.Index(logs, "TLS route handshake error"); i >= 0 {
+			t.Errorf("%s: %s", n.Name, lastLines(logs[i:], 1))
+		}
 	}
 }
