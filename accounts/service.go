@@ -107,15 +107,20 @@ func (s ServiceSpec) validity() time.Duration {
 //
 // Publish allow: the declared publish subjects; "sealbus.dlq.>" and
 // "sealbus.audit.>"; "$JS.API.INFO"; read-only directory access
-// ("$JS.API.STREAM.INFO.KV_SEALBUS_DIRECTORY", "$JS.API.DIRECT.GET.KV_SEALBUS_DIRECTORY"
-// and ".>", "$JS.API.STREAM.MSG.GET.KV_SEALBUS_DIRECTORY", ordered-consumer
+// ("$JS.API.STREAM.INFO.KV_SEALBUS_DIRECTORY" and the ordered-consumer
 // watch: "$JS.API.CONSUMER.CREATE.KV_SEALBUS_DIRECTORY.>",
 // "$JS.API.CONSUMER.DELETE.KV_SEALBUS_DIRECTORY.>", "$JS.FC.KV_SEALBUS_DIRECTORY.>");
 // for each consumer S:D "$JS.API.STREAM.INFO.S", "$JS.API.CONSUMER.INFO.S.D",
 // "$JS.API.CONSUMER.MSG.NEXT.S.D" and "$JS.ACK.S.D.>".
 //
 // Publish deny (defence in depth): stream create, update, delete, purge and
-// message delete, "$KV.>" (KV writes) and "$SYS.>".
+// message delete, "$KV.>" (KV writes) and "$SYS.>"; and every direct or stream
+// message get ("$JS.API.DIRECT.GET.>", "$JS.API.STREAM.MSG.GET.>"). A service
+// reads the directory only through its watch: a get request names its own reply
+// subject, which NATS does not check against publish permissions, so a get would
+// let a service make the server store an old, validly signed directory entry
+// (an account JWT from before a revocation) as the newest one. See
+// docs/PERMISSIONS.md.
 //
 // Subscribe allow: the declared subscribe subjects. No response permission.
 func Permissions(spec ServiceSpec) jwt.Permissions {
@@ -125,9 +130,6 @@ func Permissions(spec ServiceSpec) jwt.Permissions {
 	p.Pub.Allow.Add("$JS.API.INFO")
 	p.Pub.Allow.Add(
 		"$JS.API.STREAM.INFO."+DirectoryStream,
-		"$JS.API.DIRECT.GET."+DirectoryStream,
-		"$JS.API.DIRECT.GET."+DirectoryStream+".>",
-		"$JS.API.STREAM.MSG.GET."+DirectoryStream,
 		"$JS.API.CONSUMER.CREATE."+DirectoryStream+".>",
 		"$JS.API.CONSUMER.DELETE."+DirectoryStream+".>",
 		"$JS.FC."+DirectoryStream+".>",
@@ -146,6 +148,8 @@ func Permissions(spec ServiceSpec) jwt.Permissions {
 		"$JS.API.STREAM.DELETE.>",
 		"$JS.API.STREAM.PURGE.>",
 		"$JS.API.STREAM.MSG.DELETE.>",
+		"$JS.API.DIRECT.GET.>",
+		"$JS.API.STREAM.MSG.GET.>",
 		"$KV.>",
 		"$SYS.>",
 	)

@@ -128,32 +128,51 @@ func TestDirectoryRefusesReplayedPurge(t *testing.T) {
 		t.Fatal("a message delete was accepted")
 	}
 
-	// The service replays the old purge marker, then the old delete marker, into card.ledger.
+	// A service may not make direct gets at all (its user JWT denies them), so it cannot aim
+	// an old entry back into the bucket through a get's reply subject.
 	svc, err := acct.NewService(accounts.ServiceSpec{Name: "billing", Publish: []string{"billing.invoiced"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	seed, _ := svc.UserKey.Seed()
+	violations := make(chan error, 4)
 	snc, err := nats.Connect(e.srv.URL(), nats.RootCAs(e.srv.CAFile()), nats.UserJWTAndSeed(svc.UserJWT, string(seed)),
-		nats.CustomInboxPrefix(accounts.InboxPrefix(svc.UserPublicKey())))
+		nats.CustomInboxPrefix(accounts.InboxPrefix(svc.UserPublicKey())),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer snc.Close()
+	req, _ := json.Marshal(map[string]uint64{"seq": purgeSeq})
+	if err := snc.PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET." + accounts.DirectoryStream, Reply: "$KV." + accounts.DirectoryBucket + ".card.ledger", Data: req}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-violations:
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Fatalf("service direct get: %v, want a permissions violation", err)
+		}
+	case <-c.Done():
+		t.Fatal("the server did not refuse a service's direct get")
+	}
+
+	// Defence in depth, for anyone who may make gets (here the admin): the stream refuses a
+	// replayed purge marker (roll-ups are off). The old purge marker, then the old delete
+	// marker, are replayed into card.ledger.
 	target := "$KV." + accounts.DirectoryBucket + "." + accounts.DirectoryCardKey("ledger")
 	for _, seq := range []uint64{purgeSeq, delSeq} {
 		req, _ := json.Marshal(map[string]uint64{"seq": seq})
-		if err := snc.PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET." + accounts.DirectoryStream, Reply: target, Data: req}); err != nil {
+		if err := nc.PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET." + accounts.DirectoryStream, Reply: target, Data: req}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := snc.Flush(); err != nil {
+	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 
 	// The server answers both in order through one queue. The delete marker has no roll-up
-	// header, so its copy is stored (the residual injection docs/PERMISSIONS.md describes,
-	// which the SDK ignores); once it is there, the purge marker before it has been handled.
+	// header, so its copy is stored (which the SDK ignores: only signed entries count); once it
+	// is there, the purge marker before it has been handled.
 	var hist []jetstream.KeyValueEntry
 	for {
 		hist, err = kv.History(c, accounts.DirectoryCardKey("ledger"))
