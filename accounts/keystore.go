@@ -217,12 +217,9 @@ func (k *Keystore) checkMarker(b []byte) error {
 // checkNoEntries refuses a home without a marker that holds entries.
 func (k *Keystore) checkNoEntries() error {
 	for _, dir := range []string{"operator", "accounts"} {
-		ents, err := os.ReadDir(k.Path(dir))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+		ents, err := k.entries(dir)
 		if err != nil {
-			return fmt.Errorf("accounts: read keystore: %w", err)
+			return err
 		}
 		if len(ents) > 0 {
 			return fmt.Errorf("%w: %s holds keystore entries (%s/) but no %s; restore the marker from a backup, a new one is not created over existing keys",
@@ -673,7 +670,7 @@ func (k *Keystore) SaveOperator(o *Operator) error {
 	if err := checkName("operator", o.Name); err != nil {
 		return err
 	}
-	existing, err := k.operatorFiles()
+	existing, err := k.jsonNames("operator")
 	if err != nil {
 		return err
 	}
@@ -707,7 +704,7 @@ func (k *Keystore) SaveOperator(o *Operator) error {
 
 // LoadOperator reads the store's operator. ErrNotFound if there is none.
 func (k *Keystore) LoadOperator() (*Operator, error) {
-	names, err := k.operatorFiles()
+	names, err := k.jsonNames("operator")
 	if err != nil {
 		return nil, err
 	}
@@ -756,13 +753,24 @@ func (k *Keystore) LoadOperator() (*Operator, error) {
 	return &Operator{Name: name, Key: key, JWT: f.JWT, System: sys, SysUser: user}, nil
 }
 
-func (k *Keystore) operatorFiles() ([]string, error) {
-	ents, err := os.ReadDir(k.Path("operator"))
+// entries lists the keystore directory at elem; a directory that does not exist has none.
+func (k *Keystore) entries(elem ...string) ([]fs.DirEntry, error) {
+	ents, err := os.ReadDir(k.Path(elem...))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("accounts: read keystore: %w", err)
+	}
+	return ents, nil
+}
+
+// jsonNames returns the valid entry names of the regular NAME.json files in the keystore
+// directory at elem, in directory order.
+func (k *Keystore) jsonNames(elem ...string) ([]string, error) {
+	ents, err := k.entries(elem...)
+	if err != nil {
+		return nil, err
 	}
 	var names []string
 	for _, e := range ents {
@@ -835,12 +843,9 @@ func (k *Keystore) LoadAccount(name string) (*Account, error) {
 
 // ListAccounts returns the names of stored accounts, sorted.
 func (k *Keystore) ListAccounts() ([]string, error) {
-	ents, err := os.ReadDir(k.Path("accounts"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	ents, err := k.entries("accounts")
 	if err != nil {
-		return nil, fmt.Errorf("accounts: read keystore: %w", err)
+		return nil, err
 	}
 	var names []string
 	for _, e := range ents {
@@ -928,18 +933,9 @@ func (k *Keystore) ListServices(account string) ([]string, error) {
 	if _, err := os.Stat(k.Path("accounts", account, "account.json")); err != nil {
 		return nil, fmt.Errorf("%w: account %q", ErrNotFound, account)
 	}
-	ents, err := os.ReadDir(k.Path("accounts", account, "services"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	names, err := k.jsonNames("accounts", account, "services")
 	if err != nil {
-		return nil, fmt.Errorf("accounts: read keystore: %w", err)
-	}
-	var names []string
-	for _, e := range ents {
-		if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && e.Type().IsRegular() && ValidName(n) {
-			names = append(names, n)
-		}
+		return nil, err
 	}
 	slices.Sort(names)
 	return names, nil
