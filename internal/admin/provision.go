@@ -230,17 +230,7 @@ func (p *Provisioner) verify(acct *accounts.Account) error {
 // resolver, then writes it into the account's directory when the directory exists
 // (revocations reach clients through it).
 func (p *Provisioner) PushAccount(ctx context.Context, acct *accounts.Account) error {
-	if err := p.verify(acct); err != nil {
-		return err
-	}
-	sys, err := p.System(ctx)
-	if err != nil {
-		return err
-	}
-	if err := PushAccount(ctx, sys, acct.JWT); err != nil {
-		return err
-	}
-	nc, err := ConnectAdmin(ctx, p.Target, acct)
+	nc, err := p.pushAndConnect(ctx, acct)
 	if err != nil {
 		return err
 	}
@@ -254,22 +244,28 @@ func (p *Provisioner) PushAccount(ctx context.Context, acct *accounts.Account) e
 // SetupAccount verifies and pushes the account JWT and runs [SetupAccount] (directory, DLQ
 // and audit streams, account JWT in the directory).
 func (p *Provisioner) SetupAccount(ctx context.Context, acct *accounts.Account) error {
-	if err := p.verify(acct); err != nil {
-		return err
-	}
-	sys, err := p.System(ctx)
-	if err != nil {
-		return err
-	}
-	if err := PushAccount(ctx, sys, acct.JWT); err != nil {
-		return err
-	}
-	nc, err := ConnectAdmin(ctx, p.Target, acct)
+	nc, err := p.pushAndConnect(ctx, acct)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	return SetupAccount(ctx, nc, acct, p.Replicas)
+}
+
+// pushAndConnect verifies acct's JWT against the operator, pushes it to the server's resolver
+// and opens an admin connection to the account; the caller closes it.
+func (p *Provisioner) pushAndConnect(ctx context.Context, acct *accounts.Account) (*nats.Conn, error) {
+	if err := p.verify(acct); err != nil {
+		return nil, err
+	}
+	sys, err := p.System(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := PushAccount(ctx, sys, acct.JWT); err != nil {
+		return nil, err
+	}
+	return ConnectAdmin(ctx, p.Target, acct)
 }
 
 // ConsumerResult says what [Provisioner.PublishService] did with one declared consumer.
