@@ -72,18 +72,13 @@ window is deduplicated by the server.`,
 			if err := spec.Validate(); err != nil {
 				return &cliError{code: exitUsage, err: err}
 			}
-			s, err := a.open(true)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
 			ctx, cancel := a.context()
 			defer cancel()
-			nc, err := s.prov.Admin(ctx, args[0])
+			nc, done, err := a.openAdmin(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer done()
 			if err := admin.AddStream(ctx, nc, spec); err != nil {
 				return err
 			}
@@ -130,18 +125,13 @@ func (a *app) streamListCmd() *cobra.Command {
 		Args:              exact(1),
 		ValidArgsFunction: a.accountNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.open(true)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
 			ctx, cancel := a.context()
 			defer cancel()
-			nc, err := s.prov.Admin(ctx, args[0])
+			nc, done, err := a.openAdmin(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer done()
 			infos, err := admin.Streams(ctx, nc)
 			if err != nil {
 				return err

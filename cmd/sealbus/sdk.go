@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -216,24 +217,33 @@ func (a *app) dlqCmd() *cobra.Command {
 		a.dlqListCmd(), a.dlqShowCmd(), a.dlqReplayCmd())
 }
 
-// deadLetters opens an admin connection to account and a dead-letter reader.
-func (a *app) deadLetters(ctx context.Context, account string) (*consumers.DeadLetters, func(), error) {
+// openAdmin opens the keystore with the server target and an admin connection to account;
+// done closes both.
+func (a *app) openAdmin(ctx context.Context, account string) (nc *nats.Conn, done func(), err error) {
 	s, err := a.open(true)
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := s.prov.Admin(ctx, account)
+	nc, err = s.prov.Admin(ctx, account)
 	if err != nil {
 		s.Close()
+		return nil, nil, err
+	}
+	return nc, func() { nc.Close(); s.Close() }, nil
+}
+
+// deadLetters opens an admin connection to account and a dead-letter reader.
+func (a *app) deadLetters(ctx context.Context, account string) (*consumers.DeadLetters, func(), error) {
+	nc, done, err := a.openAdmin(ctx, account)
+	if err != nil {
 		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
-		nc.Close()
-		s.Close()
+		done()
 		return nil, nil, err
 	}
-	return consumers.NewDeadLetters(js), func() { nc.Close(); s.Close() }, nil
+	return consumers.NewDeadLetters(js), done, nil
 }
 
 type deadLetterJSON struct {
@@ -396,18 +406,13 @@ With --json each event is one CloudEvents JSON object per line.`,
 		Args:              exact(1),
 		ValidArgsFunction: a.accountNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.open(true)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
 			ctx, cancel := a.context()
-			nc, err := s.prov.Admin(ctx, args[0])
+			nc, done, err := a.openAdmin(ctx, args[0])
 			cancel()
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer done()
 			js, err := jetstream.New(nc)
 			if err != nil {
 				return err
