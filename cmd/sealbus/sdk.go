@@ -246,6 +246,15 @@ func (a *app) deadLetters(ctx context.Context, account string) (*consumers.DeadL
 	return consumers.NewDeadLetters(js), done, nil
 }
 
+// deadLetterSeq reads the SEQ argument of dlq show and dlq replay.
+func deadLetterSeq(arg string) (uint64, error) {
+	seq, err := strconv.ParseUint(arg, 10, 64)
+	if err != nil {
+		return 0, usageErr("SEQ must be a number")
+	}
+	return seq, nil
+}
+
 type deadLetterJSON struct {
 	Sequence       uint64    `json:"seq"`
 	Reason         string    `json:"reason"`
@@ -311,9 +320,9 @@ func (a *app) dlqShowCmd() *cobra.Command {
 		Args:              exact(2),
 		ValidArgsFunction: a.accountNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			seq, err := strconv.ParseUint(args[1], 10, 64)
+			seq, err := deadLetterSeq(args[1])
 			if err != nil {
-				return usageErr("SEQ must be a number")
+				return err
 			}
 			ctx, cancel := a.context()
 			defer cancel()
@@ -362,9 +371,9 @@ envelope is dead-lettered again.`,
 		Args:              exact(2),
 		ValidArgsFunction: a.accountNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			seq, err := strconv.ParseUint(args[1], 10, 64)
+			seq, err := deadLetterSeq(args[1])
 			if err != nil {
-				return usageErr("SEQ must be a number")
+				return err
 			}
 			ctx, cancel := a.context()
 			defer cancel()
