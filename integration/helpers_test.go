@@ -82,6 +82,12 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 // error. Each call gets a context bounded by attemptTimeout, so one lost reply cannot stall
 // the polling.
 func poll(ctx context.Context, timeout time.Duration, cond func(ctx context.Context) error) error {
+	return pollEvery(ctx, timeout, 50*time.Millisecond, cond)
+}
+
+// pollEvery is poll with another interval between attempts, for conditions that are costly
+// to check (each read of the audit or dead-letter stream creates a consumer on the server).
+func pollEvery(ctx context.Context, timeout, interval time.Duration, cond func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
@@ -94,7 +100,7 @@ func poll(ctx context.Context, timeout time.Duration, cond func(ctx context.Cont
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(interval):
 		}
 	}
 }

@@ -199,6 +199,10 @@ func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
 				return nil, err
 			}
 		}
+		if cfg.maxPayload > 0 {
+			// Render writes no max_payload; a top-level key appended at the end is read as is.
+			conf = append(conf, fmt.Sprintf("\nmax_payload: %d\n", cfg.maxPayload)...)
+		}
 		node, err := startNode(t, ctx, nodeSpec{Image: image, Name: name, Network: netName, Config: conf, Files: files, TLS: true})
 		if err != nil {
 			return nil, err

@@ -11,9 +11,10 @@ import (
 type Option func(*config) error
 
 type config struct {
-	image    string
-	keystore *accounts.Keystore
-	mtls     bool
+	image      string
+	keystore   *accounts.Keystore
+	mtls       bool
+	maxPayload int64
 }
 
 // WithImage runs the servers from image instead of the one [NATSImage] builds. The image must
@@ -48,6 +49,20 @@ func WithKeystore(ks *accounts.Keystore) Option {
 func WithMTLS() Option {
 	return func(c *config) error {
 		c.mtls = true
+		return nil
+	}
+}
+
+// WithMaxPayload sets the servers' max_payload, the largest message they accept (nats-server's
+// default is 1 MiB; at most 64 MiB). Tests use it to deliver envelopes larger than a
+// receiver's limit, which a default server refuses before any receiver sees them. Accounts'
+// own MaxPayload limits still apply.
+func WithMaxPayload(bytes int64) Option {
+	return func(c *config) error {
+		if bytes < 1024 || bytes > 64<<20 {
+			return fmt.Errorf("%w: max payload %d (1 KiB to 64 MiB)", ErrInvalidOption, bytes)
+		}
+		c.maxPayload = bytes
 		return nil
 	}
 }
