@@ -369,6 +369,23 @@ func (s *session) Close() {
 	s.ks.Close()
 }
 
+// loadAccounts loads every account of the keystore, in name order.
+func (s *session) loadAccounts() ([]*accounts.Account, error) {
+	names, err := s.ks.ListAccounts()
+	if err != nil {
+		return nil, err
+	}
+	var accts []*accounts.Account
+	for _, n := range names {
+		acct, err := s.ks.LoadAccount(n)
+		if err != nil {
+			return nil, err
+		}
+		accts = append(accts, acct)
+	}
+	return accts, nil
+}
+
 // open opens the keystore and loads the operator; online adds the server target.
 func (a *app) open(online bool) (*session, error) {
 	ks, err := a.openKeystore()

@@ -71,17 +71,9 @@ storage key: --out writes it with mode 0600.`,
 			if err != nil {
 				return err
 			}
-			var accts []*accounts.Account
-			names, err := s.ks.ListAccounts()
+			accts, err := s.loadAccounts()
 			if err != nil {
 				return err
-			}
-			for _, n := range names {
-				acct, err := s.ks.LoadAccount(n)
-				if err != nil {
-					return err
-				}
-				accts = append(accts, acct)
 			}
 			cfg := accounts.ServerConfig{
 				Operator: s.op, Accounts: accts, Host: host, Port: port,

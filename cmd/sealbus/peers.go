@@ -56,16 +56,12 @@ func (a *app) syncPeers(ctx context.Context, s *session, names ...string) ([]pee
 			f()
 		}
 	}()
-	all, err := s.ks.ListAccounts()
+	all, err := s.loadAccounts()
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range all {
-		acct, err := s.ks.LoadAccount(n)
-		if err != nil {
-			return nil, err
-		}
-		ps.accts[n] = acct
+	for _, acct := range all {
+		ps.accts[acct.Name] = acct
 	}
 	type pair struct{ into, from string }
 	var pairs []pair
@@ -81,8 +77,8 @@ func (a *app) syncPeers(ctx context.Context, s *session, names ...string) ([]pee
 		if !ok {
 			return nil, fmt.Errorf("%w: account %s", accounts.ErrNotFound, n)
 		}
-		for _, m := range all {
-			y := ps.accts[m]
+		for _, y := range all {
+			m := y.Name
 			if m == n || !streamImport(x.Claims, y.PublicKey()) && !streamImport(y.Claims, x.PublicKey()) {
 				continue
 			}
