@@ -6,7 +6,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -401,15 +400,4 @@ func applyLimitFlag(l *accounts.Limits, fl *pflag.Flag) error {
 		l.MaxAckPending = n
 	}
 	return nil
-}
-
-// exportTypeName maps a jwt export type to its CLI name.
-func exportType(s string) (jwt.ExportType, error) {
-	switch s {
-	case "stream":
-		return jwt.Stream, nil
-	case "service":
-		return jwt.Service, nil
-	}
-	return jwt.Unknown, usageErr("type must be stream or service, not %q", s)
 }

@@ -13,11 +13,22 @@ import (
 	"github.com/sealbus/sealbus/internal/admin"
 )
 
-func checkSharedSubject(s string) error {
-	if s == "" || strings.HasPrefix(s, "$") || strings.HasPrefix(s, "_") {
-		return usageErr("subject %q cannot be shared between accounts", s)
+// sharedSubject reads the --type and --subject of export and import: the export type
+// (stream or service) and a subject that may be shared between accounts.
+func sharedSubject(typ, subject string) (jwt.ExportType, error) {
+	var et jwt.ExportType
+	switch typ {
+	case "stream":
+		et = jwt.Stream
+	case "service":
+		et = jwt.Service
+	default:
+		return jwt.Unknown, usageErr("type must be stream or service, not %q", typ)
 	}
-	return nil
+	if subject == "" || strings.HasPrefix(subject, "$") || strings.HasPrefix(subject, "_") {
+		return jwt.Unknown, usageErr("subject %q cannot be shared between accounts", subject)
+	}
+	return et, nil
 }
 
 func (a *app) exportCmd() *cobra.Command {
@@ -34,11 +45,8 @@ importers need an activation token, which ` + "`sealbus import`" + ` mints from 
 		Args:              exact(1),
 		ValidArgsFunction: a.accountNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			et, err := exportType(typ)
+			et, err := sharedSubject(typ, subject)
 			if err != nil {
-				return err
-			}
-			if err := checkSharedSubject(subject); err != nil {
 				return err
 			}
 			s, err := a.open(push)
@@ -96,11 +104,8 @@ its senders), the exporter's holds ACCOUNT's (to encrypt to ACCOUNT's readers).`
 		Args:              exact(1),
 		ValidArgsFunction: a.accountNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			et, err := exportType(typ)
+			et, err := sharedSubject(typ, subject)
 			if err != nil {
-				return err
-			}
-			if err := checkSharedSubject(subject); err != nil {
 				return err
 			}
 			if from == args[0] {
