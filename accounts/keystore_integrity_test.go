@@ -17,14 +17,7 @@ import (
 // user JWT and card; the encrypted mode also binds the public record into
 // the sealed seeds.
 func TestKeystoreWidenedSpecRefused(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		pass []byte
-		opts []KeystoreOption
-	}{
-		{"encrypted", testPass, nil},
-		{"unencrypted", nil, []KeystoreOption{WithUnencrypted()}},
-	} {
+	for _, mode := range keystoreModes {
 		t.Run(mode.name, func(t *testing.T) {
 			home := filepath.Join(t.TempDir(), "home")
 			f := newFixture(t)

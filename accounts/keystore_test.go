@@ -15,6 +15,16 @@ import (
 
 var testPass = []byte("correct horse battery staple")
 
+// keystoreModes are the two ways a store is kept: seeds sealed under testPass, or in clear.
+var keystoreModes = []struct {
+	name string
+	pass []byte
+	opts []KeystoreOption
+}{
+	{"encrypted", testPass, nil},
+	{"unencrypted", nil, []KeystoreOption{WithUnencrypted()}},
+}
+
 func openTestStore(t testing.TB, home string, pass []byte, opts ...KeystoreOption) *Keystore {
 	t.Helper()
 	k, err := OpenKeystore(home, pass, append([]KeystoreOption{WithScrypt(10, 8, 1)}, opts...)...)
@@ -39,14 +49,7 @@ func saveFixture(t testing.TB, k *Keystore, f *fixture) {
 }
 
 func TestKeystoreRoundTrip(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		pass []byte
-		opts []KeystoreOption
-	}{
-		{"encrypted", testPass, nil},
-		{"unencrypted", nil, []KeystoreOption{WithUnencrypted()}},
-	} {
+	for _, mode := range keystoreModes {
 		t.Run(mode.name, func(t *testing.T) {
 			home := filepath.Join(t.TempDir(), "home")
 			f := newFixture(t)
