@@ -66,6 +66,7 @@ func nodeName(i, n int) string {
 func start(t testing.TB, n int, opts []Option) *Deployment {
 	t.Helper()
 	RequireDocker(t)
+	holdRunLock(t)
 	var cfg config
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {

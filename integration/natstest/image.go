@@ -89,6 +89,10 @@ func NATSImage(ctx context.Context) (string, error) {
 	if natsImage != "" {
 		return natsImage, nil
 	}
+	if err := buildLock.acquire(); err != nil {
+		return "", err
+	}
+	defer buildLock.release()
 	version, err := NATSServerVersion()
 	if err != nil {
 		return "", err
@@ -138,6 +142,10 @@ func ExamplesImage(ctx context.Context) (string, error) {
 	if examplesImage != "" {
 		return examplesImage, nil
 	}
+	if err := buildLock.acquire(); err != nil {
+		return "", err
+	}
+	defer buildLock.release()
 	root, err := RootDir()
 	if err != nil {
 		return "", err

@@ -173,7 +173,7 @@ func createNode(t testing.TB, ctx context.Context, p *testcontainers.DockerProvi
 	}
 	clientKey := mobynet.MustParsePort(fmt.Sprintf("%d/tcp", ClientPort))
 	monitorKey := mobynet.MustParsePort(fmt.Sprintf("%d/tcp", MonitorPort))
-	loopback := mustLoopback()
+	lo := loopback()
 	req := testcontainers.ContainerRequest{
 		Image:        spec.Image,
 		Name:         "",
@@ -183,8 +183,8 @@ func createNode(t testing.TB, ctx context.Context, p *testcontainers.DockerProvi
 		Labels:       map[string]string{"org.sealbus.natstest": spec.Name},
 		HostConfigModifier: func(hc *container.HostConfig) {
 			hc.PortBindings = mobynet.PortMap{
-				clientKey:  {{HostIP: loopback, HostPort: strconv.Itoa(clientPort)}},
-				monitorKey: {{HostIP: loopback, HostPort: strconv.Itoa(monitorPort)}},
+				clientKey:  {{HostIP: lo, HostPort: strconv.Itoa(clientPort)}},
+				monitorKey: {{HostIP: lo, HostPort: strconv.Itoa(monitorPort)}},
 			}
 		},
 	}
@@ -249,7 +249,7 @@ func registerCleanup(t testing.TB, ctr testcontainers.Container) {
 	})
 }
 
-func mustLoopback() netip.Addr { return netip.MustParseAddr("127.0.0.1") }
+func loopback() netip.Addr { return netip.MustParseAddr("127.0.0.1") }
 
 // ContainerID returns the Docker container id of the node.
 func (n *Node) ContainerID() string { return n.ctr.GetContainerID() }

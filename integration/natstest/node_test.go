@@ -67,6 +67,7 @@ jetstream { store_dir: "/data/jetstream" }
 
 func TestNodeStopStartPauseKeepsStore(t *testing.T) {
 	RequireDocker(t)
+	holdRunLock(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	image, err := NATSImage(ctx)

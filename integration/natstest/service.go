@@ -44,6 +44,7 @@ type ServiceContainer struct {
 // test ends.
 func RunService(t testing.TB, ctx context.Context, d *Deployment, spec ServiceSpec) (*ServiceContainer, error) {
 	t.Helper()
+	holdRunLock(t)
 	if spec.Example == "" || spec.Creds == "" {
 		return nil, fmt.Errorf("%w: a service needs an example and a creds file", ErrInvalidOption)
 	}
