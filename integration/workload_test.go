@@ -239,7 +239,7 @@ func (w *workload) waitSettled(t *testing.T, ctx context.Context, cons jetstream
 			if _, ok := w.acked.Load(id); ok {
 				r.ackedDeadLettered++
 				if r.ackedDeadLettered <= 3 {
-					t.Logf("acknowledged message %s dead-lettered: reason %s, delivered %d, error %q (entry %d)", e.MessageID, e.Reason, e.Delivered, e.Error, i)
+					t.Logf("acknowledged message %s dead-lettered: reason %s, delivered %d, error %q (entry %d)", id, e.Reason, e.Delivered, e.Error, i)
 				}
 			}
 		}
