@@ -28,7 +28,7 @@ const certValidity = 24 * time.Hour
 // serverFiles issues a certificate for a node's names and returns the files to copy into its
 // container: the CA certificate, the node certificate and its key (0600). A clustered node's
 // certificate also serves its routes (see nodePair).
-func serverFiles(ca *pki.CA, alias string, clustered bool) (map[string]FileSpec, error) {
+func serverFiles(ca *pki.CA, alias string, clustered bool) (map[string]fileSpec, error) {
 	var pair pki.Pair
 	var err error
 	if clustered {
@@ -39,7 +39,7 @@ func serverFiles(ca *pki.CA, alias string, clustered bool) (map[string]FileSpec,
 	if err != nil {
 		return nil, fmt.Errorf("natstest: server certificate for %s: %w", alias, err)
 	}
-	return map[string]FileSpec{
+	return map[string]fileSpec{
 		CertDir + "/" + caFile:         {Content: ca.CertPEM, Mode: 0o644},
 		CertDir + "/" + serverCertFile: {Content: pair.CertPEM, Mode: 0o644},
 		CertDir + "/" + serverKeyFile:  {Content: pair.KeyPEM, Mode: 0o600},

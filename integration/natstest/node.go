@@ -27,15 +27,23 @@ import (
 
 // Paths inside a server container.
 const (
-	ConfigPath   = "/etc/nats/nats-server.conf"
-	CertDir      = "/etc/nats/certs"
-	StoreDir     = "/data/jetstream"
-	ResolverDir  = "/data/resolver"
-	ClientPort   = 4222
-	ClusterPort  = 6222
-	MonitorPort  = 8222
-	stopTimeout  = 10 * time.Second
-	readyTimeout = 90 * time.Second
+	ConfigPath  = "/etc/nats/nats-server.conf" // the rendered configuration (0600)
+	CertDir     = "/etc/nats/certs"            // CA, node certificate and key
+	StoreDir    = "/data/jetstream"            // JetStream store (kept across Stop and Start)
+	ResolverDir = "/data/resolver"             // full account resolver
+)
+
+// Ports inside a server container. Only the client and monitoring ports are published, on
+// 127.0.0.1; the cluster port is reachable on the test's network only.
+const (
+	ClientPort  = 4222
+	ClusterPort = 6222
+	MonitorPort = 8222
+)
+
+const (
+	stopTimeout  = 10 * time.Second // graceful stop before SIGKILL
+	readyTimeout = 90 * time.Second // longest wait for /healthz
 )
 
 // NodeState is what a node is doing as far as the test has driven it.
@@ -80,8 +88,8 @@ type Node struct {
 	state NodeState
 }
 
-// FileSpec is a file copied into a container before it starts.
-type FileSpec struct {
+// fileSpec is a file copied into a container before it starts.
+type fileSpec struct {
 	Content []byte
 	Mode    int64
 }
@@ -92,7 +100,7 @@ type nodeSpec struct {
 	Name    string
 	Network string
 	Config  []byte
-	Files   map[string]FileSpec
+	Files   map[string]fileSpec
 	TLS     bool
 }
 
