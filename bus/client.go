@@ -66,9 +66,10 @@ type Client struct {
 //
 // It reads the service's creds (WithCredsFile or WithCreds; the curve seed is required),
 // connects over TLS only (WithURL; WithRootCA / WithRootCAPEM, WithClientCert for mutual TLS)
-// with the private inbox prefix of the service, reconnecting forever with backoff, then reads
-// and watches the account's SEALBUS_DIRECTORY, verifying every entry up to the trusted
-// operators (WithTrustedOperator, required). It fails with ErrInvalidOption for bad options,
+// with the private inbox prefix of the service, reconnecting forever with backoff and pinging
+// the server every DefaultPingInterval so that a hung server is left within seconds
+// (WithPingInterval), then reads and watches the account's SEALBUS_DIRECTORY, verifying every
+// entry up to the trusted operators (WithTrustedOperator, required). It fails with ErrInvalidOption for bad options,
 // ErrNoDirectory when the directory cannot be read or holds no valid account JWT, and ErrNoCard
 // when the service's own card is missing, invalid or names other keys than the creds.
 func Connect(ctx context.Context, opts ...Option) (*Client, error) {
@@ -329,6 +330,8 @@ func (c *Client) natsOptions(creds credsfile.Creds, tlsCfg *tls.Config) []nats.O
 		nats.CustomInboxPrefix(accounts.InboxPrefix(c.userKey)),
 		nats.Timeout(c.cfg.timeout),
 		nats.MaxReconnects(-1),
+		nats.PingInterval(c.cfg.pingEvery),
+		nats.MaxPingsOutstanding(c.cfg.maxPings),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
 			d := 100 * time.Millisecond << min(attempts, 6) // 100ms doubling up to 6.4s
 			return d
