@@ -215,10 +215,10 @@ func TestMissingDockerSkipsOnlyOutsideCI(t *testing.T) {
 }
 
 func TestTestcontainersDefaultsRespectTheEnvironment(t *testing.T) {
-	t.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "10.9.8.7")
+	t.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.2")
 	os.Unsetenv("TESTCONTAINERS_RYUK_DISABLED")
 	setTestcontainersDefaults()
-	if got := os.Getenv("TESTCONTAINERS_HOST_OVERRIDE"); got != "10.9.8.7" {
+	if got := os.Getenv("TESTCONTAINERS_HOST_OVERRIDE"); got != "127.0.0.2" {
 		t.Errorf("a set variable was overwritten: %q", got)
 	}
 	if got := os.Getenv("TESTCONTAINERS_RYUK_DISABLED"); got != "true" {

@@ -127,7 +127,17 @@ func (ca *CA) IssueServer(hosts []string, validity time.Duration) (Pair, error) 
 	if len(hosts) == 0 {
 		return Pair{}, errors.New("pki: a server certificate needs at least one host")
 	}
-	return ca.issue(hosts[0], hosts, x509.ExtKeyUsageServerAuth, validity)
+	return ca.issue(hosts[0], hosts, validity, x509.ExtKeyUsageServerAuth)
+}
+
+// IssuePeer issues a certificate for a cluster node: it names hosts and may be used both as a
+// server and as a client certificate, as NATS routes need (each node verifies the peer that
+// connects to it and the peer it connects to with the same certificate).
+func (ca *CA) IssuePeer(hosts []string, validity time.Duration) (Pair, error) {
+	if len(hosts) == 0 {
+		return Pair{}, errors.New("pki: a peer certificate needs at least one host")
+	}
+	return ca.issue(hosts[0], hosts, validity, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 }
 
 // IssueClient issues a client certificate whose common name is name, for mutual TLS.
@@ -135,10 +145,10 @@ func (ca *CA) IssueClient(name string, validity time.Duration) (Pair, error) {
 	if name == "" {
 		return Pair{}, errors.New("pki: a client certificate needs a name")
 	}
-	return ca.issue(name, nil, x509.ExtKeyUsageClientAuth, validity)
+	return ca.issue(name, nil, validity, x509.ExtKeyUsageClientAuth)
 }
 
-func (ca *CA) issue(cn string, hosts []string, usage x509.ExtKeyUsage, validity time.Duration) (Pair, error) {
+func (ca *CA) issue(cn string, hosts []string, validity time.Duration, usages ...x509.ExtKeyUsage) (Pair, error) {
 	if validity <= 0 {
 		validity = DefaultValidity
 	}
@@ -161,7 +171,7 @@ func (ca *CA) issue(cn string, hosts []string, usage x509.ExtKeyUsage, validity 
 		NotBefore:    start,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		ExtKeyUsage:  usages,
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

@@ -64,6 +64,36 @@ func TestServerAndClientChainVerify(t *testing.T) {
 	}
 }
 
+func TestPeerCertificateServesBothSides(t *testing.T) {
+	ca, err := NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ca.IssuePeer([]string{"n1", "127.0.0.1"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := tls.X509KeyPair(p.CertPEM, p.KeyPEM)
+	leaf, _ := x509.ParseCertificate(c.Certificate[0])
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.CertPEM)
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "n1", KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+			t.Fatalf("usage %v: %v", usage, err)
+		}
+	}
+	if _, err := ca.IssuePeer(nil, 0); err == nil {
+		t.Fatal("a peer certificate without hosts was issued")
+	}
+	// A server certificate is not a client certificate.
+	s, _ := ca.IssueServer([]string{"n1"}, 0)
+	sc, _ := tls.X509KeyPair(s.CertPEM, s.KeyPEM)
+	sleaf, _ := x509.ParseCertificate(sc.Certificate[0])
+	if _, err := sleaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
+		t.Fatal("a server certificate verified as a client certificate")
+	}
+}
+
 func TestTLSHandshakeMutual(t *testing.T) {
 	ca, err := NewCA("test CA", time.Hour)
 	if err != nil {
