@@ -27,6 +27,7 @@ type ServerConfig struct {
 	ServerName    string         // optional server name (required in a cluster)
 	Cluster       *ClusterConfig // optional route configuration
 	HTTPPort      int            // monitoring port on Host; 0 disables monitoring, -1 a random port
+	MaxPayload    int64          // largest message the server accepts; 0 keeps the server default (1 MiB)
 }
 
 // ClusterConfig configures routes between servers of one cluster. Routes use
@@ -42,6 +43,10 @@ type ClusterConfig struct {
 	// NoAdvertise stops servers telling clients the cluster members'
 	// addresses (useful when those are private, e.g. inside a Docker network).
 	NoAdvertise bool
+	// Advertise is the route address (host:port) this server gossips to the other members
+	// instead of the address it listens on, e.g. its network alias, so that routes learned
+	// from gossip dial a name the node certificates carry. Empty: the listen address.
+	Advertise string
 }
 
 // Render returns a nats-server configuration file for c. It returns
@@ -64,6 +69,8 @@ func (c ServerConfig) Render() ([]byte, error) {
 		return nil, fmt.Errorf("%w: verifying client certificates needs a CA file", ErrInvalidOption)
 	case c.Port < -1 || c.Port > 65535 || c.HTTPPort < -1 || c.HTTPPort > 65535:
 		return nil, fmt.Errorf("%w: port out of range", ErrInvalidOption)
+	case c.MaxPayload < 0 || c.MaxPayload > 64<<20:
+		return nil, fmt.Errorf("%w: max payload %d out of range (0 to 64 MiB)", ErrInvalidOption, c.MaxPayload)
 	}
 	host := c.Host
 	if host == "" {
@@ -87,6 +94,9 @@ func (c ServerConfig) Render() ([]byte, error) {
 	w.kvRaw("port", strconv.Itoa(port))
 	if c.HTTPPort != 0 {
 		w.kv("http", net.JoinHostPort(host, strconv.Itoa(c.HTTPPort)))
+	}
+	if c.MaxPayload > 0 {
+		w.kvRaw("max_payload", strconv.FormatInt(c.MaxPayload, 10))
 	}
 	w.line("")
 	w.open("tls")
@@ -145,6 +155,12 @@ func (c ServerConfig) Render() ([]byte, error) {
 		w.kv("listen", net.JoinHostPort(chost, strconv.Itoa(cl.Port)))
 		if cl.NoAdvertise {
 			w.kvRaw("no_advertise", "true")
+		}
+		if cl.Advertise != "" {
+			if _, _, err := net.SplitHostPort(cl.Advertise); err != nil {
+				return nil, fmt.Errorf("%w: cluster advertise %q is not host:port", ErrInvalidOption, cl.Advertise)
+			}
+			w.kv("advertise", cl.Advertise)
 		}
 		if len(cl.Routes) > 0 {
 			w.line(w.indent() + "routes = [")

@@ -212,7 +212,15 @@ func TestRenderClusterParses(t *testing.T) {
 	}
 	c.Cluster.NoTLS = true
 	c.Cluster.NoAdvertise = true
+	c.Cluster.Advertise = "n1:6222"
+	c.MaxPayload = 2 << 20
 	opts = renderAndParse(t, c)
+	if opts.Cluster.Advertise != "n1:6222" {
+		t.Fatalf("cluster advertise %q, want n1:6222", opts.Cluster.Advertise)
+	}
+	if opts.MaxPayload != 2<<20 {
+		t.Fatalf("max payload %d, want %d", opts.MaxPayload, 2<<20)
+	}
 	if opts.Cluster.TLSConfig != nil {
 		t.Fatal("NoTLS still configures route TLS")
 	}
@@ -240,6 +248,9 @@ func TestRenderRefusesInsecureOrIncomplete(t *testing.T) {
 		"cluster no server":  func(c *ServerConfig) { c.ServerName = ""; c.Cluster = &ClusterConfig{Name: "x", Port: 6222} },
 		"account no jwt":     func(c *ServerConfig) { c.Accounts = []*Account{{Name: "x", Key: f.acc.Key}} },
 		"route with newline": func(c *ServerConfig) { c.Cluster = &ClusterConfig{Name: "x", Port: 6222, Routes: []string{"a\nb"}} },
+		"advertise no port":  func(c *ServerConfig) { c.Cluster = &ClusterConfig{Name: "x", Port: 6222, Advertise: "n1"} },
+		"max payload huge":   func(c *ServerConfig) { c.MaxPayload = 1 << 30 },
+		"max payload < 0":    func(c *ServerConfig) { c.MaxPayload = -1 },
 	}
 	for name, mutate := range cases {
 		c := base

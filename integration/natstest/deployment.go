@@ -1,7 +1,6 @@
 package natstest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -187,22 +186,21 @@ func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
 			TLSCA:         CertDir + "/" + caFile,
 			VerifyClients: cfg.mtls,
 			ServerName:    name,
+			MaxPayload:    cfg.maxPayload,
 		}
 		if n > 1 {
-			sc.Cluster = &accounts.ClusterConfig{Name: "sealbus", Port: ClusterPort, Routes: routes}
+			// NoAdvertise: nodes do not tell clients the addresses they listen on inside the
+			// Docker network, so clients on the host use only the 127.0.0.1 URLs they were
+			// given. Advertise by alias: routes learned from gossip dial the network alias, not
+			// the container IP, so they verify against the node certificates, which name it.
+			sc.Cluster = &accounts.ClusterConfig{
+				Name: "sealbus", Port: ClusterPort, Routes: routes,
+				NoAdvertise: true, Advertise: fmt.Sprintf("%s:%d", name, ClusterPort),
+			}
 		}
 		conf, err := sc.Render()
 		if err != nil {
 			return nil, fmt.Errorf("natstest: config of %s: %w", name, err)
-		}
-		if n > 1 {
-			if conf, err = clusterAdvertise(conf, name); err != nil {
-				return nil, err
-			}
-		}
-		if cfg.maxPayload > 0 {
-			// Render writes no max_payload; a top-level key appended at the end is read as is.
-			conf = append(conf, fmt.Sprintf("\nmax_payload: %d\n", cfg.maxPayload)...)
 		}
 		node, err := startNode(t, ctx, nodeSpec{Image: image, Name: name, Network: netName, Config: conf, Files: files, TLS: true})
 		if err != nil {
@@ -502,21 +500,4 @@ func (c *Cluster) Kill(ctx context.Context, i int) error {
 		return err
 	}
 	return n.Kill(ctx)
-}
-
-// clusterAdvertise edits the cluster block of a rendered configuration (accounts.ClusterConfig
-// has no field for either setting):
-//
-//   - no_advertise: nodes do not tell clients the addresses they listen on inside the Docker
-//     network, so clients on the host use only the 127.0.0.1 URLs they were given;
-//   - advertise <alias>:6222: nodes gossip their route address by network alias, not by
-//     container IP, so routes learned from gossip verify against the node certificates, which
-//     name the aliases.
-func clusterAdvertise(conf []byte, alias string) ([]byte, error) {
-	const block = "\ncluster {\n"
-	if bytes.Count(conf, []byte(block)) != 1 {
-		return nil, fmt.Errorf("natstest: rendered configuration has no single cluster block")
-	}
-	extra := fmt.Sprintf("  no_advertise: true\n  advertise: \"%s:%d\"\n", alias, ClusterPort)
-	return bytes.Replace(conf, []byte(block), []byte(block+extra), 1), nil
 }
