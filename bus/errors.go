@@ -41,6 +41,14 @@ var (
 	// NATS server nonce (1 to 64 base64 characters). The service's user key, which also signs
 	// envelopes, is not used on it; the connection attempt fails.
 	ErrServerNonce = errors.New("bus: server login nonce refused")
+	// ErrPublishExpired reports a publish that was not acknowledged while its envelope was
+	// young enough to send again: the client resends an envelope (same bytes, same
+	// Nats-Msg-Id) only while its creation time is less than the freshness window minus a
+	// margin (a quarter of the window) old, because receivers reject an envelope stored
+	// later than the window after its creation as stale. An earlier attempt may still have
+	// been stored (its ack lost), in which case receivers handle it. The caller may publish
+	// the payload again: that seals a new envelope under a new message id.
+	ErrPublishExpired = errors.New("bus: publish expired before it was acknowledged")
 	// ErrNotFound reports a missing dead letter, audit event or card.
 	ErrNotFound = errors.New("bus: not found")
 )

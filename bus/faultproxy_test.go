@@ -42,8 +42,7 @@ func startProxy(t testing.TB, target string) *faultProxy {
 	go p.accept()
 	t.Cleanup(func() {
 		ln.Close()
-		p.setMode(proxyPass)
-		p.cut()
+		p.restore()
 	})
 	return p
 }
@@ -61,12 +60,25 @@ func (p *faultProxy) setMode(m proxyMode) {
 // cut closes every proxied connection at once; data held or in flight is lost.
 func (p *faultProxy) cut() {
 	p.mu.Lock()
+	p.closeAll()
+	p.mu.Unlock()
+}
+
+// restore cuts every connection, losing what was held or in flight, and forwards everything
+// again: the server is back, the clients reconnect.
+func (p *faultProxy) restore() {
+	p.mu.Lock()
+	p.closeAll()
+	p.mode = proxyPass
+	p.mu.Unlock()
+}
+
+func (p *faultProxy) closeAll() {
 	for c := range p.conns {
 		c.Close()
 	}
 	clear(p.conns)
 	p.cond.Broadcast()
-	p.mu.Unlock()
 }
 
 func (p *faultProxy) accept() {

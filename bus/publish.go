@@ -97,6 +97,7 @@ type inflight struct {
 	msg     *nats.Msg
 	paf     jetstream.PubAckFuture
 	attempt int
+	sealed  time.Time // clock reading just before sealing: the envelope was created at or after it
 }
 
 type future struct {
@@ -286,7 +287,7 @@ func (c *Client) sealAndSend(batch []*pending) {
 	if err == nil {
 		c.counters.Batches.Add(1)
 		for i, p := range batch {
-			c.send(p.f, sealed[i])
+			c.send(p.f, sealed[i], now)
 		}
 		return
 	}
@@ -299,11 +300,11 @@ func (c *Client) sealAndSend(batch []*pending) {
 			continue
 		}
 		c.counters.Batches.Add(1)
-		c.send(p.f, s)
+		c.send(p.f, s, now)
 	}
 }
 
-func (c *Client) send(f *future, s envelope.Sealed) {
+func (c *Client) send(f *future, s envelope.Sealed, sealed time.Time) {
 	id := s.ID.String()
 	f.idp.Store(&id)
 	msg := &nats.Msg{Subject: f.subject, Data: s.Data, Header: nats.Header{}}
@@ -314,7 +315,7 @@ func (c *Client) send(f *future, s envelope.Sealed) {
 		f.resolve(nil, err)
 		return
 	}
-	c.ackQ <- &inflight{f: f, msg: msg, paf: paf, attempt: 1}
+	c.ackQ <- &inflight{f: f, msg: msg, paf: paf, attempt: 1, sealed: sealed}
 }
 
 // acker waits for acks in send order and retries failed sends with the same envelope.
@@ -357,6 +358,11 @@ func (c *Client) await(in *inflight) {
 		case <-time.After(time.Duration(in.attempt) * 250 * time.Millisecond):
 		case <-c.ctx.Done():
 		}
+		if c.expired(in) {
+			c.counters.PublishFailed.Add(1)
+			in.f.resolve(nil, fmt.Errorf("%w: sealed %v ago, last error: %w", ErrPublishExpired, c.cfg.now().Sub(in.sealed).Round(time.Millisecond), err))
+			return
+		}
 		paf, perr := c.js.PublishMsgAsync(in.msg)
 		if perr != nil {
 			c.counters.PublishFailed.Add(1)
@@ -365,6 +371,15 @@ func (c *Client) await(in *inflight) {
 		}
 		in.paf, in.attempt = paf, in.attempt+1
 	}
+}
+
+// expired reports whether in's envelope is too old to send again: receivers reject an
+// envelope stored more than the freshness window after its creation, so it is resent only
+// while younger than the window minus a quarter of it (room for clock skew between this host
+// and the server, and for the time to store it).
+func (c *Client) expired(in *inflight) bool {
+	w := c.cfg.freshness
+	return c.cfg.now().Sub(in.sealed) >= w-w/4
 }
 
 func retryable(err error) bool {

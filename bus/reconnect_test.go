@@ -2,11 +2,14 @@ package bus_test
 
 import (
 	"context"
+	"errors"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/internal/demo"
@@ -77,10 +80,84 @@ func TestFrozenServerDetected(t *testing.T) {
 	waitFor(t, 15*time.Second, "the client to find the frozen connection stale", func() bool {
 		return c.Conn().Status() != nats.CONNECTED
 	})
-	p.setMode(proxyPass)
-	p.cut()
+	p.restore()
 	waitFor(t, 15*time.Second, "the client to reconnect", c.Conn().IsConnected)
 	if _, err := c.Publish(ctx, "orders.us.frozen", []byte("after")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// shiftClock is a clock that can be moved forward (tests).
+type shiftClock struct{ off atomic.Int64 }
+
+func (c *shiftClock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *shiftClock) advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// lastOn returns the stream message last stored on subject, or nil.
+func lastOn(t *testing.T, w *demo.World, subject string) *jetstream.RawStreamMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := w.Admin(ctx, demo.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(ctx, demo.OrdersStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestPublishExpiredNotResent: envelopes whose acks never came and that are too old to be
+// stored within the freshness window are not sent again (a receiver would dead-letter them as
+// stale): their publishes fail with ErrPublishExpired, nothing of them is stored, and
+// publishing again stores a new message.
+func TestPublishExpiredNotResent(t *testing.T) {
+	w := sharedWorld(t)
+	clk := new(shiftClock)
+	c, p := proxied(t, w, demo.Shop, demo.Checkout, bus.WithClock(clk.now))
+	const subject = "orders.us.expired"
+	p.setMode(proxyFreeze) // the server never sees these envelopes
+	sentBefore := c.Conn().Stats().OutMsgs
+	var futures []bus.PubAckFuture
+	for i := range 20 {
+		f, err := c.PublishAsync(subject, []byte{byte(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		futures = append(futures, f)
+	}
+	waitFor(t, 10*time.Second, "the envelopes to be sealed and sent", func() bool {
+		return c.Conn().Stats().OutMsgs >= sentBefore+uint64(len(futures))
+	})
+	clk.advance(c.Freshness()) // they are now as old as the window
+	p.restore()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, f := range futures {
+		ack, err := f.Wait(ctx)
+		if !errors.Is(err, bus.ErrPublishExpired) {
+			t.Fatalf("publish %d: ack %+v, error %v; want ErrPublishExpired", i, ack, err)
+		}
+	}
+	if m := lastOn(t, w, subject); m != nil {
+		t.Fatalf("an expired envelope was stored at sequence %d", m.Sequence)
+	}
+	ack, err := c.Publish(ctx, subject, []byte("again"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := lastOn(t, w, subject); m == nil || m.Sequence != ack.Sequence {
+		t.Fatalf("publishing again: ack %+v, stored %v", ack, m)
 	}
 }
