@@ -330,6 +330,10 @@ func (c *Client) natsOptions(creds credsfile.Creds, tlsCfg *tls.Config) []nats.O
 		nats.CustomInboxPrefix(accounts.InboxPrefix(c.userKey)),
 		nats.Timeout(c.cfg.timeout),
 		nats.MaxReconnects(-1),
+		// Nothing is buffered while reconnecting: a publish made then fails at once and the
+		// acker sends it when the connection is back, so no envelope reaches the server later
+		// than the client knows (a buffered one could be stored after its freshness window).
+		nats.ReconnectBufSize(-1),
 		nats.PingInterval(c.cfg.pingEvery),
 		nats.MaxPingsOutstanding(c.cfg.maxPings),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
@@ -477,12 +481,36 @@ func (c *Client) Audit(ctx context.Context, e Event) error {
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	if err := publishEvent(ctx, c.js, &e); err != nil {
-		c.counters.AuditFailed.Add(1)
-		return err
+	for {
+		err := publishEvent(ctx, c.js, &e)
+		if err == nil {
+			c.counters.AuditWritten.Add(1)
+			return nil
+		}
+		// Not connected (nothing is buffered while reconnecting): wait for the connection
+		// and write it again; its Nats-Msg-Id (the event id) makes JetStream store it once.
+		if !disconnected(err) || !c.waitUp(ctx) {
+			c.counters.AuditFailed.Add(1)
+			return err
+		}
 	}
-	c.counters.AuditWritten.Add(1)
-	return nil
+}
+
+// waitUp waits until the connection is up; false when ctx ends or the connection is closed.
+func (c *Client) waitUp(ctx context.Context) bool {
+	t := time.NewTicker(connectedPoll)
+	defer t.Stop()
+	for !c.nc.IsConnected() {
+		if c.nc.IsClosed() {
+			return false
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // report queues an audit event without blocking (directory and consumers use it).
@@ -518,6 +546,7 @@ func (c *Client) auditWriter() {
 type Metrics struct {
 	Published     uint64            // envelopes acknowledged by JetStream
 	PublishFailed uint64            // publishes that failed after the checks passed
+	Resent        uint64            // envelopes sent again (same id) after a failed or unanswered attempt, e.g. across a reconnect
 	Signatures    uint64            // batch signatures made (Published/Signatures is the mean batch size)
 	Delivered     uint64            // messages handled successfully and acknowledged
 	HandlerFailed uint64            // handler calls that returned an error
@@ -537,7 +566,7 @@ func (c *Client) Metrics() Metrics {
 	k := c.counters
 	rej, dl := k.ByReason()
 	return Metrics{
-		Published: k.Published.Load(), PublishFailed: k.PublishFailed.Load(), Signatures: k.Batches.Load(),
+		Published: k.Published.Load(), PublishFailed: k.PublishFailed.Load(), Resent: k.Resent.Load(), Signatures: k.Batches.Load(),
 		Delivered: k.Delivered.Load(), HandlerFailed: k.HandlerFailed.Load(), Retried: k.Retried.Load(),
 		Rejected: rej, DeadLettered: dl, DLQFailed: k.DLQFailed.Load(),
 		AuditWritten: k.AuditWritten.Load(), AuditFailed: k.AuditFailed.Load(), Unverifiable: k.Unverifiable.Load(),

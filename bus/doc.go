@@ -18,6 +18,16 @@
 //     before anything is sent. The envelope's message id is the Nats-Msg-Id, and retries send
 //     the same envelope, so JetStream stores it once. Concurrent publishes are signed in
 //     batches (one Ed25519 signature per batch); a lone publish is never delayed.
+//   - Publishing survives reconnects at full speed: publishes whose acks were lost when the
+//     connection dropped, and publishes made while it was down (nothing is buffered then),
+//     are all sent again as soon as it is back, together, with the same envelopes. The
+//     client waits only while the server is unavailable (connection down, or no stream
+//     answering), with one short backoff per round of failures, not per message. An envelope
+//     is never sent again once it is older than the freshness window minus a quarter of it
+//     (receivers would reject it as stale): its publish fails with [ErrPublishExpired].
+//   - The client pings its server every [DefaultPingInterval] and leaves a server that stops
+//     answering (hung, paused) after [DefaultMaxPingsOutstanding] missed pings
+//     ([WithPingInterval]).
 //   - Audit events ([Event], CloudEvents-style JSON) go to the account's SEALBUS_AUDIT
 //     stream; they never carry payloads or secrets. Logging goes to the caller's slog.Logger.
 //

@@ -15,10 +15,6 @@ import (
 	"github.com/sealbus/sealbus/envelope"
 )
 
-// publishAttempts is how many times one envelope is sent before its publish fails. Every
-// attempt sends the same bytes under the same Nats-Msg-Id, so JetStream stores it once.
-const publishAttempts = 3
-
 // PubAck is JetStream's acknowledgement of a stored envelope.
 type PubAck struct {
 	ID        string // envelope message id, also the Nats-Msg-Id
@@ -93,11 +89,13 @@ type pending struct {
 
 // inflight is a sent envelope waiting for its JetStream ack.
 type inflight struct {
-	f       *future
-	msg     *nats.Msg
-	paf     jetstream.PubAckFuture
-	attempt int
-	sealed  time.Time // clock reading just before sealing: the envelope was created at or after it
+	f      *future
+	msg    *nats.Msg
+	paf    jetstream.PubAckFuture // nil until sent
+	sends  int                    // times sent
+	tries  int                    // failed attempts that count against publishAttempts
+	round  uint64                 // backoff round it was last sent in
+	sealed time.Time              // clock reading just before sealing: the envelope was created at or after it
 }
 
 type future struct {
@@ -159,7 +157,10 @@ func (c *Client) Publish(ctx context.Context, subject string, payload []byte, op
 // envelope is sealed (with other waiting publishes) and sent in the background, and the future
 // reports the outcome. It blocks while WithMaxPending publishes are in flight, failing with
 // ErrMaxPending after the client's timeout, and while the publish rate limit (if any) has no
-// token. Publishes from one goroutine are sent in call order.
+// token. Publishes from one goroutine are sent in call order (one sent again after a failed
+// attempt may be stored after later ones). A publish fails with ErrPublishExpired when it
+// could not be stored while its envelope was young enough to be resent; the caller may
+// publish again (a new envelope under a new id).
 func (c *Client) PublishAsync(subject string, payload []byte, opts ...PublishOption) (PubAckFuture, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.timeout)
 	defer cancel()
@@ -309,30 +310,114 @@ func (c *Client) send(f *future, s envelope.Sealed, sealed time.Time) {
 	f.idp.Store(&id)
 	msg := &nats.Msg{Subject: f.subject, Data: s.Data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, id)
+	in := &inflight{f: f, msg: msg, sealed: sealed}
 	paf, err := c.js.PublishMsgAsync(msg)
-	if err != nil {
+	switch {
+	case err == nil:
+		in.paf, in.sends = paf, 1
+	case disconnected(err):
+		// Not connected (nothing is buffered while reconnecting): the acker sends it once the
+		// connection is back.
+	default:
 		c.counters.PublishFailed.Add(1)
 		f.resolve(nil, err)
 		return
 	}
-	c.ackQ <- &inflight{f: f, msg: msg, paf: paf, attempt: 1, sealed: sealed}
+	c.ackQ <- in
 }
 
-// acker waits for acks in send order and retries failed sends with the same envelope.
+// acker resolves the futures of sent envelopes and sends again those whose attempt failed or
+// went unanswered: the same bytes under the same Nats-Msg-Id, so JetStream stores each once.
+//
+// It takes the in-flight publishes in send order. One whose attempt failed is sent again at
+// once and queued behind the others, so that after a reconnect (nats.go fails every pending
+// publish with ErrDisconnected) all of them are resent together, without waiting for each
+// other's acks, and throughput returns to what it was. It waits only when the server is
+// actually unavailable: while the connection is down (until it is back), and after an
+// unanswered or refused attempt (no stream responded, ack timeout) for a backoff that one
+// round of failures pays once, not once per message. Every publish stays bounded: it fails
+// after publishAttempts answered or timed-out attempts, when its envelope has become too old
+// to resend (ErrPublishExpired), or when the client closes.
 func (c *Client) acker() {
 	defer c.pipes.Done()
-	for in := range c.ackQ {
-		c.await(in)
+	a := &ackState{c: c}
+	open := true
+	for open || a.len() > 0 {
+		if a.len() == 0 {
+			in, ok := <-c.ackQ
+			if !ok {
+				open = false
+				continue
+			}
+			a.push(in)
+		}
+		for more := open; more; { // take everything sent meanwhile, keeping send order
+			select {
+			case in, ok := <-c.ackQ:
+				if !ok {
+					open, more = false, false
+					break
+				}
+				a.push(in)
+			default:
+				more = false
+			}
+		}
+		a.next()
 	}
 }
 
-func (c *Client) await(in *inflight) {
-	for {
-		var err error
+// publishAttempts bounds the attempts of one publish that the server answered with an error
+// worth retrying or did not answer in time. Attempts lost to a disconnection do not count:
+// they are bounded by the envelope's age (ErrPublishExpired).
+const publishAttempts = 8
+
+// Backoff after a round of attempts the server refused or left unanswered while connected:
+// it starts at retryBackoffMin and doubles up to retryBackoffMax; an ack resets it.
+const (
+	retryBackoffMin = 100 * time.Millisecond
+	retryBackoffMax = 2 * time.Second
+	connectedPoll   = 20 * time.Millisecond
+)
+
+// ackState is the acker's queue and its shared backoff.
+type ackState struct {
+	c     *Client
+	q     []*inflight
+	head  int
+	round uint64 // backoff rounds paid; an attempt sent in an older round is resent at once
+	fails int    // consecutive rounds of failure, for the backoff
+}
+
+func (a *ackState) len() int { return len(a.q) - a.head }
+
+func (a *ackState) push(in *inflight) {
+	if a.head > 1024 && a.head*2 > len(a.q) {
+		a.q = append(a.q[:0:0], a.q[a.head:]...)
+		a.head = 0
+	}
+	a.q = append(a.q, in)
+}
+
+func (a *ackState) pop() *inflight {
+	in := a.q[a.head]
+	a.q[a.head] = nil
+	a.head++
+	return in
+}
+
+// next settles the oldest in-flight publish: it resolves its future, or sends it again and
+// queues it at the back.
+func (a *ackState) next() {
+	c := a.c
+	in := a.pop()
+	var err error
+	if in.paf == nil {
+		err = nats.ErrDisconnected // never sent: not connected at the time
+	} else {
 		select {
 		case ack := <-in.paf.Ok():
-			c.counters.Published.Add(1)
-			in.f.resolve(&PubAck{ID: in.f.id(), Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
+			a.acked(in, ack)
 			return
 		case err = <-in.paf.Err():
 		case <-c.ctx.Done():
@@ -341,36 +426,109 @@ func (c *Client) await(in *inflight) {
 			} else {
 				select { // draining: the ack is still coming
 				case ack := <-in.paf.Ok():
-					c.counters.Published.Add(1)
-					in.f.resolve(&PubAck{ID: in.f.id(), Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
+					a.acked(in, ack)
 					return
 				case err = <-in.paf.Err():
 				}
 			}
 		}
-		if in.attempt >= publishAttempts || !retryable(err) || c.nc.IsClosed() {
-			c.counters.PublishFailed.Add(1)
-			in.f.resolve(nil, err)
+	}
+	if !retryable(err) || c.nc.IsClosed() {
+		a.fail(in, err)
+		return
+	}
+	if !disconnected(err) {
+		if in.tries++; in.tries >= publishAttempts {
+			a.fail(in, err)
 			return
 		}
-		c.log.Debug("sealbus: retrying publish", "id", in.f.id(), "subject", in.f.subject, "attempt", in.attempt+1, "error", err)
-		select {
-		case <-time.After(time.Duration(in.attempt) * 250 * time.Millisecond):
-		case <-c.ctx.Done():
+		a.backoff(in)
+	}
+	for {
+		if !a.waitConnected(in) {
+			if c.nc.IsClosed() || c.ctx.Err() != nil {
+				a.fail(in, ErrClosed)
+			} else {
+				a.expire(in, err)
+			}
+			return
 		}
 		if c.expired(in) {
-			c.counters.PublishFailed.Add(1)
-			in.f.resolve(nil, fmt.Errorf("%w: sealed %v ago, last error: %w", ErrPublishExpired, c.cfg.now().Sub(in.sealed).Round(time.Millisecond), err))
+			a.expire(in, err)
 			return
 		}
 		paf, perr := c.js.PublishMsgAsync(in.msg)
-		if perr != nil {
-			c.counters.PublishFailed.Add(1)
-			in.f.resolve(nil, perr)
+		if perr == nil {
+			if in.sends > 0 {
+				c.counters.Resent.Add(1)
+				c.log.Debug("sealbus: publish sent again", "id", in.f.id(), "subject", in.f.subject, "sends", in.sends+1, "error", err)
+			}
+			in.paf, in.round = paf, a.round
+			in.sends++
+			a.push(in)
 			return
 		}
-		in.paf, in.attempt = paf, in.attempt+1
+		if !disconnected(perr) {
+			a.fail(in, perr)
+			return
+		}
+		err = perr // the connection dropped again: wait for it
 	}
+}
+
+func (a *ackState) acked(in *inflight, ack *jetstream.PubAck) {
+	a.fails = 0
+	a.c.counters.Published.Add(1)
+	in.f.resolve(&PubAck{ID: in.f.id(), Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
+}
+
+func (a *ackState) fail(in *inflight, err error) {
+	a.c.counters.PublishFailed.Add(1)
+	in.f.resolve(nil, err)
+}
+
+func (a *ackState) expire(in *inflight, last error) {
+	c := a.c
+	a.fail(in, fmt.Errorf("%w: sealed %v ago; last attempt: %w", ErrPublishExpired, c.cfg.now().Sub(in.sealed).Round(time.Millisecond), last))
+}
+
+// backoff waits before resending an attempt the server refused or left unanswered, once per
+// round: attempts sent before the last wait go again at once.
+func (a *ackState) backoff(in *inflight) {
+	if in.round != a.round {
+		return
+	}
+	d := min(retryBackoffMin<<min(a.fails, 10), retryBackoffMax)
+	a.fails++
+	a.round++
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-a.c.ctx.Done():
+	}
+}
+
+// waitConnected waits until the connection is up. It returns false when the client closes or
+// in's envelope becomes too old to send while waiting.
+func (a *ackState) waitConnected(in *inflight) bool {
+	c := a.c
+	if c.nc.IsConnected() {
+		return true
+	}
+	t := time.NewTicker(connectedPoll)
+	defer t.Stop()
+	for !c.nc.IsConnected() {
+		if c.nc.IsClosed() || c.expired(in) {
+			return false
+		}
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // expired reports whether in's envelope is too old to send again: receivers reject an
@@ -382,7 +540,18 @@ func (c *Client) expired(in *inflight) bool {
 	return c.cfg.now().Sub(in.sealed) >= w-w/4
 }
 
+// retryable reports whether a failed attempt may be sent again: the server did not answer, was
+// not reachable, or no stream leader responded (an election). Answers such as a stream limit
+// or a wrong expected stream are final.
 func retryable(err error) bool {
-	return errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, nats.ErrDisconnected) ||
-		errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded)
+	return disconnected(err) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// disconnected reports whether err means the attempt never reached a server, or its answer was
+// lost, because the connection dropped.
+func disconnected(err error) bool {
+	return errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrReconnectBufExceeded) ||
+		errors.Is(err, nats.ErrConnectionReconnecting)
 }

@@ -161,3 +161,84 @@ func TestPublishExpiredNotResent(t *testing.T) {
 		t.Fatalf("publishing again: ack %+v, stored %v", ack, m)
 	}
 }
+
+// storedOn counts the messages the ORDERS stream holds on subject.
+func storedOn(t *testing.T, w *demo.World, subject string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := w.Admin(ctx, demo.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(ctx, demo.OrdersStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Subjects[subject]
+}
+
+// TestPublishResentTogetherAfterReconnect: publishes pending when the connection drops (their
+// acks lost; nats.go fails them all with ErrDisconnected), and publishes made while the server
+// is unreachable, are all sent again as soon as the connection is back, together rather than
+// one after another, and each is stored exactly once.
+func TestPublishResentTogetherAfterReconnect(t *testing.T) {
+	w := sharedWorld(t)
+	c, p := proxied(t, w, demo.Shop, demo.Checkout)
+	const subject, n = "orders.us.reconnect", 2000
+	var futures []bus.PubAckFuture
+	publish := func(count int) {
+		for i := range count {
+			f, err := c.PublishAsync(subject, []byte{byte(i), byte(i >> 8)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			futures = append(futures, f)
+		}
+	}
+	// Half are sent and lost on the way (the server never sees them) ...
+	p.setMode(proxyBlackhole)
+	sentBefore := c.Conn().Stats().OutMsgs
+	publish(n / 2)
+	waitFor(t, 20*time.Second, "the first half to be sent", func() bool {
+		return c.Conn().Stats().OutMsgs >= sentBefore+n/2
+	})
+	// ... then the server goes away, and the other half is published while it is away.
+	p.setMode(proxyDown)
+	p.cut()
+	waitFor(t, 10*time.Second, "the client to see the connection drop", func() bool { return !c.Conn().IsConnected() })
+	publish(n / 2)
+	p.setMode(proxyPass)
+
+	// Sent one at a time with a growing pause (as before), 2000 publishes would need minutes.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	seqs := map[uint64]bool{}
+	for i, f := range futures {
+		ack, err := f.Wait(ctx)
+		if err != nil {
+			t.Fatalf("publish %d of %d: %v (metrics %+v)", i, n, err, c.Metrics())
+		}
+		if seqs[ack.Sequence] {
+			t.Fatalf("sequence %d acknowledged twice", ack.Sequence)
+		}
+		seqs[ack.Sequence] = true
+	}
+	if got := storedOn(t, w, subject); got != n {
+		t.Fatalf("stream holds %d messages on %s, want %d (each exactly once)", got, subject, n)
+	}
+	m := c.Metrics()
+	if m.Resent < n/2 {
+		t.Fatalf("%d envelopes sent again, want at least the %d lost ones", m.Resent, n/2)
+	}
+	if m.PublishFailed != 0 {
+		t.Fatalf("%d publishes failed", m.PublishFailed)
+	}
+	t.Logf("%d publishes across the reconnect: %d sent again, %d reconnects", n, m.Resent, c.Conn().Stats().Reconnects)
+}

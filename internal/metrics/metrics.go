@@ -13,6 +13,7 @@ import (
 type Counters struct {
 	Published     atomic.Uint64 // envelopes acknowledged by JetStream
 	PublishFailed atomic.Uint64 // publishes that returned an error after sealing started
+	Resent        atomic.Uint64 // envelopes sent again (same bytes, same Nats-Msg-Id) after a failed or unanswered attempt
 	Batches       atomic.Uint64 // signatures made (one per batch)
 	Delivered     atomic.Uint64 // handler calls that returned nil and were acknowledged
 	HandlerFailed atomic.Uint64 // handler calls that returned an error
