@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -550,8 +553,12 @@ func retryable(err error) bool {
 }
 
 // disconnected reports whether err means the attempt never reached a server, or its answer was
-// lost, because the connection dropped.
+// lost, because the connection dropped: nats.go's errors for a lost or reconnecting
+// connection, or the socket's own error when a write fails as it breaks.
 func disconnected(err error) bool {
+	var ne net.Error
 	return errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrReconnectBufExceeded) ||
-		errors.Is(err, nats.ErrConnectionReconnecting)
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrStaleConnection) ||
+		errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
