@@ -544,19 +544,21 @@ func (c *Client) auditWriter() {
 
 // Metrics is a snapshot of the client's counters (and those of the consumers running on it).
 type Metrics struct {
-	Published     uint64            // envelopes acknowledged by JetStream
-	PublishFailed uint64            // publishes that failed after the checks passed
-	Resent        uint64            // envelopes sent again (same id) after a failed or unanswered attempt, e.g. across a reconnect
-	Signatures    uint64            // batch signatures made (Published/Signatures is the mean batch size)
-	Delivered     uint64            // messages handled successfully and acknowledged
-	HandlerFailed uint64            // handler calls that returned an error
-	Retried       uint64            // deliveries scheduled for a retry with backoff
-	Rejected      map[string]uint64 // rejected envelopes by reason code
-	DeadLettered  map[string]uint64 // dead letters by reason code
-	DLQFailed     uint64            // dead letters that could not be written (left for redelivery)
-	AuditWritten  uint64            // audit events written
-	AuditFailed   uint64            // audit events lost
-	Unverifiable  uint64            // directory entries ignored: markers, values that do not verify, rollbacks
+	Published      uint64            // envelopes acknowledged by JetStream
+	PublishFailed  uint64            // publishes that failed after the checks passed
+	Resent         uint64            // envelopes sent again (same id) after a failed or unanswered attempt, e.g. across a reconnect
+	Signatures     uint64            // batch signatures made (Published/Signatures is the mean batch size)
+	Delivered      uint64            // handler calls that returned nil (each message once per consumer process); then acknowledged
+	Deduplicated   uint64            // redeliveries of messages already handled (their ack was lost), acknowledged again without a handler call
+	AckUnconfirmed uint64            // acks the server did not confirm after every attempt; a redelivery of such a message is deduplicated
+	HandlerFailed  uint64            // handler calls that returned an error
+	Retried        uint64            // deliveries scheduled for a retry with backoff
+	Rejected       map[string]uint64 // rejected envelopes by reason code
+	DeadLettered   map[string]uint64 // dead letters by reason code
+	DLQFailed      uint64            // dead letters that could not be written (left for redelivery)
+	AuditWritten   uint64            // audit events written
+	AuditFailed    uint64            // audit events lost
+	Unverifiable   uint64            // directory entries ignored: markers, values that do not verify, rollbacks
 	// UnverifiableByReason splits Unverifiable by reason (DirectoryUnsignedDelete, ...).
 	UnverifiableByReason map[string]uint64
 }
@@ -567,7 +569,8 @@ func (c *Client) Metrics() Metrics {
 	rej, dl := k.ByReason()
 	return Metrics{
 		Published: k.Published.Load(), PublishFailed: k.PublishFailed.Load(), Resent: k.Resent.Load(), Signatures: k.Batches.Load(),
-		Delivered: k.Delivered.Load(), HandlerFailed: k.HandlerFailed.Load(), Retried: k.Retried.Load(),
+		Delivered: k.Delivered.Load(), Deduplicated: k.Deduplicated.Load(), AckUnconfirmed: k.AckUnconfirmed.Load(),
+		HandlerFailed: k.HandlerFailed.Load(), Retried: k.Retried.Load(),
 		Rejected: rej, DeadLettered: dl, DLQFailed: k.DLQFailed.Load(),
 		AuditWritten: k.AuditWritten.Load(), AuditFailed: k.AuditFailed.Load(), Unverifiable: k.Unverifiable.Load(),
 		UnverifiableByReason: k.IgnoredByReason(),

@@ -39,6 +39,9 @@ type Consumption struct {
 	hcancel    context.CancelFunc
 	k          *metrics.Counters
 	firstDelay time.Duration
+	ackTimeout time.Duration
+	ackSlots   chan struct{}  // bounds the acks awaiting confirmation
+	acks       sync.WaitGroup // acks awaiting confirmation
 
 	done    chan struct{}
 	errMu   sync.Mutex
@@ -54,15 +57,19 @@ type Consumption struct {
 // reads its MaxDeliver and BackOff. Every message goes through DeadLetter, Verify,
 // ReplayGuard and Retry, then the WithMiddleware middleware and h, on WithWorkers workers,
 // with at most WithMaxInFlight messages pulled and not yet settled. A message is acknowledged
-// only after h returns nil; a failure is retried with backoff and dead-lettered after the last
-// delivery; a rejected envelope is dead-lettered at once and never reaches h.
+// only after h returns nil, with an ack the server confirms (in the background, retried a few
+// times, WithAckTimeout); a failure is retried with backoff and dead-lettered after the last
+// delivery; a rejected envelope is dead-lettered at once and never reaches h. A redelivery of
+// a message h already handled (its ack was lost) is acknowledged without calling h again,
+// and a replay (the same envelope at another stream position) is dead-lettered: see
+// ReplayGuard.
 //
 // Stop ends the consumption promptly: handlers in progress finish (their context is
 // cancelled), messages pulled but not started are returned to the server for immediate
 // redelivery (on their last allowed delivery they are handled instead, so none is lost).
-// Drain handles every message already pulled first. Both wait for acknowledgements to reach
-// the server before Done is closed, so a consumer restarted on the same durable neither loses
-// nor repeats a message.
+// Drain handles every message already pulled first. Both wait for acknowledgements to be
+// confirmed by the server (or given up after their attempts) before Done is closed, so a
+// consumer restarted on the same durable neither loses nor repeats a message.
 func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handler, opts ...Option) (*Consumption, error) {
 	if c == nil || h == nil {
 		return nil, fmt.Errorf("%w: nil client or handler", ErrInvalidOption)
@@ -93,6 +100,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 		c: c, log: c.Logger().With("stream", stream, "consumer", durable),
 		stream: stream, durable: durable, maxDeliver: info.Config.MaxDeliver,
 		work: make(chan jetstream.Msg), k: k, firstDelay: sched.nakDelay(1), done: make(chan struct{}),
+		ackTimeout: cfg.ackTimeout, ackSlots: make(chan struct{}, cfg.maxInFlight),
 	}
 	chain := []Middleware{
 		DeadLetter(c),
@@ -118,6 +126,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	go cs.dispatch()
 	go func() {
 		wg.Wait()
+		cs.acks.Wait()
 		cs.hcancel()
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := c.Conn().FlushWithContext(fctx); err != nil && !c.Conn().IsClosed() {
@@ -196,17 +205,62 @@ func (cs *Consumption) handle(raw jetstream.Msg) {
 		return
 	}
 	if err == nil {
-		if aerr := m.ack(); aerr != nil {
-			cs.log.Warn("sealbus: ack failed; the message will be redelivered", "seq", m.Sequence, "error", aerr)
-			return
-		}
-		if m.verified {
+		if m.duplicate {
+			cs.k.Deduplicated.Add(1)
+		} else if m.verified {
 			cs.k.Delivered.Add(1)
 		}
+		cs.ack(m)
 		return
 	}
 	cs.log.Warn("sealbus: message not settled by middleware; retrying", "seq", m.Sequence, "error", err)
 	_ = m.nak(cs.firstDelay)
+}
+
+// ackAttempts bounds the attempts to get one ack confirmed.
+const ackAttempts = 5
+
+// ack acknowledges m and has the server confirm it (JetStream's double ack) in the
+// background, so the worker goes on at once; at most MaxInFlight acks wait for confirmation.
+func (cs *Consumption) ack(m *Message) {
+	m.settled = true
+	cs.ackSlots <- struct{}{}
+	cs.acks.Add(1)
+	go func() {
+		defer cs.acks.Done()
+		defer func() { <-cs.ackSlots }()
+		cs.confirm(m)
+	}()
+}
+
+// confirm sends m's ack until the server confirms it, at most ackAttempts times, each waiting
+// ackTimeout for the confirmation; between attempts it waits for the connection when it is
+// down, or a short pause. An ack left unconfirmed may or may not have been applied: if not,
+// JetStream redelivers the message after AckWait, and the replay guard, which has recorded the
+// id as handled, lets Consume acknowledge it again without calling the handler.
+func (cs *Consumption) confirm(m *Message) {
+	nc := cs.c.Conn()
+	var err error
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), cs.ackTimeout)
+		err = m.raw.DoubleAck(ctx)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			return
+		}
+		if attempt >= ackAttempts || nc.IsClosed() {
+			break
+		}
+		pause := time.NewTimer(min(time.Duration(attempt)*100*time.Millisecond, cs.ackTimeout))
+		deadline := time.Now().Add(cs.ackTimeout)
+		for !nc.IsConnected() && !nc.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		<-pause.C
+	}
+	cs.k.AckUnconfirmed.Add(1)
+	cs.log.Warn("sealbus: ack not confirmed; a redelivery will be acknowledged without calling the handler again",
+		"seq", m.Sequence, "id", m.ID, "error", err)
 }
 
 func (cs *Consumption) setErr(err error) {

@@ -8,15 +8,37 @@
 //     server's stored time, sender card known, valid, not revoked and allowed on the subject,
 //     a recipient entry for this service, signature, unwrap, key commitment, decryption), and
 //     after the replay guard.
-//   - A message is acknowledged only after the handler returns nil ([Consume]). A handler
-//     failure is retried with backoff ([Retry]); after the consumer's last delivery it is
-//     dead-lettered with reason max_deliveries.
+//   - A message is acknowledged only after the handler returns nil ([Consume]), and the ack is
+//     confirmed by the server (JetStream's double ack, tried a few times). A handler failure
+//     is retried with backoff ([Retry]); after the consumer's last delivery it is dead-lettered
+//     with reason max_deliveries. Nothing is lost: a message is settled only by a confirmed
+//     ack after success, a dead letter, or not at all (then JetStream delivers it again).
+//   - Exactly one successful handler call per message within a consumer process, across
+//     server restarts, leader moves and reconnects. Acks in flight are lost when a server
+//     stops or a leader moves, and JetStream then redelivers messages that were handled.
+//     The consumer remembers, by envelope message id, the messages whose handler returned nil
+//     (for the freshness window, bounded by [WithReplayCapacity]) and acknowledges their
+//     redeliveries without calling the handler (counted in bus.Metrics.Deduplicated); a
+//     redelivery that arrives while the handler is still working on the message waits for
+//     that call's outcome. Another process of the same service that receives the redelivery
+//     does not know the message was handled.
+//
+// # Redelivery or replay
+//
+// [ReplayGuard] tells the two apart by stream position. A redelivery is the same stored
+// message again: the same stream sequence (Delivered > 1). It is acknowledged without a
+// handler call if the handler already returned nil for its id, handled if earlier calls
+// failed (a retry). A replay is the same envelope (same message id, verified signature) stored
+// again at another stream sequence, for example republished under a new Nats-Msg-Id: it is
+// refused with reason replay and dead-lettered, whether or not the original was handled. An
+// id is only recorded after verification, so a forged envelope can neither block a genuine id
+// nor have its redeliveries acknowledged.
 //   - A rejected envelope is copied byte for byte to the account's SEALBUS_DLQ stream with its
 //     reason and source in Sealbus-* headers ([DeadLetter]), terminated at its source so it
 //     never blocks the messages behind it, counted, and recorded as an audit event.
-//   - Stop and Drain flush acknowledgements before Done closes: a consumer restarted on the same
-//     durable resumes where the last one stopped, with no loss and no repeated handler call for
-//     messages that were acknowledged.
+//   - Stop and Drain wait for acknowledgements to be confirmed (or given up) before Done
+//     closes: a consumer restarted on the same durable resumes where the last one stopped,
+//     with no loss and no repeated handler call for messages whose ack was confirmed.
 //
 // # Middleware
 //

@@ -29,10 +29,11 @@ type Message struct {
 	Sequence     uint64 // stream sequence
 	Delivered    uint64 // delivery count, starting at 1
 
-	raw      jetstream.Msg
-	envelope []byte
-	verified bool
-	settled  bool
+	raw       jetstream.Msg
+	envelope  []byte
+	verified  bool
+	settled   bool
+	duplicate bool // a redelivery of a message already handled: acknowledged, not handled again
 }
 
 // InProgress tells the server that the handler is still working on the message, resetting its
@@ -45,15 +46,8 @@ func (m *Message) Envelope() []byte { return m.envelope }
 // Verified reports whether the verify middleware has accepted the envelope.
 func (m *Message) Verified() bool { return m.verified }
 
-// ack, nak and term settle the message once; later calls are ignored.
-func (m *Message) ack() error {
-	if m.settled {
-		return nil
-	}
-	m.settled = true
-	return m.raw.Ack()
-}
-
+// nak and term settle the message once; later calls are ignored. Consumption.ack settles it
+// with a confirmed ack.
 func (m *Message) nak(delay time.Duration) error {
 	if m.settled {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestChainOrder(t *testing.T) {
@@ -44,7 +45,7 @@ func TestOptions(t *testing.T) {
 	if err != nil || c.maxInFlight != 100 {
 		t.Fatalf("default max in flight not raised to the workers: %v %+v", err, c)
 	}
-	for _, o := range []Option{WithWorkers(0), WithMaxInFlight(0), WithBackOff(), WithBackOff(-1), WithReplayCapacity(0), WithMiddleware(nil), nil} {
+	for _, o := range []Option{WithWorkers(0), WithMaxInFlight(0), WithBackOff(), WithBackOff(-1), WithReplayCapacity(0), WithMiddleware(nil), WithAckTimeout(0), WithAckTimeout(2 * time.Minute), nil} {
 		if _, err := newConfig([]Option{o}); err == nil {
 			t.Fatal("invalid option accepted")
 		}

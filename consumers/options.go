@@ -9,6 +9,9 @@ import (
 const (
 	DefaultWorkers     = 1
 	DefaultMaxInFlight = 64
+	// DefaultAckTimeout is how long one attempt to acknowledge a message waits for the
+	// server's confirmation (WithAckTimeout).
+	DefaultAckTimeout = 2 * time.Second
 )
 
 // Option configures Consume.
@@ -21,10 +24,11 @@ type config struct {
 	middleware  []Middleware
 	backoff     []time.Duration
 	replayCap   int
+	ackTimeout  time.Duration
 }
 
 func newConfig(opts []Option) (*config, error) {
-	c := &config{workers: DefaultWorkers, maxInFlight: DefaultMaxInFlight, replayCap: DefaultReplayCapacity}
+	c := &config{workers: DefaultWorkers, maxInFlight: DefaultMaxInFlight, replayCap: DefaultReplayCapacity, ackTimeout: DefaultAckTimeout}
 	for _, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
@@ -103,13 +107,30 @@ func WithBackOff(backoff ...time.Duration) Option {
 }
 
 // WithReplayCapacity bounds the message ids the replay guard keeps (default
-// DefaultReplayCapacity).
+// DefaultReplayCapacity, about 125 bytes each). The guard needs the ids of the last twice
+// freshness window (4 minutes by default) for exactly-once handling and replay detection; at
+// a sustained rate above capacity / (2 × window) the oldest are forgotten early.
 func WithReplayCapacity(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
 			return fmt.Errorf("%w: replay capacity %d", ErrInvalidOption, n)
 		}
 		c.replayCap = n
+		return nil
+	}
+}
+
+// WithAckTimeout sets how long one attempt to acknowledge a message waits for the server's
+// confirmation (default DefaultAckTimeout; 10ms to 1 minute). Acks are confirmed
+// (JetStream's double ack) and tried a few times; an ack still unconfirmed is counted in
+// bus.Metrics.AckUnconfirmed, and its redelivery, if any, is acknowledged without calling the
+// handler again.
+func WithAckTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 10*time.Millisecond || d > time.Minute {
+			return fmt.Errorf("%w: ack timeout %v (10ms to 1m)", ErrInvalidOption, d)
+		}
+		c.ackTimeout = d
 		return nil
 	}
 }

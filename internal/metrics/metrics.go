@@ -11,17 +11,19 @@ import (
 // Counters are monotonically increasing counts. Safe for concurrent use. The zero value is
 // ready.
 type Counters struct {
-	Published     atomic.Uint64 // envelopes acknowledged by JetStream
-	PublishFailed atomic.Uint64 // publishes that returned an error after sealing started
-	Resent        atomic.Uint64 // envelopes sent again (same bytes, same Nats-Msg-Id) after a failed or unanswered attempt
-	Batches       atomic.Uint64 // signatures made (one per batch)
-	Delivered     atomic.Uint64 // handler calls that returned nil and were acknowledged
-	HandlerFailed atomic.Uint64 // handler calls that returned an error
-	Retried       atomic.Uint64 // deliveries negatively acknowledged for a later retry
-	AuditWritten  atomic.Uint64 // audit events acknowledged by JetStream
-	AuditFailed   atomic.Uint64 // audit events that could not be written
-	Unverifiable  atomic.Uint64 // directory entries ignored (markers, junk, rollbacks); see Ignore
-	DLQFailed     atomic.Uint64 // dead letters that could not be written (message redelivered)
+	Published      atomic.Uint64 // envelopes acknowledged by JetStream
+	PublishFailed  atomic.Uint64 // publishes that returned an error after sealing started
+	Resent         atomic.Uint64 // envelopes sent again (same bytes, same Nats-Msg-Id) after a failed or unanswered attempt
+	Batches        atomic.Uint64 // signatures made (one per batch)
+	Delivered      atomic.Uint64 // handler calls that returned nil (then acknowledged)
+	Deduplicated   atomic.Uint64 // redeliveries of messages already handled, acknowledged without a handler call
+	AckUnconfirmed atomic.Uint64 // acks the server did not confirm after every attempt (a redelivery is deduplicated)
+	HandlerFailed  atomic.Uint64 // handler calls that returned an error
+	Retried        atomic.Uint64 // deliveries negatively acknowledged for a later retry
+	AuditWritten   atomic.Uint64 // audit events acknowledged by JetStream
+	AuditFailed    atomic.Uint64 // audit events that could not be written
+	Unverifiable   atomic.Uint64 // directory entries ignored (markers, junk, rollbacks); see Ignore
+	DLQFailed      atomic.Uint64 // dead letters that could not be written (message redelivered)
 
 	mu           sync.Mutex
 	rejected     map[string]uint64

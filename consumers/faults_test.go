@@ -1,0 +1,237 @@
+package consumers_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/bus"
+	"github.com/sealbus/sealbus/consumers"
+	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/internal/demo"
+)
+
+// proxied connects a service through p, a fault proxy in front of the world's server.
+func proxied(t *testing.T, w *demo.World, p *faultProxy, account, service string, extra ...bus.Option) *bus.Client {
+	t.Helper()
+	opts := append([]bus.Option{
+		bus.WithURL(p.url()),
+		bus.WithRootCA(w.SB.CAFile()),
+		bus.WithCredsFile(w.CredsPath(account, service)),
+		bus.WithTrustedOperator(w.SB.OperatorKey()),
+		bus.WithName(service),
+	}, extra...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := bus.Connect(ctx, opts...)
+	if err != nil {
+		t.Fatalf("connect %s through the proxy: %v", service, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func proxyFor(t *testing.T, w *demo.World) *faultProxy {
+	t.Helper()
+	u, err := url.Parse(w.SB.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startProxy(t, u.Host)
+}
+
+// billingDurable reconfigures the billing durable with a short AckWait, so that a message
+// whose ack is lost comes back quickly, and returns an admin view of it.
+func billingDurable(t *testing.T, w *demo.World, ackWait time.Duration) jetstream.Consumer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := w.Admin(ctx, demo.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if err := admin.AddConsumer(ctx, nc, admin.ConsumerSpec{
+		Stream: demo.OrdersStream, Durable: demo.Billing, FilterSubjects: []string{"orders.>"},
+		MaxDeliver: admin.DefaultMaxDeliver, AckWait: ackWait,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	cons, err := js.Consumer(ctx, demo.OrdersStream, demo.Billing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cons
+}
+
+// settled reports whether the durable has nothing pending and nothing unacknowledged.
+func settled(cons jetstream.Consumer) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := cons.Info(ctx)
+	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+}
+
+// TestLostAckNotHandledAgain: the handler returns nil but the ack never reaches the server
+// (here the consumer's traffic to the server is lost; in production a server stops or a
+// leader moves with acks in flight). JetStream redelivers the message after AckWait; the
+// consumer acknowledges the redelivery without calling the handler a second time.
+func TestLostAckNotHandledAgain(t *testing.T) {
+	w := newWorld(t)
+	cons := billingDurable(t, w, 2*time.Second)
+	p := proxyFor(t, w)
+	checkout := connect(t, w, demo.Shop, demo.Checkout)
+	billing := proxied(t, w, p, demo.Shop, demo.Billing)
+	h := newHandled()
+	var once sync.Once
+	consume(t, billing, demo.OrdersStream, demo.Billing, func(ctx context.Context, m *consumers.Message) error {
+		once.Do(func() { p.setMode(proxyBlackhole) }) // from now on the consumer's acks are lost
+		return h.handler(ctx, m)
+	}, consumers.WithAckTimeout(100*time.Millisecond))
+
+	ctx := context.Background()
+	first, err := checkout.Publish(ctx, "orders.us.lostack", []byte("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the ack to be given up as unconfirmed", func() bool { return billing.Metrics().AckUnconfirmed >= 1 })
+	if p.dropped.Load() == 0 {
+		t.Fatal("no ack was lost")
+	}
+	p.restore() // the consumer reconnects; the message comes back after AckWait
+	ids := []string{first.ID}
+	for i := range 9 {
+		ack, err := checkout.Publish(ctx, "orders.us.lostack", []byte(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ack.ID)
+	}
+	eventually(t, 30*time.Second, "every message handled and the redelivery acknowledged", func() bool {
+		return h.count() == len(ids) && billing.Metrics().Deduplicated >= 1 && settled(cons)
+	})
+	for _, id := range ids {
+		if !h.has(id) {
+			t.Fatalf("message %s lost", id)
+		}
+	}
+	if d := h.duplicates(); len(d) > 0 {
+		t.Fatalf("handler called more than once for %v", d)
+	}
+	m := billing.Metrics()
+	if m.Delivered != uint64(len(ids)) {
+		t.Fatalf("delivered %d, want %d", m.Delivered, len(ids))
+	}
+	t.Logf("acks unconfirmed %d, redeliveries acknowledged without a handler call %d", m.AckUnconfirmed, m.Deduplicated)
+}
+
+// TestWorkloadAcrossConnectionLoss publishes and consumes at full speed through one proxy
+// while it cuts every connection (acks of both sides in flight are lost) and refuses new ones
+// for a moment: every publish is acknowledged and every message handled exactly once.
+func TestWorkloadAcrossConnectionLoss(t *testing.T) {
+	w := newWorld(t)
+	cons := billingDurable(t, w, 3*time.Second)
+	p := proxyFor(t, w)
+	checkout := proxied(t, w, p, demo.Shop, demo.Checkout)
+	billing := proxied(t, w, p, demo.Shop, demo.Billing)
+	h := newHandled()
+	consume(t, billing, demo.OrdersStream, demo.Billing, h.handler, consumers.WithWorkers(4), consumers.WithMaxInFlight(256))
+
+	const n = 3000
+	futures := make([]bus.PubAckFuture, 0, n)
+	for i := range n {
+		if i == n/3 {
+			p.setMode(proxyDown)
+			p.cut()
+			eventually(t, 10*time.Second, "both clients to see the connection drop", func() bool {
+				return checkout.Conn().Status() != nats.CONNECTED && billing.Conn().Status() != nats.CONNECTED
+			})
+		}
+		if i == n/2 {
+			p.setMode(proxyPass)
+		}
+		f, err := checkout.PublishAsync("orders.us.workload", []byte(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		futures = append(futures, f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ids := make([]string, 0, n)
+	for i, f := range futures {
+		ack, err := f.Wait(ctx)
+		if err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+		ids = append(ids, ack.ID)
+	}
+	eventually(t, 60*time.Second, "every message handled and acknowledged", func() bool {
+		return h.count() == n && settled(cons)
+	})
+	for _, id := range ids {
+		if !h.has(id) {
+			t.Fatalf("message %s lost", id)
+		}
+	}
+	if d := h.duplicates(); len(d) > 0 {
+		t.Fatalf("%d messages handled more than once: %v", len(d), d[:min(len(d), 5)])
+	}
+	pm, cm := checkout.Metrics(), billing.Metrics()
+	t.Logf("%d messages; publisher: %d resent, %d reconnects; consumer: %d handled, %d deduplicated, %d acks unconfirmed, %d reconnects",
+		n, pm.Resent, checkout.Conn().Stats().Reconnects, cm.Delivered, cm.Deduplicated, cm.AckUnconfirmed, billing.Conn().Stats().Reconnects)
+}
+
+// TestReplayOfHandledMessageIsRejected: the same envelope stored again under a new
+// Nats-Msg-Id (a new stream position) after its handler succeeded is a replay, not a
+// redelivery: it is dead-lettered with reason replay and the handler is not called.
+func TestReplayOfHandledMessageIsRejected(t *testing.T) {
+	w := newWorld(t)
+	checkout := connect(t, w, demo.Shop, demo.Checkout)
+	billing := connect(t, w, demo.Shop, demo.Billing)
+	h := newHandled()
+	consume(t, billing, demo.OrdersStream, demo.Billing, h.handler)
+	ctx := context.Background()
+	ack, err := checkout.Publish(ctx, "orders.us.replayed", []byte("once"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the message handled", func() bool { return h.has(ack.ID) && billing.Metrics().Delivered == 1 })
+
+	nc, err := w.Admin(ctx, demo.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(ctx, demo.OrdersStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := s.GetMsg(ctx, ack.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &nats.Msg{Subject: orig.Subject, Data: orig.Data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, "replay-"+ack.ID)
+	replay, err := js.PublishMsg(ctx, msg)
+	if err != nil || replay.Duplicate {
+		t.Fatalf("replay not stored: %v %+v", err, replay)
+	}
+	eventually(t, 10*time.Second, "the replay dead-lettered", func() bool {
+		return billing.Metrics().DeadLettered[consumers.ReasonReplay] == 1
+	})
+	if d := h.duplicates(); len(d) > 0 {
+		t.Fatalf("the replay reached the handler: %v", d)
+	}
+	if m := billing.Metrics(); m.Deduplicated != 0 || m.Delivered != 1 {
+		t.Fatalf("replay taken for a redelivery: %+v", m)
+	}
+}
