@@ -579,7 +579,9 @@ func (c *Client) Metrics() Metrics {
 
 // Drain stops accepting publishes, waits until every pending publish is acknowledged or has
 // failed and queued audit events are written, then drains the NATS connection (subscriptions
-// finish their buffered messages) and closes it.
+// finish their buffered messages) and closes it. While the server is unreachable, pending
+// publishes wait for it at most until their envelopes are too old to send
+// (ErrPublishExpired); Close does not wait.
 func (c *Client) Drain() error {
 	var err error
 	c.once.Do(func() {
