@@ -18,6 +18,15 @@ import (
 // consumeTimeout bounds the consumer lookup when ctx has no deadline.
 const consumeTimeout = 10 * time.Second
 
+// Pull requests live pullExpiry and ask the server for an idle heartbeat every pullHeartbeat.
+// A pull request lost with its server (the consumer leader stopped or moved while this client
+// stayed connected to another node) is noticed after two missed heartbeats and made again, so
+// delivery resumes within seconds; nats.go's defaults (30s, 15s) leave it stalled for 30s.
+const (
+	pullExpiry    = 5 * time.Second
+	pullHeartbeat = time.Second
+)
+
 const (
 	running int32 = iota
 	stopping
@@ -113,7 +122,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	cs.hctx, cs.hcancel = context.WithCancel(context.WithoutCancel(ctx))
 
 	buffer := max(1, cfg.maxInFlight-cfg.workers)
-	cs.it, err = cons.Messages(jetstream.PullMaxMessages(buffer))
+	cs.it, err = cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		cs.hcancel()
 		return nil, fmt.Errorf("%w: %s on %s: %w", ErrNoConsumer, durable, stream, err)
