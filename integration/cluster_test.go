@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/integration/natstest"
 	"github.com/sealbus/sealbus/internal/admin"
@@ -27,8 +28,12 @@ import (
 // and n2. Fault 1 moves the stream and consumer leaders to the publisher's node and stops it:
 // the publisher fails over, and the group elects a new leader. Fault 2 moves both leaders to
 // n3 and freezes it: the leader hangs with connections open and the group must elect a new
-// one. n3 has no clients because the SDK's connection keeps nats.go's default ping interval
-// (two minutes), so a client of a frozen server would wait minutes before failing over.
+// one. The clients are not given n3's URL, so the freeze tests the group's failover, not the
+// clients' (the SDK detects a frozen server of its own within about 15 s by its pings).
+//
+// The publisher is rate-limited (publishRate) so that publishing lasts long enough for both
+// faults to happen while it goes on: unthrottled, the SDK publishes 100,000 messages faster
+// than the fault sequence runs.
 //
 // SEALBUS_FAULT_MESSAGES sets the number of 1 KiB messages (default 100000).
 func TestClusterFaults(t *testing.T) {
@@ -79,7 +84,8 @@ func TestClusterFaults(t *testing.T) {
 	}
 
 	clientURLs := []string{c.Node(0).URL, c.Node(1).URL}
-	pub := connectSDK(t, ctx, c.Deployment, pubCreds, clientURLs)
+	const publishRate = 1500 // messages per second: ~67 s for the default 100,000
+	pub := connectSDK(t, ctx, c.Deployment, pubCreds, clientURLs, bus.WithPublishRate(publishRate, publishRate/10))
 	sub := connectSDK(t, ctx, c.Deployment, conCreds, clientURLs)
 	w := &workload{Subject: "events.created", Total: total, Size: 1024}
 	cs, err := consumers.Consume(ctx, sub, "EVENTS", "processor", w.handler, consumers.WithWorkers(4), consumers.WithMaxInFlight(1024))
@@ -88,7 +94,7 @@ func TestClusterFaults(t *testing.T) {
 	}
 
 	pubNode := nodeIndex(t, pub.Conn().ConnectedServerName())
-	const frozen = 2 // n3: no client is connected to it
+	const frozen = 2 // n3: no client was given its URL
 	// Each fault lasts this long, while publishing goes on.
 	const outage = 10 * time.Second
 	// Publishing must end within this; at the rate measured here (docs/TESTING.md) it takes
