@@ -66,6 +66,15 @@ func each(ctx context.Context, js jetstream.JetStream, stream string, from uint6
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
+	// Delete the server-side consumer when done, so repeated reads do not pile up consumers
+	// (each would otherwise count against the account's limit until InactiveThreshold).
+	defer func() {
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), idle)
+			_ = js.DeleteConsumer(dctx, stream, info.Name)
+			cancel()
+		}
+	}()
 	it, err := cons.Messages()
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
