@@ -13,19 +13,20 @@ import (
 
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/internal/faultproxy"
 )
 
 // proxied starts a fault proxy in front of the world's server and connects a service through
 // it.
-func proxied(t *testing.T, w *demo.World, account, service string, extra ...bus.Option) (*bus.Client, *faultProxy) {
+func proxied(t *testing.T, w *demo.World, account, service string, extra ...bus.Option) (*bus.Client, *faultproxy.Proxy) {
 	t.Helper()
 	u, err := url.Parse(w.SB.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startProxy(t, u.Host)
+	p := faultproxy.Start(t, u.Host)
 	opts := append([]bus.Option{
-		bus.WithURL(p.url()),
+		bus.WithURL(p.URL()),
 		bus.WithRootCA(w.SB.CAFile()),
 		bus.WithCredsFile(w.CredsPath(account, service)),
 		bus.WithTrustedOperator(w.SB.OperatorKey()),
@@ -75,12 +76,12 @@ func TestFrozenServerDetected(t *testing.T) {
 	if _, err := c.Publish(ctx, "orders.us.frozen", []byte("before")); err != nil {
 		t.Fatal(err)
 	}
-	p.setMode(proxyFreeze)
+	p.SetMode(faultproxy.Freeze)
 	// With nats.go's default (2 minutes, 2 outstanding) this would take minutes.
 	waitFor(t, 15*time.Second, "the client to find the frozen connection stale", func() bool {
 		return c.Conn().Status() != nats.CONNECTED
 	})
-	p.restore()
+	p.Restore()
 	waitFor(t, 15*time.Second, "the client to reconnect", c.Conn().IsConnected)
 	if _, err := c.Publish(ctx, "orders.us.frozen", []byte("after")); err != nil {
 		t.Fatal(err)
@@ -127,7 +128,7 @@ func TestPublishExpiredNotResent(t *testing.T) {
 	clk := new(shiftClock)
 	c, p := proxied(t, w, demo.Shop, demo.Checkout, bus.WithClock(clk.now))
 	const subject = "orders.us.expired"
-	p.setMode(proxyFreeze) // the server never sees these envelopes
+	p.SetMode(faultproxy.Freeze) // the server never sees these envelopes
 	sentBefore := c.Conn().Stats().OutMsgs
 	var futures []bus.PubAckFuture
 	for i := range 20 {
@@ -141,7 +142,7 @@ func TestPublishExpiredNotResent(t *testing.T) {
 		return c.Conn().Stats().OutMsgs >= sentBefore+uint64(len(futures))
 	})
 	clk.advance(c.Freshness()) // they are now as old as the window
-	p.restore()
+	p.Restore()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i, f := range futures {
@@ -203,18 +204,18 @@ func TestPublishResentTogetherAfterReconnect(t *testing.T) {
 		}
 	}
 	// Half are sent and lost on the way (the server never sees them) ...
-	p.setMode(proxyBlackhole)
+	p.SetMode(faultproxy.Blackhole)
 	sentBefore := c.Conn().Stats().OutMsgs
 	publish(n / 2)
 	waitFor(t, 20*time.Second, "the first half to be sent", func() bool {
 		return c.Conn().Stats().OutMsgs >= sentBefore+n/2
 	})
 	// ... then the server goes away, and the other half is published while it is away.
-	p.setMode(proxyDown)
-	p.cut()
+	p.SetMode(faultproxy.Down)
+	p.Cut()
 	waitFor(t, 10*time.Second, "the client to see the connection drop", func() bool { return !c.Conn().IsConnected() })
 	publish(n / 2)
-	p.setMode(proxyPass)
+	p.SetMode(faultproxy.Pass)
 
 	// Sent one at a time with a growing pause (as before), 2000 publishes would need minutes.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

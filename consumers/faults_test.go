@@ -15,13 +15,14 @@ import (
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/internal/admin"
 	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/internal/faultproxy"
 )
 
 // proxied connects a service through p, a fault proxy in front of the world's server.
-func proxied(t *testing.T, w *demo.World, p *faultProxy, account, service string, extra ...bus.Option) *bus.Client {
+func proxied(t *testing.T, w *demo.World, p *faultproxy.Proxy, account, service string, extra ...bus.Option) *bus.Client {
 	t.Helper()
 	opts := append([]bus.Option{
-		bus.WithURL(p.url()),
+		bus.WithURL(p.URL()),
 		bus.WithRootCA(w.SB.CAFile()),
 		bus.WithCredsFile(w.CredsPath(account, service)),
 		bus.WithTrustedOperator(w.SB.OperatorKey()),
@@ -37,13 +38,13 @@ func proxied(t *testing.T, w *demo.World, p *faultProxy, account, service string
 	return c
 }
 
-func proxyFor(t *testing.T, w *demo.World) *faultProxy {
+func proxyFor(t *testing.T, w *demo.World) *faultproxy.Proxy {
 	t.Helper()
 	u, err := url.Parse(w.SB.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startProxy(t, u.Host)
+	return faultproxy.Start(t, u.Host)
 }
 
 // billingDurable reconfigures the billing durable with a short AckWait, so that a message
@@ -92,7 +93,7 @@ func TestLostAckNotHandledAgain(t *testing.T) {
 	h := newHandled()
 	var once sync.Once
 	consume(t, billing, demo.OrdersStream, demo.Billing, func(ctx context.Context, m *consumers.Message) error {
-		once.Do(func() { p.setMode(proxyBlackhole) }) // from now on the consumer's acks are lost
+		once.Do(func() { p.SetMode(faultproxy.Blackhole) }) // from now on the consumer's acks are lost
 		return h.handler(ctx, m)
 	}, consumers.WithAckTimeout(100*time.Millisecond))
 
@@ -102,10 +103,10 @@ func TestLostAckNotHandledAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "the ack to be given up as unconfirmed", func() bool { return billing.Metrics().AckUnconfirmed >= 1 })
-	if p.dropped.Load() == 0 {
+	if p.Dropped() == 0 {
 		t.Fatal("no ack was lost")
 	}
-	p.restore() // the consumer reconnects; the message comes back after AckWait
+	p.Restore() // the consumer reconnects; the message comes back after AckWait
 	ids := []string{first.ID}
 	for i := range 9 {
 		ack, err := checkout.Publish(ctx, "orders.us.lostack", []byte(fmt.Sprint(i)))
@@ -148,14 +149,14 @@ func TestWorkloadAcrossConnectionLoss(t *testing.T) {
 	futures := make([]bus.PubAckFuture, 0, n)
 	for i := range n {
 		if i == n/3 {
-			p.setMode(proxyDown)
-			p.cut()
+			p.SetMode(faultproxy.Down)
+			p.Cut()
 			eventually(t, 10*time.Second, "both clients to see the connection drop", func() bool {
 				return checkout.Conn().Status() != nats.CONNECTED && billing.Conn().Status() != nats.CONNECTED
 			})
 		}
 		if i == n/2 {
-			p.setMode(proxyPass)
+			p.SetMode(faultproxy.Pass)
 		}
 		f, err := checkout.PublishAsync("orders.us.workload", []byte(fmt.Sprint(i)))
 		if err != nil {
