@@ -209,6 +209,7 @@ func (cs *Consumption) handle(raw jetstream.Msg) {
 		_ = raw.Term()
 		return
 	}
+	m.last = cs.lastDelivery(raw)
 	err = cs.handler(cs.hctx, m)
 	if m.settled {
 		return
@@ -286,7 +287,9 @@ func (cs *Consumption) Stop() {
 	if cs.mode.CompareAndSwap(running, stopping) {
 		cs.hcancel()
 		cs.it.Drain()
+		return
 	}
+	cs.hcancel() // Stop during a Drain: handlers (and dead-letter retries) are asked to end now
 }
 
 // Drain stops pulling and handles every message already pulled before ending. It returns at

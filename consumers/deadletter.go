@@ -34,8 +34,9 @@ type publisher interface {
 // blocks the messages behind it; an audit event is written (type sealbus.rejected for
 // verification failures, sealbus.deadlettered for the others). If the dead letter cannot be
 // written, the message is not terminated: it is negatively acknowledged for a later
-// redelivery, so it is not lost (unless that was its last delivery). Other errors pass
-// through.
+// redelivery, so it is not lost; on its last allowed delivery (which the server would not
+// repeat) the write is retried, with a capped backoff, until it succeeds or the consumption
+// stops. Other errors pass through.
 func DeadLetter(c *bus.Client) Middleware {
 	return deadLetter(c.JetStream(), c.Audit, metrics.For(c), c.Now, c.Logger())
 }
@@ -60,9 +61,21 @@ func deadLetter(js publisher, audit func(context.Context, bus.Event) error, k *m
 			dl := deadLetterMsg(m, reason, err, now())
 			var ack *jetstream.PubAck
 			var perr error
-			for attempt := range dlqAttempts {
+			// On the message's last allowed delivery the server will not redeliver it, so the
+			// dead letter is retried until it is written or the consumption stops, rather than
+			// dlqAttempts times: nothing is lost to a DLQ that is briefly unavailable.
+			for attempt := 0; attempt < dlqAttempts || m.last; attempt++ {
 				if attempt > 0 {
-					time.Sleep(time.Duration(attempt) * 250 * time.Millisecond)
+					if m.last {
+						_ = m.InProgress() // harmless; keeps the server from counting it as abandoned
+					}
+					select {
+					case <-time.After(min(time.Duration(attempt)*250*time.Millisecond, 2*time.Second)):
+					case <-ctx.Done():
+					}
+					if ctx.Err() != nil && attempt >= dlqAttempts {
+						break
+					}
 				}
 				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 				ack, perr = js.PublishMsg(pctx, dl, jetstream.WithExpectStream(accounts.DLQStream))
@@ -73,8 +86,11 @@ func deadLetter(js publisher, audit func(context.Context, bus.Event) error, k *m
 			}
 			if perr != nil {
 				k.DLQFailed.Add(1)
-				log.Error("sealbus: dead letter not written; message left for redelivery",
-					"reason", reason, "stream", m.Stream, "seq", m.Sequence, "error", perr)
+				msg := "sealbus: dead letter not written; message left for redelivery"
+				if m.last {
+					msg = "sealbus: dead letter not written before the consumption stopped, on the last allowed delivery; the message stays in its stream but the consumer will not deliver it again"
+				}
+				log.Error(msg, "reason", reason, "stream", m.Stream, "seq", m.Sequence, "error", perr)
 				if nerr := m.nak(time.Second); nerr != nil {
 					return fmt.Errorf("consumers: nak after failed dead letter: %w", nerr)
 				}

@@ -101,6 +101,50 @@ func TestDeadLetterFailureLeavesMessageForRedelivery(t *testing.T) {
 	}
 }
 
+// TestDeadLetterOnLastDeliveryKeepsTrying: the server will not redeliver a message after its
+// last allowed delivery, so its dead letter is retried past dlqAttempts until written.
+func TestDeadLetterOnLastDeliveryKeepsTrying(t *testing.T) {
+	pub := &fakePublisher{fail: dlqAttempts + 2}
+	var audit auditLog
+	k := new(metrics.Counters)
+	h := deadLetter(pub, audit.write, k, time.Now, nil)(func(context.Context, *Message) error {
+		return Reject("poison", nil)
+	})
+	f := newFakeMsg("orders.new", []byte("x"), 1, 5)
+	m := message(f)
+	m.last = true
+	if err := h(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	if _, naks, terms := f.settlements(); naks != 0 || terms != 1 {
+		t.Fatalf("naks %d terms %d: the dead letter must be written, then the source terminated", naks, terms)
+	}
+	if len(pub.msgs) != 1 || k.DLQFailed.Load() != 0 || len(audit.events) != 1 {
+		t.Fatalf("%d dead letters, %d failures counted, %d audit events; want 1, 0, 1", len(pub.msgs), k.DLQFailed.Load(), len(audit.events))
+	}
+}
+
+// TestDeadLetterOnLastDeliveryStopsWithTheConsumption: the retries end when the consumption's
+// context ends; the failure is then counted and logged.
+func TestDeadLetterOnLastDeliveryStopsWithTheConsumption(t *testing.T) {
+	pub := &fakePublisher{fail: 1 << 30}
+	k := new(metrics.Counters)
+	h := deadLetter(pub, (&auditLog{}).write, k, time.Now, nil)(func(context.Context, *Message) error {
+		return Reject("poison", nil)
+	})
+	f := newFakeMsg("orders.new", []byte("x"), 1, 5)
+	m := message(f)
+	m.last = true
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := h(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if k.DLQFailed.Load() != 1 {
+		t.Fatal("a dead letter never written was not counted")
+	}
+}
+
 func TestDeadLetterPassesOtherErrors(t *testing.T) {
 	pub := new(fakePublisher)
 	plain := errors.New("plain")

@@ -33,6 +33,7 @@ type Message struct {
 	envelope  []byte
 	verified  bool
 	settled   bool
+	last      bool // the consumer's last allowed delivery of this message (MaxDeliver reached)
 	duplicate bool // a redelivery of a message already handled: acknowledged, not handled again
 }
 
