@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,35 +19,7 @@ import (
 // liveServer starts an in-process nats-server from ServerConfig.Render.
 func liveServer(t *testing.T, f *fixture) (*server.Server, *x509.CertPool) {
 	t.Helper()
-	dir := t.TempDir()
-	cert, key, ca, pool := testTLS(t, dir)
-	c := ServerConfig{
-		Operator: f.op, Accounts: []*Account{f.acc}, Port: -1,
-		StoreDir: filepath.Join(dir, "js"), ResolverDir: filepath.Join(dir, "resolver"),
-		StorageKey: "0123456789abcdef0123456789abcdef", TLSCert: cert, TLSKey: key, TLSCA: ca,
-	}
-	b, err := c.Render()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "server.conf")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := server.ProcessConfigFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.NoLog, opts.NoSigs = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(30 * time.Second) {
-		t.Fatal("server not ready")
-	}
+	s, _, pool := startRendered(t, f.op, f.acc)
 	return s, pool
 }
 

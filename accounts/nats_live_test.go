@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -40,36 +39,8 @@ func startLive(t *testing.T) *liveEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	cert, key, ca := writeTestTLS(t, dir)
-	c := accounts.ServerConfig{
-		Operator: op, Accounts: []*accounts.Account{acc}, Port: -1,
-		StoreDir: filepath.Join(dir, "js"), ResolverDir: filepath.Join(dir, "resolver"),
-		StorageKey: "0123456789abcdef0123456789abcdef", TLSCert: cert, TLSKey: key, TLSCA: ca,
-	}
-	b, err := c.Render()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(dir, "server.conf")
-	if err := os.WriteFile(conf, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := server.ProcessConfigFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.NoLog, opts.NoSigs = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(30 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	return &liveEnv{url: "tls://" + s.Addr().String(), caFile: ca, op: op, acc: acc}
+	url, ca := accounts.StartRenderedServer(t, op, acc)
+	return &liveEnv{url: url, caFile: ca, op: op, acc: acc}
 }
 
 // adminConn connects as an unrestricted user of the account (what the CLI

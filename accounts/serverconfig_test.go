@@ -1,16 +1,9 @@
 package accounts
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,71 +11,70 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sealbus/sealbus/internal/pki"
 )
 
-// testTLS writes a CA and a server certificate for 127.0.0.1 and returns the
-// paths of the certificate, key and CA files, and the CA pool.
+// testTLS writes a CA (internal/pki) and a certificate for 127.0.0.1 and localhost, usable by
+// the server and its routes, and returns the paths of the certificate, key and CA files, and
+// the CA pool.
 func testTLS(t testing.TB, dir string) (certFile, keyFile, caFile string, pool *x509.CertPool) {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := pki.NewCA("sealbus test CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "sealbus test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	pair, err := ca.IssuePeer([]string{"localhost", "127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
+	certFile, keyFile, caFile = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"), filepath.Join(dir, "ca.pem")
+	if err := pair.WriteFiles(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	if err := os.WriteFile(caFile, ca.CertPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost"},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = filepath.Join(dir, "server.pem")
-	keyFile = filepath.Join(dir, "server-key.pem")
-	caFile = filepath.Join(dir, "ca.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
-	writePEM(t, caFile, "CERTIFICATE", caDER)
 	pool = x509.NewCertPool()
-	pool.AddCert(ca)
+	pool.AddCert(ca.Cert)
 	return certFile, keyFile, caFile, pool
 }
 
-func writePEM(t testing.TB, path, typ string, der []byte) {
+// startRendered starts an in-process nats-server from the configuration Render writes for op
+// and accts (TLS required, encrypted JetStream, full resolver), and returns its client URL, the
+// CA file and pool.
+func startRendered(t testing.TB, op *Operator, accts ...*Account) (*server.Server, string, *x509.CertPool) {
 	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+	dir := t.TempDir()
+	cert, key, ca, pool := testTLS(t, dir)
+	c := ServerConfig{
+		Operator: op, Accounts: accts, Port: -1,
+		StoreDir: filepath.Join(dir, "js"), ResolverDir: filepath.Join(dir, "resolver"),
+		StorageKey: "0123456789abcdef0123456789abcdef", TLSCert: cert, TLSKey: key, TLSCA: ca,
+	}
+	b, err := c.Render()
+	if err != nil {
 		t.Fatal(err)
 	}
+	path := filepath.Join(dir, "server.conf")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(30 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	return s, ca, pool
 }
 
 func testServerConfig(t testing.TB, f *fixture) ServerConfig {
