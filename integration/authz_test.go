@@ -1,11 +1,8 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +13,7 @@ import (
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/integration/natstest"
 	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/internal/tlsprobe"
 )
 
 // TestServerSideAuthorization shows that each forbidden action is refused by the real
@@ -243,41 +241,7 @@ func TestServerSideAuthorization(t *testing.T) {
 // server's INFO says TLS is required, and a plaintext CONNECT never gets a PONG.
 func plaintextRefused(t *testing.T, url string) {
 	t.Helper()
-	addr := strings.TrimPrefix(url, "tls://")
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
+	if err := tlsprobe.RefusesPlaintext(url, 10*time.Second); err != nil {
 		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(conn)
-	line, err := r.ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(line, "INFO ") {
-		t.Fatalf("first line %q, want INFO", line)
-	}
-	var info struct {
-		TLSRequired bool `json:"tls_required"`
-	}
-	if err := json.Unmarshal([]byte(strings.TrimPrefix(strings.TrimSpace(line), "INFO ")), &info); err != nil {
-		t.Fatal(err)
-	}
-	if !info.TLSRequired {
-		t.Fatal("server INFO does not require TLS")
-	}
-	if _, err := conn.Write([]byte("CONNECT {\"verbose\":false,\"pedantic\":false,\"tls_required\":false}\r\nPING\r\n")); err != nil {
-		return // the server already closed the connection
-	}
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return // closed without a PONG: refused
-		}
-		if strings.HasPrefix(line, "PONG") {
-			t.Fatal("plaintext client got a PONG")
-		}
-		t.Logf("server: %s", strings.TrimSpace(line))
 	}
 }

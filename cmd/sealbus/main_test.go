@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/internal/credsfile"
+	"github.com/sealbus/sealbus/internal/tlsprobe"
 )
 
 // syncBuffer is a bytes.Buffer safe for a command running in another goroutine.
@@ -334,25 +333,8 @@ func TestCLIAcceptance(t *testing.T) {
 
 func plaintextRefused(t *testing.T, url string) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "tls://"), 5*time.Second)
-	if err != nil {
+	if err := tlsprobe.RefusesPlaintext(url, 10*time.Second); err != nil {
 		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(conn)
-	info, err := r.ReadString('\n')
-	if err != nil || !strings.Contains(info, `"tls_required":true`) {
-		t.Fatalf("INFO %q %v", info, err)
-	}
-	io.WriteString(conn, "CONNECT {}\r\nPING\r\n")
-	rest, err := io.ReadAll(r)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatal("plaintext connection kept open")
-	}
-	if strings.Contains(string(rest), "PONG") {
-		t.Fatal("plaintext client got PONG")
 	}
 }
 

@@ -1,11 +1,8 @@
 package devserver_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +16,7 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/internal/devserver"
+	"github.com/sealbus/sealbus/internal/tlsprobe"
 )
 
 type fixture struct {
@@ -144,32 +142,8 @@ func TestPlaintextRefused(t *testing.T) {
 	s := start(t, t.TempDir(), f, false)
 
 	addr := strings.TrimPrefix(s.URL(), "tls://")
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
+	if err := tlsprobe.RefusesPlaintext(addr, 10*time.Second); err != nil {
 		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(conn)
-	info, err := r.ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(info, "INFO ") || !strings.Contains(info, `"tls_required":true`) {
-		t.Fatalf("INFO does not require TLS: %s", info)
-	}
-	if _, err := io.WriteString(conn, "CONNECT {\"verbose\":false}\r\nPING\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	// The server expects a TLS handshake after INFO: the plaintext CONNECT fails it and the
-	// server closes the connection without ever answering PING.
-	rest, err := io.ReadAll(r)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatal("server kept the plaintext connection open")
-	}
-	if strings.Contains(string(rest), "PONG") {
-		t.Fatalf("plaintext client got PONG: %q", rest)
 	}
 
 	// nats.go refuses too when told not to upgrade.

@@ -1,11 +1,8 @@
 package sandbox_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -19,6 +16,7 @@ import (
 	"github.com/sealbus/sealbus/internal/admin"
 	"github.com/sealbus/sealbus/internal/credsfile"
 	"github.com/sealbus/sealbus/internal/sandbox"
+	"github.com/sealbus/sealbus/internal/tlsprobe"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -282,25 +280,8 @@ func TestAcceptance(t *testing.T) {
 
 func assertPlaintextRefused(t *testing.T, url string) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "tls://"), 5*time.Second)
-	if err != nil {
+	if err := tlsprobe.RefusesPlaintext(url, 10*time.Second); err != nil {
 		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(conn)
-	info, err := r.ReadString('\n')
-	if err != nil || !strings.Contains(info, `"tls_required":true`) {
-		t.Fatalf("INFO %q, %v", info, err)
-	}
-	io.WriteString(conn, "CONNECT {}\r\nPING\r\n")
-	rest, err := io.ReadAll(r)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatal("plaintext connection kept open")
-	}
-	if strings.Contains(string(rest), "PONG") {
-		t.Fatal("plaintext client got PONG")
 	}
 }
 
