@@ -25,16 +25,9 @@ func proxied(t *testing.T, w *demo.World, account, service string, extra ...bus.
 		t.Fatal(err)
 	}
 	p := faultproxy.Start(t, u.Host)
-	opts := append([]bus.Option{
-		bus.WithURL(p.URL()),
-		bus.WithRootCA(w.SB.CAFile()),
-		bus.WithCredsFile(w.CredsPath(account, service)),
-		bus.WithTrustedOperator(w.SB.OperatorKey()),
-		bus.WithName(service),
-	}, extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := bus.Connect(ctx, opts...)
+	c, err := w.ConnectVia(ctx, p.URL(), account, service, extra...)
 	if err != nil {
 		t.Fatalf("connect %s through the proxy: %v", service, err)
 	}

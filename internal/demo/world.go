@@ -127,8 +127,18 @@ func (w *World) CredsPath(account, service string) string { return w.SB.CredsPat
 
 // Options returns the bus options to connect as a service of the world.
 func (w *World) Options(account, service string) []bus.Option {
+	return w.optionsAt(w.SB.URL(), account, service)
+}
+
+// ConnectVia connects as a service of the world through url (e.g. a fault proxy in front of
+// the world's server) instead of the server's own URL, with extra options appended.
+func (w *World) ConnectVia(ctx context.Context, url, account, service string, extra ...bus.Option) (*bus.Client, error) {
+	return bus.Connect(ctx, append(w.optionsAt(url, account, service), extra...)...)
+}
+
+func (w *World) optionsAt(url, account, service string) []bus.Option {
 	return []bus.Option{
-		bus.WithURL(w.SB.URL()),
+		bus.WithURL(url),
 		bus.WithRootCA(w.SB.CAFile()),
 		bus.WithCredsFile(w.CredsPath(account, service)),
 		bus.WithTrustedOperator(w.SB.OperatorKey()),
