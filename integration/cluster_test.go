@@ -43,31 +43,8 @@ func TestClusterFaults(t *testing.T) {
 
 	lim := accounts.DefaultLimits()
 	lim.DiskStorage = 4 << 30
-	if _, err := c.AddAccount(ctx, "A", lim); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.AddStream(ctx, "A", admin.StreamSpec{Name: "EVENTS", Subjects: []string{"events.>"}, Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
-		t.Fatal(err)
-	}
-	// The operator sizes the durable for a high-throughput consumer: redelivery after 30s
-	// without an ack (no 100ms first backoff), up to 8192 unacknowledged.
-	if err := c.AddConsumer(ctx, "A", admin.ConsumerSpec{
-		Stream: "EVENTS", Durable: "processor", FilterSubjects: []string{"events.>"},
-		MaxDeliver: 10, AckWait: 30 * time.Second, MaxAckPending: 8192,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	pubCreds, err := c.AddService(ctx, "A", accounts.ServiceSpec{Name: "publisher", Publish: []string{"events.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conCreds, err := c.AddService(ctx, "A", accounts.ServiceSpec{
-		Name: "processor", Subscribe: []string{"events.>"},
-		Consumers: []accounts.ConsumerRef{{Stream: "EVENTS", Durable: "processor"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pubCreds, conCreds := provisionWorkload(t, ctx, c.Deployment, lim,
+		admin.StreamSpec{Name: "EVENTS", Subjects: []string{"events.>"}, Replicas: 3, Storage: jetstream.FileStorage}, "processor", "publisher")
 	adminNC, err := c.AdminConn(ctx, "A")
 	if err != nil {
 		t.Fatal(err)

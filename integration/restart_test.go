@@ -33,29 +33,8 @@ func TestRestartMidStream(t *testing.T) {
 	s := natstest.StartServer(t)
 	ctx := testContext(t, 8*time.Minute)
 
-	if _, err := s.AddAccount(ctx, "A", accounts.DefaultLimits()); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AddStream(ctx, "A", admin.StreamSpec{Name: "JOBS", Subjects: []string{"jobs.>"}, Storage: jetstream.FileStorage}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AddConsumer(ctx, "A", admin.ConsumerSpec{
-		Stream: "JOBS", Durable: "worker", FilterSubjects: []string{"jobs.>"},
-		MaxDeliver: 10, AckWait: 30 * time.Second, MaxAckPending: 8192,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	pubCreds, err := s.AddService(ctx, "A", accounts.ServiceSpec{Name: "scheduler", Publish: []string{"jobs.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conCreds, err := s.AddService(ctx, "A", accounts.ServiceSpec{
-		Name: "worker", Subscribe: []string{"jobs.>"},
-		Consumers: []accounts.ConsumerRef{{Stream: "JOBS", Durable: "worker"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pubCreds, conCreds := provisionWorkload(t, ctx, s.Deployment, accounts.DefaultLimits(),
+		admin.StreamSpec{Name: "JOBS", Subjects: []string{"jobs.>"}, Storage: jetstream.FileStorage}, "worker", "scheduler")
 
 	pub := connectSDK(t, ctx, s.Deployment, pubCreds, []string{s.URL})
 	sub := connectSDK(t, ctx, s.Deployment, conCreds, []string{s.URL})

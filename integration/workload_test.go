@@ -14,10 +14,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/envelope"
 	"github.com/sealbus/sealbus/integration/natstest"
+	"github.com/sealbus/sealbus/internal/admin"
 )
 
 // envInt reads a positive integer from the environment, or returns def.
@@ -49,6 +51,38 @@ func connectSDK(t *testing.T, ctx context.Context, d *natstest.Deployment, creds
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// provisionWorkload sets up account A for a workload on d: the stream, a durable sized for a
+// high-throughput consumer (redelivery after 30 s without an ack, no server BackOff, up to
+// 8192 unacknowledged), a service publishing on the stream's subjects and one consuming the
+// durable. It returns the two services' creds files.
+func provisionWorkload(t *testing.T, ctx context.Context, d *natstest.Deployment, lim accounts.Limits, stream admin.StreamSpec, durable, publisher string) (pubCreds, conCreds string) {
+	t.Helper()
+	if _, err := d.AddAccount(ctx, "A", lim); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.AddStream(ctx, "A", stream); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.AddConsumer(ctx, "A", admin.ConsumerSpec{
+		Stream: stream.Name, Durable: durable, FilterSubjects: stream.Subjects,
+		MaxDeliver: 10, AckWait: 30 * time.Second, MaxAckPending: 8192,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pubCreds, err := d.AddService(ctx, "A", accounts.ServiceSpec{Name: publisher, Publish: stream.Subjects})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conCreds, err = d.AddService(ctx, "A", accounts.ServiceSpec{
+		Name: durable, Subscribe: stream.Subjects,
+		Consumers: []accounts.ConsumerRef{{Stream: stream.Name, Durable: durable}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pubCreds, conCreds
 }
 
 // workload publishes sealed messages through the SDK while a durable consumer handles them,
