@@ -18,6 +18,8 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
+
+	"github.com/sealbus/sealbus/internal/atomicfile"
 )
 
 // Keystore file names and permissions.
@@ -230,7 +232,7 @@ func (k *Keystore) checkNoEntries() error {
 }
 
 func (k *Keystore) create() error {
-	if err := mkdirPrivate(k.home); err != nil {
+	if err := atomicfile.MkdirPrivate(k.home); err != nil {
 		return err
 	}
 	m := markerFile{Format: markerFormat, Version: fileVersion, Encrypted: k.encrypted}
@@ -245,7 +247,7 @@ func (k *Keystore) create() error {
 	if err != nil {
 		return fmt.Errorf("accounts: encode keystore marker: %w", err)
 	}
-	return writeFileAtomic(k.Path(KeystoreMarker), append(b, '\n'))
+	return atomicfile.Write(k.Path(KeystoreMarker), append(b, '\n'), FileMode)
 }
 
 // Close wipes the passphrase and derived keys held in memory. The Keystore
@@ -955,7 +957,7 @@ func (k *Keystore) WriteCreds(account, name string) (string, error) {
 	}
 	defer wipe(creds)
 	path := k.Path("accounts", account, "services", name+".creds")
-	if err := writeFileAtomic(path, creds); err != nil {
+	if err := atomicfile.Write(path, creds, FileMode); err != nil {
 		return "", err
 	}
 	return path, nil
@@ -983,72 +985,5 @@ func writeJSON(path string, v any) error {
 	}
 	b = append(b, '\n')
 	defer wipe(b)
-	return writeFileAtomic(path, b)
-}
-
-// mkdirPrivate creates dir and missing parents with mode 0700 (regardless of
-// umask). Existing directories are left as they are.
-func mkdirPrivate(dir string) error {
-	if fi, err := os.Stat(dir); err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("%w: %s is not a directory", ErrInvalidOption, dir)
-		}
-		return nil
-	}
-	if err := mkdirPrivate(filepath.Dir(dir)); err != nil {
-		return err
-	}
-	if err := os.Mkdir(dir, DirMode); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("accounts: create %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, DirMode); err != nil {
-		return fmt.Errorf("accounts: chmod %s: %w", dir, err)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to path with mode 0600: a temporary file in the
-// same directory is written, fsynced and renamed over path, then the
-// directory is fsynced. Readers see the old or the new contents, never a
-// mix; a crash leaves at most a stray temporary file.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := mkdirPrivate(dir); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("accounts: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(FileMode); err != nil {
-		return fmt.Errorf("accounts: write %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("accounts: write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("accounts: sync %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("accounts: write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("accounts: rename %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("accounts: sync dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("accounts: sync dir %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.Write(path, b, FileMode)
 }

@@ -250,7 +250,7 @@ func TestKeystoreMissingMarkerNotRecreated(t *testing.T) {
 	}
 	// Empty entry directories (or other components' files) do not count.
 	home := filepath.Join(t.TempDir(), "home")
-	if err := mkdirPrivate(filepath.Join(home, "accounts")); err != nil {
+	if err := os.MkdirAll(filepath.Join(home, "accounts"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(home, "ca.pem"), []byte("x"), 0o600); err != nil {

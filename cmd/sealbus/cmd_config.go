@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/internal/atomicfile"
 	"github.com/sealbus/sealbus/internal/devserver"
 )
 
@@ -93,7 +94,7 @@ storage key: --out writes it with mode 0600.`,
 				_, err := a.stdout.Write(data)
 				return err
 			}
-			if err := writeFile0600(out, data); err != nil {
+			if err := atomicfile.Write(out, data, atomicfile.Private); err != nil {
 				return err
 			}
 			return a.print(map[string]any{"path": out, "accounts": len(accts), "ca_file": ca}, func(w io.Writer) {
@@ -120,31 +121,4 @@ storage key: --out writes it with mode 0600.`,
 	f.StringSliceVar(&tlsHosts, "tls-host", devserver.LoopbackHosts, "names of a generated server certificate")
 	f.BoolVar(&verify, "verify", false, "require client certificates (mTLS)")
 	return cmd
-}
-
-func writeFile0600(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/internal/atomicfile"
 	"github.com/sealbus/sealbus/internal/devserver"
 )
 
@@ -95,7 +96,7 @@ While it runs, other sealbus commands for this home find it without --server.`,
 			}
 			cancel()
 			b, _ := json.MarshalIndent(info, "", "  ")
-			if err := writeFile0600(a.devInfoPath(), b); err != nil {
+			if err := atomicfile.Write(a.devInfoPath(), b, atomicfile.Private); err != nil {
 				return err
 			}
 			defer os.Remove(a.devInfoPath())

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/internal/atomicfile"
 )
 
 // Provisioner runs the operator's workflows that combine the keystore and a server: the CLI
@@ -61,7 +60,7 @@ func WriteCredsFile(path string, svc *accounts.Service) error {
 		return err
 	}
 	defer wipe(data)
-	return writePrivate(path, data)
+	return atomicfile.Write(path, data, atomicfile.Private)
 }
 
 // CreateAccount creates an account signed by the operator and saves it. An account of that
@@ -382,36 +381,4 @@ func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, er
 		}
 	}
 	return res, nil
-}
-
-// writePrivate writes data to path atomically with mode 0600, creating the directory 0700.
-func writePrivate(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("admin: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("admin: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("admin: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("admin: writing %s: %w", filepath.Base(path), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("admin: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("admin: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("admin: %w", err)
-	}
-	return nil
 }

@@ -50,6 +50,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/internal/atomicfile"
 	"github.com/sealbus/sealbus/internal/pki"
 )
 
@@ -106,7 +107,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if err := mkdirPrivate(cfg.StateDir); err != nil {
+	if err := atomicfile.MkdirPrivate(cfg.StateDir); err != nil {
 		return nil, err
 	}
 	// The state directory holds keys: make it private even if it existed.
@@ -225,7 +226,7 @@ func waitReady(ctx context.Context, ns *server.Server, timeout time.Duration) er
 // openResolver opens the full directory resolver and stores the system account and the
 // given accounts in it. Store keeps a JWT already present when it is newer.
 func openResolver(dir string, op *accounts.Operator, accts []*accounts.Account) (*server.DirAccResolver, error) {
-	if err := mkdirPrivate(dir); err != nil {
+	if err := atomicfile.MkdirPrivate(dir); err != nil {
 		return nil, err
 	}
 	res, err := server.NewDirAccResolver(dir, 0, time.Minute, server.NoDelete)
@@ -300,7 +301,7 @@ func EnsureTLS(dir string, hosts []string) (*pki.CA, error) {
 	if len(hosts) == 0 {
 		return nil, fmt.Errorf("%w: no host for the server certificate", ErrInvalidConfig)
 	}
-	if err := mkdirPrivate(dir); err != nil {
+	if err := atomicfile.MkdirPrivate(dir); err != nil {
 		return nil, err
 	}
 	caCert, caKey := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
@@ -406,46 +407,11 @@ func EnsureStorageKey(path string) (string, error) {
 		return "", fmt.Errorf("devserver: storage key: %w", err)
 	}
 	key := base64.RawURLEncoding.EncodeToString(raw)
-	if err := mkdirPrivate(filepath.Dir(path)); err != nil {
+	if err := atomicfile.MkdirPrivate(filepath.Dir(path)); err != nil {
 		return "", err
 	}
-	if err := writePrivate(path, []byte(key)); err != nil {
+	if err := atomicfile.Write(path, []byte(key), atomicfile.Private); err != nil {
 		return "", err
 	}
 	return key, nil
-}
-
-func mkdirPrivate(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("devserver: %w", err)
-	}
-	return nil
-}
-
-// writePrivate writes data to path atomically with mode 0600.
-func writePrivate(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("devserver: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("devserver: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("devserver: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("devserver: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("devserver: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("devserver: %w", err)
-	}
-	return nil
 }

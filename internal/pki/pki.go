@@ -20,9 +20,9 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/sealbus/sealbus/internal/atomicfile"
 )
 
 // ErrBadPEM is returned when a certificate or key cannot be decoded.
@@ -194,40 +194,10 @@ func (ca *CA) issue(cn string, hosts []string, validity time.Duration, usages ..
 // WriteFiles writes p's certificate to certPath (0644) and key to keyPath (0600), creating
 // parent directories with mode 0700.
 func (p Pair) WriteFiles(certPath, keyPath string) error {
-	if err := writeFile(certPath, p.CertPEM, 0o644); err != nil {
+	if err := atomicfile.Write(certPath, p.CertPEM, atomicfile.Public); err != nil {
 		return err
 	}
-	return writeFile(keyPath, p.KeyPEM, 0o600)
-}
-
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("pki: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("pki: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pki: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pki: writing %s: %w", filepath.Base(path), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pki: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("pki: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("pki: %w", err)
-	}
-	return nil
+	return atomicfile.Write(keyPath, p.KeyPEM, atomicfile.Private)
 }
 
 func serialNumber(r io.Reader) (*big.Int, error) {
