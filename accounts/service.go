@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"github.com/sealbus/sealbus/internal/credsfile"
 )
 
 // Directory and stream layout inside every account (DESIGN §7).
@@ -433,7 +432,7 @@ func (s *Service) Creds() ([]byte, error) {
 		}
 		defer wipe(cseed)
 	}
-	b, err := credsfile.Format(credsfile.Creds{UserJWT: s.UserJWT, UserSeed: seed, CurveSeed: cseed})
+	b, err := FormatCreds(Creds{UserJWT: s.UserJWT, UserSeed: seed, CurveSeed: cseed})
 	if err != nil {
 		return nil, fmt.Errorf("%w: format creds: %v", ErrBadToken, err)
 	}

@@ -20,7 +20,6 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
-	"github.com/sealbus/sealbus/internal/credsfile"
 	"github.com/sealbus/sealbus/internal/metrics"
 )
 
@@ -197,15 +196,15 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-func readCreds(path string, data []byte) (credsfile.Creds, error) {
+func readCreds(path string, data []byte) (accounts.Creds, error) {
 	var (
-		c   credsfile.Creds
+		c   accounts.Creds
 		err error
 	)
 	if path != "" {
-		c, err = credsfile.ReadFile(path)
+		c, err = accounts.ReadCredsFile(path)
 	} else {
-		c, err = credsfile.Parse(data)
+		c, err = accounts.ParseCreds(data)
 	}
 	if err != nil {
 		return c, fmt.Errorf("%w: creds: %w", ErrInvalidOption, err)
@@ -215,7 +214,7 @@ func readCreds(path string, data []byte) (credsfile.Creds, error) {
 
 func previousIdentities(cfg *config) ([]*envelope.Identity, error) {
 	var out []*envelope.Identity
-	add := func(c credsfile.Creds) error {
+	add := func(c accounts.Creds) error {
 		defer clear(c.UserSeed)
 		defer clear(c.CurveSeed)
 		if c.CurveSeed == nil {
@@ -321,7 +320,7 @@ func (c *Client) signNonce(nonce []byte) ([]byte, error) {
 	return kp.Sign(nonce)
 }
 
-func (c *Client) natsOptions(creds credsfile.Creds, tlsCfg *tls.Config) []nats.Option {
+func (c *Client) natsOptions(creds accounts.Creds, tlsCfg *tls.Config) []nats.Option {
 	log := c.log
 	return []nats.Option{
 		nats.Name(c.cfg.name),

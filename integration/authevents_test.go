@@ -12,7 +12,6 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/integration/natstest"
-	"github.com/sealbus/sealbus/internal/credsfile"
 )
 
 // authErrorSubject is where nats-server publishes, on the system account, one event per
@@ -56,11 +55,11 @@ func TestAuthFailuresAreVisible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, err := credsfile.ReadFile(goodCreds)
+	good, err := accounts.ReadCredsFile(goodCreds)
 	if err != nil {
 		t.Fatal(err)
 	}
-	revoked, err := credsfile.ReadFile(revokedCreds)
+	revoked, err := accounts.ReadCredsFile(revokedCreds)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/integration/natstest"
-	"github.com/sealbus/sealbus/internal/credsfile"
 )
 
 // asyncErrors collects the errors the server sends a connection asynchronously (-ERR lines
@@ -24,7 +23,7 @@ type asyncErrors chan error
 // inbox), and the given extra options. Server errors are collected in the returned channel.
 func connectRaw(t *testing.T, d *natstest.Deployment, url, credsPath string, extra ...nats.Option) (*nats.Conn, asyncErrors, error) {
 	t.Helper()
-	c, err := credsfile.ReadFile(credsPath)
+	c, err := accounts.ReadCredsFile(credsPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
-	"github.com/sealbus/sealbus/internal/credsfile"
 )
 
 // maxInspect bounds what inspect reads.
@@ -88,7 +87,7 @@ func looksLikeJWT(b []byte) bool {
 }
 
 func inspectCreds(data []byte) (any, func(io.Writer), error) {
-	c, err := credsfile.Parse(data)
+	c, err := accounts.ParseCreds(data)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/envelope"
-	"github.com/sealbus/sealbus/internal/credsfile"
 )
 
 func TestInspect(t *testing.T) {
@@ -24,7 +23,7 @@ func TestInspect(t *testing.T) {
 	ok(t, home, "account", "add", "shop")
 	var svc serviceJSON
 	okJSON(t, home, &svc, "service", "add", "shop", "billing", "--pub", "orders.created", "--sub", "orders.>")
-	creds, err := credsfile.ReadFile(svc.CredsPath)
+	creds, err := accounts.ReadCredsFile(svc.CredsPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/credsfile"
 	"github.com/sealbus/sealbus/internal/tlsprobe"
 )
 
@@ -138,7 +137,7 @@ func startDev(t *testing.T, home string, extra ...string) devInfo {
 
 func connectCreds(t *testing.T, di devInfo, credsPath string, opts ...nats.Option) (*nats.Conn, error) {
 	t.Helper()
-	c, err := credsfile.ReadFile(credsPath)
+	c, err := accounts.ReadCredsFile(credsPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
 	"github.com/sealbus/sealbus/internal/admin"
-	"github.com/sealbus/sealbus/internal/credsfile"
 	"github.com/sealbus/sealbus/internal/devserver"
 )
 
@@ -361,7 +360,7 @@ func TestWriteCredsKeepsKeys(t *testing.T) {
 	if _, err := svc.UserKey.Sign([]byte("x")); err != nil {
 		t.Fatalf("user key unusable after writing creds: %v", err)
 	}
-	c, err := credsfile.ReadFile(path)
+	c, err := accounts.ReadCredsFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,10 +25,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/envelope"
-	"github.com/sealbus/sealbus/internal/credsfile"
 )
 
 // Options configure [Run].
@@ -447,7 +447,7 @@ func (d *run) attackMove(ctx context.Context, _ *bus.Client) error {
 
 // stolenSeal seals as a service whose credentials the attacker stole.
 func (d *run) stolenSeal(service, subject string, to []string) ([]byte, error) {
-	creds, err := credsfile.ReadFile(d.world.CredsPath(Shop, service))
+	creds, err := accounts.ReadCredsFile(d.world.CredsPath(Shop, service))
 	if err != nil {
 		return nil, err
 	}

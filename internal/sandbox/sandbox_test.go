@@ -14,7 +14,6 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/internal/admin"
-	"github.com/sealbus/sealbus/internal/credsfile"
 	"github.com/sealbus/sealbus/internal/sandbox"
 	"github.com/sealbus/sealbus/internal/tlsprobe"
 )
@@ -28,7 +27,7 @@ func testCtx(t *testing.T) context.Context {
 // connectService connects with a creds file written by the sandbox, the way a service does.
 func connectService(t *testing.T, sb *sandbox.Sandbox, path string, opts ...nats.Option) (*nats.Conn, error) {
 	t.Helper()
-	c, err := credsfile.ReadFile(path)
+	c, err := accounts.ReadCredsFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +121,7 @@ func TestAcceptance(t *testing.T) {
 		if fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s mode %v", p, fi.Mode().Perm())
 		}
-		c, err := credsfile.ReadFile(p)
+		c, err := accounts.ReadCredsFile(p)
 		if err != nil || c.CurveSeed == nil {
 			t.Errorf("%s is not a sealbus creds file with a curve seed: %v", p, err)
 		}
@@ -303,7 +302,7 @@ func TestRotateService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldCreds, err := credsfile.ReadFile(oldPath)
+	oldCreds, err := accounts.ReadCredsFile(oldPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,11 +310,11 @@ func TestRotateService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newCreds, err := credsfile.ReadFile(newPath)
+	newCreds, err := accounts.ReadCredsFile(newPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prev, err := credsfile.ReadFile(sb.PreviousCredsPath("shop", "billing"))
+	prev, err := accounts.ReadCredsFile(sb.PreviousCredsPath("shop", "billing"))
 	if err != nil {
 		t.Fatal(err)
 	}

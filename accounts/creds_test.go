@@ -1,4 +1,4 @@
-package credsfile
+package accounts
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-func fixture(t testing.TB) Creds {
+func credsFixture(t testing.TB) Creds {
 	t.Helper()
 	acct, _ := nkeys.CreateAccount()
 	user, _ := nkeys.CreateUser()
@@ -30,12 +30,12 @@ func fixture(t testing.TB) Creds {
 }
 
 func TestRoundTripAndNATSCompatible(t *testing.T) {
-	c := fixture(t)
-	data, err := Format(c)
+	c := credsFixture(t)
+	data, err := FormatCreds(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := Parse(data)
+	back, err := ParseCreds(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +58,13 @@ func TestRoundTripAndNATSCompatible(t *testing.T) {
 }
 
 func TestPlainCredsHaveNoCurveSeed(t *testing.T) {
-	c := fixture(t)
+	c := credsFixture(t)
 	c.CurveSeed = nil
-	data, err := Format(c)
+	data, err := FormatCreds(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := Parse(data)
+	back, err := ParseCreds(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +74,9 @@ func TestPlainCredsHaveNoCurveSeed(t *testing.T) {
 }
 
 func TestRejects(t *testing.T) {
-	c := fixture(t)
-	good, _ := Format(c)
-	other := fixture(t)
+	c := credsFixture(t)
+	good, _ := FormatCreds(c)
+	other := credsFixture(t)
 	swapped := c
 	swapped.UserSeed = other.UserSeed
 	swappedData, _ := jwt.FormatUserConfig(c.UserJWT, other.UserSeed)
@@ -89,9 +89,9 @@ func TestRejects(t *testing.T) {
 	}
 	for name, data := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := Parse(data)
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("got %v, want ErrInvalid", err)
+			_, err := ParseCreds(data)
+			if !errors.Is(err, ErrInvalidCreds) {
+				t.Fatalf("got %v, want ErrInvalidCreds", err)
 			}
 			for _, secret := range [][]byte{c.UserSeed, c.CurveSeed, other.UserSeed} {
 				if bytes.Contains([]byte(err.Error()), secret) {
@@ -102,25 +102,25 @@ func TestRejects(t *testing.T) {
 	}
 	bad := c
 	bad.CurveSeed = c.UserSeed
-	if _, err := Format(bad); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("Format with a user seed as curve seed: %v", err)
+	if _, err := FormatCreds(bad); !errors.Is(err, ErrInvalidCreds) {
+		t.Fatalf("FormatCreds with a user seed as curve seed: %v", err)
 	}
 }
 
 func TestReadFileRefusesLooseMode(t *testing.T) {
-	c := fixture(t)
-	data, _ := Format(c)
+	c := credsFixture(t)
+	data, _ := FormatCreds(c)
 	p := filepath.Join(t.TempDir(), "svc.creds")
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadFile(p); !errors.Is(err, ErrInvalid) {
+	if _, err := ReadCredsFile(p); !errors.Is(err, ErrInvalidCreds) {
 		t.Fatalf("0644 file accepted: %v", err)
 	}
 	if err := os.Chmod(p, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadFile(p); err != nil {
+	if _, err := ReadCredsFile(p); err != nil {
 		t.Fatal(err)
 	}
 }

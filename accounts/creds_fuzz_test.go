@@ -1,4 +1,4 @@
-package credsfile
+package accounts
 
 import (
 	"bytes"
@@ -6,11 +6,11 @@ import (
 	"testing"
 )
 
-// FuzzParse: Parse never panics, fails only with ErrInvalid, and whatever it accepts formats
+// FuzzParseCreds: ParseCreds never panics, fails only with ErrInvalidCreds, and whatever it accepts formats
 // back to a file that parses to the same credentials.
-func FuzzParse(f *testing.F) {
-	c := fixture(f)
-	good, err := Format(c)
+func FuzzParseCreds(f *testing.F) {
+	c := credsFixture(f)
+	good, err := FormatCreds(c)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -19,18 +19,18 @@ func FuzzParse(f *testing.F) {
 	f.Add(bytes.Replace(good, []byte(curveEnd), nil, 1))
 	f.Add([]byte("-----BEGIN NATS USER JWT-----\n\n------END NATS USER JWT------\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := Parse(data)
+		got, err := ParseCreds(data)
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			if !errors.Is(err, ErrInvalidCreds) {
+				t.Fatalf("error %v does not wrap ErrInvalidCreds", err)
 			}
 			return
 		}
-		again, err := Format(got)
+		again, err := FormatCreds(got)
 		if err != nil {
 			t.Fatalf("accepted credentials do not format: %v", err)
 		}
-		back, err := Parse(again)
+		back, err := ParseCreds(again)
 		if err != nil {
 			t.Fatalf("formatted credentials do not parse: %v", err)
 		}
