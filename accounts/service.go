@@ -9,41 +9,11 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
-
 )
-
-// Directory and stream layout inside every account (DESIGN §7).
-const (
-	// DirectoryBucket is the JetStream KV bucket holding the account JWT and
-	// every identity card of the account. Services read it; admins write it.
-	DirectoryBucket = "SEALBUS_DIRECTORY"
-	// DirectoryStream is the stream behind [DirectoryBucket].
-	DirectoryStream = "KV_" + DirectoryBucket
-	// DirectoryAccountKey is the directory key of the account JWT.
-	DirectoryAccountKey = "account"
-	// DLQStream holds rejected and dead-lettered envelopes.
-	DLQStream = "SEALBUS_DLQ"
-	// DLQSubjectPrefix is the subject prefix of [DLQStream] ("sealbus.dlq.>").
-	DLQSubjectPrefix = "sealbus.dlq"
-	// AuditStream holds structured security and admin events.
-	AuditStream = "SEALBUS_AUDIT"
-	// AuditSubjectPrefix is the subject prefix of [AuditStream] ("sealbus.audit.>").
-	AuditSubjectPrefix = "sealbus.audit"
-)
-
-// DirectoryCardKey returns the directory key of a service's card: "card.<name>".
-func DirectoryCardKey(serviceName string) string { return "card." + serviceName }
 
 // DefaultValidity is the lifetime of a service's card and user JWT when
 // [ServiceSpec.Validity] is zero.
 const DefaultValidity = 90 * 24 * time.Hour
-
-// InboxPrefix returns the private inbox prefix of the service whose user key
-// is userKey: "_INBOX_" followed by the full public key. Service user JWTs
-// may subscribe only to InboxPrefix(userKey)+".>" (plus their declared
-// subscribe subjects), so no other service can read their replies, pull
-// deliveries or directory watches. The SDK passes it to nats.CustomInboxPrefix.
-func InboxPrefix(userKey string) string { return "_INBOX_" + userKey }
 
 // ConsumerRef names a durable pull consumer on a stream. The operator creates
 // it; the service only uses it.

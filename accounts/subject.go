@@ -86,6 +86,3 @@ func appSubjectProblem(s string) string {
 	}
 	return ""
 }
-
-// reservedToken is the first token of sealbus's own subjects.
-const reservedToken = "sealbus"

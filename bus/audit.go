@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -65,11 +64,6 @@ type EventData struct {
 	Revision  uint64 `json:"revision,omitempty"`   // directory revision
 	Error     string `json:"error,omitempty"`
 	DLQSeq    uint64 `json:"dlq_seq,omitempty"` // sequence of the dead letter in SEALBUS_DLQ
-}
-
-// AuditSubject returns the subject an event of type typ is published on.
-func AuditSubject(typ string) string {
-	return accounts.AuditSubjectPrefix + "." + strings.TrimPrefix(typ, "sealbus.")
 }
 
 // Validate checks the fields a reader relies on.
@@ -132,7 +126,7 @@ func publishEvent(ctx context.Context, js jetstream.JetStream, e *Event) error {
 	if err != nil {
 		return fmt.Errorf("bus: encode event: %w", err)
 	}
-	msg := &nats.Msg{Subject: AuditSubject(e.Type), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: accounts.AuditSubject(e.Type), Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, e.ID)
 	msg.Header.Set("Content-Type", "application/cloudevents+json")
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithExpectStream(accounts.AuditStream)); err != nil {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealbus/sealbus/accounts"
 )
 
 type zeroReader struct{}
@@ -82,8 +84,8 @@ func TestAuditSubject(t *testing.T) {
 		EventDeadLettered:          "sealbus.audit.deadlettered",
 		EventDirectoryUnverifiable: "sealbus.audit.directory.unverifiable",
 	} {
-		if got := AuditSubject(typ); got != want {
-			t.Errorf("AuditSubject(%q) = %q, want %q", typ, got, want)
+		if got := accounts.AuditSubject(typ); got != want {
+			t.Errorf("accounts.AuditSubject(%q) = %q, want %q", typ, got, want)
 		}
 	}
 }

@@ -12,26 +12,10 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
 )
-
-// Directory keys of peer accounts (cross-account flows): the JWT and cards of another account
-// of the same operator, copied into this account's directory by the operator. Like every
-// entry they are verified up to a trusted operator before use.
-const peerPrefix = "peer."
-
-// PeerAccountKey returns the directory key of a peer account's JWT: "peer.<account>.account".
-func PeerAccountKey(account string) string {
-	return peerPrefix + account + "." + accounts.DirectoryAccountKey
-}
-
-// PeerCardKey returns the directory key of a peer service's card: "peer.<account>.card.<name>".
-func PeerCardKey(account, service string) string {
-	return peerPrefix + account + "." + accounts.DirectoryCardKey(service)
-}
 
 // Directory is the client's verified view of its account's SEALBUS_DIRECTORY bucket: the
 // account JWT and the identity cards of its services, and those of peer accounts.
@@ -483,25 +467,26 @@ const (
 func (d *Directory) apply(key string, value []byte, rev uint64, op jetstream.KeyValueOp) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	set, rest := d.own, key
-	if strings.HasPrefix(key, peerPrefix) {
-		parts := strings.SplitN(strings.TrimPrefix(key, peerPrefix), ".", 2)
-		if len(parts) != 2 || parts[0] == d.account || !nkeys.IsValidPublicAccountKey(parts[0]) {
-			d.unverifiable(key, rev, DirectoryBadKey, errors.New("malformed peer key"))
-			return
-		}
-		p, ok := d.peers[parts[0]]
-		if !ok {
-			p = newCardSet(parts[0])
-			d.peers[parts[0]] = p
-		}
-		set, rest = p, parts[1]
-	}
-	isAccount := rest == accounts.DirectoryAccountKey
-	isCard := strings.HasPrefix(rest, "card.")
-	if !isAccount && !isCard {
+	dk, known := accounts.ParseDirectoryKey(key)
+	switch {
+	case !known && strings.HasPrefix(key, "peer."):
+		d.unverifiable(key, rev, DirectoryBadKey, errors.New("malformed peer key"))
+		return
+	case !known:
 		d.log.Debug("sealbus: ignoring unknown directory key", "key", key)
 		return
+	case dk.Peer == d.account:
+		d.unverifiable(key, rev, DirectoryBadKey, errors.New("peer key naming the account itself"))
+		return
+	}
+	set := d.own
+	if dk.Peer != "" {
+		p, ok := d.peers[dk.Peer]
+		if !ok {
+			p = newCardSet(dk.Peer)
+			d.peers[dk.Peer] = p
+		}
+		set = p
 	}
 	switch op {
 	case jetstream.KeyValuePut:
@@ -512,11 +497,11 @@ func (d *Directory) apply(key string, value []byte, rev uint64, op jetstream.Key
 		d.unverifiable(key, rev, DirectoryUnsignedDelete, errors.New("delete marker; only a revocation in the account JWT, expiry or a newer card retires a verified entry"))
 		return
 	}
-	if isAccount {
+	if dk.Account {
 		d.applyAccount(set, key, string(value), rev)
 		return
 	}
-	d.applyCard(set, key, strings.TrimPrefix(rest, "card."), string(value), rev)
+	d.applyCard(set, key, dk.Card, string(value), rev)
 }
 
 func (d *Directory) applyAccount(set *cardSet, key, token string, rev uint64) {

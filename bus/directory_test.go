@@ -261,7 +261,7 @@ func TestDirectoryMarkersAndJunkKeepVerified(t *testing.T) {
 	put(d, accounts.DirectoryAccountKey, junk, 7)
 	put(d, card, junk, 8)
 	put(d, card, "", 9)
-	d.apply(PeerCardKey(f.acct.PublicKey(), "alice"), nil, 10, jetstream.KeyValueDelete) // own account as a peer
+	d.apply(accounts.PeerCardKey(f.acct.PublicKey(), "alice"), nil, 10, jetstream.KeyValueDelete) // own account as a peer
 
 	select {
 	case <-ch:

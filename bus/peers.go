@@ -171,14 +171,14 @@ func PutPeer(ctx context.Context, js jetstream.JetStream, accountJWT string, car
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNoDirectory, err)
 	}
-	if _, err := kv.PutString(ctx, PeerAccountKey(ac.Subject), accountJWT); err != nil {
+	if _, err := kv.PutString(ctx, accounts.PeerAccountKey(ac.Subject), accountJWT); err != nil {
 		return fmt.Errorf("bus: put peer account: %w", err)
 	}
 	for name, tok := range cards {
 		if !accounts.ValidName(name) {
 			return fmt.Errorf("%w: service name %q", ErrInvalidOption, name)
 		}
-		if _, err := kv.PutString(ctx, PeerCardKey(ac.Subject, name), tok); err != nil {
+		if _, err := kv.PutString(ctx, accounts.PeerCardKey(ac.Subject, name), tok); err != nil {
 			return fmt.Errorf("bus: put peer card %s: %w", name, err)
 		}
 	}

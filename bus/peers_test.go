@@ -79,8 +79,8 @@ func TestDirectoryPeerAudienceAndSenders(t *testing.T) {
 	put(shop, accounts.DirectoryAccountKey, f.acct.JWT, 1)
 	put(shop, accounts.DirectoryCardKey("checkout"), checkout.Card, 2)
 	put(shop, accounts.DirectoryCardKey("billing"), billing.Card, 3)
-	put(shop, PeerAccountKey(bank.PublicKey()), bank.JWT, 4)
-	put(shop, PeerCardKey(bank.PublicKey(), "ledger"), ledger.Card, 5)
+	put(shop, accounts.PeerAccountKey(bank.PublicKey()), bank.JWT, 4)
+	put(shop, accounts.PeerCardKey(bank.PublicKey(), "ledger"), ledger.Card, 5)
 
 	aud := shop.Audience("orders.public.eu.1")
 	if len(aud) != 2 || aud[0].Name != "billing" || aud[1].Name != "ledger" || aud[1].Account != bank.PublicKey() {
@@ -95,8 +95,8 @@ func TestDirectoryPeerAudienceAndSenders(t *testing.T) {
 	bd := newDirectory(bank.PublicKey(), trust, time.Now, discard(), nil)
 	put(bd, accounts.DirectoryAccountKey, bank.JWT, 1)
 	put(bd, accounts.DirectoryCardKey("ledger"), ledger.Card, 2)
-	put(bd, PeerAccountKey(f.acct.PublicKey()), f.acct.JWT, 3)
-	put(bd, PeerCardKey(f.acct.PublicKey(), "checkout"), checkout.Card, 4)
+	put(bd, accounts.PeerAccountKey(f.acct.PublicKey()), f.acct.JWT, 3)
+	put(bd, accounts.PeerCardKey(f.acct.PublicKey(), "checkout"), checkout.Card, 4)
 
 	acct, subj := bd.Origin("shop.orders.eu.1")
 	if acct != f.acct.PublicKey() || subj != "orders.public.eu.1" {
@@ -121,8 +121,8 @@ func TestDirectoryPeerAudienceAndSenders(t *testing.T) {
 	// A peer entry whose JWT names another account is ignored.
 	var r reports
 	bd2 := newDirectory(bank.PublicKey(), trust, time.Now, discard(), r.add)
-	put(bd2, PeerAccountKey(other.PublicKey()), f.acct.JWT, 1)
-	put(bd2, PeerAccountKey(bank.PublicKey()), bank.JWT, 2)
+	put(bd2, accounts.PeerAccountKey(other.PublicKey()), f.acct.JWT, 1)
+	put(bd2, accounts.PeerAccountKey(bank.PublicKey()), bank.JWT, 2)
 	if r.count() != 2 {
 		t.Fatalf("misplaced peer entries not reported: %v", r.events)
 	}

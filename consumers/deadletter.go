@@ -143,7 +143,7 @@ func deadLetterMsg(m *Message, reason string, err error, at time.Time) *nats.Msg
 		h.Set(HeaderMessageID, m.ID)
 	}
 	h.Set(jetstream.MsgIDHeader, "dlq."+m.Stream+"."+strconv.FormatUint(m.Sequence, 10))
-	return &nats.Msg{Subject: accounts.DLQSubjectPrefix + "." + reason, Data: m.envelope, Header: h}
+	return &nats.Msg{Subject: accounts.DLQSubject(reason), Data: m.envelope, Header: h}
 }
 
 // headerText makes err text safe as one header value: printable, one line, bounded.

@@ -42,9 +42,6 @@ const AdminValidity = 10 * time.Minute
 // AdminUserName is the name in the user JWT minted by [ConnectAdmin].
 const AdminUserName = "sealbus-admin"
 
-// ClaimsUpdateSubject is the system subject account JWTs are pushed to.
-const ClaimsUpdateSubject = "$SYS.REQ.CLAIMS.UPDATE"
-
 // Target is a server (or cluster) to administer.
 type Target struct {
 	URLs       []string // nats:// or tls:// URLs; TLS is used either way
@@ -208,7 +205,7 @@ func PushAccount(ctx context.Context, sys *nats.Conn, accountJWT string) error {
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	msg, err := sys.RequestWithContext(ctx, ClaimsUpdateSubject, []byte(accountJWT))
+	msg, err := sys.RequestWithContext(ctx, accounts.ClaimsUpdateSubject, []byte(accountJWT))
 	if err != nil {
 		return fmt.Errorf("admin: pushing account %s: %w", ac.Subject, err)
 	}

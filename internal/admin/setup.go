@@ -128,7 +128,7 @@ func setupDirectory(ctx context.Context, js jetstream.JetStream, acctName string
 		return fmt.Errorf("admin: directory bucket%s: %w", of, err)
 	}
 	cfg := st.CachedInfo().Config
-	if len(cfg.Subjects) != 1 || cfg.Subjects[0] != directorySubjects || cfg.Mirror != nil || len(cfg.Sources) > 0 {
+	if len(cfg.Subjects) != 1 || cfg.Subjects[0] != accounts.DirectorySubjects || cfg.Mirror != nil || len(cfg.Sources) > 0 {
 		return fmt.Errorf("%w: stream %s%s exists but is not the directory bucket", ErrInvalidSpec, accounts.DirectoryStream, of)
 	}
 	hardenDirectory(&cfg, replicas, maxBytes)
@@ -140,7 +140,6 @@ func setupDirectory(ctx context.Context, js jetstream.JetStream, acctName string
 
 const (
 	directoryDescription = "sealbus directory: account JWT and identity cards"
-	directorySubjects    = "$KV." + accounts.DirectoryBucket + ".>"
 )
 
 // hardenDirectory applies the sealbus settings to the directory's stream configuration (see
