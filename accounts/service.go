@@ -39,12 +39,12 @@ func (s ServiceSpec) Validate() error {
 		return err
 	}
 	for _, p := range s.Publish {
-		if err := checkAppSubject("publish", p); err != nil {
+		if err := CheckAppSubject("publish", p); err != nil {
 			return err
 		}
 	}
 	for _, p := range s.Subscribe {
-		if err := checkAppSubject("subscribe", p); err != nil {
+		if err := CheckAppSubject("subscribe", p); err != nil {
 			return err
 		}
 	}

@@ -5,11 +5,25 @@ import (
 	"strings"
 )
 
+// MaxSubjectLen is the longest subject or subject pattern sealbus accepts: the envelope
+// format's limit, so every subject a service may publish on can be sealed.
+const MaxSubjectLen = 1024
+
+// ValidSubject reports whether s is a concrete NATS subject as sealbus accepts it: 1 to
+// [MaxSubjectLen] bytes of printable ASCII (0x21-0x7E) without '*' or '>', split at '.' into
+// non-empty tokens. It is the envelope format's subject rule; this is the one subject validator
+// of sealbus, every package checks subjects with it, [ValidPattern] or [CheckAppSubject].
+func ValidSubject(s string) bool { return validSubject(s, false) }
+
+// ValidPattern reports whether s is a valid subject pattern: [ValidSubject] except that a token
+// may be '*' (one token) and the last token may be '>' (one or more tokens). Partial-token
+// wildcards ("foo*") are refused.
+func ValidPattern(s string) bool { return validSubject(s, true) }
+
 // SubjectMatches reports whether the literal subject matches pattern under
 // NATS rules: tokens are separated by '.', '*' matches exactly one token and
 // '>' (only as the last token) matches one or more tokens. A subject that
-// contains wildcards, empty tokens or whitespace never matches, nor does an
-// invalid pattern.
+// is not [ValidSubject] never matches, nor does a pattern that is not [ValidPattern].
 func SubjectMatches(pattern, subject string) bool {
 	if !validSubject(subject, false) || !validSubject(pattern, true) {
 		return false
@@ -30,40 +44,72 @@ func SubjectMatches(pattern, subject string) bool {
 	return len(pt) == len(st)
 }
 
-// validSubject checks NATS subject syntax: non-empty tokens, no whitespace;
-// with wildcards allowed, '*' and '>' must be whole tokens and '>' last.
-func validSubject(s string, wildcards bool) bool {
-	if s == "" || len(s) > 1024 {
+// SubjectSubset reports whether every subject matched by pattern a is matched by pattern b.
+// Both must be [ValidPattern].
+func SubjectSubset(a, b string) bool {
+	if !validSubject(a, true) || !validSubject(b, true) {
 		return false
 	}
-	if strings.ContainsAny(s, " \t\r\n\x00") {
-		return false
-	}
-	toks := strings.Split(s, ".")
-	for i, t := range toks {
-		if t == "" {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	for i, t := range bt {
+		if t == ">" {
+			return len(at) > i
+		}
+		if i >= len(at) {
 			return false
 		}
-		if strings.ContainsAny(t, "*>") {
-			if !wildcards || len(t) != 1 {
+		switch {
+		case at[i] == ">":
+			return false
+		case t == "*":
+		case t != at[i]:
+			return false
+		}
+	}
+	return len(at) == len(bt)
+}
+
+// validSubject checks the syntax shared by subjects and patterns; with wildcards, '*' and '>'
+// may be whole tokens and '>' only the last.
+func validSubject(s string, wildcards bool) bool {
+	if s == "" || len(s) > MaxSubjectLen || s[0] == '.' || s[len(s)-1] == '.' {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && s[i] != '.' {
+			if c := s[i]; c < 0x21 || c > 0x7e {
 				return false
 			}
-			if t == ">" && i != len(toks)-1 {
+			continue
+		}
+		tok := s[start:i]
+		start = i + 1
+		switch {
+		case tok == "":
+			return false
+		case tok == "*":
+			if !wildcards {
 				return false
 			}
+		case tok == ">":
+			if !wildcards || i != len(s) {
+				return false
+			}
+		case strings.ContainsAny(tok, "*>"):
+			return false
 		}
 	}
 	return true
 }
 
-// checkAppSubject validates a subject a service declares. Application
-// subjects must start with a literal token that is not reserved: a first
-// token of '*' or '>' would also match "$JS.API..." and "$SYS..." subjects,
-// so it is refused; "$..." (server APIs), "_INBOX..." (inboxes) and
-// "sealbus..." (sealbus's own streams) are reserved. The same rule applies
-// to the subjects of an identity card, when it is issued and when it is
-// decoded.
-func checkAppSubject(kind, s string) error {
+// CheckAppSubject refuses a subject or pattern that is not an application subject, with
+// [ErrInvalidOption] and the reason: invalid syntax ([ValidPattern]), a wildcard first token
+// (it would also match "$JS.API..." and "$SYS..."), the server's "$..." and "_..." namespaces
+// (APIs, inboxes) and sealbus's own "sealbus..." subjects. kind names the subject in the error
+// ("publish", "stream", ...). The same rule applies to services' declared subjects, identity
+// cards, streams and consumer filters.
+func CheckAppSubject(kind, s string) error {
 	if why := appSubjectProblem(s); why != "" {
 		return fmt.Errorf("%w: %s subject %q %s", ErrInvalidOption, kind, s, why)
 	}

@@ -72,11 +72,11 @@ func FuzzSubjectMatches(f *testing.F) {
 			t.Fatalf("matched invalid subject %q", subject)
 		}
 		// A literal pattern matches exactly itself.
-		if !strings.ContainsAny(pattern, "*>") && m != (pattern == subject && validSubject(subject, false)) {
+		if !strings.ContainsAny(pattern, "*>") && m != (pattern == subject && ValidSubject(subject)) {
 			t.Fatalf("literal %q vs %q: %v", pattern, subject, m)
 		}
 		// "<first token>.>" style patterns agree with prefix matching.
-		if validSubject(subject, false) && SubjectMatches(">", subject) != true {
+		if ValidSubject(subject) && SubjectMatches(">", subject) != true {
 			t.Fatalf("> does not match %q", subject)
 		}
 	})
@@ -163,4 +163,52 @@ func TestPermissionsExact(t *testing.T) {
 // allowed applies NATS allow/deny semantics.
 func allowed(p jwt.Permission, subject string) bool {
 	return anyMatch(p.Allow, subject) && !anyMatch(p.Deny, subject)
+}
+
+func TestSubjectSubset(t *testing.T) {
+	for _, s := range []struct {
+		a, b string
+		want bool
+	}{
+		{"a.b", "a.b", true}, {"a.b", "a.*", true}, {"a.b.c", "a.>", true}, {"a.*", "a.>", true},
+		{"a.>", "a.*", false}, {"a", "a.>", false}, {"a.*", "a.b", false}, {"a.>", "a.>", true},
+		{"a.b", "a.b.c", false}, {"a.*.c", "a.*.*", true}, {">", ">", true}, {"a.>", ">", true},
+		// Invalid patterns are never a subset of anything.
+		{"a..b", ">", false}, {"a.b*", "a.>", false}, {"a.>.b", ">", false}, {"a.b", "a.b>", false},
+	} {
+		if got := SubjectSubset(s.a, s.b); got != s.want {
+			t.Errorf("SubjectSubset(%q, %q) = %v, want %v", s.a, s.b, got, s.want)
+		}
+	}
+}
+
+func TestValidSubjectAndPattern(t *testing.T) {
+	for _, c := range []struct {
+		s                string
+		subject, pattern bool
+	}{
+		{"orders.eu.1", true, true},
+		{"orders.*", false, true},
+		{"orders.>", false, true},
+		{">", false, true},
+		{"orders.>.x", false, false},
+		{"orders*", false, false},
+		{"orders.é", false, false},
+		{"orders.\x7f", false, false},
+		{"orders.a\x00b", false, false},
+		{"orders. x", false, false},
+		{"orders..x", false, false},
+		{".orders", false, false},
+		{"orders.", false, false},
+		{"", false, false},
+		{strings.Repeat("a", MaxSubjectLen), true, true},
+		{strings.Repeat("a", MaxSubjectLen+1), false, false},
+	} {
+		if got := ValidSubject(c.s); got != c.subject {
+			t.Errorf("ValidSubject(%q) = %v, want %v", c.s, got, c.subject)
+		}
+		if got := ValidPattern(c.s); got != c.pattern {
+			t.Errorf("ValidPattern(%q) = %v, want %v", c.s, got, c.pattern)
+		}
+	}
 }

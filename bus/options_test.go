@@ -97,7 +97,7 @@ func TestCheckSubject(t *testing.T) {
 	for s, ok := range map[string]bool{
 		"orders.new": true, "a": true, "": false, "orders.*": false, "orders.>": false,
 		"orders..new": false, ".orders": false, "orders.": false, "orders new": false,
-		"orders.\tnew": false, strings.Repeat("a", 256): false,
+		"orders.\tnew": false, strings.Repeat("a", 1025): false, strings.Repeat("a", 1024): true, "orders.é": false,
 	} {
 		if err := checkSubject(s); (err == nil) != ok {
 			t.Errorf("checkSubject(%q) = %v, want ok=%v", s, err, ok)

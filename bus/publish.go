@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
 )
 
@@ -259,20 +259,10 @@ func (c *Client) checkPublish(subject string) ([]envelope.Recipient, error) {
 	return to, nil
 }
 
-// checkSubject accepts a concrete NATS subject: non-empty tokens, no wildcards, no whitespace.
+// checkSubject accepts a concrete subject (accounts.ValidSubject).
 func checkSubject(s string) error {
-	if s == "" || len(s) > 255 {
-		return fmt.Errorf("%w: %q", ErrInvalidSubject, s)
-	}
-	for _, tok := range strings.Split(s, ".") {
-		if tok == "" || tok == "*" || tok == ">" {
-			return fmt.Errorf("%w: %q (a publish needs a concrete subject)", ErrInvalidSubject, s)
-		}
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] == 0x7f {
-			return fmt.Errorf("%w: %q has whitespace or control characters", ErrInvalidSubject, s)
-		}
+	if !accounts.ValidSubject(s) {
+		return fmt.Errorf("%w: %q is not a concrete subject (printable ASCII tokens, no wildcards, at most %d bytes)", ErrInvalidSubject, s, accounts.MaxSubjectLen)
 	}
 	return nil
 }

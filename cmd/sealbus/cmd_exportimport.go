@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/admin"
 )
 
 // sharedSubject reads the --type and --subject of export and import: the export type
@@ -122,7 +121,7 @@ its senders), the exporter's holds ACCOUNT's (to encrypt to ACCOUNT's readers).`
 			}
 			var exp *jwt.Export
 			for _, e := range src.Claims.Exports {
-				if e.Type == et && admin.SubjectSubset(subject, string(e.Subject)) {
+				if e.Type == et && accounts.SubjectSubset(subject, string(e.Subject)) {
 					exp = e
 					break
 				}

@@ -306,19 +306,6 @@ func TestConsumerFilter(t *testing.T) {
 			}
 		}
 	}
-	subset := []struct {
-		a, b string
-		want bool
-	}{
-		{"a.b", "a.b", true}, {"a.b", "a.*", true}, {"a.b.c", "a.>", true}, {"a.*", "a.>", true},
-		{"a.>", "a.*", false}, {"a", "a.>", false}, {"a.*", "a.b", false}, {"a.>", "a.>", true},
-		{"a.b", "a.b.c", false}, {"a.*.c", "a.*.*", true},
-	}
-	for _, s := range subset {
-		if got := admin.SubjectSubset(s.a, s.b); got != s.want {
-			t.Errorf("SubjectSubset(%q, %q) = %v", s.a, s.b, got)
-		}
-	}
 }
 
 func TestAddConsumerValidation(t *testing.T) {

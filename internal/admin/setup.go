@@ -262,8 +262,8 @@ func (s StreamSpec) Validate() error {
 		return fmt.Errorf("%w: stream %s needs at least one subject", ErrInvalidSpec, s.Name)
 	}
 	for _, subj := range s.Subjects {
-		if err := checkAppSubject(subj); err != nil {
-			return err
+		if err := accounts.CheckAppSubject("stream", subj); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 		}
 	}
 	if s.Duplicates != 0 && s.Duplicates < envelope.DefaultFreshness {
@@ -387,8 +387,8 @@ func AddConsumer(ctx context.Context, nc *nats.Conn, spec ConsumerSpec) error {
 		return fmt.Errorf("%w: consumer %s:%s: %d backoff delays need max deliver above %d", ErrInvalidSpec, spec.Stream, spec.Durable, len(spec.BackOff), len(spec.BackOff))
 	}
 	for _, f := range spec.FilterSubjects {
-		if err := checkAppSubject(f); err != nil {
-			return err
+		if err := accounts.CheckAppSubject("consumer filter", f); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 		}
 	}
 	ackWait := spec.AckWait
@@ -442,53 +442,12 @@ func ConsumerFilter(subscribe, streamSubjects []string) []string {
 	for _, sub := range subscribe {
 		for _, ss := range streamSubjects {
 			switch {
-			case SubjectSubset(sub, ss):
+			case accounts.SubjectSubset(sub, ss):
 				add(sub)
-			case SubjectSubset(ss, sub):
+			case accounts.SubjectSubset(ss, sub):
 				add(ss)
 			}
 		}
 	}
 	return out
-}
-
-// SubjectSubset reports whether every subject matched by pattern a is matched by pattern b
-// (NATS wildcards: '*' one token, '>' one or more trailing tokens).
-func SubjectSubset(a, b string) bool {
-	at, bt := strings.Split(a, "."), strings.Split(b, ".")
-	for i, t := range bt {
-		if t == ">" {
-			return len(at) > i
-		}
-		if i >= len(at) {
-			return false
-		}
-		switch {
-		case at[i] == ">":
-			return false
-		case t == "*":
-		case t != at[i]:
-			return false
-		}
-	}
-	return len(at) == len(bt)
-}
-
-// checkAppSubject refuses subjects that are not application subjects: invalid syntax, a
-// wildcard first token, and the reserved "$...", "_..." and "sealbus..." namespaces.
-func checkAppSubject(s string) error {
-	if s == "" || strings.ContainsAny(s, " \t\r\n") {
-		return fmt.Errorf("%w: subject %q", ErrInvalidSpec, s)
-	}
-	toks := strings.Split(s, ".")
-	for i, t := range toks {
-		if t == "" || (strings.ContainsAny(t, "*>") && len(t) != 1) || (t == ">" && i != len(toks)-1) {
-			return fmt.Errorf("%w: subject %q is not a valid NATS subject", ErrInvalidSpec, s)
-		}
-	}
-	first := toks[0]
-	if first == "*" || first == ">" || strings.HasPrefix(first, "$") || strings.HasPrefix(first, "_") || first == "sealbus" {
-		return fmt.Errorf("%w: subject %q is reserved or starts with a wildcard", ErrInvalidSpec, s)
-	}
-	return nil
 }
