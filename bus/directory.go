@@ -249,7 +249,7 @@ func (d *Directory) Audience(subject string) []accounts.Card {
 			out = append(out, c)
 		}
 	}
-	if d.own.claims == nil || !exports(d.own.claims, subject) {
+	if d.own.claims == nil || !accounts.ExportsStream(d.own.claims, subject) {
 		return out
 	}
 	peers := make([]string, 0, len(d.peers))
@@ -266,7 +266,7 @@ func (d *Directory) Audience(subject string) []accounts.Card {
 			if imp.Type != jwt.Stream || imp.Account != d.account || !accounts.SubjectMatches(string(imp.Subject), subject) {
 				continue
 			}
-			local, ok := importedAs(imp, subject)
+			local, ok := accounts.ImportedAs(imp, subject)
 			if !ok {
 				continue
 			}
@@ -293,7 +293,7 @@ func (d *Directory) Origin(subject string) (account, origin string) {
 			if imp.Type != jwt.Stream || imp.Account == "" || imp.Account == d.account {
 				continue
 			}
-			if s, ok := importOrigin(imp, subject); ok {
+			if s, ok := accounts.ImportOrigin(imp, subject); ok {
 				return imp.Account, s
 			}
 		}
@@ -356,7 +356,7 @@ func (d *Directory) CheckSender(account, sender, subject string, created time.Ti
 		if !ok || p.claims == nil || d.own.claims == nil {
 			return fmt.Errorf("%w: account %s is not a known peer of this account", envelope.ErrSenderUnknown, account)
 		}
-		if !exports(p.claims, subject) || !imports(d.own.claims, account, subject) {
+		if !accounts.ExportsStream(p.claims, subject) || !accounts.ImportsStream(d.own.claims, account, subject) {
 			return fmt.Errorf("%w: %s is not exported by %s to this account", envelope.ErrSenderForbidden, subject, account)
 		}
 		set = p
@@ -385,26 +385,6 @@ func (d *Directory) CheckSender(account, sender, subject string, created time.Ti
 		return fmt.Errorf("%w: key of %s is revoked", envelope.ErrSenderRevoked, c.Name)
 	}
 	return fmt.Errorf("%w: no verified card for key %s", envelope.ErrSenderUnknown, sender)
-}
-
-// exports reports whether the account exports subject as a stream.
-func exports(ac *jwt.AccountClaims, subject string) bool {
-	for _, e := range ac.Exports {
-		if e.Type == jwt.Stream && accounts.SubjectMatches(string(e.Subject), subject) {
-			return true
-		}
-	}
-	return false
-}
-
-// imports reports whether the account imports subject as a stream from account from.
-func imports(ac *jwt.AccountClaims, from, subject string) bool {
-	for _, imp := range ac.Imports {
-		if imp.Type == jwt.Stream && imp.Account == from && accounts.SubjectMatches(string(imp.Subject), subject) {
-			return true
-		}
-	}
-	return false
 }
 
 // expired reports whether the account claims are past their expiry (with the trust's skew).

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/spf13/cobra"
@@ -136,7 +135,7 @@ its senders), the exporter's holds ACCOUNT's (to encrypt to ACCOUNT's readers).`
 					imp.LocalSubject = jwt.RenamingSubject(local)
 				}
 				if exp.TokenReq {
-					tok, err := activation(src, acct.PublicKey(), subject, et)
+					tok, err := src.Activation(acct.PublicKey(), subject, et)
 					if err != nil {
 						return err
 					}
@@ -174,23 +173,6 @@ its senders), the exporter's holds ACCOUNT's (to encrypt to ACCOUNT's readers).`
 	_ = cmd.MarkFlagRequired("subject")
 	a.serverFlags(cmd)
 	return cmd
-}
-
-// activation mints the activation token that lets importer import subject from src.
-func activation(src *accounts.Account, importer, subject string, et jwt.ExportType) (string, error) {
-	if len(src.SigningKeys) == 0 {
-		return "", fmt.Errorf("%w: account %s has no signing key", accounts.ErrNoSeed, src.Name)
-	}
-	ac := jwt.NewActivationClaims(importer)
-	ac.ImportSubject = jwt.Subject(subject)
-	ac.ImportType = et
-	ac.IssuerAccount = src.PublicKey()
-	ac.Expires = time.Now().Add(365 * 24 * time.Hour).Unix()
-	tok, err := ac.Encode(src.SigningKeys[0])
-	if err != nil {
-		return "", fmt.Errorf("signing the activation token: %w", err)
-	}
-	return tok, nil
 }
 
 // pushWithPeers pushes the reissued account when push is set (pushIf), then updates the

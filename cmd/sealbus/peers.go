@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
+	"github.com/sealbus/sealbus/internal/admin"
 )
 
 // peerCopy reports one directory updated with a peer account's JWT and cards.
@@ -20,13 +19,6 @@ type peerCopy struct {
 	From    string `json:"from"`              // peer account copied into it
 	Cards   int    `json:"cards"`             // cards copied
 	Skipped string `json:"skipped,omitempty"` // why nothing was written
-}
-
-// streamImport reports whether ac imports a stream from account from.
-func streamImport(ac *jwt.AccountClaims, from string) bool {
-	return ac != nil && slices.ContainsFunc(ac.Imports, func(imp *jwt.Import) bool {
-		return imp.Type == jwt.Stream && imp.Account == from
-	})
 }
 
 // peerSync copies peer accounts into directories for one command, loading each account, its
@@ -79,7 +71,7 @@ func (a *app) syncPeers(ctx context.Context, s *session, names ...string) ([]pee
 		}
 		for _, y := range all {
 			m := y.Name
-			if m == n || !streamImport(x.Claims, y.PublicKey()) && !streamImport(y.Claims, x.PublicKey()) {
+			if m == n || !accounts.ImportsStreamFrom(x.Claims, y.PublicKey()) && !accounts.ImportsStreamFrom(y.Claims, x.PublicKey()) {
 				continue
 			}
 			add(pair{into: n, from: m})
@@ -113,7 +105,7 @@ func (ps *peerSync) copy(ctx context.Context, into, from string) (peerCopy, erro
 		res.Skipped = "no admin connection: " + err.Error()
 		return res, nil
 	}
-	if err := bus.PutPeer(ctx, js, ps.accts[from].JWT, cards); err != nil {
+	if err := admin.PutPeer(ctx, js, ps.accts[from].JWT, cards); err != nil {
 		if errors.Is(err, bus.ErrNoDirectory) {
 			res.Skipped = "no directory yet"
 			return res, nil

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/internal/admin"
 	"github.com/sealbus/sealbus/internal/demo"
 )
@@ -70,7 +69,7 @@ func TestCrossAccountFlow(t *testing.T) {
 		}
 		defer nc.Close()
 		js, _ := jetstream.New(nc)
-		if err := bus.PutPeer(ctx, js, acct.JWT, cards); err != nil {
+		if err := admin.PutPeer(ctx, js, acct.JWT, cards); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,22 +1,24 @@
-package bus
+package accounts
+
+// This file holds every rule of cross-account flows (exports, imports, activation tokens): the
+// server enforces the same claims, the SDK applies them end to end, and the operator links the
+// directories of accounts that share a stream.
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/sealbus/sealbus/accounts"
+	"github.com/nats-io/nkeys"
 )
 
-// importedAs maps subject, published in the exporting account and matching imp.Subject, to
+// ImportedAs maps subject, published in the exporting account and matching imp.Subject, to
 // the subject the importing account receives it on: imp.LocalSubject with its wildcard
 // references ("$n" is the n-th wildcard of imp.Subject, a "*" the next one in order, ">" the
 // remainder), or the deprecated imp.To as a prefix, or the same subject.
-func importedAs(imp *jwt.Import, subject string) (string, bool) {
+func ImportedAs(imp *jwt.Import, subject string) (string, bool) {
 	caps, tail, ok := capture(strings.Split(string(imp.Subject), "."), strings.Split(subject, "."))
 	if !ok {
 		return "", false
@@ -30,9 +32,9 @@ func importedAs(imp *jwt.Import, subject string) (string, bool) {
 	return subject, true
 }
 
-// importOrigin is the inverse of importedAs: the exporter's subject of a subject received on
+// ImportOrigin is the inverse of ImportedAs: the exporter's subject of a subject received on
 // through imp, or false when imp does not bring that subject in.
-func importOrigin(imp *jwt.Import, local string) (string, bool) {
+func ImportOrigin(imp *jwt.Import, local string) (string, bool) {
 	lt := strings.Split(local, ".")
 	switch {
 	case imp.LocalSubject != "":
@@ -86,9 +88,9 @@ func importOrigin(imp *jwt.Import, local string) (string, bool) {
 			return "", false
 		}
 		s := strings.TrimPrefix(local, prefix)
-		return s, accounts.SubjectMatches(string(imp.Subject), s)
+		return s, SubjectMatches(string(imp.Subject), s)
 	}
-	return local, accounts.SubjectMatches(string(imp.Subject), local)
+	return local, SubjectMatches(string(imp.Subject), local)
 }
 
 // capture matches subject tokens against a pattern and returns the tokens matched by each "*"
@@ -156,31 +158,66 @@ func countStars(tokens []string) int {
 	return n
 }
 
-// PutPeer writes a peer account's JWT and cards into the directory of the account js is
-// connected to (an admin connection: services cannot write the directory), under
-// PeerAccountKey and PeerCardKey. The operator calls it for each account that imports from,
-// or exports to, this one, and again after the peer's JWT or cards change (revocation,
-// rotation). Receivers verify everything up to their trusted operators, so the copy needs no
-// protection beyond the directory's.
-func PutPeer(ctx context.Context, js jetstream.JetStream, accountJWT string, cards map[string]string) error {
-	ac, err := jwt.DecodeAccountClaims(accountJWT)
-	if err != nil {
-		return fmt.Errorf("%w: peer account JWT does not decode", ErrInvalidOption)
-	}
-	kv, err := js.KeyValue(ctx, accounts.DirectoryBucket)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNoDirectory, err)
-	}
-	if _, err := kv.PutString(ctx, accounts.PeerAccountKey(ac.Subject), accountJWT); err != nil {
-		return fmt.Errorf("bus: put peer account: %w", err)
-	}
-	for name, tok := range cards {
-		if !accounts.ValidName(name) {
-			return fmt.Errorf("%w: service name %q", ErrInvalidOption, name)
-		}
-		if _, err := kv.PutString(ctx, accounts.PeerCardKey(ac.Subject, name), tok); err != nil {
-			return fmt.Errorf("bus: put peer card %s: %w", name, err)
+// ExportsStream reports whether the account exports subject as a stream.
+func ExportsStream(ac *jwt.AccountClaims, subject string) bool {
+	for _, e := range ac.Exports {
+		if e.Type == jwt.Stream && SubjectMatches(string(e.Subject), subject) {
+			return true
 		}
 	}
-	return nil
+	return false
+}
+
+// ImportsStream reports whether the account imports subject as a stream from account from.
+func ImportsStream(ac *jwt.AccountClaims, from, subject string) bool {
+	for _, imp := range ac.Imports {
+		if imp.Type == jwt.Stream && imp.Account == from && SubjectMatches(string(imp.Subject), subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// ImportsStreamFrom reports whether ac imports any stream from account from.
+func ImportsStreamFrom(ac *jwt.AccountClaims, from string) bool {
+	if ac == nil {
+		return false
+	}
+	for _, imp := range ac.Imports {
+		if imp.Type == jwt.Stream && imp.Account == from {
+			return true
+		}
+	}
+	return false
+}
+
+// ActivationValidity is the lifetime of the activation tokens [Account.Activation] mints.
+const ActivationValidity = 365 * 24 * time.Hour
+
+// Activation mints the activation token that lets account importer import subject (of export
+// type et) from a, signed with a's first signing key, issued at a's clock ([Account.Now]) and
+// valid for [ActivationValidity]. Exports marked token-required need it in the import.
+func (a *Account) Activation(importer, subject string, et jwt.ExportType) (string, error) {
+	if !nkeys.IsValidPublicAccountKey(importer) {
+		return "", fmt.Errorf("%w: importer %q is not an account public key", ErrInvalidOption, importer)
+	}
+	if !ValidPattern(subject) {
+		return "", fmt.Errorf("%w: import subject %q", ErrInvalidOption, subject)
+	}
+	signer, err := a.signer()
+	if err != nil {
+		return "", err
+	}
+	now := a.now()
+	ac := jwt.NewActivationClaims(importer)
+	ac.ImportSubject = jwt.Subject(subject)
+	ac.ImportType = et
+	ac.IssuerAccount = a.PublicKey()
+	ac.IssuedAt = now.Unix()
+	ac.Expires = now.Add(ActivationValidity).Unix()
+	tok, err := ac.Encode(signer)
+	if err != nil {
+		return "", fmt.Errorf("accounts: signing the activation token: %w", err)
+	}
+	return tok, nil
 }
