@@ -214,9 +214,13 @@ Keys live in the keystore under --home (default $SEALBUS_HOME, else $XDG_DATA_HO
 		a.pushCmd(),
 		a.devCmd(),
 		a.inspectCmd(),
+		a.pubCmd(),
+		a.subCmd(),
+		a.dlqCmd(),
+		a.auditCmd(),
+		a.demoCmd(),
 		a.completionCmd(root),
 	)
-	a.addSDKCommands(root)
 	return root
 }
 
