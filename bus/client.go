@@ -20,7 +20,7 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
-	"github.com/sealbus/sealbus/internal/metrics"
+	"github.com/sealbus/sealbus/internal/clientseam"
 )
 
 // Client is a connection of one service to the bus: its NATS connection (TLS, creds, private
@@ -39,7 +39,7 @@ type Client struct {
 	name     string
 	userKey  string
 	limiter  *rate.Limiter
-	counters *metrics.Counters
+	counters *clientseam.Counters
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
 
@@ -115,7 +115,7 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 		account:  account,
 		name:     uc.Name,
 		userKey:  uc.Subject,
-		counters: new(metrics.Counters),
+		counters: new(clientseam.Counters),
 		slots:    make(chan struct{}, cfg.maxPending),
 		queue:    make(chan *pending, cfg.maxPending),
 		ackQ:     make(chan *inflight, cfg.maxPending),
@@ -184,7 +184,6 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 		c.abort()
 		return nil, fmt.Errorf("bus: opener: %w", err)
 	}
-	metrics.Register(c, c.counters)
 	c.pipes.Add(2)
 	go func() {
 		defer c.pipes.Done()
@@ -391,12 +390,42 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 // Directory returns the client's verified view of the account directory.
 func (c *Client) Directory() *Directory { return c.dir }
 
-// JetStream returns the client's JetStream context (for the consumers package and for reading
-// streams the service has access to).
-func (c *Client) JetStream() jetstream.JetStream { return c.js }
+// ConnectionInfo is a snapshot of a client's NATS connection, for logs, health checks and
+// tests. It gives no access to the connection itself: every message a client sends is sealed.
+type ConnectionInfo struct {
+	Connected  bool   // connected now (not reconnecting, not closed)
+	Closed     bool   // closed for good (Close, Drain)
+	ServerName string // name of the server connected to, "" when not connected
+	URL        string // its URL, credentials redacted
+	Reconnects uint64 // reconnections since Connect
+	InMsgs     uint64 // messages received (deliveries, acks, API replies)
+	OutMsgs    uint64 // messages sent (envelopes, acks, API requests)
+	InBytes    uint64
+	OutBytes   uint64
+}
 
-// Conn returns the underlying NATS connection.
-func (c *Client) Conn() *nats.Conn { return c.nc }
+// Connection returns a snapshot of the client's connection.
+func (c *Client) Connection() ConnectionInfo {
+	st := c.nc.Stats()
+	info := ConnectionInfo{
+		Connected: c.nc.IsConnected(), Closed: c.nc.IsClosed(), Reconnects: st.Reconnects,
+		InMsgs: st.InMsgs, OutMsgs: st.OutMsgs, InBytes: st.InBytes, OutBytes: st.OutBytes,
+	}
+	if info.Connected {
+		info.ServerName, info.URL = c.nc.ConnectedServerName(), c.nc.ConnectedUrlRedacted()
+	}
+	return info
+}
+
+func init() {
+	clientseam.SetResolver(func(client any) *clientseam.Link {
+		c, ok := client.(*Client)
+		if !ok || c == nil {
+			return nil
+		}
+		return &clientseam.Link{Conn: c.nc, JS: c.js, Counters: c.counters}
+	})
+}
 
 // Account returns the account public key ("A...") of the service.
 func (c *Client) Account() string { return c.account }
@@ -622,7 +651,6 @@ func (c *Client) stopIntake() {
 }
 
 func (c *Client) finish() {
-	metrics.Unregister(c)
 	c.wipe()
 }
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/bus"
@@ -50,10 +49,10 @@ func waitFor(t *testing.T, window time.Duration, what string, cond func() bool) 
 func TestConnectPingDefaults(t *testing.T) {
 	w := sharedWorld(t)
 	c := connect(t, w, demo.Shop, demo.Checkout)
-	if got := c.Conn().Opts.PingInterval; got != bus.DefaultPingInterval {
+	if got := bus.ConnOf(c).Opts.PingInterval; got != bus.DefaultPingInterval {
 		t.Fatalf("ping interval %v, want %v", got, bus.DefaultPingInterval)
 	}
-	if got := c.Conn().Opts.MaxPingsOut; got != bus.DefaultMaxPingsOutstanding {
+	if got := bus.ConnOf(c).Opts.MaxPingsOut; got != bus.DefaultMaxPingsOutstanding {
 		t.Fatalf("max pings outstanding %d, want %d", got, bus.DefaultMaxPingsOutstanding)
 	}
 }
@@ -72,10 +71,10 @@ func TestFrozenServerDetected(t *testing.T) {
 	p.SetMode(faultproxy.Freeze)
 	// With nats.go's default (2 minutes, 2 outstanding) this would take minutes.
 	waitFor(t, 15*time.Second, "the client to find the frozen connection stale", func() bool {
-		return c.Conn().Status() != nats.CONNECTED
+		return !c.Connection().Connected
 	})
 	p.Restore()
-	waitFor(t, 15*time.Second, "the client to reconnect", c.Conn().IsConnected)
+	waitFor(t, 15*time.Second, "the client to reconnect", func() bool { return c.Connection().Connected })
 	if _, err := c.Publish(ctx, "orders.us.frozen", []byte("after")); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +121,7 @@ func TestPublishExpiredNotResent(t *testing.T) {
 	c, p := proxied(t, w, demo.Shop, demo.Checkout, bus.WithClock(clk.now))
 	const subject = "orders.us.expired"
 	p.SetMode(faultproxy.Freeze) // the server never sees these envelopes
-	sentBefore := c.Conn().Stats().OutMsgs
+	sentBefore := c.Connection().OutMsgs
 	var futures []bus.PubAckFuture
 	for i := range 20 {
 		f, err := c.PublishAsync(subject, []byte{byte(i)})
@@ -132,7 +131,7 @@ func TestPublishExpiredNotResent(t *testing.T) {
 		futures = append(futures, f)
 	}
 	waitFor(t, 10*time.Second, "the envelopes to be sealed and sent", func() bool {
-		return c.Conn().Stats().OutMsgs >= sentBefore+uint64(len(futures))
+		return c.Connection().OutMsgs >= sentBefore+uint64(len(futures))
 	})
 	clk.advance(c.Freshness()) // they are now as old as the window
 	p.Restore()
@@ -198,15 +197,15 @@ func TestPublishResentTogetherAfterReconnect(t *testing.T) {
 	}
 	// Half are sent and lost on the way (the server never sees them) ...
 	p.SetMode(faultproxy.Blackhole)
-	sentBefore := c.Conn().Stats().OutMsgs
+	sentBefore := c.Connection().OutMsgs
 	publish(n / 2)
 	waitFor(t, 20*time.Second, "the first half to be sent", func() bool {
-		return c.Conn().Stats().OutMsgs >= sentBefore+n/2
+		return c.Connection().OutMsgs >= sentBefore+n/2
 	})
 	// ... then the server goes away, and the other half is published while it is away.
 	p.SetMode(faultproxy.Down)
 	p.Cut()
-	waitFor(t, 10*time.Second, "the client to see the connection drop", func() bool { return !c.Conn().IsConnected() })
+	waitFor(t, 10*time.Second, "the client to see the connection drop", func() bool { return !c.Connection().Connected })
 	publish(n / 2)
 	p.SetMode(faultproxy.Pass)
 
@@ -234,5 +233,5 @@ func TestPublishResentTogetherAfterReconnect(t *testing.T) {
 	if m.PublishFailed != 0 {
 		t.Fatalf("%d publishes failed", m.PublishFailed)
 	}
-	t.Logf("%d publishes across the reconnect: %d sent again, %d reconnects", n, m.Resent, c.Conn().Stats().Reconnects)
+	t.Logf("%d publishes across the reconnect: %d sent again, %d reconnects", n, m.Resent, c.Connection().Reconnects)
 }

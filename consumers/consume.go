@@ -9,10 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/bus"
-	"github.com/sealbus/sealbus/internal/metrics"
+	"github.com/sealbus/sealbus/internal/clientseam"
 )
 
 // consumeTimeout bounds the consumer lookup when ctx has no deadline.
@@ -36,6 +37,7 @@ const (
 // Consumption is a running Consume. Its methods are safe for concurrent use.
 type Consumption struct {
 	c          *bus.Client
+	nc         *nats.Conn // the client's connection (acks are confirmed on it)
 	log        *slog.Logger
 	stream     string
 	durable    string
@@ -46,7 +48,7 @@ type Consumption struct {
 	mode       atomic.Int32
 	hctx       context.Context
 	hcancel    context.CancelFunc
-	k          *metrics.Counters
+	k          *clientseam.Counters
 	firstDelay time.Duration
 	ackTimeout time.Duration
 	ackSlots   chan struct{}  // bounds the acks awaiting confirmation
@@ -94,7 +96,8 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	if _, ok := ctx.Deadline(); !ok {
 		lctx, cancel = context.WithTimeout(ctx, consumeTimeout)
 	}
-	cons, err := c.JetStream().Consumer(lctx, stream, durable)
+	link := clientseam.Of(c)
+	cons, err := link.JS.Consumer(lctx, stream, durable)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s on %s: %w", ErrNoConsumer, durable, stream, err)
@@ -104,15 +107,15 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 		return nil, fmt.Errorf("%w: %s on %s must use explicit acks", ErrNoConsumer, durable, stream)
 	}
 	sched := schedule{want: cfg.backoff, ackWait: info.Config.AckWait, server: info.Config.BackOff}
-	k := metrics.For(c)
+	k := link.Counters
 	cs := &Consumption{
-		c: c, log: c.Logger().With("stream", stream, "consumer", durable),
+		c: c, nc: link.Conn, log: c.Logger().With("stream", stream, "consumer", durable),
 		stream: stream, durable: durable, maxDeliver: info.Config.MaxDeliver,
 		work: make(chan jetstream.Msg), k: k, firstDelay: sched.nakDelay(1), done: make(chan struct{}),
 		ackTimeout: cfg.ackTimeout, ackSlots: make(chan struct{}, cfg.maxInFlight),
 	}
 	chain := []Middleware{
-		DeadLetter(c),
+		deadLetter(link.JS, c.Audit, k, c.Now, c.Logger()),
 		Verify(c),
 		ReplayGuard(c.Freshness(), cfg.replayCap),
 		retry(sched, cs.maxDeliver, k),
@@ -138,7 +141,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 		cs.acks.Wait()
 		cs.hcancel()
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := c.Conn().FlushWithContext(fctx); err != nil && !c.Conn().IsClosed() {
+		if err := link.Conn.FlushWithContext(fctx); err != nil && !link.Conn.IsClosed() {
 			cs.log.Warn("sealbus: flushing acks failed", "error", err)
 		}
 		cancel()
@@ -249,7 +252,7 @@ func (cs *Consumption) ack(m *Message) {
 // JetStream redelivers the message after AckWait, and the replay guard, which has recorded the
 // id as handled, lets Consume acknowledge it again without calling the handler.
 func (cs *Consumption) confirm(m *Message) {
-	nc := cs.c.Conn()
+	nc := cs.nc
 	var err error
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), cs.ackTimeout)

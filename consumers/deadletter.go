@@ -14,7 +14,7 @@ import (
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/envelope"
-	"github.com/sealbus/sealbus/internal/metrics"
+	"github.com/sealbus/sealbus/internal/clientseam"
 )
 
 // dlqAttempts is how many times a dead letter is written before the message is left for
@@ -38,10 +38,11 @@ type publisher interface {
 // repeat) the write is retried, with a capped backoff, until it succeeds or the consumption
 // stops. Other errors pass through.
 func DeadLetter(c *bus.Client) Middleware {
-	return deadLetter(c.JetStream(), c.Audit, metrics.For(c), c.Now, c.Logger())
+	link := clientseam.Of(c)
+	return deadLetter(link.JS, c.Audit, link.Counters, c.Now, c.Logger())
 }
 
-func deadLetter(js publisher, audit func(context.Context, bus.Event) error, k *metrics.Counters, now func() time.Time, log *slog.Logger) Middleware {
+func deadLetter(js publisher, audit func(context.Context, bus.Event) error, k *clientseam.Counters, now func() time.Time, log *slog.Logger) Middleware {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

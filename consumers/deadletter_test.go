@@ -10,7 +10,7 @@ import (
 
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/envelope"
-	"github.com/sealbus/sealbus/internal/metrics"
+	"github.com/sealbus/sealbus/internal/clientseam"
 )
 
 type auditLog struct{ events []bus.Event }
@@ -37,7 +37,7 @@ func TestDeadLetterCopiesBytesAndTerminates(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pub := new(fakePublisher)
 			var audit auditLog
-			k := new(metrics.Counters)
+			k := new(clientseam.Counters)
 			h := deadLetter(pub, audit.write, k, func() time.Time { return at }, slog.New(slog.DiscardHandler))(
 				func(context.Context, *Message) error { return tc.err })
 			body := []byte("\x01\x01 the envelope bytes \x00\xff")
@@ -85,7 +85,7 @@ func TestDeadLetterCopiesBytesAndTerminates(t *testing.T) {
 func TestDeadLetterFailureLeavesMessageForRedelivery(t *testing.T) {
 	pub := &fakePublisher{fail: dlqAttempts}
 	var audit auditLog
-	k := new(metrics.Counters)
+	k := new(clientseam.Counters)
 	h := deadLetter(pub, audit.write, k, time.Now, nil)(func(context.Context, *Message) error {
 		return Reject("poison", nil)
 	})
@@ -106,7 +106,7 @@ func TestDeadLetterFailureLeavesMessageForRedelivery(t *testing.T) {
 func TestDeadLetterOnLastDeliveryKeepsTrying(t *testing.T) {
 	pub := &fakePublisher{fail: dlqAttempts + 2}
 	var audit auditLog
-	k := new(metrics.Counters)
+	k := new(clientseam.Counters)
 	h := deadLetter(pub, audit.write, k, time.Now, nil)(func(context.Context, *Message) error {
 		return Reject("poison", nil)
 	})
@@ -128,7 +128,7 @@ func TestDeadLetterOnLastDeliveryKeepsTrying(t *testing.T) {
 // context ends; the failure is then counted and logged.
 func TestDeadLetterOnLastDeliveryStopsWithTheConsumption(t *testing.T) {
 	pub := &fakePublisher{fail: 1 << 30}
-	k := new(metrics.Counters)
+	k := new(clientseam.Counters)
 	h := deadLetter(pub, (&auditLog{}).write, k, time.Now, nil)(func(context.Context, *Message) error {
 		return Reject("poison", nil)
 	})
@@ -148,7 +148,7 @@ func TestDeadLetterOnLastDeliveryStopsWithTheConsumption(t *testing.T) {
 func TestDeadLetterPassesOtherErrors(t *testing.T) {
 	pub := new(fakePublisher)
 	plain := errors.New("plain")
-	h := deadLetter(pub, (&auditLog{}).write, new(metrics.Counters), time.Now, nil)(func(context.Context, *Message) error { return plain })
+	h := deadLetter(pub, (&auditLog{}).write, new(clientseam.Counters), time.Now, nil)(func(context.Context, *Message) error { return plain })
 	if err := h(context.Background(), message(newFakeMsg("s", nil, 1, 1))); err != plain || len(pub.msgs) != 0 {
 		t.Fatalf("plain error: %v, %d dead letters", err, len(pub.msgs))
 	}

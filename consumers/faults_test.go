@@ -145,7 +145,7 @@ func TestWorkloadAcrossConnectionLoss(t *testing.T) {
 			p.SetMode(faultproxy.Down)
 			p.Cut()
 			eventually(t, 10*time.Second, "both clients to see the connection drop", func() bool {
-				return checkout.Conn().Status() != nats.CONNECTED && billing.Conn().Status() != nats.CONNECTED
+				return !checkout.Connection().Connected && !billing.Connection().Connected
 			})
 		}
 		if i == n/2 {
@@ -180,7 +180,7 @@ func TestWorkloadAcrossConnectionLoss(t *testing.T) {
 	}
 	pm, cm := checkout.Metrics(), billing.Metrics()
 	t.Logf("%d messages; publisher: %d resent, %d reconnects; consumer: %d handled, %d deduplicated, %d acks unconfirmed, %d reconnects",
-		n, pm.Resent, checkout.Conn().Stats().Reconnects, cm.Delivered, cm.Deduplicated, cm.AckUnconfirmed, billing.Conn().Stats().Reconnects)
+		n, pm.Resent, checkout.Connection().Reconnects, cm.Delivered, cm.Deduplicated, cm.AckUnconfirmed, billing.Connection().Reconnects)
 }
 
 // TestReplayOfHandledMessageIsRejected: the same envelope stored again under a new

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sealbus/sealbus/internal/metrics"
+	"github.com/sealbus/sealbus/internal/clientseam"
 )
 
 // DefaultBackOff is the retry schedule used when neither WithBackOff nor the consumer's
@@ -53,9 +53,9 @@ func (s schedule) nakDelay(delivered uint64) time.Duration {
 	return max(d, time.Millisecond)
 }
 
-func retry(sched schedule, maxDeliver int, k *metrics.Counters) Middleware {
+func retry(sched schedule, maxDeliver int, k *clientseam.Counters) Middleware {
 	if k == nil {
-		k = new(metrics.Counters)
+		k = new(clientseam.Counters)
 	}
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m *Message) error {

@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealbus/sealbus/internal/metrics"
+	"github.com/sealbus/sealbus/internal/clientseam"
 )
 
 func TestRetryBackoffThenMaxDeliveries(t *testing.T) {
 	backoff := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}
 	failing := func(context.Context, *Message) error { return errors.New("database down") }
-	k := new(metrics.Counters)
+	k := new(clientseam.Counters)
 	h := retry(schedule{want: backoff}, 5, k)(failing)
 	for delivered, want := range map[uint64]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 4 * time.Second} {
 		f := newFakeMsg("orders.new", nil, 1, delivered)

@@ -70,7 +70,7 @@ func TestClusterFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pubNode := nodeIndex(t, pub.Conn().ConnectedServerName())
+	pubNode := nodeIndex(t, pub.Connection().ServerName)
 	const frozen = 2 // n3: no client was given its URL
 	// Each fault lasts this long, while publishing goes on.
 	const outage = 10 * time.Second

@@ -109,10 +109,10 @@ func TestRestartMidStream(t *testing.T) {
 	r := w.waitSettled(t, ctx, cons, cs, st, consumers.NewDeadLetters(adminJS), 90*time.Second)
 	t.Logf("longest pause in delivery ended %.1fs after the start", r.longestPauseAt.Sub(start).Seconds())
 	r.check(t, "restart", time.Since(start))
-	if n := pub.Conn().Stats().Reconnects; n < 1 {
+	if n := pub.Connection().Reconnects; n < 1 {
 		t.Errorf("publisher reconnected %d times, want at least 1", n)
 	}
-	if n := sub.Conn().Stats().Reconnects; n < 1 {
+	if n := sub.Connection().Reconnects; n < 1 {
 		t.Errorf("consumer reconnected %d times, want at least 1", n)
 	}
 }

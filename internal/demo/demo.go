@@ -540,8 +540,17 @@ func (d *run) attackPermissions(ctx context.Context, checkout *bus.Client) error
 	if errors.Is(sdkErr, bus.ErrForbidden) {
 		prefix = append(prefix, "SDK refused before sending")
 	}
+	raw, err := d.world.InsiderConn(ctx, Shop, Intern)
+	if err != nil {
+		return fmt.Errorf("demo: intern's raw connection: %w", err)
+	}
+	d.conns = append(d.conns, raw)
+	rawJS, err := jetstream.New(raw)
+	if err != nil {
+		return err
+	}
 	pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	_, srvErr := intern.JetStream().Publish(pctx, "orders.us.77", []byte("raw"))
+	_, srvErr := rawJS.Publish(pctx, "orders.us.77", []byte("raw"))
 	cancel()
 	if srvErr != nil {
 		prefix = append(prefix, "server refused the raw publish")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -150,6 +151,31 @@ func (w *World) optionsAt(url, account, service string) []bus.Option {
 // Connect connects as a service of the world, with extra options appended.
 func (w *World) Connect(ctx context.Context, account, service string, extra ...bus.Option) (*bus.Client, error) {
 	return bus.Connect(ctx, append(w.Options(account, service), extra...)...)
+}
+
+// InsiderConn connects as a service of the world with plain nats.go and its creds file, the
+// way an insider holding the service's creds and the stock nats CLI connects: the server
+// enforces the service's permissions, nothing is sealed. Attack tests use it to publish
+// whatever the service's permissions allow. The caller closes it.
+func (w *World) InsiderConn(ctx context.Context, account, service string) (*nats.Conn, error) {
+	creds, err := accounts.ReadCredsFile(w.CredsPath(account, service))
+	if err != nil {
+		return nil, err
+	}
+	clear(creds.UserSeed)
+	clear(creds.CurveSeed)
+	uc, err := jwt.DecodeUserClaims(creds.UserJWT)
+	if err != nil {
+		return nil, fmt.Errorf("demo: creds of %s: %w", service, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return nats.Connect(w.SB.URL(),
+		nats.UserCredentials(w.CredsPath(account, service)),
+		nats.RootCAs(w.SB.CAFile()),
+		nats.CustomInboxPrefix(accounts.InboxPrefix(uc.Subject)),
+		nats.Name(service+"-insider"))
 }
 
 // Admin opens an admin connection to an account (the operator's, or a broker-level attacker's

@@ -1,6 +1,4 @@
-// Package metrics holds the counters the bus client and its consumers share. It is internal:
-// applications read them through bus.Client.Metrics, a snapshot.
-package metrics
+package clientseam
 
 import (
 	"maps"
@@ -74,21 +72,4 @@ func (c *Counters) ByReason() (rejected, deadLettered map[string]uint64) {
 		deadLettered = map[string]uint64{}
 	}
 	return rejected, deadLettered
-}
-
-var registry sync.Map // owner (any pointer) -> *Counters
-
-// Register associates c with owner until Unregister.
-func Register(owner any, c *Counters) { registry.Store(owner, c) }
-
-// Unregister forgets owner.
-func Unregister(owner any) { registry.Delete(owner) }
-
-// For returns the counters of owner, or a fresh throwaway set when owner is not registered
-// (so callers never need a nil check).
-func For(owner any) *Counters {
-	if v, ok := registry.Load(owner); ok {
-		return v.(*Counters)
-	}
-	return new(Counters)
 }

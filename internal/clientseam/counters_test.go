@@ -1,4 +1,4 @@
-package metrics
+package clientseam
 
 import (
 	"sync"
@@ -43,18 +43,5 @@ func TestIgnoredByReason(t *testing.T) {
 	got["rollback"] = 0
 	if c.IgnoredByReason()["rollback"] != 1 {
 		t.Fatal("IgnoredByReason returned the internal map, not a copy")
-	}
-}
-
-func TestRegistry(t *testing.T) {
-	owner := new(int)
-	c := new(Counters)
-	Register(owner, c)
-	if For(owner) != c {
-		t.Fatal("For did not return the registered counters")
-	}
-	Unregister(owner)
-	if For(owner) == c {
-		t.Fatal("For returned counters after Unregister")
 	}
 }
