@@ -56,7 +56,8 @@ While it runs, other sealbus commands for this home find it without --server.`,
 			logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 			stateDir := filepath.Join(a.home, "dev")
 			srv, err := devserver.Start(a.ctx, devserver.Config{
-				StateDir: stateDir, Operator: s.op, Accounts: accts, Port: port, MTLS: mtls, Logger: logger,
+				StateDir: stateDir, OperatorJWT: s.op.JWT, SystemAccountJWT: s.op.System.JWT, AccountJWTs: jwtsOf(accts),
+				Port: port, MTLS: mtls, Logger: logger,
 			})
 			if err != nil {
 				return err
@@ -132,4 +133,13 @@ While it runs, other sealbus commands for this home find it without --server.`,
 	cmd.Flags().BoolVar(&mtls, "mtls", false, "require client certificates")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "log the server at debug level")
 	return cmd
+}
+
+// jwtsOf returns the JWTs of accts, in order.
+func jwtsOf(accts []*accounts.Account) []string {
+	out := make([]string, len(accts))
+	for i, a := range accts {
+		out[i] = a.JWT
+	}
+	return out
 }

@@ -33,7 +33,7 @@ func newEnv(t *testing.T) env {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := devserver.Start(ctx, devserver.Config{StateDir: t.TempDir(), Operator: op})
+	srv, err := devserver.Start(ctx, devserver.Config{StateDir: t.TempDir(), OperatorJWT: op.JWT, SystemAccountJWT: op.System.JWT})
 	if err != nil {
 		t.Fatal(err)
 	}

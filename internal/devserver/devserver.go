@@ -43,13 +43,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/internal/atomicfile"
 	"github.com/sealbus/sealbus/internal/pki"
 )
@@ -65,11 +65,13 @@ type Config struct {
 	// StateDir holds TLS material, the storage key, the JetStream store and the resolver. It
 	// is created (0700) if missing and reused on the next start. Required.
 	StateDir string
-	// Operator is the trusted operator; its system account becomes the server's system
-	// account. Required.
-	Operator *accounts.Operator
-	// Accounts are preloaded into the resolver. More can be pushed while the server runs.
-	Accounts []*accounts.Account
+	// OperatorJWT is the trusted operator's JWT. Required.
+	OperatorJWT string
+	// SystemAccountJWT is the JWT of the operator's system account, which becomes the
+	// server's system account. Required.
+	SystemAccountJWT string
+	// AccountJWTs are preloaded into the resolver. More can be pushed while the server runs.
+	AccountJWTs []string
 	// Port to listen on (on 127.0.0.1); 0 picks a free port.
 	Port int
 	// MTLS requires clients to present a certificate issued by the server's CA.
@@ -122,13 +124,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	resolver, err := openResolver(filepath.Join(cfg.StateDir, "resolver"), cfg.Operator, cfg.Accounts)
-	if err != nil {
-		return nil, err
-	}
-	opc, err := jwt.DecodeOperatorClaims(cfg.Operator.JWT)
+	opc, err := jwt.DecodeOperatorClaims(cfg.OperatorJWT)
 	if err != nil {
 		return nil, fmt.Errorf("%w: operator JWT does not decode: %v", ErrInvalidConfig, err)
+	}
+	sys, err := jwt.DecodeAccountClaims(cfg.SystemAccountJWT)
+	if err != nil {
+		return nil, fmt.Errorf("%w: system account JWT does not decode: %v", ErrInvalidConfig, err)
+	}
+	resolver, err := openResolver(filepath.Join(cfg.StateDir, "resolver"), append([]string{cfg.SystemAccountJWT}, cfg.AccountJWTs...))
+	if err != nil {
+		return nil, err
 	}
 	tlsDir := filepath.Join(cfg.StateDir, "tls")
 	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
@@ -151,7 +157,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		NoSigs:                 true,
 		HTTPPort:               0,
 		TrustedOperators:       []*jwt.OperatorClaims{opc},
-		SystemAccount:          cfg.Operator.System.PublicKey(),
+		SystemAccount:          sys.Subject,
 		AccountResolver:        resolver,
 		JetStream:              true,
 		StoreDir:               filepath.Join(cfg.StateDir, "jetstream"),
@@ -193,16 +199,16 @@ func (c Config) validate() error {
 	switch {
 	case c.StateDir == "":
 		return fmt.Errorf("%w: a state directory is required", ErrInvalidConfig)
-	case c.Operator == nil || c.Operator.JWT == "":
-		return fmt.Errorf("%w: an operator with a JWT is required", ErrInvalidConfig)
-	case c.Operator.System == nil || c.Operator.System.JWT == "":
-		return fmt.Errorf("%w: the operator has no system account", ErrInvalidConfig)
+	case c.OperatorJWT == "":
+		return fmt.Errorf("%w: the operator JWT is required", ErrInvalidConfig)
+	case c.SystemAccountJWT == "":
+		return fmt.Errorf("%w: the system account JWT is required", ErrInvalidConfig)
 	case c.Port < 0 || c.Port > 65535:
 		return fmt.Errorf("%w: port %d out of range", ErrInvalidConfig, c.Port)
 	}
-	for i, a := range c.Accounts {
-		if a == nil || a.JWT == "" {
-			return fmt.Errorf("%w: account %d has no JWT", ErrInvalidConfig, i)
+	for i, a := range c.AccountJWTs {
+		if a == "" {
+			return fmt.Errorf("%w: account JWT %d is empty", ErrInvalidConfig, i)
 		}
 	}
 	return nil
@@ -223,9 +229,9 @@ func waitReady(ctx context.Context, ns *server.Server, timeout time.Duration) er
 	}
 }
 
-// openResolver opens the full directory resolver and stores the system account and the
-// given accounts in it. Store keeps a JWT already present when it is newer.
-func openResolver(dir string, op *accounts.Operator, accts []*accounts.Account) (*server.DirAccResolver, error) {
+// openResolver opens the full directory resolver and stores the given account JWTs in it.
+// Store keeps a JWT already present when it is newer.
+func openResolver(dir string, jwts []string) (*server.DirAccResolver, error) {
 	if err := atomicfile.MkdirPrivate(dir); err != nil {
 		return nil, err
 	}
@@ -233,10 +239,13 @@ func openResolver(dir string, op *accounts.Operator, accts []*accounts.Account) 
 	if err != nil {
 		return nil, fmt.Errorf("devserver: account resolver: %w", err)
 	}
-	preload := append([]*accounts.Account{op.System}, accts...)
-	for _, a := range preload {
-		if err := res.Store(a.PublicKey(), a.JWT); err != nil {
-			return nil, fmt.Errorf("devserver: preloading account %s: %w", a.Name, err)
+	for _, tok := range jwts {
+		ac, err := jwt.DecodeAccountClaims(tok)
+		if err != nil {
+			return nil, fmt.Errorf("%w: an account JWT does not decode: %v", ErrInvalidConfig, err)
+		}
+		if err := res.Store(ac.Subject, tok); err != nil {
+			return nil, fmt.Errorf("devserver: preloading account %s (%s): %w", ac.Name, ac.Subject, err)
 		}
 	}
 	return res, nil
@@ -271,7 +280,7 @@ func (s *Server) ClientCert(name string) (certPath, keyPath string, err error) {
 	if !s.mtls {
 		return "", "", ErrNoMTLS
 	}
-	if !accounts.ValidName(name) {
+	if !certName.MatchString(name) {
 		return "", "", fmt.Errorf("%w: client certificate name %q", ErrInvalidConfig, name)
 	}
 	pair, err := s.ca.IssueClient(name, 0)
@@ -286,6 +295,9 @@ func (s *Server) ClientCert(name string) (certPath, keyPath string, err error) {
 	}
 	return certPath, keyPath, nil
 }
+
+// certName is what a client certificate may be named: it becomes a file name.
+var certName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
 // renewBefore is how long before expiry a CA or server certificate is replaced.
 const renewBefore = 7 * 24 * time.Hour

@@ -46,7 +46,7 @@ func start(t *testing.T, dir string, f fixture, mtls bool) *devserver.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := devserver.Start(ctx, devserver.Config{StateDir: dir, Operator: f.op, Accounts: []*accounts.Account{f.acct}, MTLS: mtls})
+	s, err := devserver.Start(ctx, devserver.Config{StateDir: dir, OperatorJWT: f.op.JWT, SystemAccountJWT: f.op.System.JWT, AccountJWTs: []string{f.acct.JWT}, MTLS: mtls})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestRestartKeepsJetStreamState(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	s, err := devserver.Start(ctx, devserver.Config{StateDir: dir, Operator: f.op, Accounts: []*accounts.Account{f.acct}})
+	s, err := devserver.Start(ctx, devserver.Config{StateDir: dir, OperatorJWT: f.op.JWT, SystemAccountJWT: f.op.System.JWT, AccountJWTs: []string{f.acct.JWT}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,10 +252,12 @@ func TestMTLS(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	f := newFixture(t)
 	cases := map[string]devserver.Config{
-		"no state dir": {Operator: f.op},
-		"no operator":  {StateDir: t.TempDir()},
-		"bad port":     {StateDir: t.TempDir(), Operator: f.op, Port: 70000},
-		"nil account":  {StateDir: t.TempDir(), Operator: f.op, Accounts: []*accounts.Account{nil}},
+		"no state dir":   {OperatorJWT: f.op.JWT, SystemAccountJWT: f.op.System.JWT},
+		"no operator":    {StateDir: t.TempDir(), SystemAccountJWT: f.op.System.JWT},
+		"no system":      {StateDir: t.TempDir(), OperatorJWT: f.op.JWT},
+		"bad port":       {StateDir: t.TempDir(), OperatorJWT: f.op.JWT, SystemAccountJWT: f.op.System.JWT, Port: 70000},
+		"empty account":  {StateDir: t.TempDir(), OperatorJWT: f.op.JWT, SystemAccountJWT: f.op.System.JWT, AccountJWTs: []string{""}},
+		"garbage system": {StateDir: t.TempDir(), OperatorJWT: f.op.JWT, SystemAccountJWT: "x"},
 	}
 	for name, cfg := range cases {
 		if _, err := devserver.Start(context.Background(), cfg); !errors.Is(err, devserver.ErrInvalidConfig) {

@@ -103,7 +103,7 @@ func Start(ctx context.Context, opts Options) (sb *Sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var accts []*accounts.Account
+	var accts []string
 	names, err := s.ks.ListAccounts()
 	if err != nil {
 		return nil, err
@@ -113,15 +113,16 @@ func Start(ctx context.Context, opts Options) (sb *Sandbox, err error) {
 		if err != nil {
 			return nil, err
 		}
-		accts = append(accts, a)
+		accts = append(accts, a.JWT)
 	}
 	s.srv, err = devserver.Start(ctx, devserver.Config{
-		StateDir: filepath.Join(s.home, "dev"),
-		Operator: s.op,
-		Accounts: accts,
-		Port:     opts.Port,
-		MTLS:     opts.MTLS,
-		Logger:   opts.Logger,
+		StateDir:         filepath.Join(s.home, "dev"),
+		OperatorJWT:      s.op.JWT,
+		SystemAccountJWT: s.op.System.JWT,
+		AccountJWTs:      accts,
+		Port:             opts.Port,
+		MTLS:             opts.MTLS,
+		Logger:           opts.Logger,
 	})
 	if err != nil {
 		return nil, err
