@@ -13,14 +13,13 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nats-server/v2/server"
 )
 
-// liveServer starts an in-process nats-server from ServerConfig.Render.
-func liveServer(t *testing.T, f *fixture) (*server.Server, *x509.CertPool) {
+// liveServer starts the dev server with the fixture's account and returns its address.
+func liveServer(t *testing.T, f *fixture) (string, *x509.CertPool) {
 	t.Helper()
-	s, _, pool := startRendered(t, f.op, f.acc)
-	return s, pool
+	addr, _, pool := startServer(t, f.op, f.acc)
+	return addr, pool
 }
 
 // protoConn is a minimal NATS protocol client: enough to authenticate with
@@ -34,9 +33,8 @@ type protoConn struct {
 
 // dialCreds connects with TLS and authenticates with creds. It returns the
 // first line after CONNECT+PING: "PONG" on success, "-ERR ..." otherwise.
-func dialCreds(t *testing.T, s *server.Server, pool *x509.CertPool, creds []byte, useTLS bool) (*protoConn, string) {
+func dialCreds(t *testing.T, addr string, pool *x509.CertPool, creds []byte, useTLS bool) (*protoConn, string) {
 	t.Helper()
-	addr := s.Addr().String()
 	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -39,7 +39,7 @@ func startLive(t *testing.T) *liveEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url, ca := accounts.StartRenderedServer(t, op, acc)
+	url, ca := accounts.StartServer(t, op, acc)
 	return &liveEnv{url: url, caFile: ca, op: op, acc: acc}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/envelope"
 	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/operator"
 )
 
 var (
@@ -261,7 +262,7 @@ func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
 	if _, ok := billing.Directory().Card("ghost"); ok {
 		t.Fatal("planted card used")
 	}
-	log := bus.NewAuditLog(js)
+	log := operator.NewAuditLog(js)
 	for {
 		recs, _, err := log.Tail(ctx, 0)
 		if err != nil {
@@ -313,7 +314,7 @@ func TestAuditFollow(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	log := bus.NewAuditLog(js)
+	log := operator.NewAuditLog(js)
 	_, last, err := log.Tail(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -321,11 +322,11 @@ func TestAuditFollow(t *testing.T) {
 	if err := billing.Audit(ctx, bus.Event{Type: "sealbus.test.follow", Subject: "orders.x", Data: bus.EventData{Reason: "testing"}}); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan bus.AuditRecord, 1)
+	got := make(chan operator.AuditRecord, 1)
 	fctx, fcancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- log.Follow(fctx, last, func(r bus.AuditRecord) error {
+		done <- log.Follow(fctx, last, func(r operator.AuditRecord) error {
 			if r.Event != nil && r.Event.Type == "sealbus.test.follow" {
 				got <- r
 			}

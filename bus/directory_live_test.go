@@ -10,8 +10,8 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
-	"github.com/sealbus/sealbus/internal/admin"
 	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // waitUntil polls cond until it holds or d passes.
@@ -57,7 +57,7 @@ func TestDirectoryKeepsVerifiedEntriesAgainstMarkers(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if acct, err := w.SB.Keystore().LoadAccount(demo.Shop); err == nil {
-			_ = admin.PutAccountJWT(ctx, nc, acct.JWT)
+			_ = operator.PutAccountJWT(ctx, nc, acct.JWT)
 		}
 	})
 
@@ -90,7 +90,7 @@ func TestDirectoryKeepsVerifiedEntriesAgainstMarkers(t *testing.T) {
 		t.Fatal("a fresh client lost the card behind the delete marker")
 	}
 
-	log := bus.NewAuditLog(js)
+	log := operator.NewAuditLog(js)
 	waitUntil(t, 10*time.Second, "an unsigned_delete audit event", func() bool {
 		recs, _, err := log.Tail(ctx, 0)
 		if err != nil {

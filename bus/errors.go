@@ -49,8 +49,6 @@ var (
 	// been stored (its ack lost), in which case receivers handle it. The caller may publish
 	// the payload again: that seals a new envelope under a new message id.
 	ErrPublishExpired = errors.New("bus: publish expired before it was acknowledged")
-	// ErrNotFound reports a missing dead letter, audit event or card.
-	ErrNotFound = errors.New("bus: not found")
 )
 
 // PublishError wraps the failure of one publish with the message id it was sealed under

@@ -13,8 +13,8 @@ import (
 
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
-	"github.com/sealbus/sealbus/internal/admin"
 	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/operator"
 )
 
 func newWorld(t testing.TB) *demo.World {
@@ -156,7 +156,7 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if err := admin.AddConsumer(ctx, nc, admin.ConsumerSpec{
+	if err := operator.AddConsumer(ctx, nc, operator.ConsumerSpec{
 		Stream: demo.OrdersStream, Durable: demo.Billing, FilterSubjects: []string{"orders.>"},
 		MaxDeliver: 5, BackOff: []time.Duration{100 * time.Millisecond, 150 * time.Millisecond, 200 * time.Millisecond},
 	}); err != nil {
@@ -193,8 +193,8 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 	eventually(t, 10*time.Second, "the good messages", func() bool { return good.count() == 5 })
 
 	js, _ := jetstream.New(nc)
-	dlq := consumers.NewDeadLetters(js)
-	var entry consumers.DeadLetterEntry
+	dlq := operator.NewDeadLetters(js)
+	var entry operator.DeadLetterEntry
 	eventually(t, 20*time.Second, "the max_deliveries dead letter", func() bool {
 		list, err := dlq.List(ctx, 10)
 		if err != nil || len(list) == 0 {
@@ -224,7 +224,7 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 		t.Fatal("dead letter differs from the stored envelope")
 	}
 	// And an audit event says so.
-	audit := bus.NewAuditLog(js)
+	audit := operator.NewAuditLog(js)
 	eventually(t, 10*time.Second, "the audit event", func() bool {
 		recs, _, err := audit.Tail(ctx, 20)
 		if err != nil {

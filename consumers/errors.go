@@ -18,8 +18,6 @@ var (
 	// ErrStopped reports a consumption that ended because its consumer was deleted or its
 	// connection closed.
 	ErrStopped = errors.New("consumers: consumption stopped")
-	// ErrNotFound reports a dead letter that does not exist.
-	ErrNotFound = errors.New("consumers: not found")
 )
 
 // Reason codes added by this package to the envelope's reason codes. Dead letters and audit

@@ -13,9 +13,9 @@ import (
 
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
-	"github.com/sealbus/sealbus/internal/admin"
 	"github.com/sealbus/sealbus/internal/demo"
 	"github.com/sealbus/sealbus/internal/faultproxy"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // proxied connects a service through p, a fault proxy in front of the world's server.
@@ -51,9 +51,9 @@ func billingDurable(t *testing.T, w *demo.World, ackWait time.Duration) jetstrea
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	if err := admin.AddConsumer(ctx, nc, admin.ConsumerSpec{
+	if err := operator.AddConsumer(ctx, nc, operator.ConsumerSpec{
 		Stream: demo.OrdersStream, Durable: demo.Billing, FilterSubjects: []string{"orders.>"},
-		MaxDeliver: admin.DefaultMaxDeliver, AckWait: ackWait,
+		MaxDeliver: operator.DefaultMaxDeliver, AckWait: ackWait,
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/envelope"
 	"github.com/sealbus/sealbus/integration/natstest"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // TestAttacksEndToEnd plays an attacker against a real server. The attacker holds write access
@@ -60,11 +60,11 @@ func TestAttacksEndToEnd(t *testing.T) {
 	}
 	for _, st := range []struct {
 		account string
-		spec    admin.StreamSpec
+		spec    operator.StreamSpec
 	}{
-		{"shop", admin.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}, Storage: jetstream.FileStorage}},
-		{"bank", admin.StreamSpec{Name: "SHOPFEED", Subjects: []string{"shop.orders.>"}, Storage: jetstream.FileStorage}},
-		{"bank", admin.StreamSpec{Name: "LEDGER", Subjects: []string{"ledger.>"}, Storage: jetstream.FileStorage}},
+		{"shop", operator.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}, Storage: jetstream.FileStorage}},
+		{"bank", operator.StreamSpec{Name: "SHOPFEED", Subjects: []string{"shop.orders.>"}, Storage: jetstream.FileStorage}},
+		{"bank", operator.StreamSpec{Name: "LEDGER", Subjects: []string{"ledger.>"}, Storage: jetstream.FileStorage}},
 	} {
 		if err := s.AddStream(ctx, st.account, st.spec); err != nil {
 			t.Fatal(err)
@@ -406,10 +406,10 @@ func lastSeq(t *testing.T, ctx context.Context, js jetstream.JetStream, stream s
 }
 
 // waitDeadLetter waits for the dead letter of stream's message seq.
-func waitDeadLetter(t *testing.T, ctx context.Context, js jetstream.JetStream, stream string, seq uint64) consumers.DeadLetterEntry {
+func waitDeadLetter(t *testing.T, ctx context.Context, js jetstream.JetStream, stream string, seq uint64) operator.DeadLetterEntry {
 	t.Helper()
-	dl := consumers.NewDeadLetters(js)
-	var found *consumers.DeadLetterEntry
+	dl := operator.NewDeadLetters(js)
+	var found *operator.DeadLetterEntry
 	if err := pollEvery(ctx, 30*time.Second, 250*time.Millisecond, func(ctx context.Context) error {
 		entries, err := dl.List(ctx, 0)
 		if err != nil {
@@ -431,7 +431,7 @@ func waitDeadLetter(t *testing.T, ctx context.Context, js jetstream.JetStream, s
 // waitAuditEvent waits for a rejection audit event about stream's message seq with reason.
 func waitAuditEvent(t *testing.T, ctx context.Context, js jetstream.JetStream, stream string, seq uint64, reason string) {
 	t.Helper()
-	log := bus.NewAuditLog(js)
+	log := operator.NewAuditLog(js)
 	if err := pollEvery(ctx, 30*time.Second, 250*time.Millisecond, func(ctx context.Context) error {
 		recs, _, err := log.Tail(ctx, 0)
 		if err != nil {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/integration/natstest"
-	"github.com/sealbus/sealbus/internal/admin"
 	"github.com/sealbus/sealbus/internal/tlsprobe"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // TestServerSideAuthorization shows that each forbidden action is refused by the real
@@ -26,7 +26,7 @@ func TestServerSideAuthorization(t *testing.T) {
 	if _, err := s.AddAccount(ctx, "A", accounts.DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
-	for _, st := range []admin.StreamSpec{
+	for _, st := range []operator.StreamSpec{
 		{Name: "ORDERS", Subjects: []string{"orders.>"}, Storage: jetstream.FileStorage},
 		{Name: "PAYMENTS", Subjects: []string{"payments.>"}, Storage: jetstream.FileStorage},
 	} {

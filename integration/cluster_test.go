@@ -16,7 +16,7 @@ import (
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/integration/natstest"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // TestClusterFaults runs a sealed workload on an R3 stream of a three-node cluster while one
@@ -44,7 +44,7 @@ func TestClusterFaults(t *testing.T) {
 	lim := accounts.DefaultLimits()
 	lim.DiskStorage = 4 << 30
 	pubCreds, conCreds := provisionWorkload(t, ctx, c.Deployment, lim,
-		admin.StreamSpec{Name: "EVENTS", Subjects: []string{"events.>"}, Replicas: 3, Storage: jetstream.FileStorage}, "processor", "publisher")
+		operator.StreamSpec{Name: "EVENTS", Subjects: []string{"events.>"}, Replicas: 3, Storage: jetstream.FileStorage}, "processor", "publisher")
 	adminNC, err := c.AdminConn(ctx, "A")
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +157,7 @@ func TestClusterFaults(t *testing.T) {
 			}
 		}
 	}
-	r := w.waitSettled(t, ctx, cons, cs, st, consumers.NewDeadLetters(adminJS), 90*time.Second)
+	r := w.waitSettled(t, ctx, cons, cs, st, operator.NewDeadLetters(adminJS), 90*time.Second)
 	note("settled")
 	elapsed := time.Since(start)
 	t.Logf("longest pause in delivery ended %.1fs after the start", r.longestPauseAt.Sub(start).Seconds())

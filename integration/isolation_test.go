@@ -12,7 +12,7 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/integration/natstest"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // TestIsolationInContainers runs the example publisher and consumer as two containers that
@@ -30,11 +30,11 @@ func TestIsolationInContainers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.AddStream(ctx, "shop", admin.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}, Storage: jetstream.FileStorage}); err != nil {
+	if err := s.AddStream(ctx, "shop", operator.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
 	// Account B has a stream on the very same subjects, in its own subject space.
-	if err := s.AddStream(ctx, "bank", admin.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}, Storage: jetstream.FileStorage}); err != nil {
+	if err := s.AddStream(ctx, "bank", operator.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
 	checkout, err := s.AddService(ctx, "shop", accounts.ServiceSpec{Name: "checkout", Publish: []string{"orders.>"}})

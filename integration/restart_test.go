@@ -11,7 +11,7 @@ import (
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/integration/natstest"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // TestRestartMidStream stops a single server (file storage) while a sealed workload runs,
@@ -25,7 +25,7 @@ import (
 // kernel's page cache: written data survives a process restart. Only a host crash or power loss
 // could lose the writes of the last interval; surviving that needs sync_interval: always (a
 // per-write fsync, at a large cost in throughput), which this test cannot simulate and
-// accounts.ServerConfig does not set.
+// operator.ServerConfig does not set.
 //
 // SEALBUS_RESTART_MESSAGES sets the number of 1 KiB messages (default 20000).
 func TestRestartMidStream(t *testing.T) {
@@ -34,7 +34,7 @@ func TestRestartMidStream(t *testing.T) {
 	ctx := testContext(t, 8*time.Minute)
 
 	pubCreds, conCreds := provisionWorkload(t, ctx, s.Deployment, accounts.DefaultLimits(),
-		admin.StreamSpec{Name: "JOBS", Subjects: []string{"jobs.>"}, Storage: jetstream.FileStorage}, "worker", "scheduler")
+		operator.StreamSpec{Name: "JOBS", Subjects: []string{"jobs.>"}, Storage: jetstream.FileStorage}, "worker", "scheduler")
 
 	pub := connectSDK(t, ctx, s.Deployment, pubCreds, []string{s.URL})
 	sub := connectSDK(t, ctx, s.Deployment, conCreds, []string{s.URL})
@@ -106,7 +106,7 @@ func TestRestartMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := w.waitSettled(t, ctx, cons, cs, st, consumers.NewDeadLetters(adminJS), 90*time.Second)
+	r := w.waitSettled(t, ctx, cons, cs, st, operator.NewDeadLetters(adminJS), 90*time.Second)
 	t.Logf("longest pause in delivery ended %.1fs after the start", r.longestPauseAt.Sub(start).Seconds())
 	r.check(t, "restart", time.Since(start))
 	if n := pub.Connection().Reconnects; n < 1 {

@@ -19,7 +19,7 @@ import (
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/envelope"
 	"github.com/sealbus/sealbus/integration/natstest"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // envInt reads a positive integer from the environment, or returns def.
@@ -57,7 +57,7 @@ func connectSDK(t *testing.T, ctx context.Context, d *natstest.Deployment, creds
 // high-throughput consumer (redelivery after 30 s without an ack, no server BackOff, up to
 // 8192 unacknowledged), a service publishing on the stream's subjects and one consuming the
 // durable. It returns the two services' creds files.
-func provisionWorkload(t *testing.T, ctx context.Context, d *natstest.Deployment, lim accounts.Limits, stream admin.StreamSpec, durable, publisher string) (pubCreds, conCreds string) {
+func provisionWorkload(t *testing.T, ctx context.Context, d *natstest.Deployment, lim accounts.Limits, stream operator.StreamSpec, durable, publisher string) (pubCreds, conCreds string) {
 	t.Helper()
 	if _, err := d.AddAccount(ctx, "A", lim); err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func provisionWorkload(t *testing.T, ctx context.Context, d *natstest.Deployment
 	if err := d.AddStream(ctx, "A", stream); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.AddConsumer(ctx, "A", admin.ConsumerSpec{
+	if err := d.AddConsumer(ctx, "A", operator.ConsumerSpec{
 		Stream: stream.Name, Durable: durable, FilterSubjects: stream.Subjects,
 		MaxDeliver: 10, AckWait: 30 * time.Second, MaxAckPending: 8192,
 	}); err != nil {
@@ -190,7 +190,7 @@ type result struct {
 // waitSettled waits until every acknowledged message was handled and the consumer has
 // nothing pending or unacknowledged (so no redelivery is still coming), then stops the
 // consumption and returns the counts.
-func (w *workload) waitSettled(t *testing.T, ctx context.Context, cons jetstream.Consumer, cs *consumers.Consumption, st jetstream.Stream, dl *consumers.DeadLetters, timeout time.Duration) result {
+func (w *workload) waitSettled(t *testing.T, ctx context.Context, cons jetstream.Consumer, cs *consumers.Consumption, st jetstream.Stream, dl *operator.DeadLetters, timeout time.Duration) result {
 	t.Helper()
 	err := poll(ctx, timeout, func(ctx context.Context) error {
 		missing := 0

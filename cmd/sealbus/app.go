@@ -19,7 +19,7 @@ import (
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // Exit codes (docs/CLI.md).
@@ -78,7 +78,7 @@ func classify(err error) int {
 		errors.Is(err, accounts.ErrWrongType),
 		errors.Is(err, accounts.ErrTooLarge),
 		errors.Is(err, accounts.ErrBadToken),
-		errors.Is(err, admin.ErrPushRejected),
+		errors.Is(err, operator.ErrPushRejected),
 		errors.Is(err, bus.ErrNoCard),
 		errors.Is(err, bus.ErrRevoked),
 		errors.Is(err, bus.ErrForbidden),
@@ -95,8 +95,7 @@ func classify(err error) int {
 		errors.Is(err, jetstream.ErrKeyNotFound),
 		errors.Is(err, jetstream.ErrBucketNotFound),
 		errors.Is(err, jetstream.ErrMsgNotFound),
-		errors.Is(err, bus.ErrNotFound),
-		errors.Is(err, consumers.ErrNotFound),
+		errors.Is(err, operator.ErrNotFound),
 		errors.Is(err, consumers.ErrNoConsumer):
 		return exitNotFound
 	case errors.Is(err, accounts.ErrInvalidOption):
@@ -118,7 +117,7 @@ func hintFor(err error) string {
 		return "pick another name, or edit the existing entry"
 	case errors.Is(err, nats.ErrNoServers):
 		return "start a server with `sealbus dev`, or pass --server and --ca"
-	case errors.Is(err, admin.ErrPushRejected):
+	case errors.Is(err, operator.ErrPushRejected):
 		return "the server refused the JWT; check that it trusts this operator (`sealbus config server`)"
 	}
 	return ""
@@ -248,8 +247,8 @@ type devInfo struct {
 func (a *app) devInfoPath() string { return filepath.Join(a.home, "dev", "server.json") }
 
 // target resolves the server to talk to: flags, then environment, then the running dev server.
-func (a *app) target() (admin.Target, error) {
-	t := admin.Target{
+func (a *app) target() (operator.Target, error) {
+	t := operator.Target{
 		RootCA:     firstNonEmpty(a.ca, os.Getenv("SEALBUS_CA")),
 		ClientCert: firstNonEmpty(a.cert, os.Getenv("SEALBUS_CLIENT_CERT")),
 		ClientKey:  firstNonEmpty(a.key, os.Getenv("SEALBUS_CLIENT_KEY")),
@@ -365,7 +364,7 @@ func wipe(b []byte) {
 type session struct {
 	ks   *accounts.Keystore
 	op   *accounts.Operator
-	prov *admin.Provisioner
+	prov *operator.Provisioner
 }
 
 func (s *session) Close() {
@@ -401,7 +400,7 @@ func (a *app) open(online bool) (*session, error) {
 		ks.Close()
 		return nil, withHint(err, "run `sealbus init` first")
 	}
-	s := &session{ks: ks, op: op, prov: &admin.Provisioner{Keystore: ks, Operator: op}}
+	s := &session{ks: ks, op: op, prov: &operator.Provisioner{Keystore: ks, Operator: op}}
 	if online {
 		t, err := a.target()
 		if err != nil {
@@ -485,5 +484,5 @@ func (a *app) accountNames(cmd *cobra.Command, args []string, _ string) ([]strin
 
 // timeout-bounded context for one server call sequence.
 func (a *app) context() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(a.ctx, admin.DefaultTimeout*3)
+	return context.WithTimeout(a.ctx, operator.DefaultTimeout*3)
 }

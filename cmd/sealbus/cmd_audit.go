@@ -8,9 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sealbus/sealbus/operator"
 	"github.com/spf13/cobra"
-
-	"github.com/sealbus/sealbus/bus"
 )
 
 func (a *app) auditCmd() *cobra.Command {
@@ -44,7 +43,7 @@ With --json each event is one CloudEvents JSON object per line.`,
 			if err != nil {
 				return err
 			}
-			log := bus.NewAuditLog(js)
+			log := operator.NewAuditLog(js)
 			tctx, tcancel := a.context()
 			recs, lastSeq, err := log.Tail(tctx, last)
 			tcancel()
@@ -52,7 +51,7 @@ With --json each event is one CloudEvents JSON object per line.`,
 				return err
 			}
 			enc := json.NewEncoder(a.stdout)
-			emit := func(r bus.AuditRecord) error {
+			emit := func(r operator.AuditRecord) error {
 				if a.json {
 					if r.Event != nil {
 						return enc.Encode(r.Event)

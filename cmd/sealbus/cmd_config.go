@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/internal/atomicfile"
 	"github.com/sealbus/sealbus/internal/devserver"
+	"github.com/sealbus/sealbus/operator"
 )
 
 func (a *app) configCmd() *cobra.Command {
@@ -76,7 +76,7 @@ storage key: --out writes it with mode 0600.`,
 			if err != nil {
 				return err
 			}
-			cfg := accounts.ServerConfig{
+			cfg := operator.ServerConfig{
 				Operator: s.op, Accounts: accts, Host: host, Port: port,
 				StoreDir:    firstNonEmpty(storeDir, filepath.Join(dir, "jetstream")),
 				ResolverDir: firstNonEmpty(resolverDir, filepath.Join(dir, "resolver")),

@@ -11,9 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/admin"
 	"github.com/sealbus/sealbus/internal/atomicfile"
 	"github.com/sealbus/sealbus/internal/devserver"
+	"github.com/sealbus/sealbus/operator"
 )
 
 func (a *app) devCmd() *cobra.Command {
@@ -65,11 +65,11 @@ While it runs, other sealbus commands for this home find it without --server.`,
 			defer srv.Shutdown()
 			info := devInfo{URL: srv.URL(), CAFile: srv.CAFile(), MTLS: mtls, PID: os.Getpid()}
 			if mtls {
-				if info.ClientCert, info.ClientKey, err = srv.ClientCert(admin.AdminUserName); err != nil {
+				if info.ClientCert, info.ClientKey, err = srv.ClientCert(operator.AdminUserName); err != nil {
 					return err
 				}
 			}
-			s.prov.Target = admin.Target{URLs: []string{info.URL}, RootCA: info.CAFile, ClientCert: info.ClientCert, ClientKey: info.ClientKey}
+			s.prov.Target = operator.Target{URLs: []string{info.URL}, RootCA: info.CAFile, ClientCert: info.ClientCert, ClientKey: info.ClientKey}
 			type credsRow struct {
 				Account string `json:"account"`
 				Service string `json:"service"`

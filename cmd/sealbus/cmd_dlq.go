@@ -9,9 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sealbus/sealbus/operator"
 	"github.com/spf13/cobra"
-
-	"github.com/sealbus/sealbus/consumers"
 )
 
 func (a *app) dlqCmd() *cobra.Command {
@@ -38,7 +37,7 @@ func (a *app) openAdmin(ctx context.Context, account string) (nc *nats.Conn, don
 }
 
 // deadLetters opens an admin connection to account and a dead-letter reader.
-func (a *app) deadLetters(ctx context.Context, account string) (*consumers.DeadLetters, func(), error) {
+func (a *app) deadLetters(ctx context.Context, account string) (*operator.DeadLetters, func(), error) {
 	nc, done, err := a.openAdmin(ctx, account)
 	if err != nil {
 		return nil, nil, err
@@ -48,7 +47,7 @@ func (a *app) deadLetters(ctx context.Context, account string) (*consumers.DeadL
 		done()
 		return nil, nil, err
 	}
-	return consumers.NewDeadLetters(js), done, nil
+	return operator.NewDeadLetters(js), done, nil
 }
 
 // deadLetterSeq reads the SEQ argument of dlq show and dlq replay.
@@ -74,7 +73,7 @@ type deadLetterJSON struct {
 	Size           int       `json:"size"`
 }
 
-func dlView(d consumers.DeadLetterEntry) deadLetterJSON {
+func dlView(d operator.DeadLetterEntry) deadLetterJSON {
 	return deadLetterJSON{d.Sequence, d.Reason, d.SourceStream, d.SourceSequence, d.SourceSubject, d.Consumer, d.Time, d.Error, d.MessageID, d.Delivered, len(d.Envelope)}
 }
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 )
 
 func (a *app) pushCmd() *cobra.Command {
@@ -87,6 +87,6 @@ account JWT and cards in their directories.`,
 // pushJSON is what push reports for one account: the sync result and the peer accounts copied
 // into its directory.
 type pushJSON struct {
-	*admin.SyncResult
+	*operator.SyncResult
 	Peers []peerCopy `json:"peers"`
 }

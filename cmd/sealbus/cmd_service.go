@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 )
 
 func (a *app) serviceCmd() *cobra.Command {
@@ -54,21 +54,21 @@ func parseConsumers(refs, filters []string) ([]accounts.ConsumerRef, map[account
 }
 
 type serviceJSON struct {
-	Account     string                 `json:"account"`
-	Name        string                 `json:"name"`
-	UserKey     string                 `json:"user_key"`
-	CurveKey    string                 `json:"curve_key"`
-	Publish     []string               `json:"publish"`
-	Subscribe   []string               `json:"subscribe"`
-	Consumers   []string               `json:"consumers"`
-	IssuedAt    time.Time              `json:"issued_at"`
-	Expires     time.Time              `json:"expires"`
-	Revoked     bool                   `json:"revoked"`
-	Previous    []accounts.PreviousKey `json:"previous_curve_keys,omitempty"`
-	CredsPath   string                 `json:"creds_path"`
-	Permissions *jwt.Permissions       `json:"permissions,omitempty"`
-	ConsumerOps []admin.ConsumerResult `json:"consumer_results,omitempty"`
-	Peers       []peerCopy             `json:"peers,omitempty"` // directories updated with --push
+	Account     string                    `json:"account"`
+	Name        string                    `json:"name"`
+	UserKey     string                    `json:"user_key"`
+	CurveKey    string                    `json:"curve_key"`
+	Publish     []string                  `json:"publish"`
+	Subscribe   []string                  `json:"subscribe"`
+	Consumers   []string                  `json:"consumers"`
+	IssuedAt    time.Time                 `json:"issued_at"`
+	Expires     time.Time                 `json:"expires"`
+	Revoked     bool                      `json:"revoked"`
+	Previous    []accounts.PreviousKey    `json:"previous_curve_keys,omitempty"`
+	CredsPath   string                    `json:"creds_path"`
+	Permissions *jwt.Permissions          `json:"permissions,omitempty"`
+	ConsumerOps []operator.ConsumerResult `json:"consumer_results,omitempty"`
+	Peers       []peerCopy                `json:"peers,omitempty"` // directories updated with --push
 }
 
 func serviceView(s *session, account string, svc *accounts.Service, acct *accounts.Account) serviceJSON {
@@ -140,7 +140,7 @@ service's --sub subjects that fall in the stream, unless --filter STREAM:DURABLE
 			if err != nil {
 				return err
 			}
-			var results []admin.ConsumerResult
+			var results []operator.ConsumerResult
 			var peers []peerCopy
 			if push {
 				ctx, cancel := a.context()
@@ -306,7 +306,7 @@ keystore, or to --out, with mode 0600, and prints the path. Seeds are never prin
 				if path, err = s.prov.WriteCreds(args[0], svc); err != nil {
 					return err
 				}
-			} else if err := admin.WriteCredsFile(path, svc); err != nil {
+			} else if err := operator.WriteCredsFile(path, svc); err != nil {
 				return err
 			}
 			return a.print(map[string]string{"creds_path": path, "user_key": svc.UserPublicKey()}, func(w io.Writer) {

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealbus/sealbus/envelope"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 )
 
 func (a *app) streamCmd() *cobra.Command {
@@ -49,7 +49,7 @@ window is deduplicated by the server.`,
 		Args:              exact(2),
 		ValidArgsFunction: a.accountNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec := admin.StreamSpec{Name: args[1], Subjects: splitAll(subjects), Replicas: replicas}
+			spec := operator.StreamSpec{Name: args[1], Subjects: splitAll(subjects), Replicas: replicas}
 			var err error
 			if maxAge != "" {
 				if spec.MaxAge, err = parseDuration(maxAge); err != nil {
@@ -79,10 +79,10 @@ window is deduplicated by the server.`,
 				return err
 			}
 			defer done()
-			if err := admin.AddStream(ctx, nc, spec); err != nil {
+			if err := operator.AddStream(ctx, nc, spec); err != nil {
 				return err
 			}
-			infos, err := admin.Streams(ctx, nc)
+			infos, err := operator.Streams(ctx, nc)
 			if err != nil {
 				return err
 			}
@@ -132,7 +132,7 @@ func (a *app) streamListCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			infos, err := admin.Streams(ctx, nc)
+			infos, err := operator.Streams(ctx, nc)
 			if err != nil {
 				return err
 			}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // peerCopy reports one directory updated with a peer account's JWT and cards.
@@ -105,7 +105,7 @@ func (ps *peerSync) copy(ctx context.Context, into, from string) (peerCopy, erro
 		res.Skipped = "no admin connection: " + err.Error()
 		return res, nil
 	}
-	if err := admin.PutPeer(ctx, js, ps.accts[from].JWT, cards); err != nil {
+	if err := operator.PutPeer(ctx, js, ps.accts[from].JWT, cards); err != nil {
 		if errors.Is(err, bus.ErrNoDirectory) {
 			res.Skipped = "no directory yet"
 			return res, nil

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 	"github.com/sealbus/sealbus/internal/demo"
 )
 
@@ -46,7 +46,7 @@ func TestCrossAccountFlow(t *testing.T) {
 	if err := prov.PushAccount(ctx, bank); err != nil {
 		t.Fatal(err)
 	}
-	if err := sb.AddStream(ctx, demo.Partner, admin.StreamSpec{Name: "SHOPFEED", Subjects: []string{"shop.orders.>"}, Storage: jetstream.FileStorage}); err != nil {
+	if err := sb.AddStream(ctx, demo.Partner, operator.StreamSpec{Name: "SHOPFEED", Subjects: []string{"shop.orders.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sb.AddService(ctx, demo.Partner, accounts.ServiceSpec{Name: "ledger", Subscribe: []string{"shop.orders.>"},
@@ -69,7 +69,7 @@ func TestCrossAccountFlow(t *testing.T) {
 		}
 		defer nc.Close()
 		js, _ := jetstream.New(nc)
-		if err := admin.PutPeer(ctx, js, acct.JWT, cards); err != nil {
+		if err := operator.PutPeer(ctx, js, acct.JWT, cards); err != nil {
 			t.Fatal(err)
 		}
 	}

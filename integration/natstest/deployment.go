@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/admin"
 	"github.com/sealbus/sealbus/internal/pki"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // startTimeout bounds starting a deployment, image build excluded.
@@ -47,7 +47,7 @@ type Deployment struct {
 	ca   *pki.CA
 	mtls bool
 
-	prov      *admin.Provisioner
+	prov      *operator.Provisioner
 	adminCert string
 	adminKey  string
 }
@@ -172,7 +172,7 @@ func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
 		if err != nil {
 			return nil, err
 		}
-		sc := accounts.ServerConfig{
+		sc := operator.ServerConfig{
 			Operator:      op,
 			Accounts:      preload,
 			Host:          "0.0.0.0",
@@ -193,7 +193,7 @@ func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
 			// Docker network, so clients on the host use only the 127.0.0.1 URLs they were
 			// given. Advertise by alias: routes learned from gossip dial the network alias, not
 			// the container IP, so they verify against the node certificates, which name it.
-			sc.Cluster = &accounts.ClusterConfig{
+			sc.Cluster = &operator.ClusterConfig{
 				Name: "sealbus", Port: ClusterPort, Routes: routes,
 				NoAdvertise: true, Advertise: fmt.Sprintf("%s:%d", name, ClusterPort),
 			}
@@ -211,7 +211,7 @@ func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
 	if err := d.WaitHealthy(ctx); err != nil {
 		return nil, err
 	}
-	d.prov = &admin.Provisioner{Keystore: ks, Operator: op, Target: d.Target(), Replicas: d.Replicas}
+	d.prov = &operator.Provisioner{Keystore: ks, Operator: op, Target: d.Target(), Replicas: d.Replicas}
 	t.Cleanup(d.prov.Close)
 	return d, nil
 }
@@ -257,8 +257,8 @@ func (d *Deployment) MTLS() bool { return d.mtls }
 
 // Target returns the admin target of the deployment: every node's URL, the CA and, with mTLS,
 // the deployment's admin client certificate.
-func (d *Deployment) Target() admin.Target {
-	return admin.Target{URLs: d.URLs(), RootCA: d.CAFile, ClientCert: d.adminCert, ClientKey: d.adminKey}
+func (d *Deployment) Target() operator.Target {
+	return operator.Target{URLs: d.URLs(), RootCA: d.CAFile, ClientCert: d.adminCert, ClientKey: d.adminKey}
 }
 
 // ClientCert issues a client certificate named name from the deployment's CA and writes it
@@ -279,16 +279,16 @@ func (d *Deployment) ClientCert(name string) (certPath, keyPath string, err erro
 
 // Provisioner returns the operator's provisioning actions against this deployment (the same
 // code the CLI and the sandbox run).
-func (d *Deployment) Provisioner() *admin.Provisioner { return d.prov }
+func (d *Deployment) Provisioner() *operator.Provisioner { return d.prov }
 
 // SystemConn opens a connection as the operator's system user (for $SYS requests and
 // events). The caller closes it.
 func (d *Deployment) SystemConn(ctx context.Context) (*nats.Conn, error) {
-	return admin.ConnectSystem(ctx, d.Target(), d.Operator)
+	return operator.ConnectSystem(ctx, d.Target(), d.Operator)
 }
 
 // AdminConn opens a connection to account with a short-lived admin user (full rights inside
-// the account, no card; see admin.ConnectAdmin). The caller closes it.
+// the account, no card; see operator.ConnectAdmin). The caller closes it.
 func (d *Deployment) AdminConn(ctx context.Context, account string) (*nats.Conn, error) {
 	return d.prov.Admin(ctx, account)
 }
@@ -326,31 +326,31 @@ func (d *Deployment) EditAccount(ctx context.Context, name string, edit func(*ac
 }
 
 // AddStream creates (or updates) an application stream in account.
-func (d *Deployment) AddStream(ctx context.Context, account string, spec admin.StreamSpec) error {
+func (d *Deployment) AddStream(ctx context.Context, account string, spec operator.StreamSpec) error {
 	nc, err := d.AdminConn(ctx, account)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return admin.AddStream(ctx, nc, spec)
+	return operator.AddStream(ctx, nc, spec)
 }
 
 // AddConsumer creates (or updates) a durable pull consumer in account. Create a service's
 // durable this way before [Deployment.AddService] to give it settings other than the defaults.
-func (d *Deployment) AddConsumer(ctx context.Context, account string, spec admin.ConsumerSpec) error {
+func (d *Deployment) AddConsumer(ctx context.Context, account string, spec operator.ConsumerSpec) error {
 	nc, err := d.AdminConn(ctx, account)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return admin.AddConsumer(ctx, nc, spec)
+	return operator.AddConsumer(ctx, nc, spec)
 }
 
 // AddService creates a service of account from spec, saves it, writes its sealbus
 // credentials file (user JWT, user seed, curve seed; mode 0600) and returns its path. It
 // publishes the service's identity card in the account's directory and creates each durable
 // the spec declares that does not exist yet (filter: the service's subscribe subjects within
-// the stream; admin.DefaultMaxDeliver, admin.DefaultBackOff). The streams must exist.
+// the stream; operator.DefaultMaxDeliver, operator.DefaultBackOff). The streams must exist.
 func (d *Deployment) AddService(ctx context.Context, account string, spec accounts.ServiceSpec) (credsPath string, err error) {
 	svc, path, err := d.prov.CreateService(account, spec)
 	if err != nil {

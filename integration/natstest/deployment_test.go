@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 )
 
 func TestStartServerOperatorModeTLS(t *testing.T) {
@@ -27,7 +27,7 @@ func TestStartServerOperatorModeTLS(t *testing.T) {
 	if _, err := s.AddAccount(ctx, "A", accounts.DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddStream(ctx, "A", admin.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}, Storage: jetstream.FileStorage}); err != nil {
+	if err := s.AddStream(ctx, "A", operator.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
 	creds, err := s.AddService(ctx, "A", accounts.ServiceSpec{
@@ -132,7 +132,7 @@ func TestStartClusterR3SurvivesANodeStop(t *testing.T) {
 	if _, err := c.AddAccount(ctx, "A", accounts.DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.AddStream(ctx, "A", admin.StreamSpec{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
+	if err := c.AddStream(ctx, "A", operator.StreamSpec{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := c.AdminConn(ctx, "A")

@@ -29,6 +29,7 @@ import (
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/envelope"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // Options configure [Run].
@@ -363,9 +364,9 @@ func (d *run) expectRejected(ctx context.Context, js jetstream.JetStream, name, 
 	return nil
 }
 
-func waitDeadLetter(ctx context.Context, js jetstream.JetStream, stream string, seq uint64) (*consumers.DeadLetterEntry, error) {
-	dlq := consumers.NewDeadLetters(js)
-	var found *consumers.DeadLetterEntry
+func waitDeadLetter(ctx context.Context, js jetstream.JetStream, stream string, seq uint64) (*operator.DeadLetterEntry, error) {
+	dlq := operator.NewDeadLetters(js)
+	var found *operator.DeadLetterEntry
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err := poll(ctx, "a dead letter", func() bool {
@@ -385,7 +386,7 @@ func waitDeadLetter(ctx context.Context, js jetstream.JetStream, stream string, 
 }
 
 func waitAudit(ctx context.Context, js jetstream.JetStream, stream string, seq uint64, reason string) error {
-	log := bus.NewAuditLog(js)
+	log := operator.NewAuditLog(js)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	return poll(ctx, "an audit event", func() bool {
@@ -629,7 +630,7 @@ func (d *run) summary(ctx context.Context) error {
 	}
 	var dlqStored int
 	for _, js := range []jetstream.JetStream{d.shopJS, d.partJS} {
-		list, err := consumers.NewDeadLetters(js).List(ctx, 0)
+		list, err := operator.NewDeadLetters(js).List(ctx, 0)
 		if err != nil {
 			return fmt.Errorf("demo: dead letters: %w", err)
 		}

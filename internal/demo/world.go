@@ -14,8 +14,8 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
-	"github.com/sealbus/sealbus/internal/admin"
 	"github.com/sealbus/sealbus/internal/sandbox"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // Names of the demo world. Account Shop holds the order flow; account Partner is another
@@ -87,10 +87,10 @@ func NewWorld(ctx context.Context, log *slog.Logger) (w *World, err error) {
 		}
 		w.Accounts[name] = a
 	}
-	if err := sb.AddStream(ctx, Shop, admin.StreamSpec{Name: OrdersStream, Subjects: []string{"orders.>", "tickets.>"}, Storage: jetstream.FileStorage}); err != nil {
+	if err := sb.AddStream(ctx, Shop, operator.StreamSpec{Name: OrdersStream, Subjects: []string{"orders.>", "tickets.>"}, Storage: jetstream.FileStorage}); err != nil {
 		return nil, fmt.Errorf("demo: stream: %w", err)
 	}
-	if err := sb.AddStream(ctx, Partner, admin.StreamSpec{Name: PartnerStream, Subjects: []string{"partner.>"}, Storage: jetstream.FileStorage}); err != nil {
+	if err := sb.AddStream(ctx, Partner, operator.StreamSpec{Name: PartnerStream, Subjects: []string{"partner.>"}, Storage: jetstream.FileStorage}); err != nil {
 		return nil, fmt.Errorf("demo: stream: %w", err)
 	}
 	for _, s := range Services() {
@@ -111,9 +111,9 @@ func NewWorld(ctx context.Context, log *slog.Logger) (w *World, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("demo: admin: %w", err)
 		}
-		err = admin.AddConsumer(ctx, nc, admin.ConsumerSpec{
+		err = operator.AddConsumer(ctx, nc, operator.ConsumerSpec{
 			Stream: d.stream, Durable: d.durable, FilterSubjects: []string{d.filter},
-			MaxDeliver: admin.DefaultMaxDeliver, AckWait: 30 * time.Second,
+			MaxDeliver: operator.DefaultMaxDeliver, AckWait: 30 * time.Second,
 		})
 		nc.Close()
 		if err != nil {

@@ -6,7 +6,7 @@ import (
 	"log"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 	"github.com/sealbus/sealbus/internal/sandbox"
 )
 
@@ -22,7 +22,7 @@ func ExampleStart() {
 	if _, err := sb.AddAccount(ctx, "shop", accounts.DefaultLimits()); err != nil {
 		log.Fatal(err)
 	}
-	if err := sb.AddStream(ctx, "shop", admin.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
+	if err := sb.AddStream(ctx, "shop", operator.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
 		log.Fatal(err)
 	}
 	pubCreds, err := sb.AddService(ctx, "shop", accounts.ServiceSpec{Name: "checkout", Publish: []string{"orders.created"}})

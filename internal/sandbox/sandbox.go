@@ -4,7 +4,7 @@
 //
 // A sandbox home is an ordinary sealbus home: the keystore at its root (the layout of package
 // accounts) and the dev server's state under <home>/dev, so the `sealbus` CLI can be pointed
-// at it with --home. Provisioning goes through internal/admin's [admin.Provisioner], the same
+// at it with --home. Provisioning goes through internal/admin's [operator.Provisioner], the same
 // code the CLI uses.
 //
 // Guarantees: everything the dev server guarantees (TLS only, operator mode, encrypted
@@ -25,7 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 	"github.com/sealbus/sealbus/internal/devserver"
 )
 
@@ -60,7 +60,7 @@ type Sandbox struct {
 	ks      *accounts.Keystore
 	op      *accounts.Operator
 	srv     *devserver.Server
-	prov    *admin.Provisioner
+	prov    *operator.Provisioner
 	certDir string
 }
 
@@ -127,13 +127,13 @@ func Start(ctx context.Context, opts Options) (sb *Sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
-	target := admin.Target{URLs: []string{s.srv.URL()}, RootCA: s.srv.CAFile()}
+	target := operator.Target{URLs: []string{s.srv.URL()}, RootCA: s.srv.CAFile()}
 	if opts.MTLS {
-		if target.ClientCert, target.ClientKey, err = s.srv.ClientCert(admin.AdminUserName); err != nil {
+		if target.ClientCert, target.ClientKey, err = s.srv.ClientCert(operator.AdminUserName); err != nil {
 			return nil, err
 		}
 	}
-	s.prov = &admin.Provisioner{Keystore: s.ks, Operator: s.op, Target: target}
+	s.prov = &operator.Provisioner{Keystore: s.ks, Operator: s.op, Target: target}
 	if _, err := s.prov.System(ctx); err != nil {
 		return nil, err
 	}
@@ -164,10 +164,10 @@ func (s *Sandbox) Server() *devserver.Server { return s.srv }
 
 // Target describes the server for internal/admin (with the admin client certificate under
 // mTLS).
-func (s *Sandbox) Target() admin.Target { return s.prov.Target }
+func (s *Sandbox) Target() operator.Target { return s.prov.Target }
 
 // Provisioner returns the provisioner the sandbox uses (the one the CLI uses too).
-func (s *Sandbox) Provisioner() *admin.Provisioner { return s.prov }
+func (s *Sandbox) Provisioner() *operator.Provisioner { return s.prov }
 
 // ClientCert issues a client certificate for name when the sandbox runs with mTLS and returns
 // its paths; it fails with devserver.ErrNoMTLS otherwise.
@@ -189,19 +189,19 @@ func (s *Sandbox) AddAccount(ctx context.Context, name string, lim accounts.Limi
 }
 
 // AddStream creates an application stream in account.
-func (s *Sandbox) AddStream(ctx context.Context, account string, spec admin.StreamSpec) error {
+func (s *Sandbox) AddStream(ctx context.Context, account string, spec operator.StreamSpec) error {
 	nc, err := s.prov.Admin(ctx, account)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return admin.AddStream(ctx, nc, spec)
+	return operator.AddStream(ctx, nc, spec)
 }
 
 // AddService creates a service, saves it, writes its credentials file (0600) and returns its
 // path; publishes its card and creates each declared durable (filter: the service's subscribe
-// subjects that fall in the stream; MaxDeliver admin.DefaultMaxDeliver,
-// AckWait admin.DefaultAckWait; retry delays are chosen by the SDK). The streams must exist.
+// subjects that fall in the stream; MaxDeliver operator.DefaultMaxDeliver,
+// AckWait operator.DefaultAckWait; retry delays are chosen by the SDK). The streams must exist.
 func (s *Sandbox) AddService(ctx context.Context, account string, spec accounts.ServiceSpec) (string, error) {
 	svc, path, err := s.prov.CreateService(account, spec)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 	"github.com/sealbus/sealbus/internal/sandbox"
 	"github.com/sealbus/sealbus/internal/tlsprobe"
 )
@@ -92,10 +92,10 @@ func TestAcceptance(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := sb.AddStream(ctx, "shop", admin.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
+	if err := sb.AddStream(ctx, "shop", operator.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := sb.AddStream(ctx, "bank", admin.StreamSpec{Name: "PAYMENTS", Subjects: []string{"payments.>"}}); err != nil {
+	if err := sb.AddStream(ctx, "bank", operator.StreamSpec{Name: "PAYMENTS", Subjects: []string{"payments.>"}}); err != nil {
 		t.Fatal(err)
 	}
 	checkoutCreds, err := sb.AddService(ctx, "shop", accounts.ServiceSpec{Name: "checkout", Publish: []string{"orders.created"}})
@@ -294,7 +294,7 @@ func TestRotateService(t *testing.T) {
 	if _, err := sb.AddAccount(ctx, "shop", accounts.DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
-	if err := sb.AddStream(ctx, "shop", admin.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
+	if err := sb.AddStream(ctx, "shop", operator.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
 		t.Fatal(err)
 	}
 	spec := accounts.ServiceSpec{Name: "billing", Subscribe: []string{"orders.>"}, Consumers: []accounts.ConsumerRef{{Stream: "ORDERS", Durable: "billing"}}}

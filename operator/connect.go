@@ -15,7 +15,7 @@
 //   - Application streams always keep a duplicate window of at least the envelope freshness
 //     window, so a replay inside the window is deduplicated by the server.
 //   - Every call that talks to the server honours ctx; with no deadline, [DefaultTimeout] applies.
-package admin
+package operator
 
 import (
 	"context"
@@ -107,7 +107,7 @@ func connect(ctx context.Context, t Target, name, userJWT string, seed []byte) (
 	opts = append(opts, nats.Name(name), nats.UserJWTAndSeed(userJWT, string(seed)))
 	nc, err := nats.Connect(strings.Join(t.URLs, ","), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("admin: connecting as %s: %w", name, err)
+		return nil, fmt.Errorf("operator: connecting as %s: %w", name, err)
 	}
 	return nc, nil
 }
@@ -156,7 +156,7 @@ func AdminUser(acct *accounts.Account, now time.Time) (userJWT string, seed []by
 	}
 	ukp, err := nkeys.CreateUser()
 	if err != nil {
-		return "", nil, fmt.Errorf("admin: creating admin user key: %w", err)
+		return "", nil, fmt.Errorf("operator: creating admin user key: %w", err)
 	}
 	pub, _ := ukp.PublicKey()
 	uc := jwt.NewUserClaims(pub)
@@ -166,11 +166,11 @@ func AdminUser(acct *accounts.Account, now time.Time) (userJWT string, seed []by
 	uc.Expires = now.Add(AdminValidity).Unix()
 	tok, err := uc.Encode(sk)
 	if err != nil {
-		return "", nil, fmt.Errorf("admin: signing admin user JWT: %w", err)
+		return "", nil, fmt.Errorf("operator: signing admin user JWT: %w", err)
 	}
 	seed, err = ukp.Seed()
 	if err != nil {
-		return "", nil, fmt.Errorf("admin: admin user seed: %w", err)
+		return "", nil, fmt.Errorf("operator: admin user seed: %w", err)
 	}
 	return tok, seed, nil
 }
@@ -207,11 +207,11 @@ func PushAccount(ctx context.Context, sys *nats.Conn, accountJWT string) error {
 	defer cancel()
 	msg, err := sys.RequestWithContext(ctx, accounts.ClaimsUpdateSubject, []byte(accountJWT))
 	if err != nil {
-		return fmt.Errorf("admin: pushing account %s: %w", ac.Subject, err)
+		return fmt.Errorf("operator: pushing account %s: %w", ac.Subject, err)
 	}
 	var resp claimUpdateResponse
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return fmt.Errorf("admin: pushing account %s: unreadable reply: %w", ac.Subject, err)
+		return fmt.Errorf("operator: pushing account %s: unreadable reply: %w", ac.Subject, err)
 	}
 	if resp.Error != nil {
 		return &PushError{Account: resp.Error.Account, Code: resp.Error.Code, Description: resp.Error.Description}

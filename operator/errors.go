@@ -1,4 +1,4 @@
-package admin
+package operator
 
 import (
 	"errors"
@@ -7,11 +7,13 @@ import (
 
 var (
 	// ErrInvalidSpec reports an invalid target, stream, consumer or card argument.
-	ErrInvalidSpec = errors.New("admin: invalid specification")
+	ErrInvalidSpec = errors.New("operator: invalid specification")
 	// ErrNoTLS reports a target that would connect without TLS.
-	ErrNoTLS = errors.New("admin: TLS is required")
+	ErrNoTLS = errors.New("operator: TLS is required")
+	// ErrNotFound reports a dead letter, audit record or stream entry that does not exist.
+	ErrNotFound = errors.New("operator: not found")
 	// ErrPushRejected reports a server that refused an account JWT; see [PushError].
-	ErrPushRejected = errors.New("admin: account JWT rejected by the server")
+	ErrPushRejected = errors.New("operator: account JWT rejected by the server")
 )
 
 // PushError is the server's refusal of an account JWT pushed with [PushAccount]. It matches
@@ -23,7 +25,7 @@ type PushError struct {
 }
 
 func (e *PushError) Error() string {
-	return fmt.Sprintf("admin: server refused account %s (%d): %s", e.Account, e.Code, e.Description)
+	return fmt.Sprintf("operator: server refused account %s (%d): %s", e.Account, e.Code, e.Description)
 }
 
 // Is makes errors.Is(err, ErrPushRejected) true.

@@ -1,4 +1,4 @@
-package admin
+package operator
 
 import (
 	"context"
@@ -296,7 +296,7 @@ func (p *Provisioner) PublishService(ctx context.Context, account string, svc *a
 func ensureConsumers(ctx context.Context, nc *nats.Conn, svc *accounts.Service, filters map[accounts.ConsumerRef][]string, skipMissing bool) ([]ConsumerResult, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
+		return nil, fmt.Errorf("operator: %w", err)
 	}
 	var out []ConsumerResult
 	for _, ref := range svc.Spec.Consumers {
@@ -315,7 +315,7 @@ func ensureConsumers(ctx context.Context, nc *nats.Conn, svc *accounts.Service, 
 			out = append(out, res)
 			continue
 		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return out, fmt.Errorf("admin: consumer %s:%s: %w", ref.Stream, ref.Durable, err)
+			return out, fmt.Errorf("operator: consumer %s:%s: %w", ref.Stream, ref.Durable, err)
 		}
 		res.Filter = filters[ref]
 		if len(res.Filter) == 0 {

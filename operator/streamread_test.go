@@ -1,4 +1,4 @@
-package streamread_test
+package operator_test
 
 import (
 	"context"
@@ -8,9 +8,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/admin"
 	"github.com/sealbus/sealbus/internal/sandbox"
-	"github.com/sealbus/sealbus/internal/streamread"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // TestLastReadsInOrderAndLeavesNoConsumer: Last returns the last n messages in order, and
@@ -26,7 +25,7 @@ func TestLastReadsInOrderAndLeavesNoConsumer(t *testing.T) {
 	if _, err := sb.AddAccount(ctx, "shop", accounts.DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
-	if err := sb.AddStream(ctx, "shop", admin.StreamSpec{Name: "LOG", Subjects: []string{"log.>"}}); err != nil {
+	if err := sb.AddStream(ctx, "shop", operator.StreamSpec{Name: "LOG", Subjects: []string{"log.>"}}); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := sb.AdminConn(ctx, "shop")
@@ -45,7 +44,7 @@ func TestLastReadsInOrderAndLeavesNoConsumer(t *testing.T) {
 	}
 	for range 5 {
 		var got []byte
-		last, err := streamread.Last(ctx, js, "LOG", 3, func(m jetstream.Msg) error {
+		last, err := operator.ReadLast(ctx, js, "LOG", 3, func(m jetstream.Msg) error {
 			got = append(got, m.Data()[0])
 			return nil
 		})

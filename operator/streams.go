@@ -1,4 +1,4 @@
-package admin
+package operator
 
 import (
 	"context"
@@ -57,7 +57,7 @@ func SetupAccount(ctx context.Context, nc *nats.Conn, acct *accounts.Account, re
 	defer cancel()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return fmt.Errorf("admin: %w", err)
+		return fmt.Errorf("operator: %w", err)
 	}
 	if err := setupDirectory(ctx, js, acct.Name, replicas, share(disk, maxDirectoryBytes, 16)); err != nil {
 		return err
@@ -81,7 +81,7 @@ func SetupAccount(ctx context.Context, nc *nats.Conn, acct *accounts.Account, re
 			MaxBytes:    share(disk, maxSealbusStreamBytes, 8),
 			Duplicates:  envelope.DefaultFreshness,
 		}); err != nil {
-			return fmt.Errorf("admin: stream %s of %s: %w", s.name, acct.Name, err)
+			return fmt.Errorf("operator: stream %s of %s: %w", s.name, acct.Name, err)
 		}
 	}
 	return PutAccountJWT(ctx, nc, acct.JWT)
@@ -120,12 +120,12 @@ func setupDirectory(ctx context.Context, js jetstream.JetStream, acctName string
 			MaxBytes:    maxBytes,
 		})
 		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return fmt.Errorf("admin: directory bucket%s: %w", of, err)
+			return fmt.Errorf("operator: directory bucket%s: %w", of, err)
 		}
 		st, err = js.Stream(ctx, accounts.DirectoryStream)
 	}
 	if err != nil {
-		return fmt.Errorf("admin: directory bucket%s: %w", of, err)
+		return fmt.Errorf("operator: directory bucket%s: %w", of, err)
 	}
 	cfg := st.CachedInfo().Config
 	if len(cfg.Subjects) != 1 || cfg.Subjects[0] != accounts.DirectorySubjects || cfg.Mirror != nil || len(cfg.Sources) > 0 {
@@ -133,7 +133,7 @@ func setupDirectory(ctx context.Context, js jetstream.JetStream, acctName string
 	}
 	hardenDirectory(&cfg, replicas, maxBytes)
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("admin: hardening the directory bucket%s: %w", of, err)
+		return fmt.Errorf("operator: hardening the directory bucket%s: %w", of, err)
 	}
 	return nil
 }
@@ -168,11 +168,11 @@ func share(disk, ceiling, div int64) int64 {
 func directory(ctx context.Context, nc *nats.Conn) (jetstream.KeyValue, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
+		return nil, fmt.Errorf("operator: %w", err)
 	}
 	kv, err := js.KeyValue(ctx, accounts.DirectoryBucket)
 	if err != nil {
-		return nil, fmt.Errorf("admin: directory (run account setup first): %w", err)
+		return nil, fmt.Errorf("operator: directory (run account setup first): %w", err)
 	}
 	return kv, nil
 }
@@ -190,7 +190,7 @@ func PutAccountJWT(ctx context.Context, nc *nats.Conn, accountJWT string) error 
 		return err
 	}
 	if _, err := kv.PutString(ctx, accounts.DirectoryAccountKey, accountJWT); err != nil {
-		return fmt.Errorf("admin: putting the account JWT: %w", err)
+		return fmt.Errorf("operator: putting the account JWT: %w", err)
 	}
 	return nil
 }
@@ -215,7 +215,7 @@ func PublishCard(ctx context.Context, nc *nats.Conn, serviceName, cardToken stri
 		return err
 	}
 	if _, err := kv.PutString(ctx, accounts.DirectoryCardKey(serviceName), cardToken); err != nil {
-		return fmt.Errorf("admin: publishing the card of %s: %w", serviceName, err)
+		return fmt.Errorf("operator: publishing the card of %s: %w", serviceName, err)
 	}
 	return nil
 }
@@ -233,7 +233,7 @@ func DeleteCard(ctx context.Context, nc *nats.Conn, serviceName string) error {
 		return err
 	}
 	if err := kv.Delete(ctx, accounts.DirectoryCardKey(serviceName)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("admin: deleting the card of %s: %w", serviceName, err)
+		return fmt.Errorf("operator: deleting the card of %s: %w", serviceName, err)
 	}
 	return nil
 }
@@ -299,7 +299,7 @@ func AddStream(ctx context.Context, nc *nats.Conn, spec StreamSpec) error {
 	defer cancel()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return fmt.Errorf("admin: %w", err)
+		return fmt.Errorf("operator: %w", err)
 	}
 	cfg := jetstream.StreamConfig{
 		Name:       spec.Name,
@@ -315,7 +315,7 @@ func AddStream(ctx context.Context, nc *nats.Conn, spec StreamSpec) error {
 		cfg.MaxBytes = spec.MaxBytes
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("admin: stream %s: %w", spec.Name, err)
+		return fmt.Errorf("operator: stream %s: %w", spec.Name, err)
 	}
 	return nil
 }
@@ -326,7 +326,7 @@ func Streams(ctx context.Context, nc *nats.Conn) ([]*jetstream.StreamInfo, error
 	defer cancel()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
+		return nil, fmt.Errorf("operator: %w", err)
 	}
 	var out []*jetstream.StreamInfo
 	l := js.ListStreams(ctx)
@@ -334,7 +334,7 @@ func Streams(ctx context.Context, nc *nats.Conn) ([]*jetstream.StreamInfo, error
 		out = append(out, si)
 	}
 	if err := l.Err(); err != nil {
-		return nil, fmt.Errorf("admin: listing streams: %w", err)
+		return nil, fmt.Errorf("operator: listing streams: %w", err)
 	}
 	return out, nil
 }
@@ -345,11 +345,11 @@ func StreamSubjects(ctx context.Context, nc *nats.Conn, stream string) ([]string
 	defer cancel()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
+		return nil, fmt.Errorf("operator: %w", err)
 	}
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
-		return nil, fmt.Errorf("admin: stream %s: %w", stream, err)
+		return nil, fmt.Errorf("operator: stream %s: %w", stream, err)
 	}
 	return st.CachedInfo().Config.Subjects, nil
 }
@@ -418,10 +418,10 @@ func AddConsumer(ctx context.Context, nc *nats.Conn, spec ConsumerSpec) error {
 	defer cancel()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return fmt.Errorf("admin: %w", err)
+		return fmt.Errorf("operator: %w", err)
 	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg); err != nil {
-		return fmt.Errorf("admin: consumer %s:%s: %w", spec.Stream, spec.Durable, err)
+		return fmt.Errorf("operator: consumer %s:%s: %w", spec.Stream, spec.Durable, err)
 	}
 	return nil
 }

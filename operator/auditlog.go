@@ -1,4 +1,4 @@
-package bus
+package operator
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/streamread"
+	"github.com/sealbus/sealbus/bus"
 )
 
 // AuditLog reads an account's SEALBUS_AUDIT stream. Reading needs a connection allowed to
@@ -26,7 +26,7 @@ type AuditRecord struct {
 	Sequence uint64
 	Subject  string
 	Stored   time.Time
-	Event    *Event
+	Event    *bus.Event
 	Err      error
 	Raw      []byte
 }
@@ -37,7 +37,7 @@ func record(m jetstream.Msg) (AuditRecord, error) {
 		return AuditRecord{}, err
 	}
 	r := AuditRecord{Sequence: md.Sequence.Stream, Subject: m.Subject(), Stored: md.Timestamp, Raw: m.Data()}
-	r.Event, r.Err = ParseEvent(m.Data())
+	r.Event, r.Err = bus.ParseEvent(m.Data())
 	return r, nil
 }
 
@@ -45,7 +45,7 @@ func record(m jetstream.Msg) (AuditRecord, error) {
 // sequence, from which Follow can continue.
 func (a *AuditLog) Tail(ctx context.Context, n int) ([]AuditRecord, uint64, error) {
 	var out []AuditRecord
-	last, err := streamread.Last(ctx, a.js, accounts.AuditStream, n, func(m jetstream.Msg) error {
+	last, err := readLast(ctx, a.js, accounts.AuditStream, n, func(m jetstream.Msg) error {
 		r, err := record(m)
 		if err != nil {
 			return err
@@ -54,7 +54,7 @@ func (a *AuditLog) Tail(ctx context.Context, n int) ([]AuditRecord, uint64, erro
 		return nil
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("bus: audit tail: %w", err)
+		return nil, 0, fmt.Errorf("operator: audit tail: %w", err)
 	}
 	return out, last, nil
 }
@@ -63,7 +63,7 @@ func (a *AuditLog) Tail(ctx context.Context, n int) ([]AuditRecord, uint64, erro
 // ctx ends (it then returns nil) or fn returns an error. Pass the last sequence from Tail to
 // continue after it (0, an empty stream's last sequence, follows from the first event).
 func (a *AuditLog) Follow(ctx context.Context, after uint64, fn func(AuditRecord) error) error {
-	err := streamread.Follow(ctx, a.js, accounts.AuditStream, after+1, func(m jetstream.Msg) error {
+	err := follow(ctx, a.js, accounts.AuditStream, after+1, func(m jetstream.Msg) error {
 		r, err := record(m)
 		if err != nil {
 			return err
@@ -71,7 +71,7 @@ func (a *AuditLog) Follow(ctx context.Context, after uint64, fn func(AuditRecord
 		return fn(r)
 	})
 	if err != nil {
-		return fmt.Errorf("bus: audit follow: %w", err)
+		return fmt.Errorf("operator: audit follow: %w", err)
 	}
 	return nil
 }

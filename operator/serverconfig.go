@@ -1,4 +1,4 @@
-package accounts
+package operator
 
 import (
 	"bytes"
@@ -7,27 +7,29 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/sealbus/sealbus/accounts"
 )
 
 // ServerConfig describes a stock nats-server in operator mode. Every
 // security feature is on: TLS is required (no plaintext clients), JetStream
 // storage is encrypted, accounts come only from JWTs signed by the operator.
 type ServerConfig struct {
-	Operator      *Operator
-	Accounts      []*Account     // preloaded into the full resolver (the system account is always included)
-	Host          string         // client listen address; default 127.0.0.1
-	Port          int            // client port; 0 means 4222, -1 a random port (tests)
-	StoreDir      string         // JetStream store directory (required)
-	ResolverDir   string         // full account resolver directory (required)
-	StorageKey    string         // JetStream storage encryption key, cipher chacha (required)
-	TLSCert       string         // server certificate file (required)
-	TLSKey        string         // server key file (required)
-	TLSCA         string         // CA file for client certificates (required with VerifyClients)
-	VerifyClients bool           // require client certificates signed by TLSCA (mTLS)
-	ServerName    string         // optional server name (required in a cluster)
-	Cluster       *ClusterConfig // optional route configuration
-	HTTPPort      int            // monitoring port on Host; 0 disables monitoring, -1 a random port
-	MaxPayload    int64          // largest message the server accepts; 0 keeps the server default (1 MiB)
+	Operator      *accounts.Operator
+	Accounts      []*accounts.Account // preloaded into the full resolver (the system account is always included)
+	Host          string              // client listen address; default 127.0.0.1
+	Port          int                 // client port; 0 means 4222, -1 a random port (tests)
+	StoreDir      string              // JetStream store directory (required)
+	ResolverDir   string              // full account resolver directory (required)
+	StorageKey    string              // JetStream storage encryption key, cipher chacha (required)
+	TLSCert       string              // server certificate file (required)
+	TLSKey        string              // server key file (required)
+	TLSCA         string              // CA file for client certificates (required with VerifyClients)
+	VerifyClients bool                // require client certificates signed by TLSCA (mTLS)
+	ServerName    string              // optional server name (required in a cluster)
+	Cluster       *ClusterConfig      // optional route configuration
+	HTTPPort      int                 // monitoring port on Host; 0 disables monitoring, -1 a random port
+	MaxPayload    int64               // largest message the server accepts; 0 keeps the server default (1 MiB)
 }
 
 // ClusterConfig configures routes between servers of one cluster. Routes use
@@ -50,34 +52,34 @@ type ClusterConfig struct {
 }
 
 // Render returns a nats-server configuration file for c. It returns
-// ErrInvalidOption if a required field is missing or a value cannot be
+// ErrInvalidSpec if a required field is missing or a value cannot be
 // written safely. The result holds the storage key: write it 0600.
 func (c ServerConfig) Render() ([]byte, error) {
 	if c.Operator == nil || c.Operator.JWT == "" || c.Operator.System == nil || c.Operator.System.JWT == "" {
-		return nil, fmt.Errorf("%w: server config needs an operator with its system account", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: server config needs an operator with its system account", ErrInvalidSpec)
 	}
 	switch {
 	case c.StoreDir == "":
-		return nil, fmt.Errorf("%w: server config needs a JetStream store directory", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: server config needs a JetStream store directory", ErrInvalidSpec)
 	case c.ResolverDir == "":
-		return nil, fmt.Errorf("%w: server config needs a resolver directory", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: server config needs a resolver directory", ErrInvalidSpec)
 	case len(c.StorageKey) < 16:
-		return nil, fmt.Errorf("%w: server config needs a JetStream storage key of at least 16 characters", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: server config needs a JetStream storage key of at least 16 characters", ErrInvalidSpec)
 	case c.TLSCert == "" || c.TLSKey == "":
-		return nil, fmt.Errorf("%w: server config needs a TLS certificate and key (plaintext is not allowed)", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: server config needs a TLS certificate and key (plaintext is not allowed)", ErrInvalidSpec)
 	case c.VerifyClients && c.TLSCA == "":
-		return nil, fmt.Errorf("%w: verifying client certificates needs a CA file", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: verifying client certificates needs a CA file", ErrInvalidSpec)
 	case c.Port < -1 || c.Port > 65535 || c.HTTPPort < -1 || c.HTTPPort > 65535:
-		return nil, fmt.Errorf("%w: port out of range", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: port out of range", ErrInvalidSpec)
 	case c.MaxPayload < 0 || c.MaxPayload > 64<<20:
-		return nil, fmt.Errorf("%w: max payload %d out of range (0 to 64 MiB)", ErrInvalidOption, c.MaxPayload)
+		return nil, fmt.Errorf("%w: max payload %d out of range (0 to 64 MiB)", ErrInvalidSpec, c.MaxPayload)
 	}
 	host := c.Host
 	if host == "" {
 		host = "127.0.0.1"
 	}
 	if net.ParseIP(host) == nil && !validHostname(host) {
-		return nil, fmt.Errorf("%w: host %q", ErrInvalidOption, host)
+		return nil, fmt.Errorf("%w: host %q", ErrInvalidSpec, host)
 	}
 	port := c.Port
 	if port == 0 {
@@ -120,9 +122,9 @@ func (c ServerConfig) Render() ([]byte, error) {
 	w.close()
 	w.open("resolver_preload")
 	seen := map[string]bool{}
-	for _, a := range append([]*Account{c.Operator.System}, c.Accounts...) {
+	for _, a := range append([]*accounts.Account{c.Operator.System}, c.Accounts...) {
 		if a == nil || a.JWT == "" {
-			return nil, fmt.Errorf("%w: account without a JWT", ErrInvalidOption)
+			return nil, fmt.Errorf("%w: account without a JWT", ErrInvalidSpec)
 		}
 		pk := a.PublicKey()
 		if seen[pk] {
@@ -140,10 +142,10 @@ func (c ServerConfig) Render() ([]byte, error) {
 	w.close()
 	if cl := c.Cluster; cl != nil {
 		if cl.Name == "" || cl.Port <= 0 || cl.Port > 65535 {
-			return nil, fmt.Errorf("%w: cluster needs a name and a port", ErrInvalidOption)
+			return nil, fmt.Errorf("%w: cluster needs a name and a port", ErrInvalidSpec)
 		}
 		if c.ServerName == "" {
-			return nil, fmt.Errorf("%w: a clustered server needs a server name", ErrInvalidOption)
+			return nil, fmt.Errorf("%w: a clustered server needs a server name", ErrInvalidSpec)
 		}
 		chost := cl.Host
 		if chost == "" {
@@ -158,7 +160,7 @@ func (c ServerConfig) Render() ([]byte, error) {
 		}
 		if cl.Advertise != "" {
 			if _, _, err := net.SplitHostPort(cl.Advertise); err != nil {
-				return nil, fmt.Errorf("%w: cluster advertise %q is not host:port", ErrInvalidOption, cl.Advertise)
+				return nil, fmt.Errorf("%w: cluster advertise %q is not host:port", ErrInvalidSpec, cl.Advertise)
 			}
 			w.kv("advertise", cl.Advertise)
 		}
@@ -167,7 +169,7 @@ func (c ServerConfig) Render() ([]byte, error) {
 			for _, r := range cl.Routes {
 				q, ok := quote(r)
 				if !ok {
-					w.err = fmt.Errorf("%w: route %q", ErrInvalidOption, r)
+					w.err = fmt.Errorf("%w: route %q", ErrInvalidSpec, r)
 				}
 				w.line(w.indent() + "  " + q)
 			}
@@ -221,7 +223,7 @@ func (w *confWriter) kvRaw(k, v string) { w.line(w.indent() + k + ": " + v) }
 func (w *confWriter) kv(k, v string) {
 	q, ok := quote(v)
 	if !ok && w.err == nil {
-		w.err = fmt.Errorf("%w: value of %s cannot be written to a server configuration", ErrInvalidOption, k)
+		w.err = fmt.Errorf("%w: value of %s cannot be written to a server configuration", ErrInvalidSpec, k)
 	}
 	w.kvRaw(k, q)
 }

@@ -1,4 +1,4 @@
-package accounts
+package operator
 
 import (
 	"crypto/tls"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/internal/pki"
 )
 
@@ -40,50 +41,32 @@ func testTLS(t testing.TB, dir string) (certFile, keyFile, caFile string, pool *
 	return certFile, keyFile, caFile, pool
 }
 
-// startRendered starts an in-process nats-server from the configuration Render writes for op
-// and accts (TLS required, encrypted JetStream, full resolver), and returns its client URL, the
-// CA file and pool.
-func startRendered(t testing.TB, op *Operator, accts ...*Account) (*server.Server, string, *x509.CertPool) {
-	t.Helper()
-	dir := t.TempDir()
-	cert, key, ca, pool := testTLS(t, dir)
-	c := ServerConfig{
-		Operator: op, Accounts: accts, Port: -1,
-		StoreDir: filepath.Join(dir, "js"), ResolverDir: filepath.Join(dir, "resolver"),
-		StorageKey: "0123456789abcdef0123456789abcdef", TLSCert: cert, TLSKey: key, TLSCA: ca,
-	}
-	b, err := c.Render()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "server.conf")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := server.ProcessConfigFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.NoLog, opts.NoSigs = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(30 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	return s, ca, pool
+// configFixture is an operator and one account to render configurations for.
+type configFixture struct {
+	op  *accounts.Operator
+	acc *accounts.Account
 }
 
-func testServerConfig(t testing.TB, f *fixture) ServerConfig {
+func newConfigFixture(t testing.TB) *configFixture {
+	t.Helper()
+	op, err := accounts.NewOperator("test-op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := op.NewAccount("tenant-a", accounts.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &configFixture{op: op, acc: acc}
+}
+
+func testServerConfig(t testing.TB, f *configFixture) ServerConfig {
 	t.Helper()
 	dir := t.TempDir()
 	cert, key, ca, _ := testTLS(t, dir)
 	return ServerConfig{
 		Operator:    f.op,
-		Accounts:    []*Account{f.acc},
+		Accounts:    []*accounts.Account{f.acc},
 		Port:        -1,
 		StoreDir:    filepath.Join(dir, "js"),
 		ResolverDir: filepath.Join(dir, "resolver"),
@@ -113,7 +96,7 @@ func renderAndParse(t *testing.T, c ServerConfig) *server.Options {
 }
 
 func TestRenderParsesWithNATSServer(t *testing.T) {
-	f := newFixture(t)
+	f := newConfigFixture(t)
 	c := testServerConfig(t, f)
 	c.Port = 4333
 	c.VerifyClients = true
@@ -154,7 +137,7 @@ func TestRenderParsesWithNATSServer(t *testing.T) {
 // configuration and checks the preloaded accounts are resolved with their
 // JetStream limits.
 func TestRenderStartsServer(t *testing.T) {
-	f := newFixture(t)
+	f := newConfigFixture(t)
 	c := testServerConfig(t, f)
 	opts := renderAndParse(t, c)
 	opts.NoLog, opts.NoSigs = true, true
@@ -167,7 +150,7 @@ func TestRenderStartsServer(t *testing.T) {
 	if !s.ReadyForConnections(30 * time.Second) {
 		t.Fatal("server not ready")
 	}
-	for _, a := range []*Account{f.op.System, f.acc} {
+	for _, a := range []*accounts.Account{f.op.System, f.acc} {
 		if got, err := opts.AccountResolver.Fetch(a.PublicKey()); err != nil || got != a.JWT {
 			t.Fatalf("account %s not preloaded: %v", a.Name, err)
 		}
@@ -185,7 +168,7 @@ func TestRenderStartsServer(t *testing.T) {
 }
 
 func TestRenderClusterParses(t *testing.T) {
-	f := newFixture(t)
+	f := newConfigFixture(t)
 	c := testServerConfig(t, f)
 	c.Host = "0.0.0.0"
 	c.Cluster = &ClusterConfig{Name: "sealbus", Port: 6222, Routes: []string{"nats-route://n2:6222", "nats-route://n3:6222"}}
@@ -222,7 +205,7 @@ func TestRenderClusterParses(t *testing.T) {
 }
 
 func TestRenderRefusesInsecureOrIncomplete(t *testing.T) {
-	f := newFixture(t)
+	f := newConfigFixture(t)
 	base := testServerConfig(t, f)
 	cases := map[string]func(c *ServerConfig){
 		"no operator":        func(c *ServerConfig) { c.Operator = nil },
@@ -238,7 +221,7 @@ func TestRenderRefusesInsecureOrIncomplete(t *testing.T) {
 		"port out of range":  func(c *ServerConfig) { c.Port = 70000 },
 		"cluster no name":    func(c *ServerConfig) { c.Cluster = &ClusterConfig{Port: 6222} },
 		"cluster no server":  func(c *ServerConfig) { c.ServerName = ""; c.Cluster = &ClusterConfig{Name: "x", Port: 6222} },
-		"account no jwt":     func(c *ServerConfig) { c.Accounts = []*Account{{Name: "x", Key: f.acc.Key}} },
+		"account no jwt":     func(c *ServerConfig) { c.Accounts = []*accounts.Account{{Name: "x", Key: f.acc.Key}} },
 		"route with newline": func(c *ServerConfig) { c.Cluster = &ClusterConfig{Name: "x", Port: 6222, Routes: []string{"a\nb"}} },
 		"advertise no port":  func(c *ServerConfig) { c.Cluster = &ClusterConfig{Name: "x", Port: 6222, Advertise: "n1"} },
 		"max payload huge":   func(c *ServerConfig) { c.MaxPayload = 1 << 30 },
@@ -247,14 +230,14 @@ func TestRenderRefusesInsecureOrIncomplete(t *testing.T) {
 	for name, mutate := range cases {
 		c := base
 		mutate(&c)
-		if _, err := c.Render(); !errors.Is(err, ErrInvalidOption) {
-			t.Errorf("%s: err %v, want ErrInvalidOption", name, err)
+		if _, err := c.Render(); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("%s: err %v, want ErrInvalidSpec", name, err)
 		}
 	}
 }
 
 func TestRenderQuotesValues(t *testing.T) {
-	f := newFixture(t)
+	f := newConfigFixture(t)
 	c := testServerConfig(t, f)
 	c.StorageKey = `key"with\quotes and $dollar`
 	opts := renderAndParse(t, c)

@@ -1,7 +1,8 @@
-// Package streamread reads a stream's messages in order through an ordered consumer, for the
-// audit and dead-letter readers. Reading needs a connection with consumer-create rights on the
-// stream (an admin connection); services only write to these streams.
-package streamread
+package operator
+
+// The audit and dead-letter readers read a stream's messages in order through an ordered
+// consumer. Reading needs a connection with consumer-create rights on the stream (an admin
+// connection); services only write to these streams.
 
 import (
 	"context"
@@ -12,13 +13,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// idle bounds the wait for a message known to exist.
-const idle = 2 * time.Second
+// readIdle bounds the wait for a message known to exist.
+const readIdle = 2 * time.Second
 
-// Last calls fn, in stream order, for the last n messages of stream (all of them when n <= 0)
+// readLast calls fn, in stream order, for the last n messages of stream (all of them when n <= 0)
 // that exist when Last starts. It returns the last sequence of the stream at that moment (0
 // for an empty stream), from which a follower can continue.
-func Last(ctx context.Context, js jetstream.JetStream, stream string, n int, fn func(jetstream.Msg) error) (uint64, error) {
+func readLast(ctx context.Context, js jetstream.JetStream, stream string, n int, fn func(jetstream.Msg) error) (uint64, error) {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return 0, fmt.Errorf("stream %s: %w", stream, err)
@@ -44,10 +45,10 @@ func Last(ctx context.Context, js jetstream.JetStream, stream string, n int, fn 
 	return st.LastSeq, err
 }
 
-// Follow calls fn for every message with a sequence of at least from (from 0 means: only
+// follow calls fn for every message with a sequence of at least from (from 0 means: only
 // messages stored after Follow starts; 1 means all), in order, until ctx ends (then it returns nil) or fn
 // returns an error (returned as is).
-func Follow(ctx context.Context, js jetstream.JetStream, stream string, from uint64, fn func(jetstream.Msg) error) error {
+func follow(ctx context.Context, js jetstream.JetStream, stream string, from uint64, fn func(jetstream.Msg) error) error {
 	err := each(ctx, js, stream, from, func(m jetstream.Msg, _ uint64) (bool, error) {
 		return true, fn(m)
 	}, false)
@@ -70,7 +71,7 @@ func each(ctx context.Context, js jetstream.JetStream, stream string, from uint6
 	// (each would otherwise count against the account's limit until InactiveThreshold).
 	defer func() {
 		if info := cons.CachedInfo(); info != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), idle)
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readIdle)
 			_ = js.DeleteConsumer(dctx, stream, info.Name)
 			cancel()
 		}
@@ -83,7 +84,7 @@ func each(ctx context.Context, js jetstream.JetStream, stream string, from uint6
 	for {
 		c, cancel := ctx, context.CancelFunc(func() {})
 		if bounded {
-			c, cancel = context.WithTimeout(ctx, idle)
+			c, cancel = context.WithTimeout(ctx, readIdle)
 		}
 		m, err := it.Next(jetstream.NextContext(c))
 		cancel()

@@ -1,4 +1,4 @@
-package admin_test
+package operator_test
 
 import (
 	"context"
@@ -14,14 +14,14 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
-	"github.com/sealbus/sealbus/internal/admin"
 	"github.com/sealbus/sealbus/internal/devserver"
+	"github.com/sealbus/sealbus/operator"
 )
 
 type env struct {
 	op  *accounts.Operator
 	srv *devserver.Server
-	t   admin.Target
+	t   operator.Target
 }
 
 // newEnv starts a dev server that knows only the operator's system account.
@@ -38,7 +38,7 @@ func newEnv(t *testing.T) env {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	return env{op: op, srv: srv, t: admin.Target{URLs: []string{srv.URL()}, RootCA: srv.CAFile()}}
+	return env{op: op, srv: srv, t: operator.Target{URLs: []string{srv.URL()}, RootCA: srv.CAFile()}}
 }
 
 func ctx(t *testing.T) context.Context {
@@ -56,27 +56,27 @@ func TestPushSetupAndProvision(t *testing.T) {
 	}
 
 	// Before the push the server does not know the account.
-	if nc, err := admin.ConnectAdmin(c, e.t, acct); err == nil {
+	if nc, err := operator.ConnectAdmin(c, e.t, acct); err == nil {
 		nc.Close()
 		t.Fatal("admin of an unpushed account connected")
 	}
 
-	sys, err := admin.ConnectSystem(c, e.t, e.op)
+	sys, err := operator.ConnectSystem(c, e.t, e.op)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sys.Close()
-	if err := admin.PushAccount(c, sys, acct.JWT); err != nil {
+	if err := operator.PushAccount(c, sys, acct.JWT); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := admin.ConnectAdmin(c, e.t, acct)
+	nc, err := operator.ConnectAdmin(c, e.t, acct)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 
 	for range 2 { // idempotent
-		if err := admin.SetupAccount(c, nc, acct, 1); err != nil {
+		if err := operator.SetupAccount(c, nc, acct, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -90,7 +90,7 @@ func TestPushSetupAndProvision(t *testing.T) {
 		t.Fatalf("directory account entry: %v", err)
 	}
 	st, err := kv.Status(c)
-	if err != nil || st.History() != admin.DirectoryHistory {
+	if err != nil || st.History() != operator.DirectoryHistory {
 		t.Fatalf("directory history: %v %v", st, err)
 	}
 	dir, err := js.Stream(c, accounts.DirectoryStream)
@@ -109,7 +109,7 @@ func TestPushSetupAndProvision(t *testing.T) {
 		}
 	}
 
-	if err := admin.AddStream(c, nc, admin.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
+	if err := operator.AddStream(c, nc, operator.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := js.Stream(c, "ORDERS")
@@ -127,18 +127,18 @@ func TestPushSetupAndProvision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.PublishCard(c, nc, "billing", svc.Card); err != nil {
+	if err := operator.PublishCard(c, nc, "billing", svc.Card); err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.PublishCard(c, nc, "other", svc.Card); !errors.Is(err, admin.ErrInvalidSpec) {
+	if err := operator.PublishCard(c, nc, "other", svc.Card); !errors.Is(err, operator.ErrInvalidSpec) {
 		t.Errorf("card under another name: %v", err)
 	}
-	subjects, err := admin.StreamSubjects(c, nc, "ORDERS")
+	subjects, err := operator.StreamSubjects(c, nc, "ORDERS")
 	if err != nil {
 		t.Fatal(err)
 	}
-	filter := admin.ConsumerFilter(svc.Spec.Subscribe, subjects)
-	if err := admin.AddConsumer(c, nc, admin.ConsumerSpec{Stream: "ORDERS", Durable: "billing", FilterSubjects: filter, BackOff: []time.Duration{100 * time.Millisecond, 500 * time.Millisecond}}); err != nil {
+	filter := operator.ConsumerFilter(svc.Spec.Subscribe, subjects)
+	if err := operator.AddConsumer(c, nc, operator.ConsumerSpec{Stream: "ORDERS", Durable: "billing", FilterSubjects: filter, BackOff: []time.Duration{100 * time.Millisecond, 500 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
 	cons, err := js.Consumer(c, "ORDERS", "billing")
@@ -146,7 +146,7 @@ func TestPushSetupAndProvision(t *testing.T) {
 		t.Fatal(err)
 	}
 	cc := cons.CachedInfo().Config
-	if cc.AckPolicy != jetstream.AckExplicitPolicy || cc.FilterSubject != "orders.created" || cc.MaxDeliver != admin.DefaultMaxDeliver {
+	if cc.AckPolicy != jetstream.AckExplicitPolicy || cc.FilterSubject != "orders.created" || cc.MaxDeliver != operator.DefaultMaxDeliver {
 		t.Errorf("consumer config: %+v", cc)
 	}
 
@@ -181,7 +181,7 @@ func TestPushSetupAndProvision(t *testing.T) {
 		t.Fatalf("service fetched %d messages (%v)", got, msgs.Error())
 	}
 
-	list, err := admin.Streams(c, nc)
+	list, err := operator.Streams(c, nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestPushSetupAndProvision(t *testing.T) {
 func TestPushRefused(t *testing.T) {
 	e := newEnv(t)
 	c := ctx(t)
-	sys, err := admin.ConnectSystem(c, e.t, e.op)
+	sys, err := operator.ConnectSystem(c, e.t, e.op)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,12 +215,12 @@ func TestPushRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = admin.PushAccount(c, sys, tok)
-	var pe *admin.PushError
-	if !errors.As(err, &pe) || !errors.Is(err, admin.ErrPushRejected) || pe.Account != acct.PublicKey() {
+	err = operator.PushAccount(c, sys, tok)
+	var pe *operator.PushError
+	if !errors.As(err, &pe) || !errors.Is(err, operator.ErrPushRejected) || pe.Account != acct.PublicKey() {
 		t.Fatalf("push of invalid claims: %v, want *PushError", err)
 	}
-	if err := admin.PushAccount(c, sys, "not a jwt"); !errors.Is(err, admin.ErrInvalidSpec) {
+	if err := operator.PushAccount(c, sys, "not a jwt"); !errors.Is(err, operator.ErrInvalidSpec) {
 		t.Fatalf("push of garbage: %v", err)
 	}
 
@@ -233,8 +233,8 @@ func TestPushRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = admin.PushAccount(c, sys, foreign.JWT)
-	if nc, err := admin.ConnectAdmin(c, e.t, foreign); err == nil {
+	_ = operator.PushAccount(c, sys, foreign.JWT)
+	if nc, err := operator.ConnectAdmin(c, e.t, foreign); err == nil {
 		nc.Close()
 		t.Fatal("a user of a foreign operator's account connected")
 	}
@@ -245,12 +245,12 @@ func TestTargetRequiresTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tg := range []admin.Target{
+	for _, tg := range []operator.Target{
 		{},
 		{URLs: []string{"ws://127.0.0.1:1"}},
 		{URLs: []string{"tls://127.0.0.1:1"}, ClientCert: "c.pem"},
 	} {
-		if nc, err := admin.ConnectSystem(context.Background(), tg, op); err == nil {
+		if nc, err := operator.ConnectSystem(context.Background(), tg, op); err == nil {
 			nc.Close()
 			t.Errorf("%+v accepted", tg)
 		}
@@ -258,11 +258,11 @@ func TestTargetRequiresTLS(t *testing.T) {
 }
 
 func TestStreamSpecValidate(t *testing.T) {
-	ok := admin.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}
+	ok := operator.StreamSpec{Name: "ORDERS", Subjects: []string{"orders.>"}}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	bad := map[string]admin.StreamSpec{
+	bad := map[string]operator.StreamSpec{
 		"reserved name":     {Name: "SEALBUS_X", Subjects: []string{"a"}},
 		"kv name":           {Name: "KV_X", Subjects: []string{"a"}},
 		"no subjects":       {Name: "A"},
@@ -278,7 +278,7 @@ func TestStreamSpecValidate(t *testing.T) {
 		"too many replicas": {Name: "A", Subjects: []string{"a"}, Replicas: 7},
 	}
 	for name, s := range bad {
-		if err := s.Validate(); !errors.Is(err, admin.ErrInvalidSpec) {
+		if err := s.Validate(); !errors.Is(err, operator.ErrInvalidSpec) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -295,7 +295,7 @@ func TestConsumerFilter(t *testing.T) {
 		{[]string{"orders.*.eu"}, []string{"orders.created.*"}, nil},
 	}
 	for _, c := range cases {
-		got := admin.ConsumerFilter(c.sub, c.stream)
+		got := operator.ConsumerFilter(c.sub, c.stream)
 		if len(got) != len(c.want) {
 			t.Errorf("ConsumerFilter(%v, %v) = %v, want %v", c.sub, c.stream, got, c.want)
 			continue
@@ -310,12 +310,12 @@ func TestConsumerFilter(t *testing.T) {
 
 func TestAddConsumerValidation(t *testing.T) {
 	c := context.Background()
-	for name, spec := range map[string]admin.ConsumerSpec{
+	for name, spec := range map[string]operator.ConsumerSpec{
 		"bad durable":      {Stream: "A", Durable: "a.b"},
 		"backoff too long": {Stream: "A", Durable: "d", MaxDeliver: 2, BackOff: []time.Duration{1, 2}},
 		"bad filter":       {Stream: "A", Durable: "d", FilterSubjects: []string{"$JS.>"}},
 	} {
-		if err := admin.AddConsumer(c, nil, spec); !errors.Is(err, admin.ErrInvalidSpec) {
+		if err := operator.AddConsumer(c, nil, spec); !errors.Is(err, operator.ErrInvalidSpec) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -338,7 +338,7 @@ func TestWriteCredsKeepsKeys(t *testing.T) {
 	}
 	pub := svc.UserPublicKey()
 	path := filepath.Join(t.TempDir(), "sub", "s.creds")
-	if err := admin.WriteCredsFile(path, svc); err != nil {
+	if err := operator.WriteCredsFile(path, svc); err != nil {
 		t.Fatal(err)
 	}
 	if svc.UserPublicKey() != pub {
@@ -375,7 +375,7 @@ func TestProvisionerRefusesForeignAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &admin.Provisioner{Operator: op, Target: admin.Target{URLs: []string{"tls://127.0.0.1:1"}}}
+	p := &operator.Provisioner{Operator: op, Target: operator.Target{URLs: []string{"tls://127.0.0.1:1"}}}
 	defer p.Close()
 	if err := p.PushAccount(context.Background(), foreign); !errors.Is(err, accounts.ErrUntrustedOperator) {
 		t.Fatalf("PushAccount of a foreign account: %v", err)

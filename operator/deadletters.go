@@ -1,4 +1,4 @@
-package consumers
+package operator
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/streamread"
+	"github.com/sealbus/sealbus/consumers"
 )
 
 // DeadLetters reads and replays an account's SEALBUS_DLQ stream (for `sealbus dlq`). It needs a
@@ -44,20 +44,20 @@ type DeadLetterEntry struct {
 func deadLetterOf(seq uint64, subject string, stored time.Time, h nats.Header, data []byte) DeadLetterEntry {
 	d := DeadLetterEntry{
 		Sequence: seq, Subject: subject, Stored: stored, Envelope: data,
-		Reason: h.Get(HeaderReason), SourceStream: h.Get(HeaderSourceStream),
-		SourceSubject: h.Get(HeaderSourceSubject), Consumer: h.Get(HeaderConsumer),
-		Error: h.Get(HeaderError), MessageID: h.Get(HeaderMessageID),
+		Reason: h.Get(consumers.HeaderReason), SourceStream: h.Get(consumers.HeaderSourceStream),
+		SourceSubject: h.Get(consumers.HeaderSourceSubject), Consumer: h.Get(consumers.HeaderConsumer),
+		Error: h.Get(consumers.HeaderError), MessageID: h.Get(consumers.HeaderMessageID),
 	}
-	d.SourceSequence, _ = strconv.ParseUint(h.Get(HeaderSourceSequence), 10, 64)
-	d.Delivered, _ = strconv.ParseUint(h.Get(HeaderDelivered), 10, 64)
-	d.Time, _ = time.Parse(time.RFC3339Nano, h.Get(HeaderTime))
+	d.SourceSequence, _ = strconv.ParseUint(h.Get(consumers.HeaderSourceSequence), 10, 64)
+	d.Delivered, _ = strconv.ParseUint(h.Get(consumers.HeaderDelivered), 10, 64)
+	d.Time, _ = time.Parse(time.RFC3339Nano, h.Get(consumers.HeaderTime))
 	return d
 }
 
 // List returns the last n dead letters (all when n <= 0), oldest first.
 func (d *DeadLetters) List(ctx context.Context, n int) ([]DeadLetterEntry, error) {
 	var out []DeadLetterEntry
-	_, err := streamread.Last(ctx, d.js, accounts.DLQStream, n, func(m jetstream.Msg) error {
+	_, err := readLast(ctx, d.js, accounts.DLQStream, n, func(m jetstream.Msg) error {
 		md, err := m.Metadata()
 		if err != nil {
 			return err
@@ -66,7 +66,7 @@ func (d *DeadLetters) List(ctx context.Context, n int) ([]DeadLetterEntry, error
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("consumers: list dead letters: %w", err)
+		return nil, fmt.Errorf("operator: list dead letters: %w", err)
 	}
 	return out, nil
 }
@@ -75,14 +75,14 @@ func (d *DeadLetters) List(ctx context.Context, n int) ([]DeadLetterEntry, error
 func (d *DeadLetters) Get(ctx context.Context, seq uint64) (*DeadLetterEntry, error) {
 	s, err := d.js.Stream(ctx, accounts.DLQStream)
 	if err != nil {
-		return nil, fmt.Errorf("consumers: dead letters: %w", err)
+		return nil, fmt.Errorf("operator: dead letters: %w", err)
 	}
 	raw, err := s.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, fmt.Errorf("%w: dead letter %d", ErrNotFound, seq)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("consumers: dead letter %d: %w", seq, err)
+		return nil, fmt.Errorf("operator: dead letter %d: %w", seq, err)
 	}
 	dl := deadLetterOf(raw.Sequence, raw.Subject, raw.Time, raw.Header, raw.Data)
 	return &dl, nil
@@ -99,7 +99,7 @@ func (d *DeadLetters) Replay(ctx context.Context, seq uint64) (*jetstream.PubAck
 		return nil, err
 	}
 	if dl.SourceSubject == "" {
-		return nil, fmt.Errorf("%w: dead letter %d has no source subject", ErrInvalidOption, seq)
+		return nil, fmt.Errorf("%w: dead letter %d has no source subject", ErrInvalidSpec, seq)
 	}
 	msg := &nats.Msg{Subject: dl.SourceSubject, Data: dl.Envelope, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, "replay."+strconv.FormatUint(seq, 10)+"."+strconv.FormatInt(time.Now().UnixNano(), 10))
@@ -109,7 +109,7 @@ func (d *DeadLetters) Replay(ctx context.Context, seq uint64) (*jetstream.PubAck
 	}
 	ack, err := d.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("consumers: replay dead letter %d: %w", seq, err)
+		return nil, fmt.Errorf("operator: replay dead letter %d: %w", seq, err)
 	}
 	return ack, nil
 }

@@ -1,4 +1,4 @@
-package admin_test
+package operator_test
 
 import (
 	"encoding/json"
@@ -9,14 +9,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/admin"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // assertHardened checks the directory stream settings SetupAccount applies.
 func assertHardened(t *testing.T, cfg jetstream.StreamConfig) {
 	t.Helper()
-	if cfg.AllowRollup || !cfg.DenyPurge || !cfg.DenyDelete || cfg.MaxMsgsPerSubject != admin.DirectoryHistory ||
-		admin.DirectoryHistory != jetstream.KeyValueMaxHistory || !cfg.AllowDirect {
+	if cfg.AllowRollup || !cfg.DenyPurge || !cfg.DenyDelete || cfg.MaxMsgsPerSubject != operator.DirectoryHistory ||
+		operator.DirectoryHistory != jetstream.KeyValueMaxHistory || !cfg.AllowDirect {
 		t.Fatalf("directory stream not hardened: rollup %v deny purge %v deny delete %v history %d direct %v",
 			cfg.AllowRollup, cfg.DenyPurge, cfg.DenyDelete, cfg.MaxMsgsPerSubject, cfg.AllowDirect)
 	}
@@ -36,15 +36,15 @@ func TestDirectoryRefusesReplayedPurge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys, err := admin.ConnectSystem(c, e.t, e.op)
+	sys, err := operator.ConnectSystem(c, e.t, e.op)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sys.Close()
-	if err := admin.PushAccount(c, sys, acct.JWT); err != nil {
+	if err := operator.PushAccount(c, sys, acct.JWT); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := admin.ConnectAdmin(c, e.t, acct)
+	nc, err := operator.ConnectAdmin(c, e.t, acct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestDirectoryRefusesReplayedPurge(t *testing.T) {
 	delSeq := lastRevision(t, old, "card.gone", jetstream.KeyValueDelete)
 
 	for range 2 { // idempotent over a hardened stream (DenyPurge cannot be turned off again)
-		if err := admin.SetupAccount(c, nc, acct, 1); err != nil {
+		if err := operator.SetupAccount(c, nc, acct, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -95,7 +95,7 @@ func TestDirectoryRefusesReplayedPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, card := range []string{ledger.Card, rotated.Card} {
-		if err := admin.PublishCard(c, nc, "ledger", card); err != nil {
+		if err := operator.PublishCard(c, nc, "ledger", card); err != nil {
 			t.Fatalf("admin card write on the hardened directory: %v", err)
 		}
 	}
@@ -103,10 +103,10 @@ func TestDirectoryRefusesReplayedPurge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.PublishCard(c, nc, "temp", temp.Card); err != nil {
+	if err := operator.PublishCard(c, nc, "temp", temp.Card); err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.DeleteCard(c, nc, "temp"); err != nil {
+	if err := operator.DeleteCard(c, nc, "temp"); err != nil {
 		t.Fatalf("admin card delete on the hardened directory: %v", err)
 	}
 	if _, err := kv.Get(c, accounts.DirectoryCardKey("temp")); !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrKeyDeleted) {

@@ -1,4 +1,4 @@
-package admin
+package operator
 
 import (
 	"context"
@@ -26,14 +26,14 @@ func PutPeer(ctx context.Context, js jetstream.JetStream, accountJWT string, car
 		return fmt.Errorf("%w: %v", ErrInvalidSpec, err)
 	}
 	if _, err := kv.PutString(ctx, accounts.PeerAccountKey(ac.Subject), accountJWT); err != nil {
-		return fmt.Errorf("admin: put peer account: %w", err)
+		return fmt.Errorf("operator: put peer account: %w", err)
 	}
 	for name, tok := range cards {
 		if !accounts.ValidName(name) {
 			return fmt.Errorf("%w: service name %q", ErrInvalidSpec, name)
 		}
 		if _, err := kv.PutString(ctx, accounts.PeerCardKey(ac.Subject, name), tok); err != nil {
-			return fmt.Errorf("admin: put peer card %s: %w", name, err)
+			return fmt.Errorf("operator: put peer card %s: %w", name, err)
 		}
 	}
 	return nil

@@ -1,0 +1,7 @@
+package operator
+
+// Exposed to the external tests of this package.
+var (
+	ReadLast = readLast
+	Follow   = follow
+)
