@@ -10,6 +10,9 @@ var (
 	ErrInvalidSpec = errors.New("operator: invalid specification")
 	// ErrNoTLS reports a target that would connect without TLS.
 	ErrNoTLS = errors.New("operator: TLS is required")
+	// ErrNoDirectory reports an account whose directory bucket does not exist yet (the
+	// account was never set up on this server).
+	ErrNoDirectory = errors.New("operator: account directory not set up")
 	// ErrNotFound reports a dead letter, audit record or stream entry that does not exist.
 	ErrNotFound = errors.New("operator: not found")
 	// ErrPushRejected reports a server that refused an account JWT; see [PushError].

@@ -2,39 +2,184 @@ package operator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 
 	"github.com/sealbus/sealbus/accounts"
 )
 
-// PutPeer writes a peer account's JWT and cards into the directory of the account js is
+// PutPeer writes a peer account's JWT and cards into the directory of the account nc is
 // connected to (an admin connection: services cannot write the directory), under
-// PeerAccountKey and PeerCardKey. The operator calls it for each account that imports from,
-// or exports to, this one, and again after the peer's JWT or cards change (revocation,
-// rotation). Receivers verify everything up to their trusted operators, so the copy needs no
-// protection beyond the directory's.
-func PutPeer(ctx context.Context, js jetstream.JetStream, accountJWT string, cards map[string]string) error {
+// [accounts.PeerAccountKey] and [accounts.PeerCardKey]. The operator calls it for each account
+// that imports from, or exports to, this one, and again after the peer's JWT or cards change
+// (revocation, rotation); [Provisioner.SyncPeers] does it for every flow of an account.
+// Receivers verify everything up to their trusted operators, so the copy needs no protection
+// beyond the directory's. A missing directory is [ErrNoDirectory].
+func PutPeer(ctx context.Context, nc *nats.Conn, accountJWT string, cards map[string]string) error {
 	ac, err := jwt.DecodeAccountClaims(accountJWT)
 	if err != nil {
 		return fmt.Errorf("%w: peer account JWT does not decode", ErrInvalidSpec)
 	}
-	kv, err := js.KeyValue(ctx, accounts.DirectoryBucket)
+	for name := range cards {
+		if !accounts.ValidName(name) {
+			return fmt.Errorf("%w: service name %q", ErrInvalidSpec, name)
+		}
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	kv, err := directory(ctx, nc)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidSpec, err)
+		return err
 	}
 	if _, err := kv.PutString(ctx, accounts.PeerAccountKey(ac.Subject), accountJWT); err != nil {
 		return fmt.Errorf("operator: put peer account: %w", err)
 	}
 	for name, tok := range cards {
-		if !accounts.ValidName(name) {
-			return fmt.Errorf("%w: service name %q", ErrInvalidSpec, name)
-		}
 		if _, err := kv.PutString(ctx, accounts.PeerCardKey(ac.Subject, name), tok); err != nil {
 			return fmt.Errorf("operator: put peer card %s: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// PeerCopy reports one directory updated with a peer account's JWT and cards.
+type PeerCopy struct {
+	Into    string `json:"into"`              // account whose directory was written
+	From    string `json:"from"`              // peer account copied into it
+	Cards   int    `json:"cards"`             // cards copied
+	Skipped string `json:"skipped,omitempty"` // why nothing was written
+}
+
+// SyncPeers makes each directory of a cross-account flow hold the other side: for every named
+// account and every account of the keystore it shares a stream with (it imports from it, or
+// the other imports from it), the peer's account JWT and service cards go into the named
+// account's directory and the named account's into the peer's ([PutPeer]). Publishers then
+// encrypt to the importing services and consumers verify the exporting ones, both checked
+// against the account JWTs' exports and imports. Every card of the peer is copied (the
+// directory uses only those whose permissions fit the flow), so services of one account can
+// read the names, public keys and permissions of the peer account's services. A directory
+// that does not exist yet (account never pushed) is skipped and reported in Skipped; its own
+// push fills it.
+func (p *Provisioner) SyncPeers(ctx context.Context, names ...string) ([]PeerCopy, error) {
+	ps := &peerSync{p: p, accts: map[string]*accounts.Account{}, cards: map[string]map[string]string{}, conns: map[string]*nats.Conn{}}
+	defer ps.close()
+	all, err := p.loadAccounts()
+	if err != nil {
+		return nil, err
+	}
+	for _, acct := range all {
+		ps.accts[acct.Name] = acct
+	}
+	type pair struct{ into, from string }
+	var pairs []pair
+	seen := map[pair]bool{}
+	add := func(x pair) {
+		if !seen[x] {
+			seen[x] = true
+			pairs = append(pairs, x)
+		}
+	}
+	for _, n := range names {
+		x, ok := ps.accts[n]
+		if !ok {
+			return nil, fmt.Errorf("%w: account %s", accounts.ErrNotFound, n)
+		}
+		for _, y := range all {
+			if y.Name == n || !accounts.ImportsStreamFrom(x.Claims, y.PublicKey()) && !accounts.ImportsStreamFrom(y.Claims, x.PublicKey()) {
+				continue
+			}
+			add(pair{into: n, from: y.Name})
+			add(pair{into: y.Name, from: n})
+		}
+	}
+	var out []PeerCopy
+	for _, x := range pairs {
+		c, err := ps.copy(ctx, x.into, x.from)
+		if err != nil {
+			return out, fmt.Errorf("operator: copying %s into the directory of %s: %w", x.from, x.into, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// peerSync loads each account, its cards and its admin connection once per SyncPeers.
+type peerSync struct {
+	p     *Provisioner
+	accts map[string]*accounts.Account // by name
+	cards map[string]map[string]string // account name -> service name -> card
+	conns map[string]*nats.Conn
+}
+
+func (ps *peerSync) close() {
+	for _, nc := range ps.conns {
+		nc.Close()
+	}
+}
+
+func (ps *peerSync) copy(ctx context.Context, into, from string) (PeerCopy, error) {
+	res := PeerCopy{Into: into, From: from}
+	cards, err := ps.cardsOf(from)
+	if err != nil {
+		return res, err
+	}
+	nc, ok := ps.conns[into]
+	if !ok {
+		if nc, err = ConnectAdmin(ctx, ps.p.Target, ps.accts[into]); err != nil {
+			// The account is not on the server (never pushed) or not reachable as its admin:
+			// its own push fills its directory.
+			res.Skipped = "no admin connection: " + err.Error()
+			return res, nil
+		}
+		ps.conns[into] = nc
+	}
+	if err := PutPeer(ctx, nc, ps.accts[from].JWT, cards); err != nil {
+		if errors.Is(err, ErrNoDirectory) {
+			res.Skipped = "no directory yet"
+			return res, nil
+		}
+		return res, err
+	}
+	res.Cards = len(cards)
+	return res, nil
+}
+
+func (ps *peerSync) cardsOf(account string) (map[string]string, error) {
+	if c, ok := ps.cards[account]; ok {
+		return c, nil
+	}
+	names, err := ps.p.Keystore.ListServices(account)
+	if err != nil {
+		return nil, err
+	}
+	cards := map[string]string{}
+	for _, n := range names {
+		svc, err := ps.p.Keystore.LoadService(account, n)
+		if err != nil {
+			return nil, err
+		}
+		cards[n] = svc.Card
+	}
+	ps.cards[account] = cards
+	return cards, nil
+}
+
+// loadAccounts loads every account of the keystore, in name order.
+func (p *Provisioner) loadAccounts() ([]*accounts.Account, error) {
+	names, err := p.Keystore.ListAccounts()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*accounts.Account, 0, len(names))
+	for _, n := range names {
+		acct, err := p.Keystore.LoadAccount(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, acct)
+	}
+	return out, nil
 }

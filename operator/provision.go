@@ -234,7 +234,7 @@ func (p *Provisioner) PushAccount(ctx context.Context, acct *accounts.Account) e
 		return err
 	}
 	defer nc.Close()
-	if err := PutAccountJWT(ctx, nc, acct.JWT); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+	if err := PutAccountJWT(ctx, nc, acct.JWT); err != nil && !errors.Is(err, ErrNoDirectory) {
 		return err
 	}
 	return nil

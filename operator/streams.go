@@ -171,8 +171,11 @@ func directory(ctx context.Context, nc *nats.Conn) (jetstream.KeyValue, error) {
 		return nil, fmt.Errorf("operator: %w", err)
 	}
 	kv, err := js.KeyValue(ctx, accounts.DirectoryBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("%w (run account setup first): %w", ErrNoDirectory, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("operator: directory (run account setup first): %w", err)
+		return nil, fmt.Errorf("operator: directory: %w", err)
 	}
 	return kv, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/operator"
 )
 
 func (a *app) accountCmd() *cobra.Command {
@@ -112,34 +113,34 @@ server at once and its directory, dead-letter and audit streams are created; oth
 
 // accountJSON is the --json shape of an account.
 type accountJSON struct {
-	Name        string           `json:"name"`
-	PublicKey   string           `json:"public_key"`
-	SigningKeys []string         `json:"signing_keys"`
-	Limits      accounts.Limits  `json:"limits"`
-	Exports     []exportJSON     `json:"exports"`
-	Imports     []importJSON     `json:"imports"`
-	Revocations map[string]int64 `json:"revocations"`
-	Services    []string         `json:"services,omitempty"`
-	IssuedAt    time.Time        `json:"issued_at"`
-	JWT         string           `json:"jwt,omitempty"`
-	Peers       []peerCopy       `json:"peers,omitempty"` // directories updated (edit --push)
+	Name        string              `json:"name"`
+	PublicKey   string              `json:"public_key"`
+	SigningKeys []string            `json:"signing_keys"`
+	Limits      accounts.Limits     `json:"limits"`
+	Exports     []exportJSON        `json:"exports"`
+	Imports     []importJSON        `json:"imports"`
+	Revocations map[string]int64    `json:"revocations"`
+	Services    []string            `json:"services,omitempty"`
+	IssuedAt    time.Time           `json:"issued_at"`
+	JWT         string              `json:"jwt,omitempty"`
+	Peers       []operator.PeerCopy `json:"peers,omitempty"` // directories updated (edit --push)
 }
 
 type exportJSON struct {
-	Name     string     `json:"name,omitempty"`
-	Subject  string     `json:"subject"`
-	Type     string     `json:"type"`
-	TokenReq bool       `json:"token_required"`
-	Peers    []peerCopy `json:"peers,omitempty"` // directories updated (export --push)
+	Name     string              `json:"name,omitempty"`
+	Subject  string              `json:"subject"`
+	Type     string              `json:"type"`
+	TokenReq bool                `json:"token_required"`
+	Peers    []operator.PeerCopy `json:"peers,omitempty"` // directories updated (export --push)
 }
 
 type importJSON struct {
-	Name         string     `json:"name,omitempty"`
-	Subject      string     `json:"subject"`
-	Account      string     `json:"account"`
-	LocalSubject string     `json:"local_subject,omitempty"`
-	Type         string     `json:"type"`
-	Peers        []peerCopy `json:"peers,omitempty"` // directories updated (import --push)
+	Name         string              `json:"name,omitempty"`
+	Subject      string              `json:"subject"`
+	Account      string              `json:"account"`
+	LocalSubject string              `json:"local_subject,omitempty"`
+	Type         string              `json:"type"`
+	Peers        []operator.PeerCopy `json:"peers,omitempty"` // directories updated (import --push)
 }
 
 func accountView(acct *accounts.Account, services []string) accountJSON {
@@ -330,7 +331,7 @@ by a removed key stop verifying: rotate those services afterwards.`,
 			if err != nil {
 				return err
 			}
-			var peers []peerCopy
+			var peers []operator.PeerCopy
 			if push {
 				ctx, cancel := a.context()
 				defer cancel()

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // sharedSubject reads the --type and --subject of export and import: the export type
@@ -177,7 +178,7 @@ its senders), the exporter's holds ACCOUNT's (to encrypt to ACCOUNT's readers).`
 
 // pushWithPeers pushes the reissued account when push is set (pushIf), then updates the
 // directories of the account and of every account it shares a stream with (syncPeers).
-func (a *app) pushWithPeers(push bool, s *session, acct *accounts.Account) ([]peerCopy, error) {
+func (a *app) pushWithPeers(push bool, s *session, acct *accounts.Account) ([]operator.PeerCopy, error) {
 	if err := a.pushIf(push, s, acct); err != nil || !push {
 		return nil, err
 	}

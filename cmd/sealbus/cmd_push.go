@@ -45,7 +45,7 @@ account JWT and cards in their directories.`,
 				if err != nil {
 					return fmt.Errorf("pushing %s: %w", n, err)
 				}
-				results = append(results, pushJSON{SyncResult: r, Peers: []peerCopy{}})
+				results = append(results, pushJSON{SyncResult: r, Peers: []operator.PeerCopy{}})
 			}
 			peers, err := a.syncPeers(ctx, s, names...)
 			if err != nil {
@@ -70,7 +70,7 @@ account JWT and cards in their directories.`,
 					printPeers(w, r.Peers)
 				}
 				// Directories of accounts not named that were updated as peers.
-				var others []peerCopy
+				var others []operator.PeerCopy
 				for _, p := range peers {
 					if !slices.ContainsFunc(results, func(r pushJSON) bool { return r.Account == p.Into }) {
 						others = append(others, p)
@@ -88,5 +88,5 @@ account JWT and cards in their directories.`,
 // into its directory.
 type pushJSON struct {
 	*operator.SyncResult
-	Peers []peerCopy `json:"peers"`
+	Peers []operator.PeerCopy `json:"peers"`
 }

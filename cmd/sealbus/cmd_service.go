@@ -68,7 +68,7 @@ type serviceJSON struct {
 	CredsPath   string                    `json:"creds_path"`
 	Permissions *jwt.Permissions          `json:"permissions,omitempty"`
 	ConsumerOps []operator.ConsumerResult `json:"consumer_results,omitempty"`
-	Peers       []peerCopy                `json:"peers,omitempty"` // directories updated with --push
+	Peers       []operator.PeerCopy       `json:"peers,omitempty"` // directories updated with --push
 }
 
 func serviceView(s *session, account string, svc *accounts.Service, acct *accounts.Account) serviceJSON {
@@ -141,7 +141,7 @@ service's --sub subjects that fall in the stream, unless --filter STREAM:DURABLE
 				return err
 			}
 			var results []operator.ConsumerResult
-			var peers []peerCopy
+			var peers []operator.PeerCopy
 			if push {
 				ctx, cancel := a.context()
 				defer cancel()
@@ -344,7 +344,7 @@ old creds are kept next to the new ones as NAME.previous.creds (for bus.WithPrev
 			if err != nil {
 				return err
 			}
-			var peers []peerCopy
+			var peers []operator.PeerCopy
 			if push {
 				ctx, cancel := a.context()
 				defer cancel()
@@ -398,7 +398,7 @@ use: deleting its card from the directory does nothing (clients keep the last ve
 			if err != nil {
 				return err
 			}
-			var peers []peerCopy
+			var peers []operator.PeerCopy
 			if push {
 				ctx, cancel := a.context()
 				defer cancel()

@@ -14,6 +14,7 @@ import (
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/envelope"
+	"github.com/sealbus/sealbus/operator"
 )
 
 func TestInspect(t *testing.T) {
@@ -245,7 +246,7 @@ func TestExportImport(t *testing.T) {
 }
 
 // wantPeers checks the directories a command reports updated, as "into<-from".
-func wantPeers(t *testing.T, what string, got []peerCopy, want ...string) {
+func wantPeers(t *testing.T, what string, got []operator.PeerCopy, want ...string) {
 	t.Helper()
 	var have []string
 	for _, p := range got {

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/operator"
 	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // TestCrossAccountFlow sets up what the operator does with the CLI (export, import, stream,
@@ -53,28 +53,15 @@ func TestCrossAccountFlow(t *testing.T) {
 		Consumers: []accounts.ConsumerRef{{Stream: "SHOPFEED", Durable: "ledger"}}}); err != nil {
 		t.Fatal(err)
 	}
-	// Peers: each directory gets the other account's JWT and cards.
-	share := func(into, from string, acct *accounts.Account, services ...string) {
-		cards := map[string]string{}
-		for _, s := range services {
-			svc, err := sb.Service(from, s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cards[s] = svc.Card
-		}
-		nc, err := sb.AdminConn(ctx, into)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		if err := operator.PutPeer(ctx, js, acct.JWT, cards); err != nil {
-			t.Fatal(err)
-		}
+	// Peers: each directory gets the other account's JWT and cards (what `sealbus import
+	// --push` does).
+	peers, err := prov.SyncPeers(ctx, demo.Partner)
+	if err != nil {
+		t.Fatal(err)
 	}
-	share(demo.Shop, demo.Partner, bank, "ledger")
-	share(demo.Partner, demo.Shop, shop, demo.Checkout)
+	if len(peers) != 2 || peers[0].Skipped != "" || peers[1].Skipped != "" {
+		t.Fatalf("peer copies: %+v", peers)
+	}
 
 	var out bytes.Buffer
 	err = run(&out, config{
