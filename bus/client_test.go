@@ -13,23 +13,23 @@ import (
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/envelope"
-	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/operator"
 )
 
 var (
 	worldOnce sync.Once
-	world     *demo.World
+	world     *sealbustest.World
 	worldErr  error
 )
 
 // sharedWorld starts one sandbox world for the package's tests.
-func sharedWorld(t *testing.T) *demo.World {
+func sharedWorld(t *testing.T) *sealbustest.World {
 	t.Helper()
 	worldOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		world, worldErr = demo.NewWorld(ctx, nil)
+		world, worldErr = sealbustest.NewWorld(ctx, nil)
 	})
 	if worldErr != nil {
 		t.Fatalf("world: %v", worldErr)
@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func connect(t *testing.T, w *demo.World, account, service string, extra ...bus.Option) *bus.Client {
+func connect(t *testing.T, w *sealbustest.World, account, service string, extra ...bus.Option) *bus.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -58,7 +58,7 @@ func connect(t *testing.T, w *demo.World, account, service string, extra ...bus.
 }
 
 // stored reads the envelope at seq from a stream through an admin connection.
-func stored(t *testing.T, w *demo.World, account, stream string, seq uint64) *jetstream.RawStreamMsg {
+func stored(t *testing.T, w *sealbustest.World, account, stream string, seq uint64) *jetstream.RawStreamMsg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -81,23 +81,23 @@ func stored(t *testing.T, w *demo.World, account, stream string, seq uint64) *je
 
 func TestPublishRoundTripAndAudience(t *testing.T) {
 	w := sharedWorld(t)
-	checkout := connect(t, w, demo.Shop, demo.Checkout)
-	billing := connect(t, w, demo.Shop, demo.Billing)
-	shipping := connect(t, w, demo.Shop, demo.Shipping)
-	support := connect(t, w, demo.Shop, demo.Support)
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
+	shipping := connect(t, w, sealbustest.Shop, sealbustest.Shipping)
+	support := connect(t, w, sealbustest.Shop, sealbustest.Support)
 	ctx := context.Background()
 
-	if got := checkout.Directory().Audience("orders.eu.42"); len(got) != 2 || got[0].Name != demo.Billing || got[1].Name != demo.Shipping {
+	if got := checkout.Directory().Audience("orders.eu.42"); len(got) != 2 || got[0].Name != sealbustest.Billing || got[1].Name != sealbustest.Shipping {
 		t.Fatalf("audience of orders.eu.42: %v", got)
 	}
 	ack, err := checkout.Publish(ctx, "orders.eu.42", []byte(`{"total":42}`), bus.WithContentType("application/json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ack.Stream != demo.OrdersStream || len(ack.ID) != 32 || ack.Duplicate {
+	if ack.Stream != sealbustest.OrdersStream || len(ack.ID) != 32 || ack.Duplicate {
 		t.Fatalf("ack %+v", ack)
 	}
-	m := stored(t, w, demo.Shop, demo.OrdersStream, ack.Sequence)
+	m := stored(t, w, sealbustest.Shop, sealbustest.OrdersStream, ack.Sequence)
 	if m.Header.Get("Nats-Msg-Id") != ack.ID {
 		t.Fatalf("Nats-Msg-Id %q, want the envelope id %q", m.Header.Get("Nats-Msg-Id"), ack.ID)
 	}
@@ -120,7 +120,7 @@ func TestPublishRoundTripAndAudience(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m = stored(t, w, demo.Shop, demo.OrdersStream, ack.Sequence)
+	m = stored(t, w, sealbustest.Shop, sealbustest.OrdersStream, ack.Sequence)
 	d.Subject, d.Stored = m.Subject, m.Time
 	if _, err := billing.Open(m.Data, d); err != nil {
 		t.Fatal(err)
@@ -132,8 +132,8 @@ func TestPublishRoundTripAndAudience(t *testing.T) {
 
 func TestPublishChecksBeforeSending(t *testing.T) {
 	w := sharedWorld(t)
-	checkout := connect(t, w, demo.Shop, demo.Checkout)
-	intern := connect(t, w, demo.Shop, demo.Intern)
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	intern := connect(t, w, sealbustest.Shop, sealbustest.Intern)
 	ctx := context.Background()
 	before := checkout.Metrics().Published
 	if _, err := checkout.Publish(ctx, "invoices.1", []byte("x")); !errors.Is(err, bus.ErrForbidden) {
@@ -157,7 +157,7 @@ func TestPublishChecksBeforeSending(t *testing.T) {
 
 func TestPublishAsyncAndBatches(t *testing.T) {
 	w := sharedWorld(t)
-	checkout := connect(t, w, demo.Shop, demo.Checkout, bus.WithMaxPending(64))
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout, bus.WithMaxPending(64))
 	const n = 500
 	futures := make([]bus.PubAckFuture, 0, n)
 	for range n {
@@ -193,8 +193,8 @@ func TestPublishAsyncAndBatches(t *testing.T) {
 
 func TestPublishJSON(t *testing.T) {
 	w := sharedWorld(t)
-	checkout := connect(t, w, demo.Shop, demo.Checkout)
-	billing := connect(t, w, demo.Shop, demo.Billing)
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	type order struct {
 		ID    string `json:"id"`
 		Total int    `json:"total"`
@@ -203,7 +203,7 @@ func TestPublishJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := stored(t, w, demo.Shop, demo.OrdersStream, ack.Sequence)
+	m := stored(t, w, sealbustest.Shop, sealbustest.OrdersStream, ack.Sequence)
 	op, err := billing.Open(m.Data, envelope.Delivery{Account: billing.Account(), Subject: m.Subject, Stored: m.Time})
 	if err != nil {
 		t.Fatal(err)
@@ -222,22 +222,22 @@ func TestConnectRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := []bus.Option{bus.WithURL(w.SB.URL()), bus.WithRootCA(w.SB.CAFile()), bus.WithCredsFile(w.CredsPath(demo.Shop, demo.Billing)), bus.WithTrustedOperator(other.PublicKey())}
+	opts := []bus.Option{bus.WithURL(w.Harness.URLs()[0]), bus.WithRootCA(w.Harness.CAFile()), bus.WithCredsFile(w.CredsPath(sealbustest.Shop, sealbustest.Billing)), bus.WithTrustedOperator(other.PublicKey())}
 	if _, err := bus.Connect(ctx, opts...); !errors.Is(err, bus.ErrNoDirectory) {
 		t.Fatalf("untrusted operator: %v", err)
 	}
 	// Plaintext is refused before connecting.
-	if _, err := bus.Connect(ctx, bus.WithURL("nats://127.0.0.1:1"), bus.WithCredsFile(w.CredsPath(demo.Shop, demo.Billing)), bus.WithTrustedOperator(w.SB.OperatorKey())); !errors.Is(err, bus.ErrInvalidOption) {
+	if _, err := bus.Connect(ctx, bus.WithURL("nats://127.0.0.1:1"), bus.WithCredsFile(w.CredsPath(sealbustest.Shop, sealbustest.Billing)), bus.WithTrustedOperator(w.Harness.OperatorKey())); !errors.Is(err, bus.ErrInvalidOption) {
 		t.Fatalf("plaintext URL: %v", err)
 	}
 }
 
 func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
 	w := sharedWorld(t)
-	billing := connect(t, w, demo.Shop, demo.Billing)
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	nc, err := w.Admin(ctx, demo.Shop)
+	nc, err := w.Admin(ctx, sealbustest.Shop)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
 		}
 		found := false
 		for _, r := range recs {
-			if r.Event != nil && r.Event.Type == bus.EventDirectoryUnverifiable && r.Event.Data.Key == "card.ghost" && r.Event.Source == bus.EventSource(billing.Account(), demo.Billing) {
+			if r.Event != nil && r.Event.Type == bus.EventDirectoryUnverifiable && r.Event.Data.Key == "card.ghost" && r.Event.Source == bus.EventSource(billing.Account(), sealbustest.Billing) {
 				found = true
 			}
 		}
@@ -286,7 +286,7 @@ func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
 
 func TestPublishRateLimit(t *testing.T) {
 	w := sharedWorld(t)
-	checkout := connect(t, w, demo.Shop, demo.Checkout, bus.WithPublishRate(0.001, 1))
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout, bus.WithPublishRate(0.001, 1))
 	if _, err := checkout.Publish(context.Background(), "orders.us.rate", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
@@ -305,10 +305,10 @@ func TestPublishRateLimit(t *testing.T) {
 
 func TestAuditFollow(t *testing.T) {
 	w := sharedWorld(t)
-	billing := connect(t, w, demo.Shop, demo.Billing)
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	nc, err := w.Admin(ctx, demo.Shop)
+	nc, err := w.Admin(ctx, sealbustest.Shop)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +335,7 @@ func TestAuditFollow(t *testing.T) {
 	}()
 	select {
 	case r := <-got:
-		if r.Subject != "sealbus.audit.test.follow" || r.Event.Source != bus.EventSource(billing.Account(), demo.Billing) || r.Event.Data.Reason != "testing" || r.Sequence <= last {
+		if r.Subject != "sealbus.audit.test.follow" || r.Event.Source != bus.EventSource(billing.Account(), sealbustest.Billing) || r.Event.Data.Reason != "testing" || r.Sequence <= last {
 			t.Fatalf("record %+v", r)
 		}
 	case <-ctx.Done():

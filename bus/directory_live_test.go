@@ -10,7 +10,7 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
-	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/operator"
 )
 
@@ -36,14 +36,14 @@ func TestDirectoryKeepsVerifiedEntriesAgainstMarkers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const victim = "victim"
-	if _, err := w.SB.AddService(ctx, demo.Shop, accounts.ServiceSpec{Name: victim, Publish: []string{"victim.news"}}); err != nil {
+	if _, err := w.Harness.AddService(ctx, sealbustest.Shop, accounts.ServiceSpec{Name: victim, Publish: []string{"victim.news"}}); err != nil {
 		t.Fatal(err)
 	}
-	billing := connect(t, w, demo.Shop, demo.Billing)
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	waitUntil(t, 10*time.Second, "the victim's card", func() bool { _, ok := billing.Directory().Card(victim); return ok })
 	claims := billing.Directory().AccountClaims()
 
-	nc, err := w.Admin(ctx, demo.Shop)
+	nc, err := w.Admin(ctx, sealbustest.Shop)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestDirectoryKeepsVerifiedEntriesAgainstMarkers(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if acct, err := w.SB.Keystore().LoadAccount(demo.Shop); err == nil {
+		if acct, err := w.Harness.Provisioner().Keystore.LoadAccount(sealbustest.Shop); err == nil {
 			_ = operator.PutAccountJWT(ctx, nc, acct.JWT)
 		}
 	})
@@ -85,7 +85,7 @@ func TestDirectoryKeepsVerifiedEntriesAgainstMarkers(t *testing.T) {
 
 	// A client that starts now reads the retained history: the victim itself connects (its
 	// own card must verify) and sees its card.
-	v := connect(t, w, demo.Shop, victim)
+	v := connect(t, w, sealbustest.Shop, victim)
 	if _, ok := v.Directory().Card(victim); !ok {
 		t.Fatal("a fresh client lost the card behind the delete marker")
 	}
@@ -98,7 +98,7 @@ func TestDirectoryKeepsVerifiedEntriesAgainstMarkers(t *testing.T) {
 		}
 		for _, r := range recs {
 			if e := r.Event; e != nil && e.Type == bus.EventDirectoryUnverifiable && e.Data.Key == accounts.DirectoryCardKey(victim) &&
-				e.Data.Reason == bus.DirectoryUnsignedDelete && e.Source == bus.EventSource(billing.Account(), demo.Billing) {
+				e.Data.Reason == bus.DirectoryUnsignedDelete && e.Source == bus.EventSource(billing.Account(), sealbustest.Billing) {
 				return true
 			}
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/sealbus/sealbus/bus"
-	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/internal/pki"
 )
 
@@ -87,7 +87,7 @@ func fakeServer(t *testing.T, cfg *tls.Config, nonce string) (url string, connec
 // signs envelopes; a nonce of the real shape is signed as nats.go would sign it.
 func TestConnectSignsOnlyServerNonces(t *testing.T) {
 	w := sharedWorld(t)
-	svc, err := w.SB.Service(demo.Shop, demo.Billing)
+	svc, err := w.Harness.Provisioner().Keystore.LoadService(sealbustest.Shop, sealbustest.Billing)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestConnectSignsOnlyServerNonces(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		c, err := bus.Connect(ctx, bus.WithURL(url), bus.WithRootCAPEM(caPEM), bus.WithTimeout(5*time.Second),
-			bus.WithCredsFile(w.CredsPath(demo.Shop, demo.Billing)), bus.WithTrustedOperator(w.SB.OperatorKey()))
+			bus.WithCredsFile(w.CredsPath(sealbustest.Shop, sealbustest.Billing)), bus.WithTrustedOperator(w.Harness.OperatorKey()))
 		if err == nil {
 			c.Close()
 			t.Fatal("connected to a fake server")

@@ -11,15 +11,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/bus"
-	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/internal/faultproxy"
 )
 
 // proxied starts a fault proxy in front of the world's server and connects a service through
 // it.
-func proxied(t *testing.T, w *demo.World, account, service string, extra ...bus.Option) (*bus.Client, *faultproxy.Proxy) {
+func proxied(t *testing.T, w *sealbustest.World, account, service string, extra ...bus.Option) (*bus.Client, *faultproxy.Proxy) {
 	t.Helper()
-	u, err := url.Parse(w.SB.URL())
+	u, err := url.Parse(w.Harness.URLs()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func waitFor(t *testing.T, window time.Duration, what string, cond func() bool) 
 
 func TestConnectPingDefaults(t *testing.T) {
 	w := sharedWorld(t)
-	c := connect(t, w, demo.Shop, demo.Checkout)
+	c := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
 	if got := bus.ConnOf(c).Opts.PingInterval; got != bus.DefaultPingInterval {
 		t.Fatalf("ping interval %v, want %v", got, bus.DefaultPingInterval)
 	}
@@ -62,7 +62,7 @@ func TestConnectPingDefaults(t *testing.T) {
 // when it is back, and publishing works again.
 func TestFrozenServerDetected(t *testing.T) {
 	w := sharedWorld(t)
-	c, p := proxied(t, w, demo.Shop, demo.Checkout, bus.WithPingInterval(200*time.Millisecond, 2))
+	c, p := proxied(t, w, sealbustest.Shop, sealbustest.Checkout, bus.WithPingInterval(200*time.Millisecond, 2))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if _, err := c.Publish(ctx, "orders.us.frozen", []byte("before")); err != nil {
@@ -87,17 +87,17 @@ func (c *shiftClock) now() time.Time          { return time.Now().Add(time.Durat
 func (c *shiftClock) advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // lastOn returns the stream message last stored on subject, or nil.
-func lastOn(t *testing.T, w *demo.World, subject string) *jetstream.RawStreamMsg {
+func lastOn(t *testing.T, w *sealbustest.World, subject string) *jetstream.RawStreamMsg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	nc, err := w.Admin(ctx, demo.Shop)
+	nc, err := w.Admin(ctx, sealbustest.Shop)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	s, err := js.Stream(ctx, demo.OrdersStream)
+	s, err := js.Stream(ctx, sealbustest.OrdersStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func lastOn(t *testing.T, w *demo.World, subject string) *jetstream.RawStreamMsg
 func TestPublishExpiredNotResent(t *testing.T) {
 	w := sharedWorld(t)
 	clk := new(shiftClock)
-	c, p := proxied(t, w, demo.Shop, demo.Checkout, bus.WithClock(clk.now))
+	c, p := proxied(t, w, sealbustest.Shop, sealbustest.Checkout, bus.WithClock(clk.now))
 	const subject = "orders.us.expired"
 	p.SetMode(faultproxy.Freeze) // the server never sees these envelopes
 	sentBefore := c.Connection().OutMsgs
@@ -156,17 +156,17 @@ func TestPublishExpiredNotResent(t *testing.T) {
 }
 
 // storedOn counts the messages the ORDERS stream holds on subject.
-func storedOn(t *testing.T, w *demo.World, subject string) uint64 {
+func storedOn(t *testing.T, w *sealbustest.World, subject string) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	nc, err := w.Admin(ctx, demo.Shop)
+	nc, err := w.Admin(ctx, sealbustest.Shop)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	s, err := js.Stream(ctx, demo.OrdersStream)
+	s, err := js.Stream(ctx, sealbustest.OrdersStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func storedOn(t *testing.T, w *demo.World, subject string) uint64 {
 // one after another, and each is stored exactly once.
 func TestPublishResentTogetherAfterReconnect(t *testing.T) {
 	w := sharedWorld(t)
-	c, p := proxied(t, w, demo.Shop, demo.Checkout)
+	c, p := proxied(t, w, sealbustest.Shop, sealbustest.Checkout)
 	const subject, n = "orders.us.reconnect", 2000
 	var futures []bus.PubAckFuture
 	publish := func(count int) {

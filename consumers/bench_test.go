@@ -11,7 +11,7 @@ import (
 
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
-	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // BenchmarkPublishConsume1KiB measures end-to-end throughput of 1 KiB messages on the embedded
@@ -82,7 +82,7 @@ func BenchmarkPublishConsume1KiB(b *testing.B) {
 type benchRig struct {
 	once    sync.Once
 	err     error
-	world   *demo.World
+	world   *sealbustest.World
 	pub     *bus.Client
 	sub     *bus.Client
 	cs      *consumers.Consumption
@@ -95,16 +95,16 @@ type benchRig struct {
 func (r *benchRig) setupSDK(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if r.world, r.err = demo.NewWorld(ctx, nil); r.err != nil {
+	if r.world, r.err = sealbustest.NewWorld(ctx, nil); r.err != nil {
 		return
 	}
-	if r.pub, r.err = r.world.Connect(ctx, demo.Shop, demo.Checkout); r.err != nil {
+	if r.pub, r.err = r.world.Connect(ctx, sealbustest.Shop, sealbustest.Checkout); r.err != nil {
 		return
 	}
-	if r.sub, r.err = r.world.Connect(ctx, demo.Shop, demo.Billing); r.err != nil {
+	if r.sub, r.err = r.world.Connect(ctx, sealbustest.Shop, sealbustest.Billing); r.err != nil {
 		return
 	}
-	r.cs, r.err = consumers.Consume(context.Background(), r.sub, demo.OrdersStream, demo.Billing, func(context.Context, *consumers.Message) error {
+	r.cs, r.err = consumers.Consume(context.Background(), r.sub, sealbustest.OrdersStream, sealbustest.Billing, func(context.Context, *consumers.Message) error {
 		r.handled.Add(1)
 		return nil
 	}, consumers.WithWorkers(2), consumers.WithMaxInFlight(512))
@@ -113,15 +113,15 @@ func (r *benchRig) setupSDK(b *testing.B) {
 func (r *benchRig) setupRaw(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if r.world, r.err = demo.NewWorld(ctx, nil); r.err != nil {
+	if r.world, r.err = sealbustest.NewWorld(ctx, nil); r.err != nil {
 		return
 	}
-	pubConn, err := r.world.Admin(ctx, demo.Shop)
+	pubConn, err := r.world.Admin(ctx, sealbustest.Shop)
 	if err != nil {
 		r.err = err
 		return
 	}
-	subConn, err := r.world.Admin(ctx, demo.Shop)
+	subConn, err := r.world.Admin(ctx, sealbustest.Shop)
 	if err != nil {
 		r.err = err
 		return
@@ -135,7 +135,7 @@ func (r *benchRig) setupRaw(b *testing.B) {
 		r.err = err
 		return
 	}
-	cons, err := subJS.CreateOrUpdateConsumer(ctx, demo.OrdersStream, jetstream.ConsumerConfig{
+	cons, err := subJS.CreateOrUpdateConsumer(ctx, sealbustest.OrdersStream, jetstream.ConsumerConfig{
 		Durable: "rawbench", FilterSubject: "orders.us.raw", AckPolicy: jetstream.AckExplicitPolicy,
 	})
 	if err != nil {

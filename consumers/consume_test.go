@@ -13,15 +13,15 @@ import (
 
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
-	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/operator"
 )
 
-func newWorld(t testing.TB) *demo.World {
+func newWorld(t testing.TB) *sealbustest.World {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	w, err := demo.NewWorld(ctx, nil)
+	w, err := sealbustest.NewWorld(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func newWorld(t testing.TB) *demo.World {
 	return w
 }
 
-func connect(t testing.TB, w *demo.World, account, service string, extra ...bus.Option) *bus.Client {
+func connect(t testing.TB, w *sealbustest.World, account, service string, extra ...bus.Option) *bus.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -106,12 +106,12 @@ func consume(t testing.TB, c *bus.Client, stream, durable string, h consumers.Ha
 
 func TestConsumeRoundTripMultiRecipient(t *testing.T) {
 	w := newWorld(t)
-	checkout := connect(t, w, demo.Shop, demo.Checkout)
-	billing := connect(t, w, demo.Shop, demo.Billing)
-	shipping := connect(t, w, demo.Shop, demo.Shipping)
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
+	shipping := connect(t, w, sealbustest.Shop, sealbustest.Shipping)
 	hb, hs := newHandled(), newHandled()
-	consume(t, billing, demo.OrdersStream, demo.Billing, hb.handler, consumers.WithWorkers(4))
-	consume(t, shipping, demo.OrdersStream, demo.Shipping, hs.handler)
+	consume(t, billing, sealbustest.OrdersStream, sealbustest.Billing, hb.handler, consumers.WithWorkers(4))
+	consume(t, shipping, sealbustest.OrdersStream, sealbustest.Shipping, hs.handler)
 
 	ctx := context.Background()
 	want := map[string]string{}
@@ -128,9 +128,9 @@ func TestConsumeRoundTripMultiRecipient(t *testing.T) {
 	}
 	eventually(t, 20*time.Second, "billing to handle 20 and shipping 10", func() bool { return hb.count() == 20 && hs.count() == 10 })
 	for _, m := range hb.msgs {
-		if want[m.ID] != m.Subject || string(m.Payload) != "order "+m.Subject || m.Sender != demo.Checkout ||
+		if want[m.ID] != m.Subject || string(m.Payload) != "order "+m.Subject || m.Sender != sealbustest.Checkout ||
 			m.SenderKey != checkout.UserKey() || m.Account != checkout.Account() || m.ContentType != "text/plain" ||
-			m.Stream != demo.OrdersStream || m.Sequence == 0 || m.Delivered != 1 || m.Created.IsZero() || m.Stored.IsZero() {
+			m.Stream != sealbustest.OrdersStream || m.Sequence == 0 || m.Delivered != 1 || m.Created.IsZero() || m.Stored.IsZero() {
 			t.Fatalf("billing got %+v", m)
 		}
 	}
@@ -147,17 +147,17 @@ func TestConsumeRoundTripMultiRecipient(t *testing.T) {
 
 func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 	w := newWorld(t)
-	checkout := connect(t, w, demo.Shop, demo.Checkout)
-	billing := connect(t, w, demo.Shop, demo.Billing)
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	// The operator gives the durable a short BackOff; Retry follows it.
 	ctx := context.Background()
-	nc, err := w.Admin(ctx, demo.Shop)
+	nc, err := w.Admin(ctx, sealbustest.Shop)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	if err := operator.AddConsumer(ctx, nc, operator.ConsumerSpec{
-		Stream: demo.OrdersStream, Durable: demo.Billing, FilterSubjects: []string{"orders.>"},
+		Stream: sealbustest.OrdersStream, Durable: sealbustest.Billing, FilterSubjects: []string{"orders.>"},
 		MaxDeliver: 5, BackOff: []time.Duration{100 * time.Millisecond, 150 * time.Millisecond, 200 * time.Millisecond},
 	}); err != nil {
 		t.Fatal(err)
@@ -165,7 +165,7 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 	var mu sync.Mutex
 	deliveries := map[string][]uint64{}
 	good := newHandled()
-	cs := consume(t, billing, demo.OrdersStream, demo.Billing, func(ctx context.Context, m *consumers.Message) error {
+	cs := consume(t, billing, sealbustest.OrdersStream, sealbustest.Billing, func(ctx context.Context, m *consumers.Message) error {
 		if string(m.Payload) == "poison" {
 			mu.Lock()
 			deliveries[m.ID] = append(deliveries[m.ID], m.Delivered)
@@ -209,13 +209,13 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 	if len(got) != 5 || got[0] != 1 || got[4] != 5 {
 		t.Fatalf("poison deliveries %v, want 1..5", got)
 	}
-	if entry.Reason != consumers.ReasonMaxDeliveries || entry.SourceSequence != poison.Sequence || entry.SourceStream != demo.OrdersStream ||
-		entry.SourceSubject != "orders.us.poison" || entry.Consumer != demo.Billing || entry.MessageID != poison.ID || entry.Delivered != 5 ||
+	if entry.Reason != consumers.ReasonMaxDeliveries || entry.SourceSequence != poison.Sequence || entry.SourceStream != sealbustest.OrdersStream ||
+		entry.SourceSubject != "orders.us.poison" || entry.Consumer != sealbustest.Billing || entry.MessageID != poison.ID || entry.Delivered != 5 ||
 		!strings.Contains(entry.Error, "cannot process") || entry.Subject != "sealbus.dlq.max_deliveries" {
 		t.Fatalf("dead letter %+v", entry)
 	}
 	// The dead letter is the envelope byte for byte.
-	s, _ := js.Stream(ctx, demo.OrdersStream)
+	s, _ := js.Stream(ctx, sealbustest.OrdersStream)
 	orig, err := s.GetMsg(ctx, poison.Sequence)
 	if err != nil {
 		t.Fatal(err)
@@ -247,18 +247,18 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ack.Stream != demo.OrdersStream {
+	if ack.Stream != sealbustest.OrdersStream {
 		t.Fatalf("replayed into %s", ack.Stream)
 	}
 }
 
 func TestRestartMidStreamNoLossNoDuplicate(t *testing.T) {
 	w := newWorld(t)
-	checkout := connect(t, w, demo.Shop, demo.Checkout)
-	billing := connect(t, w, demo.Shop, demo.Billing)
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	const n = 300
 	h := newHandled()
-	first, err := consumers.Consume(context.Background(), billing, demo.OrdersStream, demo.Billing, h.handler, consumers.WithWorkers(4), consumers.WithMaxInFlight(32))
+	first, err := consumers.Consume(context.Background(), billing, sealbustest.OrdersStream, sealbustest.Billing, h.handler, consumers.WithWorkers(4), consumers.WithMaxInFlight(32))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,8 +283,8 @@ func TestRestartMidStreamNoLossNoDuplicate(t *testing.T) {
 	stoppedAt := h.count()
 
 	// A new process of the same service on the same durable.
-	billing2 := connect(t, w, demo.Shop, demo.Billing)
-	consume(t, billing2, demo.OrdersStream, demo.Billing, h.handler, consumers.WithWorkers(4))
+	billing2 := connect(t, w, sealbustest.Shop, sealbustest.Billing)
+	consume(t, billing2, sealbustest.OrdersStream, sealbustest.Billing, h.handler, consumers.WithWorkers(4))
 	var ids []string
 	for id := range published {
 		ids = append(ids, id)
@@ -307,10 +307,10 @@ func TestRestartMidStreamNoLossNoDuplicate(t *testing.T) {
 func TestRotationMidStreamLosesNothing(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	checkout := connect(t, w, demo.Shop, demo.Checkout)
-	billing := connect(t, w, demo.Shop, demo.Billing)
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	h := newHandled()
-	cs := consume(t, billing, demo.OrdersStream, demo.Billing, h.handler)
+	cs := consume(t, billing, sealbustest.OrdersStream, sealbustest.Billing, h.handler)
 
 	var mu sync.Mutex
 	var acked []string
@@ -331,25 +331,25 @@ func TestRotationMidStreamLosesNothing(t *testing.T) {
 	cs.Stop()
 	<-cs.Done()
 	publish(checkout, 50, 100)
-	if _, err := w.SB.RotateService(ctx, demo.Shop, demo.Billing, time.Hour); err != nil {
+	if _, err := w.Harness.RotateService(ctx, sealbustest.Shop, sealbustest.Billing, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	// checkout sees the new card and seals to the new key from then on.
 	eventually(t, 10*time.Second, "checkout to see billing's new card", func() bool {
-		c, ok := checkout.Directory().Card(demo.Billing)
+		c, ok := checkout.Directory().Card(sealbustest.Billing)
 		return ok && c.CurveKey != "" && len(c.PreviousCurveKeys) == 1
 	})
 	publish(checkout, 100, 150)
 
 	// Rotate the publisher too: what it signed before the rotation is still accepted.
-	if _, err := w.SB.RotateService(ctx, demo.Shop, demo.Checkout, time.Hour); err != nil {
+	if _, err := w.Harness.RotateService(ctx, sealbustest.Shop, sealbustest.Checkout, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	checkout2 := connect(t, w, demo.Shop, demo.Checkout)
+	checkout2 := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
 	publish(checkout2, 150, 200)
 
-	billing2 := connect(t, w, demo.Shop, demo.Billing, bus.WithPreviousCreds(w.SB.PreviousCredsPath(demo.Shop, demo.Billing)))
-	consume(t, billing2, demo.OrdersStream, demo.Billing, h.handler)
+	billing2 := connect(t, w, sealbustest.Shop, sealbustest.Billing, bus.WithPreviousCreds(w.Harness.PreviousCredsPath(sealbustest.Shop, sealbustest.Billing)))
+	consume(t, billing2, sealbustest.OrdersStream, sealbustest.Billing, h.handler)
 	eventually(t, 30*time.Second, "all 200 handled", func() bool { return h.count() == 200 })
 	for _, id := range acked {
 		if !h.has(id) {
@@ -364,10 +364,10 @@ func TestRotationMidStreamLosesNothing(t *testing.T) {
 func TestRevocationStopsSenderWithinASecond(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	legacy := connect(t, w, demo.Shop, demo.Legacy)
-	billing := connect(t, w, demo.Shop, demo.Billing)
+	legacy := connect(t, w, sealbustest.Shop, sealbustest.Legacy)
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	h := newHandled()
-	consume(t, billing, demo.OrdersStream, demo.Billing, h.handler)
+	consume(t, billing, sealbustest.OrdersStream, sealbustest.Billing, h.handler)
 
 	stop := make(chan struct{})
 	done := make(chan int)
@@ -390,7 +390,7 @@ func TestRevocationStopsSenderWithinASecond(t *testing.T) {
 	}()
 	eventually(t, 10*time.Second, "legacy messages flowing", func() bool { return h.count() >= 10 })
 	revokedAt := time.Now()
-	if err := w.SB.RevokeService(ctx, demo.Shop, demo.Legacy); err != nil {
+	if err := w.Harness.RevokeService(ctx, sealbustest.Shop, sealbustest.Legacy); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "billing's directory to refuse legacy", func() bool {

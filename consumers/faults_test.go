@@ -13,13 +13,13 @@ import (
 
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
-	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/internal/faultproxy"
 	"github.com/sealbus/sealbus/operator"
 )
 
 // proxied connects a service through p, a fault proxy in front of the world's server.
-func proxied(t *testing.T, w *demo.World, p *faultproxy.Proxy, account, service string, extra ...bus.Option) *bus.Client {
+func proxied(t *testing.T, w *sealbustest.World, p *faultproxy.Proxy, account, service string, extra ...bus.Option) *bus.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -31,9 +31,9 @@ func proxied(t *testing.T, w *demo.World, p *faultproxy.Proxy, account, service 
 	return c
 }
 
-func proxyFor(t *testing.T, w *demo.World) *faultproxy.Proxy {
+func proxyFor(t *testing.T, w *sealbustest.World) *faultproxy.Proxy {
 	t.Helper()
-	u, err := url.Parse(w.SB.URL())
+	u, err := url.Parse(w.Harness.URLs()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,23 +42,23 @@ func proxyFor(t *testing.T, w *demo.World) *faultproxy.Proxy {
 
 // billingDurable reconfigures the billing durable with a short AckWait, so that a message
 // whose ack is lost comes back quickly, and returns an admin view of it.
-func billingDurable(t *testing.T, w *demo.World, ackWait time.Duration) jetstream.Consumer {
+func billingDurable(t *testing.T, w *sealbustest.World, ackWait time.Duration) jetstream.Consumer {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	nc, err := w.Admin(ctx, demo.Shop)
+	nc, err := w.Admin(ctx, sealbustest.Shop)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	if err := operator.AddConsumer(ctx, nc, operator.ConsumerSpec{
-		Stream: demo.OrdersStream, Durable: demo.Billing, FilterSubjects: []string{"orders.>"},
+		Stream: sealbustest.OrdersStream, Durable: sealbustest.Billing, FilterSubjects: []string{"orders.>"},
 		MaxDeliver: operator.DefaultMaxDeliver, AckWait: ackWait,
 	}); err != nil {
 		t.Fatal(err)
 	}
 	js, _ := jetstream.New(nc)
-	cons, err := js.Consumer(ctx, demo.OrdersStream, demo.Billing)
+	cons, err := js.Consumer(ctx, sealbustest.OrdersStream, sealbustest.Billing)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,11 +81,11 @@ func TestLostAckNotHandledAgain(t *testing.T) {
 	w := newWorld(t)
 	cons := billingDurable(t, w, 2*time.Second)
 	p := proxyFor(t, w)
-	checkout := connect(t, w, demo.Shop, demo.Checkout)
-	billing := proxied(t, w, p, demo.Shop, demo.Billing)
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	billing := proxied(t, w, p, sealbustest.Shop, sealbustest.Billing)
 	h := newHandled()
 	var once sync.Once
-	consume(t, billing, demo.OrdersStream, demo.Billing, func(ctx context.Context, m *consumers.Message) error {
+	consume(t, billing, sealbustest.OrdersStream, sealbustest.Billing, func(ctx context.Context, m *consumers.Message) error {
 		once.Do(func() { p.SetMode(faultproxy.Blackhole) }) // from now on the consumer's acks are lost
 		return h.handler(ctx, m)
 	}, consumers.WithAckTimeout(100*time.Millisecond))
@@ -133,10 +133,10 @@ func TestWorkloadAcrossConnectionLoss(t *testing.T) {
 	w := newWorld(t)
 	cons := billingDurable(t, w, 3*time.Second)
 	p := proxyFor(t, w)
-	checkout := proxied(t, w, p, demo.Shop, demo.Checkout)
-	billing := proxied(t, w, p, demo.Shop, demo.Billing)
+	checkout := proxied(t, w, p, sealbustest.Shop, sealbustest.Checkout)
+	billing := proxied(t, w, p, sealbustest.Shop, sealbustest.Billing)
 	h := newHandled()
-	consume(t, billing, demo.OrdersStream, demo.Billing, h.handler, consumers.WithWorkers(4), consumers.WithMaxInFlight(256))
+	consume(t, billing, sealbustest.OrdersStream, sealbustest.Billing, h.handler, consumers.WithWorkers(4), consumers.WithMaxInFlight(256))
 
 	const n = 3000
 	futures := make([]bus.PubAckFuture, 0, n)
@@ -188,10 +188,10 @@ func TestWorkloadAcrossConnectionLoss(t *testing.T) {
 // redelivery: it is dead-lettered with reason replay and the handler is not called.
 func TestReplayOfHandledMessageIsRejected(t *testing.T) {
 	w := newWorld(t)
-	checkout := connect(t, w, demo.Shop, demo.Checkout)
-	billing := connect(t, w, demo.Shop, demo.Billing)
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	h := newHandled()
-	consume(t, billing, demo.OrdersStream, demo.Billing, h.handler)
+	consume(t, billing, sealbustest.OrdersStream, sealbustest.Billing, h.handler)
 	ctx := context.Background()
 	ack, err := checkout.Publish(ctx, "orders.us.replayed", []byte("once"))
 	if err != nil {
@@ -199,13 +199,13 @@ func TestReplayOfHandledMessageIsRejected(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "the message handled", func() bool { return h.has(ack.ID) && billing.Metrics().Delivered == 1 })
 
-	nc, err := w.Admin(ctx, demo.Shop)
+	nc, err := w.Admin(ctx, sealbustest.Shop)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	s, err := js.Stream(ctx, demo.OrdersStream)
+	s, err := js.Stream(ctx, sealbustest.OrdersStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,7 +116,7 @@ func TestAuthFailuresAreVisible(t *testing.T) {
 	}
 
 	// The good creds connect: the server is reachable and the failures are about credentials.
-	if nc, err := nats.Connect(s.URL, nats.RootCAs(s.CAFile), nats.UserJWTAndSeed(good.UserJWT, string(good.UserSeed))); err != nil {
+	if nc, err := nats.Connect(s.URL, nats.RootCAs(s.CAFile()), nats.UserJWTAndSeed(good.UserJWT, string(good.UserSeed))); err != nil {
 		t.Fatalf("good credentials refused: %v", err)
 	} else {
 		nc.Close()
@@ -125,7 +125,7 @@ func TestAuthFailuresAreVisible(t *testing.T) {
 	const attempts = 20
 	for i := range attempts {
 		bc := kinds[i%len(kinds)]
-		nc, err := nats.Connect(s.URL, nats.RootCAs(s.CAFile), nats.UserJWTAndSeed(bc.jwt, bc.seed),
+		nc, err := nats.Connect(s.URL, nats.RootCAs(s.CAFile()), nats.UserJWTAndSeed(bc.jwt, bc.seed),
 			nats.Name(fmt.Sprintf("attempt-%02d", i)), nats.NoReconnect(), nats.Timeout(5*time.Second))
 		if err == nil {
 			nc.Close()

@@ -12,8 +12,8 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/integration/natstest"
-	"github.com/sealbus/sealbus/internal/tlsprobe"
 	"github.com/sealbus/sealbus/operator"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // TestServerSideAuthorization shows that each forbidden action is refused by the real
@@ -241,7 +241,7 @@ func TestServerSideAuthorization(t *testing.T) {
 // server's INFO says TLS is required, and a plaintext CONNECT never gets a PONG.
 func plaintextRefused(t *testing.T, url string) {
 	t.Helper()
-	if err := tlsprobe.RefusesPlaintext(url, 10*time.Second); err != nil {
+	if err := sealbustest.RefusesPlaintext(url, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 }

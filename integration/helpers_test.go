@@ -34,7 +34,7 @@ func connectRaw(t *testing.T, d *natstest.Deployment, url, credsPath string, ext
 	pub, _ := kp.PublicKey()
 	errs := make(asyncErrors, 64)
 	opts := append([]nats.Option{
-		nats.RootCAs(d.CAFile),
+		nats.RootCAs(d.CAFile()),
 		nats.UserJWTAndSeed(c.UserJWT, string(c.UserSeed)),
 		nats.CustomInboxPrefix(accounts.InboxPrefix(pub)),
 		nats.Timeout(5 * time.Second),

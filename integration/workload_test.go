@@ -42,7 +42,7 @@ func connectSDK(t *testing.T, ctx context.Context, d *natstest.Deployment, creds
 	opts := append([]bus.Option{
 		bus.WithURL(urls...),
 		bus.WithCredsFile(creds),
-		bus.WithRootCA(d.CAFile),
+		bus.WithRootCA(d.CAFile()),
 		bus.WithTrustedOperator(d.OperatorKey()),
 	}, extra...)
 	c, err := bus.Connect(ctx, opts...)

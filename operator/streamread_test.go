@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/sandbox"
+	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/operator"
 )
 
@@ -17,7 +17,7 @@ import (
 func TestLastReadsInOrderAndLeavesNoConsumer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
+	sb, err := sealbustest.StartSandbox(ctx, sealbustest.SandboxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

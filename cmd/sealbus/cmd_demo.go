@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/cmd/sealbus/internal/demo"
 )
 
 func (a *app) demoCmd() *cobra.Command {

@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/tlsprobe"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // syncBuffer is a bytes.Buffer safe for a command running in another goroutine.
@@ -332,7 +332,7 @@ func TestCLIAcceptance(t *testing.T) {
 
 func plaintextRefused(t *testing.T, url string) {
 	t.Helper()
-	if err := tlsprobe.RefusesPlaintext(url, 10*time.Second); err != nil {
+	if err := sealbustest.RefusesPlaintext(url, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -9,18 +9,18 @@ import (
 	"time"
 
 	"github.com/sealbus/sealbus/bus"
-	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 func TestConsumerPrintsVerifiedMessages(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	w, err := demo.NewWorld(ctx, nil)
+	w, err := sealbustest.NewWorld(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	pub, err := w.Connect(ctx, demo.Shop, demo.Checkout)
+	pub, err := w.Connect(ctx, sealbustest.Shop, sealbustest.Checkout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestConsumerPrintsVerifiedMessages(t *testing.T) {
 		ids = append(ids, ack.ID)
 	}
 	var out bytes.Buffer
-	if err := run(&out, w.SB.URL(), w.SB.CAFile(), w.CredsPath(demo.Shop, demo.Billing), w.SB.OperatorKey(), demo.OrdersStream, demo.Billing, 3); err != nil {
+	if err := run(&out, w.Harness.URLs()[0], w.Harness.CAFile(), w.CredsPath(sealbustest.Shop, sealbustest.Billing), w.Harness.OperatorKey(), sealbustest.OrdersStream, sealbustest.Billing, 3); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/demo"
+	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/operator"
 )
 
@@ -20,13 +20,13 @@ import (
 func TestCrossAccountFlow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	w, err := demo.NewWorld(ctx, nil)
+	w, err := sealbustest.NewWorld(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	sb, prov := w.SB, w.SB.Provisioner()
-	shop, err := prov.EditAccount(demo.Shop, func(a *accounts.Account) error {
+	sb, prov := w.Harness, w.Harness.Provisioner()
+	shop, err := prov.EditAccount(sealbustest.Shop, func(a *accounts.Account) error {
 		a.Claims.Exports.Add(&jwt.Export{Name: "public orders", Subject: "orders.public.>", Type: jwt.Stream})
 		return nil
 	})
@@ -36,7 +36,7 @@ func TestCrossAccountFlow(t *testing.T) {
 	if err := prov.PushAccount(ctx, shop); err != nil {
 		t.Fatal(err)
 	}
-	bank, err := prov.EditAccount(demo.Partner, func(a *accounts.Account) error {
+	bank, err := prov.EditAccount(sealbustest.Partner, func(a *accounts.Account) error {
 		a.Claims.Imports.Add(&jwt.Import{Name: "shop orders", Subject: "orders.public.>", Account: shop.PublicKey(), LocalSubject: "shop.orders.>", Type: jwt.Stream})
 		return nil
 	})
@@ -46,16 +46,16 @@ func TestCrossAccountFlow(t *testing.T) {
 	if err := prov.PushAccount(ctx, bank); err != nil {
 		t.Fatal(err)
 	}
-	if err := sb.AddStream(ctx, demo.Partner, operator.StreamSpec{Name: "SHOPFEED", Subjects: []string{"shop.orders.>"}, Storage: jetstream.FileStorage}); err != nil {
+	if err := sb.AddStream(ctx, sealbustest.Partner, operator.StreamSpec{Name: "SHOPFEED", Subjects: []string{"shop.orders.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sb.AddService(ctx, demo.Partner, accounts.ServiceSpec{Name: "ledger", Subscribe: []string{"shop.orders.>"},
+	if _, err := sb.AddService(ctx, sealbustest.Partner, accounts.ServiceSpec{Name: "ledger", Subscribe: []string{"shop.orders.>"},
 		Consumers: []accounts.ConsumerRef{{Stream: "SHOPFEED", Durable: "ledger"}}}); err != nil {
 		t.Fatal(err)
 	}
 	// Peers: each directory gets the other account's JWT and cards (what `sealbus import
 	// --push` does).
-	peers, err := prov.SyncPeers(ctx, demo.Partner)
+	peers, err := prov.SyncPeers(ctx, sealbustest.Partner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +65,8 @@ func TestCrossAccountFlow(t *testing.T) {
 
 	var out bytes.Buffer
 	err = run(&out, config{
-		URL: sb.URL(), CA: sb.CAFile(), Operator: sb.OperatorKey(),
-		PublisherCreds: w.CredsPath(demo.Shop, demo.Checkout), ConsumerCreds: w.CredsPath(demo.Partner, "ledger"),
+		URL: sb.URLs()[0], CA: sb.CAFile(), Operator: sb.OperatorKey(),
+		PublisherCreds: w.CredsPath(sealbustest.Shop, sealbustest.Checkout), ConsumerCreds: w.CredsPath(sealbustest.Partner, "ledger"),
 		Stream: "SHOPFEED", Durable: "ledger", Count: 3, Timeout: 30 * time.Second,
 	})
 	if err != nil {

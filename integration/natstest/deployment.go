@@ -17,6 +17,7 @@ import (
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/internal/pki"
 	"github.com/sealbus/sealbus/operator"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // startTimeout bounds starting a deployment, image build excluded.
@@ -31,8 +32,6 @@ type Deployment struct {
 	Keystore *accounts.Keystore
 	// Operator is the operator the servers trust; its public key is the SDK's trust anchor.
 	Operator *accounts.Operator
-	// CAFile is the PEM file, on the host, of the CA that issued the server certificates.
-	CAFile string
 	// CAPEM is the content of CAFile.
 	CAPEM []byte
 	// Network is the name of the Docker network the nodes are on; service containers join it.
@@ -42,10 +41,11 @@ type Deployment struct {
 	// Replicas is the replica count of the sealbus streams of each account (nodes, up to 3).
 	Replicas int
 
-	t    testing.TB
-	dir  string
-	ca   *pki.CA
-	mtls bool
+	t      testing.TB
+	dir    string
+	caFile string
+	ca     *pki.CA
+	mtls   bool
 
 	prov      *operator.Provisioner
 	adminCert string
@@ -146,12 +146,12 @@ func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
 	d := &Deployment{
 		Keystore: ks,
 		Operator: op,
-		CAFile:   caPath,
 		CAPEM:    ca.CertPEM,
 		Network:  netName,
 		Replicas: min(n, 3),
 		t:        t,
 		dir:      dir,
+		caFile:   caPath,
 		ca:       ca,
 		mtls:     cfg.mtls,
 	}
@@ -248,6 +248,9 @@ func (d *Deployment) InternalURLs() []string {
 	return out
 }
 
+// CAFile returns the PEM file, on the host, of the CA that issued the server certificates.
+func (d *Deployment) CAFile() string { return d.caFile }
+
 // OperatorKey returns the operator's public key ("O..."), the trust anchor clients pass to
 // bus.WithTrustedOperator.
 func (d *Deployment) OperatorKey() string { return d.Operator.PublicKey() }
@@ -258,7 +261,7 @@ func (d *Deployment) MTLS() bool { return d.mtls }
 // Target returns the admin target of the deployment: every node's URL, the CA and, with mTLS,
 // the deployment's admin client certificate.
 func (d *Deployment) Target() operator.Target {
-	return operator.Target{URLs: d.URLs(), RootCA: d.CAFile, ClientCert: d.adminCert, ClientKey: d.adminKey}
+	return operator.Target{URLs: d.URLs(), RootCA: d.caFile, ClientCert: d.adminCert, ClientKey: d.adminKey}
 }
 
 // ClientCert issues a client certificate named name from the deployment's CA and writes it
@@ -501,3 +504,7 @@ func (c *Cluster) Kill(ctx context.Context, i int) error {
 	}
 	return n.Kill(ctx)
 }
+
+// A Deployment is a sealbustest.Harness: tests written against the harness run unchanged on
+// the embedded server (sealbustest.StartSandbox) or on these containers.
+var _ sealbustest.Harness = (*Deployment)(nil)

@@ -39,7 +39,7 @@ func TestStartServerOperatorModeTLS(t *testing.T) {
 	}
 
 	// The service connects over TLS with its creds file and may publish on its subject.
-	nc, err := nats.Connect(s.URL, nats.RootCAs(s.CAFile), nats.UserCredentials(creds))
+	nc, err := nats.Connect(s.URL, nats.RootCAs(s.CAFile()), nats.UserCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestStartServerMTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if nc, err := nats.Connect(s.URL, nats.RootCAs(s.CAFile), nats.UserCredentials(creds), nats.Timeout(3*time.Second)); err == nil {
+	if nc, err := nats.Connect(s.URL, nats.RootCAs(s.CAFile()), nats.UserCredentials(creds), nats.Timeout(3*time.Second)); err == nil {
 		nc.Close()
 		t.Fatal("connection without a client certificate accepted")
 	}
@@ -118,7 +118,7 @@ func TestStartServerMTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(s.URL, nats.RootCAs(s.CAFile), nats.ClientCert(cert, key), nats.UserCredentials(creds))
+	nc, err := nats.Connect(s.URL, nats.RootCAs(s.CAFile()), nats.ClientCert(cert, key), nats.UserCredentials(creds))
 	if err != nil {
 		t.Fatalf("connection with a client certificate: %v", err)
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/internal/devserver"
-	"github.com/sealbus/sealbus/internal/tlsprobe"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 type fixture struct {
@@ -142,7 +142,7 @@ func TestPlaintextRefused(t *testing.T) {
 	s := start(t, t.TempDir(), f, false)
 
 	addr := strings.TrimPrefix(s.URL(), "tls://")
-	if err := tlsprobe.RefusesPlaintext(addr, 10*time.Second); err != nil {
+	if err := sealbustest.RefusesPlaintext(addr, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 

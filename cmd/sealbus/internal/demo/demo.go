@@ -4,7 +4,7 @@
 // dead-letter stream with an audit event while valid messages keep flowing; and a summary.
 //
 // [Run] returns nil only if every attack failed as expected and every valid message reached
-// every service allowed to read it. The package also provides the [World] the SDK's in-process
+// every service allowed to read it. The package also provides the [sealbustest.World] the SDK's in-process
 // tests use.
 package demo
 
@@ -30,6 +30,7 @@ import (
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/envelope"
 	"github.com/sealbus/sealbus/operator"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // Options configure [Run].
@@ -72,7 +73,8 @@ type run struct {
 	out  io.Writer
 	opts Options
 
-	world    *World
+	sb       *sealbustest.Sandbox
+	world    *sealbustest.World
 	clients  []*bus.Client
 	consumes []*consumers.Consumption
 	shopJS   jetstream.JetStream
@@ -109,52 +111,57 @@ func (d *run) close() {
 	for _, nc := range d.conns {
 		nc.Close()
 	}
-	d.world.Close()
+	if d.sb != nil {
+		d.sb.Close()
+	}
 }
 
 func (d *run) run(ctx context.Context) error {
 	d.printf("sealbus demo: sealed envelopes over NATS JetStream, then an attacker\n\n")
 	d.printf("1. set up\n")
 	var err error
-	d.world, err = NewWorld(ctx, d.opts.Logger)
+	sb, err := sealbustest.StartSandbox(ctx, sealbustest.SandboxOptions{})
 	if err != nil {
+		return fmt.Errorf("demo: start sandbox: %w", err)
+	}
+	d.sb = sb
+	if d.world, err = sealbustest.ProvisionWorld(ctx, sb, d.opts.Logger); err != nil {
 		return err
 	}
-	sb := d.world.SB
 	d.printf("   dev server %s (TLS only, operator mode, encrypted JetStream), home %s\n", sb.URL(), sb.Home())
 	d.printf("   operator %s\n", sb.OperatorKey())
-	for _, name := range []string{Shop, Partner} {
+	for _, name := range []string{sealbustest.Shop, sealbustest.Partner} {
 		d.printf("   account %-8s %s\n", name, d.world.Accounts[name].PublicKey())
 	}
-	for _, s := range Services() {
+	for _, s := range sealbustest.Services() {
 		d.printf("   service %-9s in %-7s publish %-22s subscribe %s\n", s.Spec.Name, s.Account, strings.Join(s.Spec.Publish, ","), strings.Join(s.Spec.Subscribe, ","))
 	}
 	d.printf("   streams ORDERS (orders.>, tickets.>) in shop, PARTNER (partner.>) in partner\n\n")
 
-	checkout, err := d.connect(ctx, Shop, Checkout)
+	checkout, err := d.connect(ctx, sealbustest.Shop, sealbustest.Checkout)
 	if err != nil {
 		return err
 	}
-	for _, svc := range []string{Billing, Shipping} {
-		c, err := d.connect(ctx, Shop, svc)
+	for _, svc := range []string{sealbustest.Billing, sealbustest.Shipping} {
+		c, err := d.connect(ctx, sealbustest.Shop, svc)
 		if err != nil {
 			return err
 		}
-		if err := d.consume(ctx, c, OrdersStream, svc); err != nil {
+		if err := d.consume(ctx, c, sealbustest.OrdersStream, svc); err != nil {
 			return err
 		}
 	}
-	reader, err := d.connect(ctx, Partner, Reader)
+	reader, err := d.connect(ctx, sealbustest.Partner, sealbustest.Reader)
 	if err != nil {
 		return err
 	}
-	if err := d.consume(ctx, reader, PartnerStream, Reader); err != nil {
+	if err := d.consume(ctx, reader, sealbustest.PartnerStream, sealbustest.Reader); err != nil {
 		return err
 	}
-	if d.shopJS, err = d.adminJS(ctx, Shop); err != nil {
+	if d.shopJS, err = d.adminJS(ctx, sealbustest.Shop); err != nil {
 		return err
 	}
-	if d.partJS, err = d.adminJS(ctx, Partner); err != nil {
+	if d.partJS, err = d.adminJS(ctx, sealbustest.Partner); err != nil {
 		return err
 	}
 
@@ -316,7 +323,7 @@ func (d *run) lastOrder(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		}
 	}
 	d.mu.Unlock()
-	s, err := d.shopJS.Stream(ctx, OrdersStream)
+	s, err := d.shopJS.Stream(ctx, sealbustest.OrdersStream)
 	if err != nil {
 		return nil, err
 	}
@@ -419,7 +426,7 @@ func (d *run) attackTamper(ctx context.Context, _ *bus.Client) error {
 	if err != nil {
 		return fmt.Errorf("demo: inject: %w", err)
 	}
-	return d.expectRejected(ctx, d.shopJS, "tampered envelope (one bit of the tag flipped)", OrdersStream, ack.Sequence, string(envelope.ReasonBadSignature), "")
+	return d.expectRejected(ctx, d.shopJS, "tampered envelope (one bit of the tag flipped)", sealbustest.OrdersStream, ack.Sequence, string(envelope.ReasonBadSignature), "")
 }
 
 func (d *run) attackReplay(ctx context.Context, _ *bus.Client) error {
@@ -431,7 +438,7 @@ func (d *run) attackReplay(ctx context.Context, _ *bus.Client) error {
 	if err != nil {
 		return fmt.Errorf("demo: inject: %w", err)
 	}
-	return d.expectRejected(ctx, d.shopJS, "replay under a new Nats-Msg-Id", OrdersStream, ack.Sequence, consumers.ReasonReplay, "")
+	return d.expectRejected(ctx, d.shopJS, "replay under a new Nats-Msg-Id", sealbustest.OrdersStream, ack.Sequence, consumers.ReasonReplay, "")
 }
 
 func (d *run) attackMove(ctx context.Context, _ *bus.Client) error {
@@ -443,12 +450,12 @@ func (d *run) attackMove(ctx context.Context, _ *bus.Client) error {
 	if err != nil {
 		return fmt.Errorf("demo: inject: %w", err)
 	}
-	return d.expectRejected(ctx, d.shopJS, "envelope moved to another subject", OrdersStream, ack.Sequence, string(envelope.ReasonSubjectMismatch), "")
+	return d.expectRejected(ctx, d.shopJS, "envelope moved to another subject", sealbustest.OrdersStream, ack.Sequence, string(envelope.ReasonSubjectMismatch), "")
 }
 
 // stolenSeal seals as a service whose credentials the attacker stole.
 func (d *run) stolenSeal(service, subject string, to []string) ([]byte, error) {
-	creds, err := accounts.ReadCredsFile(d.world.CredsPath(Shop, service))
+	creds, err := accounts.ReadCredsFile(d.world.CredsPath(sealbustest.Shop, service))
 	if err != nil {
 		return nil, err
 	}
@@ -471,7 +478,7 @@ func (d *run) stolenSeal(service, subject string, to []string) ([]byte, error) {
 		}
 		rs = append(rs, r)
 	}
-	sealed, err := s.Seal(envelope.Header{Account: d.world.Accounts[Shop].PublicKey(), Subject: subject}, []byte(`{"refund":1000000}`), rs)
+	sealed, err := s.Seal(envelope.Header{Account: d.world.Accounts[sealbustest.Shop].PublicKey(), Subject: subject}, []byte(`{"refund":1000000}`), rs)
 	if err != nil {
 		return nil, err
 	}
@@ -479,7 +486,7 @@ func (d *run) stolenSeal(service, subject string, to []string) ([]byte, error) {
 }
 
 func (d *run) billingKey(c *bus.Client) ([]string, error) {
-	card, ok := c.Directory().Card(Billing)
+	card, ok := c.Directory().Card(sealbustest.Billing)
 	if !ok {
 		return nil, fmt.Errorf("%w: billing card missing", ErrFailed)
 	}
@@ -487,18 +494,18 @@ func (d *run) billingKey(c *bus.Client) ([]string, error) {
 }
 
 func (d *run) attackRevoked(ctx context.Context, checkout *bus.Client) error {
-	legacy, err := d.connect(ctx, Shop, Legacy)
+	legacy, err := d.connect(ctx, sealbustest.Shop, sealbustest.Legacy)
 	if err != nil {
 		return err
 	}
 	if _, err := legacy.Publish(ctx, "orders.legacy.1", []byte(`{"legacy":1}`)); err != nil {
 		return fmt.Errorf("demo: legacy publish before revocation: %w", err)
 	}
-	if err := d.world.SB.RevokeService(ctx, Shop, Legacy); err != nil {
+	if err := d.world.Harness.RevokeService(ctx, sealbustest.Shop, sealbustest.Legacy); err != nil {
 		return fmt.Errorf("demo: revoke: %w", err)
 	}
 	if err := poll(ctx, "the revocation to reach checkout's directory", func() bool {
-		_, ok := checkout.Directory().Card(Legacy)
+		_, ok := checkout.Directory().Card(sealbustest.Legacy)
 		return !ok
 	}); err != nil {
 		return err
@@ -514,7 +521,7 @@ func (d *run) attackRevoked(ctx context.Context, checkout *bus.Client) error {
 	if err != nil {
 		return err
 	}
-	data, err := d.stolenSeal(Legacy, "orders.legacy.3", to)
+	data, err := d.stolenSeal(sealbustest.Legacy, "orders.legacy.3", to)
 	if err != nil {
 		return fmt.Errorf("demo: stolen key: %w", err)
 	}
@@ -522,7 +529,7 @@ func (d *run) attackRevoked(ctx context.Context, checkout *bus.Client) error {
 	if err != nil {
 		return fmt.Errorf("demo: inject: %w", err)
 	}
-	if err := d.expectRejected(ctx, d.shopJS, "message from a revoked service (stolen key)", OrdersStream, ack.Sequence, string(envelope.ReasonSenderRevoked), prefix); err != nil {
+	if err := d.expectRejected(ctx, d.shopJS, "message from a revoked service (stolen key)", sealbustest.OrdersStream, ack.Sequence, string(envelope.ReasonSenderRevoked), prefix); err != nil {
 		return err
 	}
 	if perr == nil {
@@ -532,7 +539,7 @@ func (d *run) attackRevoked(ctx context.Context, checkout *bus.Client) error {
 }
 
 func (d *run) attackPermissions(ctx context.Context, checkout *bus.Client) error {
-	intern, err := d.connect(ctx, Shop, Intern)
+	intern, err := d.connect(ctx, sealbustest.Shop, sealbustest.Intern)
 	if err != nil {
 		return err
 	}
@@ -541,7 +548,7 @@ func (d *run) attackPermissions(ctx context.Context, checkout *bus.Client) error
 	if errors.Is(sdkErr, bus.ErrForbidden) {
 		prefix = append(prefix, "SDK refused before sending")
 	}
-	raw, err := d.world.InsiderConn(ctx, Shop, Intern)
+	raw, err := d.world.InsiderConn(ctx, sealbustest.Shop, sealbustest.Intern)
 	if err != nil {
 		return fmt.Errorf("demo: intern's raw connection: %w", err)
 	}
@@ -560,7 +567,7 @@ func (d *run) attackPermissions(ctx context.Context, checkout *bus.Client) error
 	if err != nil {
 		return err
 	}
-	data, err := d.stolenSeal(Intern, "orders.us.77", to)
+	data, err := d.stolenSeal(sealbustest.Intern, "orders.us.77", to)
 	if err != nil {
 		return fmt.Errorf("demo: seal: %w", err)
 	}
@@ -568,7 +575,7 @@ func (d *run) attackPermissions(ctx context.Context, checkout *bus.Client) error
 	if err != nil {
 		return fmt.Errorf("demo: inject: %w", err)
 	}
-	if err := d.expectRejected(ctx, d.shopJS, "publishing outside its permissions (intern)", OrdersStream, ack.Sequence, string(envelope.ReasonSenderForbidden), strings.Join(prefix, "; ")+"; injected: "); err != nil {
+	if err := d.expectRejected(ctx, d.shopJS, "publishing outside its permissions (intern)", sealbustest.OrdersStream, ack.Sequence, string(envelope.ReasonSenderForbidden), strings.Join(prefix, "; ")+"; injected: "); err != nil {
 		return err
 	}
 	if len(prefix) != 2 {
@@ -578,10 +585,10 @@ func (d *run) attackPermissions(ctx context.Context, checkout *bus.Client) error
 }
 
 func (d *run) attackCrossAccount(ctx context.Context, _ *bus.Client) error {
-	reader := d.clients[slices.IndexFunc(d.clients, func(c *bus.Client) bool { return c.Name() == Reader })]
+	reader := d.clients[slices.IndexFunc(d.clients, func(c *bus.Client) bool { return c.Name() == sealbustest.Reader })]
 	var prefix []string
 	cctx, cancel := context.WithTimeout(ctx, time.Second)
-	_, cerr := consumers.Consume(cctx, reader, OrdersStream, Billing, func(context.Context, *consumers.Message) error { return nil })
+	_, cerr := consumers.Consume(cctx, reader, sealbustest.OrdersStream, sealbustest.Billing, func(context.Context, *consumers.Message) error { return nil })
 	cancel()
 	if cerr != nil {
 		prefix = append(prefix, "partner cannot reach shop's stream")
@@ -594,7 +601,7 @@ func (d *run) attackCrossAccount(ctx context.Context, _ *bus.Client) error {
 	if err != nil {
 		return fmt.Errorf("demo: inject: %w", err)
 	}
-	if err := d.expectRejected(ctx, d.partJS, "cross-account read (shop envelope copied to partner)", PartnerStream, ack.Sequence, string(envelope.ReasonAccountMismatch), strings.Join(prefix, "; ")+"; copied: "); err != nil {
+	if err := d.expectRejected(ctx, d.partJS, "cross-account read (shop envelope copied to partner)", sealbustest.PartnerStream, ack.Sequence, string(envelope.ReasonAccountMismatch), strings.Join(prefix, "; ")+"; copied: "); err != nil {
 		return err
 	}
 	if len(prefix) != 1 {

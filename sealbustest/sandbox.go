@@ -1,17 +1,4 @@
-// Package sandbox is a dev server plus operator provisioning in one directory: what the SDK
-// tests, the demo and users' own tests start to get a real, secured NATS server with accounts
-// and services in a few lines.
-//
-// A sandbox home is an ordinary sealbus home: the keystore at its root (the layout of package
-// accounts) and the dev server's state under <home>/dev, so the `sealbus` CLI can be pointed
-// at it with --home. Provisioning goes through internal/admin's [operator.Provisioner], the same
-// code the CLI uses.
-//
-// Guarantees: everything the dev server guarantees (TLS only, operator mode, encrypted
-// JetStream storage, 127.0.0.1 only); credentials files are written 0600; by default the
-// keystore is unencrypted (development), with a passphrase it is encrypted; Close shuts the
-// server down and removes the home only when the sandbox created it.
-package sandbox
+package sealbustest
 
 import (
 	"context"
@@ -25,18 +12,15 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/operator"
 	"github.com/sealbus/sealbus/internal/devserver"
+	"github.com/sealbus/sealbus/operator"
 )
-
-// ErrInvalidOption reports invalid [Options] or arguments.
-var ErrInvalidOption = errors.New("sandbox: invalid option")
 
 // DefaultOperatorName names the operator a new sandbox home creates.
 const DefaultOperatorName = "sandbox"
 
-// Options configure [Start].
-type Options struct {
+// SandboxOptions configure [StartSandbox].
+type SandboxOptions struct {
 	// Home is the sealbus home to use (created if missing, reused if it exists). Empty means a
 	// new temporary directory, removed by Close.
 	Home string
@@ -53,7 +37,7 @@ type Options struct {
 	OperatorName string
 }
 
-// Sandbox is a running dev server with its keystore.
+// Sandbox is a running embedded dev server with its keystore: the in-process [Harness].
 type Sandbox struct {
 	home    string
 	temp    bool
@@ -64,16 +48,16 @@ type Sandbox struct {
 	certDir string
 }
 
-// Start opens (or creates) the keystore and operator in opts.Home, starts the dev server with
-// every stored account preloaded, and connects the system account.
-func Start(ctx context.Context, opts Options) (sb *Sandbox, err error) {
+// StartSandbox opens (or creates) the keystore and operator in opts.Home, starts the embedded
+// dev server with every stored account preloaded, and connects the system account.
+func StartSandbox(ctx context.Context, opts SandboxOptions) (sb *Sandbox, err error) {
 	if opts.Port < 0 || opts.Port > 65535 {
 		return nil, fmt.Errorf("%w: port %d", ErrInvalidOption, opts.Port)
 	}
 	s := &Sandbox{home: opts.Home}
 	if s.home == "" {
 		if s.home, err = os.MkdirTemp("", "sealbus-sandbox-*"); err != nil {
-			return nil, fmt.Errorf("sandbox: %w", err)
+			return nil, fmt.Errorf("sealbustest: %w", err)
 		}
 		s.temp = true
 	}
@@ -143,6 +127,12 @@ func Start(ctx context.Context, opts Options) (sb *Sandbox, err error) {
 // URL is the server's client URL (tls://127.0.0.1:port).
 func (s *Sandbox) URL() string { return s.srv.URL() }
 
+// URLs is the server's client URL, as a list ([Harness]).
+func (s *Sandbox) URLs() []string { return []string{s.srv.URL()} }
+
+// MTLS reports whether the server requires client certificates.
+func (s *Sandbox) MTLS() bool { return s.srv.MTLS() }
+
 // CAFile is the CA certificate clients must trust.
 func (s *Sandbox) CAFile() string { return s.srv.CAFile() }
 
@@ -159,10 +149,7 @@ func (s *Sandbox) Keystore() *accounts.Keystore { return s.ks }
 // Home is the sandbox's sealbus home.
 func (s *Sandbox) Home() string { return s.home }
 
-// Server returns the dev server.
-func (s *Sandbox) Server() *devserver.Server { return s.srv }
-
-// Target describes the server for internal/admin (with the admin client certificate under
+// Target describes the server for package operator (with the admin client certificate under
 // mTLS).
 func (s *Sandbox) Target() operator.Target { return s.prov.Target }
 
@@ -260,8 +247,22 @@ func (s *Sandbox) AdminConn(ctx context.Context, account string) (*nats.Conn, er
 	return s.prov.Admin(ctx, account)
 }
 
-// SystemConn returns the sandbox's system account connection (owned by the sandbox).
-func (s *Sandbox) SystemConn(ctx context.Context) (*nats.Conn, error) { return s.prov.System(ctx) }
+// SystemConn opens a connection as the operator's system account user (for $SYS requests and
+// events). The caller closes it.
+func (s *Sandbox) SystemConn(ctx context.Context) (*nats.Conn, error) {
+	return operator.ConnectSystem(ctx, s.prov.Target, s.op)
+}
+
+// AddConsumer creates (or updates) a durable pull consumer in account. Create a service's
+// durable this way before [Sandbox.AddService] to give it settings other than the defaults.
+func (s *Sandbox) AddConsumer(ctx context.Context, account string, spec operator.ConsumerSpec) error {
+	nc, err := s.prov.Admin(ctx, account)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return operator.AddConsumer(ctx, nc, spec)
+}
 
 // Close shuts the server down and closes the keystore. It removes the home only when Start
 // created it. Safe to call more than once.
@@ -277,7 +278,7 @@ func (s *Sandbox) Close() error {
 	}
 	if s.temp && s.home != "" {
 		if err := os.RemoveAll(s.home); err != nil {
-			return fmt.Errorf("sandbox: %w", err)
+			return fmt.Errorf("sealbustest: %w", err)
 		}
 		s.home = ""
 	}

@@ -1,7 +1,4 @@
-// Package tlsprobe checks, as a plaintext NATS client would, that a server refuses to talk
-// without TLS. It is used by the tests of the dev server, the sandbox, the CLI and the container
-// deployments, and by users' own tests.
-package tlsprobe
+package sealbustest
 
 import (
 	"bufio"
@@ -23,17 +20,17 @@ func RefusesPlaintext(addr string, timeout time.Duration) error {
 	}
 	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
-		return fmt.Errorf("tlsprobe: %w", err)
+		return fmt.Errorf("sealbustest: %w", err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(timeout))
 	r := bufio.NewReader(conn)
 	info, err := r.ReadString('\n')
 	if err != nil {
-		return fmt.Errorf("tlsprobe: reading INFO: %w", err)
+		return fmt.Errorf("sealbustest: reading INFO: %w", err)
 	}
 	if !strings.HasPrefix(info, "INFO ") || !strings.Contains(info, `"tls_required":true`) {
-		return fmt.Errorf("tlsprobe: INFO does not require TLS: %q", strings.TrimSpace(info))
+		return fmt.Errorf("sealbustest: INFO does not require TLS: %q", strings.TrimSpace(info))
 	}
 	if _, err := io.WriteString(conn, "CONNECT {\"verbose\":false,\"pedantic\":false,\"tls_required\":false}\r\nPING\r\n"); err != nil {
 		return nil // already closed
@@ -43,10 +40,10 @@ func RefusesPlaintext(addr string, timeout time.Duration) error {
 	rest, err := io.ReadAll(r)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return errors.New("tlsprobe: the server kept the plaintext connection open")
+		return errors.New("sealbustest: the server kept the plaintext connection open")
 	}
 	if strings.Contains(string(rest), "PONG") {
-		return errors.New("tlsprobe: the plaintext client got a PONG")
+		return errors.New("sealbustest: the plaintext client got a PONG")
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package sandbox_test
+package sealbustest_test
 
 import (
 	"context"
@@ -14,8 +14,7 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/operator"
-	"github.com/sealbus/sealbus/internal/sandbox"
-	"github.com/sealbus/sealbus/internal/tlsprobe"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -25,7 +24,7 @@ func testCtx(t *testing.T) context.Context {
 }
 
 // connectService connects with a creds file written by the sandbox, the way a service does.
-func connectService(t *testing.T, sb *sandbox.Sandbox, path string, opts ...nats.Option) (*nats.Conn, error) {
+func connectService(t *testing.T, sb *sealbustest.Sandbox, path string, opts ...nats.Option) (*nats.Conn, error) {
 	t.Helper()
 	c, err := accounts.ReadCredsFile(path)
 	if err != nil {
@@ -81,7 +80,7 @@ func (e errorSink) wait(t *testing.T, want string) {
 // a revoked and pushed service cannot connect any more.
 func TestAcceptance(t *testing.T) {
 	ctx := testCtx(t)
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
+	sb, err := sealbustest.StartSandbox(ctx, sealbustest.SandboxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,14 +278,14 @@ func TestAcceptance(t *testing.T) {
 
 func assertPlaintextRefused(t *testing.T, url string) {
 	t.Helper()
-	if err := tlsprobe.RefusesPlaintext(url, 10*time.Second); err != nil {
+	if err := sealbustest.RefusesPlaintext(url, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestRotateService(t *testing.T) {
 	ctx := testCtx(t)
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
+	sb, err := sealbustest.StartSandbox(ctx, sealbustest.SandboxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +358,7 @@ func TestRotateService(t *testing.T) {
 func TestRestartKeepsHome(t *testing.T) {
 	ctx := testCtx(t)
 	home := t.TempDir()
-	sb, err := sandbox.Start(ctx, sandbox.Options{Home: home, Passphrase: []byte("correct horse")})
+	sb, err := sealbustest.StartSandbox(ctx, sealbustest.SandboxOptions{Home: home, Passphrase: []byte("correct horse")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,10 +378,10 @@ func TestRestartKeepsHome(t *testing.T) {
 	if _, err := os.Stat(home); err != nil {
 		t.Fatal("Close removed a home it did not create")
 	}
-	if _, err := sandbox.Start(ctx, sandbox.Options{Home: home, Passphrase: []byte("wrong")}); !errors.Is(err, accounts.ErrWrongPassphrase) {
+	if _, err := sealbustest.StartSandbox(ctx, sealbustest.SandboxOptions{Home: home, Passphrase: []byte("wrong")}); !errors.Is(err, accounts.ErrWrongPassphrase) {
 		t.Fatalf("wrong passphrase: %v", err)
 	}
-	sb2, err := sandbox.Start(ctx, sandbox.Options{Home: home, Passphrase: []byte("correct horse")})
+	sb2, err := sealbustest.StartSandbox(ctx, sealbustest.SandboxOptions{Home: home, Passphrase: []byte("correct horse")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +401,7 @@ func TestRestartKeepsHome(t *testing.T) {
 
 func TestMTLSSandbox(t *testing.T) {
 	ctx := testCtx(t)
-	sb, err := sandbox.Start(ctx, sandbox.Options{MTLS: true})
+	sb, err := sealbustest.StartSandbox(ctx, sealbustest.SandboxOptions{MTLS: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +430,7 @@ func TestMTLSSandbox(t *testing.T) {
 
 func TestTempHomeRemoved(t *testing.T) {
 	ctx := testCtx(t)
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
+	sb, err := sealbustest.StartSandbox(ctx, sealbustest.SandboxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package sandbox_test
+package sealbustest_test
 
 import (
 	"context"
@@ -7,14 +7,14 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/operator"
-	"github.com/sealbus/sealbus/internal/sandbox"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // A test starts a sandbox, adds an account, a stream and two services, and hands the creds
 // files, URL, CA file and operator key to the SDK.
-func ExampleStart() {
+func ExampleStartSandbox() {
 	ctx := context.Background()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
+	sb, err := sealbustest.StartSandbox(ctx, sealbustest.SandboxOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
