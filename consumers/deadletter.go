@@ -27,7 +27,7 @@ type publisher interface {
 }
 
 // DeadLetter returns middleware that handles rejections (an *envelope.RejectError, a
-// *RejectError, including max_deliveries from Retry, and errors made by Reject). The envelope
+// *DeadLetterError, including max_deliveries from Retry, and errors made by Reject). The envelope
 // is copied byte for byte to the account's dead-letter stream on subject
 // "sealbus.dlq.<reason>" with the Sealbus-* headers (reason, source stream, sequence, subject,
 // consumer, time, error), then terminated at its source so it is never redelivered and never
@@ -52,7 +52,7 @@ func deadLetter(js publisher, audit func(context.Context, bus.Event) error, k *c
 			if err == nil || m.settled {
 				return err
 			}
-			reason, ok := ReasonOf(err)
+			reason, ok := DeadLetterReason(err)
 			if !ok {
 				return err
 			}

@@ -29,8 +29,8 @@ func TestDeadLetterCopiesBytesAndTerminates(t *testing.T) {
 		eventType string
 	}{
 		{"envelope rejection", &envelope.RejectError{Reason: envelope.ReasonBadSignature, Err: errors.New("sig\nfails")}, "bad_signature", bus.EventRejected},
-		{"replay", &RejectError{Reason: ReasonReplay, Err: errors.New("seen")}, "replay", bus.EventRejected},
-		{"max deliveries", &RejectError{Reason: ReasonMaxDeliveries, Err: errors.New("db")}, "max_deliveries", bus.EventDeadLettered},
+		{"replay", &DeadLetterError{Reason: ReasonReplay, Err: errors.New("seen")}, "replay", bus.EventRejected},
+		{"max deliveries", &DeadLetterError{Reason: ReasonMaxDeliveries, Err: errors.New("db")}, "max_deliveries", bus.EventDeadLettered},
 		{"handler reject", Reject("poison", nil), "poison", bus.EventDeadLettered},
 		{"bad reason", Reject("Bad Reason!", nil), "rejected", bus.EventDeadLettered},
 	} {

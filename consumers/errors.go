@@ -7,7 +7,7 @@ import (
 	"github.com/sealbus/sealbus/envelope"
 )
 
-// Sentinel errors. Errors returned by this package wrap one of these, a *RejectError or an
+// Sentinel errors. Errors returned by this package wrap one of these, a *DeadLetterError or an
 // error of the packages it builds on, and are matched with [errors.Is] / [errors.As].
 var (
 	// ErrInvalidOption reports an invalid option value or argument.
@@ -30,15 +30,15 @@ const (
 	ReasonMaxDeliveries = "max_deliveries"
 )
 
-// RejectError is how a middleware refuses a message for good: the dead-letter middleware copies
-// it to the dead-letter stream with Reason and terminates it at its source. Envelope rejections
-// (*envelope.RejectError) are handled the same way.
-type RejectError struct {
+// DeadLetterError is how a middleware or handler refuses a message for good: the dead-letter
+// middleware copies it to the dead-letter stream with Reason and terminates it at its source.
+// Envelope rejections (*envelope.RejectError) are dead-lettered the same way.
+type DeadLetterError struct {
 	Reason string
 	Err    error
 }
 
-func (e *RejectError) Error() string {
+func (e *DeadLetterError) Error() string {
 	if e.Err == nil {
 		return fmt.Sprintf("consumers: rejected (%s)", e.Reason)
 	}
@@ -46,19 +46,19 @@ func (e *RejectError) Error() string {
 }
 
 // Unwrap returns the cause.
-func (e *RejectError) Unwrap() error { return e.Err }
+func (e *DeadLetterError) Unwrap() error { return e.Err }
 
 // Reject returns an error that makes the dead-letter middleware move the message to the
 // dead-letter stream with reason (lower-case letters, digits and '_'), instead of retrying it.
 // Handlers use it for messages that can never succeed.
 func Reject(reason string, err error) error {
-	return &RejectError{Reason: reason, Err: err}
+	return &DeadLetterError{Reason: reason, Err: err}
 }
 
-// ReasonOf returns the rejection reason anywhere in err's chain: a *RejectError of this
+// ReasonOf returns the rejection reason anywhere in err's chain: a *DeadLetterError of this
 // package or an *envelope.RejectError.
-func ReasonOf(err error) (string, bool) {
-	var re *RejectError
+func DeadLetterReason(err error) (string, bool) {
+	var re *DeadLetterError
 	if errors.As(err, &re) {
 		return re.Reason, true
 	}

@@ -13,9 +13,9 @@ import (
 
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
-	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/internal/faultproxy"
 	"github.com/sealbus/sealbus/operator"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // proxied connects a service through p, a fault proxy in front of the world's server.

@@ -8,9 +8,10 @@ import (
 )
 
 // Message is one delivery of an envelope. Before the verify middleware runs only the delivery
-// fields are set (Subject, Account, Headers, Stream, Consumer, Sequence, Delivered, Stored);
-// handlers behind it see a verified, decrypted message: Payload is the plaintext and Sender,
-// SenderKey, ID, ContentType, Created and Expires come from the signed header.
+// fields are set (Subject, Account, Stream, Consumer, Sequence, Delivered, Stored,
+// UnverifiedHeaders); handlers behind it see a verified, decrypted message: Payload is the
+// plaintext and Sender, SenderKey, ID, ContentType, Created and Expires come from the signed
+// header. Decide on signed fields only: UnverifiedHeaders are not part of the envelope.
 type Message struct {
 	ID           string // envelope message id (32 hex digits), also its Nats-Msg-Id
 	Subject      string // subject it was published on (signed)
@@ -23,11 +24,14 @@ type Message struct {
 	Expires      time.Time // zero when the envelope has no expiry
 	Stored       time.Time // JetStream's stored timestamp
 	Payload      []byte    // verified plaintext
-	Headers      nats.Header
-	Stream       string
-	Consumer     string
-	Sequence     uint64 // stream sequence
-	Delivered    uint64 // delivery count, starting at 1
+	// UnverifiedHeaders are the NATS headers the message was stored with. They are NOT
+	// signed, encrypted or checked: whoever could publish on the subject (or replay the
+	// envelope) chose them. Use them for tracing at most, never for a decision.
+	UnverifiedHeaders nats.Header
+	Stream            string
+	Consumer          string
+	Sequence          uint64 // stream sequence
+	Delivered         uint64 // delivery count, starting at 1
 
 	raw       jetstream.Msg
 	envelope  []byte
@@ -75,16 +79,16 @@ func newMessage(raw jetstream.Msg, account string) (*Message, error) {
 		return nil, err
 	}
 	return &Message{
-		Subject:      raw.Subject(),
-		LocalSubject: raw.Subject(),
-		Account:      account,
-		Stored:       md.Timestamp,
-		Headers:      raw.Headers(),
-		Stream:       md.Stream,
-		Consumer:     md.Consumer,
-		Sequence:     md.Sequence.Stream,
-		Delivered:    md.NumDelivered,
-		raw:          raw,
-		envelope:     raw.Data(),
+		Subject:           raw.Subject(),
+		LocalSubject:      raw.Subject(),
+		Account:           account,
+		Stored:            md.Timestamp,
+		UnverifiedHeaders: raw.Headers(),
+		Stream:            md.Stream,
+		Consumer:          md.Consumer,
+		Sequence:          md.Sequence.Stream,
+		Delivered:         md.NumDelivered,
+		raw:               raw,
+		envelope:          raw.Data(),
 	}, nil
 }

@@ -32,7 +32,7 @@ func TestRecoverPanics(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("panic not turned into an error: %v", err)
 	}
-	if _, ok := ReasonOf(err); ok {
+	if _, ok := DeadLetterReason(err); ok {
 		t.Fatal("a panic must be retried, not rejected")
 	}
 }

@@ -107,14 +107,14 @@ const (
 func (g *replaySet) middleware(next Handler) Handler {
 	return func(ctx context.Context, m *Message) error {
 		if !m.verified {
-			return &RejectError{Reason: "unverified", Err: fmt.Errorf("replay guard placed before verification")}
+			return &DeadLetterError{Reason: "unverified", Err: fmt.Errorf("replay guard placed before verification")}
 		}
 		e, v, err := g.enter(ctx, m)
 		switch {
 		case err != nil:
 			return fmt.Errorf("consumers: waiting for the handler call in progress for %s: %w", m.ID, err)
 		case v == replayed:
-			return &RejectError{Reason: ReasonReplay, Err: fmt.Errorf("message %s already stored at %s sequence %d", m.ID, e.pos.stream, e.pos.seq)}
+			return &DeadLetterError{Reason: ReasonReplay, Err: fmt.Errorf("message %s already stored at %s sequence %d", m.ID, e.pos.stream, e.pos.seq)}
 		case v == duplicate:
 			m.duplicate = true
 			return nil

@@ -43,7 +43,7 @@ func TestReplayGuard(t *testing.T) {
 	// The same envelope at another position (republished under a new Nats-Msg-Id) is a
 	// replay, although it was handled.
 	err := h(ctx, verifiedMessage("a", 2, now, now.Add(time.Second)))
-	if r, ok := ReasonOf(err); !ok || r != ReasonReplay {
+	if r, ok := DeadLetterReason(err); !ok || r != ReasonReplay {
 		t.Fatalf("replay: %v", err)
 	}
 	// A message whose handler failed is handled again on its redelivery (a retry), and its
@@ -56,7 +56,7 @@ func TestReplayGuard(t *testing.T) {
 	if err := h(ctx, m); err == nil || m.duplicate || calls["b"] != 2 {
 		t.Fatalf("retry after a failure: %v, duplicate %v, %d calls", err, m.duplicate, calls["b"])
 	}
-	if r, _ := ReasonOf(h(ctx, verifiedMessage("b", 4, now, now))); r != ReasonReplay {
+	if r, _ := DeadLetterReason(h(ctx, verifiedMessage("b", 4, now, now))); r != ReasonReplay {
 		t.Fatal("replay of a failed message accepted")
 	}
 	if calls["a"] != 1 || calls["b"] != 2 {

@@ -63,12 +63,12 @@ func retry(sched schedule, maxDeliver int, k *clientseam.Counters) Middleware {
 			if err == nil || m.settled {
 				return err
 			}
-			if _, ok := ReasonOf(err); ok {
+			if _, ok := DeadLetterReason(err); ok {
 				return err
 			}
 			k.HandlerFailed.Add(1)
 			if maxDeliver > 0 && m.Delivered >= uint64(maxDeliver) {
-				return &RejectError{Reason: ReasonMaxDeliveries, Err: fmt.Errorf("delivery %d of %d: %w", m.Delivered, maxDeliver, err)}
+				return &DeadLetterError{Reason: ReasonMaxDeliveries, Err: fmt.Errorf("delivery %d of %d: %w", m.Delivered, maxDeliver, err)}
 			}
 			if nerr := m.nak(sched.nakDelay(m.Delivered)); nerr != nil {
 				return fmt.Errorf("consumers: nak after handler failure: %w", nerr)

@@ -25,7 +25,7 @@ func TestRetryBackoffThenMaxDeliveries(t *testing.T) {
 	}
 	f := newFakeMsg("orders.new", nil, 1, 5)
 	err := h(context.Background(), message(f))
-	if r, ok := ReasonOf(err); !ok || r != ReasonMaxDeliveries {
+	if r, ok := DeadLetterReason(err); !ok || r != ReasonMaxDeliveries {
 		t.Fatalf("last delivery: %v, want a max_deliveries rejection", err)
 	}
 	if a, n, tm := f.settlements(); a+n+tm != 0 {
@@ -47,7 +47,7 @@ func TestRetryPassesSuccessAndRejections(t *testing.T) {
 	}
 	rej := retry(schedule{}, 3, nil)(func(context.Context, *Message) error { return Reject("poison", errors.New("bad")) })
 	f = newFakeMsg("s", nil, 1, 1)
-	if r, _ := ReasonOf(rej(context.Background(), message(f))); r != "poison" {
+	if r, _ := DeadLetterReason(rej(context.Background(), message(f))); r != "poison" {
 		t.Fatalf("rejection not passed through: %q", r)
 	}
 	if _, n, _ := f.settlements(); n != 0 {

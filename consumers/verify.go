@@ -7,8 +7,8 @@ import (
 	"github.com/sealbus/sealbus/envelope"
 )
 
-// Opener opens envelopes delivered in one account; *bus.Client implements it.
-type Opener interface {
+// opener opens envelopes delivered in one account; *bus.Client implements it.
+type opener interface {
 	Open(data []byte, d envelope.Delivery) (*envelope.Opened, error)
 }
 
@@ -31,7 +31,7 @@ func Verify(c *bus.Client) Middleware {
 	})
 }
 
-func verify(o Opener, origin func(local string) (account, subject string), nameOf func(string) string) Middleware {
+func verify(o opener, origin func(local string) (account, subject string), nameOf func(string) string) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m *Message) error {
 			account, subject := origin(m.LocalSubject)

@@ -77,7 +77,7 @@ func TestVerify(t *testing.T) {
 	// Moved to another subject: rejected before the handler, with the envelope's reason.
 	got = nil
 	err = h(context.Background(), message(newFakeMsg("orders.other", s.Data, 2, 1)))
-	if r, ok := ReasonOf(err); !ok || r != string(envelope.ReasonSubjectMismatch) || got != nil {
+	if r, ok := DeadLetterReason(err); !ok || r != string(envelope.ReasonSubjectMismatch) || got != nil {
 		t.Fatalf("moved envelope: %v (handler called: %v)", err, got != nil)
 	}
 	// Tampered.
