@@ -36,7 +36,7 @@ var (
 	errCardTooLarge = fmt.Errorf("%w: card exceeds %d bytes", ErrTooLarge, MaxCardSize)
 )
 
-// Card is a service's identity card (DESIGN §4): it binds the service's name,
+// Card is a service's identity card (docs/ARCHITECTURE.md, "Trust model"): it binds the service's name,
 // user key and curve key to its account and permissions for a validity
 // period. The token is a JWT in jwt/v2's encoding (header
 // {"typ":"JWT","alg":"ed25519-nkey"}, Ed25519 signature by an account signing

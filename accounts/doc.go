@@ -75,10 +75,11 @@
 // Seeds are held in memory as byte slices and zeroed once an entry is
 // loaded or saved; [Keystore.Close] zeroes the passphrase and derived keys.
 //
-// # Server configuration
+// # Names, subjects and flows
 //
-// [ServerConfig.Render] writes a nats-server configuration: operator JWT,
-// system account, full account resolver with the given accounts preloaded,
-// JetStream with storage encryption (ChaCha20-Poly1305), TLS required and
-// optionally verified client certificates (mTLS).
+// names.go names every stream, bucket, directory key and subject of sealbus; subject.go is the
+// one subject validator ([ValidSubject], [ValidPattern], [CheckAppSubject], [SubjectMatches],
+// [SubjectSubset]); flows.go holds every rule of cross-account flows ([ImportedAs],
+// [ImportOrigin], [ExportsStream], [ImportsStream], [Account.Activation]). A service's
+// credentials file is [Creds] ([FormatCreds], [ParseCreds], [ReadCredsFile]).
 package accounts

@@ -383,7 +383,7 @@ func (a *Account) RotateService(s *Service, grace time.Duration) (*Service, erro
 
 // Creds returns the service's credentials file: a standard .creds file (decorated user JWT
 // and user seed, which nats.go's UserCredentials and the nats CLI accept as they are)
-// followed by the sealbus curve-seed block (see package internal/credsfile) when the
+// followed by the sealbus curve-seed block (see [Creds]) when the
 // service's curve key is present. The result holds secrets: write it 0600 (see
 // [Keystore.WriteCreds]) and wipe it after use.
 func (s *Service) Creds() ([]byte, error) {

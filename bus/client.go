@@ -448,8 +448,8 @@ func (c *Client) Logger() *slog.Logger { return c.log }
 // Now returns the client's clock reading.
 func (c *Client) Now() time.Time { return c.cfg.now() }
 
-// Open verifies and decrypts an envelope delivered in this account (DESIGN §6 order, with the
-// directory as sender policy). It tries the current identity first; an envelope addressed only
+// Open verifies and decrypts an envelope delivered in this account, with the checks in the
+// order of docs/ARCHITECTURE.md ("Receiving") and the directory as sender policy. It tries the current identity first; an envelope addressed only
 // to a previous curve key (WithPreviousCreds) opens while the service's card lists that key
 // with a grace period that has not ended. Errors are *envelope.RejectError.
 func (c *Client) Open(data []byte, d envelope.Delivery) (*envelope.Opened, error) {

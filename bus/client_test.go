@@ -13,8 +13,8 @@ import (
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/envelope"
-	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/operator"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 var (

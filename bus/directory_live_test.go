@@ -10,8 +10,8 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
-	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/operator"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // waitUntil polls cond until it holds or d passes.

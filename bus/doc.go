@@ -50,6 +50,6 @@
 //
 // # Reading audit events
 //
-// [AuditLog] tails and follows SEALBUS_AUDIT (for `sealbus audit tail`); it needs a connection
-// allowed to read that stream, normally an admin connection.
+// The operator reads them with operator.AuditLog (`sealbus audit tail`); services only write
+// them.
 package bus

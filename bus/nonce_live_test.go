@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/sealbus/sealbus/bus"
-	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/internal/pki"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // fakeServerTLS returns a TLS config for 127.0.0.1 and the PEM of the CA that signed it.

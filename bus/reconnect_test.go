@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/bus"
-	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/internal/faultproxy"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // proxied starts a fault proxy in front of the world's server and connects a service through

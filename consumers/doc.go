@@ -3,11 +3,11 @@
 //
 // # Guarantees
 //
-//   - A handler sees a message only after its envelope passed every check of DESIGN §6, in
-//     order (size, parse, version and suite, account and subject, freshness against the
-//     server's stored time, sender card known, valid, not revoked and allowed on the subject,
-//     a recipient entry for this service, signature, unwrap, key commitment, decryption), and
-//     after the replay guard.
+//   - A handler sees a message only after its envelope passed every check of
+//     docs/ARCHITECTURE.md ("Receiving"), in order (size, parse, version and suite, account
+//     and subject, freshness against the server's stored time, sender card known, valid, not
+//     revoked and allowed on the subject, a recipient entry for this service, signature,
+//     unwrap, key commitment, decryption), and after the replay guard.
 //   - A message is acknowledged only after the handler returns nil ([Consume]), and the ack is
 //     confirmed by the server (JetStream's double ack, tried a few times). A handler failure
 //     is retried with backoff ([Retry]); after the consumer's last delivery it is dead-lettered
@@ -48,6 +48,6 @@
 //
 // # Dead letters
 //
-// [DeadLetters] lists, shows and replays dead letters (for `sealbus dlq`); it needs a
-// connection allowed to read SEALBUS_DLQ, normally an admin connection.
+// The operator lists, shows and replays dead letters with operator.DeadLetters (`sealbus
+// dlq`); services only write them.
 package consumers

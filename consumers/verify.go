@@ -13,8 +13,8 @@ type opener interface {
 }
 
 // Verify returns middleware that opens the envelope with the client: the checks run in the
-// order of DESIGN §6 (size, parse, version and suite, account and subject against the
-// delivery, freshness against the server's stored time, sender card known, valid, not revoked
+// order of docs/ARCHITECTURE.md, "Receiving" (size, parse, version and suite, account and
+// subject against the delivery, freshness against the server's stored time, sender card known, valid, not revoked
 // and allowed to publish on the subject, a recipient entry for this service, signature or
 // cached batch root, unwrap, key commitment, decryption). A refusal is returned as the
 // envelope's *envelope.RejectError, which the dead-letter middleware handles; on success the

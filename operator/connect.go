@@ -1,20 +1,3 @@
-// Package admin performs the operator's actions on a running NATS server: pushing account
-// JWTs to the server's resolver, setting up an account's sealbus streams and directory,
-// publishing identity cards, creating application streams and durable consumers.
-//
-// The CLI, the sandbox, the demo and the container tests all provision through this package,
-// so there is one copy of the provisioning logic.
-//
-// Guarantees:
-//
-//   - Every connection uses TLS ([ErrNoTLS] otherwise): the target's root CA when given, the
-//     system roots otherwise, and the client certificate when given (mTLS).
-//   - Pushes are checked: a server that refuses an account JWT returns a [*PushError].
-//   - [ConnectAdmin] mints its user JWT in memory, valid for [AdminValidity], and never writes
-//     it or its key anywhere.
-//   - Application streams always keep a duplicate window of at least the envelope freshness
-//     window, so a replay inside the window is deduplicated by the server.
-//   - Every call that talks to the server honours ctx; with no deadline, [DefaultTimeout] applies.
 package operator
 
 import (

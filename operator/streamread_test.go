@@ -8,8 +8,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/operator"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // TestLastReadsInOrderAndLeavesNoConsumer: Last returns the last n messages in order, and

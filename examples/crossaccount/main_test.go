@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/sealbustest"
 	"github.com/sealbus/sealbus/operator"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // TestCrossAccountFlow sets up what the operator does with the CLI (export, import, stream,

@@ -1,0 +1,40 @@
+// Package operator is what the operator of a sealbus deployment does from Go, and what the
+// `sealbus` CLI, the test kit (sealbustest) and the container helpers (natstest) do through it:
+// one copy of the operator's logic.
+//
+// # Provisioning
+//
+// A [Provisioner] combines a keystore (accounts.Keystore), its operator and a server
+// [Target]: it creates, edits, revokes and rotates accounts and services in the keystore and
+// pushes them to the server (account JWTs through the system account, cards into each
+// account's directory, durables for the services' consumers). [Provisioner.SyncPeers] links
+// the directories of accounts that share a stream. The lower-level calls ([PushAccount],
+// [SetupAccount], [PublishCard], [AddStream], [AddConsumer], [PutPeer]) take a connection.
+//
+// # Servers
+//
+// [ServerConfig] renders the configuration of a stock nats-server that trusts the operator:
+// operator mode with a full resolver, TLS required, encrypted JetStream storage, optionally a
+// cluster.
+//
+// # Reading what services wrote
+//
+// [AuditLog] tails and follows an account's audit stream; [DeadLetters] lists, shows and
+// replays its dead letters.
+//
+// # Guarantees
+//
+//   - Every connection uses TLS ([ErrNoTLS] otherwise): the target's root CA when given, the
+//     system roots otherwise, and the client certificate when given (mTLS).
+//   - Pushes are checked: a server that refuses an account JWT returns a [*PushError], and an
+//     account JWT not signed by the provisioner's operator is never pushed.
+//   - [ConnectAdmin] mints its user JWT in memory, valid for [AdminValidity], and never writes
+//     it or its key anywhere.
+//   - Application streams always keep a duplicate window of at least the envelope freshness
+//     window, so a replay inside the window is deduplicated by the server.
+//   - Every call that talks to the server takes a context first and honours it; with no
+//     deadline, [DefaultTimeout] applies.
+//   - Errors wrap the sentinels of this package ([ErrInvalidSpec], [ErrNoTLS],
+//     [ErrPushRejected], [ErrNoDirectory], [ErrNotFound]) or those of the packages it builds
+//     on, and are matched with errors.Is.
+package operator
