@@ -157,8 +157,11 @@ func (s *Sandbox) Target() operator.Target { return s.prov.Target }
 func (s *Sandbox) Provisioner() *operator.Provisioner { return s.prov }
 
 // ClientCert issues a client certificate for name when the sandbox runs with mTLS and returns
-// its paths; it fails with devserver.ErrNoMTLS otherwise.
+// its paths; without mTLS it fails with ErrInvalidOption.
 func (s *Sandbox) ClientCert(name string) (certPath, keyPath string, err error) {
+	if !s.srv.MTLS() {
+		return "", "", fmt.Errorf("%w: the sandbox does not require client certificates (SandboxOptions.MTLS)", ErrInvalidOption)
+	}
 	return s.srv.ClientCert(name)
 }
 
