@@ -4,7 +4,7 @@ FUZZTIME ?= 30s
 BIN      ?= bin
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: help demo build test test-unit test-integration bench fuzz lint image
+.PHONY: help demo build test test-unit test-integration test-external bench fuzz lint image
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -15,13 +15,16 @@ demo: ## run the demo on the embedded dev server
 build: ## build the sealbus CLI into ./bin
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/sealbus ./cmd/sealbus
 
-test: lint test-unit test-integration ## everything: lint, unit, in-process and container tests
+test: lint test-unit test-integration test-external ## everything: lint, unit, in-process, container and external-module tests
 
 test-unit: ## unit and in-process tests of the root module
 	$(GO) test -count=1 -timeout 20m ./...
 
 test-integration: ## container tests (testcontainers-go); skip without Docker unless CI is set
 	cd integration && $(GO) test -count=1 -timeout 45m -v ./...
+
+test-external: ## a module outside sealbus's (examples/automation) provisions, publishes and consumes with the public API only
+	cd examples/automation && $(GO) run . && $(GO) test -count=1 ./...
 
 bench: ## benchmarks of the envelope and the SDK
 	$(GO) test -run '^$$' -bench . -benchmem ./envelope/ ./accounts/ ./bus/... ./consumers/
@@ -37,3 +40,4 @@ lint: ## gofmt and go vet (both modules)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	cd integration && $(GO) vet ./...
+	cd examples/automation && $(GO) vet ./...

@@ -16,7 +16,7 @@ import (
 
 // Provisioner runs the operator's workflows that combine the keystore and a server: the CLI
 // and the sandbox both use it, so a service created by `sealbus service add` and one created
-// by sandbox.AddService are provisioned by the same code.
+// by sealbustest.Sandbox.AddService are provisioned by the same code.
 //
 // Methods named Create*, Revoke* and Rotate* change only the keystore (and creds files); the
 // others talk to [Provisioner.Target]. A Provisioner is safe for concurrent use; account edits

@@ -27,8 +27,9 @@
 //	sealbus stream add bank SHOPFEED --subjects 'shop.orders.>'
 //	sealbus service add bank ledger --sub 'shop.orders.>' --consumer SHOPFEED:ledger --push
 //
-// Each account's directory must also hold the other account's JWT and cards (bus.PutPeer),
-// so that shop can encrypt to ledger and ledger can verify checkout.
+// Each account's directory must also hold the other account's JWT and cards
+// (operator.Provisioner.SyncPeers, which `sealbus import --push` runs), so that shop can
+// encrypt to ledger and ledger can verify checkout.
 //
 // It prints one line per verified message: "verified <id> from <sender> on <subject>".
 package main

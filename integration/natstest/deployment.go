@@ -25,7 +25,7 @@ const startTimeout = 3 * time.Minute
 
 // Deployment is what [StartServer] and [StartCluster] have in common: the nodes, the operator
 // and keystore they trust, the TLS CA, the Docker network, and the operator's provisioning
-// actions (accounts, streams, consumers, services), done over NATS through internal/admin as
+// actions (accounts, streams, consumers, services), done over NATS through package operator as
 // the CLI does them.
 type Deployment struct {
 	// Keystore holds the operator, the accounts and the services of the deployment.
