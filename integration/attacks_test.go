@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -259,6 +260,18 @@ func TestAttacksEndToEnd(t *testing.T) {
 		// holder as it refuses a revoked one.
 		{"expired card", string(envelope.ReasonSenderRevoked), func(t *testing.T) ([]byte, string) {
 			us, cs := forgedCard(t, ctx, s.Deployment, shop.SigningKeys[0], "expired", time.Now().Add(-time.Hour))
+			upub := userKeyOf(t, us)
+			// Wait until billing's directory holds the card (it watches the bucket): before
+			// that the sender is merely unknown.
+			if err := poll(ctx, 10*time.Second, func(context.Context) error {
+				err := billing.Directory().CheckSender(shop.PublicKey(), upub, "orders.eu.new", time.Now())
+				if !errors.Is(err, envelope.ErrSenderRevoked) {
+					return fmt.Errorf("billing's directory does not hold the expired card yet: %v", err)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
 			return sealAs(us, cs, "orders.eu.new"), "orders.eu.new"
 		}},
 		{"card signed by an unlisted key", string(envelope.ReasonSenderUnknown), func(t *testing.T) ([]byte, string) {
@@ -376,6 +389,16 @@ func forgedCard(t *testing.T, ctx context.Context, d *natstest.Deployment, signe
 	us, _ := uk.Seed()
 	cs, _ := ck.Seed()
 	return us, cs
+}
+
+func userKeyOf(t *testing.T, seed []byte) string {
+	t.Helper()
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return pub
 }
 
 func randomID(t *testing.T) string {
