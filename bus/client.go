@@ -42,7 +42,7 @@ type Client struct {
 	limiter  *rate.Limiter
 	counters *clientseam.Counters
 	denied   clientseam.Violations // the server's permission errors, for consumers' lookups
-	ctx      context.Context // cancelled by Close
+	ctx      context.Context       // cancelled by Close
 	cancel   context.CancelFunc
 
 	slots   chan struct{}  // one per in-flight publish (WithMaxPending)

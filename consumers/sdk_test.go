@@ -81,4 +81,3 @@ func TestConsumeRefusedPromptly(t *testing.T) {
 		}
 	}
 }
-
