@@ -2,6 +2,7 @@ package operator
 
 import (
 	"context"
+	"errors"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -117,7 +118,11 @@ func ConnectAdmin(ctx context.Context, t Target, acct *accounts.Account) (*nats.
 		return nil, err
 	}
 	defer wipe(seed)
-	return connect(ctx, t, AdminUserName, userJWT, seed)
+	nc, err := connect(ctx, t, AdminUserName, userJWT, seed)
+	if errors.Is(err, nats.ErrAuthorization) {
+		return nil, fmt.Errorf("%w (the server does not know account %s: has it been pushed to this server?)", err, acct.Name)
+	}
+	return nc, err
 }
 
 // AdminUser mints the user JWT and seed [ConnectAdmin] uses, issued at now. The seed is a
