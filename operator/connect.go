@@ -2,9 +2,9 @@ package operator
 
 import (
 	"context"
-	"errors"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"

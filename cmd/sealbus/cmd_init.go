@@ -18,7 +18,7 @@ func (a *app) initCmd() *cobra.Command {
 		Short: "Create the keystore and the operator (with its system account)",
 		Long: `init creates the keystore at --home and a new operator: the root of trust that signs
 every account. Private keys are encrypted with a passphrase (SEALBUS_PASSPHRASE, or typed twice
-without echo) of at least `+fmt.Sprint(accounts.MinPassphraseLength)+` characters, unless --unencrypted is given, which is for
+without echo) of at least ` + fmt.Sprint(accounts.MinPassphraseLength) + ` characters, unless --unencrypted is given, which is for
 local development only. ` + "`sealbus passphrase change`" + ` changes it later.`,
 		Example: `  SEALBUS_PASSPHRASE=... sealbus init --name acme
   sealbus --home ./dev-home init --unencrypted`,
