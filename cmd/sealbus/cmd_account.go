@@ -112,12 +112,25 @@ server at once and its directory, dead-letter and audit streams are created; oth
 	return cmd
 }
 
+// limitsJSON is the --json shape of accounts.Limits.
+type limitsJSON struct {
+	Connections   int64 `json:"connections"`
+	Subscriptions int64 `json:"subscriptions"`
+	MaxPayload    int64 `json:"max_payload"`
+	Data          int64 `json:"data"`
+	MemoryStorage int64 `json:"mem_storage"`
+	DiskStorage   int64 `json:"disk_storage"`
+	Streams       int64 `json:"streams"`
+	Consumers     int64 `json:"consumers"`
+	MaxAckPending int64 `json:"max_ack_pending"`
+}
+
 // accountJSON is the --json shape of an account.
 type accountJSON struct {
 	Name        string              `json:"name"`
 	PublicKey   string              `json:"public_key"`
 	SigningKeys []string            `json:"signing_keys"`
-	Limits      accounts.Limits     `json:"limits"`
+	Limits      limitsJSON          `json:"limits"`
 	Exports     []exportJSON        `json:"exports"`
 	Imports     []importJSON        `json:"imports"`
 	Revocations map[string]int64    `json:"revocations"`
@@ -148,7 +161,7 @@ func accountView(acct *accounts.Account, services []string) accountJSON {
 	v := accountJSON{
 		Name:        acct.Name,
 		PublicKey:   acct.PublicKey(),
-		Limits:      acct.Limits(),
+		Limits:      limitsJSON(acct.Limits()),
 		Revocations: map[string]int64{},
 		Services:    services,
 		IssuedAt:    time.Unix(acct.Claims.IssuedAt, 0).UTC(),
