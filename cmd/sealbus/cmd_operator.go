@@ -25,8 +25,23 @@ type buildInfo struct {
 	NATSServer string `json:"nats_server"` // nats-server embedded by `sealbus dev`
 }
 
-func readBuildInfo() buildInfo {
-	b := buildInfo{Version: "(devel)", Revision: "unknown", Go: runtime.Version(), NATSServer: "v" + server.VERSION}
+// Set with -ldflags -X by `make build` and `make image` (from git), for builds where the Go
+// toolchain stamps no VCS information (-buildvcs=false, a source tree without .git).
+var (
+	buildVersion  string
+	buildRevision string
+)
+
+func readBuildInfo() (b buildInfo) {
+	b = buildInfo{Version: "(devel)", Revision: "unknown", Go: runtime.Version(), NATSServer: "v" + server.VERSION}
+	defer func() {
+		if b.Version == "(devel)" && buildVersion != "" {
+			b.Version = buildVersion
+		}
+		if b.Revision == "unknown" && buildRevision != "" {
+			b.Revision = buildRevision
+		}
+	}()
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return b
