@@ -70,3 +70,16 @@ func Compose(t testing.TB) []string {
 // HoldRunLock makes t the only test on the machine running natstest containers (or a compose
 // project) until it ends; others wait.
 func HoldRunLock(t testing.TB) { holdRunLock(t) }
+
+// SealbusCLI builds the sealbus command of the root module into dir and returns its path.
+func SealbusCLI(dir string) (string, error) {
+	root, err := RootDir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "sealbus")
+	if _, err := goCommand(root, []string{"CGO_ENABLED=0"}, "build", "-o", bin, "./cmd/sealbus"); err != nil {
+		return "", err
+	}
+	return bin, nil
+}
