@@ -335,6 +335,12 @@ func TestOperatorsDay(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "dead-lettered") || !strings.Contains(r.stderr, "reason=") || !strings.Contains(r.stdout, `{"id":2}`) {
 		t.Fatalf("sub with a forged message: %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
+	// A payload with terminal escapes (any publisher's bytes are untrusted) is printed escaped.
+	d.ok("pub", "--as", "shop/checkout", "orders.created", "\x1b[2J\x1b[31mfake line\n")
+	out = d.ok("sub", "--as", "shop/billing", "ORDERS", "billing", "--count", "1", "--timeout", "20s")
+	if strings.ContainsRune(out, 0x1b) || !strings.Contains(out, `\x1b[2J\x1b[31mfake line\x0a`) {
+		t.Fatalf("sub printed an untrusted payload raw: %q", out)
+	}
 	audit := d.ok("audit", "tail", "shop", "--json")
 	if !strings.Contains(audit, "sealbus.admin.creds_issued") {
 		t.Fatalf("admin creds not audited: %s", audit)
@@ -462,4 +468,69 @@ func startForeignTLS(t *testing.T) string {
 		t.Fatal("foreign server not ready")
 	}
 	return ns.Addr().String()
+}
+
+// TestCrossAccountExampleFollowedLiterally runs the set-up commands of examples/crossaccount's
+// documentation, exactly as written, against `sealbus dev`, then checks a sealed message
+// crosses from shop to bank's ledger.
+func TestCrossAccountExampleFollowedLiterally(t *testing.T) {
+	cleanEnv(t)
+	src, err := os.ReadFile("../../examples/crossaccount/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps [][]string
+	for _, line := range strings.Split(string(src), "\n") {
+		cmd, ok := strings.CutPrefix(line, "//\tsealbus ")
+		if !ok {
+			continue
+		}
+		for _, part := range strings.Split("sealbus "+cmd, "&&") {
+			words := shellWords(strings.TrimSpace(part))
+			if len(words) == 0 || words[0] != "sealbus" {
+				t.Fatalf("not a sealbus command: %q", part)
+			}
+			steps = append(steps, words[1:])
+		}
+	}
+	if len(steps) < 7 {
+		t.Fatalf("found %d set-up commands in the example's documentation", len(steps))
+	}
+	home := t.TempDir()
+	ok(t, home, "init", "--unencrypted")
+	startDev(t, home)
+	for _, s := range steps {
+		ok(t, home, s...)
+	}
+	ok(t, home, "pub", "--as", "shop/checkout", "orders.public.eu.1", "crosses")
+	out := ok(t, home, "sub", "--as", "bank/ledger", "SHOPFEED", "ledger", "--count", "1", "--timeout", "20s")
+	if !strings.Contains(out, "from checkout") || !strings.Contains(out, "crosses") {
+		t.Fatalf("ledger: %s", out)
+	}
+}
+
+// shellWords splits a command line the way a shell would for these examples: on spaces,
+// with single-quoted words kept whole.
+func shellWords(s string) []string {
+	var out []string
+	var cur strings.Builder
+	in, any := false, false
+	for _, r := range s {
+		switch {
+		case r == '\'':
+			in, any = !in, true
+		case r == ' ' && !in:
+			if any || cur.Len() > 0 {
+				out = append(out, cur.String())
+			}
+			cur.Reset()
+			any = false
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if any || cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out
 }
