@@ -534,3 +534,40 @@ func shellWords(s string) []string {
 	}
 	return out
 }
+
+// TestREADMEFollowedLiterally runs the operator commands of README.md's "Using it" block as
+// written (the passphrase from the environment, `sealbus dev &` as a background server), and
+// checks that README says bin/ is not on PATH.
+func TestREADMEFollowedLiterally(t *testing.T) {
+	cleanEnv(t)
+	src, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(src)
+	if !strings.Contains(readme, "**`bin/` is not on your `PATH`**") || !strings.Contains(readme, "go run ./examples/publisher") {
+		t.Fatal("README no longer says bin/ is not on PATH or how to run the examples")
+	}
+	_, block, _ := strings.Cut(readme, "Then, with a dev server of your own:\n\n```sh\n")
+	block, _, _ = strings.Cut(block, "```")
+	home := t.TempDir()
+	t.Setenv("SEALBUS_PASSPHRASE", "correct horse battery staple")
+	ran := 0
+	for _, line := range strings.Split(block, "\n") {
+		cmd, _, _ := strings.Cut(line, "#")
+		cmd = strings.TrimSpace(cmd)
+		if !strings.HasPrefix(cmd, "sealbus ") {
+			continue
+		}
+		words := shellWords(cmd)[1:]
+		if words[len(words)-1] == "&" {
+			startDev(t, home)
+			continue
+		}
+		ok(t, home, words...)
+		ran++
+	}
+	if ran < 8 {
+		t.Fatalf("ran %d README commands", ran)
+	}
+}
