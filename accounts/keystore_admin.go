@@ -472,3 +472,27 @@ func (k *Keystore) removeStaged() error {
 	}
 	return nil
 }
+
+// ServiceSpec returns a stored service's spec from its public record, without opening its
+// seeds (no key derivation): for checks that only need what a service declares. The record
+// is checked as LoadService checks it (its spec matches its user JWT and card).
+func (k *Keystore) ServiceSpec(account, name string) (ServiceSpec, error) {
+	if err := checkName("account", account); err != nil {
+		return ServiceSpec{}, err
+	}
+	if err := checkName("service", name); err != nil {
+		return ServiceSpec{}, err
+	}
+	var f serviceFile
+	if err := readJSON(k.Path("accounts", account, "services", name+".json"), &f); err != nil {
+		return ServiceSpec{}, k.serviceNotFound(account, name, err)
+	}
+	f.entryHeader.wipe()
+	if f.Service.Spec.Name != name {
+		return ServiceSpec{}, fmt.Errorf("%w: service file %q names %q", ErrCorrupt, name, f.Service.Spec.Name)
+	}
+	if err := f.Service.check(false); err != nil {
+		return ServiceSpec{}, err
+	}
+	return f.Service.Spec, nil
+}

@@ -121,11 +121,11 @@ func (p *Provisioner) StreamUsers(account, stream string) ([]string, error) {
 	}
 	var by []string
 	for _, n := range names {
-		svc, err := p.Keystore.LoadService(account, n)
+		spec, err := p.Keystore.ServiceSpec(account, n)
 		if err != nil {
 			return nil, err
 		}
-		for _, c := range svc.Spec.Consumers {
+		for _, c := range spec.Consumers {
 			if c.Stream == stream {
 				by = append(by, fmt.Sprintf("service %s (%s:%s)", n, c.Stream, c.Durable))
 			}

@@ -81,12 +81,12 @@ func (p *Provisioner) checkServiceSpec(account string, spec accounts.ServiceSpec
 		if n == spec.Name {
 			continue
 		}
-		other, err := p.Keystore.LoadService(account, n)
+		other, err := p.Keystore.ServiceSpec(account, n)
 		if err != nil {
 			return err
 		}
 		for _, ref := range spec.Consumers {
-			if slices.Contains(other.Spec.Consumers, ref) {
+			if slices.Contains(other.Consumers, ref) {
 				return fmt.Errorf("%w: durable %s:%s already belongs to service %s", ErrInvalidSpec, ref.Stream, ref.Durable, n)
 			}
 		}

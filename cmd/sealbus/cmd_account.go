@@ -81,6 +81,9 @@ server at once and its directory, dead-letter and audit streams are created; oth
 			if err != nil {
 				return err
 			}
+			if err := lim.Validate(); err != nil {
+				return err
+			}
 			s, err := a.open(push)
 			if err != nil {
 				return err
@@ -307,6 +310,20 @@ by a removed key stop verifying: rotate those services afterwards.`,
 		Args:              exact(1),
 		ValidArgsFunction: a.accountNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// The limit flags are checked before the keystore is opened.
+			var probe accounts.Limits
+			var ferr error
+			cmd.Flags().Visit(func(fl *pflag.Flag) {
+				if ferr == nil {
+					ferr = applyLimitFlag(&probe, fl)
+				}
+			})
+			if ferr == nil {
+				ferr = probe.Validate()
+			}
+			if ferr != nil {
+				return ferr
+			}
 			s, err := a.open(push)
 			if err != nil {
 				return err

@@ -32,17 +32,20 @@ service that cannot be set up is reported and the server runs for the others.`,
   sealbus dev --port 0 --mtls --json`,
 		Args: exact(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.open(false)
-			if err != nil {
-				return err
+			if exists, _, err := keystoreMode(a.home); err == nil && !exists {
+				return &cliError{code: exitNotFound, err: fmt.Errorf("no keystore at %s", a.home), hint: "run `sealbus init` first (or pass --home)"}
 			}
-			defer s.Close()
 			// One dev server per home: a second one would open the same JetStream store.
 			lock, err := operator.LockDevHome(a.home)
 			if err != nil {
 				return err
 			}
 			defer lock.Release()
+			s, err := a.open(false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
 			names, err := s.ks.ListAccounts()
 			if err != nil {
 				return err

@@ -207,7 +207,7 @@ func tokenType(tok string) string {
 }
 
 func (a *app) inspectCard(tok string, card *accounts.Card, verify bool) (any, func(io.Writer), error) {
-	out := map[string]any{"kind": "card", "card": card}
+	out := map[string]any{"kind": "card", "card": cardView(card)}
 	status := ""
 	if verify {
 		s, err := a.open(false)
@@ -495,4 +495,29 @@ func fmtTime(t time.Time) string {
 // (for callers with no app at hand).
 func inspectEnvelope(data []byte) (any, func(io.Writer), error) {
 	return (&app{}).inspectEnvelope(data, false)
+}
+
+// cardJSON is the --json shape of an identity card.
+type cardJSON struct {
+	ID                string         `json:"id"`
+	Name              string         `json:"name"`
+	Account           string         `json:"account"`
+	Issuer            string         `json:"issuer"`
+	UserKey           string         `json:"user_key"`
+	CurveKey          string         `json:"curve_key"`
+	PreviousCurveKeys []previousJSON `json:"previous_curve_keys,omitempty"`
+	Publish           []string       `json:"publish"`
+	Subscribe         []string       `json:"subscribe"`
+	IssuedAt          time.Time      `json:"issued_at"`
+	NotBefore         time.Time      `json:"not_before"`
+	Expires           time.Time      `json:"expires"`
+}
+
+func cardView(c *accounts.Card) cardJSON {
+	v := cardJSON{ID: c.ID, Name: c.Name, Account: c.Account, Issuer: c.Issuer, UserKey: c.UserKey, CurveKey: c.CurveKey,
+		Publish: nonNil(c.Publish), Subscribe: nonNil(c.Subscribe), IssuedAt: c.IssuedAt, NotBefore: c.NotBefore, Expires: c.Expires}
+	for _, p := range c.PreviousCurveKeys {
+		v.PreviousCurveKeys = append(v.PreviousCurveKeys, previousJSON{CurveKey: p.CurveKey, Until: p.Until})
+	}
+	return v
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/internal/devserver"
 )
 
@@ -240,7 +241,17 @@ func TestOperatorsDay(t *testing.T) {
 		t.Fatalf("internal path in the error: %s", r.stderr)
 	}
 
+	d.ok("service", "add", "shop", "checkout", "--pub", "orders.>,alerts.>")
 	info, devProc := d.dev()
+	// Every --json document is snake_case (d.json checks); these are not used otherwise.
+	var anyJSON any
+	d.json(&anyJSON, "push")
+	d.json(&anyJSON, "service", "show", "shop", "checkout")
+	var svcShow serviceJSON
+	d.json(&svcShow, "service", "show", "shop", "checkout")
+	d.json(&anyJSON, "inspect", filepath.Join(d.home, "accounts", "shop", "services", "checkout.creds"))
+	d.json(&anyJSON, "inspect", "--verify", cardOf(t, d, "shop", "checkout"))
+
 	// A second dev server on the same home is refused with the first one's pid and URL, and
 	// leaves the first one's files alone.
 	d.fails(d.sh(nil, "dev", "--port", "0"), exitError, fmt.Sprintf("pid %d", devProc.Process.Pid), info.URL)
@@ -254,7 +265,6 @@ func TestOperatorsDay(t *testing.T) {
 
 	d.ok("push")
 	d.ok("stream", "add", "shop", "ORDERS", "--subjects", "orders.>")
-	d.ok("service", "add", "shop", "checkout", "--pub", "orders.>,alerts.>", "--push")
 	d.ok("service", "add", "shop", "pager", "--sub", "alerts.>", "--push")
 
 	// The typo: a consumer whose filter does not match the stream. With --push nothing is
@@ -570,4 +580,23 @@ func TestREADMEFollowedLiterally(t *testing.T) {
 	if ran < 8 {
 		t.Fatalf("ran %d README commands", ran)
 	}
+}
+
+// cardOf returns a service's identity card from the keystore (public, no passphrase).
+func cardOf(t *testing.T, d *day, account, service string) string {
+	t.Helper()
+	var show struct {
+		UserKey string `json:"user_key"`
+	}
+	d.json(&show, "service", "show", account, service)
+	ks, err := accounts.OpenKeystoreReadOnly(d.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	svc, err := ks.LoadService(account, service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc.Card
 }
