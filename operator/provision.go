@@ -155,35 +155,11 @@ func (p *Provisioner) RevokeService(account, name string, at time.Time) (*accoun
 func (p *Provisioner) RotateService(account, name string, grace time.Duration) (*accounts.Service, *accounts.Account, string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	acct, err := p.Keystore.LoadAccount(account)
-	if err != nil {
-		return nil, nil, "", err
-	}
 	old, err := p.Keystore.LoadService(account, name)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	svc, err := acct.RotateService(old, grace)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	if err := p.Operator.Reissue(acct); err != nil {
-		return nil, nil, "", err
-	}
-	if err := WriteCredsFile(p.PreviousCredsPath(account, name), old); err != nil {
-		return nil, nil, "", err
-	}
-	if err := p.Keystore.SaveService(account, svc); err != nil {
-		return nil, nil, "", err
-	}
-	if err := p.Keystore.SaveAccount(acct); err != nil {
-		return nil, nil, "", err
-	}
-	path, err := p.WriteCreds(account, svc)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	return svc, acct, path, nil
+	return p.reissueService(account, old, old.Spec, grace)
 }
 
 // System returns a system account connection to the target, opened on first use and kept

@@ -600,3 +600,22 @@ func cardOf(t *testing.T, d *day, account, service string) string {
 	}
 	return svc.Card
 }
+
+// TestDevGoesOnPastABadEntry: an account whose keystore entry cannot be loaded is reported by
+// `sealbus dev`, which serves the other accounts.
+func TestDevGoesOnPastABadEntry(t *testing.T) {
+	cleanEnv(t)
+	home := t.TempDir()
+	ok(t, home, "init", "--unencrypted")
+	ok(t, home, "account", "add", "shop")
+	ok(t, home, "account", "add", "bank")
+	if err := os.WriteFile(filepath.Join(home, "accounts", "bank", "account.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startDev(t, home)
+	ok(t, home, "stream", "add", "shop", "ORDERS", "--subjects", "orders.>")
+	r := sb(t, home, "push", "bank")
+	if r.code != exitError || !strings.Contains(r.stderr, "pushing bank") {
+		t.Fatalf("push of the bad entry: %d %s", r.code, r.stderr)
+	}
+}
