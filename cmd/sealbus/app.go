@@ -380,8 +380,13 @@ func (a *app) readSecret(env, prompt string, confirm bool) ([]byte, error) {
 	if p := os.Getenv(env); p != "" {
 		return []byte(p), nil
 	}
-	read := a.lineReader()
-	fmt.Fprintf(a.stderr, "%s: ", prompt)
+	read, tty := a.lineReader()
+	ask := func(p string) {
+		if tty { // a pipe gets no prompt: nobody reads it, and it would run into the error line
+			fmt.Fprintf(a.stderr, "%s: ", p)
+		}
+	}
+	ask(prompt)
 	line, err := read()
 	if len(line) == 0 {
 		if err != nil {
@@ -390,7 +395,7 @@ func (a *app) readSecret(env, prompt string, confirm bool) ([]byte, error) {
 		return nil, usageErr("empty %s", prompt)
 	}
 	if confirm {
-		fmt.Fprintf(a.stderr, "%s again: ", prompt)
+		ask(prompt + " again")
 		again, _ := read()
 		defer wipe(again)
 		if string(again) != string(line) {
@@ -402,14 +407,14 @@ func (a *app) readSecret(env, prompt string, confirm bool) ([]byte, error) {
 }
 
 // lineReader returns a function reading one secret line: from the terminal without echo when
-// standard input is one, else from standard input.
-func (a *app) lineReader() func() ([]byte, error) {
+// standard input is one (tty), else from standard input.
+func (a *app) lineReader() (read func() ([]byte, error), tty bool) {
 	if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		return func() ([]byte, error) {
 			b, err := term.ReadPassword(int(f.Fd()))
 			fmt.Fprintln(a.stderr)
 			return b, err
-		}
+		}, true
 	}
 	if a.stdinReader == nil {
 		a.stdinReader = bufio.NewReader(a.stdin)
@@ -418,7 +423,7 @@ func (a *app) lineReader() func() ([]byte, error) {
 	return func() ([]byte, error) {
 		line, err := r.ReadString('\n')
 		return []byte(strings.TrimRight(line, "\r\n")), err
-	}
+	}, false
 }
 
 func wipe(b []byte) {

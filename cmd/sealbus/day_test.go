@@ -96,6 +96,7 @@ func (d *day) json(v any, args ...string) {
 func (d *day) fails(r dayRun, code int, stderrHas ...string) {
 	d.t.Helper()
 	d.exits(r, code, stderrHas...)
+	d.t.Logf("refused in %v (exit %d): %s", r.took.Round(time.Millisecond), r.code, firstLine(r.stderr))
 	if r.took > failFast {
 		d.t.Fatalf("failed after %v (bound %v): %s", r.took, failFast, r.stderr)
 	}
@@ -618,4 +619,13 @@ func TestDevGoesOnPastABadEntry(t *testing.T) {
 	if r.code != exitError || !strings.Contains(r.stderr, "pushing bank") {
 		t.Fatalf("push of the bad entry: %d %s", r.code, r.stderr)
 	}
+}
+
+func firstLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "sealbus: error: ") {
+			return l
+		}
+	}
+	return s
 }
