@@ -27,9 +27,9 @@ type RecordKind uint8
 
 // Record kinds.
 const (
-	RecordAudit               RecordKind = format.KindAudit      // an audit event (JSON)
-	RecordDeadLetter          RecordKind = format.KindDeadLetter // dead-letter metadata (JSON) and the envelope as received
-	RecordReplayAuthorization RecordKind = format.KindReplay     // an operator's authorization to replay one dead letter (JSON)
+	RecordAudit               RecordKind = 1 // an audit event (JSON)
+	RecordDeadLetter          RecordKind = 2 // dead-letter metadata (JSON) and the envelope as received
+	RecordReplayAuthorization RecordKind = 3 // an operator's authorization to replay one dead letter (JSON)
 )
 
 func (k RecordKind) String() string {
@@ -49,9 +49,9 @@ type WriterRole uint8
 
 // Writer roles.
 const (
-	WriterService  WriterRole = format.RoleService  // a service's user key ("U..."), with its name and identity card
-	WriterAccount  WriterRole = format.RoleAccount  // an account identity or signing key ("A...")
-	WriterOperator WriterRole = format.RoleOperator // the operator key ("O...")
+	WriterService  WriterRole = 1 // a service's user key ("U..."), with its name and identity card
+	WriterAccount  WriterRole = 2 // an account identity or signing key ("A...")
+	WriterOperator WriterRole = 3 // the operator key ("O...")
 )
 
 func (r WriterRole) String() string {
@@ -81,12 +81,12 @@ func (r WriterRole) prefix() nkeys.PrefixByte {
 // Record size limits.
 const (
 	// MaxRecordPayload is the largest payload (JSON) of a record.
-	MaxRecordPayload = format.MaxRecordPayload
+	MaxRecordPayload = 64 << 10
 	// MaxRecordCredential is the largest writer credential (an identity card).
-	MaxRecordCredential = format.MaxRecordCredential
+	MaxRecordCredential = 16 << 10
 	// RecordOverhead bounds the bytes a record adds to its attachment (fixed fields, name,
-	// credential, payload and signature at their maxima).
-	RecordOverhead = format.RecordFixedLen + 1 + format.MaxRecordName + 2 + format.MaxRecordCredential + 4 + format.MaxRecordPayload + 4 + format.SignatureSize
+	// credential, payload and signature at their maxima: RECORD.md §3).
+	RecordOverhead = 94 + 1 + 64 + 2 + MaxRecordCredential + 4 + MaxRecordPayload + 4 + 64
 	// HardMaxRecordSize is the largest record any reader accepts: an envelope of HardMaxSize
 	// plus RecordOverhead.
 	HardMaxRecordSize = HardMaxSize + RecordOverhead
