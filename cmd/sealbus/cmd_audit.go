@@ -75,8 +75,11 @@ func auditLine(w io.Writer, r operator.AuditRecord) {
 func eventDetail(e *bus.Event) string {
 	var parts []string
 	d := e.Data
-	if d.Stream != "" {
+	switch {
+	case d.Stream != "" && d.Sequence > 0:
 		parts = append(parts, fmt.Sprintf("%s/%d", esc(d.Stream), d.Sequence))
+	case d.Stream != "":
+		parts = append(parts, "stream "+esc(d.Stream))
 	}
 	if d.Sender != "" {
 		parts = append(parts, "sender "+esc(d.Sender))
@@ -122,7 +125,7 @@ func countsLine(what string, c operator.Counts) string {
 			}
 		}
 		slices.Sort(states)
-		s += fmt.Sprintf(", %d UNVERIFIED (%s): not evidence, written by someone other than the writer they name", n, strings.Join(states, ", "))
+		s += fmt.Sprintf(", %d UNVERIFIED (%s): not evidence, nothing proves who wrote them", n, strings.Join(states, ", "))
 	}
 	return s
 }
