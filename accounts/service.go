@@ -32,7 +32,7 @@ type ServiceSpec struct {
 	Validity  time.Duration `json:"validity,omitempty"`  // card and user JWT lifetime; 0 means DefaultValidity
 	// EvidenceToken is the secret last token of the service's audit and dead-letter subjects
 	// (see [NewEvidenceToken]); empty in a spec a caller writes, it is drawn when the service
-	// is created and kept across rotations.
+	// is created and again when it is rotated.
 	EvidenceToken string `json:"evidence_token,omitempty"`
 }
 
@@ -355,8 +355,8 @@ func (a *Account) issue(s *Service) error {
 	return nil
 }
 
-// RotateService replaces s's user and curve keys: the returned service has
-// new keys, a new user JWT and a new card that lists the previous curve key
+// RotateService replaces s's user and curve keys and its evidence token: the returned service
+// has new keys, a new user JWT and a new card that lists the previous curve key
 // as usable for decryption until now+grace (earlier previous keys whose
 // grace has not ended are kept). The old user key is revoked in a.Claims at
 // now; the caller reissues and pushes the account, and saves the returned
@@ -382,6 +382,11 @@ func (a *Account) RotateService(s *Service, grace time.Duration) (*Service, erro
 		return nil, fmt.Errorf("accounts: create curve key: %w", err)
 	}
 	ns := &Service{Spec: s.Spec, Account: s.Account, UserKey: ukp, CurveKey: ckp}
+	// A new evidence token too: a token that leaked with the old creds names a subject the
+	// rotated service no longer writes.
+	if ns.Spec.EvidenceToken, err = NewEvidenceToken(r); err != nil {
+		return nil, err
+	}
 	if s.CurveKey != nil && grace > 0 {
 		ns.PreviousCurveKeys = append(ns.PreviousCurveKeys, PreviousCurveKey{Key: s.CurveKey, Until: now.Add(grace)})
 	}

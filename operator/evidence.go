@@ -37,8 +37,7 @@ const (
 	// record's time is outside the card's validity, its key is not a signing key of the
 	// account, or it belongs to another account.
 	StateUnknownWriter RecordState = "unknown_writer"
-	// StateRevokedWriter: the writer's key (or its card) was revoked at or before the record's
-	// time.
+	// StateRevokedWriter: the writer's key was revoked before the record's time.
 	StateRevokedWriter RecordState = "revoked_writer"
 	// StateMisplaced: a genuine record in the wrong place: on a subject that is not its
 	// writer's, of a kind that does not belong in this stream, or with content that disagrees
@@ -74,7 +73,7 @@ const OperatorWriter = "_operator"
 // RecordVerifier verifies the records of one account up to a trusted operator: a service's
 // record by its identity card (carried in the record) against the account's verified JWT —
 // card signed by a listed, unscoped signing key, naming the record's writer key and name,
-// valid at the record's time, its key not revoked at or before that time (so records written
+// valid at the record's time, its key not revoked before that time (so records written
 // before a rotation or revocation still verify, later ones do not); an admin record by the
 // account's identity or signing keys; an operator record by the trusted operator key that
 // signed the account. Safe for concurrent use. The monitor and other operator tools use it
@@ -98,11 +97,13 @@ func NewRecordVerifier(trust accounts.Trust, accountJWT string) (*RecordVerifier
 // Account returns the public key of the account the verifier is for.
 func (v *RecordVerifier) Account() string { return v.claims.Subject }
 
-// revokedAt reports whether the account revoked key for anything at or after at: a revocation
-// of key (or of "*") whose time is at or before at.
+// revokedAt reports whether the account revoked key before at: a revocation of key (or of "*")
+// dated in an earlier second (revocations have second precision, and a rotation revokes the old
+// key in the second it happens: a record its writer signed in that second, before it, stays
+// verified; the server refuses the key from then on).
 func revokedAt(claims *jwt.AccountClaims, key string, at time.Time) bool {
 	for _, k := range []string{key, jwt.All} {
-		if ts, ok := claims.Revocations[k]; ok && ts <= at.Unix() {
+		if ts, ok := claims.Revocations[k]; ok && ts < at.Unix() {
 			return true
 		}
 	}

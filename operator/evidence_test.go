@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/sealbus/sealbus/accounts"
@@ -15,6 +17,7 @@ import (
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/envelope"
 	"github.com/sealbus/sealbus/operator"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // verifierEnv is an operator, an account with a service, and what the service's records look
@@ -217,4 +220,122 @@ func TestRecordVerifierAdminWriters(t *testing.T) {
 			t.Errorf("%s: %s %q (%s), want %s %q", c.name, got.State, got.Writer, got.Detail, c.want, c.writer)
 		}
 	}
+}
+
+// TestSetupEvidenceSubjects: the evidence streams list exactly the writers' literal subjects,
+// each with its own quota, all quotas together inside the stream's byte limit; a rotation adds
+// the service's new subject and keeps the old one while it holds records.
+func TestSetupEvidenceSubjects(t *testing.T) {
+	w := newWorld(t)
+	p := w.Harness.Provisioner()
+	c := ctx(t)
+	acct, err := p.Keystore.LoadAccount(sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := operator.AdminEvidenceToken(acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := func(name string) accounts.ServiceSpec {
+		t.Helper()
+		s, err := p.Keystore.LoadService(sealbustest.Shop, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Spec
+	}
+	expect := func() (audit, dlq []string) {
+		audit = []string{accounts.AdminAuditSubject(admin)}
+		dlq = []string{accounts.DLQSubject(accounts.AdminWriter, admin)}
+		names, _ := p.Keystore.ListServices(sealbustest.Shop)
+		for _, n := range names {
+			s := spec(n)
+			audit = append(audit, accounts.AuditSubject(n, s.EvidenceToken), accounts.AuditOverflowSubject(n, s.EvidenceToken))
+			if len(s.Consumers) > 0 {
+				dlq = append(dlq, accounts.DLQSubject(n, s.EvidenceToken))
+			}
+		}
+		slices.Sort(audit)
+		slices.Sort(dlq)
+		return audit, dlq
+	}
+	js := adminJSOf(t, w)
+	config := func(stream string) jetstream.StreamConfig {
+		t.Helper()
+		s, err := js.Stream(c, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config
+	}
+	audit, dlq := expect()
+	for stream, want := range map[string][]string{accounts.AuditStream: audit, accounts.DLQStream: dlq} {
+		cfg := config(stream)
+		got := slices.Clone(cfg.Subjects)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s subjects\n got %v\nwant %v", stream, got, want)
+		}
+		if cfg.Discard != jetstream.DiscardNew || !cfg.DiscardNewPerSubject || cfg.MaxMsgsPerSubject < operator.MinEvidenceQuota || cfg.MaxMsgSize <= 0 {
+			t.Errorf("%s limits %+v", stream, cfg)
+		}
+		if total := cfg.MaxMsgsPerSubject * int64(len(cfg.Subjects)) * int64(cfg.MaxMsgSize); total > cfg.MaxBytes {
+			t.Errorf("%s: the quotas (%d bytes) exceed the stream's limit %d: one writer could fill it for all", stream, total, cfg.MaxBytes)
+		}
+	}
+	// Billing writes a record, then both billing and support rotate.
+	oldBilling, oldSupport := spec(sealbustest.Billing).EvidenceToken, spec(sealbustest.Support).EvidenceToken
+	b, err := w.Connect(c, sealbustest.Shop, sealbustest.Billing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Audit(c, bus.Event{Type: "sealbus.test.before_rotation"}); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	for _, s := range []string{sealbustest.Billing, sealbustest.Support} {
+		if _, err := w.Harness.RotateService(c, sealbustest.Shop, s, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subjects := config(accounts.AuditStream).Subjects
+	for subj, want := range map[string]bool{
+		accounts.AuditSubject(sealbustest.Billing, spec(sealbustest.Billing).EvidenceToken): true,  // the new subject
+		accounts.AuditSubject(sealbustest.Billing, oldBilling):                              true,  // the old one holds a record
+		accounts.AuditSubject(sealbustest.Support, oldSupport):                              false, // nothing there: dropped
+	} {
+		if slices.Contains(subjects, subj) != want {
+			t.Errorf("after rotation, %s listed: %v, want %v", subj, !want, want)
+		}
+	}
+	// The record written before the rotation still verifies, as billing's.
+	v, err := p.RecordVerifier(sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := operator.NewAuditLog(js, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := log.Tail(c, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(recs, func(r operator.AuditRecord) bool {
+		return r.Verified() && r.Verification.Writer == sealbustest.Billing && r.Event.Type == "sealbus.test.before_rotation"
+	}) {
+		t.Fatal("billing's record from before its rotation does not verify")
+	}
+}
+
+func adminJSOf(t *testing.T, w *sealbustest.World) jetstream.JetStream {
+	t.Helper()
+	nc, err := w.Admin(ctx(t), sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	return js
 }

@@ -410,7 +410,7 @@ func (p *Provisioner) setupEvidence(ctx context.Context, nc *nats.Conn, acct *ac
 	if err != nil {
 		return nil, err
 	}
-	var specs []accounts.ServiceSpec
+	specs := []accounts.ServiceSpec{} // all of them: a subject of none is dropped once it holds no record
 	for _, n := range names {
 		svc, err := p.Keystore.LoadService(acct.Name, n)
 		if err != nil {

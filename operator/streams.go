@@ -117,8 +117,8 @@ func AdminEvidenceToken(acct *accounts.Account) (string, error) {
 //     subject, and its dead-letter subject when it declares consumers; the operator's admin
 //     subject in both), never a wildcard, so whatever is sent anywhere else under
 //     "sealbus." — for instance a JetStream API answer a service made the server publish
-//     with a reply subject — is stored by no stream. Subjects the streams already list are
-//     kept (a writer's stored records stay attributable to it).
+//     with a reply subject — is stored by no stream. A subject the streams list that no
+//     writer uses any more (its token rotated) is kept while it holds records.
 //   - Per-writer quota: MaxMsgsPerSubject with DiscardNew and DiscardNewPerSubject, so a
 //     writer that floods its subject is refused at that subject (JetStream error 10077) and
 //     can neither evict nor block another writer's records; MaxMsgSize ([AuditMaxRecord],
@@ -130,8 +130,8 @@ func AdminEvidenceToken(acct *accounts.Account) (string, error) {
 //   - File storage, the given replicas, a duplicate window of the envelope freshness window,
 //     records kept [AuditMaxAge] / [DLQMaxAge].
 //
-// services are the account's services (their specs carry their evidence tokens); nil keeps
-// the writers the streams already list.
+// services are all of the account's services (their specs carry their evidence tokens); nil
+// keeps every writer the streams already list (and adds the admin subject).
 func SetupEvidence(ctx context.Context, nc *nats.Conn, acct *accounts.Account, replicas int, services []accounts.ServiceSpec) ([]EvidenceQuota, error) {
 	if acct == nil || acct.Claims == nil {
 		return nil, fmt.Errorf("%w: nil account", ErrInvalidSpec)
@@ -171,7 +171,7 @@ func SetupEvidence(ctx context.Context, nc *nats.Conn, acct *accounts.Account, r
 		{accounts.DLQStream, "sealbus dead letters: signed records, one subject and quota per writer", dlq, DLQMaxRecord, DLQMaxAge},
 		{accounts.AuditStream, "sealbus audit events: signed records, one subject and quota per writer", audit, AuditMaxRecord, AuditMaxAge},
 	} {
-		q, err := setupEvidenceStream(ctx, js, acct.Name, st.name, st.desc, st.subjects, st.maxRecord, st.age, budget, replicas)
+		q, err := setupEvidenceStream(ctx, js, acct.Name, st.name, st.desc, st.subjects, services == nil, st.maxRecord, st.age, budget, replicas)
 		if err != nil {
 			return out, err
 		}
@@ -180,7 +180,9 @@ func SetupEvidence(ctx context.Context, nc *nats.Conn, acct *accounts.Account, r
 	return out, nil
 }
 
-func setupEvidenceStream(ctx context.Context, js jetstream.JetStream, acctName, name, desc string, want []string, maxRecord int32, age time.Duration, budget int64, replicas int) (EvidenceQuota, error) {
+// setupEvidenceStream creates or updates one evidence stream with the want subjects, plus the
+// evidence subjects it already lists: all of them with keepAll, else those that hold records.
+func setupEvidenceStream(ctx context.Context, js jetstream.JetStream, acctName, name, desc string, want []string, keepAll bool, maxRecord int32, age time.Duration, budget int64, replicas int) (EvidenceQuota, error) {
 	q := EvidenceQuota{Stream: name, MaxRecord: maxRecord}
 	var stored int64
 	subjects := slices.Clone(want)
@@ -191,12 +193,16 @@ func setupEvidenceStream(ctx context.Context, js jetstream.JetStream, acctName, 
 	case err != nil:
 		return q, fmt.Errorf("operator: stream %s of %s: %w", name, acctName, err)
 	default:
-		info := st.CachedInfo()
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			return q, fmt.Errorf("operator: stream %s of %s: %w", name, acctName, err)
+		}
 		stored = int64(info.State.Bytes)
 		for _, s := range info.Config.Subjects {
-			// Keep the writers already listed (records stay attributable); an old wildcard
+			// Keep a subject no writer uses any more (a rotated token) while it holds records,
+			// so they stay attributable and counted in the quotas; an old wildcard
 			// configuration ("sealbus.audit.>") is replaced.
-			if _, ok := accounts.ParseEvidenceSubject(s); ok && !slices.Contains(subjects, s) {
+			if _, ok := accounts.ParseEvidenceSubject(s); ok && (keepAll || info.State.Subjects[s] > 0) && !slices.Contains(subjects, s) {
 				subjects = append(subjects, s)
 			}
 		}
