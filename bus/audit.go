@@ -399,3 +399,18 @@ func (c *Client) stopOverflow() {
 		c.ev.timer = nil
 	}
 }
+
+// flushOverflow writes a pending overflow report now (Drain) instead of letting the stopped
+// timer drop it.
+func (c *Client) flushOverflow() {
+	c.ev.mu.Lock()
+	pending := len(c.ev.refused) > 0
+	if c.ev.timer != nil {
+		c.ev.timer.Stop()
+		c.ev.timer = nil
+	}
+	c.ev.mu.Unlock()
+	if pending {
+		c.reportOverflow()
+	}
+}

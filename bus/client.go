@@ -618,6 +618,7 @@ func (c *Client) Drain() error {
 		c.stopIntake()
 		c.pipes.Wait()
 		c.auditWG.Wait()
+		c.flushOverflow()
 		c.cancel()
 		closed := make(chan struct{})
 		c.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })

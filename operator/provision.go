@@ -272,46 +272,53 @@ func (p *Provisioner) RecordVerifier(account string) (*RecordVerifier, error) {
 // AuditLog opens an admin connection to the account and returns a verifying reader of its audit
 // log; done closes the connection.
 func (p *Provisioner) AuditLog(ctx context.Context, account string) (log *AuditLog, done func(), err error) {
-	v, err := p.RecordVerifier(account)
+	r, err := p.reader(ctx, account)
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := p.Admin(ctx, account)
-	if err != nil {
-		return nil, nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("operator: %w", err)
-	}
-	log, _ = NewAuditLog(js, v)
-	return log, nc.Close, nil
+	return &AuditLog{js: r.js, v: r.v}, r.nc.Close, nil
 }
 
 // DeadLetters opens an admin connection to the account and returns a verifying reader of its
 // dead letters that can also replay them (with the account's signing key, see
 // [DeadLetters.Replay]); done closes the connection.
 func (p *Provisioner) DeadLetters(ctx context.Context, account string) (dl *DeadLetters, done func(), err error) {
-	acct, err := p.Keystore.LoadAccount(account)
+	r, err := p.reader(ctx, account)
 	if err != nil {
 		return nil, nil, err
+	}
+	return &DeadLetters{js: r.js, v: r.v, r: &replayer{p: p, acct: r.acct, nc: r.nc}}, r.nc.Close, nil
+}
+
+// evidenceReader is what the readers of an account need: its keystore account, a verifier and
+// an admin connection.
+type evidenceReader struct {
+	acct *accounts.Account
+	v    *RecordVerifier
+	nc   *nats.Conn
+	js   jetstream.JetStream
+}
+
+func (p *Provisioner) reader(ctx context.Context, account string) (*evidenceReader, error) {
+	acct, err := p.Keystore.LoadAccount(account)
+	if err != nil {
+		return nil, err
 	}
 	v, err := NewRecordVerifier(accounts.Trust{Operators: []string{p.Operator.PublicKey()}}, acct.JWT)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	nc, err := p.Admin(ctx, account)
+	nc, err := ConnectAdmin(ctx, p.Target, acct)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	_ = p.flushAudit(ctx, nc, acct)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
-		return nil, nil, fmt.Errorf("operator: %w", err)
+		return nil, fmt.Errorf("operator: %w", err)
 	}
-	dl = &DeadLetters{js: js, v: v, r: &replayer{p: p, acct: acct, nc: nc}}
-	return dl, nc.Close, nil
+	return &evidenceReader{acct: acct, v: v, nc: nc, js: js}, nil
 }
 
 // audit writes an admin event about a replay, signed by the account's signing key.

@@ -458,38 +458,10 @@ func attackPreemptDeadLetters(t *testing.T, w *World) {
 			}
 		}
 	}
-	billing := connectAs(t, w, Billing)
-	cs, err := consumers.Consume(context.Background(), billing, OrdersStream, Billing, func(context.Context, *consumers.Message) error { return nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Stop()
-	ack, err := js.Publish(testCtx(t), "orders.us.junk", []byte("\x01\x01 junk"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dl, done, err := w.Harness.Provisioner().DeadLetters(testCtx(t), Shop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer done()
-	var got *operator.DeadLetterEntry
-	waitFor(t, "billing's dead letter", func() bool {
-		list, err := dl.List(testCtx(t), 0)
-		if err != nil {
-			return false
-		}
-		for i := range list {
-			if list[i].Verified() && list[i].Writer == Billing && list[i].SourceSequence == ack.Sequence {
-				got = &list[i]
-				return true
-			}
-		}
-		return false
-	})
+	got := billingDeadLetter(t, w, connectAs(t, w, Billing), js, []byte("\x01\x01 junk"))
 	waitFor(t, "its audit event", func() bool {
 		for _, r := range auditRecords(t, w) {
-			if r.Verified() && r.Verification.Writer == Billing && r.Event.Type == bus.EventRejected && r.Event.Data.Sequence == ack.Sequence {
+			if r.Verified() && r.Verification.Writer == Billing && r.Event.Type == bus.EventRejected && r.Event.Data.Sequence == got.SourceSequence {
 				if r.Event.Data.DLQSeq != got.Sequence {
 					t.Fatalf("the audit event points at dead letter %d, the dead letter is %d", r.Event.Data.DLQSeq, got.Sequence)
 				}
@@ -604,26 +576,42 @@ func attackFlood(t *testing.T, w *World) {
 			t.Fatal(err)
 		}
 	}
+	billingDeadLetter(t, w, billing, js, []byte("junk"))
+}
+
+// billingDeadLetter consumes billing's durable with billing's client until junk, injected into
+// ORDERS, is dead-lettered in a verified record written by billing, and returns that entry.
+func billingDeadLetter(t *testing.T, w *World, billing *bus.Client, js jetstream.JetStream, junk []byte) *operator.DeadLetterEntry {
+	t.Helper()
 	cs, err := consumers.Consume(context.Background(), billing, OrdersStream, Billing, func(context.Context, *consumers.Message) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cs.Stop()
-	ack, err := js.Publish(testCtx(t), "orders.us.junk", []byte("junk"))
+	ack, err := js.Publish(testCtx(t), "orders.us.junk", junk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dls, done, err := w.Harness.Provisioner().DeadLetters(testCtx(t), Shop)
+	dl, done, err := w.Harness.Provisioner().DeadLetters(testCtx(t), Shop)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer done()
-	waitFor(t, "billing's dead letter after shipping's flood", func() bool {
-		list, err := dls.List(testCtx(t), 0)
-		return err == nil && slices.ContainsFunc(list, func(e operator.DeadLetterEntry) bool {
-			return e.Verified() && e.Writer == Billing && e.SourceSequence == ack.Sequence
-		})
+	var got *operator.DeadLetterEntry
+	waitFor(t, "billing's dead letter", func() bool {
+		list, err := dl.List(testCtx(t), 0)
+		if err != nil {
+			return false
+		}
+		for i := range list {
+			if list[i].Verified() && list[i].Writer == Billing && list[i].SourceSequence == ack.Sequence {
+				got = &list[i]
+				return true
+			}
+		}
+		return false
 	})
+	return got
 }
 
 // Finding 6: a dead letter replayed after the freshness window was dead-lettered again as stale.

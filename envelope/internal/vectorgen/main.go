@@ -30,46 +30,38 @@ func run(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	keep := map[string]bool{}
+	files := map[string][]byte{}
 	for _, v := range vs {
-		name := v.Name + vectors.Ext
-		keep[name] = true
-		if err := os.WriteFile(filepath.Join(dir, name), v.Marshal(), 0o644); err != nil {
-			return err
-		}
+		files[v.Name+vectors.Ext] = v.Marshal()
 	}
-	old, err := filepath.Glob(filepath.Join(dir, "*"+vectors.Ext))
-	if err != nil {
+	if err := writeDir(dir, files); err != nil {
 		return err
-	}
-	for _, p := range old {
-		if !keep[filepath.Base(p)] {
-			if err := os.Remove(p); err != nil {
-				return err
-			}
-		}
 	}
 	fmt.Printf("vectorgen: wrote %d vectors to %s\n", len(vs), strings.TrimSuffix(dir, "/"))
-	return runRecords(filepath.Join(dir, vectors.RecordDir))
-}
 
-// runRecords writes the record vectors (envelope/RECORD.md §8) to dir the same way.
-func runRecords(dir string) error {
-	vs, err := vectors.GenerateRecords()
+	rs, err := vectors.GenerateRecords()
 	if err != nil {
 		return err
 	}
+	files = map[string][]byte{}
+	for _, v := range rs {
+		files[v.Name+vectors.Ext] = v.Marshal()
+	}
+	rdir := filepath.Join(dir, vectors.RecordDir)
+	if err := writeDir(rdir, files); err != nil {
+		return err
+	}
+	fmt.Printf("vectorgen: wrote %d record vectors to %s\n", len(rs), rdir)
+	return nil
+}
+
+// writeDir writes files into dir and removes the vector files of dir that are not among them.
+func writeDir(dir string, files map[string][]byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	keep := map[string]bool{}
-	for _, v := range vs {
-		name := v.Name + vectors.Ext
-		keep[name] = true
-		if err := os.WriteFile(filepath.Join(dir, name), v.Marshal(), 0o644); err != nil {
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return err
 		}
 	}
@@ -78,12 +70,11 @@ func runRecords(dir string) error {
 		return err
 	}
 	for _, p := range old {
-		if !keep[filepath.Base(p)] {
+		if _, keep := files[filepath.Base(p)]; !keep {
 			if err := os.Remove(p); err != nil {
 				return err
 			}
 		}
 	}
-	fmt.Printf("vectorgen: wrote %d record vectors to %s\n", len(vs), dir)
 	return nil
 }

@@ -2,7 +2,6 @@ package vectors
 
 import (
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -29,10 +28,7 @@ type RecordVector struct {
 	Record           []byte
 }
 
-var recordKeys = []struct {
-	name     string
-	required bool
-}{
+var recordKeys = []headerKey{
 	{"expect", true}, {"reason", false}, {"comment", true}, {"writer", true}, {"revoked-at", false},
 	{"max-size", false}, {"kind", false}, {"record-id", false}, {"payload-sha256", false}, {"attachment-sha256", false},
 }
@@ -63,118 +59,55 @@ func (v *RecordVector) Marshal() []byte {
 	kv("record-id", v.RecordID)
 	kv("payload-sha256", v.PayloadSHA256)
 	kv("attachment-sha256", v.AttachmentSHA256)
-	b.WriteByte('\n')
-	s := base64.StdEncoding.EncodeToString(v.Record)
-	for len(s) > lineLen {
-		b.WriteString(s[:lineLen])
-		b.WriteByte('\n')
-		s = s[lineLen:]
-	}
-	b.WriteString(s)
-	b.WriteByte('\n')
+	writeBody(&b, v.Record)
 	return b.Bytes()
 }
 
 func hex64(s string) error {
-	if len(s) != 64 || strings.ToLower(s) != s || strings.Trim(s, "0123456789abcdef") != "" {
+	if len(s) != 64 || strings.Trim(s, "0123456789abcdef") != "" {
 		return errors.New("not 64 lower-case hex digits")
 	}
 	return nil
 }
 
 // ParseRecordVector reads a record vector file strictly, as Parse does for envelope vectors:
-// known keys only, in order, at most once, the required ones present, reason only with reject
-// and the ok-only keys exactly with ok, canonical form.
+// reason only with reject, the ok-only keys exactly with ok, canonical form.
 func ParseRecordVector(name string, data []byte) (*RecordVector, error) {
-	v := &RecordVector{Name: name}
-	head, body, ok := strings.Cut(string(data), "\n\n")
-	if !ok {
-		return nil, errors.New("vectors: no blank line after the header")
+	vals, rec, err := readFile(data, recordKeys)
+	if err != nil {
+		return nil, err
 	}
-	next := 0
-	seen := map[string]bool{}
-	for _, line := range strings.Split(head, "\n") {
-		k, val, ok := strings.Cut(line, ": ")
-		if !ok || val == "" || strings.TrimSpace(val) != val {
-			return nil, fmt.Errorf("vectors: bad header line %q", line)
-		}
-		i := next
-		for i < len(recordKeys) && recordKeys[i].name != k {
-			if recordKeys[i].required {
-				return nil, fmt.Errorf("vectors: key %q before required %q", k, recordKeys[i].name)
-			}
-			i++
-		}
-		if i == len(recordKeys) {
-			return nil, fmt.Errorf("vectors: unknown, repeated or out-of-order key %q", k)
-		}
-		next = i + 1
-		seen[k] = true
-		var err error
-		switch k {
-		case "expect":
-			if val != "ok" && val != "reject" {
-				err = fmt.Errorf("expect %q", val)
-			}
-			v.Expect = val
-		case "reason":
-			v.Reason = val
-		case "comment":
-			v.Comment = val
-		case "writer":
-			v.Writer = val
-		case "revoked-at":
-			v.RevokedAt, err = time.Parse(time.RFC3339Nano, val)
-		case "max-size":
-			v.MaxSize, err = strconv.Atoi(val)
-			if err == nil && (v.MaxSize <= 0 || strconv.Itoa(v.MaxSize) != val) {
-				err = errors.New("not a canonical positive integer")
-			}
-		case "kind":
-			v.Kind = val
-		case "record-id":
-			if len(val) != 32 || strings.Trim(val, "0123456789abcdef") != "" {
-				err = errors.New("not 32 lower-case hex digits")
-			}
-			v.RecordID = val
-		case "payload-sha256":
-			err = hex64(val)
-			v.PayloadSHA256 = val
-		case "attachment-sha256":
-			err = hex64(val)
-			v.AttachmentSHA256 = val
-		}
-		if err != nil {
-			return nil, fmt.Errorf("vectors: %s: %w", k, err)
+	v := &RecordVector{Name: name, Record: rec, Expect: vals["expect"], Reason: vals["reason"], Comment: vals["comment"], Writer: vals["writer"],
+		Kind: vals["kind"], RecordID: vals["record-id"], PayloadSHA256: vals["payload-sha256"], AttachmentSHA256: vals["attachment-sha256"]}
+	if v.Expect != "ok" && v.Expect != "reject" {
+		return nil, fmt.Errorf("vectors: expect %q", v.Expect)
+	}
+	if r, ok := vals["revoked-at"]; ok {
+		if v.RevokedAt, err = time.Parse(time.RFC3339Nano, r); err != nil {
+			return nil, fmt.Errorf("vectors: revoked-at: %w", err)
 		}
 	}
-	for _, k := range recordKeys {
-		if k.required && !seen[k.name] {
-			return nil, fmt.Errorf("vectors: missing %q", k.name)
+	if m, ok := vals["max-size"]; ok {
+		if v.MaxSize, err = positiveInt(m); err != nil {
+			return nil, fmt.Errorf("vectors: max-size: %w", err)
+		}
+	}
+	if id, ok := vals["record-id"]; ok && (len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "") {
+		return nil, errors.New("vectors: record-id: not 32 lower-case hex digits")
+	}
+	for _, k := range []string{"payload-sha256", "attachment-sha256"} {
+		if h, ok := vals[k]; ok && hex64(h) != nil {
+			return nil, fmt.Errorf("vectors: %s: not 64 lower-case hex digits", k)
 		}
 	}
 	if (v.Expect == "reject") != (v.Reason != "") {
 		return nil, errors.New("vectors: reason must be present exactly when expect is reject")
 	}
 	for _, k := range okOnly {
-		if (v.Expect == "ok") != seen[k] {
+		if _, seen := vals[k]; (v.Expect == "ok") != seen {
 			return nil, fmt.Errorf("vectors: %s must be present exactly when expect is ok", k)
 		}
 	}
-	if !strings.HasSuffix(body, "\n") {
-		return nil, errors.New("vectors: missing final newline")
-	}
-	lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
-	for i, l := range lines {
-		if len(l) > lineLen || (i < len(lines)-1 && len(l) != lineLen) || (l == "" && len(lines) > 1) {
-			return nil, fmt.Errorf("vectors: base64 line %d has length %d", i+1, len(l))
-		}
-	}
-	rec, err := base64.StdEncoding.Strict().DecodeString(strings.Join(lines, ""))
-	if err != nil {
-		return nil, fmt.Errorf("vectors: record: %w", err)
-	}
-	v.Record = rec
 	if !bytes.Equal(v.Marshal(), data) {
 		return nil, errors.New("vectors: file is not in canonical form")
 	}

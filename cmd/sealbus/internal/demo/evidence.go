@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -27,27 +26,15 @@ import (
 // a consumer crafting a dead letter that would make the operator's replay act with the
 // operator's rights (the confused deputy).
 
-// insider connects as a service with plain nats.go and returns the connection and the
-// service's own evidence token, which it reads from its user JWT as an insider would.
-func (d *run) insider(ctx context.Context, service string) (*nats.Conn, jetstream.JetStream, string, error) {
-	nc, err := d.world.InsiderConn(ctx, sealbustest.Shop, service)
+// insider connects as a service with plain nats.go, holding what a hostile service holds (its
+// creds, keys, card and evidence token).
+func (d *run) insider(ctx context.Context, service string) (*sealbustest.Insider, error) {
+	in, err := sealbustest.NewInsider(ctx, d.world.Harness, sealbustest.Shop, service)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("demo: %s's raw connection: %w", service, err)
+		return nil, fmt.Errorf("demo: %s's raw connection: %w", service, err)
 	}
-	d.conns = append(d.conns, nc)
-	creds, err := accounts.ReadCredsFile(d.world.CredsPath(sealbustest.Shop, service))
-	if err != nil {
-		return nil, nil, "", err
-	}
-	clear(creds.UserSeed)
-	clear(creds.CurveSeed)
-	uc, err := jwt.DecodeUserClaims(creds.UserJWT)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	tok, _ := accounts.EvidenceTokenOf(uc.Pub.Allow, service)
-	js, err := jetstream.New(nc)
-	return nc, js, tok, err
+	d.closers = append(d.closers, in.Close)
+	return in, nil
 }
 
 // rawPublish publishes as the insider and reports whether the server stored it.
@@ -58,10 +45,11 @@ func rawPublish(ctx context.Context, js jetstream.JetStream, subject string, dat
 }
 
 func (d *run) attackForgedAudit(ctx context.Context, _ *bus.Client) error {
-	_, js, tok, err := d.insider(ctx, sealbustest.Intern)
+	intern, err := d.insider(ctx, sealbustest.Intern)
 	if err != nil {
 		return err
 	}
+	js, tok := intern.JS, intern.Token
 	forged := bus.Event{Type: bus.EventRejected, Subject: "orders.us.1", Data: bus.EventData{Reason: "bad_signature", Stream: sealbustest.OrdersStream, Sequence: 1}}
 	if err := forged.Fill(bus.EventSource(d.world.Accounts[sealbustest.Shop].PublicKey(), sealbustest.Billing), time.Now(), nil); err != nil {
 		return err
@@ -83,23 +71,9 @@ func (d *run) attackForgedAudit(ctx context.Context, _ *bus.Client) error {
 	if _, err := rawPublish(ctx, js, own, event); err == nil {
 		stored++
 	}
-	creds, err := accounts.ReadCredsFile(d.world.CredsPath(sealbustest.Shop, sealbustest.Intern))
-	if err != nil {
-		return err
-	}
-	id, err := envelope.NewIdentity(creds.UserSeed, creds.CurveSeed)
-	clear(creds.UserSeed)
-	clear(creds.CurveSeed)
-	if err != nil {
-		return err
-	}
-	defer id.Wipe()
-	internCard, err := d.cardOf(sealbustest.Intern)
-	if err != nil {
-		return err
-	}
-	rec, err := id.SignRecord(envelope.Record{Kind: envelope.RecordAudit, Account: d.world.Accounts[sealbustest.Shop].PublicKey(),
-		WriterName: sealbustest.Billing, Credential: internCard, Payload: event})
+	// Its own key and card, billing's name.
+	rec, err := intern.ID.SignRecord(envelope.Record{Kind: envelope.RecordAudit, Account: intern.Account,
+		WriterName: sealbustest.Billing, Credential: intern.Card, Payload: event})
 	if err != nil {
 		return err
 	}
@@ -145,21 +119,12 @@ func sum(m map[operator.RecordState]int) int {
 	return n
 }
 
-// cardOf returns a service's identity card token (public: every service reads it in the
-// directory).
-func (d *run) cardOf(service string) (string, error) {
-	svc, err := d.world.Harness.Provisioner().Keystore.LoadService(sealbustest.Shop, service)
-	if err != nil {
-		return "", err
-	}
-	return svc.Card, nil
-}
-
 func (d *run) attackHijackReplay(ctx context.Context, checkout *bus.Client) error {
-	_, js, tok, err := d.insider(ctx, sealbustest.Shipping)
+	ship, err := d.insider(ctx, sealbustest.Shipping)
 	if err != nil {
 		return err
 	}
+	js, tok := ship.JS, ship.Token
 	target := "$JS.API.STREAM.PURGE." + accounts.AuditStream
 	before, err := d.auditCount(ctx)
 	if err != nil {
@@ -183,30 +148,14 @@ func (d *run) attackHijackReplay(ctx context.Context, checkout *bus.Client) erro
 	if err != nil {
 		return err
 	}
-	env, err := d.stolenSeal(sealbustest.Shipping, target, to)
+	env, err := ship.Seal(target, time.Now(), []byte(`{"purge":true}`), to...)
 	if err != nil {
 		return fmt.Errorf("demo: seal: %w", err)
 	}
 	h := sha256.Sum256(env)
 	meta, _ := json.Marshal(consumers.DeadLetterMeta{Reason: "bad_signature", Stream: sealbustest.OrdersStream, Sequence: 1, Subject: target,
 		Consumer: sealbustest.Shipping, Delivered: 1, Stored: time.Now().UTC(), EnvelopeSize: len(env), EnvelopeSHA256: hex.EncodeToString(h[:])})
-	creds, err := accounts.ReadCredsFile(d.world.CredsPath(sealbustest.Shop, sealbustest.Shipping))
-	if err != nil {
-		return err
-	}
-	id, err := envelope.NewIdentity(creds.UserSeed, creds.CurveSeed)
-	clear(creds.UserSeed)
-	clear(creds.CurveSeed)
-	if err != nil {
-		return err
-	}
-	defer id.Wipe()
-	card, err := d.cardOf(sealbustest.Shipping)
-	if err != nil {
-		return err
-	}
-	rec, err := id.SignRecord(envelope.Record{Kind: envelope.RecordDeadLetter, Account: d.world.Accounts[sealbustest.Shop].PublicKey(),
-		WriterName: sealbustest.Shipping, Credential: card, Payload: meta, Attachment: env})
+	rec, err := ship.SignRecord(envelope.Record{Kind: envelope.RecordDeadLetter, Payload: meta, Attachment: env})
 	if err != nil {
 		return err
 	}
