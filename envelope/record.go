@@ -268,13 +268,15 @@ func VerifyRecord(data []byte, policy RecordPolicy, maxSize int) (*Record, error
 }
 
 // prepare validates r for signing by a writer of role with public key pub, fills the id (from
-// crypto/rand when zero) and the time (now when zero), and returns the unsigned encoding.
-func prepare(r Record, role WriterRole, pub []byte, name string) (*format.Record, error) {
+// crypto/rand when zero) and the time (now when zero), and returns the encoded record with a
+// zero signature and the length of its signed part. The parser is the one statement of the
+// rules: a record it would refuse is not signed.
+func prepare(r Record, role WriterRole, pub []byte, name string) ([]byte, int, error) {
 	fr := &format.Record{Kind: uint8(r.Kind), Role: uint8(role), Name: name, Credential: []byte(r.Credential), Payload: r.Payload, Attachment: r.Attachment}
 	copy(fr.Writer[:], pub)
 	if r.ID == (RecordID{}) {
 		if _, err := io.ReadFull(rand.Reader, fr.ID[:]); err != nil {
-			return nil, fmt.Errorf("envelope: record id: %w", err)
+			return nil, 0, fmt.Errorf("envelope: record id: %w", err)
 		}
 	} else {
 		fr.ID = r.ID
@@ -284,21 +286,24 @@ func prepare(r Record, role WriterRole, pub []byte, name string) (*format.Record
 		t = time.Now()
 	}
 	if t.UnixMilli() < 1 {
-		return nil, fmt.Errorf("%w: record time before 1970", ErrInvalidMessage)
+		return nil, 0, fmt.Errorf("%w: record time before 1970", ErrInvalidMessage)
 	}
 	fr.Time = uint64(t.UnixMilli())
 	acct, err := nkeys.Decode(nkeys.PrefixByteAccount, []byte(r.Account))
 	if err != nil {
-		return nil, fmt.Errorf("%w: record account is not an account public key", ErrInvalidMessage)
+		return nil, 0, fmt.Errorf("%w: record account is not an account public key", ErrInvalidMessage)
 	}
 	copy(fr.Account[:], acct)
-	fr.SignedLen = len(fr.AppendSigned(nil))
-	// The parser is the one statement of the rules: a record that would not parse is refused.
-	probe := fr.Marshal()
-	if _, err := format.ParseRecord(probe); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
+	if len(name) > format.MaxRecordName || len(r.Credential) > format.MaxRecordCredential || len(r.Payload) > format.MaxRecordPayload || len(r.Attachment) > HardMaxSize {
+		return nil, 0, fmt.Errorf("%w: record field too large", ErrInvalidMessage)
 	}
-	return fr, nil
+	buf := fr.AppendSigned(make([]byte, 0, fr.RecordSize()))
+	signed := len(buf)
+	buf = append(buf, make([]byte, format.SignatureSize)...)
+	if _, err := format.ParseRecord(buf); err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
+	}
+	return buf, signed, nil
 }
 
 // SignRecord signs r as this identity's service: the writer is the identity's user key, with
@@ -310,13 +315,12 @@ func (id *Identity) SignRecord(r Record) ([]byte, error) {
 	if id == nil || id.signPriv == nil {
 		return nil, fmt.Errorf("%w: nil or wiped identity", ErrInvalidKey)
 	}
-	fr, err := prepare(r, WriterService, id.signPub[:], r.WriterName)
+	buf, signed, err := prepare(r, WriterService, id.signPub[:], r.WriterName)
 	if err != nil {
 		return nil, err
 	}
-	signed := fr.AppendSigned(nil)
-	copy(fr.Signature[:], ed25519.Sign(id.signPriv, suite.RecordStatement(signed)))
-	return append(signed, fr.Signature[:]...), nil
+	copy(buf[signed:], ed25519.Sign(id.signPriv, suite.RecordStatement(buf[:signed])))
+	return buf, nil
 }
 
 // SignRecord signs r with an account key ("A...", role account) or the operator key ("O...",
@@ -342,19 +346,19 @@ func SignRecord(key nkeys.KeyPair, r Record) ([]byte, error) {
 	if r.WriterName != "" || r.Credential != "" {
 		return nil, fmt.Errorf("%w: an account or operator writer has no name and no credential", ErrInvalidMessage)
 	}
-	fr, err := prepare(r, role, raw, "")
+	buf, signed, err := prepare(r, role, raw, "")
 	if err != nil {
 		return nil, err
 	}
-	signed := fr.AppendSigned(nil)
-	sig, err := key.Sign(suite.RecordStatement(signed))
+	sig, err := key.Sign(suite.RecordStatement(buf[:signed]))
 	if err != nil {
 		return nil, fmt.Errorf("%w: signing: %v", ErrInvalidKey, err)
 	}
 	if len(sig) != format.SignatureSize {
 		return nil, fmt.Errorf("%w: signature of %d bytes", ErrInvalidKey, len(sig))
 	}
-	return append(signed, sig...), nil
+	copy(buf[signed:], sig)
+	return buf, nil
 }
 
 // DeriveSubjectToken returns a secret token (32 lower-case hex digits) that only the holder of

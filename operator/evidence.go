@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -81,6 +82,34 @@ const OperatorWriter = "_operator"
 type RecordVerifier struct {
 	trust  accounts.Trust
 	claims *jwt.AccountClaims
+
+	mu    sync.Mutex
+	cards map[string]*accounts.Card // card tokens decoded and signature-checked, bounded by maxCardCache
+}
+
+// maxCardCache bounds the decoded cards a verifier keeps: a writer's records all carry the same
+// card, so its signature is checked once.
+const maxCardCache = 1024
+
+// card decodes a card token (its signature checked against its issuer), through the cache.
+func (v *RecordVerifier) card(token string) (*accounts.Card, error) {
+	v.mu.Lock()
+	c, ok := v.cards[token]
+	v.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := accounts.DecodeCard(token)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	if v.cards == nil || len(v.cards) >= maxCardCache {
+		v.cards = map[string]*accounts.Card{}
+	}
+	v.cards[token] = c
+	v.mu.Unlock()
+	return c, nil
 }
 
 // NewRecordVerifier returns a verifier for the account of accountJWT, which must verify up to
@@ -118,7 +147,7 @@ func (v *RecordVerifier) CheckWriter(r *envelope.Record) error {
 	}
 	switch r.Role {
 	case envelope.WriterService:
-		card, err := accounts.DecodeCard(r.Credential)
+		card, err := v.card(r.Credential)
 		if err != nil {
 			return fmt.Errorf("%w: credential: %v", envelope.ErrWriterUnknown, err)
 		}

@@ -30,7 +30,7 @@ type verifierEnv struct {
 	trust accounts.Trust
 }
 
-func newVerifierEnv(t *testing.T) *verifierEnv {
+func newVerifierEnv(t testing.TB) *verifierEnv {
 	t.Helper()
 	op, err := accounts.NewOperator("verify")
 	if err != nil {
@@ -47,7 +47,7 @@ func newVerifierEnv(t *testing.T) *verifierEnv {
 	return &verifierEnv{op: op, acct: acct, svc: svc, id: identityOf(t, svc), trust: accounts.Trust{Operators: []string{op.PublicKey()}}}
 }
 
-func identityOf(t *testing.T, svc *accounts.Service) *envelope.Identity {
+func identityOf(t testing.TB, svc *accounts.Service) *envelope.Identity {
 	t.Helper()
 	us, _ := svc.UserKey.Seed()
 	cs, _ := svc.CurveKey.Seed()
@@ -58,7 +58,7 @@ func identityOf(t *testing.T, svc *accounts.Service) *envelope.Identity {
 	return id
 }
 
-func (e *verifierEnv) verifier(t *testing.T) *operator.RecordVerifier {
+func (e *verifierEnv) verifier(t testing.TB) *operator.RecordVerifier {
 	t.Helper()
 	v, err := operator.NewRecordVerifier(e.trust, e.acct.JWT)
 	if err != nil {
@@ -67,7 +67,7 @@ func (e *verifierEnv) verifier(t *testing.T) *operator.RecordVerifier {
 	return v
 }
 
-func (e *verifierEnv) event(t *testing.T, source string) []byte {
+func (e *verifierEnv) event(t testing.TB, source string) []byte {
 	t.Helper()
 	ev := bus.Event{Type: bus.EventRejected, Data: bus.EventData{Reason: "bad_signature"}}
 	if err := ev.Fill(source, time.Now(), nil); err != nil {
@@ -78,7 +78,7 @@ func (e *verifierEnv) event(t *testing.T, source string) []byte {
 }
 
 // serviceRecord signs a record as e.svc (by id, with card), at time at.
-func (e *verifierEnv) serviceRecord(t *testing.T, id *envelope.Identity, name, card string, kind envelope.RecordKind, payload, att []byte, at time.Time) []byte {
+func (e *verifierEnv) serviceRecord(t testing.TB, id *envelope.Identity, name, card string, kind envelope.RecordKind, payload, att []byte, at time.Time) []byte {
 	t.Helper()
 	data, err := id.SignRecord(envelope.Record{Kind: kind, Time: at, Account: e.acct.PublicKey(), WriterName: name, Credential: card, Payload: payload, Attachment: att})
 	if err != nil {
@@ -338,4 +338,23 @@ func adminJSOf(t *testing.T, w *sealbustest.World) jetstream.JetStream {
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
 	return js
+}
+
+// BenchmarkRecordVerifierVerify: what a reader pays per record: the record's signature, the
+// writer's card (decoded and its signature verified), the account's signing keys and
+// revocations, the place and the payload.
+func BenchmarkRecordVerifierVerify(b *testing.B) {
+	t := testing.TB(b)
+	e := newVerifierEnv(t)
+	src := bus.EventSource(e.acct.PublicKey(), "billing")
+	data := e.serviceRecord(t, e.id, "billing", e.svc.Card, envelope.RecordAudit, e.event(t, src), nil, time.Now())
+	v := e.verifier(t)
+	subject := accounts.AuditSubject("billing", e.svc.Spec.EvidenceToken)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if got := v.Verify(subject, data); !got.Verified() {
+			b.Fatal(got.State, got.Detail)
+		}
+	}
 }
