@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -319,4 +318,5 @@ func (c Counts) Unverified() int {
 	return n
 }
 
-var errNoVerifier = errors.New("operator: a record verifier is required")
+// errNoVerifier is what a reader made without a JetStream context or a verifier returns.
+var errNoVerifier = fmt.Errorf("%w: a JetStream context and a record verifier are required", ErrInvalidSpec)
