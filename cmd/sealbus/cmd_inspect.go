@@ -111,14 +111,14 @@ func inspectCreds(data []byte) (any, func(io.Writer), error) {
 	}
 	return out, func(w io.Writer) {
 		fmt.Fprintf(w, "creds file (seeds not shown)\n")
-		fmt.Fprintf(w, "  service    %s\n  user key   %s\n  account    %s\n", uc.Name, uc.Subject, out["account"])
+		fmt.Fprintf(w, "  service    %s\n  user key   %s\n  account    %s\n", esc(uc.Name), esc(uc.Subject), out["account"])
 		if curve != "" {
 			fmt.Fprintf(w, "  curve key  %s\n", curve)
 		} else {
 			fmt.Fprintf(w, "  curve key  none (a plain NATS creds file; cannot open envelopes)\n")
 		}
 		fmt.Fprintf(w, "  expires    %s\n", fmtTime(unixTime(uc.Expires)))
-		fmt.Fprintf(w, "  pub allow  %s\n  sub allow  %s\n", strings.Join(uc.Permissions.Pub.Allow, " "), strings.Join(uc.Permissions.Sub.Allow, " "))
+		fmt.Fprintf(w, "  pub allow  %s\n  sub allow  %s\n", esc(strings.Join(uc.Permissions.Pub.Allow, " ")), esc(strings.Join(uc.Permissions.Sub.Allow, " ")))
 	}, nil
 }
 
@@ -162,8 +162,10 @@ func (a *app) inspectToken(tok string, verify bool) (any, func(io.Writer), error
 	}
 	return out, func(w io.Writer) {
 		fmt.Fprintf(w, "%s JWT\n", claims.ClaimType())
-		b, _ := json.MarshalIndent(raw, "  ", "  ")
-		fmt.Fprintf(w, "  %s\n", b)
+		b, _ := json.MarshalIndent(raw, "", "  ")
+		for _, line := range strings.Split(string(b), "\n") { // the token's claims: untrusted text
+			fmt.Fprintf(w, "  %s\n", esc(line))
+		}
 		if status != "" {
 			fmt.Fprintln(w, status)
 		}

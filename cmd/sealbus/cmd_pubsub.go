@@ -175,7 +175,7 @@ The durable is the service's own: messages sub acknowledges are not delivered to
 						"payload": string(m.Payload),
 					})
 				} else {
-					fmt.Fprintf(a.stdout, "verified %s from %s on %s: %s\n", m.ID, m.Sender, m.Subject, m.Payload)
+					fmt.Fprintf(a.stdout, "verified %s from %s on %s: %s\n", m.ID, esc(m.Sender), esc(m.Subject), esc(string(m.Payload))) // the sender chose the payload
 				}
 				if count > 0 && n.Add(1) >= int64(count) {
 					cancel()
