@@ -18,14 +18,19 @@ const (
 	DirectoryStream = "KV_" + DirectoryBucket
 	// DirectoryAccountKey is the directory key of the account JWT.
 	DirectoryAccountKey = "account"
-	// DLQStream holds rejected and dead-lettered envelopes.
+	// DLQStream holds dead letters: signed records, each carrying a rejected or
+	// dead-lettered envelope, on its writer's own subject ([DLQSubject]).
 	DLQStream = "SEALBUS_DLQ"
-	// DLQSubjectPrefix is the subject prefix of [DLQStream] ("sealbus.dlq.>").
+	// DLQSubjectPrefix is the first two tokens of every subject of [DLQStream].
 	DLQSubjectPrefix = "sealbus.dlq"
-	// AuditStream holds structured security and admin events.
+	// AuditStream holds signed audit records (security and admin events), each on its
+	// writer's own subject ([AuditSubject], [AdminAuditSubject]).
 	AuditStream = "SEALBUS_AUDIT"
-	// AuditSubjectPrefix is the subject prefix of [AuditStream] ("sealbus.audit.>").
+	// AuditSubjectPrefix is the first two tokens of every subject of [AuditStream].
 	AuditSubjectPrefix = "sealbus.audit"
+	// AdminWriter is the writer token of the operator's own audit subject. It is not a valid
+	// service name (names start with a letter or digit), so no service's subject can be it.
+	AdminWriter = "_admin"
 )
 
 // DirectoryCardKey returns the directory key of a service's card: "card.<name>".
@@ -80,14 +85,70 @@ func ParseDirectoryKey(key string) (k DirectoryKey, ok bool) {
 // DirectorySubjects is the subject filter of [DirectoryStream] (the KV API's "$KV.<bucket>.>").
 const DirectorySubjects = "$KV." + DirectoryBucket + ".>"
 
-// AuditSubject returns the subject an audit event of type typ ("sealbus.x.y") is published on:
-// "sealbus.audit.x.y".
-func AuditSubject(typ string) string {
-	return AuditSubjectPrefix + "." + strings.TrimPrefix(typ, reservedToken+".")
+// Evidence subjects (docs/ARCHITECTURE.md, "Streams and subjects"). Every writer of records
+// has its own literal subjects, named by its service name and a secret token (see
+// [NewEvidenceToken]) that appears only in that service's user JWT: a service may publish on its
+// own subjects only, another service cannot even name them (so it cannot make the server store
+// a JetStream API answer there with a reply subject), and the streams capture exactly the
+// listed subjects, each with its own per-subject limit.
+
+// AuditSubject returns writer's audit subject: "sealbus.audit.<writer>.<token>".
+func AuditSubject(writer, token string) string {
+	return AuditSubjectPrefix + "." + writer + "." + token
 }
 
-// DLQSubject returns the subject a dead letter with reason is published on: "sealbus.dlq.<reason>".
-func DLQSubject(reason string) string { return DLQSubjectPrefix + "." + reason }
+// overflowToken ends the subject of a writer's overflow records.
+const overflowToken = "overflow"
+
+// AuditOverflowSubject returns the subject a writer reports its refused records on when its
+// audit or dead-letter subject is full: "sealbus.audit.<writer>.<token>.overflow".
+func AuditOverflowSubject(writer, token string) string {
+	return AuditSubject(writer, token) + "." + overflowToken
+}
+
+// DLQSubject returns writer's dead-letter subject: "sealbus.dlq.<writer>.<token>".
+func DLQSubject(writer, token string) string {
+	return DLQSubjectPrefix + "." + writer + "." + token
+}
+
+// AdminAuditSubject returns the operator's audit subject of an account:
+// "sealbus.audit._admin.<token>", the token derived from the account's signing key.
+func AdminAuditSubject(token string) string { return AuditSubject(AdminWriter, token) }
+
+// EvidenceSubject is an evidence subject taken apart by [ParseEvidenceSubject].
+type EvidenceSubject struct {
+	Stream   string // AuditStream or DLQStream
+	Writer   string // a service name, or AdminWriter
+	Token    string
+	Overflow bool // an overflow subject (audit stream only)
+}
+
+// ParseEvidenceSubject takes an evidence subject apart. ok is false for any other subject,
+// including one whose writer is neither a valid service name nor AdminWriter, or whose token is
+// not a valid evidence token.
+func ParseEvidenceSubject(subject string) (e EvidenceSubject, ok bool) {
+	var rest string
+	switch {
+	case strings.HasPrefix(subject, AuditSubjectPrefix+"."):
+		e.Stream, rest = AuditStream, subject[len(AuditSubjectPrefix)+1:]
+	case strings.HasPrefix(subject, DLQSubjectPrefix+"."):
+		e.Stream, rest = DLQStream, subject[len(DLQSubjectPrefix)+1:]
+	default:
+		return EvidenceSubject{}, false
+	}
+	parts := strings.Split(rest, ".")
+	switch {
+	case len(parts) == 3 && parts[2] == overflowToken && e.Stream == AuditStream:
+		e.Overflow = true
+	case len(parts) != 2:
+		return EvidenceSubject{}, false
+	}
+	e.Writer, e.Token = parts[0], parts[1]
+	if (e.Writer != AdminWriter && !ValidName(e.Writer)) || !ValidEvidenceToken(e.Token) || (e.Writer == AdminWriter && e.Overflow) {
+		return EvidenceSubject{}, false
+	}
+	return e, true
+}
 
 // ClaimsUpdateSubject is the system account subject account JWTs are pushed to.
 const ClaimsUpdateSubject = "$SYS.REQ.CLAIMS.UPDATE"

@@ -120,7 +120,7 @@ func TestServicePermissionsWithJetStream(t *testing.T) {
 	}
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: accounts.DLQStream, Subjects: []string{accounts.DLQSubjectPrefix + ".>"}},
-		{Name: accounts.AuditStream, Subjects: []string{accounts.AuditSubjectPrefix + ".>"}},
+		{Name: accounts.AuditStream, Subjects: []string{accounts.AuditSubjectPrefix + ".>"}}, // every writer's subject, for this test
 		{Name: "ORDERS", Subjects: []string{"orders.>"}, Duplicates: time.Minute},
 	} {
 		if _, err := ajs.CreateStream(ctx, sc); err != nil {
@@ -231,7 +231,8 @@ func TestServicePermissionsWithJetStream(t *testing.T) {
 	if _, err := sjs.Stream(ctx, "ORDERS"); err != nil {
 		t.Fatalf("stream info: %v", err)
 	}
-	for _, subj := range []string{"orders.billed", accounts.DLQSubjectPrefix + ".orders", accounts.AuditSubjectPrefix + ".reject"} {
+	tok := svc.Spec.EvidenceToken
+	for _, subj := range []string{"orders.billed", accounts.DLQSubject("billing", tok), accounts.AuditSubject("billing", tok)} {
 		if _, err := sjs.Publish(ctx, subj, []byte("x")); err != nil {
 			t.Errorf("publish %s: %v", subj, err)
 		}

@@ -30,6 +30,10 @@ type ServiceSpec struct {
 	Subscribe []string      `json:"subscribe,omitempty"` // subjects it may read; drives the encryption audience
 	Consumers []ConsumerRef `json:"consumers,omitempty"` // durable pull consumers it may use
 	Validity  time.Duration `json:"validity,omitempty"`  // card and user JWT lifetime; 0 means DefaultValidity
+	// EvidenceToken is the secret last token of the service's audit and dead-letter subjects
+	// (see [NewEvidenceToken]); empty in a spec a caller writes, it is drawn when the service
+	// is created and again when it is rotated.
+	EvidenceToken string `json:"evidence_token,omitempty"`
 }
 
 // Validate checks the name, every subject (see package documentation,
@@ -59,6 +63,9 @@ func (s ServiceSpec) Validate() error {
 	if s.Validity < 0 {
 		return fmt.Errorf("%w: negative validity", ErrInvalidOption)
 	}
+	if s.EvidenceToken != "" && !ValidEvidenceToken(s.EvidenceToken) {
+		return fmt.Errorf("%w: evidence token must be %d lower-case hex digits", ErrInvalidOption, EvidenceTokenLen)
+	}
 	return nil
 }
 
@@ -74,8 +81,10 @@ func (s ServiceSpec) validity() time.Duration {
 // for the complete set a service's user JWT carries). The computed set is
 // documented in docs/PERMISSIONS.md:
 //
-// Publish allow: the declared publish subjects; "sealbus.dlq.>" and
-// "sealbus.audit.>"; "$JS.API.INFO"; read-only directory access
+// Publish allow: the declared publish subjects; the service's own evidence subjects
+// (literal, named by its secret evidence token: "sealbus.audit.<name>.<token>" and its
+// ".overflow" subject, and "sealbus.dlq.<name>.<token>" when it declares consumers; none when
+// the spec has no token); "$JS.API.INFO"; read-only directory access
 // ("$JS.API.STREAM.INFO.KV_SEALBUS_DIRECTORY" and the ordered-consumer
 // watch: "$JS.API.CONSUMER.CREATE.KV_SEALBUS_DIRECTORY.>",
 // "$JS.API.CONSUMER.DELETE.KV_SEALBUS_DIRECTORY.>", "$JS.FC.KV_SEALBUS_DIRECTORY.>");
@@ -95,7 +104,7 @@ func (s ServiceSpec) validity() time.Duration {
 func Permissions(spec ServiceSpec) jwt.Permissions {
 	var p jwt.Permissions
 	p.Pub.Allow.Add(dedup(spec.Publish)...)
-	p.Pub.Allow.Add(DLQSubjectPrefix+".>", AuditSubjectPrefix+".>")
+	p.Pub.Allow.Add(evidenceSubjects(spec)...)
 	p.Pub.Allow.Add("$JS.API.INFO")
 	p.Pub.Allow.Add(
 		"$JS.API.STREAM.INFO."+DirectoryStream,
@@ -276,6 +285,13 @@ func (a *Account) NewServiceWithRand(spec ServiceSpec, r io.Reader) (*Service, e
 	}
 	spec.Publish = dedup(spec.Publish)
 	spec.Subscribe = dedup(spec.Subscribe)
+	if spec.EvidenceToken == "" {
+		tok, err := NewEvidenceToken(r)
+		if err != nil {
+			return nil, err
+		}
+		spec.EvidenceToken = tok
+	}
 	ukp, err := nkeys.CreatePairWithRand(nkeys.PrefixByteUser, r)
 	if err != nil {
 		return nil, fmt.Errorf("accounts: create user key: %w", err)
@@ -339,8 +355,8 @@ func (a *Account) issue(s *Service) error {
 	return nil
 }
 
-// RotateService replaces s's user and curve keys: the returned service has
-// new keys, a new user JWT and a new card that lists the previous curve key
+// RotateService replaces s's user and curve keys and its evidence token: the returned service
+// has new keys, a new user JWT and a new card that lists the previous curve key
 // as usable for decryption until now+grace (earlier previous keys whose
 // grace has not ended are kept). The old user key is revoked in a.Claims at
 // now; the caller reissues and pushes the account, and saves the returned
@@ -366,6 +382,11 @@ func (a *Account) RotateService(s *Service, grace time.Duration) (*Service, erro
 		return nil, fmt.Errorf("accounts: create curve key: %w", err)
 	}
 	ns := &Service{Spec: s.Spec, Account: s.Account, UserKey: ukp, CurveKey: ckp}
+	// A new evidence token too: a token that leaked with the old creds names a subject the
+	// rotated service no longer writes.
+	if ns.Spec.EvidenceToken, err = NewEvidenceToken(r); err != nil {
+		return nil, err
+	}
 	if s.CurveKey != nil && grace > 0 {
 		ns.PreviousCurveKeys = append(ns.PreviousCurveKeys, PreviousCurveKey{Key: s.CurveKey, Until: now.Add(grace)})
 	}

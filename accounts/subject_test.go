@@ -88,11 +88,15 @@ func TestPermissionsExact(t *testing.T) {
 		Publish:   []string{"billing.invoiced", "billing.invoiced"},
 		Subscribe: []string{"orders.created", "orders.*.cancelled"},
 		Consumers: []ConsumerRef{{Stream: "ORDERS", Durable: "billing"}},
+		// the service's secret evidence token: its own literal audit, overflow and DLQ subjects
+		EvidenceToken: "0123456789abcdef0123456789abcdef",
 	}
 	p := ServicePermissions(spec, "UKEY")
 	wantPub := []string{
 		"billing.invoiced",
-		"sealbus.dlq.>", "sealbus.audit.>",
+		"sealbus.audit.billing.0123456789abcdef0123456789abcdef",
+		"sealbus.audit.billing.0123456789abcdef0123456789abcdef.overflow",
+		"sealbus.dlq.billing.0123456789abcdef0123456789abcdef",
 		"$JS.API.INFO",
 		"$JS.API.STREAM.INFO.KV_SEALBUS_DIRECTORY",
 		"$JS.API.CONSUMER.CREATE.KV_SEALBUS_DIRECTORY.>",
@@ -132,6 +136,13 @@ func TestPermissionsExact(t *testing.T) {
 		"$SYS.REQ.CLAIMS.UPDATE",
 		"orders.created",
 		"_INBOX.x",
+		// no other writer's evidence subjects, no wildcard evidence space
+		"sealbus.audit.shipping.0123456789abcdef0123456789abcdef",
+		"sealbus.audit.billing.ffffffffffffffffffffffffffffffff",
+		"sealbus.audit.billing.0123456789abcdef0123456789abcdef.x",
+		"sealbus.audit._admin.0123456789abcdef0123456789abcdef",
+		"sealbus.dlq.billing.ffffffffffffffffffffffffffffffff",
+		"sealbus.dlq.x",
 	}
 	for _, s := range never {
 		if allowed(p.Pub, s) {
@@ -143,7 +154,7 @@ func TestPermissionsExact(t *testing.T) {
 			t.Errorf("service may subscribe %s", s)
 		}
 	}
-	for _, s := range []string{"billing.invoiced", "sealbus.dlq.ORDERS.x", "sealbus.audit.reject", "$JS.ACK.ORDERS.billing.1.2.3.4.5"} {
+	for _, s := range []string{"billing.invoiced", DLQSubject("billing", spec.EvidenceToken), AuditSubject("billing", spec.EvidenceToken), "$JS.ACK.ORDERS.billing.1.2.3.4.5"} {
 		if !allowed(p.Pub, s) {
 			t.Errorf("service may not publish %s", s)
 		}

@@ -177,7 +177,7 @@ func (t Trust) verifyCard(cardToken string, acct *jwt.AccountClaims) (*Card, pro
 // exactly what sealbus issues for the card (ErrPermissionMismatch otherwise):
 // publish and subscribe allow and deny lists equal, as sets,
 // [ServicePermissions] of a spec with the card's Publish and Subscribe and
-// the consumers the user JWT names, for the user JWT's subject — so no extra
+// the consumers and the evidence token the user JWT names, for the user JWT's subject — so no extra
 // infrastructure subject ("$JS.API.>", "$KV.>", "$SYS.>", "_INBOX.>"), no
 // missing deny entry, no response permission — and its limits, connection
 // types and bearer flag are the ones [Account.NewService] sets.
@@ -217,11 +217,13 @@ func (t Trust) VerifyService(cardToken, userJWT string, acct *jwt.AccountClaims)
 	if acct.IsClaimRevoked(uc) {
 		p.add(fmt.Errorf("%w: user jwt of %s", ErrRevoked, c.Name))
 	}
+	tok, _ := EvidenceTokenOf(uc.Pub.Allow, c.Name)
 	want := serviceUserLimits(ServiceSpec{
-		Name:      c.Name,
-		Publish:   c.Publish,
-		Subscribe: c.Subscribe,
-		Consumers: consumersIn(uc.Pub.Allow),
+		Name:          c.Name,
+		Publish:       c.Publish,
+		Subscribe:     c.Subscribe,
+		Consumers:     consumersIn(uc.Pub.Allow),
+		EvidenceToken: tok,
 	}, uc.Subject)
 	for _, d := range userLimitsDiff(uc.UserPermissionLimits, want) {
 		p.add(fmt.Errorf("%w: user jwt of %s: %s", ErrPermissionMismatch, c.Name, d))

@@ -53,6 +53,7 @@ type Client struct {
 	pipes   sync.WaitGroup // batcher and acker
 	audits  chan Event     // to the audit writer
 	auditWG sync.WaitGroup
+	ev      evidence // the writer of signed records: token, overflow reports
 	prevMu  sync.Mutex
 	prevKey string
 	prevOp  *envelope.Opener
@@ -126,6 +127,15 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 	if c.name == "" {
 		c.name = c.userKey
 	}
+	tok, ok := accounts.EvidenceTokenOf(uc.Pub.Allow, uc.Name)
+	if !ok {
+		id.Wipe()
+		for _, p := range prev {
+			p.Wipe()
+		}
+		return nil, fmt.Errorf("%w: the user JWT of %s grants no evidence subjects (services created before per-writer audit subjects must be created again)", ErrInvalidOption, c.name)
+	}
+	c.ev.token = tok
 	if cfg.rate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(cfg.rate), cfg.burst)
 	}
@@ -164,6 +174,10 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 	if card.CurveKey != id.EncryptionKey() {
 		c.abort()
 		return nil, fmt.Errorf("%w: card of %s names curve key %s, creds hold %s", ErrNoCard, card.Name, card.CurveKey, id.EncryptionKey())
+	}
+	if card.Name != uc.Name {
+		c.abort()
+		return nil, fmt.Errorf("%w: card names %q, user JWT %q", ErrNoCard, card.Name, uc.Name)
 	}
 	c.name = card.Name
 	// Events reported while the directory loaded wait in c.audits; the writer starts once the
@@ -428,7 +442,7 @@ func init() {
 		if !ok || c == nil {
 			return nil
 		}
-		return &clientseam.Link{Conn: c.nc, JS: c.js, Counters: c.counters, Violations: &c.denied}
+		return &clientseam.Link{Conn: c.nc, JS: c.js, Counters: c.counters, Violations: &c.denied, WriteDeadLetter: c.writeDeadLetter}
 	})
 }
 
@@ -505,30 +519,6 @@ func (c *Client) previousOpener() *envelope.Opener {
 	return op
 }
 
-// Audit writes an audit event to the account's SEALBUS_AUDIT stream and waits for the ack.
-// Empty fields are filled in: specversion, a random id, the service as source, the time and
-// the content type. The event must not carry payloads or secrets.
-func (c *Client) Audit(ctx context.Context, e Event) error {
-	if err := e.fill(EventSource(c.account, c.name), c.cfg.now(), c.cfg.rand); err != nil {
-		return err
-	}
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	for {
-		err := publishEvent(ctx, c.js, &e)
-		if err == nil {
-			c.counters.AuditWritten.Add(1)
-			return nil
-		}
-		// Not connected (nothing is buffered while reconnecting): wait for the connection
-		// and write it again; its Nats-Msg-Id (the event id) makes JetStream store it once.
-		if !disconnected(err) || !c.waitUp(ctx) {
-			c.counters.AuditFailed.Add(1)
-			return err
-		}
-	}
-}
-
 // waitUp waits until the connection is up; false when ctx ends or the connection is closed.
 func (c *Client) waitUp(ctx context.Context) bool {
 	t := time.NewTicker(connectedPoll)
@@ -589,9 +579,19 @@ type Metrics struct {
 	Rejected       map[string]uint64 // rejected envelopes by reason code
 	DeadLettered   map[string]uint64 // dead letters by reason code
 	DLQFailed      uint64            // dead letters that could not be written (left for redelivery)
+	DLQRefused     uint64            // dead letters the server refused because this service's quota is full (terminated; reported on the overflow subject)
 	AuditWritten   uint64            // audit events written
 	AuditFailed    uint64            // audit events lost
-	Unverifiable   uint64            // directory entries ignored: markers, values that do not verify, rollbacks
+	// EvidenceRefused counts records (audit events, dead letters) the server refused because
+	// this service's evidence subject is full; OverflowWritten the overflow records reporting
+	// them, OverflowFailed those that could not be written either.
+	EvidenceRefused uint64
+	OverflowWritten uint64
+	OverflowFailed  uint64
+	// ReplaysSkipped counts operator replays of dead letters authorized for another durable
+	// of the stream: acknowledged without calling the handler.
+	ReplaysSkipped uint64
+	Unverifiable   uint64 // directory entries ignored: markers, values that do not verify, rollbacks
 	// UnverifiableByReason splits Unverifiable by reason (DirectoryUnsignedDelete, ...).
 	UnverifiableByReason map[string]uint64
 }
@@ -604,8 +604,10 @@ func (c *Client) Metrics() Metrics {
 		Published: k.Published.Load(), PublishFailed: k.PublishFailed.Load(), Resent: k.Resent.Load(), Signatures: k.Batches.Load(),
 		Delivered: k.Delivered.Load(), Deduplicated: k.Deduplicated.Load(), AckUnconfirmed: k.AckUnconfirmed.Load(),
 		HandlerFailed: k.HandlerFailed.Load(), Retried: k.Retried.Load(),
-		Rejected: rej, DeadLettered: dl, DLQFailed: k.DLQFailed.Load(),
-		AuditWritten: k.AuditWritten.Load(), AuditFailed: k.AuditFailed.Load(), Unverifiable: k.Unverifiable.Load(),
+		Rejected: rej, DeadLettered: dl, DLQFailed: k.DLQFailed.Load(), DLQRefused: k.DLQRefused.Load(),
+		EvidenceRefused: k.EvidenceRefused.Load(), OverflowWritten: k.OverflowWritten.Load(), OverflowFailed: k.OverflowFailed.Load(),
+		ReplaysSkipped: k.ReplaysSkipped.Load(),
+		AuditWritten:   k.AuditWritten.Load(), AuditFailed: k.AuditFailed.Load(), Unverifiable: k.Unverifiable.Load(),
 		UnverifiableByReason: k.IgnoredByReason(),
 	}
 }
@@ -621,6 +623,7 @@ func (c *Client) Drain() error {
 		c.stopIntake()
 		c.pipes.Wait()
 		c.auditWG.Wait()
+		c.flushOverflow()
 		c.cancel()
 		closed := make(chan struct{})
 		c.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
@@ -656,6 +659,7 @@ func (c *Client) stopIntake() {
 }
 
 func (c *Client) finish() {
+	c.stopOverflow()
 	c.wipe()
 }
 

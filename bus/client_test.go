@@ -262,7 +262,11 @@ func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
 	if _, ok := billing.Directory().Card("ghost"); ok {
 		t.Fatal("planted card used")
 	}
-	log := operator.NewAuditLog(js)
+	log, done, err := w.Harness.Provisioner().AuditLog(ctx, sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
 	for {
 		recs, _, err := log.Tail(ctx, 0)
 		if err != nil {
@@ -270,7 +274,7 @@ func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
 		}
 		found := false
 		for _, r := range recs {
-			if r.Event != nil && r.Event.Type == bus.EventDirectoryUnverifiable && r.Event.Data.Key == "card.ghost" && r.Event.Source == bus.EventSource(billing.Account(), sealbustest.Billing) {
+			if r.Verified() && r.Event.Type == bus.EventDirectoryUnverifiable && r.Event.Data.Key == "card.ghost" && r.Event.Source == bus.EventSource(billing.Account(), sealbustest.Billing) {
 				found = true
 			}
 		}
@@ -308,13 +312,11 @@ func TestAuditFollow(t *testing.T) {
 	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	nc, err := w.Admin(ctx, sealbustest.Shop)
+	log, closeLog, err := w.Harness.Provisioner().AuditLog(ctx, sealbustest.Shop)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	log := operator.NewAuditLog(js)
+	defer closeLog()
 	_, last, err := log.Tail(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -335,7 +337,11 @@ func TestAuditFollow(t *testing.T) {
 	}()
 	select {
 	case r := <-got:
-		if r.Subject != "sealbus.audit.test.follow" || r.Event.Source != bus.EventSource(billing.Account(), sealbustest.Billing) || r.Event.Data.Reason != "testing" || r.Sequence <= last {
+		svc, err := w.Harness.Provisioner().Keystore.LoadService(sealbustest.Shop, sealbustest.Billing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.Verified() || r.Verification.Writer != sealbustest.Billing || r.Subject != accounts.AuditSubject(sealbustest.Billing, svc.Spec.EvidenceToken) || r.Event.Source != bus.EventSource(billing.Account(), sealbustest.Billing) || r.Event.Data.Reason != "testing" || r.Sequence <= last {
 			t.Fatalf("record %+v", r)
 		}
 	case <-ctx.Done():

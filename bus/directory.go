@@ -556,6 +556,23 @@ func (d *Directory) applyCard(set *cardSet, key, name, token string, rev uint64)
 	d.prune(set, name)
 }
 
+// cardToken returns the token of the current card of userKey in the directory's own account
+// (a client signs its records with its own card as credential).
+func (d *Directory) cardToken(userKey string) (string, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	c, ok := d.own.byKey[userKey]
+	if !ok {
+		return "", false
+	}
+	for _, k := range d.own.cands[c.Name] {
+		if k.card.ID == c.ID {
+			return k.token, true
+		}
+	}
+	return "", false
+}
+
 // signedBy reports whether issuer is the account identity key or one of its signing keys.
 func signedBy(ac *jwt.AccountClaims, issuer string) bool {
 	return issuer != "" && (issuer == ac.Subject || ac.SigningKeys.Contains(issuer))

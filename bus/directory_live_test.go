@@ -90,14 +90,18 @@ func TestDirectoryKeepsVerifiedEntriesAgainstMarkers(t *testing.T) {
 		t.Fatal("a fresh client lost the card behind the delete marker")
 	}
 
-	log := operator.NewAuditLog(js)
+	log, done, err := w.Harness.Provisioner().AuditLog(ctx, sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
 	waitUntil(t, 10*time.Second, "an unsigned_delete audit event", func() bool {
 		recs, _, err := log.Tail(ctx, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range recs {
-			if e := r.Event; e != nil && e.Type == bus.EventDirectoryUnverifiable && e.Data.Key == accounts.DirectoryCardKey(victim) &&
+			if e := r.Event; r.Verified() && e.Type == bus.EventDirectoryUnverifiable && e.Data.Key == accounts.DirectoryCardKey(victim) &&
 				e.Data.Reason == bus.DirectoryUnsignedDelete && e.Source == bus.EventSource(billing.Account(), sealbustest.Billing) {
 				return true
 			}

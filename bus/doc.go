@@ -29,7 +29,11 @@
 //     answering (hung, paused) after [DefaultMaxPingsOutstanding] missed pings
 //     ([WithPingInterval]).
 //   - Audit events ([Event], CloudEvents-style JSON) go to the account's SEALBUS_AUDIT
-//     stream; they never carry payloads or secrets. Logging goes to the caller's slog.Logger.
+//     stream as records signed by the service (envelope/RECORD.md), on the service's own
+//     subject, whose secret token only its user JWT names; they never carry payloads or
+//     secrets. A record the server refuses because the service's quota is full
+//     ([ErrEvidenceRefused]) is counted and reported on the service's overflow subject
+//     ([EventEvidenceRefused]). Logging goes to the caller's slog.Logger.
 //
 // # Rotation
 //
@@ -50,6 +54,6 @@
 //
 // # Reading audit events
 //
-// The operator reads them with operator.AuditLog (`sealbus audit tail`); services only write
-// them.
+// The operator reads them with operator.AuditLog (`sealbus audit tail`), which verifies every
+// record up to the trusted operator before it shows it; services only write them.
 package bus

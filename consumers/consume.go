@@ -115,7 +115,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 		ackTimeout: cfg.ackTimeout, ackSlots: make(chan struct{}, cfg.maxInFlight),
 	}
 	chain := []Middleware{
-		deadLetter(link.JS, c.Audit, k, c.Now, c.Logger()),
+		deadLetter(link.WriteDeadLetter, c.Audit, k, c.Logger()),
 		Verify(c),
 		ReplayGuard(c.Freshness(), cfg.replayCap),
 		retry(sched, cs.maxDeliver, k),

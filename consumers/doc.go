@@ -33,9 +33,13 @@
 // refused with reason replay and dead-lettered, whether or not the original was handled. An
 // id is only recorded after verification, so a forged envelope can neither block a genuine id
 // nor have its redeliveries acknowledged.
-//   - A rejected envelope is copied byte for byte to the account's SEALBUS_DLQ stream with its
-//     reason and source in Sealbus-* headers ([DeadLetter]), terminated at its source so it
-//     never blocks the messages behind it, counted, and recorded as an audit event.
+//   - A rejected envelope is copied byte for byte to the account's SEALBUS_DLQ stream, in a
+//     dead-letter record the service signs with its reason and source ([DeadLetter],
+//     [DeadLetterMeta]) on its own subject, terminated at its source so it never blocks the
+//     messages behind it, counted, and recorded as an audit event in which what an envelope
+//     that did not verify claims about itself is labelled as claimed.
+//   - An operator's replay of a dead letter, with a signed replay authorization, is accepted
+//     after the freshness window once, with every other check ([Verify], [Message].Replay).
 //   - Stop and Drain wait for acknowledgements to be confirmed (or given up) before Done
 //     closes: a consumer restarted on the same durable resumes where the last one stopped,
 //     with no loss and no repeated handler call for messages whose ack was confirmed.
@@ -49,5 +53,5 @@
 // # Dead letters
 //
 // The operator lists, shows and replays dead letters with operator.DeadLetters (`sealbus
-// dlq`); services only write them.
+// dlq`), which verifies every record before it shows or replays it; services only write them.
 package consumers

@@ -12,6 +12,10 @@ import (
 // UnverifiedHeaders); handlers behind it see a verified, decrypted message: Payload is the
 // plaintext and Sender, SenderKey, ID, ContentType, Created and Expires come from the signed
 // header. Decide on signed fields only: UnverifiedHeaders are not part of the envelope.
+//
+// Replay is set when the message is an operator's replay of a dead letter, delivered after the
+// freshness window under a verified replay authorization (see Verify): Created is then still
+// the envelope's original creation time and Stored the replay's.
 type Message struct {
 	ID           string // envelope message id (32 hex digits), also its Nats-Msg-Id
 	Subject      string // subject it was published on (signed)
@@ -30,8 +34,9 @@ type Message struct {
 	UnverifiedHeaders nats.Header
 	Stream            string
 	Consumer          string
-	Sequence          uint64 // stream sequence
-	Delivered         uint64 // delivery count, starting at 1
+	Sequence          uint64      // stream sequence
+	Delivered         uint64      // delivery count, starting at 1
+	Replay            *ReplayInfo // non-nil for an authorized replay of a dead letter
 
 	raw       jetstream.Msg
 	envelope  []byte
@@ -50,6 +55,26 @@ func (m *Message) Envelope() []byte { return m.envelope }
 
 // Verified reports whether the verify middleware has accepted the envelope.
 func (m *Message) Verified() bool { return m.verified }
+
+// guardID is what the replay guard records for m: the replay authorization's id for an
+// authorized replay (so each authorization is used at most once, and the original delivery of
+// the same envelope does not make its replay look like a copy), else the message id.
+func (m *Message) guardID() string {
+	if m.Replay != nil {
+		return "replay:" + m.Replay.ID
+	}
+	return m.ID
+}
+
+// guardTime is the time the replay guard remembers m's id by: the signed creation time, or
+// for an authorized replay its stored time (the authorization only holds within the
+// freshness window of its issue time, so the guard need not remember it longer).
+func (m *Message) guardTime() time.Time {
+	if m.Replay != nil {
+		return m.Stored
+	}
+	return m.Created
+}
 
 // nak and term settle the message once; later calls are ignored. Consumption.ack settles it
 // with a confirmed ack.

@@ -128,7 +128,7 @@ func (g *replaySet) middleware(next Handler) Handler {
 // enter applies the rule of ReplayGuard to m. With deliver, the entry is marked busy until
 // leave. With replayed, the entry returned is the first one recorded.
 func (g *replaySet) enter(ctx context.Context, m *Message) (*seenEntry, verdict, error) {
-	k := keyOf(m.ID)
+	k := keyOf(m.guardID())
 	for {
 		g.mu.Lock()
 		e, v, wait := g.decide(k, m)
@@ -169,7 +169,7 @@ func (g *replaySet) decide(k msgKey, m *Message) (*seenEntry, verdict, <-chan st
 	if len(g.order)-g.head >= g.capacity {
 		g.evict()
 	}
-	e := &seenEntry{key: k, pos: pos, created: m.Created.UnixNano(), busy: make(chan struct{})}
+	e := &seenEntry{key: k, pos: pos, created: m.guardTime().UnixNano(), busy: make(chan struct{})}
 	g.seen[k] = e
 	g.order = append(g.order, e)
 	return e, deliver, nil

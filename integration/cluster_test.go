@@ -157,7 +157,7 @@ func TestClusterFaults(t *testing.T) {
 			}
 		}
 	}
-	r := w.waitSettled(t, ctx, cons, cs, st, operator.NewDeadLetters(adminJS), 90*time.Second)
+	r := w.waitSettled(t, ctx, cons, cs, st, verifyingDeadLetters(t, c.Provisioner(), "A", adminJS), 90*time.Second)
 	note("settled")
 	elapsed := time.Since(start)
 	t.Logf("longest pause in delivery ended %.1fs after the start", r.longestPauseAt.Sub(start).Seconds())

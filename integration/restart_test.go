@@ -106,7 +106,7 @@ func TestRestartMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := w.waitSettled(t, ctx, cons, cs, st, operator.NewDeadLetters(adminJS), 90*time.Second)
+	r := w.waitSettled(t, ctx, cons, cs, st, verifyingDeadLetters(t, s.Provisioner(), "A", adminJS), 90*time.Second)
 	t.Logf("longest pause in delivery ended %.1fs after the start", r.longestPauseAt.Sub(start).Seconds())
 	r.check(t, "restart", time.Since(start))
 	if n := pub.Connection().Reconnects; n < 1 {

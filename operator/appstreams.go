@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/bus"
 )
 
 // StreamNotFoundError is a stream the account does not have, with the application streams it
@@ -167,6 +168,9 @@ func (p *Provisioner) RemoveStream(ctx context.Context, account, stream string, 
 	}
 	if err := js.DeleteStream(ctx, stream); err != nil {
 		return fmt.Errorf("operator: deleting stream %s: %w", stream, err)
+	}
+	if acct, err := p.Keystore.LoadAccount(account); err == nil {
+		p.audit(ctx, nc, acct, false, bus.Event{Type: EventStreamRemoved, Data: bus.EventData{Stream: stream}})
 	}
 	return nil
 }

@@ -20,7 +20,13 @@
 // # Reading what services wrote
 //
 // [AuditLog] tails and follows an account's audit stream; [DeadLetters] lists, shows and
-// replays its dead letters.
+// replays its dead letters. Both verify every record up to the trusted operator
+// ([RecordVerifier]) and report its [Verification] state; nothing that does not verify is
+// evidence. A replay is never the operator's deputy: it re-sends only a verified dead letter's
+// signed envelope, onto its own application subject and stream, over a connection allowed that
+// one publish, under a replay authorization the consumer accepts once ([DeadLetters.Replay]).
+// [SetupEvidence] gives each writer its own subjects and quota. The [Provisioner] writes a
+// signed admin event for every administrative action.
 //
 // # Guarantees
 //

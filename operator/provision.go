@@ -7,10 +7,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/internal/atomicfile"
 )
 
@@ -21,17 +23,26 @@ import (
 // Methods named Create*, Revoke* and Rotate* change only the keystore (and creds files); the
 // others talk to [Provisioner.Target]. A Provisioner is safe for concurrent use; account edits
 // are serialized.
+//
+// # Audit
+//
+// Every administrative action writes a signed admin event to the account's audit log (see
+// [EventAccountCreated] and the other Event* types), so the CLI and Go callers leave the same
+// evidence. Actions that change only the keystore sign their event when they happen and keep it
+// in the keystore home until the next call that connects to the account (any of them, including
+// [Provisioner.Admin]) writes it; [Provisioner.FlushAudit] writes them at once and
+// [Provisioner.PendingAudit] counts them. The operator's own initialization has no account: it
+// is stated, signed by the operator key with the operator JWT's issue time, as the first event
+// of every account's audit log when the account is set up.
 type Provisioner struct {
 	Keystore *accounts.Keystore
 	Operator *accounts.Operator
 	Target   Target
 	// Replicas of the sealbus streams and directory created by SetupAccount (default 1).
 	Replicas int
-	// Auditor records admin actions (see [AdminAuditor]); nil writes them unsigned into the
-	// account's audit stream.
-	Auditor AdminAuditor
 
 	mu  sync.Mutex // serializes load-modify-save of accounts
+	amu sync.Mutex // serializes writing pending admin audit records
 	cmu sync.Mutex
 	sys *nats.Conn
 }
@@ -83,18 +94,38 @@ func (p *Provisioner) CreateAccount(name string, lim accounts.Limits) (*accounts
 	if err := p.Keystore.SaveAccount(acct); err != nil {
 		return nil, err
 	}
+	p.recordOnly(acct, true, bus.Event{Type: EventAccountCreated, Data: bus.EventData{Changes: limitsOf(lim)}})
 	return acct, nil
 }
 
+// limitsOf describes account limits for an admin event.
+func limitsOf(l accounts.Limits) []string {
+	return []string{fmt.Sprintf("connections %d, subscriptions %d, payload %d, memory %d, disk %d, streams %d, consumers %d",
+		l.Connections, l.Subscriptions, l.MaxPayload, l.MemoryStorage, l.DiskStorage, l.Streams, l.Consumers)}
+}
+
 // EditAccount loads an account, applies edit to it, reissues its JWT with the operator key
-// and saves it. Push it afterwards ([Provisioner.PushAccount]).
+// and saves it; its admin event lists what the new JWT changes (exports, imports, revocations,
+// signing keys, limits). Push it afterwards ([Provisioner.PushAccount]).
 func (p *Provisioner) EditAccount(name string, edit func(*accounts.Account) error) (*accounts.Account, error) {
+	var changes []string
+	acct, err := p.editAccount(name, edit, &changes)
+	if err != nil {
+		return nil, err
+	}
+	p.recordOnly(acct, true, bus.Event{Type: EventAccountEdited, Data: bus.EventData{Changes: changes}})
+	return acct, nil
+}
+
+// editAccount is EditAccount without its audit event; changes receives what changed.
+func (p *Provisioner) editAccount(name string, edit func(*accounts.Account) error, changes *[]string) (*accounts.Account, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	acct, err := p.Keystore.LoadAccount(name)
 	if err != nil {
 		return nil, err
 	}
+	before, _ := jwt.DecodeAccountClaims(acct.JWT)
 	if err := edit(acct); err != nil {
 		return nil, err
 	}
@@ -103,6 +134,9 @@ func (p *Provisioner) EditAccount(name string, edit func(*accounts.Account) erro
 	}
 	if err := p.Keystore.SaveAccount(acct); err != nil {
 		return nil, err
+	}
+	if changes != nil {
+		*changes = claimChanges(before, acct.Claims)
 	}
 	return acct, nil
 }
@@ -132,6 +166,7 @@ func (p *Provisioner) CreateService(account string, spec accounts.ServiceSpec) (
 	if err != nil {
 		return nil, "", err
 	}
+	p.recordOnly(acct, false, bus.Event{Type: EventServiceCreated, Data: bus.EventData{Service: svc.Spec.Name, Key: svc.UserPublicKey()}})
 	return svc, path, nil
 }
 
@@ -142,10 +177,15 @@ func (p *Provisioner) RevokeService(account, name string, at time.Time) (*accoun
 	if err != nil {
 		return nil, err
 	}
-	return p.EditAccount(account, func(a *accounts.Account) error {
+	acct, err := p.editAccount(account, func(a *accounts.Account) error {
 		a.Revoke(svc.UserPublicKey(), at)
 		return nil
-	})
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.recordOnly(acct, true, bus.Event{Type: EventServiceRevoked, Data: bus.EventData{Service: name, Key: svc.UserPublicKey()}})
+	return acct, nil
 }
 
 // RotateService gives the service new keys, a new user JWT and card (listing the previous
@@ -159,7 +199,13 @@ func (p *Provisioner) RotateService(account, name string, grace time.Duration) (
 	if err != nil {
 		return nil, nil, "", err
 	}
-	return p.reissueService(account, old, old.Spec, grace)
+	svc, acct, path, err := p.reissueService(account, old, old.Spec, grace)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	p.recordOnly(acct, false, bus.Event{Type: EventServiceRotated, Data: bus.EventData{Service: name, Key: svc.UserPublicKey(),
+		Changes: []string{"revoked " + old.UserPublicKey()}}})
+	return svc, acct, path, nil
 }
 
 // System returns a system account connection to the target, opened on first use and kept
@@ -178,13 +224,123 @@ func (p *Provisioner) System(ctx context.Context) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// Admin opens an admin connection to account (see [ConnectAdmin]); the caller closes it.
+// Admin opens an admin connection to account (see [ConnectAdmin]) and writes the account's
+// pending admin audit records over it; the caller closes it.
 func (p *Provisioner) Admin(ctx context.Context, account string) (*nats.Conn, error) {
 	acct, err := p.Keystore.LoadAccount(account)
 	if err != nil {
 		return nil, err
 	}
-	return ConnectAdmin(ctx, p.Target, acct)
+	nc, err := ConnectAdmin(ctx, p.Target, acct)
+	if err != nil {
+		return nil, err
+	}
+	_ = p.flushAudit(ctx, nc, acct)
+	return nc, nil
+}
+
+// RecordVerifier returns a verifier of the account's records up to this provisioner's
+// operator, with the keystore's account JWT (its current signing keys and revocations).
+func (p *Provisioner) RecordVerifier(account string) (*RecordVerifier, error) {
+	acct, err := p.Keystore.LoadAccount(account)
+	if err != nil {
+		return nil, err
+	}
+	return NewRecordVerifier(accounts.Trust{Operators: []string{p.Operator.PublicKey()}}, acct.JWT)
+}
+
+// AuditLog opens an admin connection to the account and returns a verifying reader of its audit
+// log; done closes the connection.
+func (p *Provisioner) AuditLog(ctx context.Context, account string) (log *AuditLog, done func(), err error) {
+	r, err := p.reader(ctx, account)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &AuditLog{js: r.js, v: r.v}, r.nc.Close, nil
+}
+
+// DeadLetters opens an admin connection to the account and returns a verifying reader of its
+// dead letters that can also replay them (with the account's signing key, see
+// [DeadLetters.Replay]); done closes the connection.
+func (p *Provisioner) DeadLetters(ctx context.Context, account string) (dl *DeadLetters, done func(), err error) {
+	r, err := p.reader(ctx, account)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &DeadLetters{js: r.js, v: r.v, r: &replayer{p: p, acct: r.acct, nc: r.nc}}, r.nc.Close, nil
+}
+
+// evidenceReader is what the readers of an account need: its keystore account, a verifier and
+// an admin connection.
+type evidenceReader struct {
+	acct *accounts.Account
+	v    *RecordVerifier
+	nc   *nats.Conn
+	js   jetstream.JetStream
+}
+
+func (p *Provisioner) reader(ctx context.Context, account string) (*evidenceReader, error) {
+	acct, err := p.Keystore.LoadAccount(account)
+	if err != nil {
+		return nil, err
+	}
+	v, err := NewRecordVerifier(accounts.Trust{Operators: []string{p.Operator.PublicKey()}}, acct.JWT)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := ConnectAdmin(ctx, p.Target, acct)
+	if err != nil {
+		return nil, err
+	}
+	_ = p.flushAudit(ctx, nc, acct)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("operator: %w", err)
+	}
+	return &evidenceReader{acct: acct, v: v, nc: nc, js: js}, nil
+}
+
+// audit writes an admin event about a replay, signed by the account's signing key.
+func (r *replayer) audit(ctx context.Context, e bus.Event) {
+	r.p.audit(ctx, r.nc, r.acct, false, e)
+}
+
+// AddStream creates or updates an application stream in account ([AddStream]) and audits it.
+func (p *Provisioner) AddStream(ctx context.Context, account string, spec StreamSpec) error {
+	acct, err := p.Keystore.LoadAccount(account)
+	if err != nil {
+		return err
+	}
+	nc, err := ConnectAdmin(ctx, p.Target, acct)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := AddStream(ctx, nc, spec); err != nil {
+		return err
+	}
+	p.audit(ctx, nc, acct, false, bus.Event{Type: EventStreamAdded, Data: bus.EventData{Stream: spec.Name, Changes: spec.Subjects}})
+	return nil
+}
+
+// EditStream changes an existing application stream of account ([EditStream]) and audits it.
+func (p *Provisioner) EditStream(ctx context.Context, account, stream string, edit func(*StreamSpec) error) (*jetstream.StreamInfo, error) {
+	acct, err := p.Keystore.LoadAccount(account)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := ConnectAdmin(ctx, p.Target, acct)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	si, err := EditStream(ctx, nc, stream, edit)
+	if err != nil {
+		return nil, err
+	}
+	p.audit(ctx, nc, acct, false, bus.Event{Type: EventStreamEdited, Data: bus.EventData{Stream: stream, Changes: si.Config.Subjects}})
+	return si, nil
 }
 
 // Close closes the cached system connection.
@@ -216,18 +372,59 @@ func (p *Provisioner) PushAccount(ctx context.Context, acct *accounts.Account) e
 	if err := PutAccountJWT(ctx, nc, acct.JWT); err != nil && !errors.Is(err, ErrNoDirectory) {
 		return err
 	}
+	p.audit(ctx, nc, acct, true, bus.Event{Type: EventAccountPushed})
 	return nil
 }
 
-// SetupAccount verifies and pushes the account JWT and runs [SetupAccount] (directory, DLQ
-// and audit streams, account JWT in the directory).
+// SetupAccount verifies and pushes the account JWT, runs [SetupAccount] (directory, account
+// JWT in the directory) and [SetupEvidence] with every service of the keystore as a writer, and
+// audits it (the first set-up also states the operator's initialization, [EventInit]).
 func (p *Provisioner) SetupAccount(ctx context.Context, acct *accounts.Account) error {
 	nc, err := p.pushAndConnect(ctx, acct)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return SetupAccount(ctx, nc, acct, p.Replicas)
+	created := false
+	if js, err := jetstream.New(nc); err == nil {
+		sctx, cancel := withDefaultTimeout(ctx)
+		_, err = js.Stream(sctx, accounts.AuditStream)
+		cancel()
+		created = errors.Is(err, jetstream.ErrStreamNotFound)
+	}
+	if err := SetupAccount(ctx, nc, acct, p.Replicas); err != nil {
+		return err
+	}
+	quotas, err := p.setupEvidence(ctx, nc, acct)
+	if err != nil {
+		return err
+	}
+	var changes []string
+	for _, q := range quotas {
+		changes = append(changes, fmt.Sprintf("%s: %d writers, %d records each, %d bytes at most per record", q.Stream, q.Writers, q.PerWriter, q.MaxRecord))
+	}
+	if created {
+		_ = p.record(acct, true, p.initEvent())
+	}
+	p.audit(ctx, nc, acct, true, bus.Event{Type: EventAccountSetup, Data: bus.EventData{Changes: changes}})
+	return nil
+}
+
+// setupEvidence runs SetupEvidence with the keystore's services of acct.
+func (p *Provisioner) setupEvidence(ctx context.Context, nc *nats.Conn, acct *accounts.Account) ([]EvidenceQuota, error) {
+	names, err := p.Keystore.ListServices(acct.Name)
+	if err != nil {
+		return nil, err
+	}
+	specs := []accounts.ServiceSpec{} // all of them: a subject of none is dropped once it holds no record
+	for _, n := range names {
+		svc, err := p.Keystore.LoadService(acct.Name, n)
+		if err != nil {
+			return nil, err
+		}
+		specs = append(specs, svc.Spec)
+	}
+	return SetupEvidence(ctx, nc, acct, p.Replicas, specs)
 }
 
 // pushAndConnect verifies acct's JWT against the operator, pushes it to the server's resolver
@@ -262,15 +459,28 @@ type ConsumerResult struct {
 // redeliver messages still waiting in a client's buffer. A consumer on a missing stream is skipped
 // when skipMissing is set, an error otherwise.
 func (p *Provisioner) PublishService(ctx context.Context, account string, svc *accounts.Service, filters map[accounts.ConsumerRef][]string, skipMissing bool) ([]ConsumerResult, error) {
-	nc, err := p.Admin(ctx, account)
+	acct, err := p.Keystore.LoadAccount(account)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := ConnectAdmin(ctx, p.Target, acct)
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
+	// The service's evidence subjects first: its first records must find their stream.
+	if _, err := p.setupEvidence(ctx, nc, acct); err != nil {
+		return nil, err
+	}
 	if err := PublishCard(ctx, nc, svc.Spec.Name, svc.Card); err != nil {
 		return nil, err
 	}
-	return ensureConsumers(ctx, nc, svc, filters, skipMissing)
+	res, err := ensureConsumers(ctx, nc, svc, filters, skipMissing)
+	if err != nil {
+		return res, err
+	}
+	p.audit(ctx, nc, acct, false, bus.Event{Type: EventServicePublished, Data: bus.EventData{Service: svc.Spec.Name, Key: svc.UserPublicKey()}})
+	return res, nil
 }
 
 func ensureConsumers(ctx context.Context, nc *nats.Conn, svc *accounts.Service, filters map[accounts.ConsumerRef][]string, skipMissing bool) ([]ConsumerResult, error) {
@@ -367,6 +577,7 @@ func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, er
 	problem := func(service string, err error) {
 		res.Problems = append(res.Problems, SyncProblem{Service: service, Error: err.Error(), err: err})
 	}
+	defer func() { _ = p.flushAudit(ctx, nc, acct) }()
 	for _, name := range names {
 		svc, err := p.Keystore.LoadService(account, name)
 		if err != nil {

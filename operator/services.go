@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/bus"
 )
 
 // ServiceChange is how [Provisioner.AddService] and [Provisioner.EditService] apply a spec.
@@ -167,6 +168,15 @@ func (p *Provisioner) AddService(ctx context.Context, account string, spec accou
 		snap.Discard()
 		return out, nil
 	}
+	acct, err := p.Keystore.LoadAccount(account)
+	if err != nil {
+		return nil, errors.Join(err, snap.Restore())
+	}
+	out.Account = acct
+	// The service's evidence subjects first: its first records must find their stream.
+	if _, err := p.setupEvidence(ctx, nc, acct); err != nil {
+		return nil, errors.Join(fmt.Errorf("operator: service %s not saved: %w", spec.Name, err), snap.Restore())
+	}
 	if err := PublishCard(ctx, nc, svc.Spec.Name, svc.Card); err != nil {
 		return nil, errors.Join(fmt.Errorf("operator: service %s not saved: %w", spec.Name, err), snap.Restore())
 	}
@@ -181,6 +191,7 @@ func (p *Provisioner) AddService(ctx context.Context, account string, spec accou
 		return nil, errors.Join(append([]error{fmt.Errorf("operator: service %s not saved: %w", spec.Name, err)}, undo...)...)
 	}
 	snap.Discard()
+	p.audit(ctx, nc, acct, false, bus.Event{Type: EventServicePublished, Data: bus.EventData{Service: svc.Spec.Name, Key: svc.UserPublicKey()}})
 	return out, nil
 }
 
@@ -227,6 +238,8 @@ func (p *Provisioner) EditService(ctx context.Context, account, name string, edi
 	if err != nil {
 		return nil, errors.Join(err, snap.Restore())
 	}
+	p.recordOnly(acct, false, bus.Event{Type: EventServiceEdited, Data: bus.EventData{Service: name, Key: svc.UserPublicKey(),
+		Changes: []string{"revoked " + old.UserPublicKey()}}})
 	out := &ServiceOutcome{Service: svc, Account: acct, CredsPath: path}
 	if !change.Push {
 		snap.Discard()
@@ -237,6 +250,9 @@ func (p *Provisioner) EditService(ctx context.Context, account, name string, edi
 	}
 	snap.Discard()
 	out.Partial = true
+	if _, err := p.setupEvidence(ctx, nc, acct); err != nil { // the new keys' evidence subjects
+		return out, err
+	}
 	if err := PublishCard(ctx, nc, name, svc.Card); err != nil {
 		return out, err
 	}
@@ -307,6 +323,7 @@ func (p *Provisioner) RemoveService(ctx context.Context, account, name string, p
 	if err != nil {
 		return nil, errors.Join(err, snap.Restore())
 	}
+	p.recordOnly(acct, false, bus.Event{Type: EventServiceRemoved, Data: bus.EventData{Service: name, Key: svc.UserPublicKey()}})
 	out := &ServiceOutcome{Service: svc, Account: acct}
 	if !push {
 		snap.Discard()
@@ -330,6 +347,10 @@ func (p *Provisioner) RemoveService(ctx context.Context, account, name string, p
 			return out, err
 		}
 		out.Removed = append(out.Removed, ConsumerResult{Stream: ref.Stream, Durable: ref.Durable, Status: "deleted"})
+	}
+	// Its evidence subjects stay listed while they hold records (setupEvidence keeps them).
+	if _, err := p.setupEvidence(ctx, nc, acct); err != nil {
+		return out, err
 	}
 	out.Partial = false
 	return out, nil

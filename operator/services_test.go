@@ -301,13 +301,21 @@ func TestIssueAdminCredsIsAuditedAndExpires(t *testing.T) {
 	if _, err := js.Stream(c, "ORDERS"); err != nil {
 		t.Fatalf("admin creds cannot read the stream: %v", err)
 	}
-	recs, _, err := operator.NewAuditLog(js).Tail(c, 10)
+	v, err := p.RecordVerifier("shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := operator.NewAuditLog(js, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := log.Tail(c, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	found := false
 	for _, r := range recs {
-		found = found || r.Event != nil && r.Event.Type == "sealbus.admin.creds_issued" && strings.Contains(r.Event.Data.Reason, ac.UserKey)
+		found = found || r.Verified() && r.Event != nil && r.Event.Type == operator.EventCredsIssued && r.Event.Data.Key == ac.UserKey
 	}
 	if !found {
 		t.Fatalf("no audit event for the issuance: %+v", recs)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/envelope"
 )
 
@@ -26,22 +28,39 @@ const (
 	DLQMaxAge = 30 * 24 * time.Hour
 	// AuditMaxAge is how long audit events are kept.
 	AuditMaxAge = 30 * 24 * time.Hour
-	// maxSealbusStreamBytes caps the DLQ and audit streams; each takes at most 1/8 of a
-	// finite account disk limit so application streams keep most of it.
-	maxSealbusStreamBytes = 128 << 20
+	// maxSealbusStreamBytes caps the evidence budget of the DLQ and of the audit stream; each
+	// gets at most 1/8 of a finite account disk limit so application streams keep most of it.
+	maxSealbusStreamBytes = 1 << 30
 	// maxDirectoryBytes caps the directory bucket (1/16 of a finite disk limit at most).
 	maxDirectoryBytes = 16 << 20
+)
+
+// Evidence stream limits (docs/ARCHITECTURE.md, "Streams and subjects").
+const (
+	// AuditMaxRecord is the largest audit record the audit stream stores (JetStream
+	// MaxMsgSize, headers included): an SDK event with its writer's card fits many times.
+	AuditMaxRecord = 16 << 10
+	// DLQMaxRecord is the largest dead-letter record the dead-letter stream stores: an
+	// envelope of consumers.MaxDeadLetterEnvelope with its metadata and the writer's card.
+	DLQMaxRecord = consumers.MaxDeadLetterEnvelope + 32<<10
+	// MinEvidenceQuota is the fewest records per writer subject SetupEvidence accepts; an
+	// account whose disk share cannot give every writer that many is refused.
+	MinEvidenceQuota = 16
+	// MaxEvidenceQuota caps the records per writer subject.
+	MaxEvidenceQuota = 100_000
+	// evidenceSlotOverhead bounds what the store adds per message (subject, sequence, time,
+	// hash), so a writer's byte bound is quota × (max record + overhead).
+	evidenceSlotOverhead = 256
 )
 
 // SetupAccount prepares acct on the server behind nc, which must be an admin connection of
 // that account ([ConnectAdmin]). It is idempotent: it creates or updates the directory KV
 // bucket ([accounts.DirectoryBucket], history [DirectoryHistory], hardened against
-// replayed purge markers: no roll-ups, no purge, no message deletes), the dead-letter stream
-// ([accounts.DLQStream], sealbus.dlq.>) and the audit stream ([accounts.AuditStream],
-// sealbus.audit.>) — file storage, the given replicas (1 when < 1), a duplicate window of the
-// envelope freshness window, old entries discarded past their age or size — then puts the
-// account JWT into the directory. The account's JWT must already be on the server
-// ([PushAccount]) with JetStream disk storage enabled.
+// replayed purge markers: no roll-ups, no purge, no message deletes) and the evidence streams
+// ([SetupEvidence] with the writers the streams already list), then puts the account JWT into
+// the directory. The account's JWT must already be on the server ([PushAccount]) with JetStream
+// disk storage enabled. [Provisioner.SetupAccount] also adds every service of the keystore as
+// an evidence writer.
 func SetupAccount(ctx context.Context, nc *nats.Conn, acct *accounts.Account, replicas int) error {
 	if acct == nil || acct.Claims == nil {
 		return fmt.Errorf("%w: nil account", ErrInvalidSpec)
@@ -62,29 +81,159 @@ func SetupAccount(ctx context.Context, nc *nats.Conn, acct *accounts.Account, re
 	if err := setupDirectory(ctx, js, acct.Name, replicas, share(disk, maxDirectoryBytes, 16)); err != nil {
 		return err
 	}
-	for _, s := range []struct {
-		name, prefix, desc string
-		age                time.Duration
-	}{
-		{accounts.DLQStream, accounts.DLQSubjectPrefix, "sealbus dead letters", DLQMaxAge},
-		{accounts.AuditStream, accounts.AuditSubjectPrefix, "sealbus audit events", AuditMaxAge},
-	} {
-		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        s.name,
-			Description: s.desc,
-			Subjects:    []string{s.prefix + ".>"},
-			Storage:     jetstream.FileStorage,
-			Replicas:    replicas,
-			Retention:   jetstream.LimitsPolicy,
-			Discard:     jetstream.DiscardOld,
-			MaxAge:      s.age,
-			MaxBytes:    share(disk, maxSealbusStreamBytes, 8),
-			Duplicates:  envelope.DefaultFreshness,
-		}); err != nil {
-			return fmt.Errorf("operator: stream %s of %s: %w", s.name, acct.Name, err)
-		}
+	if _, err := SetupEvidence(ctx, nc, acct, replicas, nil); err != nil {
+		return err
 	}
 	return PutAccountJWT(ctx, nc, acct.JWT)
+}
+
+// EvidenceQuota is what [SetupEvidence] configured for one evidence stream.
+type EvidenceQuota struct {
+	Stream    string
+	Writers   int   // writer subjects the stream lists
+	PerWriter int64 // records each writer subject may hold (MaxMsgsPerSubject)
+	MaxRecord int32 // largest record stored (MaxMsgSize)
+	Created   bool  // the stream did not exist before
+}
+
+// AdminEvidenceToken returns the token of acct's admin audit subject
+// ([accounts.AdminAuditSubject]), derived from its first signing key
+// ([envelope.DeriveSubjectToken]): only the holder of that key can name the subject.
+func AdminEvidenceToken(acct *accounts.Account) (string, error) {
+	if acct == nil || len(acct.SigningKeys) == 0 {
+		return "", fmt.Errorf("%w: account has no signing key", ErrInvalidSpec)
+	}
+	tok, err := envelope.DeriveSubjectToken(acct.SigningKeys[0], acct.PublicKey())
+	if err != nil {
+		return "", fmt.Errorf("%w: admin evidence token of %s: %w", accounts.ErrNoSeed, acct.Name, err)
+	}
+	return tok, nil
+}
+
+// SetupEvidence creates or updates the account's evidence streams, [accounts.AuditStream] and
+// [accounts.DLQStream], so that each writer has its own subjects and quota:
+//
+//   - Subjects: exactly the writers' literal subjects (each service's audit and overflow
+//     subject, and its dead-letter subject when it declares consumers; the operator's admin
+//     subject in both), never a wildcard, so whatever is sent anywhere else under
+//     "sealbus." — for instance a JetStream API answer a service made the server publish
+//     with a reply subject — is stored by no stream. A subject the streams list that no
+//     writer uses any more (its token rotated) is kept while it holds records.
+//   - Per-writer quota: MaxMsgsPerSubject with DiscardNew and DiscardNewPerSubject, so a
+//     writer that floods its subject is refused at that subject (JetStream error 10077) and
+//     can neither evict nor block another writer's records; MaxMsgSize ([AuditMaxRecord],
+//     [DLQMaxRecord]), so the quota bounds bytes too. The quota is the stream's budget (1/8
+//     of a finite account disk limit, at most 1 GiB) divided among the writer subjects; an
+//     account that cannot give each at least [MinEvidenceQuota] is refused ([ErrInvalidSpec]).
+//     MaxBytes is the budget plus what the stream already holds (at least twice the budget),
+//     so the stream-wide limit is never what refuses a writer.
+//   - File storage, the given replicas, a duplicate window of the envelope freshness window,
+//     records kept [AuditMaxAge] / [DLQMaxAge].
+//
+// services are all of the account's services (their specs carry their evidence tokens); nil
+// keeps every writer the streams already list (and adds the admin subject).
+func SetupEvidence(ctx context.Context, nc *nats.Conn, acct *accounts.Account, replicas int, services []accounts.ServiceSpec) ([]EvidenceQuota, error) {
+	if acct == nil || acct.Claims == nil {
+		return nil, fmt.Errorf("%w: nil account", ErrInvalidSpec)
+	}
+	if replicas < 1 {
+		replicas = 1
+	}
+	admin, err := AdminEvidenceToken(acct)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("operator: %w", err)
+	}
+	audit := []string{accounts.AdminAuditSubject(admin)}
+	dlq := []string{accounts.DLQSubject(accounts.AdminWriter, admin)}
+	for _, s := range services {
+		if s.EvidenceToken == "" {
+			continue // created before per-writer subjects; it cannot write evidence
+		}
+		audit = append(audit, accounts.AuditSubject(s.Name, s.EvidenceToken), accounts.AuditOverflowSubject(s.Name, s.EvidenceToken))
+		if len(s.Consumers) > 0 {
+			dlq = append(dlq, accounts.DLQSubject(s.Name, s.EvidenceToken))
+		}
+	}
+	budget := share(acct.Claims.Limits.DiskStorage, maxSealbusStreamBytes, 8)
+	var out []EvidenceQuota
+	for _, st := range []struct {
+		name, desc string
+		subjects   []string
+		maxRecord  int32
+		age        time.Duration
+	}{
+		{accounts.DLQStream, "sealbus dead letters: signed records, one subject and quota per writer", dlq, DLQMaxRecord, DLQMaxAge},
+		{accounts.AuditStream, "sealbus audit events: signed records, one subject and quota per writer", audit, AuditMaxRecord, AuditMaxAge},
+	} {
+		q, err := setupEvidenceStream(ctx, js, acct.Name, st.name, st.desc, st.subjects, services == nil, st.maxRecord, st.age, budget, replicas)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, q)
+	}
+	return out, nil
+}
+
+// setupEvidenceStream creates or updates one evidence stream with the want subjects, plus the
+// evidence subjects it already lists: all of them with keepAll, else those that hold records.
+func setupEvidenceStream(ctx context.Context, js jetstream.JetStream, acctName, name, desc string, want []string, keepAll bool, maxRecord int32, age time.Duration, budget int64, replicas int) (EvidenceQuota, error) {
+	q := EvidenceQuota{Stream: name, MaxRecord: maxRecord}
+	var stored int64
+	subjects := slices.Clone(want)
+	st, err := js.Stream(ctx, name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		q.Created = true
+	case err != nil:
+		return q, fmt.Errorf("operator: stream %s of %s: %w", name, acctName, err)
+	default:
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			return q, fmt.Errorf("operator: stream %s of %s: %w", name, acctName, err)
+		}
+		stored = int64(info.State.Bytes)
+		for _, s := range info.Config.Subjects {
+			// Keep a subject no writer uses any more (a rotated token) while it holds records,
+			// so they stay attributable and counted in the quotas; an old wildcard
+			// configuration ("sealbus.audit.>") is replaced.
+			if _, ok := accounts.ParseEvidenceSubject(s); ok && (keepAll || info.State.Subjects[s] > 0) && !slices.Contains(subjects, s) {
+				subjects = append(subjects, s)
+			}
+		}
+	}
+	slices.Sort(subjects)
+	q.Writers = len(subjects)
+	per := budget / (int64(len(subjects)) * (int64(maxRecord) + evidenceSlotOverhead))
+	if per < MinEvidenceQuota {
+		return q, fmt.Errorf("%w: account %s: %d evidence writers in %s get %d records each (at least %d): raise the account's disk storage",
+			ErrInvalidSpec, acctName, len(subjects), name, per, MinEvidenceQuota)
+	}
+	q.PerWriter = min(per, MaxEvidenceQuota)
+	cfg := jetstream.StreamConfig{
+		Name:                 name,
+		Description:          desc,
+		Subjects:             subjects,
+		Storage:              jetstream.FileStorage,
+		Replicas:             replicas,
+		Retention:            jetstream.LimitsPolicy,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		MaxMsgsPerSubject:    q.PerWriter,
+		MaxMsgSize:           maxRecord,
+		MaxBytes:             max(2*budget, stored+budget),
+		MaxAge:               age,
+		Duplicates:           envelope.DefaultFreshness,
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return q, fmt.Errorf("operator: stream %s of %s: %w", name, acctName, err)
+	}
+	return q, nil
 }
 
 // setupDirectory creates the directory bucket, or brings an existing one to the sealbus

@@ -178,14 +178,9 @@ func (s *Sandbox) AddAccount(ctx context.Context, name string, lim accounts.Limi
 	return acct, nil
 }
 
-// AddStream creates an application stream in account.
+// AddStream creates an application stream in account (audited, see operator.Provisioner.AddStream).
 func (s *Sandbox) AddStream(ctx context.Context, account string, spec operator.StreamSpec) error {
-	nc, err := s.prov.Admin(ctx, account)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	return operator.AddStream(ctx, nc, spec)
+	return s.prov.AddStream(ctx, account, spec)
 }
 
 // AddService creates a service, saves it, writes its credentials file (0600) and returns its

@@ -55,7 +55,7 @@ service that cannot be set up is reported and the server runs for the others.`,
 			for _, n := range names {
 				acct, err := s.ks.LoadAccount(n)
 				if err != nil {
-					fmt.Fprintf(a.stderr, "sealbus: error: account %s not loaded: %s\n", n, escape(err.Error()))
+					fmt.Fprintf(a.stderr, "sealbus: error: account %s not loaded: %s\n", n, esc(err.Error()))
 					continue
 				}
 				accts = append(accts, acct)
@@ -114,7 +114,7 @@ service that cannot be set up is reported and the server runs for the others.`,
 			}
 			cancel()
 			for _, p := range problems {
-				fmt.Fprintf(a.stderr, "sealbus: error: %s\n", escape(p))
+				fmt.Fprintf(a.stderr, "sealbus: error: %s\n", esc(p))
 			}
 			if len(problems) > 0 {
 				fmt.Fprintln(a.stderr, "sealbus: hint: the server runs; fix the entries above (`sealbus service edit|remove`, `sealbus stream add`) and `sealbus push`")

@@ -236,7 +236,7 @@ with the durables it may use).`,
 						"payload": string(m.Payload),
 					})
 				} else {
-					fmt.Fprintf(a.stdout, "verified %s from %s on %s: %s\n", m.ID, escape(m.Sender), escape(m.Subject), escape(string(m.Payload)))
+					fmt.Fprintf(a.stdout, "verified %s from %s on %s: %s\n", m.ID, esc(m.Sender), esc(m.Subject), esc(string(m.Payload))) // the sender chose the payload
 				}
 				outMu.Unlock()
 				if count > 0 && n.Add(1) >= int64(count) {

@@ -74,14 +74,19 @@ window is deduplicated by the server.`,
 			}
 			ctx, cancel := a.context()
 			defer cancel()
-			nc, done, err := a.openAdmin(ctx, args[0])
+			s, err := a.open(true)
 			if err != nil {
 				return err
 			}
-			defer done()
-			if err := operator.AddStream(ctx, nc, spec); err != nil {
+			defer s.Close()
+			if err := s.prov.AddStream(ctx, args[0], spec); err != nil {
 				return err
 			}
+			nc, err := s.prov.Admin(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
 			infos, err := operator.Streams(ctx, nc)
 			if err != nil {
 				return err

@@ -47,12 +47,12 @@ freshness window of ` + envelope.DefaultFreshness.String() + `). The storage typ
 			}
 			ctx, cancel := a.context()
 			defer cancel()
-			nc, done, err := a.openAdmin(ctx, args[0])
+			s, err := a.open(true)
 			if err != nil {
 				return err
 			}
-			defer done()
-			si, err := operator.EditStream(ctx, nc, args[1], func(s *operator.StreamSpec) error {
+			defer s.Close()
+			si, err := s.prov.EditStream(ctx, args[0], args[1], func(s *operator.StreamSpec) error {
 				if f.Changed("subjects") {
 					s.Subjects = splitAll(subjects)
 				}

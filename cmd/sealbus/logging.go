@@ -26,9 +26,9 @@ func (h *cliLogHandler) Handle(_ context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelError {
 		level = "error"
 	}
-	fmt.Fprintf(&b, "sealbus: %s: %s", level, escape(strings.TrimPrefix(r.Message, "sealbus: ")))
+	fmt.Fprintf(&b, "sealbus: %s: %s", level, esc(strings.TrimPrefix(r.Message, "sealbus: ")))
 	write := func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%s", escape(a.Key), escape(a.Value.String()))
+		fmt.Fprintf(&b, " %s=%s", esc(a.Key), esc(a.Value.String()))
 		return true
 	}
 	for _, a := range h.attrs {

@@ -328,14 +328,10 @@ func (d *Deployment) EditAccount(ctx context.Context, name string, edit func(*ac
 	return a, nil
 }
 
-// AddStream creates (or updates) an application stream in account.
+// AddStream creates (or updates) an application stream in account (audited, see
+// operator.Provisioner.AddStream).
 func (d *Deployment) AddStream(ctx context.Context, account string, spec operator.StreamSpec) error {
-	nc, err := d.AdminConn(ctx, account)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	return operator.AddStream(ctx, nc, spec)
+	return d.prov.AddStream(ctx, account, spec)
 }
 
 // AddConsumer creates (or updates) a durable pull consumer in account. Create a service's

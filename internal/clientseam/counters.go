@@ -22,6 +22,12 @@ type Counters struct {
 	AuditFailed    atomic.Uint64 // audit events that could not be written
 	Unverifiable   atomic.Uint64 // directory entries ignored (markers, junk, rollbacks); see Ignore
 	DLQFailed      atomic.Uint64 // dead letters that could not be written (message redelivered)
+	DLQRefused     atomic.Uint64 // dead letters the server refused because the writer's quota is full (message terminated, reported)
+
+	EvidenceRefused atomic.Uint64 // records (audit, dead letter) the server refused for the writer's quota
+	OverflowWritten atomic.Uint64 // overflow records reporting such refusals
+	OverflowFailed  atomic.Uint64 // overflow records that could not be written either
+	ReplaysSkipped  atomic.Uint64 // operator replays authorized for another durable, acknowledged unhandled
 
 	mu           sync.Mutex
 	rejected     map[string]uint64
