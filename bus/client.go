@@ -67,8 +67,10 @@ type Client struct {
 // connects over TLS only (WithURL; WithRootCA / WithRootCAPEM, WithClientCert for mutual TLS)
 // with the private inbox prefix of the service, reconnecting forever with backoff and pinging
 // the server every DefaultPingInterval so that a hung server is left within seconds
-// (WithPingInterval), then reads and watches the account's SEALBUS_DIRECTORY, verifying every
-// entry up to the trusted operators (WithTrustedOperator, required). It fails with ErrInvalidOption for bad options,
+// (WithPingInterval), then reads the account's directory view (SEALBUS_DIRECTORY, a read-only
+// mirror of the account's part of the operator account's directory) and follows it
+// (WithDirectoryPoll), verifying every entry up to the trusted operators
+// (WithTrustedOperator, required). It fails with ErrInvalidOption for bad options,
 // ErrNoDirectory when the directory cannot be read or holds no valid account JWT, and ErrNoCard
 // when the service's own card is missing, invalid or names other keys than the creds.
 func Connect(ctx context.Context, opts ...Option) (*Client, error) {
@@ -357,25 +359,19 @@ func (c *Client) natsOptions(creds accounts.Creds, tlsCfg *tls.Config) []nats.Op
 	}
 }
 
+// loadDirectory reads the account's directory view in full, then follows it (every
+// WithDirectoryPoll interval) until the client closes.
 func (c *Client) loadDirectory(ctx context.Context) error {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	kv, err := c.js.KeyValue(ctx, accounts.DirectoryBucket)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNoDirectory, err)
-	}
-	ready := make(chan struct{})
-	if err := c.dir.watch(c.ctx, kv, ready); err != nil {
+	r := newViewReader(c.nc, c.account)
+	if err := c.dir.sync(ctx, r); err != nil {
 		return err
-	}
-	select {
-	case <-ready:
-	case <-ctx.Done():
-		return fmt.Errorf("%w: initial load: %v", ErrNoDirectory, ctx.Err())
 	}
 	if c.dir.AccountClaims() == nil {
 		return fmt.Errorf("%w: no account JWT that verifies up to a trusted operator", ErrNoDirectory)
 	}
+	go c.dir.follow(c.ctx, r, c.cfg.dirPoll, c.cfg.timeout)
 	return nil
 }
 

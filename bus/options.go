@@ -41,6 +41,13 @@ const (
 	// MinPingInterval and MaxPingInterval bound WithPingInterval.
 	MinPingInterval = 100 * time.Millisecond
 	MaxPingInterval = 10 * time.Minute
+	// DefaultDirectoryPoll is how often, by default, the client asks its directory view for
+	// changes (one small direct get; the index and changed keys only when something changed),
+	// so a revocation or rotation takes effect within about this long.
+	DefaultDirectoryPoll = 500 * time.Millisecond
+	// MinDirectoryPoll and MaxDirectoryPoll bound WithDirectoryPoll.
+	MinDirectoryPoll = 50 * time.Millisecond
+	MaxDirectoryPoll = time.Minute
 )
 
 // Option configures Connect. Options validate their arguments and make Connect return an error
@@ -71,6 +78,7 @@ type config struct {
 	timeout    time.Duration
 	pingEvery  time.Duration
 	maxPings   int
+	dirPoll    time.Duration
 }
 
 func newConfig(opts []Option) (*config, error) {
@@ -85,6 +93,7 @@ func newConfig(opts []Option) (*config, error) {
 		timeout:    DefaultTimeout,
 		pingEvery:  DefaultPingInterval,
 		maxPings:   DefaultMaxPingsOutstanding,
+		dirPoll:    DefaultDirectoryPoll,
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -374,6 +383,19 @@ func WithPingInterval(interval time.Duration, maxOutstanding int) Option {
 			return fmt.Errorf("%w: max pings outstanding %d (1 to 100)", ErrInvalidOption, maxOutstanding)
 		}
 		c.pingEvery, c.maxPings = interval, maxOutstanding
+		return nil
+	}
+}
+
+// WithDirectoryPoll sets how often the client asks its directory view for changes (default
+// DefaultDirectoryPoll, MinDirectoryPoll to MaxDirectoryPoll). A revocation or a new card
+// reaches the client within about this interval.
+func WithDirectoryPoll(interval time.Duration) Option {
+	return func(c *config) error {
+		if interval < MinDirectoryPoll || interval > MaxDirectoryPoll {
+			return fmt.Errorf("%w: directory poll %v (%v to %v)", ErrInvalidOption, interval, MinDirectoryPoll, MaxDirectoryPoll)
+		}
+		c.dirPoll = interval
 		return nil
 	}
 }

@@ -31,6 +31,9 @@ type Provisioner struct {
 	mu  sync.Mutex // serializes load-modify-save of accounts
 	cmu sync.Mutex
 	sys *nats.Conn
+
+	omu     sync.Mutex // serializes setting up the operator account on the target
+	opReady bool       // the operator account is set up on the target
 }
 
 // CredsPath is where the service's credentials file is written:
@@ -63,9 +66,15 @@ func WriteCredsFile(path string, svc *accounts.Service) error {
 	return atomicfile.Write(path, data, atomicfile.Private)
 }
 
-// CreateAccount creates an account signed by the operator and saves it. An account of that
-// name already in the keystore is [accounts.ErrExists].
+// CreateAccount creates a tenant account signed by the operator, importing the operator
+// account's views (the directory), and saves it; the operator account is created first when
+// the keystore has none ([Provisioner.OperatorAccount]). An account of that name already in
+// the keystore is [accounts.ErrExists]; a reserved name ([accounts.ReservedAccountName]) is
+// [accounts.ErrInvalidOption].
 func (p *Provisioner) CreateAccount(name string, lim accounts.Limits) (*accounts.Account, error) {
+	if accounts.ReservedAccountName(name) {
+		return nil, fmt.Errorf("%w: account name %q is reserved for sealbus", accounts.ErrInvalidOption, name)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, err := p.Keystore.LoadAccount(name); err == nil {
@@ -73,14 +82,132 @@ func (p *Provisioner) CreateAccount(name string, lim accounts.Limits) (*accounts
 	} else if !errors.Is(err, accounts.ErrNotFound) {
 		return nil, err
 	}
+	opAcct, err := p.operatorAccountLocked()
+	if err != nil {
+		return nil, err
+	}
 	acct, err := p.Operator.NewAccount(name, lim)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := acct.ImportOperatorViews(opAcct.PublicKey()); err != nil {
+		return nil, err
+	}
+	if err := p.Operator.Reissue(acct); err != nil {
 		return nil, err
 	}
 	if err := p.Keystore.SaveAccount(acct); err != nil {
 		return nil, err
 	}
 	return acct, nil
+}
+
+// CreateOperatorAccount creates the operator account ([accounts.OperatorAccountName]: the
+// directory of every tenant) and saves it in the keystore. `sealbus init`, the sandbox and the
+// container helpers call it once; one already in the keystore is [accounts.ErrExists].
+func (p *Provisioner) CreateOperatorAccount() (*accounts.Account, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.Keystore.LoadAccount(accounts.OperatorAccountName); err == nil {
+		return nil, fmt.Errorf("%w: the operator account", accounts.ErrExists)
+	} else if !errors.Is(err, accounts.ErrNotFound) {
+		return nil, err
+	}
+	return p.operatorAccountLocked()
+}
+
+// OperatorAccount loads the operator account from the keystore, creating and saving it when
+// the keystore has none yet (a home made before the operator account existed), and bringing
+// its exports up to date.
+func (p *Provisioner) OperatorAccount() (*accounts.Account, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.operatorAccountLocked()
+}
+
+func (p *Provisioner) operatorAccountLocked() (*accounts.Account, error) {
+	acct, err := p.Keystore.LoadAccount(accounts.OperatorAccountName)
+	if errors.Is(err, accounts.ErrNotFound) {
+		if acct, err = p.Operator.NewOperatorAccount(); err != nil {
+			return nil, err
+		}
+		return acct, p.Keystore.SaveAccount(acct)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acct.UpdateOperatorExports() {
+		if err := p.Operator.Reissue(acct); err != nil {
+			return nil, err
+		}
+		if err := p.Keystore.SaveAccount(acct); err != nil {
+			return nil, err
+		}
+	}
+	return acct, nil
+}
+
+// SetupOperatorAccount pushes the operator account's JWT to the target and creates its
+// directory bucket ([SetupOperatorAccount]); tenant set-ups call it first. Idempotent.
+func (p *Provisioner) SetupOperatorAccount(ctx context.Context) error {
+	p.omu.Lock()
+	defer p.omu.Unlock()
+	return p.setupOperatorAccountLocked(ctx)
+}
+
+func (p *Provisioner) setupOperatorAccountLocked(ctx context.Context) error {
+	acct, err := p.OperatorAccount()
+	if err != nil {
+		return err
+	}
+	nc, err := p.pushAndConnect(ctx, acct)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := SetupOperatorAccount(ctx, nc, acct, p.Replicas); err != nil {
+		return err
+	}
+	p.opReady = true
+	return nil
+}
+
+// ensureOperatorAccount sets the operator account up on the target once per Provisioner.
+func (p *Provisioner) ensureOperatorAccount(ctx context.Context) error {
+	p.omu.Lock()
+	defer p.omu.Unlock()
+	if p.opReady {
+		return nil
+	}
+	return p.setupOperatorAccountLocked(ctx)
+}
+
+// DirectoryAdmin opens an admin connection to the operator account, the one that writes the
+// directory ([PutAccountJWT], [PublishCard], [PutPeer]); the caller closes it.
+func (p *Provisioner) DirectoryAdmin(ctx context.Context) (*nats.Conn, error) {
+	return p.Admin(ctx, accounts.OperatorAccountName)
+}
+
+// importViews makes a tenant account import the operator account's views, reissuing and
+// saving it when it did not (an account made before the operator account existed). acct is
+// updated in place.
+func (p *Provisioner) importViews(acct *accounts.Account) error {
+	opAcct, err := p.OperatorAccount()
+	if err != nil {
+		return err
+	}
+	if accounts.ImportsOperatorViews(acct.Claims, opAcct.PublicKey()) {
+		return nil
+	}
+	edited, err := p.EditAccount(acct.Name, func(a *accounts.Account) error {
+		_, err := a.ImportOperatorViews(opAcct.PublicKey())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	*acct = *edited
+	return nil
 }
 
 // EditAccount loads an account, applies edit to it, reissues its JWT with the operator key
@@ -107,6 +234,9 @@ func (p *Provisioner) EditAccount(name string, edit func(*accounts.Account) erro
 // CreateService creates a service of account (keys, user JWT, card), saves it and writes its
 // credentials file. A service of that name already in the keystore is [accounts.ErrExists].
 func (p *Provisioner) CreateService(account string, spec accounts.ServiceSpec) (*accounts.Service, string, error) {
+	if accounts.ReservedAccountName(account) {
+		return nil, "", fmt.Errorf("%w: account %q holds no services", accounts.ErrInvalidOption, account)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	acct, err := p.Keystore.LoadAccount(account)
@@ -225,30 +355,72 @@ func (p *Provisioner) verify(acct *accounts.Account) error {
 	return err
 }
 
-// PushAccount verifies the account JWT against the operator, pushes it to the server's
-// resolver, then writes it into the account's directory when the directory exists
-// (revocations reach clients through it).
+// PushAccount verifies the account JWT against the operator and pushes it to the server's
+// resolver. For a tenant it then writes the JWT into the account's directory when the
+// directory exists (revocations reach clients through it) and waits until the account's
+// directory view shows it.
 func (p *Provisioner) PushAccount(ctx context.Context, acct *accounts.Account) error {
 	nc, err := p.pushAndConnect(ctx, acct)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	if err := PutAccountJWT(ctx, nc, acct.JWT); err != nil && !errors.Is(err, ErrNoDirectory) {
+	if accounts.ReservedAccountName(acct.Name) {
+		return nil
+	}
+	dir, err := p.DirectoryAdmin(ctx)
+	if err != nil {
 		return err
 	}
-	return nil
+	defer dir.Close()
+	switch err := PutAccountJWT(ctx, dir, acct.JWT); {
+	case errors.Is(err, ErrNoDirectory):
+		return nil
+	case err != nil:
+		return err
+	}
+	return WaitView(ctx, dir, nc, acct.PublicKey())
 }
 
-// SetupAccount verifies and pushes the account JWT and runs [SetupAccount] (directory, DLQ
-// and audit streams, account JWT in the directory).
+// SetupAccount sets a tenant account up on the target: the operator account first (once per
+// Provisioner), the account's imports of the operator account's views (reissuing and saving
+// the account when it lacks them), then it verifies and pushes the account JWT, runs
+// [SetupAccount] (dead-letter and audit streams, directory view), writes the account JWT into
+// the directory and waits until the view shows it. For the operator account it is
+// [Provisioner.SetupOperatorAccount].
 func (p *Provisioner) SetupAccount(ctx context.Context, acct *accounts.Account) error {
+	if acct == nil {
+		return fmt.Errorf("%w: nil account", ErrInvalidSpec)
+	}
+	if err := p.verify(acct); err != nil {
+		return err
+	}
+	if acct.Name == accounts.OperatorAccountName {
+		return p.SetupOperatorAccount(ctx)
+	}
+	if err := p.ensureOperatorAccount(ctx); err != nil {
+		return err
+	}
+	if err := p.importViews(acct); err != nil {
+		return err
+	}
 	nc, err := p.pushAndConnect(ctx, acct)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return SetupAccount(ctx, nc, acct, p.Replicas)
+	if err := SetupAccount(ctx, nc, acct, p.Replicas); err != nil {
+		return err
+	}
+	dir, err := p.DirectoryAdmin(ctx)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := PutAccountJWT(ctx, dir, acct.JWT); err != nil {
+		return err
+	}
+	return WaitView(ctx, dir, nc, acct.PublicKey())
 }
 
 // pushAndConnect verifies acct's JWT against the operator, pushes it to the server's resolver
@@ -287,10 +459,19 @@ func (p *Provisioner) PublishService(ctx context.Context, account string, svc *a
 		return nil, err
 	}
 	defer nc.Close()
-	if err := PublishCard(ctx, nc, svc.Spec.Name, svc.Card); err != nil {
+	dir, err := p.DirectoryAdmin(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return ensureConsumers(ctx, nc, svc, filters, skipMissing)
+	defer dir.Close()
+	if err := PublishCard(ctx, dir, svc.Spec.Name, svc.Card); err != nil {
+		return nil, err
+	}
+	res, err := ensureConsumers(ctx, nc, svc, filters, skipMissing)
+	if err != nil {
+		return res, err
+	}
+	return res, WaitView(ctx, dir, nc, svc.Account)
 }
 
 func ensureConsumers(ctx context.Context, nc *nats.Conn, svc *accounts.Service, filters map[accounts.ConsumerRef][]string, skipMissing bool) ([]ConsumerResult, error) {
@@ -347,6 +528,7 @@ type SyncResult struct {
 // Sync brings the server in line with the keystore for one account: pushes the account JWT,
 // runs SetupAccount (which also puts the account JWT into the directory), publishes every
 // service's card and creates missing durables (skipping those whose stream does not exist).
+// For the operator account it runs [Provisioner.SetupOperatorAccount] only.
 func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, error) {
 	acct, err := p.Keystore.LoadAccount(account)
 	if err != nil {
@@ -356,6 +538,9 @@ func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, er
 		return nil, err
 	}
 	res := &SyncResult{Account: account, PublicKey: acct.PublicKey()}
+	if account == accounts.OperatorAccountName {
+		return res, nil
+	}
 	names, err := p.Keystore.ListServices(account)
 	if err != nil {
 		return nil, err
@@ -365,12 +550,17 @@ func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, er
 		return nil, err
 	}
 	defer nc.Close()
+	dir, err := p.DirectoryAdmin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
 	for _, name := range names {
 		svc, err := p.Keystore.LoadService(account, name)
 		if err != nil {
 			return res, err
 		}
-		if err := PublishCard(ctx, nc, name, svc.Card); err != nil {
+		if err := PublishCard(ctx, dir, name, svc.Card); err != nil {
 			return res, err
 		}
 		res.Cards = append(res.Cards, name)
@@ -380,5 +570,5 @@ func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, er
 			return res, err
 		}
 	}
-	return res, nil
+	return res, WaitView(ctx, dir, nc, acct.PublicKey())
 }
