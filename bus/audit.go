@@ -28,6 +28,9 @@ const (
 	// EventDirectoryUnverifiable: a directory entry (account JWT or card) did not verify up
 	// to a trusted operator and is ignored.
 	EventDirectoryUnverifiable = "sealbus.directory.unverifiable"
+	// EventPublishRefused: a stream refused one of the client's publishes because it is full
+	// (Data.Reason "stream_full"); see ErrStreamFull.
+	EventPublishRefused = "sealbus.publish.refused"
 )
 
 // EventSpecVersion is the CloudEvents spec version events declare.

@@ -49,6 +49,11 @@ var (
 	// been stored (its ack lost), in which case receivers handle it. The caller may publish
 	// the payload again: that seals a new envelope under a new message id.
 	ErrPublishExpired = errors.New("bus: publish expired before it was acknowledged")
+	// ErrStreamFull reports a publish the stream refused because it is full (its size,
+	// message or per-subject limit, or the account's storage): streams keep what they hold
+	// rather than remove others' messages, so the refusal comes back to the publisher. The
+	// client also writes an EventPublishRefused audit event. Nothing was stored.
+	ErrStreamFull = errors.New("bus: stream full; message refused")
 )
 
 // PublishError wraps the failure of one publish with the message id it was sealed under

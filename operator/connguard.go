@@ -80,6 +80,7 @@ type ConnectionGuard struct {
 	subs   []*nats.Subscription
 	cancel context.CancelFunc
 	done   chan struct{}
+	closed sync.Once
 
 	mu    sync.Mutex
 	users map[string]*guardedUser // user key -> its connections
@@ -152,12 +153,14 @@ func StartConnectionGuard(ctx context.Context, sys *nats.Conn, opts ...GuardOpti
 	return g, nil
 }
 
-// Close stops the guard and closes its connection.
+// Close stops the guard and closes its connection. Safe to call more than once.
 func (g *ConnectionGuard) Close() {
-	g.cancel()
-	<-g.done
-	g.unsubscribe()
-	g.nc.Close()
+	g.closed.Do(func() {
+		g.cancel()
+		<-g.done
+		g.unsubscribe()
+		g.nc.Close()
+	})
 }
 
 func (g *ConnectionGuard) unsubscribe() {

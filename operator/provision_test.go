@@ -180,6 +180,25 @@ func TestPushSetupAndProvision(t *testing.T) {
 	if d := s.CachedInfo().Config.Duplicates; d != envelope.DefaultFreshness {
 		t.Errorf("default duplicate window %v", d)
 	}
+	// A full stream refuses new messages instead of removing others'; it takes a quarter of
+	// the account's storage; roll-ups (which remove a subject's earlier messages) are refused.
+	if sc := s.CachedInfo().Config; sc.Discard != jetstream.DiscardNew || sc.MaxBytes != accounts.DefaultLimits().DiskStorage/4 || sc.AllowRollup || sc.DiscardNewPerSubject {
+		t.Errorf("default stream config: discard %v max bytes %d rollup %v", sc.Discard, sc.MaxBytes, sc.AllowRollup)
+	}
+	if err := operator.AddStream(c, nc, operator.StreamSpec{Name: "METRICS", Subjects: []string{"metrics.>"}, MaxMsgsPerSubject: 10, MaxBytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := js.Stream(c, "METRICS"); err != nil {
+		t.Fatal(err)
+	} else if sc := m.CachedInfo().Config; sc.Discard != jetstream.DiscardNew || !sc.DiscardNewPerSubject || sc.MaxMsgsPerSubject != 10 || sc.MaxBytes != 1<<20 {
+		t.Errorf("capped stream config: %+v", sc)
+	}
+	if err := operator.AddStream(c, nc, operator.StreamSpec{Name: "LOGS", Subjects: []string{"logs.>"}, DiscardOld: true}); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := js.Stream(c, "LOGS"); err != nil || l.CachedInfo().Config.Discard != jetstream.DiscardOld {
+		t.Errorf("discard-old stream: %v", err)
+	}
 
 	svc, err := acct.NewService(accounts.ServiceSpec{
 		Name: "billing", Subscribe: []string{"orders.created"},
@@ -340,6 +359,8 @@ func TestStreamSpecValidate(t *testing.T) {
 		"gt in middle":      {Name: "A", Subjects: []string{"a.>.b"}},
 		"bad name":          {Name: "a b", Subjects: []string{"a"}},
 		"too many replicas": {Name: "A", Subjects: []string{"a"}, Replicas: 7},
+		"negative cap":      {Name: "A", Subjects: []string{"a"}, MaxMsgsPerSubject: -1},
+		"cap with evict":    {Name: "A", Subjects: []string{"a"}, MaxMsgsPerSubject: 5, DiscardOld: true},
 	}
 	for name, s := range bad {
 		if err := s.Validate(); !errors.Is(err, operator.ErrInvalidSpec) {
