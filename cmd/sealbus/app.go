@@ -212,6 +212,7 @@ Keys live in the keystore under --home (default $SEALBUS_HOME, else $XDG_DATA_HO
 		a.configCmd(),
 		a.pushCmd(),
 		a.devCmd(),
+		a.guardCmd(),
 		a.inspectCmd(),
 		a.pubCmd(),
 		a.subCmd(),
