@@ -2,6 +2,7 @@ package sealbustest_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +140,62 @@ func TestServiceLimitsReachTheServer(t *testing.T) {
 	}
 	if got := in.Connected() + 1; got > 2 {
 		t.Fatalf("the service holds %d connections, quota 2", got)
+	}
+}
+
+// BenchmarkFreshStart measures a fresh start of the order flow (sealbustest.FreshStart: a new
+// publisher connects, reads and verifies the directory, publishes one envelope; a new reader
+// connects and consumes it), alone and while shipping, as an insider, does everything its
+// permissions allow against the directory and the account's connections: consumer creation in
+// every API form, reply-subject floods of directory subjects (its durable's pulls included)
+// and connection hoarding beyond its quota. docs/PERFORMANCE.md records the figures.
+func BenchmarkFreshStart(b *testing.B) {
+	for _, attacked := range []bool{false, true} {
+		name := "quiet"
+		if attacked {
+			name = "under_attack"
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			w, err := sealbustest.NewWorld(ctx, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer w.Close()
+			if attacked {
+				in, err := sealbustest.NewInsider(ctx, w.Harness, sealbustest.Shop, sealbustest.Shipping)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer in.Close()
+				actx, stop := context.WithCancel(ctx)
+				defer stop()
+				go func() {
+					for actx.Err() == nil {
+						_, _ = in.CreateDirectoryConsumers(actx, 16)
+					}
+				}()
+				go func() {
+					for actx.Err() == nil {
+						_, _ = in.FloodDirectory(actx, 70)
+						_ = in.Conn().PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+sealbustest.OrdersStream+"."+sealbustest.Shipping,
+							accounts.DirectorySubject(w.Accounts[sealbustest.Shop].PublicKey(), accounts.DirectoryAccountKey), []byte(`{"batch":16,"no_wait":true}`))
+					}
+				}()
+				go in.HoldConnections(actx, 8)
+				time.Sleep(200 * time.Millisecond)
+			}
+			var worst time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				d, err := sealbustest.FreshStart(ctx, w, "bench"+strconv.Itoa(i))
+				if err != nil {
+					b.Fatal(err)
+				}
+				worst = max(worst, d)
+			}
+			b.ReportMetric(float64(worst.Milliseconds()), "worst-ms")
+		})
 	}
 }
