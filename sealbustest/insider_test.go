@@ -199,3 +199,50 @@ func BenchmarkFreshStart(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkConnectsWhileHoarding measures a neighbour's SDK connects while the hog of
+// AttackConnections (account limit 48, quota 8, the connection guard running) keeps workers
+// goroutines reopening connections as fast as the server accepts them; "refused/op" is the
+// share of connects the full account refused. It shows where the guard's reaction stops being
+// enough (docs/PERMISSIONS.md, "Per-service limits").
+func BenchmarkConnectsWhileHoarding(b *testing.B) {
+	for _, workers := range []int{8, 32, 64, 128} {
+		b.Run("workers="+strconv.Itoa(workers), func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			sb, err := sealbustest.StartSandbox(ctx, sealbustest.SandboxOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sb.Close()
+			if _, err := sealbustest.AttackConnections(ctx, sb, sb.Guard(), 48, 8, 1, 1); err != nil {
+				b.Fatal(err) // provisions the account and services
+			}
+			in, err := sealbustest.NewInsider(ctx, sb, sealbustest.CrowdAccount, sealbustest.Hog)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer in.Close()
+			actx, stop := context.WithCancel(ctx)
+			held := make(chan int, 1)
+			go func() { held <- in.HoldConnections(actx, workers) }()
+			time.Sleep(500 * time.Millisecond)
+			refused := 0
+			b.ResetTimer()
+			for range b.N {
+				cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+				c, err := sealbustest.Connect(cctx, sb, sealbustest.CrowdAccount, sealbustest.Neighbour)
+				ccancel()
+				if err != nil {
+					refused++
+					continue
+				}
+				c.Close()
+			}
+			b.StopTimer()
+			stop()
+			b.ReportMetric(float64(refused)/float64(b.N), "refused/op")
+			b.ReportMetric(float64(<-held), "hog-accepted")
+		})
+	}
+}
