@@ -186,7 +186,7 @@ const ClaimsUpdateSubject = "$SYS.REQ.CLAIMS.UPDATE"
 // is userKey: "_INBOX_" followed by the full public key. Service user JWTs
 // may subscribe only to InboxPrefix(userKey)+".>" (plus their declared
 // subscribe subjects), so no other service can read their replies, pull
-// deliveries or directory watches. The SDK passes it to nats.CustomInboxPrefix.
+// deliveries or directory gets. The SDK passes it to nats.CustomInboxPrefix.
 func InboxPrefix(userKey string) string { return "_INBOX_" + userKey }
 
 // reservedToken is the first token of sealbus's own subjects.

@@ -624,7 +624,7 @@ func (c *Client) Drain() error {
 }
 
 // Close closes the client at once: pending publishes fail with ErrClosed (they may or may not
-// have been stored), the directory watch stops and the connection closes.
+// have been stored), the directory polling stops and the connection closes.
 func (c *Client) Close() {
 	c.once.Do(func() {
 		c.stopIntake()

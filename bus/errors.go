@@ -17,7 +17,7 @@ var (
 	// directory, or does not verify up to a trusted operator, or names other keys than
 	// the creds. Connect fails with it.
 	ErrNoCard = errors.New("bus: own identity card not found or not valid")
-	// ErrNoDirectory reports that the account directory (the SEALBUS_DIRECTORY KV bucket)
+	// ErrNoDirectory reports that the account directory (the account's SEALBUS_DIRECTORY view)
 	// cannot be read, or holds no account JWT that verifies up to a trusted operator.
 	ErrNoDirectory = errors.New("bus: account directory unavailable")
 	// ErrForbidden reports a publish on a subject the client's own card does not allow.

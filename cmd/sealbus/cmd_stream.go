@@ -28,7 +28,7 @@ type streamJSON struct {
 	MaxAge            time.Duration `json:"max_age_ns"`
 	MaxBytes          int64         `json:"max_bytes"`
 	MaxMsgsPerSubject int64         `json:"max_msgs_per_subject"` // 0: no cap
-	Discard           string        `json:"discard"` // "new": a full stream refuses; "old": it removes its oldest messages
+	Discard           string        `json:"discard"`              // "new": a full stream refuses; "old": it removes its oldest messages
 	Duplicates        time.Duration `json:"duplicates_ns"`
 	Messages          uint64        `json:"messages"`
 	Bytes             uint64        `json:"bytes"`
