@@ -134,7 +134,10 @@ func TestServiceLimitsInUserJWT(t *testing.T) {
 		t.Fatalf("nats limits %+v", uc.Limits.NatsLimits)
 	}
 	// A partial spec takes the defaults for the rest.
-	if r := (ServiceLimits{Connections: 2}).Resolved(); r != (ServiceLimits{Connections: 2, Subscriptions: 128, MaxPayload: 1 << 20}) {
+	if uc0, _ := jwt.DecodeUserClaims(f.svc.UserJWT); uc0.Limits.Payload != jwt.NoLimit {
+		t.Errorf("default payload limit %d, want the account's (unlimited in the user JWT)", uc0.Limits.Payload)
+	}
+	if r := (ServiceLimits{Connections: 2}).Resolved(); r != (ServiceLimits{Connections: 2, Subscriptions: 128}) {
 		t.Fatalf("resolved %+v", r)
 	}
 	for _, bad := range []ServiceLimits{{Connections: -1}, {Subscriptions: -1}, {MaxPayload: -1}, {MaxPayload: 100}} {
@@ -171,6 +174,7 @@ func TestServiceLimitsInUserJWT(t *testing.T) {
 		func(uc *jwt.UserClaims) { uc.Tags = jwt.TagList{ConnectionQuotaTag + "0"} },
 		func(uc *jwt.UserClaims) { uc.Tags = jwt.TagList{ConnectionQuotaTag + "007"} },
 		func(uc *jwt.UserClaims) { uc.Limits.Subs = jwt.NoLimit },
+		func(uc *jwt.UserClaims) { uc.Limits.Payload = 100 },
 	} {
 		c, _ := jwt.DecodeUserClaims(svc.UserJWT)
 		mutate(c)

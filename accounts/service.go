@@ -46,19 +46,22 @@ type ServiceLimits struct {
 	// enforced by the server.
 	Subscriptions int64 `json:"subscriptions,omitempty"`
 	// MaxPayload is the largest message, in bytes, the service may publish, enforced by the
-	// server (at least 1024).
+	// server (at least 1024). Zero means the account's limit: a service copies every envelope
+	// it rejects, byte for byte, to the dead-letter stream, so a service that may receive
+	// messages larger than its own limit cannot dead-letter them.
 	MaxPayload int64 `json:"max_payload,omitempty"`
 }
 
 // DefaultServiceLimits are the limits of a service that sets none: 16 connections, 128
-// subscriptions per connection and 1 MiB messages. One service at its limits holds 16 of the
-// 1000 connections and at most 2048 of the 10000 subscriptions [DefaultLimits] gives its
-// account.
+// subscriptions per connection, and the account's payload limit. One service at its limits
+// holds 16 of the 1000 connections and at most 2048 of the 10000 subscriptions
+// [DefaultLimits] gives its account.
 func DefaultServiceLimits() ServiceLimits {
-	return ServiceLimits{Connections: 16, Subscriptions: 128, MaxPayload: 1 << 20}
+	return ServiceLimits{Connections: 16, Subscriptions: 128}
 }
 
-// Resolved returns l with every zero field replaced by the default.
+// Resolved returns l with every zero field replaced by the default (MaxPayload stays 0, the
+// account's limit).
 func (l ServiceLimits) Resolved() ServiceLimits {
 	d := DefaultServiceLimits()
 	if l.Connections == 0 {
@@ -66,9 +69,6 @@ func (l ServiceLimits) Resolved() ServiceLimits {
 	}
 	if l.Subscriptions == 0 {
 		l.Subscriptions = d.Subscriptions
-	}
-	if l.MaxPayload == 0 {
-		l.MaxPayload = d.MaxPayload
 	}
 	return l
 }
@@ -85,8 +85,9 @@ func (l ServiceLimits) Validate() error {
 }
 
 // ServiceLimitsOf reads the per-service limits back from a service's user JWT: subscriptions
-// and payload from its NATS limits, connections from its [ConnectionQuotaTag] tag. ok is false
-// when the JWT carries no finite limits or no single valid quota tag (a user JWT sealbus did
+// and payload from its NATS limits (an unlimited payload is the account's, 0), connections
+// from its [ConnectionQuotaTag] tag. ok is false when the JWT carries no finite subscription
+// limit, a payload limit below 1024 bytes or no single valid quota tag (a user JWT sealbus did
 // not issue).
 func ServiceLimitsOf(uc *jwt.UserClaims) (l ServiceLimits, ok bool) {
 	if uc == nil {
@@ -106,7 +107,10 @@ func ServiceLimitsOf(uc *jwt.UserClaims) (l ServiceLimits, ok bool) {
 		quota = q
 	}
 	l = ServiceLimits{Connections: quota, Subscriptions: uc.Limits.Subs, MaxPayload: uc.Limits.Payload}
-	return l, n == 1 && l.Subscriptions > 0 && l.MaxPayload >= 1024
+	if l.MaxPayload == jwt.NoLimit {
+		l.MaxPayload = 0
+	}
+	return l, n == 1 && l.Subscriptions > 0 && (l.MaxPayload == 0 || l.MaxPayload >= 1024)
 }
 
 // connectionQuotaTag is the user JWT tag stating the service's connection quota.
@@ -217,14 +221,18 @@ func ServicePermissions(spec ServiceSpec, userKey string) jwt.Permissions {
 
 // serviceUserLimits is everything a service's user JWT grants or restricts,
 // as [Account.NewService] writes it: [ServicePermissions], no response
-// permission, the spec's per-service subscription and payload limits (data
-// unlimited: the server does not enforce it), standard and in-process
+// permission, the spec's per-service subscription and payload limits (payload
+// unlimited, that is the account's, unless set; data unlimited: the server does
+// not enforce it), standard and in-process
 // connections only, and no bearer token.
 func serviceUserLimits(spec ServiceSpec, userKey string) jwt.UserPermissionLimits {
 	var l jwt.UserPermissionLimits
 	l.Permissions = ServicePermissions(spec, userKey)
 	lim := spec.Limits.Resolved()
-	l.Limits = jwt.Limits{NatsLimits: jwt.NatsLimits{Subs: lim.Subscriptions, Data: jwt.NoLimit, Payload: lim.MaxPayload}}
+	l.Limits = jwt.Limits{NatsLimits: jwt.NatsLimits{Subs: lim.Subscriptions, Data: jwt.NoLimit, Payload: jwt.NoLimit}}
+	if lim.MaxPayload > 0 {
+		l.Limits.Payload = lim.MaxPayload
+	}
 	l.AllowedConnectionTypes.Add(jwt.ConnectionTypeStandard, jwt.ConnectionTypeInProcess)
 	return l
 }

@@ -298,8 +298,8 @@ func chainCases() []chainCase {
 		{"permission mismatch: user jwt allows websocket connections", func(t *testing.T, e *chainEnv) (string, string, string) {
 			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeWebsocket) })
 		}, []error{ErrPermissionMismatch}},
-		{"permission mismatch: user jwt with unlimited payload", func(t *testing.T, e *chainEnv) (string, string, string) {
-			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Limits.Payload = jwt.NoLimit })
+		{"permission mismatch: user jwt with a payload limit too small for an envelope", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Limits.Payload = 512 })
 		}, []error{ErrPermissionMismatch}},
 		{"permission mismatch: user jwt with unlimited subscriptions", func(t *testing.T, e *chainEnv) (string, string, string) {
 			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Limits.Subs = jwt.NoLimit })

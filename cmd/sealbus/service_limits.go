@@ -19,7 +19,7 @@ func addServiceLimitFlags(f *pflag.FlagSet, l *serviceLimitFlags) {
 	def := accounts.DefaultServiceLimits()
 	f.Int64Var(&l.conns, "max-connections", 0, "connections the service may hold at once, enforced by the connection guard (default "+strconv.FormatInt(def.Connections, 10)+")")
 	f.Int64Var(&l.subs, "max-subscriptions", 0, "subscriptions per connection, enforced by the server (default "+strconv.FormatInt(def.Subscriptions, 10)+")")
-	f.StringVar(&l.payload, "max-payload", "", "largest message the service may publish, enforced by the server (default 1MiB)")
+	f.StringVar(&l.payload, "max-payload", "", "largest message the service may publish, enforced by the server (default: the account's limit; a service cannot dead-letter envelopes larger than its own limit)")
 }
 
 // resolve returns the limits the flags give; zero fields take the defaults when the service is
