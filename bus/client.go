@@ -152,12 +152,12 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 
 	trust := accounts.Trust{Operators: cfg.operators, Now: cfg.now}
 	c.dir = newDirectory(account, trust, cfg.now, c.log, c.report)
-	if err := c.loadDirectory(ctx); err != nil {
+	card, err := c.loadDirectory(ctx)
+	if err != nil {
 		c.abort()
 		return nil, err
 	}
-	card, ok := c.dir.CardByKey(c.userKey)
-	if !ok {
+	if card == nil {
 		c.abort()
 		return nil, fmt.Errorf("%w: no valid card for %s (%s) in the directory", ErrNoCard, c.name, c.userKey)
 	}
@@ -359,20 +359,36 @@ func (c *Client) natsOptions(creds accounts.Creds, tlsCfg *tls.Config) []nats.Op
 	}
 }
 
+// ownCardWait bounds how long Connect reads the directory again for the client's own card
+// when the first read lacks it: a replica of the view may answer a moment behind the operator's
+// last write (a service connecting right after it was provisioned).
+const ownCardWait = 2 * time.Second
+
 // loadDirectory reads the account's directory view in full, then follows it (every
-// WithDirectoryPoll interval) until the client closes.
-func (c *Client) loadDirectory(ctx context.Context) error {
+// WithDirectoryPoll interval) until the client closes. It returns the client's own card, or
+// nil when the directory holds none for its key.
+func (c *Client) loadDirectory(ctx context.Context) (*accounts.Card, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	r := newViewReader(c.nc, c.account)
 	if err := c.dir.sync(ctx, r); err != nil {
-		return err
+		return nil, err
 	}
 	if c.dir.AccountClaims() == nil {
-		return fmt.Errorf("%w: no account JWT that verifies up to a trusted operator", ErrNoDirectory)
+		return nil, fmt.Errorf("%w: no account JWT that verifies up to a trusted operator", ErrNoDirectory)
+	}
+	card, ok := c.dir.CardByKey(c.userKey)
+	for wait := time.Now().Add(ownCardWait); !ok && time.Now().Before(wait) && ctx.Err() == nil; card, ok = c.dir.CardByKey(c.userKey) {
+		time.Sleep(50 * time.Millisecond)
+		if err := c.dir.sync(ctx, r); err != nil {
+			break
+		}
 	}
 	go c.dir.follow(c.ctx, r, c.cfg.dirPoll, c.cfg.timeout)
-	return nil
+	if !ok {
+		return nil, nil
+	}
+	return &card, nil
 }
 
 // withTimeout applies the client's default timeout when ctx has no deadline.
