@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -284,7 +285,7 @@ func excess(u *guardedUser) []connID {
 		if c := u.conns[a].start.Compare(u.conns[b].start); c != 0 {
 			return c
 		}
-		return cmpSeq(a.cid, b.cid)
+		return cmp.Compare(a.cid, b.cid)
 	})
 	over := live[u.quota:]
 	for _, id := range over {

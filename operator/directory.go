@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -231,21 +232,11 @@ func (w *dirWriter) keepNewest(ctx context.Context, prefix string) error {
 			cards = append(cards, kv{k, s})
 		}
 	}
-	slices.SortFunc(cards, func(a, b kv) int { return cmpSeq(b.seq, a.seq) })
+	slices.SortFunc(cards, func(a, b kv) int { return cmp.Compare(b.seq, a.seq) })
 	for _, c := range cards[min(CardsKept, len(cards)):] {
 		w.drop = append(w.drop, c.key)
 	}
 	return nil
-}
-
-func cmpSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // PutAccountJWT writes accountJWT under [accounts.DirectoryAccountKey] in its account's part of
