@@ -165,9 +165,10 @@ type StreamSpec struct {
 	Subjects []string
 	Replicas int           // 1 when < 1
 	MaxAge   time.Duration // 0 = no age limit
-	// MaxBytes caps the stream's size. 0 means a quarter of the account's storage limit of
-	// that type when it is finite (so a full stream leaves room for the account's other
-	// streams, dead letters and audit events included), no cap otherwise.
+	// MaxBytes caps the stream's size. 0 means, when the account's storage limit of that type
+	// is finite, half of what the account's other streams have not reserved, at most a quarter
+	// of the limit, divided by the replicas (so a full stream leaves room for the account's
+	// other streams, dead letters and audit events included); no cap otherwise.
 	MaxBytes   int64
 	Duplicates time.Duration // duplicate window; 0 = envelope.DefaultFreshness, never less
 	Storage    jetstream.StorageType
@@ -258,7 +259,7 @@ func AddStream(ctx context.Context, nc *nats.Conn, spec StreamSpec) error {
 	}
 	cfg.MaxBytes = spec.MaxBytes
 	if cfg.MaxBytes == 0 {
-		if cfg.MaxBytes, err = defaultStreamBytes(ctx, js, spec.Storage); err != nil {
+		if cfg.MaxBytes, err = defaultStreamBytes(ctx, js, spec.Name, spec.Storage, replicas); err != nil {
 			return err
 		}
 	}
@@ -268,9 +269,11 @@ func AddStream(ctx context.Context, nc *nats.Conn, spec StreamSpec) error {
 	return nil
 }
 
-// defaultStreamBytes is a quarter of the account's storage limit of that type, or no cap (0)
-// when the limit is not finite.
-func defaultStreamBytes(ctx context.Context, js jetstream.JetStream, st jetstream.StorageType) (int64, error) {
+// defaultStreamBytes is the size cap of a stream that sets none: half of the account's storage
+// of that type not yet reserved by its other streams (a stream's cap is reserved once per
+// replica), at most a quarter of the limit, divided by the replicas; no cap (0) when the limit
+// is not finite. It fails with ErrInvalidSpec when less than 1 MiB would be left.
+func defaultStreamBytes(ctx context.Context, js jetstream.JetStream, name string, st jetstream.StorageType, replicas int) (int64, error) {
 	ai, err := js.AccountInfo(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("operator: account info: %w", err)
@@ -282,7 +285,21 @@ func defaultStreamBytes(ctx context.Context, js jetstream.JetStream, st jetstrea
 	if limit <= 0 {
 		return 0, nil
 	}
-	return limit / 4, nil
+	reserved := int64(0)
+	l := js.ListStreams(ctx)
+	for si := range l.Info() {
+		if si.Config.Name != name && si.Config.Storage == st && si.Config.MaxBytes > 0 {
+			reserved += si.Config.MaxBytes * int64(max(si.Config.Replicas, 1))
+		}
+	}
+	if err := l.Err(); err != nil {
+		return 0, fmt.Errorf("operator: listing streams: %w", err)
+	}
+	n := min(limit/4, (limit-reserved)/2) / int64(max(replicas, 1))
+	if n < 1<<20 {
+		return 0, fmt.Errorf("%w: stream %s: the account's %s storage (%d bytes) is reserved by its other streams; give a size (--max-bytes) or raise the account's limit", ErrInvalidSpec, name, st, limit)
+	}
+	return n, nil
 }
 
 // Streams lists the account's streams, sealbus's own included.

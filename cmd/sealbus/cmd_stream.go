@@ -54,7 +54,7 @@ stream full gets the error (and the SDK audits it). --max-msgs-per-subject N als
 publish beyond N messages on its subject, so a service flooding its own subjects does not fill
 the stream for the others. --discard old removes the oldest messages instead: any publisher can
 then push out what others have not consumed. Without --max-bytes the stream takes at most a
-quarter of the account's storage.`,
+quarter of the account's storage (half of what its other streams leave, divided by the replicas).`,
 		Example: `  sealbus stream add shop ORDERS --subjects 'orders.>'
   sealbus stream add shop EVENTS --subjects 'events.>' --replicas 3 --max-age 7d --max-bytes 512MiB
   sealbus stream add shop METRICS --subjects 'metrics.>' --max-msgs-per-subject 1000 --max-age 1d`,
@@ -128,7 +128,7 @@ quarter of the account's storage.`,
 	f.StringSliceVar(&subjects, "subjects", nil, "subjects the stream stores (required, repeatable)")
 	f.IntVar(&replicas, "replicas", 1, "replicas (3 in a cluster)")
 	f.StringVar(&maxAge, "max-age", "", "drop messages older than this (e.g. 7d; default none)")
-	f.StringVar(&maxBytes, "max-bytes", "", "size limit (e.g. 512MiB; default a quarter of the account's storage)")
+	f.StringVar(&maxBytes, "max-bytes", "", "size limit (e.g. 512MiB; default: half of the account's unreserved storage, at most a quarter)")
 	f.StringVar(&discard, "discard", "new", "when full: new (refuse new messages) or old (remove the oldest: others' unconsumed messages can be pushed out)")
 	f.Int64Var(&perSubject, "max-msgs-per-subject", 0, "refuse a publish beyond this many messages on its subject (0 = no cap)")
 	f.StringVar(&dup, "duplicates", "", "duplicate window (default and minimum "+envelope.DefaultFreshness.String()+")")
