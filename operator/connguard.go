@@ -112,7 +112,8 @@ type guardedConn struct {
 // the connect and disconnect events of every account, reads the servers' current connections,
 // closes those beyond their service's quota, and from then on closes each new connection that
 // takes a service beyond its quota. Users without a quota tag (admins, the system user) are
-// left alone. It returns once the first reading of the servers is done or ctx ends.
+// left alone. It returns once the first reading of the servers is done or ctx ends (with no
+// deadline, [DefaultTimeout] applies).
 func StartConnectionGuard(ctx context.Context, sys *nats.Conn, opts ...GuardOption) (*ConnectionGuard, error) {
 	if sys == nil {
 		return nil, fmt.Errorf("%w: nil connection", ErrInvalidSpec)
@@ -140,12 +141,14 @@ func StartConnectionGuard(ctx context.Context, sys *nats.Conn, opts ...GuardOpti
 		_ = sub.SetPendingLimits(-1, -1)
 		g.subs = append(g.subs, sub)
 	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
 	if err := sys.FlushWithContext(ctx); err != nil {
 		g.unsubscribe()
 		return nil, fmt.Errorf("operator: connection guard: %w", err)
 	}
-	gctx, cancel := context.WithCancel(context.Background())
-	g.cancel = cancel
+	gctx, stop := context.WithCancel(context.Background())
+	g.cancel = stop
 	go g.run(gctx)
 	select {
 	case <-g.ready:

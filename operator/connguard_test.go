@@ -1,6 +1,7 @@
 package operator_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -88,7 +89,8 @@ func TestConnectionGuard(t *testing.T) {
 	if _, err := operator.StartConnectionGuard(c, sys, operator.WithGuardReconcile(time.Millisecond)); !errors.Is(err, operator.ErrInvalidSpec) {
 		t.Fatalf("reconcile interval of 1ms: %v", err)
 	}
-	g, err := operator.StartConnectionGuard(c, sys, operator.WithGuardReconcile(time.Second))
+	// A context without a deadline gets the default timeout (the sandbox starts it so).
+	g, err := operator.StartConnectionGuard(context.Background(), sys, operator.WithGuardReconcile(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

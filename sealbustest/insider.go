@@ -72,6 +72,8 @@ func (in *Insider) Close() {
 // ends or every request is answered, the answers accept says the server granted. A request
 // the server refuses by permissions gets no answer.
 func (in *Insider) answers(ctx context.Context, reqs []request, accept func(*nats.Msg) bool) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	inbox := in.nc.NewRespInbox()
 	ch := make(chan *nats.Msg, len(reqs)+1)
 	sub, err := in.nc.ChanSubscribe(inbox, ch)
@@ -160,6 +162,8 @@ func (in *Insider) FloodDirectory(ctx context.Context, n int, keys ...string) (i
 	if len(keys) == 0 {
 		keys = []string{accounts.DirectoryAccountKey, accounts.DirectoryIndexKey}
 	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	var targets []string
 	for _, k := range keys {
 		targets = append(targets, accounts.DirectorySubject(in.accountKey, k), "$KV."+accounts.DirectoryBucket+"."+k)
@@ -267,6 +271,8 @@ func (in *Insider) HoldConnections(ctx context.Context, workers int) int {
 // returns how many the server accepted: a service's user JWT bounds subscriptions per
 // connection, and the server refuses those beyond it.
 func (in *Insider) Subscribe(ctx context.Context, n int) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	before := in.subRefused.Load()
 	for range n {
 		if _, err := in.nc.SubscribeSync(in.nc.NewRespInbox()); err != nil {
