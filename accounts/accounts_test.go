@@ -285,7 +285,7 @@ func TestServiceSpecValidation(t *testing.T) {
 }
 
 func TestDirectoryConstants(t *testing.T) {
-	if DirectoryBucket != "SEALBUS_DIRECTORY" || DirectoryAccountKey != "account" || DirectoryCardKey("orders") != "card.orders" {
+	if DirectoryBucket != "SEALBUS_DIRECTORY" || DirectoryAccountKey != "account" || DirectoryCardKey("orders", "UABC") != "card.orders.UABC" {
 		t.Fatal("directory layout")
 	}
 	if DLQStream != "SEALBUS_DLQ" || AuditStream != "SEALBUS_AUDIT" || DLQSubjectPrefix != "sealbus.dlq" || AuditSubjectPrefix != "sealbus.audit" {

@@ -221,3 +221,140 @@ func (a *Account) Activation(importer, subject string, et jwt.ExportType) (strin
 	}
 	return tok, nil
 }
+
+// The operator account's views (docs/ARCHITECTURE.md, "The operator account").
+//
+// A view is a stream of the operator account ([OperatorAccountName]) that every tenant
+// mirrors, filtered to its own part ("<subjects>.<tenant account>.>"), into a stream of its
+// own that has no subjects. For each view the operator account exports, each export scoped to
+// the importing account by an account token so that no tenant can ask for another's part:
+//
+//   - the JetStream consumer creation on the view's stream in its filtered form
+//     ("$JS.API.CONSUMER.CREATE.<stream>.*.<subjects>.*.>"): the server sends a filtered
+//     mirror's create there and refuses a request body whose filter differs from the subject;
+//   - the deliver subjects of the mirrors' consumers ("<deliver>.*.>");
+//   - the flow-control replies of the mirrors ("$JS.FC.<stream>.>").
+//
+// Each tenant imports exactly its own part, the consumer creation under [OperatorAPIPrefix].
+// Nothing of it is granted to the tenant's services (their permissions name none of these
+// subjects); only the tenant's mirror, created by the operator, uses the imports. To add a
+// view, add an entry to operatorViews: the exports, the imports and [ImportsOperatorViews]
+// follow.
+type operatorView struct {
+	name     string // prefix of the export and import names
+	stream   string // the stream in the operator account
+	subjects string // its subject prefix before the tenant token ("$KV.SEALBUS_DIRECTORY")
+	deliver  string // deliver subject prefix before the tenant token
+}
+
+var operatorViews = []operatorView{
+	{name: "sealbus-directory", stream: DirectoryStream, subjects: "$KV." + DirectoryBucket, deliver: strings.TrimSuffix(directoryDeliverPrefix, ".")},
+}
+
+// operatorImportPrefix marks the names of the exports and imports of the operator account's
+// views; [Account.ImportOperatorViews] replaces the imports of that name.
+const operatorImportPrefix = "sealbus-"
+
+func tokens(s string) int { return strings.Count(s, ".") + 1 }
+
+func (v operatorView) createSubject(account string) string {
+	return "$JS.API.CONSUMER.CREATE." + v.stream + ".*." + v.subjects + "." + account + ".>"
+}
+
+func (v operatorView) exports() []*jwt.Export {
+	return []*jwt.Export{
+		{Name: v.name + "-create", Type: jwt.Service, Subject: jwt.Subject(v.createSubject("*")),
+			AccountTokenPosition: uint(6 + tokens(v.subjects) + 1)},
+		{Name: v.name + "-deliver", Type: jwt.Stream, Subject: jwt.Subject(v.deliver + ".*.>"),
+			AccountTokenPosition: uint(tokens(v.deliver) + 1)},
+		{Name: v.name + "-fc", Type: jwt.Service, Subject: jwt.Subject("$JS.FC." + v.stream + ".>")},
+	}
+}
+
+func (v operatorView) imports(operatorAccount, tenant string) []*jwt.Import {
+	create := v.createSubject(tenant)
+	return []*jwt.Import{
+		{Name: v.name + "-create", Type: jwt.Service, Account: operatorAccount, Subject: jwt.Subject(create),
+			LocalSubject: jwt.RenamingSubject(OperatorAPIPrefix + strings.TrimPrefix(create, "$JS.API"))},
+		{Name: v.name + "-deliver", Type: jwt.Stream, Account: operatorAccount, Subject: jwt.Subject(v.deliver + "." + tenant + ".>")},
+		{Name: v.name + "-fc", Type: jwt.Service, Account: operatorAccount, Subject: jwt.Subject("$JS.FC." + v.stream + ".>")},
+	}
+}
+
+// setOperatorExports replaces the operator account's view exports with the current ones.
+func setOperatorExports(c *jwt.AccountClaims) {
+	kept := c.Exports[:0]
+	for _, e := range c.Exports {
+		if !strings.HasPrefix(e.Name, operatorImportPrefix) {
+			kept = append(kept, e)
+		}
+	}
+	c.Exports = kept
+	for _, v := range operatorViews {
+		c.Exports.Add(v.exports()...)
+	}
+}
+
+// ImportOperatorViews makes a's claims import every view of the operator account
+// operatorAccount ("A...", see the operator account's views above), replacing imports of that
+// kind from any other account. It reports whether the claims changed; call
+// [Operator.Reissue] afterwards then.
+func (a *Account) ImportOperatorViews(operatorAccount string) (bool, error) {
+	if !nkeys.IsValidPublicAccountKey(operatorAccount) || operatorAccount == a.PublicKey() {
+		return false, fmt.Errorf("%w: operator account %q", ErrInvalidOption, operatorAccount)
+	}
+	if ImportsOperatorViews(a.Claims, operatorAccount) {
+		return false, nil
+	}
+	kept := a.Claims.Imports[:0]
+	for _, imp := range a.Claims.Imports {
+		if !strings.HasPrefix(imp.Name, operatorImportPrefix) {
+			kept = append(kept, imp)
+		}
+	}
+	a.Claims.Imports = kept
+	for _, v := range operatorViews {
+		a.Claims.Imports.Add(v.imports(operatorAccount, a.PublicKey())...)
+	}
+	return true, nil
+}
+
+// ImportsOperatorViews reports whether ac imports exactly the views of operatorAccount that
+// sealbus sets up (and nothing else under their names).
+func ImportsOperatorViews(ac *jwt.AccountClaims, operatorAccount string) bool {
+	if ac == nil {
+		return false
+	}
+	var want []*jwt.Import
+	for _, v := range operatorViews {
+		want = append(want, v.imports(operatorAccount, ac.Subject)...)
+	}
+	var got []*jwt.Import
+	for _, imp := range ac.Imports {
+		if strings.HasPrefix(imp.Name, operatorImportPrefix) {
+			got = append(got, imp)
+		}
+	}
+	if len(got) != len(want) {
+		return false
+	}
+	for _, w := range want {
+		found := false
+		for _, g := range got {
+			if g.Name == w.Name && g.Type == w.Type && g.Account == w.Account && g.Subject == w.Subject && g.LocalSubject == w.LocalSubject && g.Token == "" {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// IsOperatorViewImport reports whether imp is one of the imports [Account.ImportOperatorViews]
+// sets (by name): a tenant's link to the operator account, not a flow between tenants.
+func IsOperatorViewImport(imp *jwt.Import) bool {
+	return imp != nil && strings.HasPrefix(imp.Name, operatorImportPrefix)
+}

@@ -656,7 +656,7 @@ func (r serviceRecord) check(system bool) error {
 		if err := r.Spec.Validate(); err != nil {
 			return fmt.Errorf("%w: service %q spec: %v", ErrCorrupt, r.Spec.Name, err)
 		}
-		if d := userLimitsDiff(uc.UserPermissionLimits, serviceUserLimits(r.Spec, r.UserPublicKey)); len(d) > 0 {
+		if d := serviceUserDiff(uc, r.Spec, r.UserPublicKey); len(d) > 0 {
 			return fmt.Errorf("%w: service %q: the stored spec does not match its user jwt: %s", ErrCorrupt, r.Spec.Name, strings.Join(d, "; "))
 		}
 	}

@@ -123,9 +123,14 @@ func (k *Keystore) accountNotFound(name string, err error) error {
 	if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	known, lerr := k.ListAccounts()
-	if lerr != nil {
-		known = nil
+	all, lerr := k.ListAccounts()
+	var known []string // tenants: the operator account is sealbus's own, not a suggestion
+	if lerr == nil {
+		for _, n := range all {
+			if !ReservedAccountName(n) {
+				known = append(known, n)
+			}
+		}
 	}
 	return &NotFoundError{Kind: "account", Name: name, Known: known}
 }

@@ -50,6 +50,21 @@ func DefaultLimits() Limits {
 	}
 }
 
+// OperatorAccountLimits are the limits of the operator account ([OperatorAccountName]): only
+// the operator's tools connect to it, and its JetStream storage holds the directory of every
+// tenant (1 GiB of disk, no memory storage).
+func OperatorAccountLimits() Limits {
+	return Limits{
+		Connections:   256,
+		Subscriptions: 4096,
+		MaxPayload:    1 << 20,
+		MemoryStorage: 0,
+		DiskStorage:   1 << 30,
+		Streams:       16,
+		Consumers:     1024,
+	}
+}
+
 // SystemLimits are the limits of the system account: unlimited NATS limits,
 // JetStream disabled.
 func systemLimits() Limits { return Limits{} }

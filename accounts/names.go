@@ -9,15 +9,79 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// Streams, buckets and keys inside every account (docs/ARCHITECTURE.md, "Streams and subjects").
+// OperatorAccountName names the operator-owned account every sealbus deployment has beside the
+// system account: it holds the directory of every tenant ([DirectoryBucket]) and exports to
+// each tenant a read-only view of its own part ([DirectoryView]); see docs/ARCHITECTURE.md, "The
+// operator account". No tenant may take this name ([ReservedAccountName]).
+const OperatorAccountName = "SEALBUS"
+
+// ReservedAccountName reports whether name belongs to an account sealbus makes itself (the
+// system account and the operator account), which no tenant may be called.
+func ReservedAccountName(name string) bool {
+	return strings.EqualFold(name, SystemAccountName) || strings.EqualFold(name, OperatorAccountName)
+}
+
+// The directory (docs/ARCHITECTURE.md, "The directory").
 const (
-	// DirectoryBucket is the JetStream KV bucket holding the account JWT and
-	// every identity card of the account. Services read it; admins write it.
+	// DirectoryBucket is the JetStream KV bucket of the operator account holding, for every
+	// tenant, its account JWT, the identity cards of its services and those of its peers. Only
+	// the operator writes it; keys start with the tenant's account public key
+	// ("<account>.<key>", see [DirectorySubject]).
 	DirectoryBucket = "SEALBUS_DIRECTORY"
-	// DirectoryStream is the stream behind [DirectoryBucket].
+	// DirectoryStream is the stream behind [DirectoryBucket], in the operator account.
 	DirectoryStream = "KV_" + DirectoryBucket
+	// DirectoryView is the stream in every tenant account through which its services read
+	// the directory: a mirror of [DirectoryStream] filtered to the tenant's own keys. It has
+	// no subjects, so nothing a service publishes, and no reply or deliver subject it names,
+	// can be stored in it; services may only make single-key direct gets on it
+	// ([DirectoryGetSubject]).
+	DirectoryView = "SEALBUS_DIRECTORY"
 	// DirectoryAccountKey is the directory key of the account JWT.
 	DirectoryAccountKey = "account"
+	// DirectoryIndexKey is the directory key of the index: the keys of the tenant's directory
+	// and the stream sequence of the value of each (written by the operator after every
+	// change, read by clients to find what to get).
+	DirectoryIndexKey = "index"
+	// DirectoryVersionKey is written by the operator last, after the index, at every change of
+	// a tenant's directory; clients poll the newest message of the view to learn of changes.
+	DirectoryVersionKey = "version"
+	// OperatorAPIPrefix is the local prefix, in every tenant account, of the operator
+	// account's JetStream API it imports: only the consumer creation of the tenant's mirrors
+	// of the operator account's views, and only on the tenant's own subjects.
+	OperatorAPIPrefix = "$JS.SEALBUS.API"
+)
+
+// DirectorySubject returns the subject of a tenant's directory key in [DirectoryStream] and
+// [DirectoryView]: "$KV.SEALBUS_DIRECTORY.<account>.<key>".
+func DirectorySubject(account, key string) string { return directoryPrefix + account + "." + key }
+
+// DirectoryFilter returns the subjects of one tenant's directory: "$KV.SEALBUS_DIRECTORY.<account>.>",
+// the filter of its [DirectoryView].
+func DirectoryFilter(account string) string { return directoryPrefix + account + ".>" }
+
+// DirectoryGetSubject returns the direct get subject of one key of the tenant's [DirectoryView]:
+// "$JS.API.DIRECT.GET.SEALBUS_DIRECTORY.$KV.SEALBUS_DIRECTORY.<account>.<key>". The server
+// answers a get on this form with the last message of that key only (a request asking for a
+// sequence, a batch or several subjects is refused), so a get makes the server send one
+// directory entry, wherever its reply subject points. With key ">" it answers the newest
+// message of the tenant's directory.
+func DirectoryGetSubject(account, key string) string {
+	return directoryGetPrefix + DirectorySubject(account, key)
+}
+
+// DirectoryDeliverPrefix returns the deliver subject prefix of a tenant's [DirectoryView]
+// mirror ("sealbus.directory.deliver.<account>"): the operator account exports
+// "sealbus.directory.deliver.*.>" and each tenant imports only its own.
+func DirectoryDeliverPrefix(account string) string { return directoryDeliverPrefix + account }
+
+const (
+	directoryPrefix        = "$KV." + DirectoryBucket + "."
+	directoryGetPrefix     = "$JS.API.DIRECT.GET." + DirectoryView + "."
+	directoryDeliverPrefix = "sealbus.directory.deliver."
+)
+
+// DLQ and audit streams inside every account (docs/ARCHITECTURE.md, "Streams and subjects").
+const (
 	// DLQStream holds dead letters: signed records, each carrying a rejected or
 	// dead-lettered envelope, on its writer's own subject ([DLQSubject]).
 	DLQStream = "SEALBUS_DLQ"
@@ -33,8 +97,15 @@ const (
 	AdminWriter = "_admin"
 )
 
-// DirectoryCardKey returns the directory key of a service's card: "card.<name>".
-func DirectoryCardKey(serviceName string) string { return cardPrefix + serviceName }
+// DirectoryCardKey returns the directory key of one card of a service: "card.<name>.<user key>".
+// Each key pair of a service has its own key, so the card a rotation replaced stays readable
+// (for envelopes signed before the rotation) beside the new one.
+func DirectoryCardKey(serviceName, userKey string) string {
+	return cardPrefix + serviceName + "." + userKey
+}
+
+// DirectoryCardPrefix returns the prefix of every card key of a service: "card.<name>.".
+func DirectoryCardPrefix(serviceName string) string { return cardPrefix + serviceName + "." }
 
 const cardPrefix = "card."
 
@@ -47,21 +118,30 @@ func PeerAccountKey(account string) string {
 	return peerPrefix + account + "." + DirectoryAccountKey
 }
 
-// PeerCardKey returns the directory key of a peer service's card: "peer.<account>.card.<name>".
-func PeerCardKey(account, service string) string {
-	return peerPrefix + account + "." + DirectoryCardKey(service)
+// PeerCardKey returns the directory key of a peer service's card:
+// "peer.<account>.card.<name>.<user key>".
+func PeerCardKey(account, service, userKey string) string {
+	return peerPrefix + account + "." + DirectoryCardKey(service, userKey)
+}
+
+// PeerCardPrefix returns the prefix of every card key of a peer service:
+// "peer.<account>.card.<name>.".
+func PeerCardPrefix(account, service string) string {
+	return peerPrefix + account + "." + DirectoryCardPrefix(service)
 }
 
 // DirectoryKey is a directory key taken apart by [ParseDirectoryKey].
 type DirectoryKey struct {
 	Peer    string // the peer account ("A...") of a "peer.<account>...." key; "" for the account's own
 	Account bool   // the key holds an account JWT
-	Card    string // the key holds the card of this service (not validated as a name)
+	Card    string // the key holds a card of this service (not validated as a name)
+	User    string // the user key ("U...") of that card
 }
 
-// ParseDirectoryKey takes a directory key apart: "account", "card.<name>",
-// "peer.<account>.account" or "peer.<account>.card.<name>". ok is false for any other key,
-// including a peer key that does not name an account public key.
+// ParseDirectoryKey takes a directory key apart: "account", "card.<name>.<user key>",
+// "peer.<account>.account" or "peer.<account>.card.<name>.<user key>". ok is false for any
+// other key (the index and version keys included), including a peer key that does not name an
+// account public key and a card key that does not end in a user public key.
 func ParseDirectoryKey(key string) (k DirectoryKey, ok bool) {
 	rest := key
 	if r, isPeer := strings.CutPrefix(key, peerPrefix); isPeer {
@@ -75,8 +155,12 @@ func ParseDirectoryKey(key string) (k DirectoryKey, ok bool) {
 		k.Account = true
 		return k, true
 	}
-	if name, isCard := strings.CutPrefix(rest, cardPrefix); isCard && name != "" {
-		k.Card = name
+	if r, isCard := strings.CutPrefix(rest, cardPrefix); isCard {
+		name, user, found := strings.Cut(r, ".")
+		if !found || name == "" || !nkeys.IsValidPublicUserKey(user) {
+			return DirectoryKey{}, false
+		}
+		k.Card, k.User = name, user
 		return k, true
 	}
 	return DirectoryKey{}, false
@@ -84,6 +168,12 @@ func ParseDirectoryKey(key string) (k DirectoryKey, ok bool) {
 
 // DirectorySubjects is the subject filter of [DirectoryStream] (the KV API's "$KV.<bucket>.>").
 const DirectorySubjects = "$KV." + DirectoryBucket + ".>"
+
+// ConnectionQuotaTag prefixes the tag of a service's user JWT that states how many connections
+// the service may hold at once ("sealbus-max-connections:16"). NATS has no per-user connection
+// limit; the operator's connection guard (operator.GuardConnections) reads this tag from the
+// server's connect events and closes the connections beyond it.
+const ConnectionQuotaTag = "sealbus-max-connections:"
 
 // Evidence subjects (docs/ARCHITECTURE.md, "Streams and subjects"). Every writer of records
 // has its own literal subjects, named by its service name and a secret token (see
@@ -157,7 +247,7 @@ const ClaimsUpdateSubject = "$SYS.REQ.CLAIMS.UPDATE"
 // is userKey: "_INBOX_" followed by the full public key. Service user JWTs
 // may subscribe only to InboxPrefix(userKey)+".>" (plus their declared
 // subscribe subjects), so no other service can read their replies, pull
-// deliveries or directory watches. The SDK passes it to nats.CustomInboxPrefix.
+// deliveries or directory gets. The SDK passes it to nats.CustomInboxPrefix.
 func InboxPrefix(userKey string) string { return "_INBOX_" + userKey }
 
 // reservedToken is the first token of sealbus's own subjects.

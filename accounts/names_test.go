@@ -12,16 +12,23 @@ import (
 func TestParseDirectoryKey(t *testing.T) {
 	kp, _ := nkeys.CreateAccount()
 	peer, _ := kp.PublicKey()
+	ukp, _ := nkeys.CreateUser()
+	user, _ := ukp.PublicKey()
 	for _, tc := range []struct {
 		key  string
 		want DirectoryKey
 		ok   bool
 	}{
 		{DirectoryAccountKey, DirectoryKey{Account: true}, true},
-		{DirectoryCardKey("billing"), DirectoryKey{Card: "billing"}, true},
+		{DirectoryCardKey("billing", user), DirectoryKey{Card: "billing", User: user}, true},
 		{PeerAccountKey(peer), DirectoryKey{Peer: peer, Account: true}, true},
-		{PeerCardKey(peer, "billing"), DirectoryKey{Peer: peer, Card: "billing"}, true},
+		{PeerCardKey(peer, "billing", user), DirectoryKey{Peer: peer, Card: "billing", User: user}, true},
 		{"card.", DirectoryKey{}, false},
+		{"card.billing", DirectoryKey{}, false},
+		{"card.billing." + peer, DirectoryKey{}, false},
+		{"card." + user, DirectoryKey{}, false},
+		{DirectoryIndexKey, DirectoryKey{}, false},
+		{DirectoryVersionKey, DirectoryKey{}, false},
 		{"cards.billing", DirectoryKey{}, false},
 		{"peer.NOTAKEY.account", DirectoryKey{}, false},
 		{"peer." + peer, DirectoryKey{}, false},
@@ -44,6 +51,12 @@ func TestSubjectsOfSealbusStreams(t *testing.T) {
 		{DLQSubject("billing", tok), "sealbus.dlq.billing." + tok},
 		{AdminAuditSubject(tok), "sealbus.audit._admin." + tok},
 		{DirectorySubjects, "$KV.SEALBUS_DIRECTORY.>"},
+		{DirectorySubject("ASHOP", "account"), "$KV.SEALBUS_DIRECTORY.ASHOP.account"},
+		{DirectoryFilter("ASHOP"), "$KV.SEALBUS_DIRECTORY.ASHOP.>"},
+		{DirectoryGetSubject("ASHOP", "index"), "$JS.API.DIRECT.GET.SEALBUS_DIRECTORY.$KV.SEALBUS_DIRECTORY.ASHOP.index"},
+		{DirectoryDeliverPrefix("ASHOP"), "sealbus.directory.deliver.ASHOP"},
+		{DirectoryCardPrefix("billing"), "card.billing."},
+		{PeerCardPrefix("ABANK", "ledger"), "peer.ABANK.card.ledger."},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
@@ -98,5 +111,18 @@ func TestEvidenceToken(t *testing.T) {
 	}
 	if _, ok := EvidenceTokenOf(pub, "shipping"); ok {
 		t.Fatal("found a token for a service that has none")
+	}
+}
+
+func TestReservedAccountNames(t *testing.T) {
+	for _, n := range []string{"SYS", "sys", "SEALBUS", "Sealbus"} {
+		if !ReservedAccountName(n) {
+			t.Errorf("%s is not reserved", n)
+		}
+	}
+	for _, n := range []string{"shop", "SEALBUS2", "SYSTEM"} {
+		if ReservedAccountName(n) {
+			t.Errorf("%s is reserved", n)
+		}
 	}
 }

@@ -98,10 +98,7 @@ func TestPermissionsExact(t *testing.T) {
 		"sealbus.audit.billing.0123456789abcdef0123456789abcdef.overflow",
 		"sealbus.dlq.billing.0123456789abcdef0123456789abcdef",
 		"$JS.API.INFO",
-		"$JS.API.STREAM.INFO.KV_SEALBUS_DIRECTORY",
-		"$JS.API.CONSUMER.CREATE.KV_SEALBUS_DIRECTORY.>",
-		"$JS.API.CONSUMER.DELETE.KV_SEALBUS_DIRECTORY.>",
-		"$JS.FC.KV_SEALBUS_DIRECTORY.>",
+		"$JS.API.DIRECT.GET.SEALBUS_DIRECTORY.>",
 		"$JS.API.STREAM.INFO.ORDERS",
 		"$JS.API.CONSUMER.INFO.ORDERS.billing",
 		"$JS.API.CONSUMER.MSG.NEXT.ORDERS.billing",
@@ -131,8 +128,22 @@ func TestPermissionsExact(t *testing.T) {
 		"$JS.API.CONSUMER.MSG.NEXT.ORDERS.other",
 		"$JS.ACK.ORDERS.other.1.2.3.4.5",
 		"$KV.SEALBUS_DIRECTORY.card.billing",
+		"$KV.SEALBUS_DIRECTORY.AACCT.card.billing.UKEY",
 		"$JS.API.STREAM.CREATE.KV_SEALBUS_DIRECTORY",
 		"$JS.API.STREAM.PURGE.KV_SEALBUS_DIRECTORY",
+		"$JS.API.STREAM.PURGE.SEALBUS_DIRECTORY",
+		// The directory: no batch gets (one request would send the whole view to any reply
+		// subject), no stream message gets, no consumers of any kind on it.
+		"$JS.API.DIRECT.GET.SEALBUS_DIRECTORY",
+		"$JS.API.DIRECT.GET.ORDERS",
+		"$JS.API.STREAM.MSG.GET.SEALBUS_DIRECTORY",
+		"$JS.API.CONSUMER.CREATE.SEALBUS_DIRECTORY",
+		"$JS.API.CONSUMER.CREATE.SEALBUS_DIRECTORY.w",
+		"$JS.API.CONSUMER.CREATE.SEALBUS_DIRECTORY.w.$KV.SEALBUS_DIRECTORY.>",
+		"$JS.API.CONSUMER.DURABLE.CREATE.SEALBUS_DIRECTORY.d",
+		"$JS.SEALBUS.API.CONSUMER.CREATE.KV_SEALBUS_DIRECTORY.x.$KV.SEALBUS_DIRECTORY.AACCT.>",
+		"$JS.FC.KV_SEALBUS_DIRECTORY.x.y",
+		"sealbus.directory.deliver.AACCT.M.x",
 		"$SYS.REQ.CLAIMS.UPDATE",
 		"orders.created",
 		"_INBOX.x",
@@ -149,12 +160,13 @@ func TestPermissionsExact(t *testing.T) {
 			t.Errorf("service may publish %s", s)
 		}
 	}
-	for _, s := range []string{"_INBOX.x", "_INBOX_OTHER.x", "billing.invoiced", "$JS.API.>"} {
+	for _, s := range []string{"_INBOX.x", "_INBOX_OTHER.x", "billing.invoiced", "$JS.API.>", "sealbus.directory.deliver.AACCT.M.x"} {
 		if allowed(p.Sub, s) {
 			t.Errorf("service may subscribe %s", s)
 		}
 	}
-	for _, s := range []string{"billing.invoiced", DLQSubject("billing", spec.EvidenceToken), AuditSubject("billing", spec.EvidenceToken), "$JS.ACK.ORDERS.billing.1.2.3.4.5"} {
+	for _, s := range []string{"billing.invoiced", DLQSubject("billing", spec.EvidenceToken), AuditSubject("billing", spec.EvidenceToken), "$JS.ACK.ORDERS.billing.1.2.3.4.5",
+		"$JS.API.DIRECT.GET.SEALBUS_DIRECTORY.$KV.SEALBUS_DIRECTORY.AACCT.account"} {
 		if !allowed(p.Pub, s) {
 			t.Errorf("service may not publish %s", s)
 		}

@@ -40,6 +40,9 @@ const (
 	// subject, at most once per OverflowInterval, with the counts by kind (Data.Refused) and the
 	// source positions of the refused dead letters (Data.Refs, at most MaxOverflowRefs).
 	EventEvidenceRefused = "sealbus.evidence.refused"
+	// EventPublishRefused: a stream refused one of the client's publishes because it is full
+	// (Data.Reason "stream_full"); see ErrStreamFull.
+	EventPublishRefused = "sealbus.publish.refused"
 )
 
 // EventSpecVersion is the CloudEvents spec version events declare.

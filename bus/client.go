@@ -70,8 +70,10 @@ type Client struct {
 // connects over TLS only (WithURL; WithRootCA / WithRootCAPEM, WithClientCert for mutual TLS)
 // with the private inbox prefix of the service, reconnecting forever with backoff and pinging
 // the server every DefaultPingInterval so that a hung server is left within seconds
-// (WithPingInterval), then reads and watches the account's SEALBUS_DIRECTORY, verifying every
-// entry up to the trusted operators (WithTrustedOperator, required). It fails with ErrInvalidOption for bad options,
+// (WithPingInterval), then reads the account's directory view (SEALBUS_DIRECTORY, a read-only
+// mirror of the account's part of the operator account's directory) and follows it
+// (WithDirectoryPoll), verifying every entry up to the trusted operators
+// (WithTrustedOperator, required). It fails with ErrInvalidOption for bad options,
 // ErrNoDirectory when the directory cannot be read or holds no valid account JWT, and ErrNoCard
 // when the service's own card is missing, invalid or names other keys than the creds.
 func Connect(ctx context.Context, opts ...Option) (*Client, error) {
@@ -162,12 +164,12 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 
 	trust := accounts.Trust{Operators: cfg.operators, Now: cfg.now}
 	c.dir = newDirectory(account, trust, cfg.now, c.log, c.report)
-	if err := c.loadDirectory(ctx); err != nil {
+	card, err := c.loadDirectory(ctx)
+	if err != nil {
 		c.abort()
 		return nil, err
 	}
-	card, ok := c.dir.CardByKey(c.userKey)
-	if !ok {
+	if card == nil {
 		c.abort()
 		return nil, fmt.Errorf("%w: no valid card for %s (%s) in the directory", ErrNoCard, c.name, c.userKey)
 	}
@@ -376,26 +378,36 @@ func (c *Client) natsOptions(creds accounts.Creds, tlsCfg *tls.Config) []nats.Op
 	}
 }
 
-func (c *Client) loadDirectory(ctx context.Context) error {
+// ownCardWait bounds how long Connect reads the directory again for the client's own card
+// when the first read lacks it: a replica of the view may answer a moment behind the operator's
+// last write (a service connecting right after it was provisioned).
+const ownCardWait = 2 * time.Second
+
+// loadDirectory reads the account's directory view in full, then follows it (every
+// WithDirectoryPoll interval) until the client closes. It returns the client's own card, or
+// nil when the directory holds none for its key.
+func (c *Client) loadDirectory(ctx context.Context) (*accounts.Card, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	kv, err := c.js.KeyValue(ctx, accounts.DirectoryBucket)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNoDirectory, err)
-	}
-	ready := make(chan struct{})
-	if err := c.dir.watch(c.ctx, kv, ready); err != nil {
-		return err
-	}
-	select {
-	case <-ready:
-	case <-ctx.Done():
-		return fmt.Errorf("%w: initial load: %v", ErrNoDirectory, ctx.Err())
+	r := newViewReader(c.nc, c.account)
+	if err := c.dir.sync(ctx, r); err != nil {
+		return nil, err
 	}
 	if c.dir.AccountClaims() == nil {
-		return fmt.Errorf("%w: no account JWT that verifies up to a trusted operator", ErrNoDirectory)
+		return nil, fmt.Errorf("%w: no account JWT that verifies up to a trusted operator", ErrNoDirectory)
 	}
-	return nil
+	card, ok := c.dir.CardByKey(c.userKey)
+	for wait := time.Now().Add(ownCardWait); !ok && time.Now().Before(wait) && ctx.Err() == nil; card, ok = c.dir.CardByKey(c.userKey) {
+		time.Sleep(50 * time.Millisecond)
+		if err := c.dir.sync(ctx, r); err != nil {
+			break
+		}
+	}
+	go c.dir.follow(c.ctx, r, c.cfg.dirPoll, c.cfg.timeout)
+	if !ok {
+		return nil, nil
+	}
+	return &card, nil
 }
 
 // withTimeout applies the client's default timeout when ctx has no deadline.
@@ -636,7 +648,7 @@ func (c *Client) Drain() error {
 }
 
 // Close closes the client at once: pending publishes fail with ErrClosed (they may or may not
-// have been stored), the directory watch stops and the connection closes.
+// have been stored), the directory polling stops and the connection closes.
 func (c *Client) Close() {
 	c.once.Do(func() {
 		c.stopIntake()

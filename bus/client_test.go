@@ -237,21 +237,12 @@ func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
 	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	nc, err := w.Admin(ctx, sealbustest.Shop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(ctx, accounts.DirectoryBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Storage is not trusted: someone with write access plants a card.
-	if _, err := kv.PutString(ctx, accounts.DirectoryCardKey("ghost"), "eyJhbGciOiJub25lIn0.e30."); err != nil {
-		t.Fatal(err)
-	}
-	defer kv.Delete(ctx, accounts.DirectoryCardKey("ghost"))
+	// Storage is not trusted: someone with write access to the operator account's directory
+	// plants a card.
+	ghost := accounts.DirectoryCardKey("ghost", billing.UserKey())
+	tp := newTamperer(t, ctx, w, sealbustest.Shop)
+	tp.write(ctx, ghost, []byte("eyJhbGciOiJub25lIn0.e30."), jetstream.KeyValuePut)
+	defer tp.unlist(context.Background(), ghost)
 	deadline := time.Now().Add(10 * time.Second)
 	for billing.Metrics().Unverifiable == 0 {
 		if time.Now().After(deadline) {
@@ -274,7 +265,7 @@ func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
 		}
 		found := false
 		for _, r := range recs {
-			if r.Verified() && r.Event.Type == bus.EventDirectoryUnverifiable && r.Event.Data.Key == "card.ghost" && r.Event.Source == bus.EventSource(billing.Account(), sealbustest.Billing) {
+			if r.Verified() && r.Event.Type == bus.EventDirectoryUnverifiable && r.Event.Data.Key == ghost && r.Event.Source == bus.EventSource(billing.Account(), sealbustest.Billing) {
 				found = true
 			}
 		}

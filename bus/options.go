@@ -43,6 +43,13 @@ const (
 	// MinPingInterval and MaxPingInterval bound WithPingInterval.
 	MinPingInterval = 100 * time.Millisecond
 	MaxPingInterval = 10 * time.Minute
+	// DefaultDirectoryPoll is how often, by default, the client asks its directory view for
+	// changes (one small direct get; the index and changed keys only when something changed),
+	// so a revocation or rotation takes effect within about this long.
+	DefaultDirectoryPoll = 500 * time.Millisecond
+	// MinDirectoryPoll and MaxDirectoryPoll bound WithDirectoryPoll.
+	MinDirectoryPoll = 50 * time.Millisecond
+	MaxDirectoryPoll = time.Minute
 )
 
 // Option configures Connect. Options validate their arguments and make Connect return an error
@@ -73,6 +80,7 @@ type config struct {
 	timeout    time.Duration
 	pingEvery  time.Duration
 	maxPings   int
+	dirPoll    time.Duration
 }
 
 func newConfig(opts []Option) (*config, error) {
@@ -87,6 +95,7 @@ func newConfig(opts []Option) (*config, error) {
 		timeout:    DefaultTimeout,
 		pingEvery:  DefaultPingInterval,
 		maxPings:   DefaultMaxPingsOutstanding,
+		dirPoll:    DefaultDirectoryPoll,
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -423,4 +432,17 @@ func (h defaultLogHandler) WithGroup(name string) slog.Handler {
 		return h
 	}
 	return defaultLogHandler{ops: append(slices.Clone(h.ops), logOp{group: name})}
+}
+
+// WithDirectoryPoll sets how often the client asks its directory view for changes (default
+// DefaultDirectoryPoll, MinDirectoryPoll to MaxDirectoryPoll). A revocation or a new card
+// reaches the client within about this interval.
+func WithDirectoryPoll(interval time.Duration) Option {
+	return func(c *config) error {
+		if interval < MinDirectoryPoll || interval > MaxDirectoryPoll {
+			return fmt.Errorf("%w: directory poll %v (%v to %v)", ErrInvalidOption, interval, MinDirectoryPoll, MaxDirectoryPoll)
+		}
+		c.dirPoll = interval
+		return nil
+	}
 }

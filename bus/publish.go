@@ -491,7 +491,30 @@ func (a *ackState) acked(in *inflight, ack *jetstream.PubAck) {
 
 func (a *ackState) fail(in *inflight, err error) {
 	a.c.counters.PublishFailed.Add(1)
+	if code, full := streamFull(err); full {
+		// A full stream refuses new messages rather than removing others' (streams are
+		// discard-new by default): the refusal is the caller's to see, and the operator's.
+		err = fmt.Errorf("%w: %w", ErrStreamFull, err)
+		a.c.report(Event{Type: EventPublishRefused, Subject: in.f.subject, Data: EventData{
+			Reason: "stream_full", Error: fmt.Sprintf("JetStream error %d: %v", code, err),
+		}})
+	}
 	in.f.resolve(nil, err)
+}
+
+// streamFull reports whether err is JetStream refusing a message for a stream or account
+// storage limit (error codes 10077: stream limits, maximum bytes, messages or messages per
+// subject; 10047 and 10023: account storage or server resources).
+func streamFull(err error) (int, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return 0, false
+	}
+	switch code := int(apiErr.ErrorCode); code {
+	case 10077, 10047, 10023:
+		return code, true
+	}
+	return 0, false
 }
 
 func (a *ackState) expire(in *inflight, last error) {

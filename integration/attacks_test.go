@@ -366,7 +366,8 @@ func ciphertextOffset(t *testing.T, b []byte) int {
 
 // forgedCard makes keys for a service that does not exist, signs a card for them with signer
 // (valid until expires, issued an hour before), publishes it in shop's directory as an
-// attacker with write access to it would, and returns the user and curve seeds.
+// attacker with write access to it (the operator account's credentials) would, and returns
+// the user and curve seeds.
 func forgedCard(t *testing.T, ctx context.Context, d *natstest.Deployment, signer nkeys.KeyPair, name string, expires time.Time) (userSeed, curveSeed []byte) {
 	t.Helper()
 	shop, err := d.Account("shop")
@@ -385,17 +386,20 @@ func forgedCard(t *testing.T, ctx context.Context, d *natstest.Deployment, signe
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir, err := d.Provisioner().DirectoryAdmin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	if err := operator.PublishCard(ctx, dir, name, tok); err != nil {
+		t.Fatal(err)
+	}
 	nc, err := d.AdminConn(ctx, "shop")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(ctx, accounts.DirectoryBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.PutString(ctx, accounts.DirectoryCardKey(name), tok); err != nil {
+	if err := operator.WaitView(ctx, dir, nc, shop.PublicKey()); err != nil {
 		t.Fatal(err)
 	}
 	us, _ := uk.Seed()

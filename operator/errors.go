@@ -10,8 +10,9 @@ var (
 	ErrInvalidSpec = errors.New("operator: invalid specification")
 	// ErrNoTLS reports a target that would connect without TLS.
 	ErrNoTLS = errors.New("operator: TLS is required")
-	// ErrNoDirectory reports an account whose directory bucket does not exist yet (the
-	// account was never set up on this server).
+	// ErrNoDirectory reports a directory that does not exist yet on this server: the operator
+	// account's bucket was never set up, or the connection given is not the operator
+	// account's.
 	ErrNoDirectory = errors.New("operator: account directory not set up")
 	// ErrNotFound reports a dead letter, audit record or stream entry that does not exist.
 	ErrNotFound = errors.New("operator: not found")

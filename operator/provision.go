@@ -45,6 +45,9 @@ type Provisioner struct {
 	amu sync.Mutex // serializes writing pending admin audit records
 	cmu sync.Mutex
 	sys *nats.Conn
+
+	omu     sync.Mutex // serializes setting up the operator account on the target
+	opReady bool       // the operator account is set up on the target
 }
 
 // CredsPath is where the service's credentials file is written:
@@ -77,9 +80,15 @@ func WriteCredsFile(path string, svc *accounts.Service) error {
 	return atomicfile.Write(path, data, atomicfile.Private)
 }
 
-// CreateAccount creates an account signed by the operator and saves it. An account of that
-// name already in the keystore is [accounts.ErrExists].
+// CreateAccount creates a tenant account signed by the operator, importing the operator
+// account's views (the directory), and saves it; the operator account is created first when
+// the keystore has none ([Provisioner.OperatorAccount]). An account of that name already in
+// the keystore is [accounts.ErrExists]; a reserved name ([accounts.ReservedAccountName]) is
+// [accounts.ErrInvalidOption].
 func (p *Provisioner) CreateAccount(name string, lim accounts.Limits) (*accounts.Account, error) {
+	if accounts.ReservedAccountName(name) {
+		return nil, fmt.Errorf("%w: account name %q is reserved for sealbus", accounts.ErrInvalidOption, name)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, err := p.Keystore.LoadAccount(name); err == nil {
@@ -87,8 +96,18 @@ func (p *Provisioner) CreateAccount(name string, lim accounts.Limits) (*accounts
 	} else if !errors.Is(err, accounts.ErrNotFound) {
 		return nil, err
 	}
+	opAcct, err := p.operatorAccountLocked()
+	if err != nil {
+		return nil, err
+	}
 	acct, err := p.Operator.NewAccount(name, lim)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := acct.ImportOperatorViews(opAcct.PublicKey()); err != nil {
+		return nil, err
+	}
+	if err := p.Operator.Reissue(acct); err != nil {
 		return nil, err
 	}
 	if err := p.Keystore.SaveAccount(acct); err != nil {
@@ -102,6 +121,114 @@ func (p *Provisioner) CreateAccount(name string, lim accounts.Limits) (*accounts
 func limitsOf(l accounts.Limits) []string {
 	return []string{fmt.Sprintf("connections %d, subscriptions %d, payload %d, memory %d, disk %d, streams %d, consumers %d",
 		l.Connections, l.Subscriptions, l.MaxPayload, l.MemoryStorage, l.DiskStorage, l.Streams, l.Consumers)}
+}
+
+// CreateOperatorAccount creates the operator account ([accounts.OperatorAccountName]: the
+// directory of every tenant) and saves it in the keystore. `sealbus init`, the sandbox and the
+// container helpers call it once; one already in the keystore is [accounts.ErrExists].
+func (p *Provisioner) CreateOperatorAccount() (*accounts.Account, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.Keystore.LoadAccount(accounts.OperatorAccountName); err == nil {
+		return nil, fmt.Errorf("%w: the operator account", accounts.ErrExists)
+	} else if !errors.Is(err, accounts.ErrNotFound) {
+		return nil, err
+	}
+	return p.operatorAccountLocked()
+}
+
+// OperatorAccount loads the operator account from the keystore, creating and saving it when
+// the keystore has none yet (a home made before the operator account existed), and bringing
+// its exports up to date.
+func (p *Provisioner) OperatorAccount() (*accounts.Account, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.operatorAccountLocked()
+}
+
+func (p *Provisioner) operatorAccountLocked() (*accounts.Account, error) {
+	acct, err := p.Keystore.LoadAccount(accounts.OperatorAccountName)
+	if errors.Is(err, accounts.ErrNotFound) {
+		if acct, err = p.Operator.NewOperatorAccount(); err != nil {
+			return nil, err
+		}
+		return acct, p.Keystore.SaveAccount(acct)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acct.UpdateOperatorExports() {
+		if err := p.Operator.Reissue(acct); err != nil {
+			return nil, err
+		}
+		if err := p.Keystore.SaveAccount(acct); err != nil {
+			return nil, err
+		}
+	}
+	return acct, nil
+}
+
+// SetupOperatorAccount pushes the operator account's JWT to the target and creates its
+// directory bucket ([SetupOperatorAccount]); tenant set-ups call it first. Idempotent.
+func (p *Provisioner) SetupOperatorAccount(ctx context.Context) error {
+	p.omu.Lock()
+	defer p.omu.Unlock()
+	return p.setupOperatorAccountLocked(ctx)
+}
+
+func (p *Provisioner) setupOperatorAccountLocked(ctx context.Context) error {
+	acct, err := p.OperatorAccount()
+	if err != nil {
+		return err
+	}
+	nc, err := p.pushAndConnect(ctx, acct)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := SetupOperatorAccount(ctx, nc, acct, p.Replicas); err != nil {
+		return err
+	}
+	p.opReady = true
+	return nil
+}
+
+// ensureOperatorAccount sets the operator account up on the target once per Provisioner.
+func (p *Provisioner) ensureOperatorAccount(ctx context.Context) error {
+	p.omu.Lock()
+	defer p.omu.Unlock()
+	if p.opReady {
+		return nil
+	}
+	return p.setupOperatorAccountLocked(ctx)
+}
+
+// DirectoryAdmin opens an admin connection to the operator account, the one that writes the
+// directory ([PutAccountJWT], [PublishCard], [PutPeer]); the caller closes it.
+func (p *Provisioner) DirectoryAdmin(ctx context.Context) (*nats.Conn, error) {
+	return p.Admin(ctx, accounts.OperatorAccountName)
+}
+
+// importViews makes a tenant account import the operator account's views, reissuing and
+// saving it when it did not (an account made before the operator account existed). acct is
+// updated in place.
+func (p *Provisioner) importViews(acct *accounts.Account) error {
+	opAcct, err := p.OperatorAccount()
+	if err != nil {
+		return err
+	}
+	if accounts.ImportsOperatorViews(acct.Claims, opAcct.PublicKey()) {
+		return nil
+	}
+	edited, err := p.EditAccount(acct.Name, func(a *accounts.Account) error {
+		_, err := a.ImportOperatorViews(opAcct.PublicKey())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	*acct = *edited
+	return nil
 }
 
 // EditAccount loads an account, applies edit to it, reissues its JWT with the operator key
@@ -144,6 +271,9 @@ func (p *Provisioner) editAccount(name string, edit func(*accounts.Account) erro
 // CreateService creates a service of account (keys, user JWT, card), saves it and writes its
 // credentials file. A service of that name already in the keystore is [accounts.ErrExists].
 func (p *Provisioner) CreateService(account string, spec accounts.ServiceSpec) (*accounts.Service, string, error) {
+	if accounts.ReservedAccountName(account) {
+		return nil, "", fmt.Errorf("%w: account %q holds no services", accounts.ErrInvalidOption, account)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	acct, err := p.Keystore.LoadAccount(account)
@@ -360,26 +490,61 @@ func (p *Provisioner) verify(acct *accounts.Account) error {
 	return err
 }
 
-// PushAccount verifies the account JWT against the operator, pushes it to the server's
-// resolver, then writes it into the account's directory when the directory exists
-// (revocations reach clients through it).
+// PushAccount verifies the account JWT against the operator and pushes it to the server's
+// resolver. For a tenant it then writes the JWT into the account's directory when the
+// directory exists (revocations reach clients through it) and waits until the account's
+// directory view shows it.
 func (p *Provisioner) PushAccount(ctx context.Context, acct *accounts.Account) error {
 	nc, err := p.pushAndConnect(ctx, acct)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	if err := PutAccountJWT(ctx, nc, acct.JWT); err != nil && !errors.Is(err, ErrNoDirectory) {
+	if accounts.ReservedAccountName(acct.Name) {
+		return nil
+	}
+	dir, err := p.DirectoryAdmin(ctx)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	switch err := PutAccountJWT(ctx, dir, acct.JWT); {
+	case errors.Is(err, ErrNoDirectory):
+		p.audit(ctx, nc, acct, true, bus.Event{Type: EventAccountPushed})
+		return nil
+	case err != nil:
+		return err
+	}
+	if err := WaitView(ctx, dir, nc, acct.PublicKey()); err != nil {
 		return err
 	}
 	p.audit(ctx, nc, acct, true, bus.Event{Type: EventAccountPushed})
 	return nil
 }
 
-// SetupAccount verifies and pushes the account JWT, runs [SetupAccount] (directory, account
-// JWT in the directory) and [SetupEvidence] with every service of the keystore as a writer, and
-// audits it (the first set-up also states the operator's initialization, [EventInit]).
+// SetupAccount sets a tenant account up on the target: the operator account first (once per
+// Provisioner), the account's imports of the operator account's views (reissuing and saving
+// the account when it lacks them), then it verifies and pushes the account JWT, runs
+// [SetupAccount] (directory view) and [SetupEvidence] with every service of the keystore as a
+// writer, writes the account JWT into the directory, waits until the view shows it, and audits
+// it (the first set-up also states the operator's initialization, [EventInit]). For the operator account it is
+// [Provisioner.SetupOperatorAccount].
 func (p *Provisioner) SetupAccount(ctx context.Context, acct *accounts.Account) error {
+	if acct == nil {
+		return fmt.Errorf("%w: nil account", ErrInvalidSpec)
+	}
+	if err := p.verify(acct); err != nil {
+		return err
+	}
+	if acct.Name == accounts.OperatorAccountName {
+		return p.SetupOperatorAccount(ctx)
+	}
+	if err := p.ensureOperatorAccount(ctx); err != nil {
+		return err
+	}
+	if err := p.importViews(acct); err != nil {
+		return err
+	}
 	nc, err := p.pushAndConnect(ctx, acct)
 	if err != nil {
 		return err
@@ -397,6 +562,17 @@ func (p *Provisioner) SetupAccount(ctx context.Context, acct *accounts.Account) 
 	}
 	quotas, err := p.setupEvidence(ctx, nc, acct)
 	if err != nil {
+		return err
+	}
+	dir, err := p.DirectoryAdmin(ctx)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := PutAccountJWT(ctx, dir, acct.JWT); err != nil {
+		return err
+	}
+	if err := WaitView(ctx, dir, nc, acct.PublicKey()); err != nil {
 		return err
 	}
 	var changes []string
@@ -472,11 +648,19 @@ func (p *Provisioner) PublishService(ctx context.Context, account string, svc *a
 	if _, err := p.setupEvidence(ctx, nc, acct); err != nil {
 		return nil, err
 	}
-	if err := PublishCard(ctx, nc, svc.Spec.Name, svc.Card); err != nil {
+	dir, err := p.DirectoryAdmin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	if err := PublishCard(ctx, dir, svc.Spec.Name, svc.Card); err != nil {
 		return nil, err
 	}
 	res, err := ensureConsumers(ctx, nc, svc, filters, skipMissing)
 	if err != nil {
+		return res, err
+	}
+	if err := WaitView(ctx, dir, nc, svc.Account); err != nil {
 		return res, err
 	}
 	p.audit(ctx, nc, acct, false, bus.Event{Type: EventServicePublished, Data: bus.EventData{Service: svc.Spec.Name, Key: svc.UserPublicKey()}})
@@ -555,7 +739,7 @@ func (p SyncProblem) Err() error { return p.err }
 // One bad entry never stops the rest: a service that cannot be loaded, whose card cannot be
 // published or whose durable cannot be made is reported in Problems (and its durable's Status
 // says why) and Sync goes on. It returns an error only when the account itself could not be
-// pushed or set up.
+// pushed or set up. For the operator account it runs [Provisioner.SetupOperatorAccount] only.
 func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, error) {
 	acct, err := p.Keystore.LoadAccount(account)
 	if err != nil {
@@ -565,6 +749,9 @@ func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, er
 		return nil, err
 	}
 	res := &SyncResult{Account: account, PublicKey: acct.PublicKey()}
+	if account == accounts.OperatorAccountName {
+		return res, nil
+	}
 	names, err := p.Keystore.ListServices(account)
 	if err != nil {
 		return nil, err
@@ -574,6 +761,11 @@ func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, er
 		return nil, err
 	}
 	defer nc.Close()
+	dir, err := p.DirectoryAdmin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
 	problem := func(service string, err error) {
 		res.Problems = append(res.Problems, SyncProblem{Service: service, Error: err.Error(), err: err})
 	}
@@ -584,7 +776,7 @@ func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, er
 			problem(name, err)
 			continue
 		}
-		if err := PublishCard(ctx, nc, name, svc.Card); err != nil {
+		if err := PublishCard(ctx, dir, name, svc.Card); err != nil {
 			problem(name, err)
 			continue
 		}
@@ -601,5 +793,5 @@ func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, er
 			res.Consumers = append(res.Consumers, cr...)
 		}
 	}
-	return res, nil
+	return res, WaitView(ctx, dir, nc, acct.PublicKey())
 }

@@ -177,12 +177,17 @@ func (p *Provisioner) AddService(ctx context.Context, account string, spec accou
 	if _, err := p.setupEvidence(ctx, nc, acct); err != nil {
 		return nil, errors.Join(fmt.Errorf("operator: service %s not saved: %w", spec.Name, err), snap.Restore())
 	}
-	if err := PublishCard(ctx, nc, svc.Spec.Name, svc.Card); err != nil {
+	dir, err := p.DirectoryAdmin(ctx)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("operator: service %s not saved: %w", spec.Name, err), snap.Restore())
+	}
+	defer dir.Close()
+	if err := PublishCard(ctx, dir, svc.Spec.Name, svc.Card); err != nil {
 		return nil, errors.Join(fmt.Errorf("operator: service %s not saved: %w", spec.Name, err), snap.Restore())
 	}
 	out.Consumers, err = ensureConsumers(ctx, nc, svc, change.Filters, false)
 	if err != nil {
-		undo := []error{snap.Restore(), DeleteCard(ctx, nc, svc.Spec.Name)}
+		undo := []error{snap.Restore(), DeleteCard(ctx, dir, acct.PublicKey(), svc.Spec.Name)}
 		for _, r := range out.Consumers {
 			if r.Status == "created" {
 				undo = append(undo, deleteConsumer(ctx, nc, r.Stream, r.Durable))
@@ -191,6 +196,9 @@ func (p *Provisioner) AddService(ctx context.Context, account string, spec accou
 		return nil, errors.Join(append([]error{fmt.Errorf("operator: service %s not saved: %w", spec.Name, err)}, undo...)...)
 	}
 	snap.Discard()
+	if err := WaitView(ctx, dir, nc, acct.PublicKey()); err != nil {
+		return out, err
+	}
 	p.audit(ctx, nc, acct, false, bus.Event{Type: EventServicePublished, Data: bus.EventData{Service: svc.Spec.Name, Key: svc.UserPublicKey()}})
 	return out, nil
 }
@@ -253,7 +261,12 @@ func (p *Provisioner) EditService(ctx context.Context, account, name string, edi
 	if _, err := p.setupEvidence(ctx, nc, acct); err != nil { // the new keys' evidence subjects
 		return out, err
 	}
-	if err := PublishCard(ctx, nc, name, svc.Card); err != nil {
+	dir, err := p.DirectoryAdmin(ctx)
+	if err != nil {
+		return out, err
+	}
+	defer dir.Close()
+	if err := PublishCard(ctx, dir, name, svc.Card); err != nil {
 		return out, err
 	}
 	if out.Consumers, err = ensureConsumers(ctx, nc, svc, change.Filters, false); err != nil {
@@ -267,6 +280,9 @@ func (p *Provisioner) EditService(ctx context.Context, account, name string, edi
 			return out, err
 		}
 		out.Removed = append(out.Removed, ConsumerResult{Stream: ref.Stream, Durable: ref.Durable, Status: "deleted"})
+	}
+	if err := WaitView(ctx, dir, nc, acct.PublicKey()); err != nil {
+		return out, err
 	}
 	out.Partial = false
 	return out, nil
@@ -339,7 +355,12 @@ func (p *Provisioner) RemoveService(ctx context.Context, account, name string, p
 		return out, err
 	}
 	defer nc.Close()
-	if err := DeleteCard(ctx, nc, name); err != nil && !errors.Is(err, ErrNoDirectory) {
+	dir, err := p.DirectoryAdmin(ctx)
+	if err != nil {
+		return out, err
+	}
+	defer dir.Close()
+	if err := DeleteCard(ctx, dir, acct.PublicKey(), name); err != nil && !errors.Is(err, ErrNoDirectory) {
 		return out, err
 	}
 	for _, ref := range svc.Spec.Consumers {

@@ -237,8 +237,8 @@ func TestRemoveAccountAndStreamRefusedWhileInUse(t *testing.T) {
 	if acct.Claims.Revocations[jwt.All] == 0 || acct.Claims.Limits.Conn != 0 {
 		t.Fatalf("removed account not disabled: %+v", acct.Claims.Limits)
 	}
-	if names, _ := p.Keystore.ListAccounts(); len(names) != 0 {
-		t.Fatalf("accounts after remove: %v", names)
+	if names, _ := p.Keystore.ListAccounts(); len(names) != 1 || names[0] != accounts.OperatorAccountName {
+		t.Fatalf("accounts after remove: %v (want only the operator account)", names)
 	}
 	// The account is disabled on the server: its admin cannot connect any more.
 	if nc, err := operator.ConnectAdmin(c, p.Target, acct); err == nil {

@@ -55,61 +55,6 @@ func RunEvidenceAttacks(t *testing.T, w *World) {
 	}
 }
 
-// Insider is a service as a hostile insider holds it: its raw NATS connection ([InsiderConn]),
-// its keys from its creds file, its evidence token read from its own user JWT, and its identity
-// card (public: every service reads it in the directory).
-type Insider struct {
-	Name    string
-	Account string // the account's public key
-	Conn    *nats.Conn
-	JS      jetstream.JetStream
-	Token   string             // the secret token of its own evidence subjects
-	ID      *envelope.Identity // its user and curve keys
-	Card    string
-}
-
-// NewInsider connects as a service of h with plain nats.go and loads what the insider holds.
-// Close releases it.
-func NewInsider(ctx context.Context, h Harness, account, service string) (*Insider, error) {
-	creds, err := accounts.ReadCredsFile(h.CredsPath(account, service))
-	if err != nil {
-		return nil, err
-	}
-	defer clear(creds.UserSeed)
-	defer clear(creds.CurveSeed)
-	uc, err := jwt.DecodeUserClaims(creds.UserJWT)
-	if err != nil {
-		return nil, fmt.Errorf("sealbustest: creds of %s: %w", service, err)
-	}
-	svc, err := h.Provisioner().Keystore.LoadService(account, service)
-	if err != nil {
-		return nil, err
-	}
-	id, err := envelope.NewIdentity(creds.UserSeed, creds.CurveSeed)
-	if err != nil {
-		return nil, fmt.Errorf("sealbustest: keys of %s: %w", service, err)
-	}
-	nc, err := InsiderConn(ctx, h, account, service)
-	if err != nil {
-		id.Wipe()
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		id.Wipe()
-		return nil, fmt.Errorf("sealbustest: %w", err)
-	}
-	tok, _ := accounts.EvidenceTokenOf(uc.Pub.Allow, service)
-	return &Insider{Name: service, Account: svc.Account, Conn: nc, JS: js, Token: tok, ID: id, Card: svc.Card}, nil
-}
-
-// Close closes the connection and wipes the keys.
-func (in *Insider) Close() {
-	in.Conn.Close()
-	in.ID.Wipe()
-}
-
 // Publish publishes through JetStream as the insider and waits at most a second for the ack: a
 // publish its permissions refuse comes back as an error.
 func (in *Insider) Publish(ctx context.Context, subject string, data []byte, hdr nats.Header) (*jetstream.PubAck, error) {

@@ -266,6 +266,7 @@ func (a *app) commands(root *cobra.Command) []*cobra.Command {
 		a.configCmd(),
 		a.pushCmd(),
 		a.devCmd(),
+		a.guardCmd(),
 		a.inspectCmd(),
 		a.pubCmd(),
 		a.subCmd(),

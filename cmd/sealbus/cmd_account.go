@@ -180,6 +180,9 @@ func accountView(acct *accounts.Account, services []string) accountJSON {
 		v.Exports = append(v.Exports, exportJSON{Name: e.Name, Subject: string(e.Subject), Type: e.Type.String(), TokenReq: e.TokenReq})
 	}
 	for _, i := range acct.Claims.Imports {
+		if accounts.IsOperatorViewImport(i) {
+			continue // the tenant's link to the operator account's directory, not a flow
+		}
 		v.Imports = append(v.Imports, importJSON{Name: i.Name, Subject: string(i.Subject), Account: i.Account, LocalSubject: string(i.LocalSubject), Type: i.Type.String()})
 	}
 	for k, t := range acct.Claims.Revocations {
@@ -211,6 +214,9 @@ func (a *app) accountListCmd() *cobra.Command {
 			}
 			rows := []row{}
 			for _, n := range names {
+				if accounts.ReservedAccountName(n) {
+					continue // the operator account holds no services: `sealbus account show SEALBUS`
+				}
 				acct, err := s.ks.LoadAccount(n)
 				if err != nil {
 					return err

@@ -22,7 +22,8 @@ func (a *app) devCmd() *cobra.Command {
 		Short: "Run the embedded dev server for the keystore's operator",
 		Long: `dev runs an embedded nats-server in operator mode for this home's operator: full account
 resolver with every account preloaded (and set up: directory, cards, dead-letter and audit
-streams, declared durables), JetStream with storage encryption, TLS required with a local CA
+streams, declared durables), the connection guard that enforces each service's connection
+quota (see ` + "`sealbus guard`" + `), JetStream with storage encryption, TLS required with a local CA
 (mTLS with --mtls), listening on 127.0.0.1 only. It prints the URL, the CA file and where the
 creds are, stops cleanly on SIGINT or SIGTERM and keeps its state in HOME/dev for the next start.
 While it runs, other sealbus commands for this home find it without --server. Only one dev
@@ -112,7 +113,19 @@ service that cannot be set up is reported and the server runs for the others.`,
 			if _, err := a.syncPeers(ctx, s, loaded...); err != nil {
 				problems = append(problems, fmt.Sprintf("linking peer accounts: %v", err))
 			}
+			// The connection guard: each service's connection quota (NATS limits accounts only).
+			sys, err := operator.ConnectSystem(ctx, s.prov.Target, s.op)
+			if err != nil {
+				cancel()
+				return err
+			}
+			guard, err := operator.StartConnectionGuard(ctx, sys, operator.WithGuardLogger(logger))
 			cancel()
+			if err != nil {
+				sys.Close()
+				return err
+			}
+			defer guard.Close()
 			for _, p := range problems {
 				fmt.Fprintf(a.stderr, "sealbus: error: %s\n", esc(p))
 			}

@@ -70,6 +70,7 @@ type serviceJSON struct {
 	Previous    []previousJSON            `json:"previous_curve_keys,omitempty"`
 	CredsPath   string                    `json:"creds_path"`
 	Permissions *jwt.Permissions          `json:"permissions,omitempty"`
+	Limits      accounts.ServiceLimits    `json:"limits"` // per-service limits in the user JWT
 	ConsumerOps []operator.ConsumerResult `json:"consumer_results,omitempty"`
 	Removed     []operator.ConsumerResult `json:"removed_consumers,omitempty"`
 	Peers       []operator.PeerCopy       `json:"peers,omitempty"` // directories updated with --push
@@ -85,6 +86,7 @@ func serviceView(s *session, account string, svc *accounts.Service, acct *accoun
 		Subscribe: nonNil(svc.Spec.Subscribe),
 		Consumers: []string{},
 		CredsPath: s.prov.CredsPath(account, svc.Spec.Name),
+		Limits:    svc.Spec.Limits.Resolved(),
 	}
 	for _, c := range svc.Spec.Consumers {
 		v.Consumers = append(v.Consumers, c.Stream+":"+c.Durable)
@@ -118,6 +120,7 @@ func (a *app) serviceAddCmd() *cobra.Command {
 	var pub, sub, cons, filters []string
 	var validity string
 	var push bool
+	var lf serviceLimitFlags
 	cmd := &cobra.Command{
 		Use:   "add ACCOUNT NAME",
 		Short: "Create a service: keys, least-privilege user JWT, identity card, creds file",
@@ -143,6 +146,9 @@ holds the filter's subjects. A failed check or push leaves the keystore as it wa
 				return err
 			}
 			spec := accounts.ServiceSpec{Name: args[1], Publish: splitAll(pub), Subscribe: splitAll(sub), Consumers: refs}
+			if spec.Limits, err = lf.resolve(); err != nil {
+				return err
+			}
 			if validity != "" {
 				if spec.Validity, err = parseDuration(validity); err != nil {
 					return usageErr("--validity: %v", err)
@@ -189,6 +195,7 @@ holds the filter's subjects. A failed check or push leaves the keystore as it wa
 	f.StringArrayVar(&filters, "filter", nil, "explicit consumer filter STREAM:DURABLE=subject[,subject]")
 	f.StringVar(&validity, "validity", "", "card and user JWT lifetime (default 90d)")
 	f.BoolVar(&push, "push", false, "publish the card and create the consumers on the server now")
+	addServiceLimitFlags(f, &lf)
 	a.serverFlags(cmd)
 	return cmd
 }
