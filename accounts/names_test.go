@@ -38,9 +38,22 @@ func TestSubjectsOfSealbusStreams(t *testing.T) {
 		{AuditSubject("sealbus.directory.unverifiable"), "sealbus.audit.directory.unverifiable"},
 		{DLQSubject("bad_signature"), "sealbus.dlq.bad_signature"},
 		{DirectorySubjects, "$KV.SEALBUS_DIRECTORY.>"},
+		{GuardStream("ORDERS", "billing"), "SEALBUS_GUARD_6_ORDERS_billing"},
+		{GuardSubjects("ORDERS", "billing"), "sealbus.guard.ORDERS.billing.>"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
 		}
+	}
+}
+
+// TestGuardStreamUnambiguous: two durables whose names concatenate to the same string get
+// different stores.
+func TestGuardStreamUnambiguous(t *testing.T) {
+	if GuardStream("A_B", "C") == GuardStream("A", "B_C") {
+		t.Fatal("durables A_B:C and A:B_C share a guard stream")
+	}
+	if GuardSubjects("A_B", "C") == GuardSubjects("A", "B_C") {
+		t.Fatal("durables A_B:C and A:B_C share guard subjects")
 	}
 }

@@ -80,11 +80,13 @@ func (s ServiceSpec) validity() time.Duration {
 // watch: "$JS.API.CONSUMER.CREATE.KV_SEALBUS_DIRECTORY.>",
 // "$JS.API.CONSUMER.DELETE.KV_SEALBUS_DIRECTORY.>", "$JS.FC.KV_SEALBUS_DIRECTORY.>");
 // for each consumer S:D "$JS.API.STREAM.INFO.S", "$JS.API.CONSUMER.INFO.S.D",
-// "$JS.API.CONSUMER.MSG.NEXT.S.D" and "$JS.ACK.S.D.>".
+// "$JS.API.CONSUMER.MSG.NEXT.S.D" and "$JS.ACK.S.D.>", and its replay guard's
+// store: "sealbus.guard.S.D.>" and "$JS.API.STREAM.MSG.GET.<[GuardStream](S, D)>".
 //
 // Publish deny (defence in depth): stream create, update, delete, purge and
-// message delete, "$KV.>" (KV writes) and "$SYS.>"; and every direct or stream
-// message get ("$JS.API.DIRECT.GET.>", "$JS.API.STREAM.MSG.GET.>"). A service
+// message delete, "$KV.>" (KV writes) and "$SYS.>"; every direct get
+// ("$JS.API.DIRECT.GET.>") and the stream message gets of the directory, the
+// dead letters, the audit log and each consumer's stream. A service
 // reads the directory only through its watch: a get request names its own reply
 // subject, which NATS does not check against publish permissions, so a get would
 // let a service make the server store an old, validly signed directory entry
@@ -110,6 +112,7 @@ func Permissions(spec ServiceSpec) jwt.Permissions {
 			"$JS.API.CONSUMER.MSG.NEXT."+c.Stream+"."+c.Durable,
 			"$JS.ACK."+c.Stream+"."+c.Durable+".>",
 		)
+		p.Pub.Allow.Add(guardPermissions(c)...)
 	}
 	p.Pub.Deny.Add(
 		"$JS.API.STREAM.CREATE.>",
@@ -118,12 +121,43 @@ func Permissions(spec ServiceSpec) jwt.Permissions {
 		"$JS.API.STREAM.PURGE.>",
 		"$JS.API.STREAM.MSG.DELETE.>",
 		"$JS.API.DIRECT.GET.>",
-		"$JS.API.STREAM.MSG.GET.>",
+	)
+	p.Pub.Deny.Add(messageGetDeny(spec.Consumers)...)
+	p.Pub.Deny.Add(
 		"$KV.>",
 		"$SYS.>",
 	)
 	p.Sub.Allow.Add(dedup(spec.Subscribe)...)
 	return p
+}
+
+// guardPermissions is what a consumer's replay guard needs of its store ([GuardStream]):
+// writing its entries (compare-and-set publishes to "sealbus.guard.S.D.>") and reading one
+// entry from the stream leader ("$JS.API.STREAM.MSG.GET.<guard stream>"). Nothing else reaches
+// the store: no purge, message delete, direct get or consumer.
+func guardPermissions(c ConsumerRef) []string {
+	return []string{
+		GuardSubjects(c.Stream, c.Durable),
+		"$JS.API.STREAM.MSG.GET." + GuardStream(c.Stream, c.Durable),
+	}
+}
+
+// messageGetDeny denies stream message gets on every stream a service has any right on
+// except its guard stores: the directory, the dead letters, the audit log and the streams of
+// its durables. (A deny cannot make an exception, so it names the streams instead of
+// "$JS.API.STREAM.MSG.GET.>"; no allow entry reaches any other stream.)
+func messageGetDeny(consumers []ConsumerRef) []string {
+	out := []string{
+		"$JS.API.STREAM.MSG.GET." + DirectoryStream,
+		"$JS.API.STREAM.MSG.GET." + DLQStream,
+		"$JS.API.STREAM.MSG.GET." + AuditStream,
+	}
+	for _, c := range consumers {
+		if s := "$JS.API.STREAM.MSG.GET." + c.Stream; !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // ServicePermissions is [Permissions] plus subscribe permission on the

@@ -102,6 +102,8 @@ func TestPermissionsExact(t *testing.T) {
 		"$JS.API.CONSUMER.INFO.ORDERS.billing",
 		"$JS.API.CONSUMER.MSG.NEXT.ORDERS.billing",
 		"$JS.ACK.ORDERS.billing.>",
+		"sealbus.guard.ORDERS.billing.>",
+		"$JS.API.STREAM.MSG.GET.SEALBUS_GUARD_6_ORDERS_billing",
 	}
 	if !slices.Equal(p.Pub.Allow, wantPub) {
 		t.Errorf("pub allow\n got %q\nwant %q", p.Pub.Allow, wantPub)
@@ -132,6 +134,18 @@ func TestPermissionsExact(t *testing.T) {
 		"$SYS.REQ.CLAIMS.UPDATE",
 		"orders.created",
 		"_INBOX.x",
+		// Another durable's guard store, and what would tamper with its own.
+		"sealbus.guard.ORDERS.shipping.m.x",
+		"$JS.API.STREAM.MSG.GET.SEALBUS_GUARD_6_ORDERS_shipping",
+		"$JS.API.STREAM.PURGE.SEALBUS_GUARD_6_ORDERS_billing",
+		"$JS.API.STREAM.MSG.DELETE.SEALBUS_GUARD_6_ORDERS_billing",
+		"$JS.API.DIRECT.GET.SEALBUS_GUARD_6_ORDERS_billing",
+		"$JS.API.CONSUMER.CREATE.SEALBUS_GUARD_6_ORDERS_billing.x",
+		// Gets of the streams it can read or write otherwise.
+		"$JS.API.STREAM.MSG.GET.ORDERS",
+		"$JS.API.STREAM.MSG.GET.KV_SEALBUS_DIRECTORY",
+		"$JS.API.STREAM.MSG.GET.SEALBUS_DLQ",
+		"$JS.API.DIRECT.GET.KV_SEALBUS_DIRECTORY.$KV.SEALBUS_DIRECTORY.account",
 	}
 	for _, s := range never {
 		if allowed(p.Pub, s) {
@@ -143,7 +157,8 @@ func TestPermissionsExact(t *testing.T) {
 			t.Errorf("service may subscribe %s", s)
 		}
 	}
-	for _, s := range []string{"billing.invoiced", "sealbus.dlq.ORDERS.x", "sealbus.audit.reject", "$JS.ACK.ORDERS.billing.1.2.3.4.5"} {
+	for _, s := range []string{"billing.invoiced", "sealbus.dlq.ORDERS.x", "sealbus.audit.reject", "$JS.ACK.ORDERS.billing.1.2.3.4.5",
+		"sealbus.guard.ORDERS.billing.m.0123", "$JS.API.STREAM.MSG.GET.SEALBUS_GUARD_6_ORDERS_billing"} {
 		if !allowed(p.Pub, s) {
 			t.Errorf("service may not publish %s", s)
 		}
