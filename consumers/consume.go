@@ -53,6 +53,7 @@ type Consumption struct {
 	ackTimeout time.Duration
 	ackSlots   chan struct{}  // bounds the acks awaiting confirmation
 	acks       sync.WaitGroup // acks awaiting confirmation
+	guard      *guard
 
 	done    chan struct{}
 	errMu   sync.Mutex
@@ -64,16 +65,19 @@ type Consumption struct {
 // consumption runs until Stop, Drain, ctx's end, or the consumer's deletion.
 //
 // The durable consumer is created by the operator (services have no right to create one) with
-// explicit acks; Consume only looks it up (ErrNoConsumer if it is missing or not usable) and
-// reads its MaxDeliver and BackOff. Every message goes through DeadLetter, Verify,
-// ReplayGuard and Retry, then the WithMiddleware middleware and h, on WithWorkers workers,
-// with at most WithMaxInFlight messages pulled and not yet settled. A message is acknowledged
-// only after h returns nil, with an ack the server confirms (in the background, retried a few
-// times, WithAckTimeout); a failure is retried with backoff and dead-lettered after the last
-// delivery; a rejected envelope is dead-lettered at once and never reaches h. A redelivery of
-// a message h already handled (its ack was lost) is acknowledged without calling h again,
-// and a replay (the same envelope at another stream position) is dead-lettered: see
-// ReplayGuard.
+// explicit acks and its replay guard store; Consume only looks it up (ErrNoConsumer if it is
+// missing, not usable or has no guard) and reads its MaxDeliver, BackOff and guard key, then
+// writes this consumption's first heartbeat to the guard store (ErrGuardUnavailable if that
+// fails). Every message goes through DeadLetter, Verify, the replay guard and Retry, then the
+// WithMiddleware middleware and h, on WithWorkers workers, with at most WithMaxInFlight
+// messages pulled and not yet settled. A message is acknowledged only after h returns nil and
+// that outcome is recorded in the guard store, with an ack the server confirms (in the
+// background, retried a few times, WithAckTimeout); a failure is retried with backoff and
+// dead-lettered after the last delivery; a rejected envelope is dead-lettered at once and
+// never reaches h. A redelivery of a message h already handled (its ack was lost), in this
+// process or another one on the durable, is acknowledged without calling h again, and a
+// replay (the same envelope at another stream position) is dead-lettered: see the package
+// documentation.
 //
 // Stop ends the consumption promptly: handlers in progress finish (their context is
 // cancelled), messages pulled but not started are returned to the server for immediate
@@ -96,9 +100,9 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	if _, ok := ctx.Deadline(); !ok {
 		lctx, cancel = context.WithTimeout(ctx, consumeTimeout)
 	}
+	defer cancel()
 	link := clientseam.Of(c)
 	cons, err := link.JS.Consumer(lctx, stream, durable)
-	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s on %s: %w", ErrNoConsumer, durable, stream, err)
 	}
@@ -106,6 +110,11 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	if info == nil || info.Config.AckPolicy != jetstream.AckExplicitPolicy {
 		return nil, fmt.Errorf("%w: %s on %s must use explicit acks", ErrNoConsumer, durable, stream)
 	}
+	g, err := startGuard(lctx, c, link, stream, durable, info.Config, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cancel()
 	sched := schedule{want: cfg.backoff, ackWait: info.Config.AckWait, server: info.Config.BackOff}
 	k := link.Counters
 	cs := &Consumption{
@@ -114,10 +123,11 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 		work: make(chan jetstream.Msg), k: k, firstDelay: sched.nakDelay(1), done: make(chan struct{}),
 		ackTimeout: cfg.ackTimeout, ackSlots: make(chan struct{}, cfg.maxInFlight),
 	}
+	cs.guard = g
 	chain := []Middleware{
 		deadLetter(link.JS, c.Audit, k, c.Now, c.Logger()),
 		Verify(c),
-		ReplayGuard(c.Freshness(), cfg.replayCap),
+		g.middleware,
 		retry(sched, cs.maxDeliver, k),
 	}
 	chain = append(chain, cfg.middleware...)
@@ -128,6 +138,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	cs.it, err = cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		cs.hcancel()
+		g.stop()
 		return nil, fmt.Errorf("%w: %s on %s: %w", ErrNoConsumer, durable, stream, err)
 	}
 
@@ -139,6 +150,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	go func() {
 		wg.Wait()
 		cs.acks.Wait()
+		g.stop()
 		cs.hcancel()
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := link.Conn.FlushWithContext(fctx); err != nil && !link.Conn.IsClosed() {
@@ -246,13 +258,26 @@ func (cs *Consumption) ack(m *Message) {
 	}()
 }
 
-// confirm sends m's ack until the server confirms it, at most ackAttempts times, each waiting
-// ackTimeout for the confirmation; between attempts it waits for the connection when it is
-// down, or a short pause. An ack left unconfirmed may or may not have been applied: if not,
-// JetStream redelivers the message after AckWait, and the replay guard, which has recorded the
-// id as handled, lets Consume acknowledge it again without calling the handler.
+// recordTimeout bounds the time an ack waits for the handled state to be written to the
+// replay guard's store (a server fault); the ack is sent after it either way.
+const recordTimeout = 30 * time.Second
+
+// confirm records that m was handled in the durable's guard store (so that a redelivery, to
+// any process, is acknowledged without a handler call), then sends m's ack until the server
+// confirms it, at most ackAttempts times, each waiting ackTimeout for the confirmation;
+// between attempts it waits for the connection when it is down, or a short pause. An ack left
+// unconfirmed may or may not have been applied: if not, JetStream redelivers the message after
+// AckWait, and the replay guard, which has recorded the id as handled, lets Consume
+// acknowledge it again without calling the handler.
 func (cs *Consumption) confirm(m *Message) {
 	nc := cs.nc
+	if m.record != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+		if err := m.record(ctx); err != nil {
+			cs.log.Warn("sealbus: handled state not recorded in the replay guard; acknowledging anyway", "seq", m.Sequence, "id", m.ID, "error", err)
+		}
+		cancel()
+	}
 	var err error
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), cs.ackTimeout)

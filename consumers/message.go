@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"context"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,6 +40,12 @@ type Message struct {
 	settled   bool
 	last      bool // the consumer's last allowed delivery of this message (MaxDeliver reached)
 	duplicate bool // a redelivery of a message already handled: acknowledged, not handled again
+	// guardKey, when set by the verifier, is what the replay guard lets through once instead
+	// of the envelope's message id (an operator-authorized replay, by its authorization id).
+	guardKey *deliveryKey
+	// record, set by the replay guard after a handler call returned nil, writes that outcome
+	// to the durable's guard store; the ack waits for it.
+	record func(ctx context.Context) error
 }
 
 // InProgress tells the server that the handler is still working on the message, resetting its
