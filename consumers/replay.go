@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
@@ -404,6 +405,9 @@ func (g *guard) settleEntry(ctx context.Context, sk string, dk deliveryKey, want
 			}
 			err = gerr
 		}
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return fmt.Errorf("%w: %w", ErrGuardUnavailable, err)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %w (last error: %w)", ErrGuardUnavailable, ctx.Err(), err)
@@ -431,7 +435,7 @@ func (g *guard) pacer(m *Message) *pacer {
 }
 
 func (p *pacer) failed(ctx context.Context, what string, err error) error {
-	if ctx.Err() != nil || (!p.m.last && time.Since(p.start) > p.g.storeWait) {
+	if ctx.Err() != nil || errors.Is(err, nats.ErrConnectionClosed) || (!p.m.last && time.Since(p.start) > p.g.storeWait) {
 		return fmt.Errorf("%w: %s message %s: %w", ErrGuardUnavailable, what, p.m.ID, err)
 	}
 	p.g.log.Debug("sealbus: replay guard store error; retrying", "what", what, "seq", p.m.Sequence, "error", err)
