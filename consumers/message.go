@@ -46,6 +46,11 @@ type Message struct {
 	// record, set by the replay guard after a handler call returned nil, writes that outcome
 	// to the durable's guard store; the ack waits for it.
 	record func(ctx context.Context) error
+	// claim is the replay guard's claim, from the prepare stage to the handler stage.
+	claim *claimState
+	// noWait makes the replay guard return errBusyHere instead of waiting for another
+	// delivery of the same message in progress in this process (set while preparing).
+	noWait bool
 }
 
 // InProgress tells the server that the handler is still working on the message, resetting its

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,9 +22,9 @@ import (
 )
 
 // TestExactlyOnceAcrossProcesses runs three processes of billing on its durable (each its
-// own SDK client) while one of them is frozen for four seconds, longer than the durable's
-// AckWait: its acks and its writes to the guard store are held and then lost, and the server
-// redelivers its messages to the other two. They wait for the frozen process's outcome
+// own SDK client) while one of them is frozen for seven seconds, from inside its 20th handler
+// call, longer than the durable's AckWait and its pull requests' expiry: its acks and its writes to the guard store are held
+// and then lost, and the server redelivers its messages to the other two. They wait for the frozen process's outcome
 // instead of handling the messages again, and once it is back it records them. Every
 // published message is handled exactly once across the three.
 func TestExactlyOnceAcrossProcesses(t *testing.T) {
@@ -32,31 +33,39 @@ func TestExactlyOnceAcrossProcesses(t *testing.T) {
 	p := proxyFor(t, w)
 	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
 	h := newHandled()
-	var procs []*bus.Client
-	for i := range 3 {
-		var c *bus.Client
-		if i == 0 {
-			c = proxied(t, w, p, sealbustest.Shop, sealbustest.Billing)
-		} else {
-			c = connect(t, w, sealbustest.Shop, sealbustest.Billing)
-		}
-		consume(t, c, sealbustest.OrdersStream, sealbustest.Billing, h.handler,
-			consumers.WithWorkers(4), consumers.WithMaxInFlight(64), consumers.WithAckTimeout(200*time.Millisecond))
-		procs = append(procs, c)
-	}
 	const n = 2000
-	futures := make([]bus.PubAckFuture, 0, n)
+	// The first process freezes in its 20th handler call: the call returns nil, but its handled
+	// record and its ack are held, then lost when the proxy cuts the connections 7 s later.
+	// Redeliveries go to whichever pull request the server picks; once the frozen process's
+	// requests expire (5 s), they reach the other two, which must wait for its outcome.
 	frozen := make(chan struct{})
-	for i := range n {
-		if i == n/3 {
-			eventually(t, 20*time.Second, "the first process to handle messages", func() bool { return procs[0].Metrics().Delivered > 0 })
+	var calls atomic.Int32
+	freezer := func(ctx context.Context, m *consumers.Message) error {
+		if calls.Add(1) == 20 {
 			p.SetMode(faultproxy.Freeze)
 			go func() {
 				defer close(frozen)
-				time.Sleep(4 * time.Second)
+				time.Sleep(7 * time.Second)
 				p.Restore()
 			}()
 		}
+		return h.handler(ctx, m)
+	}
+	var procs []*bus.Client
+	for i := range 3 {
+		var c *bus.Client
+		handler := h.handler
+		if i == 0 {
+			c, handler = proxied(t, w, p, sealbustest.Shop, sealbustest.Billing), freezer
+		} else {
+			c = connect(t, w, sealbustest.Shop, sealbustest.Billing)
+		}
+		consume(t, c, sealbustest.OrdersStream, sealbustest.Billing, handler,
+			consumers.WithWorkers(4), consumers.WithMaxInFlight(64), consumers.WithAckTimeout(200*time.Millisecond))
+		procs = append(procs, c)
+	}
+	futures := make([]bus.PubAckFuture, 0, n)
+	for i := range n {
 		f, err := checkout.PublishAsync("orders.us.processes", []byte(fmt.Sprint(i)))
 		if err != nil {
 			t.Fatal(err)
@@ -73,7 +82,11 @@ func TestExactlyOnceAcrossProcesses(t *testing.T) {
 		}
 		ids = append(ids, ack.ID)
 	}
-	<-frozen
+	select {
+	case <-frozen:
+	case <-time.After(time.Minute):
+		t.Fatal("the first process never reached its 20th handler call")
+	}
 	eventually(t, 90*time.Second, "every message handled and acknowledged", func() bool { return h.count() == n && settled(cons) })
 	for _, id := range ids {
 		if !h.has(id) {
@@ -416,6 +429,46 @@ func TestGuardStoreFilledFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 60*time.Second, "the message handled once the store has room", func() bool { return h.has(ack.ID) })
+	if d := h.duplicates(); len(d) > 0 {
+		t.Fatalf("duplicates %v", d)
+	}
+}
+
+// TestReplaysPreparedTogether: envelopes and their replays stored back to back reach one
+// process at once; with one worker, the copies are prepared concurrently and handled in
+// order. Whichever copy claims the id first, the other is refused as a replay and nothing
+// stalls (a copy never waits in the ordered path for one queued behind it).
+func TestReplaysPreparedTogether(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	insider, err := w.InsiderConn(ctx, sealbustest.Shop, sealbustest.Checkout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer insider.Close()
+	ijs, _ := jetstream.New(insider)
+	const pairs = 50
+	var ids []string
+	for i := range pairs {
+		ack, err := checkout.Publish(ctx, "orders.us.pair", []byte(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		republish(t, ijs, capture(t, w, ack.Sequence), fmt.Sprintf("copy-%d", i))
+		ids = append(ids, ack.ID)
+	}
+	h := newHandled()
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
+	consume(t, billing, sealbustest.OrdersStream, sealbustest.Billing, h.handler, consumers.WithWorkers(1), consumers.WithMaxInFlight(64))
+	eventually(t, 30*time.Second, "every envelope handled once and every copy refused", func() bool {
+		return h.count() == pairs && billing.Metrics().DeadLettered[consumers.ReasonReplay] == pairs
+	})
+	for _, id := range ids {
+		if !h.has(id) {
+			t.Fatalf("envelope %s not handled", id)
+		}
+	}
 	if d := h.duplicates(); len(d) > 0 {
 		t.Fatalf("duplicates %v", d)
 	}

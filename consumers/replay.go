@@ -227,7 +227,18 @@ const (
 	replayAt                 // the key belongs to another sequence
 )
 
-func (g *guard) middleware(next Handler) Handler {
+// claimState is what the claim stage hands to the handler stage for one delivery.
+type claimState struct {
+	entry *seenEntry
+	key   string // store key
+	dk    deliveryKey
+	rev   uint64 // revision of this delivery's claim
+}
+
+// claimStage is the guard's first half, run as a message is prepared: the in-memory layer and
+// the claim in the store. A replay is refused (the caller dead-letters it); a redelivery of a
+// handled message is marked duplicate; otherwise the delivery holds the claim and goes on.
+func (g *guard) claimStage(next Handler) Handler {
 	return func(ctx context.Context, m *Message) error {
 		if !m.verified {
 			return &DeadLetterError{Reason: "unverified", Err: fmt.Errorf("replay guard placed before verification")}
@@ -235,6 +246,8 @@ func (g *guard) middleware(next Handler) Handler {
 		dk, h, sk := g.keyOf(m)
 		e, v, err := g.local.enter(ctx, h, m)
 		switch {
+		case errors.Is(err, errBusyHere):
+			return err
 		case err != nil:
 			return fmt.Errorf("consumers: waiting for the handler call in progress for %s: %w", m.ID, err)
 		case v == replayed:
@@ -243,9 +256,17 @@ func (g *guard) middleware(next Handler) Handler {
 			m.duplicate = true
 			return nil
 		}
-		rev, out, seq, err := g.claim(ctx, sk, dk, m)
+		cctx := ctx
+		if m.last {
+			// The server will not deliver it again: claim it even if the consumption is
+			// stopping, for a bounded time.
+			var cancel context.CancelFunc
+			cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), g.storeWait)
+			defer cancel()
+		}
+		rev, out, seq, err := g.claim(cctx, sk, dk, m)
 		if err != nil {
-			g.local.leave(e, false)
+			g.local.leave(e)
 			return err
 		}
 		switch out {
@@ -257,17 +278,48 @@ func (g *guard) middleware(next Handler) Handler {
 			m.duplicate = true
 			return nil
 		}
-		err = next(ctx, m)
+		g.local.own(e, m.Sequence)
+		m.claim = &claimState{entry: e, key: sk, dk: dk, rev: rev}
+		return next(ctx, m)
+	}
+}
+
+// handlerStage is the guard's second half, around the handler of a delivery that holds the
+// claim: on success the handled record (written before the ack, see Consumption.confirm), on
+// failure the release.
+func (g *guard) handlerStage(next Handler) Handler {
+	return func(ctx context.Context, m *Message) error {
+		c := m.claim
+		if c == nil {
+			return &DeadLetterError{Reason: "unverified", Err: fmt.Errorf("handler reached without a claim")}
+		}
+		m.claim = nil
+		err := next(ctx, m)
 		ok := err == nil && !m.settled
 		if ok {
-			m.record = func(ctx context.Context) error { return g.record(ctx, sk, dk, m.Sequence, rev) }
+			m.record = func(ctx context.Context) error { return g.record(ctx, c.key, c.dk, m.Sequence, c.rev) }
 		} else {
-			g.writes.Go(func() { g.release(sk, dk, m.Sequence, rev) })
+			g.writes.Go(func() { g.release(c.key, c.dk, m.Sequence, c.rev) })
 		}
-		g.local.settle(e, m.Sequence, ok)
+		g.local.settle(c.entry, m.Sequence, ok)
 		return err
 	}
 }
+
+// abandon gives back the claim of a prepared delivery that will not be handled here (the
+// consumption is stopping).
+func (g *guard) abandon(m *Message) {
+	c := m.claim
+	if c == nil {
+		return
+	}
+	m.claim = nil
+	g.writes.Go(func() { g.release(c.key, c.dk, m.Sequence, c.rev) })
+	g.local.settle(c.entry, m.Sequence, false)
+}
+
+// middleware is both stages around next (tests).
+func (g *guard) middleware(next Handler) Handler { return g.claimStage(g.handlerStage(next)) }
 
 func (g *guard) replay(m *Message, seq uint64) error {
 	return &DeadLetterError{Reason: ReasonReplay, Err: fmt.Errorf("message %s already stored at %s sequence %d", m.ID, m.Stream, seq)}
@@ -519,8 +571,14 @@ const (
 	replayed                 // the id is known at another position
 )
 
+// errBusyHere: another delivery of the same key is in progress in this process and the caller
+// asked not to wait for it (a message being prepared: the one it would wait for may be queued
+// behind it).
+var errBusyHere = errors.New("consumers: a delivery of this message is in progress here")
+
 // enter applies the in-memory layer to a delivery of k. With deliver, the entry is marked busy
-// until settle or leave; another delivery of k in this process waits for that.
+// until settle or leave; another delivery of k in this process waits for that, or returns
+// errBusyHere at once when m.noWait is set.
 func (g *replaySet) enter(ctx context.Context, k msgKey, m *Message) (*seenEntry, verdict, error) {
 	for {
 		g.mu.Lock()
@@ -528,6 +586,9 @@ func (g *replaySet) enter(ctx context.Context, k msgKey, m *Message) (*seenEntry
 		g.mu.Unlock()
 		if wait == nil {
 			return e, v, nil
+		}
+		if m.noWait {
+			return e, v, errBusyHere
 		}
 		select {
 		case <-wait:
@@ -546,10 +607,10 @@ func (g *replaySet) decide(k msgKey, m *Message) (*seenEntry, verdict, <-chan st
 	pos := position{m.Stream, m.Sequence}
 	if e, ok := g.seen[k]; ok {
 		switch {
-		case e.busy != nil:
-			return e, deliver, e.busy
 		case e.known && e.pos != pos:
 			return e, replayed, nil
+		case e.busy != nil:
+			return e, deliver, e.busy
 		case e.handled && e.pos == pos:
 			return e, duplicate, nil
 		}
@@ -577,8 +638,16 @@ func (g *replaySet) settle(e *seenEntry, seq uint64, handled bool) {
 	g.mu.Unlock()
 }
 
+// own records that this process holds the key's claim at seq: its position is known (a
+// replay is refused at once) while the entry stays busy.
+func (g *replaySet) own(e *seenEntry, seq uint64) {
+	g.mu.Lock()
+	e.pos.seq, e.known = seq, true
+	g.mu.Unlock()
+}
+
 // leave ends the work entered for e without learning anything (a store error).
-func (g *replaySet) leave(e *seenEntry, _ bool) {
+func (g *replaySet) leave(e *seenEntry) {
 	g.mu.Lock()
 	g.unbusy(e)
 	g.mu.Unlock()

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
@@ -207,11 +206,7 @@ func TestClockSkew(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		msg := &nats.Msg{Subject: orig.Subject, Data: orig.Data, Header: nats.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, "replay-"+ids[tc.name])
-		if _, err := ijs.PublishMsg(ctx, msg); err != nil {
-			t.Fatal(err)
-		}
+		republish(t, ctx, ijs, orig, "replay-"+ids[tc.name])
 		replays++
 	}
 	if err := poll(ctx, 20*time.Second, func(context.Context) error {

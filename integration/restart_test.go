@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
@@ -142,11 +141,7 @@ func replayAfterRestart(t *testing.T, ctx context.Context, d *natstest.Deploymen
 	}
 	defer insider.Close()
 	ijs, _ := jetstream.New(insider)
-	msg := &nats.Msg{Subject: orig.Subject, Data: orig.Data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, "replay-after-restart")
-	if ack, err := ijs.PublishMsg(ctx, msg); err != nil || ack.Duplicate {
-		t.Fatalf("replay not stored: %v", err)
-	}
+	republish(t, ctx, ijs, orig, "replay-after-restart")
 	c := connectSDK(t, ctx, d, conCreds, d.URLs())
 	var calls atomic.Int64
 	cs, err := consumers.Consume(ctx, c, stream, durable, func(context.Context, *consumers.Message) error { calls.Add(1); return nil })
