@@ -10,8 +10,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
+	"github.com/sealbus/sealbus/operator"
 	"github.com/sealbus/sealbus/sealbustest"
 )
 
@@ -196,6 +198,18 @@ func BenchmarkGuard(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer w.Close()
+	// A store large enough for every run (the default holds ~160,000 ids for a 1 GiB account).
+	admin, err := w.Admin(ctx, sealbustest.Shop)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Close()
+	if err := operator.AddConsumer(ctx, admin, operator.ConsumerSpec{
+		Stream: sealbustest.OrdersStream, Durable: sealbustest.Billing, FilterSubjects: []string{"orders.>"},
+		AckWait: 30 * time.Second, GuardMaxBytes: 256 << 20,
+	}); err != nil {
+		b.Fatal(err)
+	}
 	c, err := w.Connect(ctx, sealbustest.Shop, sealbustest.Billing)
 	if err != nil {
 		b.Fatal(err)
@@ -206,6 +220,7 @@ func BenchmarkGuard(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer stop()
+	ajs, _ := jetstream.New(admin)
 	var seq atomic.Uint64
 	for _, workers := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
@@ -227,6 +242,10 @@ func BenchmarkGuard(b *testing.B) {
 			wg.Wait()
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			if st, err := ajs.Stream(ctx, accounts.GuardStream(sealbustest.OrdersStream, sealbustest.Billing)); err == nil && st.CachedInfo().State.Msgs > 0 {
+				state := st.CachedInfo().State
+				b.ReportMetric(float64(state.Bytes)/float64(state.Msgs), "store-B/id")
+			}
 		})
 	}
 }

@@ -58,10 +58,10 @@ type guardStore interface {
 
 // jsGuardStore is the guard store of one durable on a JetStream server.
 type jsGuardStore struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	stream  string // accounts.GuardStream
-	prefix  string // "sealbus.guard.<stream>.<durable>."
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	prefix string // "sealbus.guard.<stream>.<durable>.": only the guard stream has these subjects
+
 	getSubj string // "$JS.API.STREAM.MSG.GET.<guard stream>"
 }
 
@@ -72,7 +72,7 @@ func newJSGuardStore(nc *nats.Conn, stream, durable string, timeout time.Duratio
 	}
 	name := accounts.GuardStream(stream, durable)
 	return &jsGuardStore{
-		nc: nc, js: js, stream: name,
+		nc: nc, js: js,
 		prefix:  accounts.GuardSubjectPrefix + "." + stream + "." + durable + ".",
 		getSubj: "$JS.API.STREAM.MSG.GET." + name,
 	}, nil
@@ -85,7 +85,7 @@ func ttlOption(ttl time.Duration) jetstream.PublishOpt {
 
 func (s *jsGuardStore) put(ctx context.Context, key string, val []byte, ttl time.Duration, last uint64) (uint64, error) {
 	msg := &nats.Msg{Subject: s.prefix + key, Data: val}
-	f, err := s.js.PublishMsgAsync(msg, ttlOption(ttl), jetstream.WithExpectLastSequencePerSubject(last), jetstream.WithExpectStream(s.stream))
+	f, err := s.js.PublishMsgAsync(msg, ttlOption(ttl), jetstream.WithExpectLastSequencePerSubject(last))
 	if err != nil {
 		return 0, err
 	}
@@ -105,7 +105,7 @@ func (s *jsGuardStore) put(ctx context.Context, key string, val []byte, ttl time
 
 func (s *jsGuardStore) beat(ctx context.Context, key string, val []byte, ttl time.Duration) error {
 	msg := &nats.Msg{Subject: s.prefix + key, Data: val}
-	f, err := s.js.PublishMsgAsync(msg, ttlOption(ttl), jetstream.WithExpectStream(s.stream))
+	f, err := s.js.PublishMsgAsync(msg, ttlOption(ttl))
 	if err != nil {
 		return err
 	}
