@@ -4,6 +4,7 @@ package accounts
 // packages refer to these names; none spells them out again.
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nkeys"
@@ -106,6 +107,36 @@ func DirectoryCardKey(serviceName, userKey string) string {
 
 // DirectoryCardPrefix returns the prefix of every card key of a service: "card.<name>.".
 func DirectoryCardPrefix(serviceName string) string { return cardPrefix + serviceName + "." }
+
+// GuardSubjectPrefix is the subject prefix of the replay guards' stores: the store of the
+// durable D on stream S has the subjects "sealbus.guard.S.D.>" ([GuardSubjects]).
+const GuardSubjectPrefix = "sealbus.guard"
+
+// GuardStream returns the name of the stream that holds the replay guard's store of the
+// durable consumer durable on stream: "SEALBUS_GUARD_<len(stream)>_<stream>_<durable>". The
+// length makes the name unambiguous ("A_B" + "C" and "A" + "B_C" differ), so no two durables
+// share a store. The operator creates it with the durable; only the durable's service may
+// write and read it.
+func GuardStream(stream, durable string) string {
+	return "SEALBUS_GUARD_" + strconv.Itoa(len(stream)) + "_" + stream + "_" + durable
+}
+
+// GuardSubjects returns the subject filter of [GuardStream]: "sealbus.guard.<stream>.<durable>.>".
+func GuardSubjects(stream, durable string) string {
+	return GuardSubjectPrefix + "." + stream + "." + durable + ".>"
+}
+
+// Metadata of a durable consumer that its replay guard reads (set by the operator with the
+// durable; only the durable's service and admins can read a consumer's configuration).
+const (
+	// GuardKeyMetadata holds the guard key (32 random bytes, standard base64): the store's keys
+	// are keyed hashes of message ids, so no one without it can name the entry of an id.
+	GuardKeyMetadata = "sealbus_guard_key"
+	// GuardHorizonMetadata holds how long the store keeps an entry at most (its MaxAge, a Go
+	// duration).
+	GuardHorizonMetadata = "sealbus_guard_horizon"
+)
+
 
 const cardPrefix = "card."
 

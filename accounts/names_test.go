@@ -57,6 +57,8 @@ func TestSubjectsOfSealbusStreams(t *testing.T) {
 		{DirectoryDeliverPrefix("ASHOP"), "sealbus.directory.deliver.ASHOP"},
 		{DirectoryCardPrefix("billing"), "card.billing."},
 		{PeerCardPrefix("ABANK", "ledger"), "peer.ABANK.card.ledger."},
+		{GuardStream("ORDERS", "billing"), "SEALBUS_GUARD_6_ORDERS_billing"},
+		{GuardSubjects("ORDERS", "billing"), "sealbus.guard.ORDERS.billing.>"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
@@ -124,5 +126,16 @@ func TestReservedAccountNames(t *testing.T) {
 		if ReservedAccountName(n) {
 			t.Errorf("%s is reserved", n)
 		}
+	}
+}
+
+// TestGuardStreamUnambiguous: two durables whose names concatenate to the same string get
+// different stores.
+func TestGuardStreamUnambiguous(t *testing.T) {
+	if GuardStream("A_B", "C") == GuardStream("A", "B_C") {
+		t.Fatal("durables A_B:C and A:B_C share a guard stream")
+	}
+	if GuardSubjects("A_B", "C") == GuardSubjects("A", "B_C") {
+		t.Fatal("durables A_B:C and A:B_C share guard subjects")
 	}
 }

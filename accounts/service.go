@@ -176,16 +176,18 @@ func (s ServiceSpec) validity() time.Duration {
 // answers it with the last message of one key, never a sequence, a batch or
 // several keys); for each consumer S:D "$JS.API.STREAM.INFO.S",
 // "$JS.API.CONSUMER.INFO.S.D", "$JS.API.CONSUMER.MSG.NEXT.S.D" and
-// "$JS.ACK.S.D.>". No consumer creation anywhere: the directory needs none,
-// and the operator creates the durables.
+// "$JS.ACK.S.D.>", and its replay guard's store: "sealbus.guard.S.D.>" and
+// "$JS.API.STREAM.MSG.GET.<[GuardStream](S, D)>". No consumer creation anywhere: the
+// directory needs none, and the operator creates the durables.
 //
 // Publish deny (defence in depth): stream create, update, delete, purge and
-// message delete, consumer creation, "$KV.>" (KV writes) and "$SYS.>"; every
-// stream message get ("$JS.API.STREAM.MSG.GET.>") and the batch form of direct
-// gets on every stream ("$JS.API.DIRECT.GET.*"), which would let one request
-// make the server send a whole stream to a reply subject of the requester's
-// choosing (NATS does not check reply subjects against publish permissions).
-// See docs/PERMISSIONS.md.
+// message delete, consumer creation, "$KV.>" (KV writes) and "$SYS.>"; the
+// batch form of direct gets on every stream ("$JS.API.DIRECT.GET.*"), which would
+// let one request make the server send a whole stream to a reply subject of the
+// requester's choosing (NATS does not check reply subjects against publish
+// permissions); and the stream message gets of the directory, the dead letters,
+// the audit log and each consumer's stream (a deny cannot make an exception for
+// the guard store, so it names them). See docs/PERMISSIONS.md.
 //
 // Subscribe allow: the declared subscribe subjects. No response permission.
 func Permissions(spec ServiceSpec) jwt.Permissions {
@@ -201,6 +203,7 @@ func Permissions(spec ServiceSpec) jwt.Permissions {
 			"$JS.API.CONSUMER.MSG.NEXT."+c.Stream+"."+c.Durable,
 			"$JS.ACK."+c.Stream+"."+c.Durable+".>",
 		)
+		p.Pub.Allow.Add(guardPermissions(c)...)
 	}
 	p.Pub.Deny.Add(
 		"$JS.API.STREAM.CREATE.>",
@@ -211,12 +214,44 @@ func Permissions(spec ServiceSpec) jwt.Permissions {
 		"$JS.API.CONSUMER.CREATE.>",
 		"$JS.API.CONSUMER.DURABLE.CREATE.>",
 		"$JS.API.DIRECT.GET.*",
-		"$JS.API.STREAM.MSG.GET.>",
+	)
+	p.Pub.Deny.Add(messageGetDeny(spec.Consumers)...)
+	p.Pub.Deny.Add(
 		"$KV.>",
 		"$SYS.>",
 	)
 	p.Sub.Allow.Add(dedup(spec.Subscribe)...)
 	return p
+}
+
+// guardPermissions is what a consumer's replay guard needs of its store ([GuardStream]):
+// writing its entries (compare-and-set publishes to "sealbus.guard.S.D.>") and reading one
+// entry from the stream leader ("$JS.API.STREAM.MSG.GET.<guard stream>"). Nothing else reaches
+// the store: no purge, message delete, direct get or consumer.
+func guardPermissions(c ConsumerRef) []string {
+	return []string{
+		GuardSubjects(c.Stream, c.Durable),
+		"$JS.API.STREAM.MSG.GET." + GuardStream(c.Stream, c.Durable),
+	}
+}
+
+// messageGetDeny denies stream message gets on every stream a service has any right on
+// except its guard stores: the directory, the dead letters, the audit log and the streams of
+// its durables. (A deny cannot make an exception, so it names the streams instead of
+// "$JS.API.STREAM.MSG.GET.>"; no allow entry reaches any other stream.)
+func messageGetDeny(consumers []ConsumerRef) []string {
+	out := []string{
+		"$JS.API.STREAM.MSG.GET." + DirectoryView,
+		"$JS.API.STREAM.MSG.GET." + DirectoryStream,
+		"$JS.API.STREAM.MSG.GET." + DLQStream,
+		"$JS.API.STREAM.MSG.GET." + AuditStream,
+	}
+	for _, c := range consumers {
+		if s := "$JS.API.STREAM.MSG.GET." + c.Stream; !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // ServicePermissions is [Permissions] plus subscribe permission on the

@@ -103,6 +103,8 @@ func TestPermissionsExact(t *testing.T) {
 		"$JS.API.CONSUMER.INFO.ORDERS.billing",
 		"$JS.API.CONSUMER.MSG.NEXT.ORDERS.billing",
 		"$JS.ACK.ORDERS.billing.>",
+		"sealbus.guard.ORDERS.billing.>",
+		"$JS.API.STREAM.MSG.GET.SEALBUS_GUARD_6_ORDERS_billing",
 	}
 	if !slices.Equal(p.Pub.Allow, wantPub) {
 		t.Errorf("pub allow\n got %q\nwant %q", p.Pub.Allow, wantPub)
@@ -154,6 +156,18 @@ func TestPermissionsExact(t *testing.T) {
 		"sealbus.audit._admin.0123456789abcdef0123456789abcdef",
 		"sealbus.dlq.billing.ffffffffffffffffffffffffffffffff",
 		"sealbus.dlq.x",
+		// Another durable's guard store, and what would tamper with its own.
+		"sealbus.guard.ORDERS.shipping.m.x",
+		"$JS.API.STREAM.MSG.GET.SEALBUS_GUARD_6_ORDERS_shipping",
+		"$JS.API.STREAM.PURGE.SEALBUS_GUARD_6_ORDERS_billing",
+		"$JS.API.STREAM.MSG.DELETE.SEALBUS_GUARD_6_ORDERS_billing",
+		"$JS.API.DIRECT.GET.SEALBUS_GUARD_6_ORDERS_billing",
+		"$JS.API.CONSUMER.CREATE.SEALBUS_GUARD_6_ORDERS_billing.x",
+		// Gets of the streams it can read or write otherwise.
+		"$JS.API.STREAM.MSG.GET.ORDERS",
+		"$JS.API.STREAM.MSG.GET.KV_SEALBUS_DIRECTORY",
+		"$JS.API.STREAM.MSG.GET.SEALBUS_DLQ",
+		"$JS.API.DIRECT.GET.KV_SEALBUS_DIRECTORY.$KV.SEALBUS_DIRECTORY.account",
 	}
 	for _, s := range never {
 		if allowed(p.Pub, s) {
@@ -166,7 +180,8 @@ func TestPermissionsExact(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"billing.invoiced", DLQSubject("billing", spec.EvidenceToken), AuditSubject("billing", spec.EvidenceToken), "$JS.ACK.ORDERS.billing.1.2.3.4.5",
-		"$JS.API.DIRECT.GET.SEALBUS_DIRECTORY.$KV.SEALBUS_DIRECTORY.AACCT.account"} {
+		"$JS.API.DIRECT.GET.SEALBUS_DIRECTORY.$KV.SEALBUS_DIRECTORY.AACCT.account",
+		"sealbus.guard.ORDERS.billing.m.0123", "$JS.API.STREAM.MSG.GET.SEALBUS_GUARD_6_ORDERS_billing"} {
 		if !allowed(p.Pub, s) {
 			t.Errorf("service may not publish %s", s)
 		}

@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"context"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +45,17 @@ type Message struct {
 	settled   bool
 	last      bool // the consumer's last allowed delivery of this message (MaxDeliver reached)
 	duplicate bool // a redelivery of a message already handled: acknowledged, not handled again
+	// guardKey, when set by the verifier, is what the replay guard lets through once instead
+	// of the envelope's message id (an operator-authorized replay, by its authorization id).
+	guardKey *deliveryKey
+	// record, set by the replay guard after a handler call returned nil, writes that outcome
+	// to the durable's guard store; the ack waits for it.
+	record func(ctx context.Context) error
+	// claim is the replay guard's claim, from the prepare stage to the handler stage.
+	claim *claimState
+	// noWait makes the replay guard return errBusyHere instead of waiting for another
+	// delivery of the same message in progress in this process (set while preparing).
+	noWait bool
 }
 
 // InProgress tells the server that the handler is still working on the message, resetting its
@@ -56,19 +68,10 @@ func (m *Message) Envelope() []byte { return m.envelope }
 // Verified reports whether the verify middleware has accepted the envelope.
 func (m *Message) Verified() bool { return m.verified }
 
-// guardID is what the replay guard records for m: the replay authorization's id for an
-// authorized replay (so each authorization is used at most once, and the original delivery of
-// the same envelope does not make its replay look like a copy), else the message id.
-func (m *Message) guardID() string {
-	if m.Replay != nil {
-		return "replay:" + m.Replay.ID
-	}
-	return m.ID
-}
-
-// guardTime is the time the replay guard remembers m's id by: the signed creation time, or
-// for an authorized replay its stored time (the authorization only holds within the
-// freshness window of its issue time, so the guard need not remember it longer).
+// guardTime is the time the replay guard remembers m's key by: the signed creation time, or
+// for an authorized replay (keyed by its authorization id, see guard.keyOf) its stored time:
+// the authorization only holds within the freshness window of its issue time, so the guard
+// need not remember it longer.
 func (m *Message) guardTime() time.Time {
 	if m.Replay != nil {
 		return m.Stored

@@ -143,11 +143,20 @@ func newReplayFixture(t *testing.T) *replayFixture {
 		t.Fatal(err)
 	}
 	auth := replayAuthority{account: f.acct, claims: func() *jwt.AccountClaims { return f.claims }, window: envelope.DefaultFreshness}
+	g, err := newGuard(guardConfig{store: newMemStore(), hmacKey: testGuardKey, window: envelope.DefaultFreshness,
+		ackWait: time.Second, lease: time.Second, storeWait: 200 * time.Millisecond, capacity: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.stop)
 	f.h = Chain(func(_ context.Context, m *Message) error {
 		f.handled = append(f.handled, m)
 		return nil
 	}, verify(f.opener, func(s string) (string, string) { return f.acct, s }, func(string) string { return "alice" }, auth, f.k),
-		ReplayGuard(envelope.DefaultFreshness, 0))
+		g.middleware)
 	return f
 }
 

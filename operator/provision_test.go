@@ -2,6 +2,7 @@ package operator_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/envelope"
 	"github.com/sealbus/sealbus/internal/devserver"
 	"github.com/sealbus/sealbus/operator"
@@ -233,6 +235,20 @@ func TestPushSetupAndProvision(t *testing.T) {
 	if cc.AckPolicy != jetstream.AckExplicitPolicy || cc.FilterSubject != "orders.created" || cc.MaxDeliver != operator.DefaultMaxDeliver {
 		t.Errorf("consumer config: %+v", cc)
 	}
+	checkGuard(t, c, js, cc, "ORDERS", "billing")
+	// An update keeps the guard key (the processes of the durable keep finding their entries).
+	if err := operator.AddConsumer(c, nc, operator.ConsumerSpec{Stream: "ORDERS", Durable: "billing", FilterSubjects: filter, AckWait: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	cons2, err := js.Consumer(c, "ORDERS", "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc2 := cons2.CachedInfo().Config
+	if cc2.Metadata[accounts.GuardKeyMetadata] != cc.Metadata[accounts.GuardKeyMetadata] {
+		t.Error("the guard key changed on update")
+	}
+	checkGuard(t, c, js, cc2, "ORDERS", "billing")
 
 	// The service can use its durable: fetch a message published by the admin.
 	if _, err := js.Publish(c, "orders.created", []byte("x")); err != nil {
@@ -468,5 +484,33 @@ func TestProvisionerRefusesForeignAccount(t *testing.T) {
 	}
 	if err := p.SetupAccount(context.Background(), foreign); !errors.Is(err, accounts.ErrUntrustedOperator) {
 		t.Fatalf("SetupAccount of a foreign account: %v", err)
+	}
+}
+
+// checkGuard checks the replay guard store AddConsumer made for a durable whose configuration
+// is cc: a stream of its own subjects, one entry per subject, discard new, TTLs, kept for the
+// horizon the durable's metadata names (which covers the stream's duplicate window and the
+// AckWait), and a 32-byte guard key.
+func checkGuard(t *testing.T, ctx context.Context, js jetstream.JetStream, cc jetstream.ConsumerConfig, stream, durable string) {
+	t.Helper()
+	gs, err := js.Stream(ctx, accounts.GuardStream(stream, durable))
+	if err != nil {
+		t.Fatalf("guard store: %v", err)
+	}
+	gc := gs.CachedInfo().Config
+	horizon, err := time.ParseDuration(cc.Metadata[accounts.GuardHorizonMetadata])
+	wait := cc.AckWait
+	for _, b := range cc.BackOff {
+		wait = max(wait, b)
+	}
+	if need := consumers.GuardHorizon(envelope.DefaultFreshness, wait); err != nil || horizon < need || gc.MaxAge != horizon {
+		t.Errorf("guard horizon %q (%v), store max age %v, want at least %v", cc.Metadata[accounts.GuardHorizonMetadata], err, gc.MaxAge, need)
+	}
+	if len(gc.Subjects) != 1 || gc.Subjects[0] != accounts.GuardSubjects(stream, durable) || gc.MaxMsgsPerSubject != 1 ||
+		gc.Discard != jetstream.DiscardNew || !gc.AllowMsgTTL || gc.AllowDirect || gc.MaxBytes <= 0 || gc.Storage != jetstream.FileStorage {
+		t.Errorf("guard store config: %+v", gc)
+	}
+	if key, err := base64.StdEncoding.DecodeString(cc.Metadata[accounts.GuardKeyMetadata]); err != nil || len(key) != 32 {
+		t.Errorf("guard key %q: %v", cc.Metadata[accounts.GuardKeyMetadata], err)
 	}
 }

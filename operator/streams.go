@@ -496,6 +496,10 @@ type ConsumerSpec struct {
 	BackOff         []time.Duration // redelivery delays; fewer entries than MaxDeliver
 	AckWait         time.Duration   // 0 = DefaultAckWait (ignored by the server when BackOff is set)
 	MaxAckPending   int             // 0 = the server's or account's default
+	// GuardMaxBytes is the size of the durable's replay guard store (0 = 64 MiB, at most 1/32
+	// of a finite account disk limit); it holds about 200 bytes per message for the guard's
+	// horizon, see [AddConsumer].
+	GuardMaxBytes int64
 }
 
 // Consumer defaults.
@@ -505,7 +509,14 @@ const (
 )
 
 // AddConsumer creates (or updates) a durable pull consumer with explicit acks delivering the
-// whole stream from the start.
+// whole stream from the start, and its replay guard: the stream [accounts.GuardStream]
+// (subjects [accounts.GuardSubjects], file storage, the replicas of the consumer's stream,
+// one message per subject, discard new, per-message TTLs, kept at most
+// consumers.GuardHorizon of the stream's duplicate window and the AckWait, GuardMaxBytes)
+// where the processes consuming the durable record the message ids they handle, and the
+// durable's metadata the guard reads ([accounts.GuardKeyMetadata], kept across updates, and
+// [accounts.GuardHorizonMetadata]). Only the durable's service may use the store
+// (accounts.Permissions).
 func AddConsumer(ctx context.Context, nc *nats.Conn, spec ConsumerSpec) error {
 	if !accounts.ValidName(spec.Stream) || !accounts.ValidName(spec.Durable) {
 		return fmt.Errorf("%w: consumer %s:%s", ErrInvalidSpec, spec.Stream, spec.Durable)
@@ -514,7 +525,7 @@ func AddConsumer(ctx context.Context, nc *nats.Conn, spec ConsumerSpec) error {
 	if maxDeliver == 0 {
 		maxDeliver = DefaultMaxDeliver
 	}
-	if maxDeliver < 1 || spec.AckWait < 0 || spec.MaxAckPending < 0 {
+	if maxDeliver < 1 || spec.AckWait < 0 || spec.MaxAckPending < 0 || spec.GuardMaxBytes < 0 {
 		return fmt.Errorf("%w: consumer %s:%s: negative limit", ErrInvalidSpec, spec.Stream, spec.Durable)
 	}
 	if len(spec.BackOff) >= maxDeliver {
@@ -553,6 +564,23 @@ func AddConsumer(ctx context.Context, nc *nats.Conn, spec ConsumerSpec) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("operator: %w", err)
+	}
+	st, err := js.Stream(ctx, spec.Stream)
+	if err != nil {
+		return fmt.Errorf("operator: consumer %s:%s: %w", spec.Stream, spec.Durable, err)
+	}
+	var existing map[string]string
+	if c, err := js.Consumer(ctx, spec.Stream, spec.Durable); err == nil {
+		existing = c.CachedInfo().Config.Metadata
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("operator: consumer %s:%s: %w", spec.Stream, spec.Durable, err)
+	}
+	redelivery := ackWait // the longest a redelivery waits
+	for _, b := range spec.BackOff {
+		redelivery = max(redelivery, b)
+	}
+	if cfg.Metadata, err = guardSetup(ctx, js, st.CachedInfo(), spec, redelivery, existing); err != nil {
+		return err
 	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg); err != nil {
 		return fmt.Errorf("operator: consumer %s:%s: %w", spec.Stream, spec.Durable, err)

@@ -130,11 +130,17 @@ func signAs(t *testing.T, in *Insider, r envelope.Record) []byte {
 // sealAs seals with the insider's keys, to billing, on subject.
 func sealAs(t *testing.T, w *World, in *Insider, subject string, created time.Time) []byte {
 	t.Helper()
-	billing, err := w.Harness.Provisioner().Keystore.LoadService(Shop, Billing)
+	return sealFor(t, w, in, Billing, subject, created)
+}
+
+// sealFor seals {"x":1} as the insider to one reader of the shop.
+func sealFor(t *testing.T, w *World, in *Insider, reader, subject string, created time.Time) []byte {
+	t.Helper()
+	svc, err := w.Harness.Provisioner().Keystore.LoadService(Shop, reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := in.Seal(subject, created, []byte(`{"x":1}`), billing.CurvePublicKey())
+	b, err := in.Seal(subject, created, []byte(`{"x":1}`), svc.CurvePublicKey())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -567,12 +573,24 @@ func billingDeadLetter(t *testing.T, w *World, billing *bus.Client, js jetstream
 // without the authorization is stale, and the authorization does not work twice.
 func attackLateReplay(t *testing.T, w *World) {
 	js := adminJS(t, w)
+	// A stream whose duplicate window admits a consumer with a 30-minute freshness window (the
+	// replay guard's store must remember ids that long), and a reader of it: drafts.> is
+	// checkout's and nobody else reads it.
+	const stream, reader, subject = "LATE", "latereader", "drafts.late.1"
+	if err := w.Harness.AddStream(testCtx(t), Shop, operator.StreamSpec{Name: stream, Subjects: []string{"drafts.late.>"},
+		Duplicates: 30 * time.Minute, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Harness.AddService(testCtx(t), Shop, accounts.ServiceSpec{Name: reader, Subscribe: []string{"drafts.late.>"},
+		Consumers: []accounts.ConsumerRef{{Stream: stream, Durable: reader}}}); err != nil {
+		t.Fatal(err)
+	}
 	created := time.Now().Add(-10 * time.Minute)
 	// Checkout's envelope, sealed by its own keys ten minutes ago (its clock injected).
 	checkout := insiderOf(t, w, Checkout)
-	data := sealAs(t, w, checkout, "orders.us.late", created)
+	data := sealFor(t, w, checkout, reader, subject, created)
 	info, _ := envelope.Inspect(data)
-	stored, err := js.PublishMsg(testCtx(t), &nats.Msg{Subject: "orders.us.late", Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{info.ID.String()}}})
+	stored, err := js.PublishMsg(testCtx(t), &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{info.ID.String()}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -581,8 +599,8 @@ func attackLateReplay(t *testing.T, w *World) {
 		Sequence uint64
 	}{info.ID.String(), stored.Sequence}
 	// The buggy handler, on a consumer whose window admits the envelope.
-	buggy := connectAs(t, w, Billing, bus.WithFreshness(30*time.Minute))
-	cs, err := consumers.Consume(context.Background(), buggy, OrdersStream, Billing,
+	buggy := connectAs(t, w, reader, bus.WithFreshness(30*time.Minute))
+	cs, err := consumers.Consume(context.Background(), buggy, stream, reader,
 		func(context.Context, *consumers.Message) error { return errors.New("handler bug") }, consumers.WithBackOff(10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -599,7 +617,7 @@ func attackLateReplay(t *testing.T, w *World) {
 			return false
 		}
 		for _, e := range list {
-			if e.Verified() && e.SourceSequence == ack.Sequence && e.Reason == consumers.ReasonMaxDeliveries {
+			if e.Verified() && e.SourceStream == stream && e.SourceSequence == ack.Sequence && e.Reason == consumers.ReasonMaxDeliveries {
 				entry = e
 				return true
 			}
@@ -610,10 +628,10 @@ func attackLateReplay(t *testing.T, w *World) {
 	<-cs.Done()
 
 	// The fixed handler, with the normal window.
-	fixed := connectAs(t, w, Billing)
+	fixed := connectAs(t, w, reader)
 	var mu sync.Mutex
 	var got []*consumers.Message
-	cs, err = consumers.Consume(context.Background(), fixed, OrdersStream, Billing, func(_ context.Context, m *consumers.Message) error {
+	cs, err = consumers.Consume(context.Background(), fixed, stream, reader, func(_ context.Context, m *consumers.Message) error {
 		mu.Lock()
 		got = append(got, m)
 		mu.Unlock()
@@ -624,7 +642,7 @@ func attackLateReplay(t *testing.T, w *World) {
 	}
 	defer cs.Stop()
 	// Without authorization (re-published as an insider with publish rights would): stale.
-	raw, err := js.Stream(testCtx(t), OrdersStream)
+	raw, err := js.Stream(testCtx(t), stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -632,7 +650,7 @@ func attackLateReplay(t *testing.T, w *World) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	copyAck, err := js.PublishMsg(testCtx(t), &nats.Msg{Subject: "orders.us.late", Data: orig.Data, Header: nats.Header{jetstream.MsgIDHeader: []string{randomHex(t)}}})
+	copyAck, err := js.PublishMsg(testCtx(t), &nats.Msg{Subject: subject, Data: orig.Data, Header: nats.Header{jetstream.MsgIDHeader: []string{randomHex(t)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -654,7 +672,7 @@ func attackLateReplay(t *testing.T, w *World) {
 	waitFor(t, "the stale copy's dead letter", func() bool {
 		list, _ := dl.List(testCtx(t), 0)
 		return slices.ContainsFunc(list, func(e operator.DeadLetterEntry) bool {
-			return e.Verified() && e.SourceSequence == copyAck.Sequence && e.Reason == string(envelope.ReasonStale)
+			return e.Verified() && e.SourceStream == stream && e.SourceSequence == copyAck.Sequence && e.Reason == string(envelope.ReasonStale)
 		})
 	})
 	// The replayed message again, authorization and all, at a new position: refused as a replay.
@@ -664,14 +682,14 @@ func attackLateReplay(t *testing.T, w *World) {
 	}
 	h := again.Header
 	h.Set(jetstream.MsgIDHeader, randomHex(t))
-	againAck, err := js.PublishMsg(testCtx(t), &nats.Msg{Subject: "orders.us.late", Data: again.Data, Header: h})
+	againAck, err := js.PublishMsg(testCtx(t), &nats.Msg{Subject: subject, Data: again.Data, Header: h})
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the second use of the authorization refused", func() bool {
 		list, _ := dl.List(testCtx(t), 0)
 		return slices.ContainsFunc(list, func(e operator.DeadLetterEntry) bool {
-			return e.Verified() && e.SourceSequence == againAck.Sequence && e.Reason == consumers.ReasonReplay
+			return e.Verified() && e.SourceStream == stream && e.SourceSequence == againAck.Sequence && e.Reason == consumers.ReasonReplay
 		})
 	})
 	mu.Lock()

@@ -518,6 +518,24 @@ func (c *Cluster) Unpause(ctx context.Context, i int) error {
 	return n.Unpause(ctx)
 }
 
+// Disconnect cuts node i off the cluster's network (see [Node.Disconnect]).
+func (c *Cluster) Disconnect(ctx context.Context, i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
+	return n.Disconnect(ctx)
+}
+
+// Reconnect heals node i after [Cluster.Disconnect] (see [Node.Reconnect]).
+func (c *Cluster) Reconnect(ctx context.Context, i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
+	return n.Reconnect(ctx)
+}
+
 // Kill stops node i abruptly (see [Node.Kill]).
 func (c *Cluster) Kill(ctx context.Context, i int) error {
 	n, err := c.node(i)
