@@ -137,7 +137,6 @@ const (
 	GuardHorizonMetadata = "sealbus_guard_horizon"
 )
 
-
 const cardPrefix = "card."
 
 // Directory keys of peer accounts (cross-account flows): the JWT and cards of another account
