@@ -218,6 +218,7 @@ Keys live in the keystore under --home (default $SEALBUS_HOME, else $XDG_DATA_HO
 		a.dlqCmd(),
 		a.auditCmd(),
 		a.demoCmd(),
+		a.benchCmd(),
 		a.completionCmd(root),
 	)
 	return root
