@@ -46,8 +46,8 @@ type Client struct {
 	slots   chan struct{}  // one per in-flight publish (WithMaxPending)
 	sendMu  sync.RWMutex   // guards closing of queue
 	closing bool           // no new publishes
-	queue   chan *pending  // to the batcher
-	ackQ    chan *inflight // to the acker
+	queue   chan *future   // to the batcher
+	ackQ    chan *future   // to the acker
 	pipes   sync.WaitGroup // batcher and acker
 	audits  chan Event     // to the audit writer
 	auditWG sync.WaitGroup
@@ -117,8 +117,8 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 		userKey:  uc.Subject,
 		counters: new(clientseam.Counters),
 		slots:    make(chan struct{}, cfg.maxPending),
-		queue:    make(chan *pending, cfg.maxPending),
-		ackQ:     make(chan *inflight, cfg.maxPending),
+		queue:    make(chan *future, cfg.maxPending),
+		ackQ:     make(chan *future, cfg.maxPending),
 		audits:   make(chan Event, 1024),
 	}
 	if c.name == "" {

@@ -17,6 +17,7 @@ func (a *app) benchCmd() *cobra.Command {
 	var cfg bench.Config
 	var account string
 	var noProgress bool
+	var profile, memProfile string
 	cmd := &cobra.Command{
 		Use:   "bench pub|sub|pubsub|latency",
 		Short: "Measure sealbus end to end, and raw nats.go JetStream beside it (--raw)",
@@ -75,6 +76,22 @@ so use --runs for medians.`,
 					return exe, []string{"--home", home, "--json", "dev", "--port", "0"}
 				}
 			}
+			if profile != "" {
+				f, err := os.Create(profile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				cfg.CPUProfile = f
+			}
+			if memProfile != "" {
+				f, err := os.Create(memProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				cfg.MemProfile = f
+			}
 			rep, err := bench.Run(a.ctx, cfg)
 			if errors.Is(err, bench.ErrInvalidConfig) {
 				return &cliError{code: exitUsage, err: err, hint: "see `sealbus bench --help`"}
@@ -102,6 +119,8 @@ so use --runs for medians.`,
 	f.StringVar(&cfg.ServerCPUs, "server-cpus", "", "pin the server process to these CPUs (taskset list)")
 	f.StringVar(&cfg.ClientCPUs, "client-cpus", "", "pin the bench's clients to these CPUs (taskset list)")
 	f.StringVar(&account, "account", "", "with --server: the account of this home to benchmark in")
+	f.StringVar(&profile, "cpuprofile", "", "write a pprof CPU profile of the bench process over the measured runs to this file")
+	f.StringVar(&memProfile, "memprofile", "", "write a pprof allocation profile of the bench process after the measured runs to this file")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress bar on stderr")
 	f.BoolVar(&a.verbose, "verbose", false, "log the SDK at debug level on stderr")
 	a.serverFlags(cmd)

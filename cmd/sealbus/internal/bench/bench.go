@@ -109,6 +109,12 @@ type Config struct {
 	Progress io.Writer
 	Notices  io.Writer
 	Log      *slog.Logger
+	// CPUProfile receives a pprof CPU profile of this process over the measured runs (not
+	// the set-up or the warm-up); nil: none.
+	CPUProfile io.Writer
+	// MemProfile receives a pprof heap profile (allocations since the start of the process)
+	// after the measured runs; nil: none.
+	MemProfile io.Writer
 
 	now func() time.Time
 }

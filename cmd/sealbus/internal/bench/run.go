@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	var sealed, raws []Figures
+	if cfg.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+			return nil, fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for i := 1; i <= cfg.Runs; i++ {
 		run := RunFigures{}
 		for _, d := range sides {
@@ -112,6 +119,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}
 		rep.Runs = append(rep.Runs, run)
+	}
+	if cfg.MemProfile != nil {
+		if err := pprof.Lookup("allocs").WriteTo(cfg.MemProfile, 0); err != nil {
+			return nil, fmt.Errorf("bench: memory profile: %w", err)
+		}
 	}
 	rep.Sealbus = median(sealed)
 	if cfg.Raw {
