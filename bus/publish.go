@@ -214,31 +214,24 @@ func (c *Client) publish(ctx context.Context, subject string, payload []byte, op
 	if err != nil {
 		return nil, err
 	}
-	// ctx is nil for PublishAsync: waiting, if needed, is bounded by the client's timeout.
-	var cancel context.CancelFunc = func() {}
-	defer func() { cancel() }()
-	waitCtx := func() context.Context {
-		if ctx == nil {
-			ctx, cancel = context.WithTimeout(c.ctx, c.cfg.timeout)
-		}
-		return ctx
-	}
+	// ctx is nil for PublishAsync: waiting, if needed, is bounded by the client's timeout
+	// (waitContext), and nothing is made for a publish that does not wait.
 	if c.limiter != nil && !c.limiter.Allow() {
-		if err := c.limiter.Wait(waitCtx()); err != nil {
+		wctx, cancel := c.waitContext(ctx)
+		err := c.limiter.Wait(wctx)
+		cancel()
+		if err != nil {
 			return nil, &PublishError{Subject: subject, Err: err}
 		}
 	}
 	select {
 	case c.slots <- struct{}{}:
 	default:
-		wctx := waitCtx()
-		select {
-		case c.slots <- struct{}{}:
-		case <-wctx.Done():
+		if err := c.waitSlot(ctx); err != nil {
 			if async && c.ctx.Err() == nil {
 				return nil, &PublishError{Subject: subject, Err: ErrMaxPending}
 			}
-			return nil, &PublishError{Subject: subject, Err: wctx.Err()}
+			return nil, &PublishError{Subject: subject, Err: err}
 		}
 	}
 	f := &future{
@@ -258,6 +251,27 @@ func (c *Client) publish(ctx context.Context, subject string, payload []byte, op
 	}
 	c.queue <- f // never blocks: the queue holds maxPending and a slot is held
 	return f, nil
+}
+
+// waitContext returns ctx, or for PublishAsync (nil ctx) the client's context bounded by its
+// timeout.
+func (c *Client) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		return context.WithTimeout(c.ctx, c.cfg.timeout)
+	}
+	return ctx, func() {}
+}
+
+// waitSlot waits for a pending slot (WithMaxPending) until ctx (waitContext) ends.
+func (c *Client) waitSlot(ctx context.Context) error {
+	ctx, cancel := c.waitContext(ctx)
+	defer cancel()
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // checkPublish runs the checks that happen before anything is sent and returns the audience.

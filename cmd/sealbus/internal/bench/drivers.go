@@ -55,19 +55,9 @@ func newSealbusDriver(ctx context.Context, e *env, cfg *Config) (_ *sealbusDrive
 func (d *sealbusDriver) name() string   { return "sealbus" }
 func (d *sealbusDriver) stream() string { return Stream }
 
-type busAck struct{ f bus.PubAckFuture }
-
-func (a busAck) wait(ctx context.Context) error {
-	_, err := a.f.Wait(ctx)
-	return err
-}
-
 func (d *sealbusDriver) publish(i int, payload []byte) (ack, error) {
 	f, err := d.pubs[i].PublishAsync(subject, payload)
-	if err != nil {
-		return nil, err
-	}
-	return busAck{f}, nil
+	return ack{sealbus: f}, err
 }
 
 func (d *sealbusDriver) consume(ctx context.Context, onMsg func([]byte)) (func(), error) {
@@ -156,25 +146,9 @@ func newRawDriver(ctx context.Context, e *env, cfg *Config) (_ *rawDriver, err e
 func (d *rawDriver) name() string   { return "raw" }
 func (d *rawDriver) stream() string { return RawStream }
 
-type rawAck struct{ f jetstream.PubAckFuture }
-
-func (a rawAck) wait(ctx context.Context) error {
-	select {
-	case <-a.f.Ok():
-		return nil
-	case err := <-a.f.Err():
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 func (d *rawDriver) publish(i int, payload []byte) (ack, error) {
 	f, err := d.pubs[i].PublishAsync(rawSubject, payload, jetstream.WithStallWait(bus.DefaultTimeout))
-	if err != nil {
-		return nil, err
-	}
-	return rawAck{f}, nil
+	return ack{raw: f}, err
 }
 
 func (d *rawDriver) consume(ctx context.Context, onMsg func([]byte)) (func(), error) {

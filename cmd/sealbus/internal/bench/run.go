@@ -10,7 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/sealbus/sealbus/bus"
 )
 
 // driver is one side of the bench: sealbus's SDK or raw nats.go.
@@ -27,9 +30,26 @@ type driver interface {
 	close()
 }
 
-// ack waits for one publish's ack.
-type ack interface {
-	wait(ctx context.Context) error
+// ack is one publish's pending ack, of either side (a struct, not an interface, so that
+// handing it to the waiter allocates nothing on either side).
+type ack struct {
+	sealbus bus.PubAckFuture
+	raw     jetstream.PubAckFuture
+}
+
+func (a ack) wait(ctx context.Context) error {
+	if a.sealbus != nil {
+		_, err := a.sealbus.Wait(ctx)
+		return err
+	}
+	select {
+	case <-a.raw.Ok():
+		return nil
+	case err := <-a.raw.Err():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Run provisions the bench on its server, runs cfg.Runs measured runs of each side (sealbus,
@@ -302,15 +322,16 @@ func (r *runner) publish(ctx context.Context, d driver, mode Mode, n int, onAck 
 			}
 		})
 		wg.Go(func() {
+			// One deadline for all of this publisher's acks (not a timer per message, which
+			// would count in the figures).
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(count)*time.Millisecond)
+			defer cancel()
 			failed := false
 			for p := range acks {
 				if failed {
 					continue
 				}
-				wctx, cancel := context.WithTimeout(ctx, time.Minute)
-				err := p.a.wait(wctx)
-				cancel()
-				if err != nil {
+				if err := p.a.wait(wctx); err != nil {
 					errs <- fmt.Errorf("ack: %w", err)
 					failed = true
 					continue
