@@ -186,26 +186,30 @@ func (d *Directory) CardByKey(userKey string) (accounts.Card, bool) {
 func (d *Directory) NameOf(userKey string) (string, bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	for _, s := range append([]*cardSet{d.own}, mapsValues(d.peers)...) {
-		if c, ok := s.byKey[userKey]; ok {
-			return c.Name, true
-		}
-		if r, ok := s.retired[userKey]; ok {
-			return r.card.Name, true
-		}
-		if c, ok := s.revoked[userKey]; ok {
-			return c.Name, true
+	// Called for every message received: look in the own account first, without building a
+	// list of the sets.
+	if name, ok := nameIn(d.own, userKey); ok {
+		return name, true
+	}
+	for _, s := range d.peers {
+		if name, ok := nameIn(s, userKey); ok {
+			return name, true
 		}
 	}
 	return "", false
 }
 
-func mapsValues(m map[string]*cardSet) []*cardSet {
-	out := make([]*cardSet, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
+func nameIn(s *cardSet, userKey string) (string, bool) {
+	if c, ok := s.byKey[userKey]; ok {
+		return c.Name, true
 	}
-	return out
+	if r, ok := s.retired[userKey]; ok {
+		return r.card.Name, true
+	}
+	if c, ok := s.revoked[userKey]; ok {
+		return c.Name, true
+	}
+	return "", false
 }
 
 // Cards returns every verified, current card of this account, sorted by service name.

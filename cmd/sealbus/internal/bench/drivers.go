@@ -147,8 +147,17 @@ func (d *rawDriver) name() string   { return "raw" }
 func (d *rawDriver) stream() string { return RawStream }
 
 func (d *rawDriver) publish(i int, payload []byte) (ack, error) {
-	f, err := d.pubs[i].PublishAsync(rawSubject, payload, jetstream.WithStallWait(bus.DefaultTimeout))
-	return ack{raw: f}, err
+	// jetstream blocks a publish for its stall wait (200ms) when the pending window is full,
+	// then refuses it; wait as the SDK does, up to its default timeout, without a per-call
+	// option (which would allocate on every publish).
+	deadline := time.Now().Add(bus.DefaultTimeout)
+	for {
+		f, err := d.pubs[i].PublishAsync(rawSubject, payload)
+		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) && time.Now().Before(deadline) {
+			continue
+		}
+		return ack{raw: f}, err
+	}
 }
 
 func (d *rawDriver) consume(ctx context.Context, onMsg func([]byte)) (func(), error) {
