@@ -30,6 +30,7 @@ type Client struct {
 	log      *slog.Logger
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	pa       *pubAcks // sends envelopes and collects their acks
 	dir      *Directory
 	id       *envelope.Identity
 	prevIDs  []*envelope.Identity
@@ -146,6 +147,10 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 	if err != nil {
 		c.abort()
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	if c.pa, err = newPubAcks(c.nc); err != nil {
+		c.abort()
+		return nil, fmt.Errorf("bus: publish acks: %w", err)
 	}
 
 	trust := accounts.Trust{Operators: cfg.operators, Now: cfg.now}
@@ -651,6 +656,9 @@ func (c *Client) stopIntake() {
 }
 
 func (c *Client) finish() {
+	if c.pa != nil {
+		c.pa.close()
+	}
 	c.wipe()
 }
 
@@ -679,6 +687,9 @@ func (c *Client) abort() {
 	c.sendMu.Unlock()
 	if c.nc != nil {
 		c.nc.Close()
+	}
+	if c.pa != nil {
+		c.pa.close()
 	}
 	c.auditWG.Wait()
 	c.wipe()

@@ -84,7 +84,7 @@ func WithTTL(d time.Duration) PublishOption {
 }
 
 // future is one publish from the call to its outcome: waiting to be sealed (msg, ttl), then
-// sent and waiting for its JetStream ack (nmsg, paf and the retry state, owned by the acker),
+// sent and waiting for its JetStream ack (nmsg and the retry state, owned by the acker; the attempt, pubAcks),
 // then resolved (ack or err, done closed). One allocation carries it all.
 type future struct {
 	c       *Client
@@ -101,11 +101,18 @@ type future struct {
 
 	// Acker state.
 	nmsg   nats.Msg
-	paf    jetstream.PubAckFuture // nil until sent
-	sends  int                    // times sent
-	tries  int                    // failed attempts that count against publishAttempts
-	round  uint64                 // backoff round it was last sent in
-	sealed time.Time              // clock reading just before sealing: the envelope was created at or after it
+	sends  int       // times sent
+	tries  int       // failed attempts that count against publishAttempts
+	round  uint64    // backoff round it was last sent in
+	sealed time.Time // clock reading just before sealing: the envelope was created at or after it
+
+	// The current attempt (pubAcks): token, connection generation and time it was sent with;
+	// attempt and aerr are guarded by pubAcks.mu, and so is ack until the acker resolves.
+	token   uint64
+	gen     uint64
+	sentAt  time.Time
+	attempt int
+	aerr    error
 
 	ack PubAck
 	err error
@@ -140,7 +147,7 @@ func (f *future) resolve(ack *PubAck, err error) {
 	} else {
 		f.ack = *ack
 	}
-	f.msg, f.nmsg, f.paf = envelope.Message{}, nats.Msg{}, nil // the payload and envelope are no longer needed
+	f.msg, f.nmsg = envelope.Message{}, nats.Msg{} // the payload and envelope are no longer needed
 	close(f.done)
 	<-f.c.slots
 }
@@ -333,10 +340,10 @@ func (c *Client) send(f *future, s envelope.Sealed, sealed time.Time) {
 	f.msg = envelope.Message{} // sealed: the payload is no longer needed
 	f.nmsg = nats.Msg{Subject: f.subject, Data: s.Data, Header: nats.Header{jetstream.MsgIDHeader: []string{f.idStr}}}
 	f.sealed = sealed
-	paf, err := c.js.PublishMsgAsync(&f.nmsg)
+	err := c.pa.send(f, time.Now())
 	switch {
 	case err == nil:
-		f.paf, f.sends = paf, 1
+		f.sends = 1
 	case disconnected(err):
 		// Not connected (nothing is buffered while reconnecting): the acker sends it once the
 		// connection is back.
@@ -362,7 +369,8 @@ func (c *Client) send(f *future, s envelope.Sealed, sealed time.Time) {
 // to resend (ErrPublishExpired), or when the client closes.
 func (c *Client) acker() {
 	defer c.pipes.Done()
-	a := &ackState{c: c}
+	a := &ackState{c: c, timer: time.NewTimer(time.Hour)}
+	a.timer.Stop()
 	open := true
 	for open || a.len() > 0 {
 		if a.len() == 0 {
@@ -405,6 +413,7 @@ const (
 // ackState is the acker's queue and its shared backoff.
 type ackState struct {
 	c     *Client
+	timer *time.Timer // await's, reused
 	q     []*future
 	head  int
 	round uint64 // backoff rounds paid; an attempt sent in an older round is resent at once
@@ -434,26 +443,11 @@ func (a *ackState) next() {
 	c := a.c
 	in := a.pop()
 	var err error
-	if in.paf == nil {
+	if in.sends == 0 {
 		err = nats.ErrDisconnected // never sent: not connected at the time
-	} else {
-		select {
-		case ack := <-in.paf.Ok():
-			a.acked(in, ack)
-			return
-		case err = <-in.paf.Err():
-		case <-c.ctx.Done():
-			if c.nc.IsClosed() {
-				err = ErrClosed
-			} else {
-				select { // draining: the ack is still coming
-				case ack := <-in.paf.Ok():
-					a.acked(in, ack)
-					return
-				case err = <-in.paf.Err():
-				}
-			}
-		}
+	} else if err = a.await(in); err == nil {
+		a.acked(in)
+		return
 	}
 	if !retryable(err) || c.nc.IsClosed() {
 		a.fail(in, err)
@@ -479,13 +473,13 @@ func (a *ackState) next() {
 			a.expire(in, err)
 			return
 		}
-		paf, perr := c.js.PublishMsgAsync(&in.nmsg)
+		perr := c.pa.send(in, time.Now())
 		if perr == nil {
 			if in.sends > 0 {
 				c.counters.Resent.Add(1)
 				c.log.Debug("sealbus: publish sent again", "id", in.id(), "subject", in.subject, "sends", in.sends+1, "error", err)
 			}
-			in.paf, in.round = paf, a.round
+			in.round = a.round
 			in.sends++
 			a.push(in)
 			return
@@ -498,10 +492,51 @@ func (a *ackState) next() {
 	}
 }
 
-func (a *ackState) acked(in *future, ack *jetstream.PubAck) {
+// await waits for the answer to in's current attempt and returns nil when JetStream stored
+// it (in.ack holds the ack), else why the attempt failed: the server's error, a lost answer
+// (the connection dropped: nats.ErrDisconnected), no answer within the client's timeout
+// (jetstream.ErrAsyncPublishTimeout), or ErrClosed.
+func (a *ackState) await(in *future) error {
+	c, p := a.c, a.c.pa
+	draining := false
+	for {
+		if answered, err := p.result(in); answered {
+			return err
+		}
+		if in.gen != p.gen.Load() {
+			p.forget(in)
+			return nats.ErrDisconnected
+		}
+		left := c.cfg.timeout - time.Since(in.sentAt)
+		if left <= 0 {
+			p.forget(in)
+			return jetstream.ErrAsyncPublishTimeout
+		}
+		done := c.ctx.Done()
+		if draining {
+			done = nil // Drain: the answer is still coming
+		}
+		a.timer.Reset(left)
+		select {
+		case <-p.notify:
+		case <-a.timer.C:
+		case <-done:
+			if c.nc.IsClosed() {
+				a.timer.Stop()
+				p.forget(in)
+				return ErrClosed
+			}
+			draining = true
+		}
+		a.timer.Stop()
+	}
+}
+
+func (a *ackState) acked(in *future) {
 	a.fails = 0
 	a.c.counters.Published.Add(1)
-	in.resolve(&PubAck{ID: in.id(), Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
+	in.ack.ID = in.id()
+	in.resolve(&in.ack, nil)
 }
 
 func (a *ackState) fail(in *future, err error) {
