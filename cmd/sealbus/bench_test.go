@@ -92,6 +92,10 @@ func TestBenchJSONSchema(t *testing.T) {
 		t.Fatalf("ratio %v", v)
 	}
 	want(ratio, "ratio", "added_p50_us", "number")
+	want(ratio, "ratio", "paired_msgs_per_s", "number")
+	if rs := want(ratio, "ratio", "run_msgs_per_s", "array").([]any); len(rs) != 2 {
+		t.Fatalf("ratio.run_msgs_per_s has %d entries for 2 runs", len(rs))
+	}
 	runs := want(doc, "", "runs", "array").([]any)
 	if len(runs) != 2 {
 		t.Fatalf("%d runs, want 2", len(runs))

@@ -94,9 +94,14 @@ type Percentiles struct {
 
 // Ratio is sealbus's figure over raw's for the throughput and latency figures.
 type Ratio struct {
-	MsgsPerSec float64  `json:"msgs_per_s"`
-	AddedP50   *float64 `json:"added_p50_us"` // sealbus p50 − raw p50
-	AddedP99   *float64 `json:"added_p99_us"`
+	MsgsPerSec float64 `json:"msgs_per_s"` // median sealbus msgs/s over median raw msgs/s
+	// PairedMsgsPerSec is the median of the runs' own ratios: each run measures sealbus and
+	// raw one right after the other, so this one is the least moved by load that comes and
+	// goes on a shared machine.
+	PairedMsgsPerSec float64   `json:"paired_msgs_per_s"`
+	RunMsgsPerSec    []float64 `json:"run_msgs_per_s"` // each run's ratio
+	AddedP50         *float64  `json:"added_p50_us"`   // sealbus p50 − raw p50 (medians)
+	AddedP99         *float64  `json:"added_p99_us"`
 }
 
 // measures describes each figure, for the mode.
@@ -176,6 +181,9 @@ func (r *Report) Print(w io.Writer) error {
 	ratio := ""
 	if r.Ratio != nil {
 		ratio = fmt.Sprintf("%.2f", r.Ratio.MsgsPerSec)
+		if len(r.Ratio.RunMsgsPerSec) > 1 {
+			ratio += fmt.Sprintf(" (paired %.2f)", r.Ratio.PairedMsgsPerSec)
+		}
 	}
 	row("msgs/s", &s.MsgsPerSec, get(func(f *Figures) *float64 { return &f.MsgsPerSec }), ratio, "%.0f")
 	row("MB/s (payload)", &s.MBPerSec, get(func(f *Figures) *float64 { return &f.MBPerSec }), "", "%.1f")
@@ -221,6 +229,13 @@ func (r *Report) Print(w io.Writer) error {
 	fmt.Fprintln(w, "what each figure measured:")
 	for _, k := range keys {
 		fmt.Fprintf(w, "  %-23s %s\n", k, r.Measures[k])
+	}
+	if r.Ratio != nil && len(r.Ratio.RunMsgsPerSec) > 1 {
+		fmt.Fprintf(w, "ratio of each run (sealbus msgs/s over raw msgs/s, measured one after the other):")
+		for _, v := range r.Ratio.RunMsgsPerSec {
+			fmt.Fprintf(w, " %.2f", v)
+		}
+		fmt.Fprintln(w)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)

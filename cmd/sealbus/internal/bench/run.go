@@ -150,6 +150,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		m := median(raws)
 		rep.Raw = &m
 		rep.Ratio = &Ratio{MsgsPerSec: rep.Sealbus.MsgsPerSec / m.MsgsPerSec}
+		paired := make([]Figures, len(sealed))
+		for i := range sealed {
+			v := sealed[i].MsgsPerSec / raws[i].MsgsPerSec
+			rep.Ratio.RunMsgsPerSec = append(rep.Ratio.RunMsgsPerSec, v)
+			paired[i].MsgsPerSec = v
+		}
+		rep.Ratio.PairedMsgsPerSec = median(paired).MsgsPerSec
 		if s, x := rep.Sealbus.Latency, m.Latency; s != nil && x != nil {
 			p50, p99 := s.P50-x.P50, s.P99-x.P99
 			rep.Ratio.AddedP50, rep.Ratio.AddedP99 = &p50, &p99
