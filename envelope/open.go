@@ -232,13 +232,14 @@ func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
 		}
 		o.keys.add(uk, wrap)
 	}
-	var ad [48]byte
-	var ckBuf [32]byte
-	ck, err := wrap.Open(ckBuf[:0], entry.Nonce[:], entry.Wrapped[:], suite.WrapAD(ad[:0], e.ID[:], me.curvePub[:]))
+	// The content key and the associated data live in pooled scratch memory (the AEAD
+	// interface call would move stack buffers to the heap); the key is wiped on return.
+	sc := unwrapPool.Get().(*unwrapScratch)
+	defer sc.release()
+	ck, err := wrap.Open(sc.ck[:0], entry.Nonce[:], entry.Wrapped[:], suite.WrapAD(sc.ad[:0], e.ID[:], me.curvePub[:]))
 	if err != nil {
 		return nil, reject(ReasonUnwrap, "wrapped content key does not authenticate")
 	}
-	defer clear(ckBuf[:])
 
 	commit, err := suite.Commitment(ck, e.ID[:])
 	if err != nil || subtle.ConstantTimeCompare(commit[:], e.Commitment[:]) != 1 {
@@ -302,6 +303,19 @@ func encodeKey(p nkeys.PrefixByte, k [32]byte) string {
 		return ""
 	}
 	return string(b)
+}
+
+// unwrapScratch is Open's working memory for the content key.
+type unwrapScratch struct {
+	ck [32]byte
+	ad [48]byte
+}
+
+var unwrapPool = sync.Pool{New: func() any { return new(unwrapScratch) }}
+
+func (sc *unwrapScratch) release() {
+	*sc = unwrapScratch{}
+	unwrapPool.Put(sc)
 }
 
 // envelopePool holds parsed envelopes for reuse by Open (their recipient and path slices
