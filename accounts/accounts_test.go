@@ -119,7 +119,7 @@ func TestLimitsMapping(t *testing.T) {
 	if c.Limits.Streams != jwt.NoLimit || c.Limits.Consumer != jwt.NoLimit {
 		t.Fatalf("zero streams/consumers must be unlimited: %+v", c.Limits.JetStreamLimits)
 	}
-	if err := (Limits{MaxPayload: 10}).validate(); !errors.Is(err, ErrInvalidOption) {
+	if err := (Limits{MaxPayload: 10}).Validate(); !errors.Is(err, ErrInvalidOption) {
 		t.Fatalf("tiny payload: %v", err)
 	}
 }

@@ -129,7 +129,7 @@ func (o *Operator) NewAccountWithRand(name string, lim Limits, r io.Reader) (*Ac
 	if r == nil {
 		return nil, fmt.Errorf("%w: nil random source", ErrInvalidOption)
 	}
-	if err := lim.validate(); err != nil {
+	if err := lim.Validate(); err != nil {
 		return nil, err
 	}
 	akp, err := nkeys.CreatePairWithRand(nkeys.PrefixByteAccount, r)
@@ -183,7 +183,7 @@ func (a *Account) PublicKey() string { return publicKey(a.Key) }
 
 // SetLimits writes lim into a.Claims; call [Operator.Reissue] afterwards.
 func (a *Account) SetLimits(lim Limits) error {
-	if err := lim.validate(); err != nil {
+	if err := lim.Validate(); err != nil {
 		return err
 	}
 	lim.apply(a.Claims)

@@ -408,3 +408,24 @@ func (s *Service) Creds() ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ReissueService is [Account.RotateService] with a changed spec: the returned
+// service has new keys and a user JWT and card computed from spec (validated
+// first), the old curve key stays usable until now+grace and the old user key
+// is revoked in a.Claims, so the permissions of the old user JWT stop working
+// once the account is pushed. The name cannot change.
+func (a *Account) ReissueService(s *Service, spec ServiceSpec, grace time.Duration) (*Service, error) {
+	if s == nil {
+		return nil, fmt.Errorf("%w: nil service", ErrInvalidOption)
+	}
+	if spec.Name != s.Spec.Name {
+		return nil, fmt.Errorf("%w: a service cannot be renamed (%q to %q)", ErrInvalidOption, s.Spec.Name, spec.Name)
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	spec.Publish, spec.Subscribe = dedup(spec.Publish), dedup(spec.Subscribe)
+	edited := *s
+	edited.Spec = spec
+	return a.RotateService(&edited, grace)
+}

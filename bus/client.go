@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -41,7 +42,8 @@ type Client struct {
 	userKey  string
 	limiter  *rate.Limiter
 	counters *clientseam.Counters
-	ctx      context.Context // cancelled by Close
+	denied   clientseam.Violations // the server's permission errors, for consumers' lookups
+	ctx      context.Context       // cancelled by Close
 	cancel   context.CancelFunc
 
 	slots   chan struct{}  // one per in-flight publish (WithMaxPending)
@@ -358,6 +360,9 @@ func (c *Client) natsOptions(creds accounts.Creds, tlsCfg *tls.Config) []nats.Op
 				subj = sub.Subject
 			}
 			log.Warn("sealbus: asynchronous error", "subject", subj, "error", err)
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				c.denied.Report(err)
+			}
 		}),
 	}
 }
@@ -428,7 +433,7 @@ func init() {
 		if !ok || c == nil {
 			return nil
 		}
-		return &clientseam.Link{Conn: c.nc, JS: c.js, Counters: c.counters}
+		return &clientseam.Link{Conn: c.nc, JS: c.js, Counters: c.counters, Violations: &c.denied}
 	})
 }
 

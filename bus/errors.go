@@ -49,6 +49,10 @@ var (
 	// been stored (its ack lost), in which case receivers handle it. The caller may publish
 	// the payload again: that seals a new envelope under a new message id.
 	ErrPublishExpired = errors.New("bus: publish expired before it was acknowledged")
+	// ErrNoStream reports a publish that no stream answered, again and again within about a
+	// second: no stream stores the subject (or every server holding it is down). The envelope
+	// was not stored.
+	ErrNoStream = errors.New("bus: no stream stores this subject")
 )
 
 // PublishError wraps the failure of one publish with the message id it was sealed under

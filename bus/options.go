@@ -1,10 +1,12 @@
 package bus
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,7 +77,7 @@ type config struct {
 
 func newConfig(opts []Option) (*config, error) {
 	c := &config{
-		logger:     slog.New(slog.DiscardHandler),
+		logger:     slog.New(defaultLogHandler{}),
 		name:       DefaultName,
 		maxPending: DefaultMaxPending,
 		batchSize:  DefaultBatchSize,
@@ -249,7 +251,9 @@ func WithTrustedOperator(pubs ...string) Option {
 }
 
 // WithLogger sets the logger for connection events, directory changes and rejections. The
-// default discards everything. Payloads and secrets are never logged.
+// default sends warnings and errors (retries, disconnections, rejected envelopes) to
+// slog.Default() as it is when each record is logged, and drops the rest; pass
+// slog.New(slog.DiscardHandler) to silence the client. Payloads and secrets are never logged.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {
@@ -376,4 +380,47 @@ func WithPingInterval(interval time.Duration, maxOutstanding int) Option {
 		c.pingEvery, c.maxPings = interval, maxOutstanding
 		return nil
 	}
+}
+
+// defaultLogHandler passes records of level Warn and above to slog.Default()'s handler, looked
+// up at each record, so a program that sets its default logger after Connect still gets them.
+// WithAttrs and WithGroup are recorded and replayed in order on that handler.
+type defaultLogHandler struct {
+	ops []logOp
+}
+
+type logOp struct {
+	attrs []slog.Attr
+	group string
+}
+
+func (h defaultLogHandler) target() slog.Handler {
+	t := slog.Default().Handler()
+	for _, op := range h.ops {
+		if op.group != "" {
+			t = t.WithGroup(op.group)
+		} else {
+			t = t.WithAttrs(op.attrs)
+		}
+	}
+	return t
+}
+
+func (h defaultLogHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && slog.Default().Handler().Enabled(ctx, l)
+}
+
+func (h defaultLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	return h.target().Handle(ctx, r)
+}
+
+func (h defaultLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return defaultLogHandler{ops: append(slices.Clone(h.ops), logOp{attrs: as})}
+}
+
+func (h defaultLogHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	return defaultLogHandler{ops: append(slices.Clone(h.ops), logOp{group: name})}
 }

@@ -103,10 +103,10 @@ func (p *pubAcks) send(f *future, now time.Time) error {
 	p.mu.Lock()
 	p.next++
 	tok := p.next
-	f.token, f.gen, f.sentAt, f.attempt, f.aerr = tok, p.gen.Load(), now, attemptPending, nil
+	f.token, f.gen, f.sentAt, f.attempt, f.aerr, f.probes = tok, p.gen.Load(), now, attemptPending, nil, 0
+	f.nmsg.Reply = p.prefix + strconv.FormatUint(tok, 36)
 	p.wait[tok] = f
 	p.mu.Unlock()
-	f.nmsg.Reply = p.prefix + strconv.FormatUint(tok, 36)
 	if err := p.nc.PublishMsg(&f.nmsg); err != nil {
 		p.forget(f)
 		return err
@@ -140,7 +140,12 @@ func (p *pubAcks) answer(m *nats.Msg) {
 	var ack PubAck
 	var aerr error
 	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-		aerr = jetstream.ErrNoStreamResponse // no stream (leader) answered: an election, or no stream
+		// No stream (leader) answered: an election, or no stream. Probe again a little
+		// later, as jetstream does, before the attempt counts as failed.
+		if p.probeAgain(tok) {
+			return
+		}
+		aerr = jetstream.ErrNoStreamResponse
 	} else {
 		ack, aerr = parsePubAck(m.Data, p.stream)
 		p.stream = ack.Stream // answers come on one goroutine
@@ -158,6 +163,45 @@ func (p *pubAcks) answer(m *nats.Msg) {
 	if f != nil {
 		p.poke()
 	}
+}
+
+// Probes of one attempt that no stream answered, as jetstream's async publish makes them:
+// noResponderProbes more, noResponderWait apart.
+const (
+	noResponderProbes = 2
+	noResponderWait   = 250 * time.Millisecond
+)
+
+// probeAgain schedules another send of the attempt tok after a no-responders answer and
+// reports true, or false when its probes are used up (or it is no longer current). Only this
+// path arms a timer.
+func (p *pubAcks) probeAgain(tok uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.wait[tok]
+	if f == nil || f.probes >= noResponderProbes {
+		return false
+	}
+	f.probes++
+	time.AfterFunc(noResponderWait, func() {
+		p.mu.Lock()
+		if p.wait[tok] != f || f.token != tok {
+			p.mu.Unlock()
+			return // answered, timed out or resent meanwhile
+		}
+		msg := f.nmsg // a copy: the acker may resend f after this attempt times out
+		p.mu.Unlock()
+		if err := p.nc.PublishMsg(&msg); err != nil {
+			p.mu.Lock()
+			if p.wait[tok] == f && f.token == tok {
+				delete(p.wait, tok)
+				f.attempt, f.aerr = attemptAnswered, err
+			}
+			p.mu.Unlock()
+			p.poke()
+		}
+	})
+	return true
 }
 
 // parsePubAck reads JetStream's publish acknowledgement. The usual answer,

@@ -103,6 +103,7 @@ type future struct {
 	nmsg   nats.Msg
 	sends  int       // times sent
 	tries  int       // failed attempts that count against publishAttempts
+	absent int       // attempts no stream answered (no responders), against noStreamAttempts
 	round  uint64    // backoff round it was last sent in
 	sealed time.Time // clock reading just before sealing: the envelope was created at or after it
 
@@ -113,6 +114,7 @@ type future struct {
 	sentAt  time.Time
 	attempt int
 	aerr    error
+	probes  int // sends of this attempt repeated after a no-responders answer
 
 	ack PubAck
 	err error
@@ -402,6 +404,11 @@ func (c *Client) acker() {
 // they are bounded by the envelope's age (ErrPublishExpired).
 const publishAttempts = 8
 
+// noStreamAttempts bounds the attempts of one publish that no stream answered at all (no
+// responders). nats.go already repeats each attempt twice, 250ms apart, on no responders, so
+// two attempts probe six times over about a second before ErrNoStream.
+const noStreamAttempts = 2
+
 // Backoff after a round of attempts the server refused or left unanswered while connected:
 // it starts at retryBackoffMin and doubles up to retryBackoffMax; an ack resets it.
 const (
@@ -452,6 +459,14 @@ func (a *ackState) next() {
 	if !retryable(err) || c.nc.IsClosed() {
 		a.fail(in, err)
 		return
+	}
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		// Nobody holds the subject: a missing stream, not a slow one. A leader election
+		// answers within the backoff of a few rounds; a missing stream never does.
+		if in.absent++; in.absent >= noStreamAttempts {
+			a.fail(in, fmt.Errorf("%w: %s (%w)", ErrNoStream, in.subject, err))
+			return
+		}
 	}
 	if !disconnected(err) {
 		if in.tries++; in.tries >= publishAttempts {

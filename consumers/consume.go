@@ -97,7 +97,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 		lctx, cancel = context.WithTimeout(ctx, consumeTimeout)
 	}
 	link := clientseam.Of(c)
-	cons, err := link.JS.Consumer(lctx, stream, durable)
+	cons, err := lookupConsumer(lctx, link, stream, durable)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s on %s: %w", ErrNoConsumer, durable, stream, err)
@@ -295,12 +295,16 @@ func (cs *Consumption) Stop() {
 	cs.hcancel() // Stop during a Drain: handlers (and dead-letter retries) are asked to end now
 }
 
-// Drain stops pulling and handles every message already pulled before ending. It returns at
-// once; Done is closed when everything has settled.
-func (cs *Consumption) Drain() {
+// Drain stops pulling, handles every message already pulled and waits until everything has
+// settled (Done is closed), like bus.Client.Drain. It returns why the consumption ended on its
+// own if it did (Err), else nil. Do not call it from a handler (it would wait for itself);
+// use Stop or cancel Consume's context there.
+func (cs *Consumption) Drain() error {
 	if cs.mode.CompareAndSwap(running, draining) {
 		cs.it.Drain()
 	}
+	<-cs.done
+	return cs.Err()
 }
 
 // Done is closed when the consumption has ended and its acknowledgements are flushed.

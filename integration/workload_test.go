@@ -217,7 +217,7 @@ func (w *workload) waitSettled(t *testing.T, ctx context.Context, cons jetstream
 	if err != nil {
 		t.Errorf("not settled after %v: %v", timeout, err)
 	}
-	cs.Drain()
+	go cs.Drain() // waits for Done; bounded below
 	select {
 	case <-cs.Done():
 	case <-time.After(30 * time.Second):

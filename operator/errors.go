@@ -17,6 +17,13 @@ var (
 	ErrNotFound = errors.New("operator: not found")
 	// ErrPushRejected reports a server that refused an account JWT; see [PushError].
 	ErrPushRejected = errors.New("operator: account JWT rejected by the server")
+	// ErrInUse refuses to remove an account or stream others still use; see [InUseError].
+	ErrInUse = errors.New("operator: in use")
+	// ErrDevRunning reports a `sealbus dev` already running for the home; see [DevRunningError].
+	ErrDevRunning = errors.New("operator: a dev server is already running for this home")
+	// ErrNoDevServer reports a home with no running dev server (none started, or it stopped
+	// without tidying up).
+	ErrNoDevServer = errors.New("operator: no dev server running for this home")
 )
 
 // PushError is the server's refusal of an account JWT pushed with [PushAccount]. It matches

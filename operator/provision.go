@@ -27,6 +27,9 @@ type Provisioner struct {
 	Target   Target
 	// Replicas of the sealbus streams and directory created by SetupAccount (default 1).
 	Replicas int
+	// Auditor records admin actions (see [AdminAuditor]); nil writes them unsigned into the
+	// account's audit stream.
+	Auditor AdminAuditor
 
 	mu  sync.Mutex // serializes load-modify-save of accounts
 	cmu sync.Mutex
@@ -152,35 +155,11 @@ func (p *Provisioner) RevokeService(account, name string, at time.Time) (*accoun
 func (p *Provisioner) RotateService(account, name string, grace time.Duration) (*accounts.Service, *accounts.Account, string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	acct, err := p.Keystore.LoadAccount(account)
-	if err != nil {
-		return nil, nil, "", err
-	}
 	old, err := p.Keystore.LoadService(account, name)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	svc, err := acct.RotateService(old, grace)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	if err := p.Operator.Reissue(acct); err != nil {
-		return nil, nil, "", err
-	}
-	if err := WriteCredsFile(p.PreviousCredsPath(account, name), old); err != nil {
-		return nil, nil, "", err
-	}
-	if err := p.Keystore.SaveService(account, svc); err != nil {
-		return nil, nil, "", err
-	}
-	if err := p.Keystore.SaveAccount(acct); err != nil {
-		return nil, nil, "", err
-	}
-	path, err := p.WriteCreds(account, svc)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	return svc, acct, path, nil
+	return p.reissueService(account, old, old.Spec, grace)
 }
 
 // System returns a system account connection to the target, opened on first use and kept
@@ -269,9 +248,10 @@ func (p *Provisioner) pushAndConnect(ctx context.Context, acct *accounts.Account
 
 // ConsumerResult says what [Provisioner.PublishService] did with one declared consumer.
 type ConsumerResult struct {
-	Stream, Durable string
-	Filter          []string
-	Status          string // "created", "exists" or "skipped: <reason>"
+	Stream  string   `json:"stream"`
+	Durable string   `json:"durable"`
+	Filter  []string `json:"filter,omitempty"`
+	Status  string   `json:"status"` // "created", "exists", "deleted", "skipped: <reason>" or "error: <reason>"
 }
 
 // PublishService publishes the service's card into the directory and creates each declared
@@ -306,6 +286,9 @@ func ensureConsumers(ctx context.Context, nc *nats.Conn, svc *accounts.Service, 
 			res.Status = "skipped: stream not found"
 			out = append(out, res)
 			continue
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return out, streamNotFound(ctx, nc, ref.Stream, err)
 		}
 		if err != nil {
 			return out, err
@@ -342,11 +325,27 @@ type SyncResult struct {
 	PublicKey string           `json:"public_key"`
 	Cards     []string         `json:"cards"`
 	Consumers []ConsumerResult `json:"consumers"`
+	// Problems are the entries Sync could not apply; it went on with the others.
+	Problems []SyncProblem `json:"problems,omitempty"`
 }
+
+// SyncProblem is one entry of an account that [Provisioner.Sync] could not apply.
+type SyncProblem struct {
+	Service string `json:"service,omitempty"` // "" for the account itself
+	Error   string `json:"error"`
+	err     error
+}
+
+// Err returns the problem as an error.
+func (p SyncProblem) Err() error { return p.err }
 
 // Sync brings the server in line with the keystore for one account: pushes the account JWT,
 // runs SetupAccount (which also puts the account JWT into the directory), publishes every
 // service's card and creates missing durables (skipping those whose stream does not exist).
+// One bad entry never stops the rest: a service that cannot be loaded, whose card cannot be
+// published or whose durable cannot be made is reported in Problems (and its durable's Status
+// says why) and Sync goes on. It returns an error only when the account itself could not be
+// pushed or set up.
 func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, error) {
 	acct, err := p.Keystore.LoadAccount(account)
 	if err != nil {
@@ -365,19 +364,30 @@ func (p *Provisioner) Sync(ctx context.Context, account string) (*SyncResult, er
 		return nil, err
 	}
 	defer nc.Close()
+	problem := func(service string, err error) {
+		res.Problems = append(res.Problems, SyncProblem{Service: service, Error: err.Error(), err: err})
+	}
 	for _, name := range names {
 		svc, err := p.Keystore.LoadService(account, name)
 		if err != nil {
-			return res, err
+			problem(name, err)
+			continue
 		}
 		if err := PublishCard(ctx, nc, name, svc.Card); err != nil {
-			return res, err
+			problem(name, err)
+			continue
 		}
 		res.Cards = append(res.Cards, name)
-		cr, err := ensureConsumers(ctx, nc, svc, nil, true)
-		res.Consumers = append(res.Consumers, cr...)
-		if err != nil {
-			return res, err
+		// Durables one at a time, so that one that cannot be made does not stop the others.
+		for _, ref := range svc.Spec.Consumers {
+			one := *svc
+			one.Spec.Consumers = []accounts.ConsumerRef{ref}
+			cr, err := ensureConsumers(ctx, nc, &one, nil, true)
+			if err != nil {
+				problem(name, err)
+				cr = append(cr, ConsumerResult{Stream: ref.Stream, Durable: ref.Durable, Status: "error: " + err.Error()})
+			}
+			res.Consumers = append(res.Consumers, cr...)
 		}
 	}
 	return res, nil

@@ -124,6 +124,8 @@ so use --runs for medians.`,
 	f.BoolVar(&noProgress, "no-progress", false, "no progress bar on stderr")
 	f.BoolVar(&a.verbose, "verbose", false, "log the SDK at debug level on stderr")
 	a.serverFlags(cmd)
+	// Unlike other commands, bench starts its own server unless --server is given.
+	f.Lookup("server").Usage = "benchmark this running server (URL) with this home's keystore instead of an embedded one; needs --account"
 	return cmd
 }
 

@@ -17,8 +17,9 @@ func (a *app) initCmd() *cobra.Command {
 		Use:   "init",
 		Short: "Create the keystore and the operator (with its system account)",
 		Long: `init creates the keystore at --home and a new operator: the root of trust that signs
-every account. Private keys are encrypted with a passphrase (SEALBUS_PASSPHRASE, or typed)
-unless --unencrypted is given, which is for local development only.`,
+every account. Private keys are encrypted with a passphrase (SEALBUS_PASSPHRASE, or typed twice
+without echo) of at least ` + fmt.Sprint(accounts.MinPassphraseLength) + ` characters, unless --unencrypted is given, which is for
+local development only. ` + "`sealbus passphrase change`" + ` changes it later.`,
 		Example: `  SEALBUS_PASSPHRASE=... sealbus init --name acme
   sealbus --home ./dev-home init --unencrypted`,
 		Args: exact(0),
@@ -39,6 +40,12 @@ unless --unencrypted is given, which is for local development only.`,
 				pass, perr := a.passphrase(!exists)
 				if perr != nil {
 					return perr
+				}
+				if !exists {
+					if err := accounts.CheckPassphrase(pass); err != nil {
+						wipe(pass)
+						return err
+					}
 				}
 				ks, err = accounts.OpenKeystore(a.home, pass)
 				wipe(pass)

@@ -47,7 +47,7 @@ func TestSDKCommands(t *testing.T) {
 
 	var acks []map[string]any
 	okJSON(t, home, &acks, "pub", "--as", "shop/checkout", "orders.created", "hello billing", "--content-type", "text/plain")
-	if len(acks) != 1 || acks[0]["Stream"] != "ORDERS" {
+	if len(acks) != 1 || acks[0]["stream"] != "ORDERS" {
 		t.Fatalf("pub --json: %v", acks)
 	}
 	wantCode(t, sb(t, home, "pub", "--as", "shop/checkout", "orders.cancelled", "x"), exitRefused, "not allowed")
@@ -100,7 +100,7 @@ func TestSDKCommands(t *testing.T) {
 
 	// Streams and consumers are the operator's: a service's consumer is usable by the CLI's
 	// sub only through its own identity.
-	wantCode(t, sb(t, home, "sub", "--as", "shop/checkout", "ORDERS", "billing", "--timeout", "5s"), exitNotFound, "")
+	wantCode(t, sb(t, home, "sub", "--as", "shop/checkout", "ORDERS", "billing", "--timeout", "5s"), exitRefused, "may use no durable")
 }
 
 func TestDemoCommand(t *testing.T) {

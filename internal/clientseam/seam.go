@@ -17,6 +17,8 @@ type Link struct {
 	Conn     *nats.Conn
 	JS       jetstream.JetStream
 	Counters *Counters
+	// Violations reports the server's permission errors on Conn.
+	Violations *Violations
 }
 
 var resolve func(client any) *Link
