@@ -50,7 +50,7 @@ func TestBenchJSONSchema(t *testing.T) {
 	if want(layout, "layout", "server", "string") != "process" {
 		t.Fatalf("layout: %v", layout)
 	}
-	for _, k := range []string{"server_pid", "num_cpu"} {
+	for _, k := range []string{"server_pid", "num_cpu", "gomaxprocs"} {
 		want(layout, "layout", k, "number")
 	}
 	for _, k := range []string{"url", "go_version", "stream", "raw_stream"} {

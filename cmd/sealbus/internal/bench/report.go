@@ -51,6 +51,7 @@ type Layout struct {
 	ClientCPUs  string     `json:"client_cpus,omitempty"`
 	URL         string     `json:"url"`
 	NumCPU      int        `json:"num_cpu"`
+	GOMAXPROCS  int        `json:"gomaxprocs"` // of the bench process, after pinning
 	GoVersion   string     `json:"go_version"`
 	LoadBefore  [3]float64 `json:"load_average_before"`
 	LoadAfter   [3]float64 `json:"load_average_after"`
@@ -152,8 +153,8 @@ func (r *Report) Print(w io.Writer) error {
 	if l.ServerPID != 0 {
 		fmt.Fprintf(w, " (pid %d)", l.ServerPID)
 	}
-	fmt.Fprintf(w, ", cpus %s; clients: cpus %s; %d CPUs; load average %.2f before, %.2f after\n",
-		orAll(l.ServerCPUs, l.Server), orAll(l.ClientCPUs, "client"), l.NumCPU, l.LoadBefore[0], l.LoadAfter[0])
+	fmt.Fprintf(w, ", cpus %s; clients: cpus %s, GOMAXPROCS %d; %d CPUs; load average %.2f before, %.2f after\n",
+		orAll(l.ServerCPUs, l.Server), orAll(l.ClientCPUs, "client"), l.GOMAXPROCS, l.NumCPU, l.LoadBefore[0], l.LoadAfter[0])
 	if !c.Raw {
 		fmt.Fprintln(w, "raw nats.go: not run (add --raw to measure raw JetStream on the same server and the ratio)")
 	}

@@ -81,7 +81,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer e.close()
 	rep.Layout = Layout{
 		Server: e.layout.Server, ServerPID: e.layout.ServerPID, ServerCPUs: e.layout.ServerCPUs, ClientCPUs: e.layout.ClientCPUs,
-		URL: e.url, NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), LoadBefore: rep.Layout.LoadBefore,
+		URL: e.url, NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), LoadBefore: rep.Layout.LoadBefore,
 		Stream: e.layout.Stream, RawStream: e.layout.RawStream, StreamStore: e.layout.StreamStore,
 	}
 	switch {

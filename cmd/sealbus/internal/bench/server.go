@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -111,6 +112,11 @@ func startEnv(ctx context.Context, cfg *Config) (_ *env, err error) {
 	if cfg.ClientCPUs != "" {
 		if err := pin(cfg.ClientCPUs, os.Getpid()); err != nil {
 			return nil, err
+		}
+		// The Go runtime sized GOMAXPROCS for the CPUs it saw at start; with fewer, its extra
+		// Ps would contend for them (a pinned server process starts pinned and sees its own).
+		if n := affinityCPUs(); n > 0 && os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(n)
 		}
 	}
 	return e, nil
