@@ -40,7 +40,7 @@ func TestBenchJSONSchema(t *testing.T) {
 		t.Fatalf("schema or mode: %v %v", doc["schema"], doc["mode"])
 	}
 	cfg := want(doc, "", "config", "object").(map[string]any)
-	for _, k := range []string{"size", "msgs", "publishers", "consumers", "workers", "in_flight", "recipients", "cards", "runs", "warmup"} {
+	for _, k := range []string{"size", "msgs", "publishers", "consumers", "workers", "in_flight", "max_pending", "recipients", "cards", "runs", "warmup"} {
 		want(cfg, "config", k, "number")
 	}
 	if cfg["msgs"] != 200.0 || cfg["recipients"] != 2.0 || cfg["cards"] != 5.0 || cfg["raw"] != true {

@@ -109,6 +109,7 @@ so use --runs for medians.`,
 	f.IntVar(&cfg.Consumers, "consumers", 1, "consuming clients (one durable)")
 	f.IntVar(&cfg.Workers, "workers", bench.DefaultWorkers, "handler workers per sealbus consumer")
 	f.IntVar(&cfg.InFlight, "in-flight", bench.DefaultInFlight, "messages pulled and not yet acknowledged, per consumer")
+	f.IntVar(&cfg.MaxPending, "max-pending", 0, "publishes in flight per publisher, both sides (default min(4096, 32 MiB / size))")
 	f.IntVar(&cfg.Recipients, "recipients", 1, "cards that may read the subject: every envelope is sealed to each")
 	f.IntVar(&cfg.Cards, "cards", 0, "cards in the directory in total (default: the bench's own)")
 	f.IntVar(&cfg.Rate, "rate", bench.DefaultRate, "messages per second in latency mode")

@@ -80,6 +80,7 @@ type Config struct {
 	Consumers  int // consuming clients, all on one durable
 	Workers    int // handler goroutines per consuming client
 	InFlight   int // messages pulled and not yet acknowledged, per consuming client
+	MaxPending int // publishes sent and not yet acknowledged, per publisher (both sides)
 	Recipients int // cards that may read the subject (the audience of each envelope)
 	Cards      int // cards in the directory in total (0: only the bench's own)
 	Rate       int // messages per second in latency mode
@@ -139,6 +140,9 @@ func (c *Config) fill() error {
 	def(&c.InFlight, DefaultInFlight)
 	def(&c.Recipients, 1)
 	def(&c.Rate, DefaultRate)
+	// Bound the bytes in flight too, or large payloads overrun the server's queues (HTTP-like
+	// 429 answers) on the raw side, which has no retry for them.
+	def(&c.MaxPending, min(4096, max(64, (32<<20)/max(c.Size, 1))))
 	def(&c.Runs, 1)
 	if c.Warmup == 0 {
 		c.Warmup = min(1000, c.Msgs)
@@ -158,6 +162,8 @@ func (c *Config) fill() error {
 		return fmt.Errorf("%w: recipients %d (1 to 256)", ErrInvalidConfig, c.Recipients)
 	case c.Cards < 0 || c.Cards > 10000:
 		return fmt.Errorf("%w: cards %d (0 to 10000)", ErrInvalidConfig, c.Cards)
+	case c.MaxPending < 1 || c.MaxPending > 1<<16:
+		return fmt.Errorf("%w: max pending %d (1 to 65536)", ErrInvalidConfig, c.MaxPending)
 	case c.Rate < 1 || c.Rate > 100000:
 		return fmt.Errorf("%w: rate %d", ErrInvalidConfig, c.Rate)
 	case c.Runs < 1 || c.Runs > 50:

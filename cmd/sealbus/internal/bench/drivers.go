@@ -29,7 +29,7 @@ func newSealbusDriver(ctx context.Context, e *env, cfg *Config) (_ *sealbusDrive
 	}()
 	opts := []bus.Option{bus.WithLogger(cfg.Log)}
 	for range cfg.Publishers {
-		c, err := e.connect(ctx, pubService, opts...)
+		c, err := e.connect(ctx, pubService, append(opts, bus.WithMaxPending(cfg.MaxPending))...)
 		if err != nil {
 			return nil, fmt.Errorf("bench: connecting %s: %w", pubService, err)
 		}
@@ -123,8 +123,8 @@ func newRawDriver(ctx context.Context, e *env, cfg *Config) (_ *rawDriver, err e
 			return nil, err
 		}
 		d.conns = append(d.conns, nc)
-		// The same bound on pending publishes as the SDK's default.
-		return jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(bus.DefaultMaxPending), jetstream.WithPublishAsyncTimeout(bus.DefaultTimeout))
+		// The same bound on pending publishes as the SDK's.
+		return jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(cfg.MaxPending), jetstream.WithPublishAsyncTimeout(bus.DefaultTimeout))
 	}
 	for range cfg.Publishers {
 		js, err := open()

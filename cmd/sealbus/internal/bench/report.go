@@ -35,6 +35,7 @@ type ReportConfig struct {
 	Consumers  int  `json:"consumers"`
 	Workers    int  `json:"workers"`
 	InFlight   int  `json:"in_flight"`
+	MaxPending int  `json:"max_pending"`
 	Recipients int  `json:"recipients"`
 	Cards      int  `json:"cards"`
 	Rate       int  `json:"rate,omitempty"`

@@ -62,7 +62,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Schema: Schema, Mode: cfg.Mode, Measures: measures(cfg.Mode), Notes: []string{},
 		Config: ReportConfig{
 			Size: cfg.Size, Msgs: cfg.Msgs, Publishers: cfg.Publishers, Consumers: cfg.Consumers, Workers: cfg.Workers,
-			InFlight: cfg.InFlight, Recipients: cfg.Recipients, Cards: max(cfg.Cards, cfg.minCards()), Runs: cfg.Runs, Warmup: cfg.Warmup, Raw: cfg.Raw,
+			InFlight: cfg.InFlight, MaxPending: cfg.MaxPending, Recipients: cfg.Recipients, Cards: max(cfg.Cards, cfg.minCards()), Runs: cfg.Runs, Warmup: cfg.Warmup, Raw: cfg.Raw,
 		},
 	}
 	if cfg.Mode == ModeLatency {
