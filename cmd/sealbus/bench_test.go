@@ -155,3 +155,36 @@ func jsonKind(v any) string {
 	}
 	return fmt.Sprintf("%T", v)
 }
+
+// TestBenchRunningServer runs `sealbus bench --server URL --account` against a running dev
+// server with the home's keystore, twice: the second run reuses the bench's services and
+// streams. The account's own streams are left alone.
+func TestBenchRunningServer(t *testing.T) {
+	cleanEnv(t)
+	home := t.TempDir()
+	ok(t, home, "init", "--unencrypted")
+	ok(t, home, "account", "add", "shop")
+	di := startDev(t, home)
+	for i := range 2 {
+		var rep struct {
+			Layout struct {
+				Server string `json:"server"`
+			} `json:"layout"`
+			Sealbus struct {
+				Msgs      int      `json:"msgs"`
+				ServerCPU *float64 `json:"server_cpu_us_per_msg"`
+			} `json:"sealbus"`
+			Ratio *struct{} `json:"ratio"`
+		}
+		okJSON(t, home, &rep, "bench", "pubsub", "--raw", "--server", di.URL, "--ca", di.CAFile, "--account", "shop", "--msgs", "100", "--warmup", "10")
+		if rep.Layout.Server != "remote" || rep.Sealbus.Msgs != 100 || rep.Ratio == nil {
+			t.Fatalf("run %d: %+v", i, rep)
+		}
+		if rep.Sealbus.ServerCPU != nil {
+			t.Fatalf("run %d: server CPU reported for a server the bench did not start", i)
+		}
+	}
+	if r := sb(t, home, "bench", "pub", "--server", di.URL, "--ca", di.CAFile); r.code != exitUsage {
+		t.Fatalf("--server without --account: exit %d, %s", r.code, r.stderr)
+	}
+}
