@@ -8,7 +8,7 @@ GIT_VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo
 GIT_REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
 STAMP        := -X main.buildVersion=$(GIT_VERSION) -X main.buildRevision=$(GIT_REVISION)
 
-.PHONY: help demo build test test-unit test-integration test-external bench fuzz lint image images
+.PHONY: help demo build test test-unit test-integration test-external bench bench-go fuzz lint image images
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -40,7 +40,11 @@ test-integration: ## container tests (testcontainers-go); skip without Docker un
 test-external: ## a module outside sealbus's (examples/automation) provisions, publishes and consumes with the public API only
 	cd examples/automation && $(GO) run . && $(GO) test -count=1 ./...
 
-bench: ## benchmarks of the envelope and the SDK
+bench: build ## a short `sealbus bench` (pubsub and latency, sealbus beside raw nats.go); docs/PERFORMANCE.md has the full commands
+	$(BIN)/sealbus bench pubsub --raw --msgs 10000 --runs 3
+	$(BIN)/sealbus bench latency --raw --msgs 2000 --rate 500
+
+bench-go: ## Go benchmarks of the envelope, accounts and the SDK
 	$(GO) test -run '^$$' -bench . -benchmem ./envelope/ ./accounts/ ./bus/... ./consumers/
 
 fuzz: ## run every fuzz target for FUZZTIME each

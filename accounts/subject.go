@@ -28,20 +28,22 @@ func SubjectMatches(pattern, subject string) bool {
 	if !validSubject(subject, false) || !validSubject(pattern, true) {
 		return false
 	}
-	pt := strings.Split(pattern, ".")
-	st := strings.Split(subject, ".")
-	for i, p := range pt {
+	// Walk both token by token without splitting: this runs for every envelope published and
+	// received.
+	for {
+		p, prest, pmore := strings.Cut(pattern, ".")
 		if p == ">" {
-			return len(st) > i
+			return true // subject has at least one token left here (it is valid, not empty)
 		}
-		if i >= len(st) {
+		tok, srest, smore := strings.Cut(subject, ".")
+		if p != "*" && p != tok {
 			return false
 		}
-		if p != "*" && p != st[i] {
-			return false
+		if !pmore || !smore {
+			return pmore == smore
 		}
+		pattern, subject = prest, srest
 	}
-	return len(pt) == len(st)
 }
 
 // SubjectSubset reports whether every subject matched by pattern a is matched by pattern b.

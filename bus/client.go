@@ -31,6 +31,7 @@ type Client struct {
 	log      *slog.Logger
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	pa       *pubAcks // sends envelopes and collects their acks
 	dir      *Directory
 	id       *envelope.Identity
 	prevIDs  []*envelope.Identity
@@ -48,8 +49,8 @@ type Client struct {
 	slots   chan struct{}  // one per in-flight publish (WithMaxPending)
 	sendMu  sync.RWMutex   // guards closing of queue
 	closing bool           // no new publishes
-	queue   chan *pending  // to the batcher
-	ackQ    chan *inflight // to the acker
+	queue   chan *future   // to the batcher
+	ackQ    chan *future   // to the acker
 	pipes   sync.WaitGroup // batcher and acker
 	audits  chan Event     // to the audit writer
 	auditWG sync.WaitGroup
@@ -122,8 +123,8 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 		userKey:  uc.Subject,
 		counters: new(clientseam.Counters),
 		slots:    make(chan struct{}, cfg.maxPending),
-		queue:    make(chan *pending, cfg.maxPending),
-		ackQ:     make(chan *inflight, cfg.maxPending),
+		queue:    make(chan *future, cfg.maxPending),
+		ackQ:     make(chan *future, cfg.maxPending),
 		audits:   make(chan Event, 1024),
 	}
 	if c.name == "" {
@@ -160,6 +161,10 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 	if err != nil {
 		c.abort()
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	if c.pa, err = newPubAcks(c.nc); err != nil {
+		c.abort()
+		return nil, fmt.Errorf("bus: publish acks: %w", err)
 	}
 
 	trust := accounts.Trust{Operators: cfg.operators, Now: cfg.now}
@@ -672,6 +677,9 @@ func (c *Client) stopIntake() {
 
 func (c *Client) finish() {
 	c.stopOverflow()
+	if c.pa != nil {
+		c.pa.close()
+	}
 	c.wipe()
 }
 
@@ -700,6 +708,9 @@ func (c *Client) abort() {
 	c.sendMu.Unlock()
 	if c.nc != nil {
 		c.nc.Close()
+	}
+	if c.pa != nil {
+		c.pa.close()
 	}
 	c.auditWG.Wait()
 	c.wipe()

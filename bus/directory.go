@@ -74,7 +74,7 @@ type Directory struct {
 	own      *cardSet
 	peers    map[string]*cardSet
 	gen      uint64
-	audience map[string][]envelope.Recipient // subject -> recipients, valid for audGen until audUntil
+	audience map[string]*pubEntry // subject -> publish checks, valid for audGen until audUntil
 	audGen   uint64
 	audUntil time.Time
 	changed  chan struct{}
@@ -187,26 +187,30 @@ func (d *Directory) CardByKey(userKey string) (accounts.Card, bool) {
 func (d *Directory) NameOf(userKey string) (string, bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	for _, s := range append([]*cardSet{d.own}, mapsValues(d.peers)...) {
-		if c, ok := s.byKey[userKey]; ok {
-			return c.Name, true
-		}
-		if r, ok := s.retired[userKey]; ok {
-			return r.card.Name, true
-		}
-		if c, ok := s.revoked[userKey]; ok {
-			return c.Name, true
+	// Called for every message received: look in the own account first, without building a
+	// list of the sets.
+	if name, ok := nameIn(d.own, userKey); ok {
+		return name, true
+	}
+	for _, s := range d.peers {
+		if name, ok := nameIn(s, userKey); ok {
+			return name, true
 		}
 	}
 	return "", false
 }
 
-func mapsValues(m map[string]*cardSet) []*cardSet {
-	out := make([]*cardSet, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
+func nameIn(s *cardSet, userKey string) (string, bool) {
+	if c, ok := s.byKey[userKey]; ok {
+		return c.Name, true
 	}
-	return out
+	if r, ok := s.retired[userKey]; ok {
+		return r.card.Name, true
+	}
+	if c, ok := s.revoked[userKey]; ok {
+		return c.Name, true
+	}
+	return "", false
 }
 
 // Cards returns every verified, current card of this account, sorted by service name.
@@ -306,20 +310,61 @@ func (d *Directory) Origin(subject string) (account, origin string) {
 // even when the directory does not change.
 const audienceTTL = 10 * time.Second
 
-// recipients is Audience as envelope recipients, cached per subject until the directory
-// changes (or audienceTTL passes).
-func (d *Directory) recipients(subject string) ([]envelope.Recipient, error) {
+// maxCachedSubjects bounds the subjects whose publish check is cached per directory
+// generation; past it, publishes on further subjects are checked without the cache.
+const maxCachedSubjects = 4096
+
+// pubEntry is the cached outcome of the publish checks on one subject for one publisher:
+// whether its card may publish there, and the audience as envelope recipients.
+type pubEntry struct {
+	userKey string
+	may     bool
+	rs      []envelope.Recipient
+}
+
+// publishable returns what a publish by the service with user key userKey on subject needs:
+// ok is false when the service has no current card (revoked, expired, replaced); may reports
+// whether its card may publish on subject; rs is the audience (Audience) as recipients. The
+// permission and the audience are cached per subject until the directory changes (any
+// verified update) or audienceTTL passes; the card's presence and validity period are checked
+// on every call. The caller must not modify rs.
+func (d *Directory) publishable(userKey, subject string) (rs []envelope.Recipient, may, ok bool) {
 	now := d.now()
 	d.mu.RLock()
+	card, ok := d.own.byKey[userKey]
+	if !ok || !d.validAt(card, now) {
+		d.mu.RUnlock()
+		return nil, false, false
+	}
 	if d.audGen == d.gen && d.audience != nil && now.Before(d.audUntil) {
-		if r, ok := d.audience[subject]; ok {
+		if e, hit := d.audience[subject]; hit && e.userKey == userKey {
 			d.mu.RUnlock()
-			return r, nil
+			return e.rs, e.may, true
 		}
 	}
 	gen := d.gen
+	may = card.MayPublish(subject)
 	d.mu.RUnlock()
 
+	if may {
+		rs = d.audienceRecipients(subject)
+	}
+	d.mu.Lock()
+	if d.gen == gen {
+		if d.audGen != gen || d.audience == nil || !now.Before(d.audUntil) {
+			d.audience, d.audGen, d.audUntil = map[string]*pubEntry{}, gen, now.Add(audienceTTL)
+		}
+		if len(d.audience) < maxCachedSubjects {
+			d.audience[subject] = &pubEntry{userKey: userKey, may: may, rs: rs}
+		}
+	}
+	d.mu.Unlock()
+	return rs, may, true
+}
+
+// audienceRecipients is Audience as envelope recipients; a card whose curve key does not
+// parse is left out and logged.
+func (d *Directory) audienceRecipients(subject string) []envelope.Recipient {
 	cards := d.Audience(subject)
 	rs := make([]envelope.Recipient, 0, len(cards))
 	for _, c := range cards {
@@ -330,17 +375,7 @@ func (d *Directory) recipients(subject string) ([]envelope.Recipient, error) {
 		}
 		rs = append(rs, r)
 	}
-	d.mu.Lock()
-	if d.gen == gen {
-		if d.audGen != gen || d.audience == nil || !now.Before(d.audUntil) {
-			d.audience, d.audGen, d.audUntil = map[string][]envelope.Recipient{}, gen, now.Add(audienceTTL)
-		}
-		if len(d.audience) < 4096 {
-			d.audience[subject] = rs
-		}
-	}
-	d.mu.Unlock()
-	return rs, nil
+	return rs
 }
 
 // CheckSender implements envelope.SenderPolicy: sender must be the user key of a verified,
@@ -405,8 +440,11 @@ func (d *Directory) skew() time.Duration {
 
 // validNow reports whether the card is inside its validity period (with the trust's skew).
 // The caller holds d.mu.
-func (d *Directory) validNow(c *accounts.Card) bool {
-	skew, now := d.skew(), d.now()
+func (d *Directory) validNow(c *accounts.Card) bool { return d.validAt(c, d.now()) }
+
+// validAt is validNow at now. The caller holds d.mu.
+func (d *Directory) validAt(c *accounts.Card, now time.Time) bool {
+	skew := d.skew()
 	return now.Before(c.Expires.Add(skew)) && !c.NotBefore.After(now.Add(skew))
 }
 

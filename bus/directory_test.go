@@ -110,9 +110,8 @@ func TestDirectoryVerifiesAndBuildsAudience(t *testing.T) {
 		if len(got) != len(tc.want) || (len(got) > 0 && got[0] != tc.want[0]) {
 			t.Errorf("Audience(%q) = %v, want %v", tc.subject, got, tc.want)
 		}
-		rs, _ := d.recipients(tc.subject)
-		if len(rs) != len(tc.want) {
-			t.Errorf("recipients(%q) = %d, want %d", tc.subject, len(rs), len(tc.want))
+		if rs := d.audienceRecipients(tc.subject); len(rs) != len(tc.want) {
+			t.Errorf("audienceRecipients(%q) = %d, want %d", tc.subject, len(rs), len(tc.want))
 		}
 	}
 	if r.count() != 0 {

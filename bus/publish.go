@@ -83,40 +83,49 @@ func WithTTL(d time.Duration) PublishOption {
 	}
 }
 
-// pending is a publish waiting to be sealed.
-type pending struct {
+// future is one publish from the call to its outcome: waiting to be sealed (msg, ttl), then
+// sent and waiting for its JetStream ack (nmsg and the retry state, owned by the acker; the attempt, pubAcks),
+// then resolved (ack or err, done closed). One allocation carries it all.
+type future struct {
+	c       *Client
+	subject string
+	done    chan struct{}
+
+	// Until sealed (batcher).
 	msg envelope.Message
 	ttl time.Duration
-	f   *future
-}
 
-// inflight is a sent envelope waiting for its JetStream ack.
-type inflight struct {
-	f      *future
-	msg    *nats.Msg
-	paf    jetstream.PubAckFuture // nil until sent
-	sends  int                    // times sent
-	tries  int                    // failed attempts that count against publishAttempts
-	absent int                    // attempts no stream answered (no responders), against noStreamAttempts
-	round  uint64                 // backoff round it was last sent in
-	sealed time.Time              // clock reading just before sealing: the envelope was created at or after it
-}
+	// Set once when sealed, before hasID is: read by Wait and resolve on any goroutine.
+	idStr string
+	hasID atomic.Bool
 
-type future struct {
-	subject string
-	idp     atomic.Pointer[string] // set when sealed
-	done    chan struct{}
-	ack     *PubAck
-	err     error
-	release func()
+	// Acker state.
+	nmsg   nats.Msg
+	sends  int       // times sent
+	tries  int       // failed attempts that count against publishAttempts
+	absent int       // attempts no stream answered (no responders), against noStreamAttempts
+	round  uint64    // backoff round it was last sent in
+	sealed time.Time // clock reading just before sealing: the envelope was created at or after it
+
+	// The current attempt (pubAcks): token, connection generation and time it was sent with;
+	// attempt and aerr are guarded by pubAcks.mu, and so is ack until the acker resolves.
+	token   uint64
+	gen     uint64
+	sentAt  time.Time
+	attempt int
+	aerr    error
+	probes  int // sends of this attempt repeated after a no-responders answer
+
+	ack PubAck
+	err error
 }
 
 func (f *future) Done() <-chan struct{} { return f.done }
 
 // id returns the envelope's message id, or "" before sealing.
 func (f *future) id() string {
-	if p := f.idp.Load(); p != nil {
-		return *p
+	if f.hasID.Load() {
+		return f.idStr
 	}
 	return ""
 }
@@ -124,19 +133,25 @@ func (f *future) id() string {
 func (f *future) Wait(ctx context.Context) (*PubAck, error) {
 	select {
 	case <-f.done:
-		return f.ack, f.err
+		if f.err != nil {
+			return nil, f.err
+		}
+		return &f.ack, nil
 	case <-ctx.Done():
 		return nil, &PublishError{Subject: f.subject, ID: f.id(), Err: ctx.Err()}
 	}
 }
 
+// resolve settles the future with its ack (nil on error) and frees its pending slot.
 func (f *future) resolve(ack *PubAck, err error) {
 	if err != nil {
-		err = &PublishError{Subject: f.subject, ID: f.id(), Err: err}
+		f.err = &PublishError{Subject: f.subject, ID: f.id(), Err: err}
+	} else {
+		f.ack = *ack
 	}
-	f.ack, f.err = ack, err
+	f.msg, f.nmsg = envelope.Message{}, nats.Msg{} // the payload and envelope are no longer needed
 	close(f.done)
-	f.release()
+	<-f.c.slots
 }
 
 // Publish seals payload to every service that may read subject and waits until JetStream has
@@ -166,9 +181,9 @@ func (c *Client) Publish(ctx context.Context, subject string, payload []byte, op
 // could not be stored while its envelope was young enough to be resent; the caller may
 // publish again (a new envelope under a new id).
 func (c *Client) PublishAsync(subject string, payload []byte, opts ...PublishOption) (PubAckFuture, error) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.timeout)
-	defer cancel()
-	return c.publish(ctx, subject, payload, opts, true)
+	// No context is made unless the publish has to wait (a full pending window, an empty
+	// rate-limit bucket): the client's timeout then bounds the wait.
+	return c.publish(nil, subject, payload, opts, true)
 }
 
 // PublishJSON publishes v encoded as JSON with content type "application/json".
@@ -208,53 +223,75 @@ func (c *Client) publish(ctx context.Context, subject string, payload []byte, op
 	if err != nil {
 		return nil, err
 	}
-	if c.limiter != nil {
-		if err := c.limiter.Wait(ctx); err != nil {
+	// ctx is nil for PublishAsync: waiting, if needed, is bounded by the client's timeout
+	// (waitContext), and nothing is made for a publish that does not wait.
+	if c.limiter != nil && !c.limiter.Allow() {
+		wctx, cancel := c.waitContext(ctx)
+		err := c.limiter.Wait(wctx)
+		cancel()
+		if err != nil {
 			return nil, &PublishError{Subject: subject, Err: err}
 		}
 	}
 	select {
 	case c.slots <- struct{}{}:
-	case <-ctx.Done():
-		if async && c.ctx.Err() == nil {
-			return nil, &PublishError{Subject: subject, Err: ErrMaxPending}
+	default:
+		if err := c.waitSlot(ctx); err != nil {
+			if async && c.ctx.Err() == nil {
+				return nil, &PublishError{Subject: subject, Err: ErrMaxPending}
+			}
+			return nil, &PublishError{Subject: subject, Err: err}
 		}
-		return nil, &PublishError{Subject: subject, Err: ctx.Err()}
 	}
-	f := &future{subject: subject, done: make(chan struct{}), release: func() { <-c.slots }}
-	p := &pending{
+	f := &future{
+		c: c, subject: subject, done: make(chan struct{}),
 		msg: envelope.Message{
 			Header:  envelope.Header{Account: c.account, Subject: subject, ContentType: po.contentType, Expires: po.expires},
 			Payload: payload,
 			To:      to,
 		},
 		ttl: po.ttl,
-		f:   f,
 	}
 	c.sendMu.RLock()
 	defer c.sendMu.RUnlock()
 	if c.closing {
-		f.release()
+		<-c.slots
 		return nil, &PublishError{Subject: subject, Err: ErrClosed}
 	}
-	c.queue <- p // never blocks: the queue holds maxPending and a slot is held
+	c.queue <- f // never blocks: the queue holds maxPending and a slot is held
 	return f, nil
+}
+
+// waitContext returns ctx, or for PublishAsync (nil ctx) the client's context bounded by its
+// timeout.
+func (c *Client) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		return context.WithTimeout(c.ctx, c.cfg.timeout)
+	}
+	return ctx, func() {}
+}
+
+// waitSlot waits for a pending slot (WithMaxPending) until ctx (waitContext) ends.
+func (c *Client) waitSlot(ctx context.Context) error {
+	ctx, cancel := c.waitContext(ctx)
+	defer cancel()
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // checkPublish runs the checks that happen before anything is sent and returns the audience.
 func (c *Client) checkPublish(subject string) ([]envelope.Recipient, error) {
-	card, ok := c.dir.CardByKey(c.userKey)
-	if !ok {
+	to, may, ok := c.dir.publishable(c.userKey, subject)
+	switch {
+	case !ok:
 		return nil, fmt.Errorf("%w: %s may no longer publish", ErrRevoked, c.name)
-	}
-	if !card.MayPublish(subject) {
+	case !may:
 		return nil, fmt.Errorf("%w: %s may not publish on %q", ErrForbidden, c.name, subject)
-	}
-	to, err := c.dir.recipients(subject)
-	if err != nil {
-		return nil, err
-	}
-	if len(to) == 0 {
+	case len(to) == 0:
 		return nil, fmt.Errorf("%w: %q", ErrNoAudience, subject)
 	}
 	return to, nil
@@ -269,46 +306,46 @@ func checkSubject(s string) error {
 }
 
 // sealAndSend seals one batch and sends every envelope (batcher goroutine).
-func (c *Client) sealAndSend(batch []*pending) {
+func (c *Client) sealAndSend(batch []*future) {
 	msgs := make([]envelope.Message, len(batch))
 	now := c.cfg.now()
-	for i, p := range batch {
-		msgs[i] = p.msg
-		if p.ttl > 0 {
-			msgs[i].Header.Expires = now.Add(p.ttl)
+	for i, f := range batch {
+		msgs[i] = f.msg
+		if f.ttl > 0 {
+			msgs[i].Header.Expires = now.Add(f.ttl)
 		}
 	}
 	sealed, err := c.sealer.SealBatch(msgs)
 	if err == nil {
 		c.counters.Batches.Add(1)
-		for i, p := range batch {
-			c.send(p.f, sealed[i], now)
+		for i, f := range batch {
+			c.send(f, sealed[i], now)
 		}
 		return
 	}
 	// One bad message fails the whole batch: seal them one by one so the others go through.
-	for i, p := range batch {
+	for i, f := range batch {
 		s, err := c.sealer.Seal(msgs[i].Header, msgs[i].Payload, msgs[i].To)
 		if err != nil {
 			c.counters.PublishFailed.Add(1)
-			p.f.resolve(nil, err)
+			f.resolve(nil, err)
 			continue
 		}
 		c.counters.Batches.Add(1)
-		c.send(p.f, s, now)
+		c.send(f, s, now)
 	}
 }
 
 func (c *Client) send(f *future, s envelope.Sealed, sealed time.Time) {
-	id := s.ID.String()
-	f.idp.Store(&id)
-	msg := &nats.Msg{Subject: f.subject, Data: s.Data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, id)
-	in := &inflight{f: f, msg: msg, sealed: sealed}
-	paf, err := c.js.PublishMsgAsync(msg)
+	f.idStr = s.ID.String()
+	f.hasID.Store(true)
+	f.msg = envelope.Message{} // sealed: the payload is no longer needed
+	f.nmsg = nats.Msg{Subject: f.subject, Data: s.Data, Header: nats.Header{jetstream.MsgIDHeader: []string{f.idStr}}}
+	f.sealed = sealed
+	err := c.pa.send(f, time.Now())
 	switch {
 	case err == nil:
-		in.paf, in.sends = paf, 1
+		f.sends = 1
 	case disconnected(err):
 		// Not connected (nothing is buffered while reconnecting): the acker sends it once the
 		// connection is back.
@@ -317,7 +354,7 @@ func (c *Client) send(f *future, s envelope.Sealed, sealed time.Time) {
 		f.resolve(nil, err)
 		return
 	}
-	c.ackQ <- in
+	c.ackQ <- f
 }
 
 // acker resolves the futures of sent envelopes and sends again those whose attempt failed or
@@ -334,7 +371,8 @@ func (c *Client) send(f *future, s envelope.Sealed, sealed time.Time) {
 // to resend (ErrPublishExpired), or when the client closes.
 func (c *Client) acker() {
 	defer c.pipes.Done()
-	a := &ackState{c: c}
+	a := &ackState{c: c, timer: time.NewTimer(time.Hour)}
+	a.timer.Stop()
 	open := true
 	for open || a.len() > 0 {
 		if a.len() == 0 {
@@ -382,7 +420,8 @@ const (
 // ackState is the acker's queue and its shared backoff.
 type ackState struct {
 	c     *Client
-	q     []*inflight
+	timer *time.Timer // await's, reused
+	q     []*future
 	head  int
 	round uint64 // backoff rounds paid; an attempt sent in an older round is resent at once
 	fails int    // consecutive rounds of failure, for the backoff
@@ -390,7 +429,7 @@ type ackState struct {
 
 func (a *ackState) len() int { return len(a.q) - a.head }
 
-func (a *ackState) push(in *inflight) {
+func (a *ackState) push(in *future) {
 	if a.head > 1024 && a.head*2 > len(a.q) {
 		a.q = append(a.q[:0:0], a.q[a.head:]...)
 		a.head = 0
@@ -398,7 +437,7 @@ func (a *ackState) push(in *inflight) {
 	a.q = append(a.q, in)
 }
 
-func (a *ackState) pop() *inflight {
+func (a *ackState) pop() *future {
 	in := a.q[a.head]
 	a.q[a.head] = nil
 	a.head++
@@ -411,26 +450,11 @@ func (a *ackState) next() {
 	c := a.c
 	in := a.pop()
 	var err error
-	if in.paf == nil {
+	if in.sends == 0 {
 		err = nats.ErrDisconnected // never sent: not connected at the time
-	} else {
-		select {
-		case ack := <-in.paf.Ok():
-			a.acked(in, ack)
-			return
-		case err = <-in.paf.Err():
-		case <-c.ctx.Done():
-			if c.nc.IsClosed() {
-				err = ErrClosed
-			} else {
-				select { // draining: the ack is still coming
-				case ack := <-in.paf.Ok():
-					a.acked(in, ack)
-					return
-				case err = <-in.paf.Err():
-				}
-			}
-		}
+	} else if err = a.await(in); err == nil {
+		a.acked(in)
+		return
 	}
 	if !retryable(err) || c.nc.IsClosed() {
 		a.fail(in, err)
@@ -440,7 +464,7 @@ func (a *ackState) next() {
 		// Nobody holds the subject: a missing stream, not a slow one. A leader election
 		// answers within the backoff of a few rounds; a missing stream never does.
 		if in.absent++; in.absent >= noStreamAttempts {
-			a.fail(in, fmt.Errorf("%w: %s (%w)", ErrNoStream, in.f.subject, err))
+			a.fail(in, fmt.Errorf("%w: %s (%w)", ErrNoStream, in.subject, err))
 			return
 		}
 	}
@@ -464,13 +488,13 @@ func (a *ackState) next() {
 			a.expire(in, err)
 			return
 		}
-		paf, perr := c.js.PublishMsgAsync(in.msg)
+		perr := c.pa.send(in, time.Now())
 		if perr == nil {
 			if in.sends > 0 {
 				c.counters.Resent.Add(1)
-				c.log.Debug("sealbus: publish sent again", "id", in.f.id(), "subject", in.f.subject, "sends", in.sends+1, "error", err)
+				c.log.Debug("sealbus: publish sent again", "id", in.id(), "subject", in.subject, "sends", in.sends+1, "error", err)
 			}
-			in.paf, in.round = paf, a.round
+			in.round = a.round
 			in.sends++
 			a.push(in)
 			return
@@ -483,23 +507,64 @@ func (a *ackState) next() {
 	}
 }
 
-func (a *ackState) acked(in *inflight, ack *jetstream.PubAck) {
-	a.fails = 0
-	a.c.counters.Published.Add(1)
-	in.f.resolve(&PubAck{ID: in.f.id(), Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
+// await waits for the answer to in's current attempt and returns nil when JetStream stored
+// it (in.ack holds the ack), else why the attempt failed: the server's error, a lost answer
+// (the connection dropped: nats.ErrDisconnected), no answer within the client's timeout
+// (jetstream.ErrAsyncPublishTimeout), or ErrClosed.
+func (a *ackState) await(in *future) error {
+	c, p := a.c, a.c.pa
+	draining := false
+	for {
+		if answered, err := p.result(in); answered {
+			return err
+		}
+		if in.gen != p.gen.Load() {
+			p.forget(in)
+			return nats.ErrDisconnected
+		}
+		left := c.cfg.timeout - time.Since(in.sentAt)
+		if left <= 0 {
+			p.forget(in)
+			return jetstream.ErrAsyncPublishTimeout
+		}
+		done := c.ctx.Done()
+		if draining {
+			done = nil // Drain: the answer is still coming
+		}
+		a.timer.Reset(left)
+		select {
+		case <-p.notify:
+		case <-a.timer.C:
+		case <-done:
+			if c.nc.IsClosed() {
+				a.timer.Stop()
+				p.forget(in)
+				return ErrClosed
+			}
+			draining = true
+		}
+		a.timer.Stop()
+	}
 }
 
-func (a *ackState) fail(in *inflight, err error) {
+func (a *ackState) acked(in *future) {
+	a.fails = 0
+	a.c.counters.Published.Add(1)
+	in.ack.ID = in.id()
+	in.resolve(&in.ack, nil)
+}
+
+func (a *ackState) fail(in *future, err error) {
 	a.c.counters.PublishFailed.Add(1)
 	if code, full := streamFull(err); full {
 		// A full stream refuses new messages rather than removing others' (streams are
 		// discard-new by default): the refusal is the caller's to see, and the operator's.
 		err = fmt.Errorf("%w: %w", ErrStreamFull, err)
-		a.c.report(Event{Type: EventPublishRefused, Subject: in.f.subject, Data: EventData{
+		a.c.report(Event{Type: EventPublishRefused, Subject: in.subject, Data: EventData{
 			Reason: "stream_full", Error: fmt.Sprintf("JetStream error %d: %v", code, err),
 		}})
 	}
-	in.f.resolve(nil, err)
+	in.resolve(nil, err)
 }
 
 // streamFull reports whether err is JetStream refusing a message for a stream or account
@@ -517,14 +582,14 @@ func streamFull(err error) (int, bool) {
 	return 0, false
 }
 
-func (a *ackState) expire(in *inflight, last error) {
+func (a *ackState) expire(in *future, last error) {
 	c := a.c
 	a.fail(in, fmt.Errorf("%w: sealed %v ago; last attempt: %w", ErrPublishExpired, c.cfg.now().Sub(in.sealed).Round(time.Millisecond), last))
 }
 
 // backoff waits before resending an attempt the server refused or left unanswered, once per
 // round: attempts sent before the last wait go again at once.
-func (a *ackState) backoff(in *inflight) {
+func (a *ackState) backoff(in *future) {
 	if in.round != a.round {
 		return
 	}
@@ -541,7 +606,7 @@ func (a *ackState) backoff(in *inflight) {
 
 // waitConnected waits until the connection is up. It returns false when the client closes or
 // in's envelope becomes too old to send while waiting.
-func (a *ackState) waitConnected(in *inflight) bool {
+func (a *ackState) waitConnected(in *future) bool {
 	c := a.c
 	if c.nc.IsConnected() {
 		return true
@@ -565,7 +630,7 @@ func (a *ackState) waitConnected(in *inflight) bool {
 // envelope stored more than the freshness window after its creation, so it is resent only
 // while younger than the window minus a quarter of it (room for clock skew between this host
 // and the server, and for the time to store it).
-func (c *Client) expired(in *inflight) bool {
+func (c *Client) expired(in *future) bool {
 	w := c.cfg.freshness
 	return c.cfg.now().Sub(in.sealed) >= w-w/4
 }

@@ -89,8 +89,8 @@ func Inspect(data []byte) (*Info, error) {
 	if len(data) > HardMaxSize {
 		return nil, reject(ReasonTooLarge, "%d bytes exceeds %d", len(data), HardMaxSize)
 	}
-	e, rerr := parse(data)
-	if rerr != nil {
+	e := new(format.Envelope)
+	if rerr := parseInto(e, data); rerr != nil {
 		return nil, rerr
 	}
 	info := &Info{

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nkeys"
@@ -88,6 +90,8 @@ type Opener struct {
 	roots  *lru[rootKey, struct{}]
 	keys   *lru[unwrapKey, cipher.AEAD]
 	names  *lru[nameKey, string] // nkeys string forms of account and sender keys
+
+	lastAcct atomic.Pointer[decodedAccount] // the delivery account last checked
 }
 
 type nameKey struct {
@@ -105,6 +109,22 @@ func (o *Opener) name(p nkeys.PrefixByte, k [32]byte) string {
 	s := encodeKey(p, k)
 	o.names.add(nk, s)
 	return s
+}
+
+// isAccount reports whether key is the account public key named account ("A..."), decoding
+// account once for as long as deliveries name the same one.
+func (o *Opener) isAccount(key [32]byte, account string) bool {
+	if k := o.lastAcct.Load(); k != nil && k.name == account {
+		return k.key == key
+	}
+	raw, err := nkeys.Decode(nkeys.PrefixByteAccount, []byte(account))
+	if err != nil || len(raw) != 32 {
+		return false
+	}
+	k := &decodedAccount{name: account}
+	copy(k.key[:], raw)
+	o.lastAcct.Store(k)
+	return k.key == key
 }
 
 // NewOpener returns an Opener for ids (at least one, current first) that asks policy about
@@ -146,15 +166,16 @@ func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
 	if len(data) > o.cfg.maxSize {
 		return nil, reject(ReasonTooLarge, "%d bytes exceeds the maximum %d", len(data), o.cfg.maxSize)
 	}
-	e, rerr := parse(data)
-	if rerr != nil {
+	e := envelopePool.Get().(*format.Envelope)
+	defer releaseEnvelope(e)
+	if rerr := parseInto(e, data); rerr != nil {
 		return nil, rerr
 	}
 
-	account, sender := o.name(nkeys.PrefixByteAccount, e.Account), o.name(nkeys.PrefixByteUser, e.Sender)
-	if account != d.Account {
-		return nil, reject(ReasonAccountMismatch, "signed account %s, delivered in %s", account, d.Account)
+	if !o.isAccount(e.Account, d.Account) {
+		return nil, reject(ReasonAccountMismatch, "signed account %s, delivered in %s", o.name(nkeys.PrefixByteAccount, e.Account), d.Account)
 	}
+	account, sender := d.Account, o.name(nkeys.PrefixByteUser, e.Sender)
 	if e.Subject != d.Subject {
 		return nil, reject(ReasonSubjectMismatch, "signed subject %q, delivered on %q", e.Subject, d.Subject)
 	}
@@ -217,13 +238,14 @@ func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
 		}
 		o.keys.add(uk, wrap)
 	}
-	var ad [48]byte
-	var ckBuf [32]byte
-	ck, err := wrap.Open(ckBuf[:0], entry.Nonce[:], entry.Wrapped[:], suite.WrapAD(ad[:0], e.ID[:], me.curvePub[:]))
+	// The content key and the associated data live in pooled scratch memory (the AEAD
+	// interface call would move stack buffers to the heap); the key is wiped on return.
+	sc := unwrapPool.Get().(*unwrapScratch)
+	defer sc.release()
+	ck, err := wrap.Open(sc.ck[:0], entry.Nonce[:], entry.Wrapped[:], suite.WrapAD(sc.ad[:0], e.ID[:], me.curvePub[:]))
 	if err != nil {
 		return nil, reject(ReasonUnwrap, "wrapped content key does not authenticate")
 	}
-	defer clear(ckBuf[:])
 
 	commit, err := suite.Commitment(ck, e.ID[:])
 	if err != nil || subtle.ConstantTimeCompare(commit[:], e.Commitment[:]) != 1 {
@@ -289,19 +311,41 @@ func encodeKey(p nkeys.PrefixByte, k [32]byte) string {
 	return string(b)
 }
 
-// parse runs the version and suite check on the first two bytes, then the strict parse,
-// mapping failures to reasons.
-func parse(data []byte) (*format.Envelope, *RejectError) {
-	e, err := format.Parse(data)
+// unwrapScratch is Open's working memory for the content key.
+type unwrapScratch struct {
+	ck [32]byte
+	ad [48]byte
+}
+
+var unwrapPool = sync.Pool{New: func() any { return new(unwrapScratch) }}
+
+func (sc *unwrapScratch) release() {
+	*sc = unwrapScratch{}
+	unwrapPool.Put(sc)
+}
+
+// envelopePool holds parsed envelopes for reuse by Open (their recipient and path slices
+// keep their capacity); nothing in them is secret.
+var envelopePool = sync.Pool{New: func() any { return new(format.Envelope) }}
+
+func releaseEnvelope(e *format.Envelope) {
+	*e = format.Envelope{Recipients: e.Recipients[:0], Path: e.Path[:0]}
+	envelopePool.Put(e)
+}
+
+// parseInto runs the version and suite check on the first two bytes, then the strict parse
+// into e, mapping failures to reasons.
+func parseInto(e *format.Envelope, data []byte) *RejectError {
+	err := format.ParseInto(e, data)
 	if err == nil {
-		return e, nil
+		return nil
 	}
 	switch {
 	case errors.Is(err, format.ErrVersion):
-		return nil, reject(ReasonVersion, "version byte %d", data[0])
+		return reject(ReasonVersion, "version byte %d", data[0])
 	case errors.Is(err, format.ErrSuite):
-		return nil, reject(ReasonSuite, "suite byte %d", data[1])
+		return reject(ReasonSuite, "suite byte %d", data[1])
 	default:
-		return nil, &RejectError{Reason: ReasonMalformed, Err: err}
+		return &RejectError{Reason: ReasonMalformed, Err: err}
 	}
 }

@@ -395,8 +395,9 @@ func CheckSignature(data []byte) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, rerr := parse(data)
-	if rerr != nil {
+	e := envelopePool.Get().(*format.Envelope)
+	defer releaseEnvelope(e)
+	if rerr := parseInto(e, data); rerr != nil {
 		return nil, rerr
 	}
 	if len(e.Path) != merkle.PathLen(e.LeafIndex, e.TreeSize) {

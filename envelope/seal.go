@@ -114,6 +114,8 @@ type Sealer struct {
 	timer  *time.Timer
 	closed bool
 	rmu    sync.Mutex // serialises reads from cfg.rand
+
+	lastAcct atomic.Pointer[decodedAccount] // the account key last sealed for
 }
 
 // NewSealer returns a Sealer for id. Options: WithRand, WithClock, WithMaxSize, WithEpoch.
@@ -235,6 +237,46 @@ func (e *epoch) wrapFor(r [32]byte) (cipher.AEAD, error) {
 	return a, nil
 }
 
+// stackRecipients is the largest recipient list sealOne keeps on the stack.
+const stackRecipients = 8
+
+// sealScratch is sealOne's working memory for up to stackRecipients recipients.
+type sealScratch struct {
+	keys [stackRecipients][32]byte
+	recs [stackRecipients]format.Recipient
+	rnd  [16 + 32 + stackRecipients*format.NonceSize]byte // id, content key, nonces
+	ad   [16 + 32]byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(sealScratch) }}
+
+// release wipes the content key and the rest, and returns the scratch to the pool.
+func (sc *sealScratch) release() {
+	*sc = sealScratch{}
+	scratchPool.Put(sc)
+}
+
+// accountKey decodes an account public key ("A..."), remembering the last one: a sealer seals
+// for one account, and the base32 decoding and checksum would otherwise run per message.
+func (s *Sealer) accountKey(account string) ([32]byte, error) {
+	if k := s.lastAcct.Load(); k != nil && k.name == account {
+		return k.key, nil
+	}
+	raw, err := nkeys.Decode(nkeys.PrefixByteAccount, []byte(account))
+	if err != nil || len(raw) != 32 {
+		return [32]byte{}, fmt.Errorf("%w: account is not an nkeys account public key", ErrInvalidMessage)
+	}
+	k := &decodedAccount{name: account}
+	copy(k.key[:], raw)
+	s.lastAcct.Store(k)
+	return k.key, nil
+}
+
+type decodedAccount struct {
+	name string
+	key  [32]byte
+}
+
 // Seal seals one message: a batch of one, signed on its own. It returns an error wrapping
 // ErrInvalidMessage if the header, recipients or size are not acceptable, and ErrClosed after
 // Close.
@@ -304,11 +346,11 @@ func (s *Sealer) sealOne(m *Message, ep *epoch, created uint64, pathLen int) ([]
 	var id MessageID
 	e := format.Envelope{Created: created, EpochKey: ep.pub, Sender: s.id.signPub}
 	h := &m.Header
-	acct, err := nkeys.Decode(nkeys.PrefixByteAccount, []byte(h.Account))
-	if err != nil || len(acct) != 32 {
-		return nil, id, fmt.Errorf("%w: account is not an nkeys account public key", ErrInvalidMessage)
+	acct, err := s.accountKey(h.Account)
+	if err != nil {
+		return nil, id, err
 	}
-	copy(e.Account[:], acct)
+	e.Account = acct
 	if !format.ValidSubject([]byte(h.Subject)) {
 		return nil, id, fmt.Errorf("%w: subject %q is not a concrete subject of at most %d printable ASCII bytes", ErrInvalidMessage, h.Subject, format.MaxSubjectLen)
 	}
@@ -325,7 +367,14 @@ func (s *Sealer) sealOne(m *Message, ep *epoch, created uint64, pathLen int) ([]
 		e.Expires = uint64(x)
 	}
 
-	keys := make([][32]byte, 0, len(m.To))
+	// Small recipient lists use pooled scratch space (keys, entries, randomness, associated
+	// data): the AEAD interface calls would move stack buffers to the heap.
+	sc := scratchPool.Get().(*sealScratch)
+	defer sc.release()
+	keys := sc.keys[:0]
+	if len(m.To) > stackRecipients {
+		keys = make([][32]byte, 0, len(m.To))
+	}
 	for _, r := range m.To {
 		if r.key == ([32]byte{}) {
 			return nil, id, fmt.Errorf("%w: zero recipient", ErrInvalidMessage)
@@ -337,7 +386,11 @@ func (s *Sealer) sealOne(m *Message, ep *epoch, created uint64, pathLen int) ([]
 	if len(keys) == 0 || len(keys) > MaxRecipients {
 		return nil, id, fmt.Errorf("%w: %d recipients (1 to %d)", ErrInvalidMessage, len(keys), MaxRecipients)
 	}
-	e.Recipients = make([]format.Recipient, len(keys))
+	if len(keys) <= stackRecipients {
+		e.Recipients = sc.recs[:len(keys)]
+	} else {
+		e.Recipients = make([]format.Recipient, len(keys))
+	}
 
 	size := e.HeaderSize() + 4 + len(m.Payload) + format.TagSize + format.SignatureBlockSize(pathLen)
 	if size > s.cfg.maxSize {
@@ -345,7 +398,13 @@ func (s *Sealer) sealOne(m *Message, ep *epoch, created uint64, pathLen int) ([]
 	}
 
 	// Randomness: id, content key, one nonce per recipient.
-	rnd := make([]byte, 16+32+len(keys)*format.NonceSize)
+	var rnd []byte
+	if n := 16 + 32 + len(keys)*format.NonceSize; n <= len(sc.rnd) {
+		rnd = sc.rnd[:n]
+	} else {
+		rnd = make([]byte, n)
+		defer clear(rnd)
+	}
 	if err := s.read(rnd); err != nil {
 		return nil, id, err
 	}
@@ -356,7 +415,7 @@ func (s *Sealer) sealOne(m *Message, ep *epoch, created uint64, pathLen int) ([]
 	if e.Commitment, err = suite.Commitment(ck, id[:]); err != nil {
 		return nil, id, err
 	}
-	var ad [16 + 32]byte
+	ad := sc.ad[:0]
 	for i, k := range keys {
 		rc := &e.Recipients[i]
 		rc.Key = k
@@ -365,7 +424,7 @@ func (s *Sealer) sealOne(m *Message, ep *epoch, created uint64, pathLen int) ([]
 		if err != nil {
 			return nil, id, err
 		}
-		a.Seal(rc.Wrapped[:0], rc.Nonce[:], ck, suite.WrapAD(ad[:0], id[:], k[:]))
+		a.Seal(rc.Wrapped[:0], rc.Nonce[:], ck, suite.WrapAD(ad, id[:], k[:]))
 	}
 
 	pa, err := suite.PayloadAEAD(ck, id[:])

@@ -273,6 +273,7 @@ func (a *app) commands(root *cobra.Command) []*cobra.Command {
 		a.dlqCmd(),
 		a.auditCmd(),
 		a.demoCmd(),
+		a.benchCmd(),
 		a.completionCmd(root),
 	}
 }

@@ -169,10 +169,27 @@ func CheckVersion(b []byte) error {
 // values, and every non-canonical encoding. Lengths are checked against the remaining input
 // and the limits before anything is allocated.
 func Parse(b []byte) (*Envelope, error) {
+	e := new(Envelope)
+	if err := ParseInto(e, b); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// ParseInto is Parse into e, reusing the capacity of e.Recipients and e.Path (a receiver
+// parses every envelope into the same few structures). On error e holds a partial parse and
+// must not be used.
+func ParseInto(e *Envelope, b []byte) error {
+	_, err := parseInto(e, b)
+	return err
+}
+
+func parseInto(e *Envelope, b []byte) (*Envelope, error) {
 	if err := CheckVersion(b); err != nil {
 		return nil, err
 	}
-	e := new(Envelope)
+	recs, path := e.Recipients[:0], e.Path[:0]
+	*e = Envelope{}
 	r := &reader{b: b, off: 2}
 	var err error
 	if err = r.bytes(e.ID[:], "message id"); err != nil {
@@ -245,7 +262,11 @@ func Parse(b []byte) (*Envelope, error) {
 	if err := r.need(int(n16)*RecipientSize, "recipients"); err != nil {
 		return nil, err
 	}
-	e.Recipients = make([]Recipient, n16)
+	if cap(recs) >= int(n16) {
+		e.Recipients = recs[:n16]
+	} else {
+		e.Recipients = make([]Recipient, n16)
+	}
 	for i := range e.Recipients {
 		rc := &e.Recipients[i]
 		_ = r.bytes(rc.Key[:], "recipient key")
@@ -291,8 +312,15 @@ func Parse(b []byte) (*Envelope, error) {
 	if err := r.need(int(n8)*HashSize, "audit path"); err != nil {
 		return nil, err
 	}
+	if n8 == 0 && path != nil {
+		e.Path = path // empty; keeps the capacity for the next parse
+	}
 	if n8 > 0 {
-		e.Path = make([][HashSize]byte, n8)
+		if cap(path) >= int(n8) {
+			e.Path = path[:n8]
+		} else {
+			e.Path = make([][HashSize]byte, n8)
+		}
 		for i := range e.Path {
 			_ = r.bytes(e.Path[i][:], "audit path")
 		}

@@ -59,7 +59,21 @@ func Root(leaves []Hash) Hash {
 // Paths returns the root and the audit path of every leaf, in the order RFC 9162 §2.1.3.1
 // defines (nearest sibling first).
 func Paths(leaves []Hash) (Hash, [][]Hash) {
+	// Every path gets its exact capacity in one shared array, so paths1's appends never
+	// reallocate: two allocations per batch instead of several per leaf.
+	n := uint32(len(leaves))
 	paths := make([][]Hash, len(leaves))
+	total := 0
+	for i := range paths {
+		total += max(PathLen(uint32(i), n), 0)
+	}
+	backing := make([]Hash, total)
+	off := 0
+	for i := range paths {
+		l := max(PathLen(uint32(i), n), 0)
+		paths[i] = backing[off : off : off+l]
+		off += l
+	}
 	root := paths1(leaves, paths)
 	return root, paths
 }
