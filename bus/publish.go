@@ -280,6 +280,7 @@ func (c *Client) sealAndSend(batch []*pending) {
 	sealed, err := c.sealer.SealBatch(msgs)
 	if err == nil {
 		c.counters.Batches.Add(1)
+		c.counters.BatchSize(len(batch))
 		for i, p := range batch {
 			c.send(p.f, sealed[i], now)
 		}
@@ -294,6 +295,7 @@ func (c *Client) sealAndSend(batch []*pending) {
 			continue
 		}
 		c.counters.Batches.Add(1)
+		c.counters.BatchSize(1)
 		c.send(p.f, s, now)
 	}
 }

@@ -107,7 +107,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 		return nil, fmt.Errorf("%w: %s on %s must use explicit acks", ErrNoConsumer, durable, stream)
 	}
 	sched := schedule{want: cfg.backoff, ackWait: info.Config.AckWait, server: info.Config.BackOff}
-	k := link.Counters
+	k := link.Counters.Child() // this consumption's counts, also in the client's Metrics
 	cs := &Consumption{
 		c: c, nc: link.Conn, log: c.Logger().With("stream", stream, "consumer", durable),
 		stream: stream, durable: durable, maxDeliver: info.Config.MaxDeliver,
@@ -121,7 +121,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 		retry(sched, cs.maxDeliver, k),
 	}
 	chain = append(chain, cfg.middleware...)
-	cs.handler = Chain(recoverPanics(h), chain...)
+	cs.handler = Chain(timed(recoverPanics(h), k), chain...)
 	cs.hctx, cs.hcancel = context.WithCancel(context.WithoutCancel(ctx))
 
 	buffer := max(1, cfg.maxInFlight-cfg.workers)
@@ -213,6 +213,7 @@ func (cs *Consumption) handle(raw jetstream.Msg) {
 		return
 	}
 	m.last = cs.lastDelivery(raw)
+	cs.k.Received.Add(1)
 	err = cs.handler(cs.hctx, m)
 	if m.settled {
 		return
@@ -259,6 +260,7 @@ func (cs *Consumption) confirm(m *Message) {
 		err = m.raw.DoubleAck(ctx)
 		cancel()
 		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			cs.k.AckConfirmed.Add(1)
 			return
 		}
 		if attempt >= ackAttempts || nc.IsClosed() {
