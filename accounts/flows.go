@@ -5,7 +5,9 @@ package accounts
 // directories of accounts that share a stream.
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -220,4 +222,167 @@ func (a *Account) Activation(importer, subject string, et jwt.ExportType) (strin
 		return "", fmt.Errorf("accounts: signing the activation token: %w", err)
 	}
 	return tok, nil
+}
+
+// The operator's monitoring flows (docs/MONITORING.md). All are private (token required) and
+// activated for the operator-owned account only, so no other account can import them.
+//
+//   - The system account exports its auth-error, connect and disconnect events; the
+//     operator-owned account imports them under "sealbus.sys.autherr.<server id>",
+//     "sealbus.sys.connect.<account>" and "sealbus.sys.disconnect.<account>" and records
+//     them in [SystemEventsStream].
+//   - Every other account mirrors its SEALBUS_AUDIT and SEALBUS_DLQ into streams named after
+//     it ([ViewSourceStream]) and exports exactly what one sourcing consumer on each needs
+//     (into [ViewAuditStream] and [ViewDLQStream] of the operator-owned account): the
+//     extended consumer-create subject pinned to that consumer's name and to the stream's
+//     subjects, its flow-control replies, and the deliver subjects under
+//     [ViewDeliverPrefix]. The mirrors' names give each account's flow-control import a
+//     subject of its own ("$JS.FC.<stream>.<consumer>.*"), so the operator-owned account's
+//     flow-control replies go to the account they are for; sourced straight from
+//     SEALBUS_AUDIT, a stream every account names alike, they would fan out to every
+//     account (the server appends a random suffix to the consumer's name, so the name
+//     cannot tell accounts apart in a subject).
+
+// ViewSourceConsumer is the name nats-server (2.14 and later) gives the sourcing consumer
+// that stream viewStream of account ops asks for on its only source: "JS_SRC_" and a hash of
+// the stream and account names (server/consumer.go, createSourcingConsumerHash; the source's
+// server then appends "-" and a random suffix). The view's consumer-create export pins it; a
+// server that named it otherwise would find no export to create it with, and the view
+// stream would report the source's error instead of filling.
+func ViewSourceConsumer(viewStream, ops string) string {
+	return "JS_SRC_" + serverHash(serverHash(viewStream+" "+ops))
+}
+
+// serverHash is nats-server's getHash: 8 base-62 digits from the first bytes of SHA-256.
+func serverHash(s string) string {
+	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	sum := sha256.Sum256([]byte(s))
+	out := make([]byte, 8)
+	for i := range out {
+		out[i] = digits[int(sum[i]%62)]
+	}
+	return string(out)
+}
+
+// ViewAPIPrefix is the JetStream API prefix under which the operator-owned account reaches
+// account's sourcing API: "$JS.SBV.<account>.API".
+func ViewAPIPrefix(account string) string { return "$JS.SBV." + account + ".API" }
+
+// viewFlow is one sealbus stream of an account seen from the view.
+type viewFlow struct {
+	stream, filter, view, tag string
+}
+
+func viewFlows(account string) []viewFlow {
+	return []viewFlow{
+		{ViewSourceStream("audit", account), AuditSubjectPrefix + ".>", ViewAuditStream(account), "audit"},
+		{ViewSourceStream("dlq", account), DLQSubjectPrefix + ".>", ViewDLQStream(account), "dlq"},
+	}
+}
+
+// ViewExports are the exports account needs so that ops can source its audit and dead-letter
+// streams into the view (see above).
+func ViewExports(account, ops string) []*jwt.Export {
+	var out []*jwt.Export
+	for _, f := range viewFlows(account) {
+		cons := ViewSourceConsumer(f.view, ops)
+		out = append(out,
+			&jwt.Export{Name: "sealbus-view-" + f.tag + "-create", Type: jwt.Service, TokenReq: true,
+				Subject: jwt.Subject("$JS.API.CONSUMER.CREATE." + f.stream + "." + cons + "." + f.filter)},
+			&jwt.Export{Name: "sealbus-view-" + f.tag + "-fc", Type: jwt.Service, TokenReq: true,
+				Subject: jwt.Subject("$JS.FC." + f.stream + ".*.*")})
+	}
+	return append(out, &jwt.Export{Name: "sealbus-view-deliver", Type: jwt.Stream, TokenReq: true,
+		Subject: jwt.Subject(ViewDeliverPrefix(account) + ".>")})
+}
+
+// ViewImports are the imports, with activation tokens signed by a, that let ops source a's
+// audit and dead-letter streams (a must carry [ViewExports]).
+func ViewImports(a *Account, ops string) ([]*jwt.Import, error) {
+	var out []*jwt.Import
+	for _, e := range ViewExports(a.PublicKey(), ops) {
+		tok, err := a.Activation(ops, string(e.Subject), e.Type)
+		if err != nil {
+			return nil, err
+		}
+		imp := &jwt.Import{Name: e.Name + "-" + a.Name, Type: e.Type, Account: a.PublicKey(), Subject: e.Subject, Token: tok}
+		if strings.HasPrefix(string(e.Subject), "$JS.API.") {
+			imp.LocalSubject = jwt.RenamingSubject(ViewAPIPrefix(a.PublicKey()) + strings.TrimPrefix(string(e.Subject), "$JS.API"))
+		}
+		out = append(out, imp)
+	}
+	return out, nil
+}
+
+// systemEventFlows maps the system account's event subjects to where the operator-owned
+// account receives them.
+var systemEventFlows = []struct{ name, subject, local string }{
+	{"sealbus-sys-autherr", AuthErrorEventSubject, SystemEventsSubjectPrefix + ".autherr.$1"},
+	{"sealbus-sys-connect", ConnectEventSubject, SystemEventsSubjectPrefix + ".connect.$1"},
+	{"sealbus-sys-disconnect", DisconnectEventSubject, SystemEventsSubjectPrefix + ".disconnect.$1"},
+}
+
+// SystemEventExports are the system account's exports of its auth-error and connection
+// events (private: only accounts it activates may import them; they name other accounts'
+// users and client addresses).
+func SystemEventExports() []*jwt.Export {
+	var out []*jwt.Export
+	for _, f := range systemEventFlows {
+		out = append(out, &jwt.Export{Name: f.name, Type: jwt.Stream, TokenReq: true, Subject: jwt.Subject(f.subject)})
+	}
+	return out
+}
+
+// SystemEventImports are ops's imports of those events, activated by sys (the system
+// account).
+func SystemEventImports(sys *Account, ops string) ([]*jwt.Import, error) {
+	var out []*jwt.Import
+	for _, f := range systemEventFlows {
+		tok, err := sys.Activation(ops, f.subject, jwt.Stream)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &jwt.Import{Name: f.name, Type: jwt.Stream, Account: sys.PublicKey(),
+			Subject: jwt.Subject(f.subject), LocalSubject: jwt.RenamingSubject(f.local), Token: tok})
+	}
+	return out, nil
+}
+
+// AddExports adds to ac each export whose type and subject it does not have yet and reports
+// whether it added any.
+func AddExports(ac *jwt.AccountClaims, exports []*jwt.Export) bool {
+	added := false
+	for _, e := range exports {
+		if !slices.ContainsFunc(ac.Exports, func(x *jwt.Export) bool { return x.Type == e.Type && x.Subject == e.Subject }) {
+			ac.Exports.Add(e)
+			added = true
+		}
+	}
+	return added
+}
+
+// AddImports adds to ac each import whose type, account and subject it does not have yet,
+// replacing one whose activation token expires within a quarter of [ActivationValidity], and
+// reports whether it changed anything.
+func AddImports(ac *jwt.AccountClaims, imports []*jwt.Import, now time.Time) bool {
+	changed := false
+	for _, imp := range imports {
+		i := slices.IndexFunc(ac.Imports, func(x *jwt.Import) bool {
+			return x.Type == imp.Type && x.Account == imp.Account && x.Subject == imp.Subject
+		})
+		switch {
+		case i < 0:
+			ac.Imports.Add(imp)
+			changed = true
+		case ac.Imports[i].Token != "" && activationExpiring(ac.Imports[i].Token, now):
+			ac.Imports[i] = imp
+			changed = true
+		}
+	}
+	return changed
+}
+
+func activationExpiring(tok string, now time.Time) bool {
+	c, err := jwt.DecodeActivationClaims(tok)
+	return err != nil || (c.Expires != 0 && time.Unix(c.Expires, 0).Sub(now) < ActivationValidity/4)
 }

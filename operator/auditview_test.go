@@ -1,0 +1,252 @@
+package operator_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/operator"
+	"github.com/sealbus/sealbus/sealbustest"
+)
+
+// monitoredSandbox is a sandbox with accounts shop and bank and the operator-owned account
+// SEALBUS set up for monitoring.
+func monitoredSandbox(t *testing.T, ctx context.Context) (*sealbustest.Sandbox, *accounts.Account, *accounts.Account, *accounts.Account) {
+	t.Helper()
+	sb, err := sealbustest.StartSandbox(ctx, sealbustest.SandboxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	shop, err := sb.AddAccount(ctx, "shop", accounts.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bank, err := sb.AddAccount(ctx, "bank", accounts.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := accounts.DefaultLimits()
+	lim.DiskStorage, lim.Streams = 4<<30, 0 // the view needs room for every account's streams
+	ops, err := sb.Provisioner().CreateAccount("SEALBUS", lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := sb.Provisioner().SetupMonitoring(ctx, "SEALBUS", operator.ViewLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Accounts) != 2 {
+		t.Fatalf("view sources %v, want shop and bank", res.Accounts)
+	}
+	// Again: nothing to change, nothing pushed.
+	again, err := sb.Provisioner().SetupMonitoring(ctx, "SEALBUS", operator.ViewLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Pushed) != 0 {
+		t.Fatalf("a second setup pushed %v", again.Pushed)
+	}
+	return sb, shop, bank, ops
+}
+
+func streamCount(t *testing.T, ctx context.Context, js jetstream.JetStream, name string) uint64 {
+	t.Helper()
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func waitCount(t *testing.T, ctx context.Context, js jetstream.JetStream, name string, want uint64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := streamCount(t, ctx, js, name)
+		if got == want {
+			return
+		}
+		if got > want || time.Now().After(deadline) {
+			t.Fatalf("stream %s holds %d records, want %d", name, got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAuditViewAcrossAccounts: records written in shop and bank appear, server-side, in the
+// operator-owned account's view streams of their own account, attributed by the stream they
+// are in and by the server-set Nats-Stream-Source header; shop's records never reach bank's
+// audit stream or bank's view; neither tenant can read the view; and the flow-control
+// replies of shop's sourcing consumer, which thousands of records make the servers send, go
+// to shop only (with one flow-control import subject shared by every account they would
+// fan out to bank too).
+func TestAuditViewAcrossAccounts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sb, shop, bank, ops := monitoredSandbox(t, ctx)
+
+	shopNC, err := sb.AdminConn(ctx, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shopNC.Close()
+	bankNC, err := sb.AdminConn(ctx, "bank")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bankNC.Close()
+	opsNC, err := sb.AdminConn(ctx, "SEALBUS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opsNC.Close()
+
+	// Shop counts the view's flow-control replies to its view source; bank counts every
+	// flow-control reply it receives.
+	var shopFC, bankFC atomic.Int64
+	for nc, w := range map[*nats.Conn]struct {
+		n    *atomic.Int64
+		subj string
+	}{shopNC: {&shopFC, "$JS.FC." + accounts.ViewSourceStream("audit", shop.PublicKey()) + ".>"}, bankNC: {&bankFC, "$JS.FC.>"}} {
+		sub, err := nc.Subscribe(w.subj, func(*nats.Msg) { w.n.Add(1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	shopJS, _ := jetstream.New(shopNC)
+	bankJS, _ := jetstream.New(bankNC)
+	opsJS, _ := jetstream.New(opsNC)
+	const shopRecords, bankRecords = 4000, 3
+	payload := []byte(`{"specversion":"1.0","id":"x","source":"sealbus://shop/test","type":"sealbus.test","time":"2026-01-01T00:00:00Z","datacontenttype":"application/json","data":{"reason":"` + strings.Repeat("s", 900) + `"}}`)
+	var futures []jetstream.PubAckFuture
+	for i := range shopRecords {
+		f, err := shopJS.PublishAsync(fmt.Sprintf("sealbus.audit.test.%d", i%10), payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			t.Fatal(err)
+		}
+	}
+	for i := range bankRecords {
+		if _, err := bankJS.Publish(ctx, fmt.Sprintf("sealbus.audit.bank.%d", i), []byte(`bank record`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bankDLQ, err := bankJS.Publish(ctx, "sealbus.dlq.malformed", []byte("bank dead letter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = bankDLQ
+
+	waitCount(t, ctx, opsJS, accounts.ViewAuditStream(shop.PublicKey()), shopRecords)
+	waitCount(t, ctx, opsJS, accounts.ViewAuditStream(bank.PublicKey()), bankRecords)
+	waitCount(t, ctx, opsJS, accounts.ViewDLQStream(bank.PublicKey()), 1)
+	if n := streamCount(t, ctx, bankJS, accounts.AuditStream); n != bankRecords {
+		t.Fatalf("bank's audit stream holds %d records, want its own %d", n, bankRecords)
+	}
+	if n := streamCount(t, ctx, opsJS, accounts.ViewDLQStream(shop.PublicKey())); n != 0 {
+		t.Fatalf("shop's dead-letter view holds %d records; shop wrote none", n)
+	}
+
+	// Attribution: the header the server sets names the source stream through the API prefix
+	// of the account it was sourced from.
+	vs, _ := opsJS.Stream(ctx, accounts.ViewAuditStream(bank.PublicKey()))
+	m, err := vs.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src := m.Header.Get("Nats-Stream-Source"); !strings.HasPrefix(src, accounts.ViewSourceStream("audit", bank.PublicKey())+":") || string(m.Data) != "bank record" {
+		t.Fatalf("bank's first view record: source %q, data %q", src, m.Data)
+	}
+
+	// Tenants cannot read the view.
+	for name, js := range map[string]jetstream.JetStream{"shop": shopJS, "bank": bankJS} {
+		if _, err := js.Stream(ctx, accounts.ViewAuditStream(shop.PublicKey())); err == nil {
+			t.Errorf("%s reads the view stream", name)
+		}
+	}
+
+	// Flow control went to shop, and none of it to bank.
+	if shopFC.Load() == 0 {
+		t.Fatalf("no flow-control reply of the view reached shop after %d records (the test would show nothing)", shopRecords)
+	}
+	if n := bankFC.Load(); n != 0 {
+		t.Fatalf("%d flow-control replies reached bank, which had nothing to flow-control", n)
+	}
+	srcs, err := operator.ViewSources(ctx, opsNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, si := range srcs {
+		if si.Error != nil {
+			t.Errorf("view %s: source error %v", name, si.Error)
+		}
+	}
+	t.Logf("shop's flow-control replies: %d; ops account %s", shopFC.Load(), ops.PublicKey())
+}
+
+// TestSystemEventsRecorded: failed logins made while nobody listens are recorded in the
+// operator-owned account.
+func TestSystemEventsRecorded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sb, _, _, _ := monitoredSandbox(t, ctx)
+	for i := range 5 {
+		nc, err := nats.Connect(sb.URL(), nats.RootCAs(sb.CAFile()), nats.UserInfo("mallory", fmt.Sprint(i)), nats.NoReconnect())
+		if err == nil {
+			nc.Close()
+			t.Fatal("a user name and password connected to an operator-mode server")
+		}
+	}
+	opsNC, err := sb.AdminConn(ctx, "SEALBUS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opsNC.Close()
+	js, _ := jetstream.New(opsNC)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := js.Stream(ctx, accounts.SystemEventsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(accounts.SystemEventsSubjectPrefix+".autherr.>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+		if n == 5 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d auth-error events recorded after 5 failed logins", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
