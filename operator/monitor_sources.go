@@ -1,0 +1,698 @@
+package operator
+
+// Where the monitor's evidence comes from: system events (recorded or live), the
+// operator-wide audit view, and polls of the servers through the system account.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/bus"
+)
+
+// sysEvent is the part of the servers' connect, disconnect and auth-error events
+// (nats-server's ConnectEventMsg and DisconnectEventMsg) the monitor reads.
+type sysEvent struct {
+	Type   string    `json:"type"`
+	ID     string    `json:"id"`
+	Time   time.Time `json:"timestamp"`
+	Server struct {
+		Name string `json:"name"`
+		ID   string `json:"id"`
+	} `json:"server"`
+	Client struct {
+		Host    string `json:"host"`
+		ID      uint64 `json:"id"`
+		Account string `json:"acc"`
+		User    string `json:"user"`
+		Name    string `json:"name"`
+		Lang    string `json:"lang"`
+		JWT     string `json:"jwt"`
+	} `json:"client"`
+	Reason string `json:"reason"`
+}
+
+// sysEventKind tells an event's kind from the subject it came on (live or recorded).
+func sysEventKind(subject string) string {
+	switch {
+	case strings.HasSuffix(subject, ".CLIENT.AUTH.ERR"), strings.HasPrefix(subject, accounts.SystemEventsSubjectPrefix+".autherr."):
+		return "auth_error"
+	case strings.HasSuffix(subject, ".DISCONNECT"), strings.HasPrefix(subject, accounts.SystemEventsSubjectPrefix+".disconnect."):
+		return "disconnect"
+	case strings.HasSuffix(subject, ".CONNECT"), strings.HasPrefix(subject, accounts.SystemEventsSubjectPrefix+".connect."):
+		return "connect"
+	}
+	return ""
+}
+
+// handshakeReasons are the disconnect reasons of clients that never got to authenticate:
+// scans, plaintext clients on a TLS port, protocol garbage. The server sends no auth-error
+// event for them, only a disconnect in the global account.
+var handshakeReasons = map[string]string{
+	"TLS Handshake Failure":  CauseHandshake,
+	"Authentication Timeout": CauseHandshake,
+	"Protocol Violation":     CauseProtocolGarbage,
+}
+
+// systemEvent applies one system event.
+func (m *Monitor) systemEvent(ctx context.Context, subject string, data []byte) {
+	kind := sysEventKind(subject)
+	var ev sysEvent
+	if kind == "" || json.Unmarshal(data, &ev) != nil {
+		m.apply(func() { m.st.Events["unreadable"]++; m.dirty = true })
+		return
+	}
+	switch kind {
+	case "auth_error":
+		f := m.classify(ctx, ev)
+		m.apply(func() { m.authFailure(f) })
+	case "disconnect":
+		cause, probe := handshakeReasons[ev.Reason]
+		if probe && ev.Client.Account == globalAccount {
+			f := authFailure{ID: ev.ID, Time: ev.Time, Server: ev.Server.Name, Address: ev.Client.Host, Cause: cause, ClientName: ev.Client.Name}
+			m.apply(func() { m.st.Events["disconnect"]++; m.authFailure(f); m.st.Events["auth_error"]-- })
+			return
+		}
+		fallthrough
+	default:
+		m.apply(func() { m.st.Events[kind]++; m.dirty = true })
+	}
+}
+
+// globalAccount is the account every connection starts in before it authenticates.
+const globalAccount = "$G"
+
+// classify works out why a login failed: the server's event says only "Authentication
+// Failure". It decodes the JWT the client presented (its own signature is checked, so the
+// user key is the one whose JWT was shown; whether it is authentic is decided against the
+// account) and compares it with the account JWT the servers hold now.
+func (m *Monitor) classify(ctx context.Context, ev sysEvent) authFailure {
+	f := authFailure{ID: ev.ID, Time: ev.Time, Server: ev.Server.Name, Address: ev.Client.Host, ClientName: ev.Client.Name}
+	if f.Time.IsZero() {
+		f.Time = m.now()
+	}
+	c := ev.Client
+	switch {
+	case c.JWT == "" && c.User != "":
+		f.Cause = CausePassword
+		return f
+	case c.JWT == "" && c.Name == "" && c.Lang == "":
+		f.Cause = CauseProtocolGarbage
+		return f
+	case c.JWT == "":
+		f.Cause = CauseNoJWT
+		return f
+	}
+	uc, err := jwt.DecodeUserClaims(c.JWT)
+	if err != nil {
+		f.Cause = CauseMalformedJWT
+		return f
+	}
+	f.UserKey = uc.Subject
+	f.Account = uc.IssuerAccount
+	if f.Account == "" {
+		f.Account = uc.Issuer
+	}
+	ac, err := m.accountClaims(ctx, f.Account)
+	switch {
+	case err != nil:
+		f.Cause = CauseBadCredentials
+		return f
+	case ac == nil:
+		f.Cause = CauseUnknownAccount
+		return f
+	}
+	f.AccountName = ac.Name
+	if uc.Issuer != ac.Subject && !ac.SigningKeys.Contains(uc.Issuer) {
+		f.Cause = CauseUnknownSigner
+		return f
+	}
+	f.Service = uc.Name // signed by the account: authentic
+	switch {
+	case ac.IsClaimRevoked(uc):
+		f.Cause = CauseRevoked
+	case uc.Expires != 0 && uc.Expires <= f.Time.Unix():
+		f.Cause = CauseExpired
+	default:
+		f.Cause = CauseBadCredentials
+	}
+	return f
+}
+
+// claimsTTL is how long a looked-up account JWT is used before it is asked for again.
+const claimsTTL = 5 * time.Second
+
+type claimsEntry struct {
+	claims  *jwt.AccountClaims // nil: the servers do not know the account
+	fetched time.Time
+}
+
+// accountClaims returns the account JWT the servers hold for account, nil when they know
+// none. It is verified against the operator the servers trust only in so far as the servers
+// hold it: the system account answers, and a resolver stores only JWTs of its operator.
+func (m *Monitor) accountClaims(ctx context.Context, account string) (*jwt.AccountClaims, error) {
+	m.claimsMu.Lock()
+	e, ok := m.claims[account]
+	m.claimsMu.Unlock()
+	if ok && time.Since(e.fetched) < claimsTTL {
+		return e.claims, nil
+	}
+	if !strings.HasPrefix(account, "A") || strings.ContainsAny(account, ".*> ") {
+		return nil, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	msg, err := m.sys.RequestWithContext(rctx, "$SYS.REQ.ACCOUNT."+account+".CLAIMS.LOOKUP", nil)
+	if err != nil {
+		return nil, fmt.Errorf("operator: monitor: looking up account %s: %w", account, err)
+	}
+	var ac *jwt.AccountClaims
+	if len(msg.Data) > 0 {
+		if ac, err = jwt.DecodeAccountClaims(string(msg.Data)); err != nil || ac.Subject != account {
+			ac = nil
+		}
+	}
+	m.claimsMu.Lock()
+	if len(m.claims) > maxTracked {
+		clear(m.claims)
+	}
+	m.claims[account] = claimsEntry{claims: ac, fetched: time.Now()}
+	m.claimsMu.Unlock()
+	return ac, nil
+}
+
+// claimUpdates forgets a looked-up account JWT as soon as a new one is pushed, so a
+// revocation is applied to the next failed login at once.
+func (m *Monitor) claimUpdates(ctx context.Context) {
+	ch := make(chan *nats.Msg, 256)
+	for _, s := range []string{accounts.ClaimsUpdateSubject, "$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE"} {
+		sub, err := m.sys.ChanSubscribe(s, ch)
+		if err != nil {
+			m.log.Warn("sealbus: monitor: watching account JWT pushes", "error", err)
+			continue
+		}
+		defer sub.Unsubscribe()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-ch:
+			ac, err := jwt.DecodeAccountClaims(string(msg.Data))
+			m.claimsMu.Lock()
+			if err != nil {
+				clear(m.claims)
+			} else {
+				delete(m.claims, ac.Subject)
+			}
+			m.claimsMu.Unlock()
+		}
+	}
+}
+
+// systemEvents reads the system events: recorded in the operator-owned account when it has
+// the stream, else live from the system account (events made while the monitor is away are
+// then lost).
+func (m *Monitor) systemEvents(ctx context.Context) {
+	if m.opsJS != nil {
+		sctx, cancel := withDefaultTimeout(ctx)
+		_, err := m.opsJS.Stream(sctx, accounts.SystemEventsStream)
+		cancel()
+		if err == nil {
+			m.readRecorded(ctx, accounts.SystemEventsStream, func(msg jetstream.Msg) {
+				m.systemEvent(ctx, msg.Subject(), msg.Data())
+			})
+			return
+		}
+		m.log.Warn("sealbus: monitor: the operator-owned account records no system events; reading them live (events are lost while the monitor is away)",
+			"stream", accounts.SystemEventsStream, "error", err)
+	}
+	ch := make(chan *nats.Msg, 4096)
+	var subs []*nats.Subscription
+	for _, s := range []string{accounts.AuthErrorEventSubject, accounts.ConnectEventSubject, accounts.DisconnectEventSubject} {
+		sub, err := m.sys.ChanSubscribe(s, ch)
+		if err != nil {
+			m.log.Error("sealbus: monitor: subscribing to system events", "subject", s, "error", err)
+			continue
+		}
+		_ = sub.SetPendingLimits(1<<20, 256<<20)
+		subs = append(subs, sub)
+	}
+	defer func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-ch:
+			m.systemEvent(ctx, msg.Subject, msg.Data)
+		}
+	}
+}
+
+// readRecorded reads stream of the operator-owned account in order from the saved position
+// (or, with none, from Backfill ago) until ctx ends, calling fn for each message, and
+// re-creating its reader after any failure.
+func (m *Monitor) readRecorded(ctx context.Context, stream string, fn func(jetstream.Msg)) {
+	for ctx.Err() == nil {
+		err := m.readOnce(ctx, stream, fn)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errNoStream) {
+			m.log.Debug("sealbus: monitor: recorded stream missing; retrying", "stream", stream)
+		} else {
+			m.log.Warn("sealbus: monitor: reading recorded events; retrying", "stream", stream, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(m.cfg.Poll.D()):
+		}
+	}
+}
+
+func (m *Monitor) readOnce(ctx context.Context, stream string, fn func(jetstream.Msg)) error {
+	m.mu.Lock()
+	pos, known := m.st.Positions[stream]
+	m.mu.Unlock()
+	cfg := jetstream.OrderedConsumerConfig{InactiveThreshold: time.Minute}
+	if known {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, pos+1
+	} else {
+		since := m.now().Add(-m.cfg.Backfill.D())
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	cctx, cancel := withDefaultTimeout(ctx)
+	cons, err := m.opsJS.OrderedConsumer(cctx, stream, cfg)
+	cancel()
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return errNoStream
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readIdle)
+			_ = m.opsJS.DeleteConsumer(dctx, stream, info.Name)
+			cancel()
+		}
+	}()
+	// A stream that holds nothing to read is caught up; so is one whose first message waits.
+	if info := cons.CachedInfo(); info != nil {
+		m.setPending(stream, info.NumPending)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			continue
+		}
+		fn(msg)
+		seq, left := md.Sequence.Stream, md.NumPending
+		m.apply(func() {
+			m.st.Positions[stream] = seq
+			m.sourcePending[stream] = left
+			m.dirty = true
+		})
+	}
+}
+
+func (m *Monitor) setPending(stream string, n uint64) {
+	m.mu.Lock()
+	m.sourcePending[stream] = n
+	m.mu.Unlock()
+}
+
+// auditView reads every stream of the operator-wide view, starting a reader for each new one
+// it finds (looked for every Poll).
+func (m *Monitor) auditView(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	reading := map[string]bool{}
+	for {
+		lctx, cancel := withDefaultTimeout(ctx)
+		names := m.opsJS.StreamNames(lctx, jetstream.WithStreamListSubject(">"))
+		var found []string
+		for n := range names.Name() {
+			found = append(found, n)
+		}
+		cancel()
+		// Streams without subjects (the view's) are not listed under a subject filter.
+		lctx, cancel = withDefaultTimeout(ctx)
+		all := m.opsJS.StreamNames(lctx)
+		for n := range all.Name() {
+			found = append(found, n)
+		}
+		cancel()
+		for _, n := range found {
+			kind, account, ok := accounts.ParseViewStream(n)
+			if !ok || reading[n] {
+				continue
+			}
+			reading[n] = true
+			name := m.accountName(ctx, account)
+			wg.Go(func() {
+				m.readRecorded(ctx, n, func(msg jetstream.Msg) { m.viewRecord(kind, account, name, n, msg) })
+			})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(m.cfg.Poll.D()):
+		}
+	}
+}
+
+// accountName is the name in account's JWT, or "" when it cannot be had.
+func (m *Monitor) accountName(ctx context.Context, account string) string {
+	ac, err := m.accountClaims(ctx, account)
+	if err != nil || ac == nil {
+		return ""
+	}
+	return ac.Name
+}
+
+// viewRecord verifies and applies one record of the view. The record's account is the one
+// whose stream it is in (each account's records have their own view stream, which only that
+// account's source feeds), never what the record claims.
+func (m *Monitor) viewRecord(kind, account, name, stream string, msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	r := viewRecord{Account: account, AccountName: name, Kind: kind, Stream: stream, Seq: md.Sequence.Stream, Stored: md.Timestamp}
+	if kind == "audit" {
+		e, err := bus.ParseEvent(msg.Data())
+		if err != nil {
+			r.Problem = "does not decode as an audit event"
+		} else {
+			r.Type, r.Reason, r.Writer = e.Type, e.Data.Reason, e.Source
+		}
+	}
+	if r.Problem == "" && m.verifier != nil {
+		if err := m.verifier(kind, msg.Subject(), msg.Headers(), msg.Data()); err != nil {
+			r.Problem = err.Error()
+		}
+	}
+	m.apply(func() { m.record(r) })
+}
+
+// poller reads the servers' state every Poll.
+func (m *Monitor) poller(ctx context.Context) {
+	t := time.NewTicker(m.cfg.Poll.D())
+	defer t.Stop()
+	for {
+		p := m.readServers(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		m.apply(func() { m.poll(p) })
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// gatherWait bounds a scatter-gather request to every server; gatherIdle ends it early once
+// replies stop coming.
+const (
+	gatherWait = 3 * time.Second
+	gatherIdle = 300 * time.Millisecond
+)
+
+// gather sends req on subject (answered by every server) and returns the replies' data
+// envelopes.
+func (m *Monitor) gather(ctx context.Context, subject string, req any) ([]json.RawMessage, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	inbox := m.sys.NewRespInbox()
+	ch := make(chan *nats.Msg, 64)
+	sub, err := m.sys.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	if err := m.sys.PublishRequest(subject, inbox, body); err != nil {
+		return nil, err
+	}
+	var out []json.RawMessage
+	deadline := time.NewTimer(gatherWait)
+	defer deadline.Stop()
+	idle := time.NewTimer(gatherWait)
+	defer idle.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case <-deadline.C:
+			return out, nil
+		case <-idle.C:
+			return out, nil
+		case msg := <-ch:
+			var env struct {
+				Data  json.RawMessage `json:"data"`
+				Error *struct {
+					Description string `json:"description"`
+				} `json:"error"`
+			}
+			if json.Unmarshal(msg.Data, &env) == nil && env.Error == nil && len(env.Data) > 0 {
+				out = append(out, env.Data)
+			}
+			idle.Reset(gatherIdle)
+		}
+	}
+}
+
+// readServers polls JSZ (streams and consumers, each stream from its leader), CONNZ
+// (connection counters) and STATSZ (server counters).
+func (m *Monitor) readServers(ctx context.Context) pollResult {
+	p := pollResult{At: m.now()}
+	names := map[string]string{}
+
+	type jsz struct {
+		Accounts []struct {
+			Name    string `json:"name"`
+			ID      string `json:"id"`
+			Streams []struct {
+				Name  string `json:"name"`
+				State struct {
+					Msgs    uint64 `json:"messages"`
+					LastSeq uint64 `json:"last_seq"`
+				} `json:"state"`
+				Consumers []struct {
+					Name   string `json:"name"`
+					Config *struct {
+						Durable string `json:"durable_name"`
+					} `json:"config"`
+					Pending     uint64 `json:"num_pending"`
+					AckPending  uint64 `json:"num_ack_pending"`
+					Redelivered uint64 `json:"num_redelivered"`
+				} `json:"consumer_detail"`
+			} `json:"stream_detail"`
+		} `json:"account_details"`
+		Total int `json:"total"`
+	}
+	seen := map[string]bool{}
+	for offset := 0; ; {
+		replies, err := m.gather(ctx, "$SYS.REQ.SERVER.PING.JSZ", map[string]any{
+			"accounts": true, "streams": true, "consumer": true, "config": true, "stream_leader_only": true, "offset": offset, "limit": 1024,
+		})
+		if err != nil || len(replies) == 0 {
+			p.Errors++
+			break
+		}
+		more := false
+		for _, r := range replies {
+			var z jsz
+			if json.Unmarshal(r, &z) != nil {
+				continue
+			}
+			if z.Total > offset+len(z.Accounts) && len(z.Accounts) > 0 {
+				more = true
+			}
+			for _, a := range z.Accounts {
+				names[a.ID] = a.Name
+				for _, s := range a.Streams {
+					key := a.ID + "|" + s.Name
+					if seen[key] {
+						continue
+					}
+					seen[key] = true
+					p.Streams = append(p.Streams, streamSample{Account: a.ID, AccountName: a.Name, Stream: s.Name, LastSeq: s.State.LastSeq, Messages: s.State.Msgs})
+					for _, c := range s.Consumers {
+						if c.Config == nil || c.Config.Durable == "" {
+							continue // ephemeral (readers, watchers): no lag to watch, and random names
+						}
+						p.Consumers = append(p.Consumers, consumerSample{Account: a.ID, AccountName: a.Name, Stream: s.Name, Consumer: c.Name,
+							Pending: c.Pending, AckPending: c.AckPending, Redelivered: c.Redelivered})
+					}
+				}
+			}
+		}
+		if !more {
+			break
+		}
+		offset += 1024
+	}
+
+	type connz struct {
+		Server string
+		Total  int `json:"total"`
+		Conns  []struct {
+			CID     uint64    `json:"cid"`
+			Start   time.Time `json:"start"`
+			InMsgs  uint64    `json:"in_msgs"`
+			User    string    `json:"authorized_user"`
+			Account string    `json:"account"`
+			JWT     string    `json:"jwt"`
+		} `json:"connections"`
+	}
+	services := map[string]string{}
+	for offset := 0; ; {
+		replies, err := m.gather(ctx, "$SYS.REQ.SERVER.PING.CONNZ", map[string]any{"auth": true, "offset": offset, "limit": 1024})
+		if err != nil || len(replies) == 0 {
+			p.Errors++
+			break
+		}
+		more := false
+		for _, r := range replies {
+			var z connz
+			var srv struct {
+				ID string `json:"server_id"`
+			}
+			if json.Unmarshal(r, &z) != nil || json.Unmarshal(r, &srv) != nil {
+				continue
+			}
+			if z.Total > offset+len(z.Conns) && len(z.Conns) > 0 {
+				more = true
+			}
+			for _, c := range z.Conns {
+				svc, ok := services[c.User]
+				if !ok && c.JWT != "" {
+					if uc, err := jwt.DecodeUserClaims(c.JWT); err == nil && uc.Subject == c.User {
+						svc = uc.Name // the server authenticated this JWT
+					}
+					services[c.User] = svc
+				}
+				p.Conns = append(p.Conns, connSample{Server: srv.ID, Account: c.Account, AccountName: names[c.Account], User: c.User, Service: svc,
+					CID: c.CID, Start: c.Start, InMsgs: c.InMsgs})
+			}
+		}
+		if !more {
+			break
+		}
+		offset += 1024
+	}
+
+	// STATSZ replies name their server in the envelope, which gather drops.
+	if p.Servers = m.statsz(ctx); len(p.Servers) == 0 {
+		p.Errors++
+	}
+	return p
+}
+
+// statsz asks every server for its counters.
+func (m *Monitor) statsz(ctx context.Context) []ServerStats {
+	inbox := m.sys.NewRespInbox()
+	ch := make(chan *nats.Msg, 64)
+	sub, err := m.sys.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return nil
+	}
+	defer sub.Unsubscribe()
+	if err := m.sys.PublishRequest("$SYS.REQ.SERVER.PING.STATSZ", inbox, []byte("{}")); err != nil {
+		return nil
+	}
+	var out []ServerStats
+	idle := time.NewTimer(gatherWait)
+	defer idle.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return out
+		case <-idle.C:
+			return out
+		case msg := <-ch:
+			var r struct {
+				Server struct {
+					Name string `json:"name"`
+				} `json:"server"`
+				Stats struct {
+					Connections int `json:"connections"`
+					Sent        struct {
+						Msgs  uint64 `json:"msgs"`
+						Bytes uint64 `json:"bytes"`
+					} `json:"sent"`
+					Received struct {
+						Msgs  uint64 `json:"msgs"`
+						Bytes uint64 `json:"bytes"`
+					} `json:"received"`
+					SlowConsumers int64 `json:"slow_consumers"`
+				} `json:"statsz"`
+			}
+			if json.Unmarshal(msg.Data, &r) == nil && r.Server.Name != "" {
+				out = append(out, ServerStats{Name: r.Server.Name, Connections: r.Stats.Connections,
+					InMsgs: r.Stats.Received.Msgs, OutMsgs: r.Stats.Sent.Msgs, InBytes: r.Stats.Received.Bytes, OutBytes: r.Stats.Sent.Bytes,
+					SlowConsumers: r.Stats.SlowConsumers})
+			}
+			idle.Reset(gatherIdle)
+		}
+	}
+}
+
+// publishAlertEvent records an alert as an audit event of the operator-owned account.
+func (m *Monitor) publishAlertEvent(ctx context.Context, e bus.Event) error {
+	if e.SpecVersion == "" {
+		e.SpecVersion = bus.EventSpecVersion
+	}
+	if e.DataContentType == "" {
+		e.DataContentType = "application/json"
+	}
+	e.Time = e.Time.UTC()
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: accounts.AuditSubject(e.Type), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, e.ID)
+	msg.Header.Set("Content-Type", "application/cloudevents+json")
+	_, err = m.opsJS.PublishMsg(ctx, msg, jetstream.WithExpectStream(accounts.AuditStream))
+	return err
+}
