@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
 )
 
@@ -56,6 +58,7 @@ type Monitor struct {
 	// pending alerts, delivered after the state change that made them
 	pending       []Alert
 	sourcePending map[string]uint64 // recorded source -> messages not yet read
+	names         map[string]string // account public key -> name, as the view learned them
 	servers       []ServerStats
 	consumers     []consumerSample
 	pollErrors    uint64
@@ -186,7 +189,7 @@ func NewMonitor(sys *nats.Conn, opts ...MonitorOption) (*Monitor, error) {
 	}
 	m := &Monitor{
 		cfg: DefaultMonitorConfig(), sys: sys, now: time.Now, log: slog.New(slog.DiscardHandler),
-		st: newMonitorState(), sourcePending: map[string]uint64{}, claims: map[string]claimsEntry{},
+		st: newMonitorState(), sourcePending: map[string]uint64{}, names: map[string]string{}, claims: map[string]claimsEntry{},
 		recQ: make(chan bus.Event, 1024),
 	}
 	for _, o := range opts {
@@ -470,10 +473,19 @@ type MonitorStats struct {
 	Events           map[string]uint64    // evidence read, by source: auth_error, connect, disconnect, audit, dlq, poll
 	PollErrors       uint64               // server requests that failed or went unanswered
 	AlertsUnrecorded uint64               // alerts that could not be recorded as audit events
-	SourcePending    map[string]uint64    // recorded streams: messages not yet read (the monitor's own lag)
+	Sources          []SourceStats        // recorded streams the monitor reads, with its own lag on each
 	Consumers        []ConsumerStats      // every durable consumer at the last poll
 	Servers          []ServerStats        // every server at the last poll
 	LastPoll         time.Time
+}
+
+// SourceStats is one recorded stream the monitor reads.
+type SourceStats struct {
+	Stream      string
+	Kind        string // "system_events", "audit" or "dlq"
+	Account     string // the account whose records it holds (view streams)
+	AccountName string
+	Pending     uint64 // messages not yet read
 }
 
 // ConsumerStats is one durable consumer's state at the last poll.
@@ -501,9 +513,17 @@ func (m *Monitor) Stats() MonitorStats {
 	defer m.mu.Unlock()
 	s := MonitorStats{
 		Opened: maps.Clone(m.st.Opened), Open: map[AlertKind]int{}, Events: maps.Clone(m.st.Events),
-		PollErrors: m.pollErrors, AlertsUnrecorded: m.dropped, SourcePending: maps.Clone(m.sourcePending),
+		PollErrors: m.pollErrors, AlertsUnrecorded: m.dropped,
 		Servers: slices.Clone(m.servers), LastPoll: m.st.LastPoll,
 	}
+	for stream, n := range m.sourcePending {
+		src := SourceStats{Stream: stream, Kind: "system_events", Pending: n}
+		if kind, account, ok := accounts.ParseViewStream(stream); ok {
+			src.Kind, src.Account, src.AccountName = kind, account, m.names[account]
+		}
+		s.Sources = append(s.Sources, src)
+	}
+	slices.SortFunc(s.Sources, func(a, b SourceStats) int { return strings.Compare(a.Stream, b.Stream) })
 	for _, in := range m.st.Incidents {
 		s.Open[in.Kind]++
 	}

@@ -23,7 +23,7 @@ func newEngine(t *testing.T, cfg MonitorConfig) *engine {
 		t.Fatal(err)
 	}
 	e := &engine{clock: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
-	e.Monitor = &Monitor{cfg: cfg.withDefaults(), now: func() time.Time { return e.clock }, st: newMonitorState(), sourcePending: map[string]uint64{}}
+	e.Monitor = &Monitor{cfg: cfg.withDefaults(), now: func() time.Time { return e.clock }, st: newMonitorState(), sourcePending: map[string]uint64{}, names: map[string]string{}}
 	e.handlers = []func(Alert){func(a Alert) { e.alerts = append(e.alerts, a) }}
 	return e
 }

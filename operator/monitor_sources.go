@@ -381,6 +381,9 @@ func (m *Monitor) auditView(ctx context.Context) {
 			}
 			reading[n] = true
 			name := m.accountName(ctx, account)
+			m.mu.Lock()
+			m.names[account] = name
+			m.mu.Unlock()
 			wg.Go(func() {
 				m.readRecorded(ctx, n, func(msg jetstream.Msg) { m.viewRecord(kind, account, name, n, msg) })
 			})

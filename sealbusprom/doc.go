@@ -1,8 +1,9 @@
 // Package sealbusprom exports sealbus metrics to Prometheus: a [prometheus.Collector] for a
-// service's client ([NewClientCollector]) and one for each consumption
-// ([NewConsumptionCollector]). A program registers them in a registry of its own; nothing here
-// touches the global registry, and packages bus, consumers and operator do not depend on the
-// Prometheus client: only programs that import this package do.
+// service's client ([NewClientCollector]), one for each consumption
+// ([NewConsumptionCollector]) and one for the operator's monitor ([NewMonitorCollector]). A
+// program registers them in a registry of its own; nothing here touches the global registry,
+// and packages bus, consumers and operator do not depend on the Prometheus client: only
+// programs that import this package do.
 //
 //	reg := prometheus.NewRegistry()
 //	reg.MustRegister(sealbusprom.NewClientCollector(client))
@@ -19,8 +20,9 @@
 //	messaging.client.consumed.messages  sealbus_client_consumed_messages_total
 //	messaging.process.duration          sealbus_process_duration_seconds
 //
-// Labels are of low cardinality only: the account, the service, the stream and durable
-// consumer of a consumption, a reason code from a fixed set, a result, an alert kind. No label
+// Labels are of low cardinality only: the account (its name), the service, the stream and
+// durable consumer of a consumption, a reason code from a fixed set, a result, an alert kind,
+// an evidence source, a server name. No label
 // ever holds a subject, a message id, a user key or a client address: those belong in the
 // audit trail (docs/MONITORING.md lists every metric).
 package sealbusprom

@@ -217,6 +217,7 @@ Keys live in the keystore under --home (default $SEALBUS_HOME, else $XDG_DATA_HO
 		a.subCmd(),
 		a.dlqCmd(),
 		a.auditCmd(),
+		a.monitorCmd(),
 		a.demoCmd(),
 		a.completionCmd(root),
 	)

@@ -19,6 +19,7 @@ import (
 func (a *app) devCmd() *cobra.Command {
 	var port int
 	var mtls, verbose bool
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the embedded dev server for the keystore's operator",
@@ -96,6 +97,13 @@ While it runs, other sealbus commands for this home find it without --server.`,
 				return fmt.Errorf("linking peer accounts: %w", err)
 			}
 			cancel()
+			if metricsAddr != "" {
+				addr, err := a.devMetrics(s, logger, metricsAddr)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stderr, "sealbus: metrics on http://%s/metrics\n", addr)
+			}
 			b, _ := json.MarshalIndent(info, "", "  ")
 			if err := atomicfile.Write(a.devInfoPath(), b, atomicfile.Private); err != nil {
 				return err
@@ -132,6 +140,7 @@ While it runs, other sealbus commands for this home find it without --server.`,
 	cmd.Flags().IntVar(&port, "port", 4222, "port on 127.0.0.1 (0 = pick a free one)")
 	cmd.Flags().BoolVar(&mtls, "mtls", false, "require client certificates")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "log the server at debug level")
+	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve the server's metrics (an in-process monitor's) on /metrics and /healthz at this address, e.g. 127.0.0.1:9464 (host defaults to 127.0.0.1)")
 	return cmd
 }
 
