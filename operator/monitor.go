@@ -56,14 +56,15 @@ type Monitor struct {
 	st     *monitorState
 	dirty  bool
 	// pending alerts, delivered after the state change that made them
-	pending       []Alert
-	sourcePending map[string]uint64 // recorded source -> messages not yet read
-	names         map[string]string // account public key -> name, as the view learned them
-	servers       []ServerStats
-	consumers     []consumerSample
-	pollErrors    uint64
-	dropped       uint64 // alert events not recorded
-	started       bool
+	pending        []Alert
+	sourcePending  map[string]uint64 // recorded source -> messages not yet read
+	names          map[string]string // account public key -> name, as the view learned them
+	servers        []ServerStats
+	consumers      []consumerSample
+	pollErrors     uint64
+	lastPollFailed bool
+	dropped        uint64 // alert events not recorded
+	started        bool
 
 	claimsMu sync.Mutex
 	claims   map[string]claimsEntry

@@ -111,6 +111,12 @@ func (g *growth) add(t time.Time, v uint64, span time.Duration) uint64 {
 	return v - low
 }
 
+// restart makes v at t the window's only sample: growth that became an incident's evidence
+// is not counted again.
+func (g *growth) restart(t time.Time, v uint64) {
+	g.At, g.Values = []time.Time{t}, []uint64{v}
+}
+
 // lag tracks how long a consumer has been behind.
 type lag struct {
 	Since time.Time `json:"since"`
@@ -416,6 +422,11 @@ type connState struct {
 func (m *Monitor) poll(p pollResult) {
 	m.st.Events["poll"]++
 	m.pollErrors += uint64(p.Errors)
+	m.lastPollFailed = p.Errors > 0
+	if p.Errors > 0 && len(p.Streams) == 0 && len(p.Conns) == 0 {
+		m.dirty = true
+		return // nothing read: keep the last readings as the base of the next rates
+	}
 	m.servers = p.Servers
 	m.consumers = p.Consumers
 	m.dirty = true
@@ -538,13 +549,15 @@ func (m *Monitor) consumerState(c consumerSample, at time.Time) {
 		m.st.Redelivered[key] = g
 	}
 	if up := g.add(at, c.Redelivered, m.cfg.Redelivery.Window.D()); up >= m.cfg.Redelivery.Growth {
+		first := g.At[0]
+		g.restart(at, c.Redelivered) // the growth is now the incident's evidence
 		if in := m.incident(AlertRedelivery, key); in != nil {
 			m.evidence(in, at, 1)
 			in.Value = max(in.Value, float64(up))
 		} else {
-			in := &incident{Kind: AlertRedelivery, Key: key, Count: 1, First: g.At[0], Last: at, Value: float64(up),
-				Summary: fmt.Sprintf("consumer %s on stream %s of account %s: redelivered messages grew by %d within %v",
-					c.Consumer, c.Stream, firstNonEmpty(c.AccountName, c.Account), up, m.cfg.Redelivery.Window.D())}
+			in := &incident{Kind: AlertRedelivery, Key: key, Count: 1, First: first, Last: at, Value: float64(up),
+				Summary: fmt.Sprintf("consumer %s on stream %s of account %s: redelivered messages grow (at least %d within %v)",
+					c.Consumer, c.Stream, firstNonEmpty(c.AccountName, c.Account), m.cfg.Redelivery.Growth, m.cfg.Redelivery.Window.D())}
 			describe(in)
 			m.open(in)
 		}
@@ -561,14 +574,16 @@ func (m *Monitor) deadLetterGrowth(s streamSample, at time.Time) {
 	if up < m.cfg.DeadLetters.Growth {
 		return
 	}
+	first := g.At[0]
+	g.restart(at, s.LastSeq) // the growth is now the incident's evidence
 	if in := m.incident(AlertDeadLetters, s.Account); in != nil {
-		m.evidence(in, at, 1)
+		m.evidence(in, at, up)
 		in.Value = max(in.Value, float64(up))
 		return
 	}
-	m.open(&incident{Kind: AlertDeadLetters, Key: s.Account, Count: 1, First: g.At[0], Last: at, Value: float64(up),
+	m.open(&incident{Kind: AlertDeadLetters, Key: s.Account, Count: up, First: first, Last: at, Value: float64(up),
 		Account: s.Account, AccountName: s.AccountName, Stream: s.Stream,
-		Summary: fmt.Sprintf("account %s: %d new dead letters within %v", firstNonEmpty(s.AccountName, s.Account), up, m.cfg.DeadLetters.Window.D())})
+		Summary: fmt.Sprintf("account %s: dead letters grow (at least %d within %v)", firstNonEmpty(s.AccountName, s.Account), m.cfg.DeadLetters.Growth, m.cfg.DeadLetters.Window.D())})
 }
 
 // tick reports incidents that grew (at most every Repeat) and resolves those without
@@ -604,6 +619,11 @@ func (m *Monitor) tick() {
 }
 
 func (m *Monitor) caughtUp() bool {
+	// A poll that failed (servers unreachable, restarting) is no evidence that poll-based
+	// incidents are over.
+	if m.lastPollFailed {
+		return false
+	}
 	for _, pending := range m.sourcePending {
 		if pending > 0 {
 			return false

@@ -218,6 +218,7 @@ func TestForgedRecord(t *testing.T) {
 func TestPollRules(t *testing.T) {
 	var cfg MonitorConfig
 	cfg.ConsumerLag.For = Duration(20 * time.Second)
+	cfg.Quiet = Duration(30 * time.Second)
 	e := newEngine(t, cfg)
 	start := e.clock.Add(-time.Hour)
 	var in, dlq uint64
@@ -257,6 +258,21 @@ func TestPollRules(t *testing.T) {
 	poll(50, 0, 150)
 	if a := e.of(AlertDeadLetters, AlertOpen); len(a) != 1 || a[0].Value != 500 {
 		t.Fatalf("dead-letter alerts %+v", e.alerts)
+	}
+	// A failed poll (servers away) resolves nothing; once polls work again and nothing grows,
+	// the incidents resolve, and the old growth does not open them again.
+	e.advance(time.Minute)
+	e.apply(func() { e.poll(pollResult{At: e.clock, Errors: 3}) })
+	e.tickNow()
+	if n := len(e.of(AlertDeadLetters, AlertResolved)); n != 0 {
+		t.Fatal("resolved while the servers could not be read")
+	}
+	for range 8 {
+		poll(50, 0, 150)
+		e.tickNow()
+	}
+	if len(e.of(AlertDeadLetters, AlertResolved)) != 1 || len(e.of(AlertDeadLetters, AlertOpen)) != 1 || len(e.of(AlertRedelivery, AlertOpen)) != 1 {
+		t.Fatalf("after the flood: %v", e.alerts)
 	}
 }
 
