@@ -250,3 +250,114 @@ func TestSystemEventsRecorded(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestAuditViewReader reads the view across accounts with filters, and follows it.
+func TestAuditViewReader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sb, shop, bank, _ := monitoredSandbox(t, ctx)
+	event := func(source, typ, reason string) []byte {
+		return []byte(fmt.Sprintf(`{"specversion":"1.0","id":"%s-%s","source":"%s","type":"%s","time":"2026-01-01T00:00:00Z","datacontenttype":"application/json","data":{"reason":"%s"}}`,
+			typ, reason, source, typ, reason))
+	}
+	for name, acct := range map[string]*accounts.Account{"shop": shop, "bank": bank} {
+		nc, err := sb.AdminConn(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		for _, r := range []string{"stale", "bad_signature"} {
+			if _, err := js.Publish(ctx, "sealbus.audit.rejected", event("sealbus://"+acct.PublicKey()+"/billing", "sealbus.rejected", r)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := js.Publish(ctx, "sealbus.audit.junk", []byte("not an event")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, "sealbus.dlq.malformed", []byte("envelope bytes")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opsNC, err := sb.AdminConn(ctx, "SEALBUS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opsNC.Close()
+	opsJS, _ := jetstream.New(opsNC)
+	for _, a := range []*accounts.Account{shop, bank} {
+		waitCount(t, ctx, opsJS, accounts.ViewAuditStream(a.PublicKey()), 3)
+		waitCount(t, ctx, opsJS, accounts.ViewDLQStream(a.PublicKey()), 1)
+	}
+	v := operator.NewAuditView(opsJS)
+	all, pos, err := v.Tail(ctx, 0, operator.ViewFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 8 {
+		t.Fatalf("%d records in the view, want 8", len(all))
+	}
+	for _, tc := range []struct {
+		f    operator.ViewFilter
+		want int
+	}{
+		{operator.ViewFilter{Account: "bank"}, 4},
+		{operator.ViewFilter{Account: bank.PublicKey(), Type: "dlq"}, 1},
+		{operator.ViewFilter{Reason: "stale"}, 2},
+		{operator.ViewFilter{Service: "billing", Account: "shop"}, 2},
+		{operator.ViewFilter{Type: "sealbus.rejected", Reason: "bad_signature", Account: "shop"}, 1},
+		{operator.ViewFilter{Since: time.Now().Add(time.Hour)}, 0},
+	} {
+		got, _, err := v.Tail(ctx, 0, tc.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != tc.want {
+			t.Errorf("filter %+v: %d records, want %d", tc.f, len(got), tc.want)
+		}
+		for _, r := range got {
+			if tc.f.Account == "bank" && r.Account != bank.PublicKey() {
+				t.Errorf("filter bank returned a record of %s", r.Account)
+			}
+		}
+	}
+	var undecodable int
+	for _, r := range all {
+		if r.Verification == "undecodable" {
+			undecodable++
+		}
+	}
+	if undecodable != 2 {
+		t.Fatalf("%d undecodable records, want the 2 junk ones", undecodable)
+	}
+
+	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer fcancel()
+	got := make(chan operator.ViewRecord, 1)
+	go func() {
+		_ = v.Follow(fctx, pos, operator.ViewFilter{Account: "bank"}, func(r operator.ViewRecord) error {
+			select {
+			case got <- r:
+			default:
+			}
+			return nil
+		})
+	}()
+	bankNC, err := sb.AdminConn(ctx, "bank")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bankNC.Close()
+	bjs, _ := jetstream.New(bankNC)
+	if _, err := bjs.Publish(ctx, "sealbus.audit.rejected", event("sealbus://"+bank.PublicKey()+"/billing", "sealbus.rejected", "replay")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.Audit == nil || r.Audit.Event == nil || r.Audit.Event.Data.Reason != "replay" || r.AccountName != "bank" {
+			t.Fatalf("followed %+v", r)
+		}
+	case <-fctx.Done():
+		t.Fatal("Follow saw no new record")
+	}
+}

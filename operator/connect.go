@@ -230,8 +230,8 @@ func ConnectMonitor(ctx context.Context, t Target, op *accounts.Operator, ops *a
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: system user key", accounts.ErrNoSeed)
 	}
+	// seed is the key pair's own copy (nkeys returns it, not a copy): not wiped here.
 	sysOpts := append(append(append([]nats.Option{}, opts...), forever...), nats.Name("sealbus-monitor-system"), nats.UserJWTAndSeed(op.SysUser.UserJWT, string(seed)))
-	wipe(seed)
 	if sys, err = nats.Connect(strings.Join(t.URLs, ","), sysOpts...); err != nil {
 		return nil, nil, fmt.Errorf("operator: connecting as the system user: %w", err)
 	}
