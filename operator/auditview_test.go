@@ -2,6 +2,7 @@ package operator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -359,5 +360,112 @@ func TestAuditViewReader(t *testing.T) {
 		}
 	case <-fctx.Done():
 		t.Fatal("Follow saw no new record")
+	}
+}
+
+// TestViewInsider attacks the view as an insider holding a shop service's creds with plain
+// nats.go: what it writes in its own audit stream stays attributed to shop whatever it
+// claims; junk there is a forged-record alert; it can neither publish nor subscribe on the
+// view's deliver subjects, call the view sources' consumer API, use the reply trick to get
+// anything into the view, nor read the recorded system events.
+func TestViewInsider(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sb, shop, bank, ops := monitoredSandbox(t, ctx)
+	if _, err := sb.AddService(ctx, "shop", accounts.ServiceSpec{Name: "mallory", Publish: []string{"orders.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	sys, opsNC, err := operator.ConnectMonitor(ctx, sb.Target(), sb.Operator(), ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	defer opsNC.Close()
+	var log alertLog
+	var cfg operator.MonitorConfig
+	cfg.Poll = operator.Duration(time.Second)
+	m, err := operator.NewMonitor(sys, operator.WithOperatorAccount(opsNC, ops.PublicKey()), operator.WithMonitorConfig(cfg), operator.WithAlertHandler(log.add))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go m.Run(mctx)
+
+	violations := make(chan error, 16)
+	insider, err := sealbustest.InsiderConn(ctx, sb, "shop", "mallory", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer insider.Close()
+	ijs, _ := jetstream.New(insider)
+	expectViolation := func(what string) {
+		t.Helper()
+		select {
+		case err := <-violations:
+			if !errors.Is(err, nats.ErrPermissionViolation) {
+				t.Fatalf("%s: %v, want a permissions violation", what, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no permissions violation", what)
+		}
+	}
+
+	// An event claiming to come from bank, written in shop.
+	claim := fmt.Sprintf(`{"specversion":"1.0","id":"forged-1","source":"sealbus://%s/billing","type":"sealbus.rejected","time":"2026-01-01T00:00:00Z","datacontenttype":"application/json","data":{"reason":"bad_signature"}}`, bank.PublicKey())
+	if _, err := ijs.Publish(ctx, "sealbus.audit.rejected", []byte(claim)); err != nil {
+		t.Fatal(err)
+	}
+	// Junk in the audit stream.
+	if _, err := ijs.Publish(ctx, "sealbus.audit.junk", []byte("\x1b[2Jnot an event")); err != nil {
+		t.Fatal(err)
+	}
+	opsJS, _ := jetstream.New(opsNC)
+	waitCount(t, ctx, opsJS, accounts.ViewAuditStream(shop.PublicKey()), 2)
+	recs, _, err := operator.NewAuditView(opsJS).Tail(ctx, 0, operator.ViewFilter{Account: "bank"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 0 {
+		t.Fatalf("shop's insider got %d records attributed to bank", len(recs))
+	}
+	waitFor(t, 10*time.Second, "a forged-record alert", func() bool { return len(log.of(operator.AlertForgedRecord, operator.AlertOpen)) > 0 })
+	if a := log.of(operator.AlertForgedRecord, operator.AlertOpen)[0]; a.Account != shop.PublicKey() {
+		t.Fatalf("forged record attributed to %s", a.Account)
+	}
+
+	// The view's plumbing is out of reach.
+	deliver := accounts.ViewDeliverPrefix(shop.PublicKey()) + ".audit.S.x"
+	if err := insider.Publish(deliver, []byte("injected")); err != nil {
+		t.Fatal(err)
+	}
+	expectViolation("publish on the view's deliver subject")
+	if _, err := insider.Subscribe(accounts.ViewDeliverPrefix(shop.PublicKey())+".>", func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	expectViolation("subscribe to the view's deliver subjects")
+	src := accounts.ViewSourceStream("audit", shop.PublicKey())
+	if err := insider.Publish("$JS.API.CONSUMER.CREATE."+src+".x.sealbus.audit.>", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	expectViolation("consumer create on the view source")
+	if err := insider.Publish("$JS.FC."+src+".x.y", nil); err != nil {
+		t.Fatal(err)
+	}
+	expectViolation("flow control of the view source")
+	if _, err := insider.Subscribe(accounts.AuthErrorEventSubject, func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	expectViolation("subscribe to the system events")
+	// The reply trick: the server answers to a deliver subject of the view; nothing lands.
+	if err := insider.PublishRequest("$JS.API.INFO", deliver, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := insider.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if n := streamCount(t, ctx, opsJS, accounts.ViewAuditStream(shop.PublicKey())); n != 2 {
+		t.Fatalf("the view of shop holds %d records, want the 2 the insider could write in its own audit stream", n)
 	}
 }

@@ -19,8 +19,9 @@ import (
 const maxWindowEntries = 10000
 
 // maxTracked bounds the keys (addresses, user keys, accounts and reasons) each rule tracks, so
-// an attacker spraying random keys cannot grow the monitor's memory without bound; the
-// oldest are dropped first.
+// an attacker spraying random keys cannot grow the monitor's memory without bound; when full,
+// half are forgotten (a spray of user keys from one address is still caught by the address's
+// window, which the spray does not grow).
 const maxTracked = 20000
 
 // window is a sliding window of evidence times, newest last, at most n kept.
@@ -269,14 +270,16 @@ func (m *Monitor) win(ws map[string]*window, key string) *window {
 		return w
 	}
 	if len(ws) >= maxTracked {
-		var oldest string
-		var ot time.Time
-		for k, w := range ws {
-			if oldest == "" || w.newest().Before(ot) {
-				oldest, ot = k, w.newest()
+		// Full (a spray of addresses or keys, each below the threshold): forget half, in
+		// the map's random order, so making room costs one pass per maxTracked/2 new keys.
+		n := 0
+		for k := range ws {
+			if n >= maxTracked/2 {
+				break
 			}
+			delete(ws, k)
+			n++
 		}
-		delete(ws, oldest)
 	}
 	w := &window{}
 	ws[key] = w
@@ -370,14 +373,14 @@ func (m *Monitor) spikeOf(ss map[string]*spike, key string) *spike {
 		return s
 	}
 	if len(ss) >= maxTracked {
-		var oldest string
-		var ot int64
-		for k, s := range ss {
-			if oldest == "" || s.LastSeen < ot {
-				oldest, ot = k, s.LastSeen
+		n := 0
+		for k := range ss {
+			if n >= maxTracked/2 {
+				break
 			}
+			delete(ss, k)
+			n++
 		}
-		delete(ss, oldest)
 	}
 	s := &spike{}
 	ss[key] = s

@@ -356,3 +356,21 @@ func TestMonitorConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSprayBounded: an attacker spraying random user keys (one failure each, below every
+// threshold) does not grow the monitor's state without bound, and is caught by its address.
+func TestSprayBounded(t *testing.T) {
+	e := newEngine(t, MonitorConfig{})
+	for i := range 3 * maxTracked {
+		e.fail(authFailure{Time: e.clock, Address: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), UserKey: fmt.Sprintf("U%055d", i), Cause: CauseBadCredentials})
+	}
+	if n, k := len(e.st.AddrFailures), len(e.st.KeyFailures); n > maxTracked || k > maxTracked {
+		t.Fatalf("tracking %d addresses and %d keys, bound %d", n, k, maxTracked)
+	}
+	for i := range 20 {
+		e.fail(authFailure{Time: e.clock, Address: attacker, UserKey: fmt.Sprintf("V%055d", i), Cause: CauseBadCredentials})
+	}
+	if len(e.of(AlertBruteForce, AlertOpen)) != 1 {
+		t.Fatalf("the spraying address raised %d alerts", len(e.of(AlertBruteForce, AlertOpen)))
+	}
+}
