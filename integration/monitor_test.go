@@ -76,6 +76,12 @@ func setupMonitoring(t *testing.T, ctx context.Context, d *natstest.Deployment) 
 // runMonitor runs a monitor of d through urls with its state in the operator-owned account,
 // reporting to log. stop ends it and waits.
 func runMonitor(t *testing.T, ctx context.Context, d *natstest.Deployment, ops *accounts.Account, urls []string, cfg operator.MonitorConfig, log *alerts) (m *operator.Monitor, stop func()) {
+	m, _, stop = runMonitorConn(t, ctx, d, ops, urls, cfg, log)
+	return m, stop
+}
+
+// runMonitorConn is runMonitor that also returns the monitor's system connection.
+func runMonitorConn(t *testing.T, ctx context.Context, d *natstest.Deployment, ops *accounts.Account, urls []string, cfg operator.MonitorConfig, log *alerts) (m *operator.Monitor, sysConn *nats.Conn, stop func()) {
 	t.Helper()
 	target := d.Target()
 	target.URLs = urls
@@ -115,7 +121,7 @@ func runMonitor(t *testing.T, ctx context.Context, d *natstest.Deployment, ops *
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return m, stop
+	return m, sys, stop
 }
 
 // bruteForce makes n connection attempts at url with service's JWT and a key that is not its
@@ -374,9 +380,10 @@ func TestMonitorClusterWorkload(t *testing.T) {
 	ops := setupMonitoring(t, ctx, c.Deployment)
 	var log alerts
 	monURLs := []string{c.Node(0).URL, c.Node(1).URL}
-	m, stop := runMonitor(t, ctx, c.Deployment, ops, monURLs, monitorConfig(), &log)
+	m, sys, stop := runMonitorConn(t, ctx, c.Deployment, ops, monURLs, monitorConfig(), &log)
+	monNode := nodeIndex(t, sys.ConnectedServerName())
 
-	clientURLs := []string{c.Node(1).URL, c.Node(2).URL}
+	clientURLs := []string{c.Node(0).URL, c.Node(1).URL, c.Node(2).URL}
 	pub := connectSDK(t, ctx, c.Deployment, pubCreds, clientURLs, bus.WithPublishRate(500, 50))
 	sub := connectSDK(t, ctx, c.Deployment, conCreds, clientURLs)
 	w := &workload{Subject: "events.created", Total: 1 << 30, Size: 1024}
@@ -391,21 +398,21 @@ func TestMonitorClusterWorkload(t *testing.T) {
 	pubDone := make(chan error, 1)
 	go func() { pubDone <- w.publish(wctx, pub) }()
 
-	// Node loss under the monitor: the node its connections use is stopped for 10 s.
+	// Node loss under the monitor: the node its system connection uses is stopped for 10 s.
 	if err := sleepCtx(ctx, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Stop(ctx, 0); err != nil {
+	if err := c.Stop(ctx, monNode); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s stopped", c.Node(0).Name)
+	t.Logf("%s (the monitor's) stopped", c.Node(monNode).Name)
 	if err := sleepCtx(ctx, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(ctx, 0); err != nil {
+	if err := c.Start(ctx, monNode); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s started", c.Node(0).Name)
+	t.Logf("%s started; the monitor is on %s", c.Node(monNode).Name, sys.ConnectedServerName())
 	<-pubDone
 	acked := w.Acked()
 	if acked < 10000 {
