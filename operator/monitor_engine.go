@@ -177,7 +177,6 @@ func (m *Monitor) evidence(in *incident, t time.Time, n uint64) {
 
 // authFailure applies one failed authentication to the brute-force and stale-key rules.
 func (m *Monitor) authFailure(f authFailure) {
-	m.st.Events["auth_error"]++
 	m.dirty = true
 	if f.Cause == CauseRevoked || f.Cause == CauseExpired {
 		m.staleKey(f)

@@ -75,12 +75,12 @@ func (m *Monitor) systemEvent(ctx context.Context, subject string, data []byte) 
 	switch kind {
 	case "auth_error":
 		f := m.classify(ctx, ev)
-		m.apply(func() { m.authFailure(f) })
+		m.apply(func() { m.st.Events[kind]++; m.authFailure(f) })
 	case "disconnect":
 		cause, probe := handshakeReasons[ev.Reason]
 		if probe && ev.Client.Account == globalAccount {
 			f := authFailure{ID: ev.ID, Time: ev.Time, Server: ev.Server.Name, Address: ev.Client.Host, Cause: cause, ClientName: ev.Client.Name}
-			m.apply(func() { m.st.Events["disconnect"]++; m.authFailure(f); m.st.Events["auth_error"]-- })
+			m.apply(func() { m.st.Events[kind]++; m.authFailure(f) })
 			return
 		}
 		fallthrough
@@ -321,9 +321,14 @@ func (m *Monitor) readOnce(ctx context.Context, stream string, fn func(jetstream
 		return err
 	}
 	defer it.Stop()
+	stopped := make(chan struct{})
+	defer close(stopped)
 	go func() {
-		<-ctx.Done()
-		it.Stop()
+		select {
+		case <-ctx.Done():
+			it.Stop()
+		case <-stopped:
+		}
 	}()
 	for {
 		msg, err := it.Next()
