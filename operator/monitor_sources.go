@@ -460,9 +460,9 @@ const (
 	gatherIdle = 300 * time.Millisecond
 )
 
-// gather sends req on subject (answered by every server) and returns the replies' data
-// envelopes.
-func (m *Monitor) gather(ctx context.Context, subject string, req any) ([]json.RawMessage, error) {
+// gather sends req on subject (answered by every server) and returns the replies, waiting
+// at most gatherWait and no longer than gatherIdle after the last one.
+func (m *Monitor) gather(ctx context.Context, subject string, req any) ([][]byte, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -477,7 +477,7 @@ func (m *Monitor) gather(ctx context.Context, subject string, req any) ([]json.R
 	if err := m.sys.PublishRequest(subject, inbox, body); err != nil {
 		return nil, err
 	}
-	var out []json.RawMessage
+	var out [][]byte
 	deadline := time.NewTimer(gatherWait)
 	defer deadline.Stop()
 	idle := time.NewTimer(gatherWait)
@@ -491,18 +491,35 @@ func (m *Monitor) gather(ctx context.Context, subject string, req any) ([]json.R
 		case <-idle.C:
 			return out, nil
 		case msg := <-ch:
-			var env struct {
-				Data  json.RawMessage `json:"data"`
-				Error *struct {
-					Description string `json:"description"`
-				} `json:"error"`
-			}
-			if json.Unmarshal(msg.Data, &env) == nil && env.Error == nil && len(env.Data) > 0 {
-				out = append(out, env.Data)
-			}
+			out = append(out, msg.Data)
 			idle.Reset(gatherIdle)
 		}
 	}
+}
+
+// apiReply is the envelope of every server's answer to a $SYS.REQ.SERVER.PING request.
+type apiReply struct {
+	Server struct {
+		Name string `json:"name"`
+		ID   string `json:"id"`
+	} `json:"server"`
+	Data  json.RawMessage `json:"data"`
+	Error *struct {
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// gatherData is gather keeping the data of the replies that carry no error.
+func (m *Monitor) gatherData(ctx context.Context, subject string, req any) ([]apiReply, error) {
+	raw, err := m.gather(ctx, subject, req)
+	var out []apiReply
+	for _, b := range raw {
+		var r apiReply
+		if json.Unmarshal(b, &r) == nil && r.Error == nil && len(r.Data) > 0 {
+			out = append(out, r)
+		}
+	}
+	return out, err
 }
 
 // readServers polls JSZ (streams and consumers, each stream from its leader), CONNZ
@@ -536,7 +553,7 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 	}
 	seen := map[string]bool{}
 	for offset := 0; ; {
-		replies, err := m.gather(ctx, "$SYS.REQ.SERVER.PING.JSZ", map[string]any{
+		replies, err := m.gatherData(ctx, "$SYS.REQ.SERVER.PING.JSZ", map[string]any{
 			"accounts": true, "streams": true, "consumer": true, "config": true, "stream_leader_only": true, "offset": offset, "limit": 1024,
 		})
 		if err != nil || len(replies) == 0 {
@@ -546,7 +563,7 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 		more := false
 		for _, r := range replies {
 			var z jsz
-			if json.Unmarshal(r, &z) != nil {
+			if json.Unmarshal(r.Data, &z) != nil {
 				continue
 			}
 			if z.Total > offset+len(z.Accounts) && len(z.Accounts) > 0 {
@@ -578,9 +595,8 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 	}
 
 	type connz struct {
-		Server string
-		Total  int `json:"total"`
-		Conns  []struct {
+		Total int `json:"total"`
+		Conns []struct {
 			CID     uint64    `json:"cid"`
 			Start   time.Time `json:"start"`
 			InMsgs  uint64    `json:"in_msgs"`
@@ -591,7 +607,7 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 	}
 	services := map[string]string{}
 	for offset := 0; ; {
-		replies, err := m.gather(ctx, "$SYS.REQ.SERVER.PING.CONNZ", map[string]any{"auth": true, "offset": offset, "limit": 1024})
+		replies, err := m.gatherData(ctx, "$SYS.REQ.SERVER.PING.CONNZ", map[string]any{"auth": true, "offset": offset, "limit": 1024})
 		if err != nil || len(replies) == 0 {
 			p.Errors++
 			break
@@ -599,10 +615,7 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 		more := false
 		for _, r := range replies {
 			var z connz
-			var srv struct {
-				ID string `json:"server_id"`
-			}
-			if json.Unmarshal(r, &z) != nil || json.Unmarshal(r, &srv) != nil {
+			if json.Unmarshal(r.Data, &z) != nil {
 				continue
 			}
 			if z.Total > offset+len(z.Conns) && len(z.Conns) > 0 {
@@ -616,7 +629,7 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 					}
 					services[c.User] = svc
 				}
-				p.Conns = append(p.Conns, connSample{Server: srv.ID, Account: c.Account, AccountName: names[c.Account], User: c.User, Service: svc,
+				p.Conns = append(p.Conns, connSample{Server: r.Server.Name, Account: c.Account, AccountName: names[c.Account], User: c.User, Service: svc,
 					CID: c.CID, Start: c.Start, InMsgs: c.InMsgs})
 			}
 		}
@@ -626,8 +639,8 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 		offset += 1024
 	}
 
-	// STATSZ replies name their server in the envelope, which gather drops.
-	if p.Servers = m.statsz(ctx); len(p.Servers) == 0 {
+	p.Servers = m.statsz(ctx)
+	if len(p.Servers) == 0 {
 		p.Errors++
 	}
 	return p
@@ -635,51 +648,33 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 
 // statsz asks every server for its counters.
 func (m *Monitor) statsz(ctx context.Context) []ServerStats {
-	inbox := m.sys.NewRespInbox()
-	ch := make(chan *nats.Msg, 64)
-	sub, err := m.sys.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return nil
-	}
-	defer sub.Unsubscribe()
-	if err := m.sys.PublishRequest("$SYS.REQ.SERVER.PING.STATSZ", inbox, []byte("{}")); err != nil {
-		return nil
-	}
+	raw, _ := m.gather(ctx, "$SYS.REQ.SERVER.PING.STATSZ", map[string]any{})
 	var out []ServerStats
-	idle := time.NewTimer(gatherWait)
-	defer idle.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return out
-		case <-idle.C:
-			return out
-		case msg := <-ch:
-			var r struct {
-				Server struct {
-					Name string `json:"name"`
-				} `json:"server"`
-				Stats struct {
-					Connections int `json:"connections"`
-					Sent        struct {
-						Msgs  uint64 `json:"msgs"`
-						Bytes uint64 `json:"bytes"`
-					} `json:"sent"`
-					Received struct {
-						Msgs  uint64 `json:"msgs"`
-						Bytes uint64 `json:"bytes"`
-					} `json:"received"`
-					SlowConsumers int64 `json:"slow_consumers"`
-				} `json:"statsz"`
-			}
-			if json.Unmarshal(msg.Data, &r) == nil && r.Server.Name != "" {
-				out = append(out, ServerStats{Name: r.Server.Name, Connections: r.Stats.Connections,
-					InMsgs: r.Stats.Received.Msgs, OutMsgs: r.Stats.Sent.Msgs, InBytes: r.Stats.Received.Bytes, OutBytes: r.Stats.Sent.Bytes,
-					SlowConsumers: r.Stats.SlowConsumers})
-			}
-			idle.Reset(gatherIdle)
+	for _, b := range raw {
+		var r struct {
+			Server struct {
+				Name string `json:"name"`
+			} `json:"server"`
+			Stats struct {
+				Connections int `json:"connections"`
+				Sent        struct {
+					Msgs  uint64 `json:"msgs"`
+					Bytes uint64 `json:"bytes"`
+				} `json:"sent"`
+				Received struct {
+					Msgs  uint64 `json:"msgs"`
+					Bytes uint64 `json:"bytes"`
+				} `json:"received"`
+				SlowConsumers int64 `json:"slow_consumers"`
+			} `json:"statsz"`
+		}
+		if json.Unmarshal(b, &r) == nil && r.Server.Name != "" {
+			out = append(out, ServerStats{Name: r.Server.Name, Connections: r.Stats.Connections,
+				InMsgs: r.Stats.Received.Msgs, OutMsgs: r.Stats.Sent.Msgs, InBytes: r.Stats.Received.Bytes, OutBytes: r.Stats.Sent.Bytes,
+				SlowConsumers: r.Stats.SlowConsumers})
 		}
 	}
+	return out
 }
 
 // publishAlertEvent records an alert as an audit event of the operator-owned account.

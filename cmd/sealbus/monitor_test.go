@@ -94,7 +94,7 @@ func TestMonitorCommand(t *testing.T) {
 	var out, errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- runContext(ctx, []string{"--home", home, "monitor", "--setup", "--json", "--for", "8s",
+		done <- runContext(ctx, []string{"--home", home, "monitor", "--setup", "--json",
 			"--metrics", monAddr, "--poll", "1s", "--quiet", "2s"}, &out, &errb)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
@@ -146,6 +146,15 @@ func TestMonitorCommand(t *testing.T) {
 	if resp, err := http.Get("http://" + devAddr + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("dev /healthz: %v %v", resp, err)
 	}
+	// Stopped (as by Ctrl-C) once the incident is resolved.
+	deadline = time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), `"state":"resolved"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the brute-force incident never resolved:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("monitor exited %d\n%s", code, errb.String())
 	}
