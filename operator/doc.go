@@ -22,6 +22,15 @@
 // [AuditLog] tails and follows an account's audit stream; [DeadLetters] lists, shows and
 // replays its dead letters.
 //
+// # Monitoring
+//
+// [Provisioner.SetupMonitoring] makes the operator-owned account the home of the operator's
+// monitoring: the servers' auth-error and connection events recorded, and the operator-wide,
+// read-only view of every account's audit and dead-letter records, built by stream sourcing
+// over private exports ([AuditView] reads it). A [Monitor] ([NewMonitor], [ConnectMonitor])
+// raises de-duplicated alerts from them and from the servers' JetStream and connection state
+// ([AlertKind], [MonitorConfig]); docs/MONITORING.md lists every alert and threshold.
+//
 // # Guarantees
 //
 //   - Every connection uses TLS ([ErrNoTLS] otherwise): the target's root CA when given, the
