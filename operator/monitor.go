@@ -47,7 +47,7 @@ type Monitor struct {
 	log      *slog.Logger
 	handlers []func(Alert)
 	recorder func(context.Context, bus.Event) error
-	verifier RecordVerifier
+	verifier RecordCheck
 	store    StateStore
 	opsKey   string // operator-owned account public key (alert event source)
 
@@ -72,10 +72,10 @@ type Monitor struct {
 	recQ chan bus.Event
 }
 
-// RecordVerifier checks one record of the operator-wide view: kind is "audit" or "dlq", and
+// RecordCheck checks one record of the operator-wide view: kind is "audit" or "dlq", and
 // subject, header and data are as stored. A non-nil error makes it a forged record (alert
 // [AlertForgedRecord]) with the error's text as the reason.
-type RecordVerifier func(kind, subject string, header nats.Header, data []byte) error
+type RecordCheck func(kind, subject string, header nats.Header, data []byte) error
 
 // MonitorOption configures [NewMonitor].
 type MonitorOption func(*Monitor) error
@@ -135,9 +135,9 @@ func WithAlertRecorder(f func(context.Context, bus.Event) error) MonitorOption {
 	}
 }
 
-// WithRecordVerifier sets how records of the operator-wide view are verified. By default an
+// WithRecordCheck sets how records of the operator-wide view are verified. By default an
 // audit record must decode as a valid event (bus.ParseEvent); dead letters are not checked.
-func WithRecordVerifier(f RecordVerifier) MonitorOption {
+func WithRecordCheck(f RecordCheck) MonitorOption {
 	return func(m *Monitor) error {
 		if f == nil {
 			return fmt.Errorf("%w: monitor: nil record verifier", ErrInvalidSpec)
