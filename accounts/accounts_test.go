@@ -119,7 +119,7 @@ func TestLimitsMapping(t *testing.T) {
 	if c.Limits.Streams != jwt.NoLimit || c.Limits.Consumer != jwt.NoLimit {
 		t.Fatalf("zero streams/consumers must be unlimited: %+v", c.Limits.JetStreamLimits)
 	}
-	if err := (Limits{MaxPayload: 10}).validate(); !errors.Is(err, ErrInvalidOption) {
+	if err := (Limits{MaxPayload: 10}).Validate(); !errors.Is(err, ErrInvalidOption) {
 		t.Fatalf("tiny payload: %v", err)
 	}
 }
@@ -285,7 +285,7 @@ func TestServiceSpecValidation(t *testing.T) {
 }
 
 func TestDirectoryConstants(t *testing.T) {
-	if DirectoryBucket != "SEALBUS_DIRECTORY" || DirectoryAccountKey != "account" || DirectoryCardKey("orders") != "card.orders" {
+	if DirectoryBucket != "SEALBUS_DIRECTORY" || DirectoryAccountKey != "account" || DirectoryCardKey("orders", "UABC") != "card.orders.UABC" {
 		t.Fatal("directory layout")
 	}
 	if DLQStream != "SEALBUS_DLQ" || AuditStream != "SEALBUS_AUDIT" || DLQSubjectPrefix != "sealbus.dlq" || AuditSubjectPrefix != "sealbus.audit" {

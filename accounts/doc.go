@@ -33,7 +33,9 @@
 // them). Declared subjects must start with a literal token that is not
 // reserved: not '*' or '>' (they would also match server API subjects), not
 // "$..." or "_..." (server APIs and inboxes) and not "sealbus" (sealbus's own
-// streams, [DLQSubjectPrefix] and [AuditSubjectPrefix]). The same rule holds
+// streams, [DLQSubjectPrefix] and [AuditSubjectPrefix]). A service writes its evidence only
+// on its own literal subjects ([AuditSubject], [DLQSubject]), named by a secret token drawn
+// when it is created ([NewEvidenceToken]) and carried by its user JWT alone. The same rule holds
 // for a card's subjects, checked when it is issued and when it is decoded.
 // The card carries the declared Publish and Subscribe lists; the user JWT
 // carries exactly [ServicePermissions] of them, which [Trust.VerifyService]

@@ -3,6 +3,7 @@ package accounts
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -61,7 +62,74 @@ var (
 	// ErrNoSeed reports an operation that needs a private key held only as a
 	// public key (for example an account identity key kept offline).
 	ErrNoSeed = errors.New("accounts: private key not available")
+	// ErrReadOnly reports a write to, or a private key asked of, a keystore
+	// opened with [OpenKeystoreReadOnly].
+	ErrReadOnly = errors.New("accounts: keystore opened read-only")
+	// ErrWeakPassphrase reports a new keystore passphrase shorter than
+	// [MinPassphraseLength].
+	ErrWeakPassphrase = errors.New("accounts: passphrase too short")
 )
+
+// NotFoundError is a keystore entry that does not exist, with the names that
+// do, so a caller can say what was meant. It matches [ErrNotFound].
+type NotFoundError struct {
+	Kind  string   // "account" or "service"
+	Name  string   // the name asked for
+	Scope string   // the account of a service; "" for an account
+	Known []string // the names of that kind that exist, sorted
+}
+
+func (e *NotFoundError) Error() string {
+	where := "in the keystore"
+	if e.Scope != "" {
+		where = "in account " + strconv.Quote(e.Scope)
+	}
+	msg := fmt.Sprintf("accounts: no %s %q %s", e.Kind, e.Name, where)
+	if len(e.Known) == 0 {
+		return msg + " (there are none)"
+	}
+	msg += " (known: " + strings.Join(e.Known, ", ")
+	if s := e.Suggestion(); s != "" {
+		msg += "; did you mean " + strconv.Quote(s) + "?"
+	}
+	return msg + ")"
+}
+
+// Is makes errors.Is(err, ErrNotFound) true.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// Suggestion returns the known name closest to Name (at most a third of its
+// letters different, case ignored), or "".
+func (e *NotFoundError) Suggestion() string {
+	best, bestD := "", len(e.Name)/3+1
+	for _, k := range e.Known {
+		if d := editDistance(strings.ToLower(e.Name), strings.ToLower(k)); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
 
 // ValidationError collects every problem found while verifying a token chain,
 // in the spirit of jwt/v2 ValidationResults: verification does not stop at the

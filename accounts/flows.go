@@ -224,24 +224,196 @@ func (a *Account) Activation(importer, subject string, et jwt.ExportType) (strin
 	return tok, nil
 }
 
-// The operator's monitoring flows (docs/MONITORING.md). All are private (token required) and
-// activated for the operator-owned account only, so no other account can import them.
+// The operator account's views (docs/ARCHITECTURE.md, "The operator account").
 //
-//   - The system account exports its auth-error, connect and disconnect events; the
-//     operator-owned account imports them under "sealbus.sys.autherr.<server id>",
-//     "sealbus.sys.connect.<account>" and "sealbus.sys.disconnect.<account>" and records
-//     them in [SystemEventsStream].
-//   - Every other account mirrors its SEALBUS_AUDIT and SEALBUS_DLQ into streams named after
-//     it ([ViewSourceStream]) and exports exactly what one sourcing consumer on each needs
-//     (into [ViewAuditStream] and [ViewDLQStream] of the operator-owned account): the
-//     extended consumer-create subject pinned to that consumer's name and to the stream's
-//     subjects, its flow-control replies, and the deliver subjects under
-//     [ViewDeliverPrefix]. The mirrors' names give each account's flow-control import a
-//     subject of its own ("$JS.FC.<stream>.<consumer>.*"), so the operator-owned account's
-//     flow-control replies go to the account they are for; sourced straight from
-//     SEALBUS_AUDIT, a stream every account names alike, they would fan out to every
-//     account (the server appends a random suffix to the consumer's name, so the name
-//     cannot tell accounts apart in a subject).
+// A view is a stream of the operator account ([OperatorAccountName]) that every tenant
+// mirrors, filtered to its own part ("<subjects>.<tenant account>.>"), into a stream of its
+// own that has no subjects. For each view the operator account exports, each export scoped to
+// the importing account by an account token so that no tenant can ask for another's part:
+//
+//   - the JetStream consumer creation on the view's stream in its filtered form
+//     ("$JS.API.CONSUMER.CREATE.<stream>.*.<subjects>.*.>"): the server sends a filtered
+//     mirror's create there and refuses a request body whose filter differs from the subject;
+//   - the deliver subjects of the mirrors' consumers ("<deliver>.*.>");
+//   - the flow-control replies of the mirrors ("$JS.FC.<stream>.>").
+//
+// Each tenant imports exactly its own part, the consumer creation under [OperatorAPIPrefix].
+// Nothing of it is granted to the tenant's services (their permissions name none of these
+// subjects); only the tenant's mirror, created by the operator, uses the imports. To add a
+// view, add an entry to operatorViews: the exports, the imports and [ImportsOperatorViews]
+// follow.
+type operatorView struct {
+	name     string // prefix of the export and import names
+	stream   string // the stream in the operator account
+	subjects string // its subject prefix before the tenant token ("$KV.SEALBUS_DIRECTORY")
+	deliver  string // deliver subject prefix before the tenant token
+}
+
+var operatorViews = []operatorView{
+	{name: "sealbus-directory", stream: DirectoryStream, subjects: "$KV." + DirectoryBucket, deliver: strings.TrimSuffix(directoryDeliverPrefix, ".")},
+}
+
+// operatorImportPrefix marks the names of the exports and imports of the operator account's
+// views; [Account.ImportOperatorViews] replaces the imports of that name.
+const operatorImportPrefix = "sealbus-"
+
+func tokens(s string) int { return strings.Count(s, ".") + 1 }
+
+func (v operatorView) createSubject(account string) string {
+	return "$JS.API.CONSUMER.CREATE." + v.stream + ".*." + v.subjects + "." + account + ".>"
+}
+
+func (v operatorView) exports() []*jwt.Export {
+	return []*jwt.Export{
+		{Name: v.name + "-create", Type: jwt.Service, Subject: jwt.Subject(v.createSubject("*")),
+			AccountTokenPosition: uint(6 + tokens(v.subjects) + 1)},
+		{Name: v.name + "-deliver", Type: jwt.Stream, Subject: jwt.Subject(v.deliver + ".*.>"),
+			AccountTokenPosition: uint(tokens(v.deliver) + 1)},
+		{Name: v.name + "-fc", Type: jwt.Service, Subject: jwt.Subject("$JS.FC." + v.stream + ".>")},
+	}
+}
+
+func (v operatorView) imports(operatorAccount, tenant string) []*jwt.Import {
+	create := v.createSubject(tenant)
+	return []*jwt.Import{
+		{Name: v.name + "-create", Type: jwt.Service, Account: operatorAccount, Subject: jwt.Subject(create),
+			LocalSubject: jwt.RenamingSubject(OperatorAPIPrefix + strings.TrimPrefix(create, "$JS.API"))},
+		{Name: v.name + "-deliver", Type: jwt.Stream, Account: operatorAccount, Subject: jwt.Subject(v.deliver + "." + tenant + ".>")},
+		{Name: v.name + "-fc", Type: jwt.Service, Account: operatorAccount, Subject: jwt.Subject("$JS.FC." + v.stream + ".>")},
+	}
+}
+
+// setOperatorExports replaces the operator account's view exports with the current ones.
+func setOperatorExports(c *jwt.AccountClaims) {
+	kept := c.Exports[:0]
+	for _, e := range c.Exports {
+		if !strings.HasPrefix(e.Name, operatorImportPrefix) {
+			kept = append(kept, e)
+		}
+	}
+	c.Exports = kept
+	for _, v := range operatorViews {
+		c.Exports.Add(v.exports()...)
+	}
+}
+
+// ImportOperatorViews makes a's claims import every view of the operator account
+// operatorAccount ("A...", see the operator account's views above), replacing imports of that
+// kind from any other account. It reports whether the claims changed; call
+// [Operator.Reissue] afterwards then.
+func (a *Account) ImportOperatorViews(operatorAccount string) (bool, error) {
+	if !nkeys.IsValidPublicAccountKey(operatorAccount) || operatorAccount == a.PublicKey() {
+		return false, fmt.Errorf("%w: operator account %q", ErrInvalidOption, operatorAccount)
+	}
+	if ImportsOperatorViews(a.Claims, operatorAccount) {
+		return false, nil
+	}
+	kept := a.Claims.Imports[:0]
+	for _, imp := range a.Claims.Imports {
+		if !strings.HasPrefix(imp.Name, operatorImportPrefix) {
+			kept = append(kept, imp)
+		}
+	}
+	a.Claims.Imports = kept
+	for _, v := range operatorViews {
+		a.Claims.Imports.Add(v.imports(operatorAccount, a.PublicKey())...)
+	}
+	return true, nil
+}
+
+// ImportsOperatorViews reports whether ac imports exactly the views of operatorAccount that
+// sealbus sets up (and nothing else under their names).
+func ImportsOperatorViews(ac *jwt.AccountClaims, operatorAccount string) bool {
+	if ac == nil {
+		return false
+	}
+	var want []*jwt.Import
+	for _, v := range operatorViews {
+		want = append(want, v.imports(operatorAccount, ac.Subject)...)
+	}
+	var got []*jwt.Import
+	for _, imp := range ac.Imports {
+		if strings.HasPrefix(imp.Name, operatorImportPrefix) {
+			got = append(got, imp)
+		}
+	}
+	if len(got) != len(want) {
+		return false
+	}
+	for _, w := range want {
+		found := false
+		for _, g := range got {
+			if g.Name == w.Name && g.Type == w.Type && g.Account == w.Account && g.Subject == w.Subject && g.LocalSubject == w.LocalSubject && g.Token == "" {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// IsOperatorViewImport reports whether imp is one of the imports [Account.ImportOperatorViews]
+// sets (by name): a tenant's link to the operator account, not a flow between tenants.
+func IsOperatorViewImport(imp *jwt.Import) bool {
+	return imp != nil && strings.HasPrefix(imp.Name, operatorImportPrefix)
+}
+
+// The operator account's sources (docs/MONITORING.md): the flows into the operator account,
+// the other way round from its views. All their exports are private (token required) and
+// activated for the operator account only, so no other account can import them.
+//
+//   - The system account exports its auth-error, connect and disconnect events
+//     ([SystemEventExports]); the operator account imports them under
+//     "sealbus.sys.autherr.<server id>", "sealbus.sys.connect.<account>" and
+//     "sealbus.sys.disconnect.<account>" and records them in [SystemEventsStream].
+//   - Every tenant mirrors each stream of operatorSources (its SEALBUS_AUDIT and SEALBUS_DLQ)
+//     into a stream named after it ([ViewSource.Mirror]) and exports exactly what one sourcing
+//     consumer on each mirror needs ([ViewExports]); the operator account's view stream of the
+//     tenant ([ViewSource.View]) sources it: the extended consumer-create subject pinned to
+//     that consumer's name and to the stream's subjects, its flow-control replies, and the
+//     deliver subjects under [ViewDeliverPrefix]. The mirrors' names give each tenant's
+//     flow-control import a subject of its own ("$JS.FC.<stream>.<consumer>.*"), so the
+//     operator account's flow-control replies go to the tenant they are for; sourced straight
+//     from SEALBUS_AUDIT, a stream every tenant names alike, they would fan out to every tenant
+//     (the server appends a random suffix to the consumer's name, so the name cannot tell
+//     accounts apart in a subject).
+//
+// To add a source (another sealbus stream of every tenant that the operator account reads),
+// add an entry to operatorSources: the exports, the imports, the mirrors and the view streams
+// ([operator.Provisioner.SetupAccount]) follow.
+
+// ViewSource is one stream of every tenant that the operator-wide view reads.
+type ViewSource struct {
+	Kind   string // "audit" or "dlq": names the mirror, the view stream and the exports
+	Origin string // the tenant's stream
+	Filter string // its subjects
+}
+
+var operatorSources = []ViewSource{
+	{Kind: "audit", Origin: AuditStream, Filter: AuditSubjectPrefix + ".>"},
+	{Kind: "dlq", Origin: DLQStream, Filter: DLQSubjectPrefix + ".>"},
+}
+
+// ViewSources returns the tenant streams the operator-wide view reads (a copy).
+func ViewSources() []ViewSource { return slices.Clone(operatorSources) }
+
+// Mirror is the tenant's subject-less mirror of the source that the view sources from
+// ([ViewSourceStream]).
+func (v ViewSource) Mirror(tenant string) string { return ViewSourceStream(v.Kind, tenant) }
+
+// View is the operator account's stream of the tenant's records of this source
+// ([ViewAuditStream], [ViewDLQStream]).
+func (v ViewSource) View(tenant string) string {
+	return ViewStreamPrefix + strings.ToUpper(v.Kind) + "_" + tenant
+}
+
+// DeliverPrefix is the deliver subject prefix, in the tenant, of the view's sourcing consumer.
+func (v ViewSource) DeliverPrefix(tenant string) string {
+	return ViewDeliverPrefix(tenant) + "." + v.Kind
+}
 
 // ViewSourceConsumer is the name nats-server (2.14 and later) gives the sourcing consumer
 // that stream viewStream of account ops asks for on its only source: "JS_SRC_" and a hash of
@@ -268,32 +440,20 @@ func serverHash(s string) string {
 // account's sourcing API: "$JS.SBV.<account>.API".
 func ViewAPIPrefix(account string) string { return "$JS.SBV." + account + ".API" }
 
-// viewFlow is one sealbus stream of an account seen from the view.
-type viewFlow struct {
-	stream, filter, view, tag string
-}
-
-func viewFlows(account string) []viewFlow {
-	return []viewFlow{
-		{ViewSourceStream("audit", account), AuditSubjectPrefix + ".>", ViewAuditStream(account), "audit"},
-		{ViewSourceStream("dlq", account), DLQSubjectPrefix + ".>", ViewDLQStream(account), "dlq"},
-	}
-}
-
-// ViewExports are the exports account needs so that ops can source its audit and dead-letter
-// streams into the view (see above).
-func ViewExports(account, ops string) []*jwt.Export {
+// ViewExports are the exports tenant needs so that the operator account ops can source its
+// streams of operatorSources into the view (see above).
+func ViewExports(tenant, ops string) []*jwt.Export {
 	var out []*jwt.Export
-	for _, f := range viewFlows(account) {
-		cons := ViewSourceConsumer(f.view, ops)
+	for _, v := range operatorSources {
+		mirror := v.Mirror(tenant)
 		out = append(out,
-			&jwt.Export{Name: "sealbus-view-" + f.tag + "-create", Type: jwt.Service, TokenReq: true,
-				Subject: jwt.Subject("$JS.API.CONSUMER.CREATE." + f.stream + "." + cons + "." + f.filter)},
-			&jwt.Export{Name: "sealbus-view-" + f.tag + "-fc", Type: jwt.Service, TokenReq: true,
-				Subject: jwt.Subject("$JS.FC." + f.stream + ".*.*")})
+			&jwt.Export{Name: "sealbus-view-" + v.Kind + "-create", Type: jwt.Service, TokenReq: true,
+				Subject: jwt.Subject("$JS.API.CONSUMER.CREATE." + mirror + "." + ViewSourceConsumer(v.View(tenant), ops) + "." + v.Filter)},
+			&jwt.Export{Name: "sealbus-view-" + v.Kind + "-fc", Type: jwt.Service, TokenReq: true,
+				Subject: jwt.Subject("$JS.FC." + mirror + ".*.*")})
 	}
 	return append(out, &jwt.Export{Name: "sealbus-view-deliver", Type: jwt.Stream, TokenReq: true,
-		Subject: jwt.Subject(ViewDeliverPrefix(account) + ".>")})
+		Subject: jwt.Subject(ViewDeliverPrefix(tenant) + ".>")})
 }
 
 // ViewImports are the imports, with activation tokens signed by a, that let ops source a's
@@ -353,12 +513,33 @@ func SystemEventImports(sys *Account, ops string) ([]*jwt.Import, error) {
 func AddExports(ac *jwt.AccountClaims, exports []*jwt.Export) bool {
 	added := false
 	for _, e := range exports {
-		if !slices.ContainsFunc(ac.Exports, func(x *jwt.Export) bool { return x.Type == e.Type && x.Subject == e.Subject }) {
+		if !hasExport(ac, e) {
 			ac.Exports.Add(e)
 			added = true
 		}
 	}
 	return added
+}
+
+// HasExports reports whether ac has an export of the type and subject of each of exports.
+func HasExports(ac *jwt.AccountClaims, exports []*jwt.Export) bool {
+	for _, e := range exports {
+		if !hasExport(ac, e) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasExport(ac *jwt.AccountClaims, e *jwt.Export) bool {
+	return ac != nil && slices.ContainsFunc(ac.Exports, func(x *jwt.Export) bool { return x.Type == e.Type && x.Subject == e.Subject })
+}
+
+// IsViewSourceExport reports whether e is one of the exports of a tenant's view sources to the
+// operator account ([ViewExports]), by name: a tenant's link to the operator account, not a
+// flow between tenants.
+func IsViewSourceExport(e *jwt.Export) bool {
+	return e != nil && strings.HasPrefix(e.Name, "sealbus-view-")
 }
 
 // AddImports adds to ac each import whose type, account and subject it does not have yet,
@@ -385,4 +566,15 @@ func AddImports(ac *jwt.AccountClaims, imports []*jwt.Import, now time.Time) boo
 func activationExpiring(tok string, now time.Time) bool {
 	c, err := jwt.DecodeActivationClaims(tok)
 	return err != nil || (c.Expires != 0 && time.Unix(c.Expires, 0).Sub(now) < ActivationValidity/4)
+}
+
+// RemoveViewImports removes from ac (the operator account's claims) its imports of the view
+// sources of tenant ([ViewImports]) and reports whether it removed any: for a tenant that is
+// removed.
+func RemoveViewImports(ac *jwt.AccountClaims, tenant string) bool {
+	before := len(ac.Imports)
+	ac.Imports = slices.DeleteFunc(ac.Imports, func(imp *jwt.Import) bool {
+		return imp.Account == tenant && strings.HasPrefix(imp.Name, "sealbus-view-")
+	})
+	return len(ac.Imports) != before
 }

@@ -69,6 +69,14 @@ type Keystore struct {
 	params     scryptParams
 	rand       io.Reader
 
+	// readOnly: opened with OpenKeystoreReadOnly; anchor is the operator key
+	// every public record is verified up to in that mode.
+	readOnly bool
+	anchor   string
+	// staging is appended to the path of every file written (ChangePassphrase
+	// writes the re-encrypted store beside the current one first).
+	staging string
+
 	mu   sync.Mutex
 	keys map[string][]byte
 }
@@ -163,6 +171,10 @@ func OpenKeystore(home string, passphrase []byte, opts ...KeystoreOption) (*Keys
 		rand:       cfg.rand,
 		keys:       map[string][]byte{},
 	}
+	if err := k.finishRekey(); err != nil {
+		k.Close()
+		return nil, err
+	}
 	b, err := os.ReadFile(k.Path(KeystoreMarker))
 	switch {
 	case err == nil:
@@ -235,6 +247,12 @@ func (k *Keystore) create() error {
 	if err := atomicfile.MkdirPrivate(k.home); err != nil {
 		return err
 	}
+	return k.writeMarker()
+}
+
+// writeMarker writes the marker (with a fresh passphrase check when
+// encrypted) at its place plus k.staging.
+func (k *Keystore) writeMarker() error {
 	m := markerFile{Format: markerFormat, Version: fileVersion, Encrypted: k.encrypted}
 	if k.encrypted {
 		box, err := k.seal([]byte(checkText), "keystore", "check", nil)
@@ -247,7 +265,7 @@ func (k *Keystore) create() error {
 	if err != nil {
 		return fmt.Errorf("accounts: encode keystore marker: %w", err)
 	}
-	return atomicfile.Write(k.Path(KeystoreMarker), append(b, '\n'), FileMode)
+	return atomicfile.Write(k.Path(KeystoreMarker)+k.staging, append(b, '\n'), FileMode)
 }
 
 // Close wipes the passphrase and derived keys held in memory. The Keystore
@@ -491,6 +509,11 @@ func (k *Keystore) secretsOf(h entryHeader, kind, name string, public any) (secr
 	if h.Encrypted != k.encrypted {
 		return nil, fmt.Errorf("%w: %s %q is stored encrypted=%v, the keystore is encrypted=%v", ErrWrongPassphrase, kind, name, h.Encrypted, k.encrypted)
 	}
+	if k.readOnly {
+		// Public records only: no seed is opened (or, unencrypted, kept).
+		h.wipe()
+		return secrets{}, nil
+	}
 	if !k.encrypted {
 		if h.Sealed != nil {
 			return nil, fmt.Errorf("%w: %s %q", ErrCorrupt, kind, name)
@@ -633,7 +656,7 @@ func (r serviceRecord) check(system bool) error {
 		if err := r.Spec.Validate(); err != nil {
 			return fmt.Errorf("%w: service %q spec: %v", ErrCorrupt, r.Spec.Name, err)
 		}
-		if d := userLimitsDiff(uc.UserPermissionLimits, serviceUserLimits(r.Spec, r.UserPublicKey)); len(d) > 0 {
+		if d := serviceUserDiff(uc, r.Spec, r.UserPublicKey); len(d) > 0 {
 			return fmt.Errorf("%w: service %q: the stored spec does not match its user jwt: %s", ErrCorrupt, r.Spec.Name, strings.Join(d, "; "))
 		}
 	}
@@ -666,6 +689,9 @@ func (r serviceRecord) service(sec secrets) (*Service, error) {
 // operator/<name>.json. A store holds one operator: saving a different
 // operator (another key or name) returns ErrExists.
 func (k *Keystore) SaveOperator(o *Operator) error {
+	if k.readOnly {
+		return fmt.Errorf("%w: cannot save the operator", ErrReadOnly)
+	}
 	if o == nil || o.System == nil || o.SysUser == nil {
 		return fmt.Errorf("%w: incomplete operator", ErrInvalidOption)
 	}
@@ -701,7 +727,7 @@ func (k *Keystore) SaveOperator(o *Operator) error {
 	if f.entryHeader, err = k.header("operator", o.Name, sec, &f.operatorRecord); err != nil {
 		return err
 	}
-	return writeJSON(k.Path("operator", o.Name+".json"), &f)
+	return writeJSON(k.Path("operator", o.Name+".json")+k.staging, &f)
 }
 
 // LoadOperator reads the store's operator. ErrNotFound if there is none.
@@ -788,6 +814,9 @@ func (k *Keystore) jsonNames(elem ...string) ([]string, error) {
 // stored) and the identity and signing seeds held. Overwriting an account of
 // the same name with another identity key returns ErrExists.
 func (k *Keystore) SaveAccount(a *Account) error {
+	if k.readOnly {
+		return fmt.Errorf("%w: cannot save account %q", ErrReadOnly, a.Name)
+	}
 	if a == nil || a.Key == nil {
 		return fmt.Errorf("%w: nil account", ErrInvalidOption)
 	}
@@ -812,7 +841,7 @@ func (k *Keystore) SaveAccount(a *Account) error {
 	if f.entryHeader, err = k.header("account", a.Name, sec, &f.Account); err != nil {
 		return err
 	}
-	return writeJSON(path, &f)
+	return writeJSON(path+k.staging, &f)
 }
 
 // LoadAccount reads an account. Keys whose seeds are not stored (kept
@@ -823,7 +852,7 @@ func (k *Keystore) LoadAccount(name string) (*Account, error) {
 	}
 	var f accountFile
 	if err := readJSON(k.Path("accounts", name, "account.json"), &f); err != nil {
-		return nil, err
+		return nil, k.accountNotFound(name, err)
 	}
 	sec, err := k.secretsOf(f.entryHeader, "account", name, &f.Account)
 	if err != nil {
@@ -839,6 +868,11 @@ func (k *Keystore) LoadAccount(name string) (*Account, error) {
 	}
 	if err := sec.unused("account", name); err != nil {
 		return nil, err
+	}
+	if k.readOnly {
+		if err := k.verifyAccountRecord(a); err != nil {
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -867,6 +901,9 @@ func (k *Keystore) ListAccounts() ([]string, error) {
 // stored and must be the service's account (ErrNotFound, ErrWrongAccount).
 // An existing service of that name is replaced (rotation).
 func (k *Keystore) SaveService(account string, s *Service) error {
+	if k.readOnly {
+		return fmt.Errorf("%w: cannot save a service", ErrReadOnly)
+	}
 	if s == nil {
 		return fmt.Errorf("%w: nil service", ErrInvalidOption)
 	}
@@ -878,7 +915,7 @@ func (k *Keystore) SaveService(account string, s *Service) error {
 	}
 	var af accountFile
 	if err := readJSON(k.Path("accounts", account, "account.json"), &af); err != nil {
-		return err
+		return k.accountNotFound(account, err)
 	}
 	if af.Account.PublicKey != s.Account {
 		return fmt.Errorf("%w: service %q belongs to %s, not account %q", ErrWrongAccount, s.Spec.Name, s.Account, account)
@@ -891,7 +928,7 @@ func (k *Keystore) SaveService(account string, s *Service) error {
 	if f.entryHeader, err = k.header("service", account+"/"+s.Spec.Name, sec, &f.Service); err != nil {
 		return err
 	}
-	return writeJSON(k.Path("accounts", account, "services", s.Spec.Name+".json"), &f)
+	return writeJSON(k.Path("accounts", account, "services", s.Spec.Name+".json")+k.staging, &f)
 }
 
 // LoadService reads a service. ErrNotFound if it does not exist.
@@ -904,7 +941,7 @@ func (k *Keystore) LoadService(account, name string) (*Service, error) {
 	}
 	var f serviceFile
 	if err := readJSON(k.Path("accounts", account, "services", name+".json"), &f); err != nil {
-		return nil, err
+		return nil, k.serviceNotFound(account, name, err)
 	}
 	if f.Service.Spec.Name != name {
 		return nil, fmt.Errorf("%w: service file %q names %q", ErrCorrupt, name, f.Service.Spec.Name)
@@ -924,6 +961,11 @@ func (k *Keystore) LoadService(account, name string) (*Service, error) {
 	if err := sec.unused("service", account+"/"+name); err != nil {
 		return nil, err
 	}
+	if k.readOnly {
+		if err := k.verifyServiceRecord(account, svc); err != nil {
+			return nil, err
+		}
+	}
 	return svc, nil
 }
 
@@ -933,7 +975,7 @@ func (k *Keystore) ListServices(account string) ([]string, error) {
 		return nil, err
 	}
 	if _, err := os.Stat(k.Path("accounts", account, "account.json")); err != nil {
-		return nil, fmt.Errorf("%w: account %q", ErrNotFound, account)
+		return nil, k.accountNotFound(account, fmt.Errorf("%w", ErrNotFound))
 	}
 	names, err := k.jsonNames("accounts", account, "services")
 	if err != nil {
@@ -947,6 +989,9 @@ func (k *Keystore) ListServices(account string) ([]string, error) {
 // accounts/<account>/services/<name>.creds (mode 0600, atomically) and
 // returns its path.
 func (k *Keystore) WriteCreds(account, name string) (string, error) {
+	if k.readOnly {
+		return "", fmt.Errorf("%w: creds hold seeds", ErrReadOnly)
+	}
 	s, err := k.LoadService(account, name)
 	if err != nil {
 		return "", err
@@ -966,7 +1011,7 @@ func (k *Keystore) WriteCreds(account, name string) (string, error) {
 func readJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: %s", ErrNotFound, path)
+		return fmt.Errorf("%w: %s", ErrNotFound, filepath.Base(path))
 	}
 	if err != nil {
 		return fmt.Errorf("accounts: read %s: %w", path, err)

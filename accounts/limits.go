@@ -11,13 +11,15 @@ import (
 // Mapping to jwt/v2 (which uses -1, [jwt.NoLimit], for "unlimited"):
 //
 //   - Connections, Subscriptions, MaxPayload, Data, Streams, Consumers:
-//     0 or negative means unlimited (-1 in the JWT); MaxPayload unlimited means
-//     the server's max_payload applies.
+//     0 means unlimited (-1 in the JWT); MaxPayload unlimited means the
+//     server's max_payload applies. Negative values are refused.
 //   - MemoryStorage, DiskStorage (bytes of JetStream storage): 0 means none
 //     (0 in the JWT: that storage type is disabled for the account; with both
-//     0 JetStream is disabled), negative means unlimited (-1). Unlimited
-//     storage is never a default: one tenant could fill the server's disk.
-//   - MaxAckPending: 0 or negative means the server default (0 in the JWT).
+//     0 JetStream is disabled), -1 means unlimited. Unlimited storage is
+//     never a default: one tenant could fill the server's disk. Below -1 is
+//     refused.
+//   - MaxAckPending: 0 means the server default (0 in the JWT); negative is
+//     refused.
 //
 // Data is in bytes per second summed over the account's connections.
 //
@@ -48,6 +50,21 @@ func DefaultLimits() Limits {
 	}
 }
 
+// OperatorAccountLimits are the limits of the operator account ([OperatorAccountName]): only
+// the operator's tools connect to it, and its JetStream storage holds the directory of every
+// tenant (1 GiB of disk, no memory storage).
+func OperatorAccountLimits() Limits {
+	return Limits{
+		Connections:   256,
+		Subscriptions: 4096,
+		MaxPayload:    1 << 20,
+		MemoryStorage: 0,
+		DiskStorage:   1 << 30,
+		Streams:       16,
+		Consumers:     1024,
+	}
+}
+
 // SystemLimits are the limits of the system account: unlimited NATS limits,
 // JetStream disabled.
 func systemLimits() Limits { return Limits{} }
@@ -66,7 +83,29 @@ func storage(v int64) int64 {
 	return v
 }
 
-func (l Limits) validate() error {
+// Validate reports the first nonsensical limit as [ErrInvalidOption]: a
+// negative count, size or rate (storage may be -1, unlimited), or a max
+// payload below 1024 bytes.
+func (l Limits) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"connections", l.Connections}, {"subscriptions", l.Subscriptions}, {"max payload", l.MaxPayload},
+		{"data rate", l.Data}, {"streams", l.Streams}, {"consumers", l.Consumers}, {"max ack pending", l.MaxAckPending},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("%w: %s %d is negative (0 means unlimited)", ErrInvalidOption, f.name, f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"memory storage", l.MemoryStorage}, {"disk storage", l.DiskStorage}} {
+		if f.v < -1 {
+			return fmt.Errorf("%w: %s %d: use a size, 0 for none or -1 for unlimited", ErrInvalidOption, f.name, f.v)
+		}
+	}
 	if l.MaxPayload > 0 && l.MaxPayload < 1024 {
 		return fmt.Errorf("%w: max payload %d is below 1024 bytes; envelopes would not fit", ErrInvalidOption, l.MaxPayload)
 	}

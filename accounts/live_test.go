@@ -199,7 +199,8 @@ func TestLiveServerEnforcesPermissions(t *testing.T) {
 	}
 	inbox := InboxPrefix(f.svc.UserPublicKey())
 
-	for _, subj := range []string{"orders.created", "orders.7.updated", "sealbus.audit.reject", "sealbus.dlq.orders"} {
+	tok := f.svc.Spec.EvidenceToken
+	for _, subj := range []string{"orders.created", "orders.7.updated", AuditSubject("orders", tok), AuditOverflowSubject("orders", tok), DLQSubject("orders", tok)} {
 		if out := pc.pub(subj, "", "x"); violation(out) {
 			t.Errorf("publish %s refused: %v", subj, out)
 		}
@@ -210,6 +211,7 @@ func TestLiveServerEnforcesPermissions(t *testing.T) {
 		}
 	}
 	for _, subj := range []string{"orders.deleted", "$JS.API.STREAM.CREATE.ORDERS", "$JS.API.STREAM.DELETE.SEALBUS_AUDIT",
+		"sealbus.audit.reject", "sealbus.dlq.orders", AuditSubject("payments", tok), AuditSubject("orders", tok) + ".x",
 		"$JS.API.CONSUMER.CREATE.PAYMENTS.x", "$JS.API.CONSUMER.DURABLE.CREATE.PAYMENTS.x", "$KV.SEALBUS_DIRECTORY.card.orders",
 		"$SYS.REQ.CLAIMS.UPDATE", "_INBOX.x"} {
 		if out := pc.pub(subj, "", "{}"); !violation(out) {

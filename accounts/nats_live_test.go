@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,15 +18,18 @@ import (
 	"github.com/sealbus/sealbus/accounts"
 )
 
-// This file checks the computed permission set against what nats.go's
-// jetstream package actually sends: a service connected with its creds and
-// accounts.InboxPrefix can read and watch the directory, use its durable
-// consumer, publish envelopes, dead letters and audit events, and cannot
-// write the directory or administer streams and consumers.
+// This file checks the computed permission set against what a real server does with it: a
+// service connected with its creds and accounts.InboxPrefix can read its account's directory
+// view (single-key direct gets), use its durable consumer, publish envelopes, dead letters and
+// audit events, and cannot write the directory, get it in batches, create consumers anywhere
+// or administer streams. The directory itself lives in the operator account and reaches the
+// tenant through the operator account's exports and the tenant's imports
+// (accounts.Account.ImportOperatorViews), which this test wires by hand.
 
 type liveEnv struct {
 	url, caFile string
 	op          *accounts.Operator
+	opAcc       *accounts.Account
 	acc         *accounts.Account
 }
 
@@ -35,17 +39,27 @@ func startLive(t *testing.T) *liveEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	opAcc, err := op.NewOperatorAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
 	acc, err := op.NewAccount("shop", accounts.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
-	url, ca := accounts.StartServer(t, op, acc)
-	return &liveEnv{url: url, caFile: ca, op: op, acc: acc}
+	if changed, err := acc.ImportOperatorViews(opAcc.PublicKey()); err != nil || !changed {
+		t.Fatalf("import views: %v %v", changed, err)
+	}
+	if err := op.Reissue(acc); err != nil {
+		t.Fatal(err)
+	}
+	url, ca := accounts.StartServer(t, op, opAcc, acc)
+	return &liveEnv{url: url, caFile: ca, op: op, opAcc: opAcc, acc: acc}
 }
 
-// adminConn connects as an unrestricted user of the account (what the CLI
-// does to create streams and write the directory).
-func (e *liveEnv) adminConn(t *testing.T) *nats.Conn {
+// adminConn connects as an unrestricted user of acct (what the operator's tools do to create
+// streams and write the directory).
+func (e *liveEnv) adminConn(t *testing.T, acct *accounts.Account) *nats.Conn {
 	t.Helper()
 	ukp, err := nkeysUser()
 	if err != nil {
@@ -53,9 +67,9 @@ func (e *liveEnv) adminConn(t *testing.T) *nats.Conn {
 	}
 	pub, _ := ukp.PublicKey()
 	uc := jwt.NewUserClaims(pub)
-	uc.IssuerAccount = e.acc.PublicKey()
+	uc.IssuerAccount = acct.PublicKey()
 	uc.Expires = time.Now().Add(time.Hour).Unix()
-	tok, err := uc.Encode(e.acc.SigningKeys[0])
+	tok, err := uc.Encode(acct.SigningKeys[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,24 +117,40 @@ func TestServicePermissionsWithJetStream(t *testing.T) {
 	e := startLive(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	shop := e.acc.PublicKey()
 
-	// The operator's setup: directory, DLQ, audit, an application stream and
-	// the service's durable.
-	anc := e.adminConn(t)
+	// The operator's setup: the directory bucket in the operator account, the tenant's view,
+	// DLQ, audit, an application stream and the service's durable.
+	onc := e.adminConn(t, e.opAcc)
+	ojs, err := jetstream.New(onc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := ojs.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: accounts.DirectoryBucket, History: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.PutString(ctx, shop+"."+accounts.DirectoryAccountKey, e.acc.JWT); err != nil {
+		t.Fatal(err)
+	}
+	anc := e.adminConn(t, e.acc)
 	ajs, err := jetstream.New(anc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := ajs.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: accounts.DirectoryBucket, History: 5})
+	view, err := ajs.CreateStream(ctx, jetstream.StreamConfig{
+		Name: accounts.DirectoryView, AllowDirect: true, MaxMsgsPerSubject: 1,
+		Mirror: &jetstream.StreamSource{
+			Name: accounts.DirectoryStream, FilterSubject: accounts.DirectoryFilter(shop),
+			External: &jetstream.ExternalStream{APIPrefix: accounts.OperatorAPIPrefix, DeliverPrefix: accounts.DirectoryDeliverPrefix(shop)},
+		},
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.PutString(ctx, accounts.DirectoryAccountKey, e.acc.JWT); err != nil {
 		t.Fatal(err)
 	}
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: accounts.DLQStream, Subjects: []string{accounts.DLQSubjectPrefix + ".>"}},
-		{Name: accounts.AuditStream, Subjects: []string{accounts.AuditSubjectPrefix + ".>"}},
+		{Name: accounts.AuditStream, Subjects: []string{accounts.AuditSubjectPrefix + ".>"}}, // every writer's subject, for this test
 		{Name: "ORDERS", Subjects: []string{"orders.>"}, Duplicates: time.Minute},
 	} {
 		if _, err := ajs.CreateStream(ctx, sc); err != nil {
@@ -140,7 +170,8 @@ func TestServicePermissionsWithJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.PutString(ctx, accounts.DirectoryCardKey("billing"), svc.Card); err != nil {
+	cardKey := accounts.DirectoryCardKey("billing", svc.UserPublicKey())
+	if _, err := kv.PutString(ctx, shop+"."+cardKey, svc.Card); err != nil {
 		t.Fatal(err)
 	}
 	credsFile := filepath.Join(t.TempDir(), "billing.creds")
@@ -164,46 +195,53 @@ func TestServicePermissionsWithJetStream(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Allowed: account info, directory watch.
+	// Allowed: account info, single-key gets on the view, which the mirror fills from the
+	// operator account within moments.
 	if _, err := sjs.AccountInfo(ctx); err != nil {
 		t.Fatalf("account info: %v", err)
 	}
-	skv, err := sjs.KeyValue(ctx, accounts.DirectoryBucket)
-	if err != nil {
-		t.Fatalf("open directory: %v", err)
-	}
-	w, err := skv.WatchAll(ctx)
-	if err != nil {
-		t.Fatalf("watch directory: %v", err)
-	}
-	seen := map[string]bool{}
-	for u := range w.Updates() {
-		if u == nil {
-			break // initial values delivered
+	get := func(key string) *nats.Msg {
+		t.Helper()
+		var m *nats.Msg
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			m, err = snc.RequestWithContext(ctx, accounts.DirectoryGetSubject(shop, key), nil)
+			if err == nil && m.Header.Get("Status") == "" || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		seen[u.Key()] = true
+		if err != nil || m.Header.Get("Status") != "" {
+			t.Fatalf("get %s: %v %v", key, err, m.Header)
+		}
+		return m
 	}
-	if !seen[accounts.DirectoryAccountKey] || !seen[accounts.DirectoryCardKey("billing")] {
-		t.Fatalf("watch saw %v", seen)
+	if m := get(accounts.DirectoryAccountKey); string(m.Data) != e.acc.JWT || m.Header.Get(jetstream.StreamHeader) != accounts.DirectoryView {
+		t.Fatalf("account key: %q %v", m.Data, m.Header)
 	}
-	// A later admin write reaches the watcher.
-	if _, err := kv.PutString(ctx, accounts.DirectoryCardKey("other"), "x"); err != nil {
+	if m := get(cardKey); string(m.Data) != svc.Card {
+		t.Fatalf("card key: %q", m.Data)
+	}
+	// A later operator write reaches the view; the newest-entry get names it.
+	rev, err := kv.PutString(ctx, shop+".card.other."+svc.UserPublicKey(), "x")
+	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case u := <-w.Updates():
-		if u == nil || u.Key() != accounts.DirectoryCardKey("other") {
-			t.Fatalf("watch update %v", u)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m := get(">")
+		if m.Header.Get(jetstream.SequenceHeader) == strconv.FormatUint(rev, 10) {
+			break
 		}
-	case <-ctx.Done():
-		t.Fatal("no watch update")
+		if time.Now().After(deadline) {
+			t.Fatalf("newest entry %v, want sequence %d", m.Header, rev)
+		}
 	}
-	if err := w.Stop(); err != nil {
-		t.Fatalf("stop watch: %v", err)
-	}
-	keys, err := skv.Keys(ctx)
-	if err != nil || len(keys) != 3 {
-		t.Fatalf("keys %v %v", keys, err)
+	// The subject form answers one key only: a batch or sequence in the body is refused.
+	for _, body := range []string{`{"batch":100}`, `{"seq":1}`, `{"multi_last":["` + accounts.DirectoryFilter(shop) + `"]}`} {
+		m, err := snc.RequestWithContext(ctx, accounts.DirectoryGetSubject(shop, accounts.DirectoryAccountKey), []byte(body))
+		if err != nil || m.Header.Get("Status") != "408" {
+			t.Errorf("subject-form get with %s: %v %v, want status 408", body, err, m)
+		}
 	}
 
 	// Allowed: its durable, acks, publishing envelopes, dead letters and audit events.
@@ -231,7 +269,8 @@ func TestServicePermissionsWithJetStream(t *testing.T) {
 	if _, err := sjs.Stream(ctx, "ORDERS"); err != nil {
 		t.Fatalf("stream info: %v", err)
 	}
-	for _, subj := range []string{"orders.billed", accounts.DLQSubjectPrefix + ".orders", accounts.AuditSubjectPrefix + ".reject"} {
+	tok := svc.Spec.EvidenceToken
+	for _, subj := range []string{"orders.billed", accounts.DLQSubject("billing", tok), accounts.AuditSubject("billing", tok)} {
 		if _, err := sjs.Publish(ctx, subj, []byte("x")); err != nil {
 			t.Errorf("publish %s: %v", subj, err)
 		}
@@ -239,22 +278,35 @@ func TestServicePermissionsWithJetStream(t *testing.T) {
 	if c := perms.count(); c != 0 {
 		t.Fatalf("permission violations on allowed operations: %v", perms.errs)
 	}
+	before, err := view.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 
-	// Refused: directory writes, stream and consumer administration, other
-	// durables, publishing outside its subjects.
+	// Refused: directory writes, batch gets, consumers anywhere (the directory view's and the
+	// application stream's, in every API form), stream administration, other durables,
+	// publishing outside its subjects.
 	short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 2*time.Second) }
+	raw := func(subject, body string) func(context.Context) error {
+		return func(c context.Context) error {
+			_, err := snc.RequestWithContext(c, subject, []byte(body))
+			return err
+		}
+	}
 	refused := []struct {
 		subject string
 		do      func(context.Context) error
 	}{
-		// The directory is read through the watch only: a get names its own reply subject,
-		// which could aim an old entry back into the bucket.
-		{"$JS.API.DIRECT.GET.KV_SEALBUS_DIRECTORY.$KV.SEALBUS_DIRECTORY.card.billing", func(c context.Context) error {
-			_, err := skv.Get(c, accounts.DirectoryCardKey("billing"))
-			return err
-		}},
-		{"$KV.SEALBUS_DIRECTORY.card.billing", func(c context.Context) error {
-			_, err := skv.PutString(c, accounts.DirectoryCardKey("billing"), "forged")
+		{"$JS.API.DIRECT.GET." + accounts.DirectoryView, raw("$JS.API.DIRECT.GET."+accounts.DirectoryView, `{"seq":1,"batch":1000}`)},
+		{"$JS.API.DIRECT.GET.ORDERS.orders.created", raw("$JS.API.DIRECT.GET.ORDERS.orders.created", "")},
+		{"$JS.API.STREAM.MSG.GET." + accounts.DirectoryView, raw("$JS.API.STREAM.MSG.GET."+accounts.DirectoryView, `{"seq":1}`)},
+		{"$JS.API.CONSUMER.CREATE." + accounts.DirectoryView, raw("$JS.API.CONSUMER.CREATE."+accounts.DirectoryView, `{"stream_name":"SEALBUS_DIRECTORY","config":{"direct":true,"deliver_subject":"x"}}`)},
+		{"$JS.API.CONSUMER.CREATE." + accounts.DirectoryView + ".w.>", raw("$JS.API.CONSUMER.CREATE."+accounts.DirectoryView+".w.>", `{"stream_name":"SEALBUS_DIRECTORY","config":{"name":"w","sourcing":true}}`)},
+		{"$JS.API.CONSUMER.DURABLE.CREATE." + accounts.DirectoryView + ".d", raw("$JS.API.CONSUMER.DURABLE.CREATE."+accounts.DirectoryView+".d", `{"stream_name":"SEALBUS_DIRECTORY","config":{"durable_name":"d"}}`)},
+		{accounts.OperatorAPIPrefix + ".CONSUMER.CREATE." + accounts.DirectoryStream + ".x." + accounts.DirectoryFilter(shop),
+			raw(accounts.OperatorAPIPrefix+".CONSUMER.CREATE."+accounts.DirectoryStream+".x."+accounts.DirectoryFilter(shop), `{}`)},
+		{accounts.DirectorySubject(shop, cardKey), func(c context.Context) error {
+			_, err := sjs.Publish(c, accounts.DirectorySubject(shop, cardKey), []byte("forged"))
 			return err
 		}},
 		{"$JS.API.STREAM.CREATE.EVIL", func(c context.Context) error {
@@ -262,13 +314,7 @@ func TestServicePermissionsWithJetStream(t *testing.T) {
 			return err
 		}},
 		{"$JS.API.STREAM.DELETE.ORDERS", func(c context.Context) error { return sjs.DeleteStream(c, "ORDERS") }},
-		{"$JS.API.STREAM.PURGE.KV_SEALBUS_DIRECTORY", func(c context.Context) error {
-			s, err := sjs.Stream(c, "KV_"+accounts.DirectoryBucket)
-			if err != nil {
-				return err
-			}
-			return s.Purge(c)
-		}},
+		{"$JS.API.STREAM.PURGE." + accounts.DirectoryView, raw("$JS.API.STREAM.PURGE."+accounts.DirectoryView, "")},
 		{"$JS.API.CONSUMER.CREATE.ORDERS.mine", func(c context.Context) error {
 			_, err := sjs.CreateConsumer(c, "ORDERS", jetstream.ConsumerConfig{Durable: "mine"})
 			return err
@@ -309,11 +355,18 @@ func TestServicePermissionsWithJetStream(t *testing.T) {
 			t.Errorf("%s: failed (%v) without a permission violation from the server", r.subject, errs[i])
 		}
 	}
-	// The admin's view: nothing was created, deleted or forged.
+	// The admin's view: nothing was created, deleted or forged; the view holds what it held.
 	if _, err := ajs.Stream(ctx, "EVIL"); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Errorf("EVIL stream: %v", err)
 	}
-	if ent, err := kv.Get(ctx, accounts.DirectoryCardKey("billing")); err != nil || string(ent.Value()) != svc.Card {
+	after, err := view.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.State.Msgs != before.State.Msgs || after.State.LastSeq != before.State.LastSeq || after.State.Consumers != 0 {
+		t.Errorf("directory view changed: %+v -> %+v", before.State, after.State)
+	}
+	if ent, err := kv.Get(ctx, shop+"."+cardKey); err != nil || string(ent.Value()) != svc.Card {
 		t.Errorf("directory card changed: %v", err)
 	}
 }

@@ -2,9 +2,11 @@ package accounts
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -64,7 +66,7 @@ func NewOperatorWithRand(name string, r io.Reader) (*Operator, error) {
 		return nil, fmt.Errorf("accounts: create operator key: %w", err)
 	}
 	o := &Operator{Name: name, Key: okp}
-	sys, err := o.NewAccountWithRand(SystemAccountName, systemLimits(), r)
+	sys, err := o.newAccount(SystemAccountName, systemLimits(), r)
 	if err != nil {
 		return nil, err
 	}
@@ -121,15 +123,57 @@ func (o *Operator) NewAccount(name string, lim Limits) (*Account, error) {
 }
 
 // NewAccountWithRand is [Operator.NewAccount] with an explicit source of
-// randomness.
+// randomness. A reserved name ([ReservedAccountName]) is ErrInvalidOption: the system and
+// operator accounts are made by [NewOperator] and [Operator.NewOperatorAccount].
 func (o *Operator) NewAccountWithRand(name string, lim Limits, r io.Reader) (*Account, error) {
+	if ReservedAccountName(name) {
+		return nil, fmt.Errorf("%w: account name %q is reserved for sealbus", ErrInvalidOption, name)
+	}
+	return o.newAccount(name, lim, r)
+}
+
+// NewOperatorAccount creates the operator account ([OperatorAccountName]) with
+// [OperatorAccountLimits] and the exports of the operator account's views (see
+// [Account.ImportOperatorViews]), signed by the operator.
+func (o *Operator) NewOperatorAccount() (*Account, error) {
+	a, err := o.newAccount(OperatorAccountName, OperatorAccountLimits(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	setOperatorExports(a.Claims)
+	if err := o.Reissue(a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// UpdateOperatorExports brings the operator account's exports to the current set of views
+// and reports whether they changed ([Operator.Reissue] and push it then).
+func (a *Account) UpdateOperatorExports() bool {
+	before := canonicalExports(a.Claims.Exports)
+	setOperatorExports(a.Claims)
+	return !slices.Equal(before, canonicalExports(a.Claims.Exports))
+}
+
+// canonicalExports returns the exports as sorted JSON strings (jwt sorts them when encoding).
+func canonicalExports(es jwt.Exports) []string {
+	out := make([]string, 0, len(es))
+	for _, e := range es {
+		b, _ := json.Marshal(e)
+		out = append(out, string(b))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (o *Operator) newAccount(name string, lim Limits, r io.Reader) (*Account, error) {
 	if err := checkName("account", name); err != nil {
 		return nil, err
 	}
 	if r == nil {
 		return nil, fmt.Errorf("%w: nil random source", ErrInvalidOption)
 	}
-	if err := lim.validate(); err != nil {
+	if err := lim.Validate(); err != nil {
 		return nil, err
 	}
 	akp, err := nkeys.CreatePairWithRand(nkeys.PrefixByteAccount, r)
@@ -183,7 +227,7 @@ func (a *Account) PublicKey() string { return publicKey(a.Key) }
 
 // SetLimits writes lim into a.Claims; call [Operator.Reissue] afterwards.
 func (a *Account) SetLimits(lim Limits) error {
-	if err := lim.validate(); err != nil {
+	if err := lim.Validate(); err != nil {
 		return err
 	}
 	lim.apply(a.Claims)

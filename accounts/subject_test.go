@@ -88,20 +88,23 @@ func TestPermissionsExact(t *testing.T) {
 		Publish:   []string{"billing.invoiced", "billing.invoiced"},
 		Subscribe: []string{"orders.created", "orders.*.cancelled"},
 		Consumers: []ConsumerRef{{Stream: "ORDERS", Durable: "billing"}},
+		// the service's secret evidence token: its own literal audit, overflow and DLQ subjects
+		EvidenceToken: "0123456789abcdef0123456789abcdef",
 	}
 	p := ServicePermissions(spec, "UKEY")
 	wantPub := []string{
 		"billing.invoiced",
-		"sealbus.dlq.>", "sealbus.audit.>",
+		"sealbus.audit.billing.0123456789abcdef0123456789abcdef",
+		"sealbus.audit.billing.0123456789abcdef0123456789abcdef.overflow",
+		"sealbus.dlq.billing.0123456789abcdef0123456789abcdef",
 		"$JS.API.INFO",
-		"$JS.API.STREAM.INFO.KV_SEALBUS_DIRECTORY",
-		"$JS.API.CONSUMER.CREATE.KV_SEALBUS_DIRECTORY.>",
-		"$JS.API.CONSUMER.DELETE.KV_SEALBUS_DIRECTORY.>",
-		"$JS.FC.KV_SEALBUS_DIRECTORY.>",
+		"$JS.API.DIRECT.GET.SEALBUS_DIRECTORY.>",
 		"$JS.API.STREAM.INFO.ORDERS",
 		"$JS.API.CONSUMER.INFO.ORDERS.billing",
 		"$JS.API.CONSUMER.MSG.NEXT.ORDERS.billing",
 		"$JS.ACK.ORDERS.billing.>",
+		"sealbus.guard.ORDERS.billing.>",
+		"$JS.API.STREAM.MSG.GET.SEALBUS_GUARD_6_ORDERS_billing",
 	}
 	if !slices.Equal(p.Pub.Allow, wantPub) {
 		t.Errorf("pub allow\n got %q\nwant %q", p.Pub.Allow, wantPub)
@@ -127,23 +130,58 @@ func TestPermissionsExact(t *testing.T) {
 		"$JS.API.CONSUMER.MSG.NEXT.ORDERS.other",
 		"$JS.ACK.ORDERS.other.1.2.3.4.5",
 		"$KV.SEALBUS_DIRECTORY.card.billing",
+		"$KV.SEALBUS_DIRECTORY.AACCT.card.billing.UKEY",
 		"$JS.API.STREAM.CREATE.KV_SEALBUS_DIRECTORY",
 		"$JS.API.STREAM.PURGE.KV_SEALBUS_DIRECTORY",
+		"$JS.API.STREAM.PURGE.SEALBUS_DIRECTORY",
+		// The directory: no batch gets (one request would send the whole view to any reply
+		// subject), no stream message gets, no consumers of any kind on it.
+		"$JS.API.DIRECT.GET.SEALBUS_DIRECTORY",
+		"$JS.API.DIRECT.GET.ORDERS",
+		"$JS.API.STREAM.MSG.GET.SEALBUS_DIRECTORY",
+		"$JS.API.CONSUMER.CREATE.SEALBUS_DIRECTORY",
+		"$JS.API.CONSUMER.CREATE.SEALBUS_DIRECTORY.w",
+		"$JS.API.CONSUMER.CREATE.SEALBUS_DIRECTORY.w.$KV.SEALBUS_DIRECTORY.>",
+		"$JS.API.CONSUMER.DURABLE.CREATE.SEALBUS_DIRECTORY.d",
+		"$JS.SEALBUS.API.CONSUMER.CREATE.KV_SEALBUS_DIRECTORY.x.$KV.SEALBUS_DIRECTORY.AACCT.>",
+		"$JS.FC.KV_SEALBUS_DIRECTORY.x.y",
+		"sealbus.directory.deliver.AACCT.M.x",
 		"$SYS.REQ.CLAIMS.UPDATE",
 		"orders.created",
 		"_INBOX.x",
+		// no other writer's evidence subjects, no wildcard evidence space
+		"sealbus.audit.shipping.0123456789abcdef0123456789abcdef",
+		"sealbus.audit.billing.ffffffffffffffffffffffffffffffff",
+		"sealbus.audit.billing.0123456789abcdef0123456789abcdef.x",
+		"sealbus.audit._admin.0123456789abcdef0123456789abcdef",
+		"sealbus.dlq.billing.ffffffffffffffffffffffffffffffff",
+		"sealbus.dlq.x",
+		// Another durable's guard store, and what would tamper with its own.
+		"sealbus.guard.ORDERS.shipping.m.x",
+		"$JS.API.STREAM.MSG.GET.SEALBUS_GUARD_6_ORDERS_shipping",
+		"$JS.API.STREAM.PURGE.SEALBUS_GUARD_6_ORDERS_billing",
+		"$JS.API.STREAM.MSG.DELETE.SEALBUS_GUARD_6_ORDERS_billing",
+		"$JS.API.DIRECT.GET.SEALBUS_GUARD_6_ORDERS_billing",
+		"$JS.API.CONSUMER.CREATE.SEALBUS_GUARD_6_ORDERS_billing.x",
+		// Gets of the streams it can read or write otherwise.
+		"$JS.API.STREAM.MSG.GET.ORDERS",
+		"$JS.API.STREAM.MSG.GET.KV_SEALBUS_DIRECTORY",
+		"$JS.API.STREAM.MSG.GET.SEALBUS_DLQ",
+		"$JS.API.DIRECT.GET.KV_SEALBUS_DIRECTORY.$KV.SEALBUS_DIRECTORY.account",
 	}
 	for _, s := range never {
 		if allowed(p.Pub, s) {
 			t.Errorf("service may publish %s", s)
 		}
 	}
-	for _, s := range []string{"_INBOX.x", "_INBOX_OTHER.x", "billing.invoiced", "$JS.API.>"} {
+	for _, s := range []string{"_INBOX.x", "_INBOX_OTHER.x", "billing.invoiced", "$JS.API.>", "sealbus.directory.deliver.AACCT.M.x"} {
 		if allowed(p.Sub, s) {
 			t.Errorf("service may subscribe %s", s)
 		}
 	}
-	for _, s := range []string{"billing.invoiced", "sealbus.dlq.ORDERS.x", "sealbus.audit.reject", "$JS.ACK.ORDERS.billing.1.2.3.4.5"} {
+	for _, s := range []string{"billing.invoiced", DLQSubject("billing", spec.EvidenceToken), AuditSubject("billing", spec.EvidenceToken), "$JS.ACK.ORDERS.billing.1.2.3.4.5",
+		"$JS.API.DIRECT.GET.SEALBUS_DIRECTORY.$KV.SEALBUS_DIRECTORY.AACCT.account",
+		"sealbus.guard.ORDERS.billing.m.0123", "$JS.API.STREAM.MSG.GET.SEALBUS_GUARD_6_ORDERS_billing"} {
 		if !allowed(p.Pub, s) {
 			t.Errorf("service may not publish %s", s)
 		}

@@ -177,10 +177,11 @@ func (t Trust) verifyCard(cardToken string, acct *jwt.AccountClaims) (*Card, pro
 // exactly what sealbus issues for the card (ErrPermissionMismatch otherwise):
 // publish and subscribe allow and deny lists equal, as sets,
 // [ServicePermissions] of a spec with the card's Publish and Subscribe and
-// the consumers the user JWT names, for the user JWT's subject — so no extra
+// the consumers and the evidence token the user JWT names, for the user JWT's subject — so no extra
 // infrastructure subject ("$JS.API.>", "$KV.>", "$SYS.>", "_INBOX.>"), no
-// missing deny entry, no response permission — and its limits, connection
-// types and bearer flag are the ones [Account.NewService] sets.
+// missing deny entry, no response permission — its per-service limits are
+// finite and stated once ([ServiceLimitsOf]), and its connection types and
+// bearer flag are the ones [Account.NewService] sets.
 func (t Trust) VerifyService(cardToken, userJWT string, acct *jwt.AccountClaims) (*Card, error) {
 	c, p := t.verifyCard(cardToken, acct)
 	if c == nil {
@@ -217,13 +218,20 @@ func (t Trust) VerifyService(cardToken, userJWT string, acct *jwt.AccountClaims)
 	if acct.IsClaimRevoked(uc) {
 		p.add(fmt.Errorf("%w: user jwt of %s", ErrRevoked, c.Name))
 	}
-	want := serviceUserLimits(ServiceSpec{
-		Name:      c.Name,
-		Publish:   c.Publish,
-		Subscribe: c.Subscribe,
-		Consumers: consumersIn(uc.Pub.Allow),
-	}, uc.Subject)
-	for _, d := range userLimitsDiff(uc.UserPermissionLimits, want) {
+	tok, _ := EvidenceTokenOf(uc.Pub.Allow, c.Name)
+	lim, ok := ServiceLimitsOf(uc)
+	if !ok {
+		p.add(fmt.Errorf("%w: user jwt of %s carries no per-service limits (finite subscriptions and payload, one connection quota tag)", ErrPermissionMismatch, c.Name))
+	}
+	spec := ServiceSpec{
+		Name:          c.Name,
+		Publish:       c.Publish,
+		Subscribe:     c.Subscribe,
+		Consumers:     consumersIn(uc.Pub.Allow),
+		Limits:        lim,
+		EvidenceToken: tok,
+	}
+	for _, d := range serviceUserDiff(uc, spec, uc.Subject) {
 		p.add(fmt.Errorf("%w: user jwt of %s: %s", ErrPermissionMismatch, c.Name, d))
 	}
 	if err := p.err(); err != nil {

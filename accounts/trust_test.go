@@ -213,7 +213,8 @@ func chainCases() []chainCase {
 		}, []error{ErrKeyMismatch}},
 		{"card name differs from the user jwt", func(t *testing.T, e *chainEnv) (string, string, string) {
 			return e.acc.JWT, e.card(t, nil, func(c *Card) { c.Name = "impostor" }), e.svc.UserJWT
-		}, []error{ErrKeyMismatch}},
+			// the user JWT's evidence subjects are named for "orders", not for the card's name
+		}, []error{ErrKeyMismatch, ErrPermissionMismatch}},
 		{"tampered payload", func(t *testing.T, e *chainEnv) (string, string, string) {
 			return e.acc.JWT, tamperPayload(t, e.svc.Card, func(m map[string]any) {
 				m["nats"].(map[string]any)["pub"] = []any{"secrets.>"}
@@ -298,9 +299,27 @@ func chainCases() []chainCase {
 		{"permission mismatch: user jwt allows websocket connections", func(t *testing.T, e *chainEnv) (string, string, string) {
 			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeWebsocket) })
 		}, []error{ErrPermissionMismatch}},
-		{"permission mismatch: user jwt with other limits", func(t *testing.T, e *chainEnv) (string, string, string) {
-			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Limits.Payload = 1 << 30 })
+		{"permission mismatch: user jwt with a payload limit too small for an envelope", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Limits.Payload = 512 })
 		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt with unlimited subscriptions", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Limits.Subs = jwt.NoLimit })
+		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt without a connection quota", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Tags = nil })
+		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt with two connection quotas", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Tags.Add(ConnectionQuotaTag + "1000") })
+		}, []error{ErrPermissionMismatch}},
+		{"permission mismatch: user jwt with a data limit", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.Limits.Data = 1 << 20 })
+		}, []error{ErrPermissionMismatch}},
+		{"valid: user jwt with other per-service limits", func(t *testing.T, e *chainEnv) (string, string, string) {
+			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) {
+				uc.Limits.Payload, uc.Limits.Subs = 4096, 7
+				uc.Tags = jwt.TagList{ConnectionQuotaTag + "3"}
+			})
+		}, nil},
 		{"permission mismatch: bearer user jwt", func(t *testing.T, e *chainEnv) (string, string, string) {
 			return e.acc.JWT, e.svc.Card, e.userJWT(t, nil, func(uc *jwt.UserClaims) { uc.BearerToken = true })
 		}, []error{ErrPermissionMismatch}},

@@ -3,6 +3,7 @@ package bus
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func TestEventFillAndRoundTrip(t *testing.T) {
 		Reason: "bad_signature", Stream: "ORDERS", Sequence: 7, Consumer: "billing",
 		Sender: "UABC", MessageID: "00ff", Error: strings.Repeat("e", 2000),
 	}}
-	if err := e.fill(EventSource("AACC", "billing"), now, zeroReader{}); err != nil {
+	if err := e.Fill(EventSource("AACC", "billing"), now, zeroReader{}); err != nil {
 		t.Fatal(err)
 	}
 	if e.SpecVersion != "1.0" || e.ID != strings.Repeat("0", 32) || e.Source != "sealbus://AACC/billing" ||
@@ -51,7 +52,7 @@ func TestEventFillAndRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if back.ID != e.ID || back.Data != e.Data || !back.Time.Equal(e.Time) {
+	if back.ID != e.ID || !reflect.DeepEqual(back.Data, e.Data) || !back.Time.Equal(e.Time) {
 		t.Fatalf("round trip: %+v vs %+v", back, e)
 	}
 }
@@ -78,14 +79,22 @@ func TestEventValidate(t *testing.T) {
 	}
 }
 
-func TestAuditSubject(t *testing.T) {
-	for typ, want := range map[string]string{
-		EventRejected:              "sealbus.audit.rejected",
-		EventDeadLettered:          "sealbus.audit.deadlettered",
-		EventDirectoryUnverifiable: "sealbus.audit.directory.unverifiable",
-	} {
-		if got := accounts.AuditSubject(typ); got != want {
-			t.Errorf("accounts.AuditSubject(%q) = %q, want %q", typ, got, want)
+// TestEvidenceMsgID: the Nats-Msg-Id of a record is keyed by the writer's secret token, so no
+// other writer (without the token) can compute it and occupy it first; it is stable for
+// retries.
+func TestEvidenceMsgID(t *testing.T) {
+	const tok, other = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+	a := EvidenceMsgID(tok, "dlq", "ORDERS.42")
+	if a != EvidenceMsgID(tok, "dlq", "ORDERS.42") || len(a) != 32 {
+		t.Fatalf("id %q not stable", a)
+	}
+	for _, b := range []string{EvidenceMsgID(other, "dlq", "ORDERS.42"), EvidenceMsgID(tok, "audit", "ORDERS.42"), EvidenceMsgID(tok, "dlq", "ORDERS.43"),
+		"dlq.ORDERS.42"} {
+		if a == b {
+			t.Fatalf("ids collide: %s", b)
 		}
+	}
+	if accounts.AuditSubject("billing", tok) == accounts.AuditSubject("shipping", tok) {
+		t.Fatal("subjects of two writers collide")
 	}
 }

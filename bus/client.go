@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -40,7 +41,8 @@ type Client struct {
 	userKey  string
 	limiter  *rate.Limiter
 	counters *clientseam.Counters
-	ctx      context.Context // cancelled by Close
+	denied   clientseam.Violations // the server's permission errors, for consumers' lookups
+	ctx      context.Context       // cancelled by Close
 	cancel   context.CancelFunc
 
 	slots   chan struct{}  // one per in-flight publish (WithMaxPending)
@@ -51,6 +53,7 @@ type Client struct {
 	pipes   sync.WaitGroup // batcher and acker
 	audits  chan Event     // to the audit writer
 	auditWG sync.WaitGroup
+	ev      evidence // the writer of signed records: token, overflow reports
 	prevMu  sync.Mutex
 	prevKey string
 	prevOp  *envelope.Opener
@@ -67,8 +70,10 @@ type Client struct {
 // connects over TLS only (WithURL; WithRootCA / WithRootCAPEM, WithClientCert for mutual TLS)
 // with the private inbox prefix of the service, reconnecting forever with backoff and pinging
 // the server every DefaultPingInterval so that a hung server is left within seconds
-// (WithPingInterval), then reads and watches the account's SEALBUS_DIRECTORY, verifying every
-// entry up to the trusted operators (WithTrustedOperator, required). It fails with ErrInvalidOption for bad options,
+// (WithPingInterval), then reads the account's directory view (SEALBUS_DIRECTORY, a read-only
+// mirror of the account's part of the operator account's directory) and follows it
+// (WithDirectoryPoll), verifying every entry up to the trusted operators
+// (WithTrustedOperator, required). It fails with ErrInvalidOption for bad options,
 // ErrNoDirectory when the directory cannot be read or holds no valid account JWT, and ErrNoCard
 // when the service's own card is missing, invalid or names other keys than the creds.
 func Connect(ctx context.Context, opts ...Option) (*Client, error) {
@@ -124,6 +129,15 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 	if c.name == "" {
 		c.name = c.userKey
 	}
+	tok, ok := accounts.EvidenceTokenOf(uc.Pub.Allow, uc.Name)
+	if !ok {
+		id.Wipe()
+		for _, p := range prev {
+			p.Wipe()
+		}
+		return nil, fmt.Errorf("%w: the user JWT of %s grants no evidence subjects (services created before per-writer audit subjects must be created again)", ErrInvalidOption, c.name)
+	}
+	c.ev.token = tok
 	if cfg.rate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(cfg.rate), cfg.burst)
 	}
@@ -150,18 +164,22 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 
 	trust := accounts.Trust{Operators: cfg.operators, Now: cfg.now}
 	c.dir = newDirectory(account, trust, cfg.now, c.log, c.report)
-	if err := c.loadDirectory(ctx); err != nil {
+	card, err := c.loadDirectory(ctx)
+	if err != nil {
 		c.abort()
 		return nil, err
 	}
-	card, ok := c.dir.CardByKey(c.userKey)
-	if !ok {
+	if card == nil {
 		c.abort()
 		return nil, fmt.Errorf("%w: no valid card for %s (%s) in the directory", ErrNoCard, c.name, c.userKey)
 	}
 	if card.CurveKey != id.EncryptionKey() {
 		c.abort()
 		return nil, fmt.Errorf("%w: card of %s names curve key %s, creds hold %s", ErrNoCard, card.Name, card.CurveKey, id.EncryptionKey())
+	}
+	if card.Name != uc.Name {
+		c.abort()
+		return nil, fmt.Errorf("%w: card names %q, user JWT %q", ErrNoCard, card.Name, uc.Name)
 	}
 	c.name = card.Name
 	// Events reported while the directory loaded wait in c.audits; the writer starts once the
@@ -353,30 +371,43 @@ func (c *Client) natsOptions(creds accounts.Creds, tlsCfg *tls.Config) []nats.Op
 				subj = sub.Subject
 			}
 			log.Warn("sealbus: asynchronous error", "subject", subj, "error", err)
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				c.denied.Report(err)
+			}
 		}),
 	}
 }
 
-func (c *Client) loadDirectory(ctx context.Context) error {
+// ownCardWait bounds how long Connect reads the directory again for the client's own card
+// when the first read lacks it: a replica of the view may answer a moment behind the operator's
+// last write (a service connecting right after it was provisioned).
+const ownCardWait = 2 * time.Second
+
+// loadDirectory reads the account's directory view in full, then follows it (every
+// WithDirectoryPoll interval) until the client closes. It returns the client's own card, or
+// nil when the directory holds none for its key.
+func (c *Client) loadDirectory(ctx context.Context) (*accounts.Card, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	kv, err := c.js.KeyValue(ctx, accounts.DirectoryBucket)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNoDirectory, err)
-	}
-	ready := make(chan struct{})
-	if err := c.dir.watch(c.ctx, kv, ready); err != nil {
-		return err
-	}
-	select {
-	case <-ready:
-	case <-ctx.Done():
-		return fmt.Errorf("%w: initial load: %v", ErrNoDirectory, ctx.Err())
+	r := newViewReader(c.nc, c.account)
+	if err := c.dir.sync(ctx, r); err != nil {
+		return nil, err
 	}
 	if c.dir.AccountClaims() == nil {
-		return fmt.Errorf("%w: no account JWT that verifies up to a trusted operator", ErrNoDirectory)
+		return nil, fmt.Errorf("%w: no account JWT that verifies up to a trusted operator", ErrNoDirectory)
 	}
-	return nil
+	card, ok := c.dir.CardByKey(c.userKey)
+	for wait := time.Now().Add(ownCardWait); !ok && time.Now().Before(wait) && ctx.Err() == nil; card, ok = c.dir.CardByKey(c.userKey) {
+		time.Sleep(50 * time.Millisecond)
+		if err := c.dir.sync(ctx, r); err != nil {
+			break
+		}
+	}
+	go c.dir.follow(c.ctx, r, c.cfg.dirPoll, c.cfg.timeout)
+	if !ok {
+		return nil, nil
+	}
+	return &card, nil
 }
 
 // withTimeout applies the client's default timeout when ctx has no deadline.
@@ -423,7 +454,7 @@ func init() {
 		if !ok || c == nil {
 			return nil
 		}
-		return &clientseam.Link{Conn: c.nc, JS: c.js, Counters: c.counters}
+		return &clientseam.Link{Conn: c.nc, JS: c.js, Counters: c.counters, Violations: &c.denied, WriteDeadLetter: c.writeDeadLetter}
 	})
 }
 
@@ -508,30 +539,6 @@ func (c *Client) previousOpener() *envelope.Opener {
 	return op
 }
 
-// Audit writes an audit event to the account's SEALBUS_AUDIT stream and waits for the ack.
-// Empty fields are filled in: specversion, a random id, the service as source, the time and
-// the content type. The event must not carry payloads or secrets.
-func (c *Client) Audit(ctx context.Context, e Event) error {
-	if err := e.fill(EventSource(c.account, c.name), c.cfg.now(), c.cfg.rand); err != nil {
-		return err
-	}
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	for {
-		err := publishEvent(ctx, c.js, &e)
-		if err == nil {
-			c.counters.AuditWritten.Add(1)
-			return nil
-		}
-		// Not connected (nothing is buffered while reconnecting): wait for the connection
-		// and write it again; its Nats-Msg-Id (the event id) makes JetStream store it once.
-		if !disconnected(err) || !c.waitUp(ctx) {
-			c.counters.AuditFailed.Add(1)
-			return err
-		}
-	}
-}
-
 // waitUp waits until the connection is up; false when ctx ends or the connection is closed.
 func (c *Client) waitUp(ctx context.Context) bool {
 	t := time.NewTicker(connectedPoll)
@@ -592,9 +599,19 @@ type Metrics struct {
 	Rejected       map[string]uint64 // rejected envelopes by reason code
 	DeadLettered   map[string]uint64 // dead letters by reason code
 	DLQFailed      uint64            // dead letters that could not be written (left for redelivery)
+	DLQRefused     uint64            // dead letters the server refused because this service's quota is full (terminated; reported on the overflow subject)
 	AuditWritten   uint64            // audit events written
 	AuditFailed    uint64            // audit events lost
-	Unverifiable   uint64            // directory entries ignored: markers, values that do not verify, rollbacks
+	// EvidenceRefused counts records (audit events, dead letters) the server refused because
+	// this service's evidence subject is full; OverflowWritten the overflow records reporting
+	// them, OverflowFailed those that could not be written either.
+	EvidenceRefused uint64
+	OverflowWritten uint64
+	OverflowFailed  uint64
+	// ReplaysSkipped counts operator replays of dead letters authorized for another durable
+	// of the stream: acknowledged without calling the handler.
+	ReplaysSkipped uint64
+	Unverifiable   uint64 // directory entries ignored: markers, values that do not verify, rollbacks
 	// UnverifiableByReason splits Unverifiable by reason (DirectoryUnsignedDelete, ...).
 	UnverifiableByReason map[string]uint64
 
@@ -624,8 +641,10 @@ func (c *Client) Metrics() Metrics {
 		Published: k.Published, PublishFailed: k.PublishFailed, Resent: k.Resent, Signatures: k.Batches,
 		Delivered: k.Delivered, Deduplicated: k.Deduplicated, AckUnconfirmed: k.AckUnconfirmed,
 		HandlerFailed: k.HandlerFailed, Retried: k.Retried,
-		Rejected: k.Rejected, DeadLettered: k.DeadLettered, DLQFailed: k.DLQFailed,
-		AuditWritten: k.AuditWritten, AuditFailed: k.AuditFailed, Unverifiable: k.Unverifiable,
+		Rejected: k.Rejected, DeadLettered: k.DeadLettered, DLQFailed: k.DLQFailed, DLQRefused: k.DLQRefused,
+		EvidenceRefused: k.EvidenceRefused, OverflowWritten: k.OverflowWritten, OverflowFailed: k.OverflowFailed,
+		ReplaysSkipped: k.ReplaysSkipped,
+		AuditWritten:   k.AuditWritten, AuditFailed: k.AuditFailed, Unverifiable: k.Unverifiable,
 		UnverifiableByReason: k.Ignored,
 		Opened:               k.Opened, Received: k.Received, AckConfirmed: k.AckConfirmed,
 		BatchSizes: histogramOf(k.BatchSizes), HandlerDuration: histogramOf(k.HandlerDuration),
@@ -651,6 +670,7 @@ func (c *Client) Drain() error {
 		c.stopIntake()
 		c.pipes.Wait()
 		c.auditWG.Wait()
+		c.flushOverflow()
 		c.cancel()
 		closed := make(chan struct{})
 		c.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
@@ -663,7 +683,7 @@ func (c *Client) Drain() error {
 }
 
 // Close closes the client at once: pending publishes fail with ErrClosed (they may or may not
-// have been stored), the directory watch stops and the connection closes.
+// have been stored), the directory polling stops and the connection closes.
 func (c *Client) Close() {
 	c.once.Do(func() {
 		c.stopIntake()
@@ -686,6 +706,7 @@ func (c *Client) stopIntake() {
 }
 
 func (c *Client) finish() {
+	c.stopOverflow()
 	c.wipe()
 }
 

@@ -237,21 +237,12 @@ func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
 	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	nc, err := w.Admin(ctx, sealbustest.Shop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(ctx, accounts.DirectoryBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Storage is not trusted: someone with write access plants a card.
-	if _, err := kv.PutString(ctx, accounts.DirectoryCardKey("ghost"), "eyJhbGciOiJub25lIn0.e30."); err != nil {
-		t.Fatal(err)
-	}
-	defer kv.Delete(ctx, accounts.DirectoryCardKey("ghost"))
+	// Storage is not trusted: someone with write access to the operator account's directory
+	// plants a card.
+	ghost := accounts.DirectoryCardKey("ghost", billing.UserKey())
+	tp := newTamperer(t, ctx, w, sealbustest.Shop)
+	tp.write(ctx, ghost, []byte("eyJhbGciOiJub25lIn0.e30."), jetstream.KeyValuePut)
+	defer tp.unlist(context.Background(), ghost)
 	deadline := time.Now().Add(10 * time.Second)
 	for billing.Metrics().Unverifiable == 0 {
 		if time.Now().After(deadline) {
@@ -262,7 +253,11 @@ func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
 	if _, ok := billing.Directory().Card("ghost"); ok {
 		t.Fatal("planted card used")
 	}
-	log := operator.NewAuditLog(js)
+	log, done, err := w.Harness.Provisioner().AuditLog(ctx, sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
 	for {
 		recs, _, err := log.Tail(ctx, 0)
 		if err != nil {
@@ -270,7 +265,7 @@ func TestUnverifiableDirectoryEntryIsIgnoredAndAudited(t *testing.T) {
 		}
 		found := false
 		for _, r := range recs {
-			if r.Event != nil && r.Event.Type == bus.EventDirectoryUnverifiable && r.Event.Data.Key == "card.ghost" && r.Event.Source == bus.EventSource(billing.Account(), sealbustest.Billing) {
+			if r.Verified() && r.Event.Type == bus.EventDirectoryUnverifiable && r.Event.Data.Key == ghost && r.Event.Source == bus.EventSource(billing.Account(), sealbustest.Billing) {
 				found = true
 			}
 		}
@@ -308,13 +303,11 @@ func TestAuditFollow(t *testing.T) {
 	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	nc, err := w.Admin(ctx, sealbustest.Shop)
+	log, closeLog, err := w.Harness.Provisioner().AuditLog(ctx, sealbustest.Shop)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	log := operator.NewAuditLog(js)
+	defer closeLog()
 	_, last, err := log.Tail(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -335,7 +328,11 @@ func TestAuditFollow(t *testing.T) {
 	}()
 	select {
 	case r := <-got:
-		if r.Subject != "sealbus.audit.test.follow" || r.Event.Source != bus.EventSource(billing.Account(), sealbustest.Billing) || r.Event.Data.Reason != "testing" || r.Sequence <= last {
+		svc, err := w.Harness.Provisioner().Keystore.LoadService(sealbustest.Shop, sealbustest.Billing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.Verified() || r.Verification.Writer != sealbustest.Billing || r.Subject != accounts.AuditSubject(sealbustest.Billing, svc.Spec.EvidenceToken) || r.Event.Source != bus.EventSource(billing.Account(), sealbustest.Billing) || r.Event.Data.Reason != "testing" || r.Sequence <= last {
 			t.Fatalf("record %+v", r)
 		}
 	case <-ctx.Done():

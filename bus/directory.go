@@ -2,38 +2,39 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
 )
 
-// Directory is the client's verified view of its account's SEALBUS_DIRECTORY bucket: the
-// account JWT and the identity cards of its services, and those of peer accounts.
+// Directory is the client's verified view of its account's directory: the account JWT and the
+// identity cards of its services, and those of peer accounts.
 //
-// Storage is not trusted, and neither is the order or the kind of its updates: JetStream lets
-// any service of the account get messages stored under directory keys (API replies go to a
-// subject the requester chooses, unchecked against its permissions), including copies of old
-// values and of delete or purge markers. So the directory is monotonic and decided only by
-// signatures:
+// The directory is kept in the operator account and only the operator writes it; the client
+// reads the account's part through the account's directory view (accounts.DirectoryView), a
+// mirror no service can write, create consumers on or fill. Storage is still not trusted (a
+// broker operator can edit it), so the directory is monotonic and decided only by signatures:
 //
 //   - An account JWT is used only if it verifies up to a trusted operator, names the expected
 //     account and is not older (issue time) than the one in use: no rollback to a JWT from
-//     before a revocation. On start the whole retained history is read, so the newest verified
-//     account JWT wins whatever revision it is stored at.
+//     before a revocation.
 //   - A card is used only if it verifies up to that account JWT (signing key listed, times,
-//     not revoked) and is stored under its own name. Of all the cards seen for a name, the one
-//     with the highest issue time signed by the account is the current one; an older card
-//     never comes back.
+//     not revoked) and is stored under its own name and user key. Of all the cards seen for a
+//     name, the one with the highest issue time signed by the account is the current one; an
+//     older card never comes back.
 //   - A verified card stops being used only on verified grounds: a revocation in the current
 //     account JWT, its expiry, a signing key dropped from the account JWT, or a newer card of
 //     the same name. KV delete and purge markers never remove anything, and a value that does
@@ -42,24 +43,24 @@ import (
 // Everything ignored is logged and reported as an audit event of type
 // EventDirectoryUnverifiable, with a reason (DirectoryUnsignedDelete, DirectoryRollback, ...),
 // and counted in the client's metrics. To take a service out of use, revoke its key in the
-// account JWT (`sealbus service revoke`); deleting its card does nothing.
+// account JWT (`sealbus service revoke`); deleting its card does nothing to running clients.
 //
-// The directory watches the bucket, so a revocation (a new account JWT) or a rotation (a new
-// card) takes effect as soon as the server delivers the change, normally well within a
-// second.
+// The client polls its view (WithDirectoryPoll, default every 500 ms), so a revocation (a new
+// account JWT) or a rotation (a new card) takes effect within about that long.
 //
 // Rotation: when a service's card is replaced by a newer card that lists the old curve key as
-// a previous key, the old card is retired rather than forgotten. Envelopes its old user key
+// a previous key, the old card is retired rather than forgotten (the directory keeps the cards
+// of a service's earlier key pairs beside the current one). Envelopes its old user key
 // signed before the rotation (by their signed creation time, second precision) are still
 // accepted until the previous key's grace period ends, so nothing in flight is lost. A card
 // revoked without such a replacement is refused for every envelope.
 //
 // Cross-account flows: a peer account (keys "peer.<account>.account" and
-// "peer.<account>.card.<name>") contributes to the audience of a subject S of this account
-// when the peer's account JWT imports S as a stream from this account and this account's JWT
-// exports it; its cards are matched against the subject the import maps S to. Envelopes from a
-// peer account are accepted when the peer exports the subject and this account imports it.
-// The server enforces the same exports and imports.
+// "peer.<account>.card.<name>.<user key>") contributes to the audience of a subject S of this
+// account when the peer's account JWT imports S as a stream from this account and this
+// account's JWT exports it; its cards are matched against the subject the import maps S to.
+// Envelopes from a peer account are accepted when the peer exports the subject and this
+// account imports it. The server enforces the same exports and imports.
 //
 // Directory is safe for concurrent use. It implements envelope.SenderPolicy.
 type Directory struct {
@@ -441,7 +442,7 @@ const (
 	DirectoryBadKey = "bad_key"
 )
 
-// apply processes one directory entry (a watch update, in revision order). op is
+// apply processes one directory entry (in stream order). op is
 // jetstream.KeyValuePut, Delete or Purge. Delete and purge markers change nothing: only a
 // verified value can retire a verified one.
 func (d *Directory) apply(key string, value []byte, rev uint64, op jetstream.KeyValueOp) {
@@ -481,7 +482,7 @@ func (d *Directory) apply(key string, value []byte, rev uint64, op jetstream.Key
 		d.applyAccount(set, key, string(value), rev)
 		return
 	}
-	d.applyCard(set, key, dk.Card, string(value), rev)
+	d.applyCard(set, key, dk.Card, dk.User, string(value), rev)
 }
 
 func (d *Directory) applyAccount(set *cardSet, key, token string, rev uint64) {
@@ -519,7 +520,7 @@ func (d *Directory) applyAccount(set *cardSet, key, token string, rev uint64) {
 	d.bump()
 }
 
-func (d *Directory) applyCard(set *cardSet, key, name, token string, rev uint64) {
+func (d *Directory) applyCard(set *cardSet, key, name, userKey, token string, rev uint64) {
 	c, err := accounts.DecodeCard(token)
 	if err != nil {
 		d.unverifiable(key, rev, DirectoryUnverifiable, err)
@@ -529,8 +530,8 @@ func (d *Directory) applyCard(set *cardSet, key, name, token string, rev uint64)
 		d.unverifiable(key, rev, DirectoryUnverifiable, fmt.Errorf("%w: card of %s names account %s, not %s", accounts.ErrWrongAccount, c.Name, c.Account, set.account))
 		return
 	}
-	if c.Name != name {
-		d.unverifiable(key, rev, DirectoryMisplaced, fmt.Errorf("card of %q stored under %q", c.Name, key))
+	if c.Name != name || c.UserKey != userKey {
+		d.unverifiable(key, rev, DirectoryMisplaced, fmt.Errorf("card of %q (%s) stored under %q", c.Name, c.UserKey, key))
 		return
 	}
 	list := set.cands[name]
@@ -554,6 +555,23 @@ func (d *Directory) applyCard(set *cardSet, key, name, token string, rev uint64)
 		d.bump()
 	}
 	d.prune(set, name)
+}
+
+// cardToken returns the token of the current card of userKey in the directory's own account
+// (a client signs its records with its own card as credential).
+func (d *Directory) cardToken(userKey string) (string, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	c, ok := d.own.byKey[userKey]
+	if !ok {
+		return "", false
+	}
+	for _, k := range d.own.cands[c.Name] {
+		if k.card.ID == c.ID {
+			return k.token, true
+		}
+	}
+	return "", false
 }
 
 // signedBy reports whether issuer is the account identity key or one of its signing keys.
@@ -740,39 +758,189 @@ func (d *Directory) unverifiable(key string, rev uint64, reason string, err erro
 	d.log.Warn("sealbus: ignoring unverifiable directory entry", "key", key, "revision", rev, "reason", reason, "error", err)
 	d.report(Event{
 		Type:    EventDirectoryUnverifiable,
-		Subject: "$KV." + accounts.DirectoryBucket + "." + key,
+		Subject: accounts.DirectorySubject(d.account, key),
 		Data:    EventData{Key: key, Revision: rev, Reason: reason, Error: err.Error()},
 	})
 }
 
-// watch follows the bucket until ctx ends. ready is closed once the initial values are
-// applied.
-func (d *Directory) watch(ctx context.Context, kv jetstream.KeyValue, ready chan<- struct{}) error {
-	w, err := kv.WatchAll(ctx, jetstream.IncludeHistory())
+// The directory view (docs/ARCHITECTURE.md, "The directory"): the account's part of the
+// operator account's directory, mirrored into the account as accounts.DirectoryView. Services
+// may only make single-key direct gets on it; the client reads the index
+// (accounts.DirectoryIndexKey: each key and the stream sequence of its value), gets the keys
+// whose sequence moved, and polls the newest message of the view to learn of changes. Every
+// answer comes to the client's private inbox, and only answers that carry the view's own
+// stream, subject and sequence headers are used.
+
+// viewReader is the client's position in its account's directory view.
+type viewReader struct {
+	nc      *nats.Conn
+	account string
+	applied map[string]uint64 // key -> stream sequence of the value applied
+	newest  uint64            // sequence of the view's newest message when last fully read
+}
+
+func newViewReader(nc *nats.Conn, account string) *viewReader {
+	return &viewReader{nc: nc, account: account, applied: map[string]uint64{}}
+}
+
+// viewEntry is one direct get answer of the view.
+type viewEntry struct {
+	key   string
+	value []byte
+	seq   uint64
+	op    jetstream.KeyValueOp
+	found bool
+}
+
+// maxIndexKeys bounds the keys of an index the client reads.
+const maxIndexKeys = 1 << 16
+
+// getConcurrency bounds the direct gets in flight while the client reads the directory.
+const getConcurrency = 32
+
+// get makes a direct get of key ("account", "card.<name>.<user key>", ..., or ">" for the
+// newest message of the view). An answer without exactly one stream, subject and sequence
+// header naming the view and the key is an error.
+func (r *viewReader) get(ctx context.Context, key string) (viewEntry, error) {
+	e := viewEntry{key: key}
+	m, err := r.nc.RequestWithContext(ctx, accounts.DirectoryGetSubject(r.account, key), nil)
 	if err != nil {
-		return fmt.Errorf("%w: watch: %v", ErrNoDirectory, err)
+		return e, err
 	}
-	go func() {
-		defer w.Stop()
-		readyOnce := sync.OnceFunc(func() { close(ready) })
-		defer readyOnce()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					readyOnce()
-					continue
-				}
-				d.apply(e.Key(), e.Value(), e.Revision(), e.Operation())
+	if st := m.Header.Get("Status"); st != "" {
+		if st == "404" {
+			return e, nil
+		}
+		return e, fmt.Errorf("direct get of %s: status %s", key, st)
+	}
+	one := func(h string) (string, bool) {
+		v := m.Header.Values(h)
+		return firstOf(v), len(v) == 1
+	}
+	stream, ok1 := one(jetstream.StreamHeader)
+	subject, ok2 := one(jetstream.SubjectHeader)
+	seqStr, ok3 := one(jetstream.SequenceHeader)
+	seq, err := strconv.ParseUint(seqStr, 10, 64)
+	switch {
+	case !ok1 || !ok2 || !ok3 || err != nil || seq == 0:
+		return e, fmt.Errorf("direct get of %s: answer without the view's headers", key)
+	case stream != accounts.DirectoryView:
+		return e, fmt.Errorf("direct get of %s: answer from stream %q", key, stream)
+	case key == ">" && !strings.HasPrefix(subject, accounts.DirectorySubject(r.account, "")):
+		return e, fmt.Errorf("direct get of the newest entry: answer for subject %q", subject)
+	case key != ">" && subject != accounts.DirectorySubject(r.account, key):
+		return e, fmt.Errorf("direct get of %s: answer for subject %q", key, subject)
+	}
+	e.value, e.seq, e.found = m.Data, seq, true
+	switch m.Header.Get("KV-Operation") {
+	case "DEL":
+		e.op = jetstream.KeyValueDelete
+	case "PURGE":
+		e.op = jetstream.KeyValuePurge
+	default:
+		e.op = jetstream.KeyValuePut
+	}
+	return e, nil
+}
+
+func firstOf(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
+
+// sync reads what changed in the view since the last sync and applies it to d: when the
+// view's newest message moved, the index, then every key whose sequence in the index is above
+// the one applied, in stream order. Keys whose answer is older than the index says (a replica
+// that has not caught up) are read again at the next sync.
+func (d *Directory) sync(ctx context.Context, r *viewReader) error {
+	newest, err := r.get(ctx, ">")
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNoDirectory, err)
+	}
+	if !newest.found {
+		return fmt.Errorf("%w: the directory view is empty (account not set up)", ErrNoDirectory)
+	}
+	if newest.seq == r.newest {
+		return nil
+	}
+	ie, err := r.get(ctx, accounts.DirectoryIndexKey)
+	if err != nil {
+		return fmt.Errorf("%w: index: %v", ErrNoDirectory, err)
+	}
+	if !ie.found {
+		return fmt.Errorf("%w: the directory has no index (account not set up)", ErrNoDirectory)
+	}
+	var idx struct {
+		Keys map[string]uint64 `json:"keys"`
+	}
+	if err := json.Unmarshal(ie.value, &idx); err != nil || len(idx.Keys) > maxIndexKeys {
+		return fmt.Errorf("%w: the directory index does not parse", ErrNoDirectory)
+	}
+	var want []string
+	for k, seq := range idx.Keys {
+		if seq > r.applied[k] {
+			if _, ok := accounts.ParseDirectoryKey(k); ok || strings.HasPrefix(k, "peer.") {
+				want = append(want, k)
 			}
 		}
-	}()
+	}
+	entries := make([]viewEntry, len(want))
+	errs := make([]error, len(want))
+	sem := make(chan struct{}, getConcurrency)
+	var wg sync.WaitGroup
+	for i, k := range want {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			entries[i], errs[i] = r.get(ctx, k)
+		})
+	}
+	wg.Wait()
+	complete := true
+	var got []viewEntry
+	for i, e := range entries {
+		switch {
+		case errs[i] != nil:
+			d.log.Debug("sealbus: directory entry not read", "key", e.key, "error", errs[i])
+			complete = false
+		case !e.found || e.seq < idx.Keys[e.key]:
+			complete = false // a replica behind the index; read again next time
+		default:
+			got = append(got, e)
+		}
+	}
+	slices.SortFunc(got, func(a, b viewEntry) int { return cmpUint(a.seq, b.seq) })
+	for _, e := range got {
+		if e.seq <= r.applied[e.key] {
+			continue
+		}
+		d.apply(e.key, e.value, e.seq, e.op)
+		r.applied[e.key] = e.seq
+	}
+	if complete && ie.seq <= newest.seq {
+		r.newest = newest.seq
+	}
 	return nil
+}
+
+// follow syncs the directory every interval until ctx ends.
+func (d *Directory) follow(ctx context.Context, r *viewReader, every, timeout time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		if err := d.sync(sctx, r); err != nil && ctx.Err() == nil {
+			d.log.Debug("sealbus: directory sync failed; retrying", "error", err)
+		}
+		cancel()
+	}
 }
 
 func cloneCard(c *accounts.Card) accounts.Card {

@@ -59,6 +59,11 @@ func (f *fixture) directory(r *reports) *Directory {
 	return newDirectory(f.acct.PublicKey(), trust, time.Now, discard(), r.add)
 }
 
+// cardKey is the directory key of a service's card.
+func cardKey(s *accounts.Service) string {
+	return accounts.DirectoryCardKey(s.Spec.Name, s.UserPublicKey())
+}
+
 func put(d *Directory, key, val string, rev uint64) {
 	d.apply(key, []byte(val), rev, jetstream.KeyValuePut)
 }
@@ -71,13 +76,13 @@ func TestDirectoryVerifiesAndBuildsAudience(t *testing.T) {
 	var r reports
 	d := f.directory(&r)
 	// A card before the account JWT waits for it.
-	put(d, accounts.DirectoryCardKey("alice"), alice.Card, 1)
+	put(d, cardKey(alice), alice.Card, 1)
 	if _, ok := d.Card("alice"); ok {
 		t.Fatal("card used before the account JWT verified it")
 	}
 	put(d, accounts.DirectoryAccountKey, f.acct.JWT, 2)
-	put(d, accounts.DirectoryCardKey("bob"), bob.Card, 3)
-	put(d, accounts.DirectoryCardKey("carol"), carol.Card, 4)
+	put(d, cardKey(bob), bob.Card, 3)
+	put(d, cardKey(carol), carol.Card, 4)
 
 	if c, ok := d.Card("alice"); !ok || c.UserKey != alice.UserPublicKey() {
 		t.Fatalf("alice: %v %v", c, ok)
@@ -137,11 +142,12 @@ func TestDirectoryIgnoresUnverifiable(t *testing.T) {
 		t.Fatal("account JWT of an untrusted operator accepted")
 	}
 	put(d, accounts.DirectoryAccountKey, f.acct.JWT, 2)
-	put(d, accounts.DirectoryCardKey("alice"), alice.Card, 3)
-	put(d, accounts.DirectoryCardKey("mallory"), mallory.Card, 4) // card of another account
-	put(d, accounts.DirectoryCardKey("bob"), alice.Card, 5)       // stored under another name
-	put(d, accounts.DirectoryCardKey("alice"), alice.Card+"x", 6) // tampered
-	put(d, accounts.DirectoryCardKey("carol"), "not a token", 7)  // garbage
+	put(d, cardKey(alice), alice.Card, 3)
+	put(d, cardKey(mallory), mallory.Card, 4)                                           // card of another account
+	put(d, accounts.DirectoryCardKey("bob", alice.UserPublicKey()), alice.Card, 5)      // stored under another name
+	put(d, cardKey(alice), alice.Card+"x", 6)                                           // tampered
+	put(d, accounts.DirectoryCardKey("carol", alice.UserPublicKey()), "not a token", 7) // garbage
+	put(d, accounts.DirectoryCardKey("alice", mallory.UserPublicKey()), alice.Card, 8)  // under another user key
 	if _, ok := d.Card("mallory"); ok {
 		t.Fatal("card of a foreign account used")
 	}
@@ -154,8 +160,8 @@ func TestDirectoryIgnoresUnverifiable(t *testing.T) {
 	if got := len(d.Audience("orders.x")); got != 1 {
 		t.Fatalf("audience has %d cards, want only alice", got)
 	}
-	if r.count() != 5 {
-		t.Fatalf("%d unverifiable reports, want 5: %v", r.count(), r.events)
+	if r.count() != 6 {
+		t.Fatalf("%d unverifiable reports, want 6: %v", r.count(), r.events)
 	}
 	for _, e := range r.events {
 		if e.Type != EventDirectoryUnverifiable || e.Data.Key == "" || e.Data.Error == "" {
@@ -171,7 +177,7 @@ func TestDirectoryRevocationAndRollback(t *testing.T) {
 	var r reports
 	d := f.directory(&r)
 	put(d, accounts.DirectoryAccountKey, f.acct.JWT, 1)
-	put(d, accounts.DirectoryCardKey("alice"), alice.Card, 2)
+	put(d, cardKey(alice), alice.Card, 2)
 	if err := d.CheckSender(f.acct.PublicKey(), alice.UserPublicKey(), "orders.new", time.Now()); err != nil {
 		t.Fatalf("valid sender refused: %v", err)
 	}
@@ -208,7 +214,7 @@ func TestDirectoryRotationGrace(t *testing.T) {
 	alice := f.service("alice", []string{"orders.>"}, []string{"orders.>"})
 	d := f.directory(new(reports))
 	put(d, accounts.DirectoryAccountKey, f.acct.JWT, 1)
-	put(d, accounts.DirectoryCardKey("alice"), alice.Card, 2)
+	put(d, cardKey(alice), alice.Card, 2)
 	sentBefore := time.Now().Add(-time.Second)
 	rotatedAt := time.Now().Add(2 * time.Second) // card times have second precision
 	f.acct.Now = func() time.Time { return rotatedAt }
@@ -221,7 +227,7 @@ func TestDirectoryRotationGrace(t *testing.T) {
 	}
 	// The account JWT (revoking the old key) arrives before the new card.
 	put(d, accounts.DirectoryAccountKey, f.acct.JWT, 3)
-	put(d, accounts.DirectoryCardKey("alice"), rotated.Card, 4)
+	put(d, cardKey(rotated), rotated.Card, 4)
 
 	acct := f.acct.PublicKey()
 	if err := d.CheckSender(acct, rotated.UserPublicKey(), "orders.new", time.Now()); err != nil {
@@ -248,12 +254,12 @@ func TestDirectoryMarkersAndJunkKeepVerified(t *testing.T) {
 	var r reports
 	d := f.directory(&r)
 	put(d, accounts.DirectoryAccountKey, f.acct.JWT, 1)
-	put(d, accounts.DirectoryCardKey("alice"), alice.Card, 2)
+	put(d, cardKey(alice), alice.Card, 2)
 	claims := d.AccountClaims()
 	ch := d.changedCh()
 
 	junk := `{"type":"io.nats.jetstream.api.v1.stream_info_response","config":{"name":"KV_SEALBUS_DIRECTORY"}}`
-	card := accounts.DirectoryCardKey("alice")
+	card := cardKey(alice)
 	d.apply(card, nil, 3, jetstream.KeyValueDelete)
 	d.apply(card, nil, 4, jetstream.KeyValuePurge)
 	d.apply(accounts.DirectoryAccountKey, nil, 5, jetstream.KeyValueDelete)
@@ -261,7 +267,7 @@ func TestDirectoryMarkersAndJunkKeepVerified(t *testing.T) {
 	put(d, accounts.DirectoryAccountKey, junk, 7)
 	put(d, card, junk, 8)
 	put(d, card, "", 9)
-	d.apply(accounts.PeerCardKey(f.acct.PublicKey(), "alice"), nil, 10, jetstream.KeyValueDelete) // own account as a peer
+	d.apply(accounts.PeerCardKey(f.acct.PublicKey(), "alice", alice.UserPublicKey()), nil, 10, jetstream.KeyValueDelete) // own account as a peer
 
 	select {
 	case <-ch:
@@ -315,13 +321,12 @@ func TestDirectoryHistoryNewestWins(t *testing.T) {
 
 	var r reports
 	d := f.directory(&r)
-	card := accounts.DirectoryCardKey("alice")
-	put(d, card, rotated.Card, 1)
-	put(d, card, alice.Card, 2) // copy of the older card, before any account JWT
+	put(d, cardKey(rotated), rotated.Card, 1)
+	put(d, cardKey(alice), alice.Card, 2) // the older card, before any account JWT
 	put(d, accounts.DirectoryAccountKey, j1, 3)
 	put(d, accounts.DirectoryAccountKey, j2, 4)
 	put(d, accounts.DirectoryAccountKey, j1, 5) // copy of the JWT from before the revocation
-	put(d, card, alice.Card, 6)                 // and of the older card again
+	put(d, cardKey(alice), alice.Card, 6)       // and of the older card again
 
 	if d.AccountClaims() == nil || !accounts.IsRevoked(d.AccountClaims(), alice.UserPublicKey(), base) {
 		t.Fatal("the account JWT that revokes the old key is not the one in use")
@@ -360,7 +365,7 @@ func TestDirectorySignersDecide(t *testing.T) {
 	var r reports
 	d := f.directory(&r)
 	put(d, accounts.DirectoryAccountKey, f.acct.JWT, 1)
-	card := accounts.DirectoryCardKey("alice")
+	card := cardKey(alice)
 	put(d, card, alice.Card, 2)
 	orig, err := accounts.DecodeCard(alice.Card)
 	if err != nil {

@@ -7,11 +7,13 @@
 //     TLS), authenticated with the service's creds, with a private inbox prefix; there is no
 //     default trust, the operator keys are given with [WithTrustedOperator].
 //   - The [Directory] uses only entries that verify up to a trusted operator; storage is not
-//     trusted. It watches the bucket, so a revocation or a rotation takes effect as soon as the
-//     server delivers it (normally well under a second). It is monotonic: the newest verified
-//     account JWT and, per service, the newest verified card win, whatever order the bucket
-//     holds them in; delete and purge markers and values that do not verify never remove or
-//     hide a verified entry. They are ignored, counted and reported as audit events.
+//     trusted. It reads the account's directory view (a read-only mirror of the account's part
+//     of the operator account's directory) with single-key gets and polls it
+//     ([WithDirectoryPoll], every 500 ms by default), so a revocation or a rotation takes
+//     effect within about a second. It holds no consumer on the directory. It is monotonic:
+//     the newest verified account JWT and, per service, the newest verified card win, whatever
+//     order they arrive in; delete and purge markers and values that do not verify never
+//     remove or hide a verified entry. They are ignored, counted and reported as audit events.
 //   - [Client.Publish] encrypts to exactly the audience of the subject: every valid,
 //     non-revoked card whose subscribe permissions match it. A subject the service's own card
 //     does not allow ([ErrForbidden]) or that nobody may read ([ErrNoAudience]) is refused
@@ -29,7 +31,11 @@
 //     answering (hung, paused) after [DefaultMaxPingsOutstanding] missed pings
 //     ([WithPingInterval]).
 //   - Audit events ([Event], CloudEvents-style JSON) go to the account's SEALBUS_AUDIT
-//     stream; they never carry payloads or secrets. Logging goes to the caller's slog.Logger.
+//     stream as records signed by the service (envelope/RECORD.md), on the service's own
+//     subject, whose secret token only its user JWT names; they never carry payloads or
+//     secrets. A record the server refuses because the service's quota is full
+//     ([ErrEvidenceRefused]) is counted and reported on the service's overflow subject
+//     ([EventEvidenceRefused]). Logging goes to the caller's slog.Logger.
 //
 // # Rotation
 //
@@ -50,6 +56,6 @@
 //
 // # Reading audit events
 //
-// The operator reads them with operator.AuditLog (`sealbus audit tail`); services only write
-// them.
+// The operator reads them with operator.AuditLog (`sealbus audit tail`), which verifies every
+// record up to the trusted operator before it shows it; services only write them.
 package bus

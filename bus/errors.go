@@ -17,7 +17,7 @@ var (
 	// directory, or does not verify up to a trusted operator, or names other keys than
 	// the creds. Connect fails with it.
 	ErrNoCard = errors.New("bus: own identity card not found or not valid")
-	// ErrNoDirectory reports that the account directory (the SEALBUS_DIRECTORY KV bucket)
+	// ErrNoDirectory reports that the account directory (the account's SEALBUS_DIRECTORY view)
 	// cannot be read, or holds no account JWT that verifies up to a trusted operator.
 	ErrNoDirectory = errors.New("bus: account directory unavailable")
 	// ErrForbidden reports a publish on a subject the client's own card does not allow.
@@ -49,6 +49,15 @@ var (
 	// been stored (its ack lost), in which case receivers handle it. The caller may publish
 	// the payload again: that seals a new envelope under a new message id.
 	ErrPublishExpired = errors.New("bus: publish expired before it was acknowledged")
+	// ErrNoStream reports a publish that no stream answered, again and again within about a
+	// second: no stream stores the subject (or every server holding it is down). The envelope
+	// was not stored.
+	ErrNoStream = errors.New("bus: no stream stores this subject")
+	// ErrStreamFull reports a publish the stream refused because it is full (its size,
+	// message or per-subject limit, or the account's storage): streams keep what they hold
+	// rather than remove others' messages, so the refusal comes back to the publisher. The
+	// client also writes an EventPublishRefused audit event. Nothing was stored.
+	ErrStreamFull = errors.New("bus: stream full; message refused")
 )
 
 // PublishError wraps the failure of one publish with the message id it was sealed under

@@ -1,10 +1,12 @@
 package bus
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +43,13 @@ const (
 	// MinPingInterval and MaxPingInterval bound WithPingInterval.
 	MinPingInterval = 100 * time.Millisecond
 	MaxPingInterval = 10 * time.Minute
+	// DefaultDirectoryPoll is how often, by default, the client asks its directory view for
+	// changes (one small direct get; the index and changed keys only when something changed),
+	// so a revocation or rotation takes effect within about this long.
+	DefaultDirectoryPoll = 500 * time.Millisecond
+	// MinDirectoryPoll and MaxDirectoryPoll bound WithDirectoryPoll.
+	MinDirectoryPoll = 50 * time.Millisecond
+	MaxDirectoryPoll = time.Minute
 )
 
 // Option configures Connect. Options validate their arguments and make Connect return an error
@@ -71,11 +80,12 @@ type config struct {
 	timeout    time.Duration
 	pingEvery  time.Duration
 	maxPings   int
+	dirPoll    time.Duration
 }
 
 func newConfig(opts []Option) (*config, error) {
 	c := &config{
-		logger:     slog.New(slog.DiscardHandler),
+		logger:     slog.New(defaultLogHandler{}),
 		name:       DefaultName,
 		maxPending: DefaultMaxPending,
 		batchSize:  DefaultBatchSize,
@@ -85,6 +95,7 @@ func newConfig(opts []Option) (*config, error) {
 		timeout:    DefaultTimeout,
 		pingEvery:  DefaultPingInterval,
 		maxPings:   DefaultMaxPingsOutstanding,
+		dirPoll:    DefaultDirectoryPoll,
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -249,7 +260,9 @@ func WithTrustedOperator(pubs ...string) Option {
 }
 
 // WithLogger sets the logger for connection events, directory changes and rejections. The
-// default discards everything. Payloads and secrets are never logged.
+// default sends warnings and errors (retries, disconnections, rejected envelopes) to
+// slog.Default() as it is when each record is logged, and drops the rest; pass
+// slog.New(slog.DiscardHandler) to silence the client. Payloads and secrets are never logged.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {
@@ -374,6 +387,62 @@ func WithPingInterval(interval time.Duration, maxOutstanding int) Option {
 			return fmt.Errorf("%w: max pings outstanding %d (1 to 100)", ErrInvalidOption, maxOutstanding)
 		}
 		c.pingEvery, c.maxPings = interval, maxOutstanding
+		return nil
+	}
+}
+
+// defaultLogHandler passes records of level Warn and above to slog.Default()'s handler, looked
+// up at each record, so a program that sets its default logger after Connect still gets them.
+// WithAttrs and WithGroup are recorded and replayed in order on that handler.
+type defaultLogHandler struct {
+	ops []logOp
+}
+
+type logOp struct {
+	attrs []slog.Attr
+	group string
+}
+
+func (h defaultLogHandler) target() slog.Handler {
+	t := slog.Default().Handler()
+	for _, op := range h.ops {
+		if op.group != "" {
+			t = t.WithGroup(op.group)
+		} else {
+			t = t.WithAttrs(op.attrs)
+		}
+	}
+	return t
+}
+
+func (h defaultLogHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && slog.Default().Handler().Enabled(ctx, l)
+}
+
+func (h defaultLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	return h.target().Handle(ctx, r)
+}
+
+func (h defaultLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return defaultLogHandler{ops: append(slices.Clone(h.ops), logOp{attrs: as})}
+}
+
+func (h defaultLogHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	return defaultLogHandler{ops: append(slices.Clone(h.ops), logOp{group: name})}
+}
+
+// WithDirectoryPoll sets how often the client asks its directory view for changes (default
+// DefaultDirectoryPoll, MinDirectoryPoll to MaxDirectoryPoll). A revocation or a new card
+// reaches the client within about this interval.
+func WithDirectoryPoll(interval time.Duration) Option {
+	return func(c *config) error {
+		if interval < MinDirectoryPoll || interval > MaxDirectoryPoll {
+			return fmt.Errorf("%w: directory poll %v (%v to %v)", ErrInvalidOption, interval, MinDirectoryPoll, MaxDirectoryPoll)
+		}
+		c.dirPoll = interval
 		return nil
 	}
 }

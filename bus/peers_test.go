@@ -42,10 +42,10 @@ func TestDirectoryPeerAudienceAndSenders(t *testing.T) {
 	// Shop's directory: its own cards plus bank as a peer.
 	shop := f.directory(new(reports))
 	put(shop, accounts.DirectoryAccountKey, f.acct.JWT, 1)
-	put(shop, accounts.DirectoryCardKey("checkout"), checkout.Card, 2)
-	put(shop, accounts.DirectoryCardKey("billing"), billing.Card, 3)
+	put(shop, cardKey(checkout), checkout.Card, 2)
+	put(shop, cardKey(billing), billing.Card, 3)
 	put(shop, accounts.PeerAccountKey(bank.PublicKey()), bank.JWT, 4)
-	put(shop, accounts.PeerCardKey(bank.PublicKey(), "ledger"), ledger.Card, 5)
+	put(shop, accounts.PeerCardKey(bank.PublicKey(), "ledger", ledger.UserPublicKey()), ledger.Card, 5)
 
 	aud := shop.Audience("orders.public.eu.1")
 	if len(aud) != 2 || aud[0].Name != "billing" || aud[1].Name != "ledger" || aud[1].Account != bank.PublicKey() {
@@ -59,9 +59,9 @@ func TestDirectoryPeerAudienceAndSenders(t *testing.T) {
 	trust := accounts.Trust{Operators: []string{f.op.PublicKey()}}
 	bd := newDirectory(bank.PublicKey(), trust, time.Now, discard(), nil)
 	put(bd, accounts.DirectoryAccountKey, bank.JWT, 1)
-	put(bd, accounts.DirectoryCardKey("ledger"), ledger.Card, 2)
+	put(bd, cardKey(ledger), ledger.Card, 2)
 	put(bd, accounts.PeerAccountKey(f.acct.PublicKey()), f.acct.JWT, 3)
-	put(bd, accounts.PeerCardKey(f.acct.PublicKey(), "checkout"), checkout.Card, 4)
+	put(bd, accounts.PeerCardKey(f.acct.PublicKey(), "checkout", checkout.UserPublicKey()), checkout.Card, 4)
 
 	acct, subj := bd.Origin("shop.orders.eu.1")
 	if acct != f.acct.PublicKey() || subj != "orders.public.eu.1" {

@@ -97,6 +97,7 @@ type inflight struct {
 	paf    jetstream.PubAckFuture // nil until sent
 	sends  int                    // times sent
 	tries  int                    // failed attempts that count against publishAttempts
+	absent int                    // attempts no stream answered (no responders), against noStreamAttempts
 	round  uint64                 // backoff round it was last sent in
 	sealed time.Time              // clock reading just before sealing: the envelope was created at or after it
 }
@@ -367,6 +368,11 @@ func (c *Client) acker() {
 // they are bounded by the envelope's age (ErrPublishExpired).
 const publishAttempts = 8
 
+// noStreamAttempts bounds the attempts of one publish that no stream answered at all (no
+// responders). nats.go already repeats each attempt twice, 250ms apart, on no responders, so
+// two attempts probe six times over about a second before ErrNoStream.
+const noStreamAttempts = 2
+
 // Backoff after a round of attempts the server refused or left unanswered while connected:
 // it starts at retryBackoffMin and doubles up to retryBackoffMax; an ack resets it.
 const (
@@ -432,6 +438,14 @@ func (a *ackState) next() {
 		a.fail(in, err)
 		return
 	}
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		// Nobody holds the subject: a missing stream, not a slow one. A leader election
+		// answers within the backoff of a few rounds; a missing stream never does.
+		if in.absent++; in.absent >= noStreamAttempts {
+			a.fail(in, fmt.Errorf("%w: %s (%w)", ErrNoStream, in.f.subject, err))
+			return
+		}
+	}
 	if !disconnected(err) {
 		if in.tries++; in.tries >= publishAttempts {
 			a.fail(in, err)
@@ -479,7 +493,30 @@ func (a *ackState) acked(in *inflight, ack *jetstream.PubAck) {
 
 func (a *ackState) fail(in *inflight, err error) {
 	a.c.counters.PublishFailed.Add(1)
+	if code, full := streamFull(err); full {
+		// A full stream refuses new messages rather than removing others' (streams are
+		// discard-new by default): the refusal is the caller's to see, and the operator's.
+		err = fmt.Errorf("%w: %w", ErrStreamFull, err)
+		a.c.report(Event{Type: EventPublishRefused, Subject: in.f.subject, Data: EventData{
+			Reason: "stream_full", Error: fmt.Sprintf("JetStream error %d: %v", code, err),
+		}})
+	}
 	in.f.resolve(nil, err)
+}
+
+// streamFull reports whether err is JetStream refusing a message for a stream or account
+// storage limit (error codes 10077: stream limits, maximum bytes, messages or messages per
+// subject; 10047 and 10023: account storage or server resources).
+func streamFull(err error) (int, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return 0, false
+	}
+	switch code := int(apiErr.ErrorCode); code {
+	case 10077, 10047, 10023:
+		return code, true
+	}
+	return 0, false
 }
 
 func (a *ackState) expire(in *inflight, last error) {

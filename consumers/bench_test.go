@@ -2,6 +2,7 @@ package consumers_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,8 +10,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
+	"github.com/sealbus/sealbus/operator"
 	"github.com/sealbus/sealbus/sealbustest"
 )
 
@@ -176,5 +179,73 @@ func (r *benchRig) close() {
 	}
 	if r.world != nil {
 		r.world.Close()
+	}
+}
+
+// BenchmarkGuard measures the cross-process replay guard alone, per message: the claim written
+// to the durable's guard store (a compare-and-set publish whose ack the worker waits for),
+// then, after a handler that returns nil, the handled record (a second compare-and-set
+// publish, which the ack waits for). The embedded dev server (TLS, encrypted JetStream file
+// storage, R1), billing's store, fresh ids. workers goroutines run messages concurrently, as
+// Consume's workers do, so the server pipelines their writes.
+//
+// Run: go test -run '^$' -bench Guard -benchtime 20000x ./consumers/
+func BenchmarkGuard(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w, err := sealbustest.NewWorld(ctx, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	// A store large enough for every run (the default holds ~160,000 ids for a 1 GiB account).
+	admin, err := w.Admin(ctx, sealbustest.Shop)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Close()
+	if err := operator.AddConsumer(ctx, admin, operator.ConsumerSpec{
+		Stream: sealbustest.OrdersStream, Durable: sealbustest.Billing, FilterSubjects: []string{"orders.>"},
+		AckWait: 30 * time.Second, GuardMaxBytes: 256 << 20,
+	}); err != nil {
+		b.Fatal(err)
+	}
+	c, err := w.Connect(ctx, sealbustest.Shop, sealbustest.Billing)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	run, stop, err := consumers.NewGuardRun(ctx, c, sealbustest.OrdersStream, sealbustest.Billing)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stop()
+	ajs, _ := jetstream.New(admin)
+	var seq atomic.Uint64
+	for _, workers := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for range workers {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						s := seq.Add(1)
+						handled, err := run(context.Background(), fmt.Sprintf("%032x", s), s)
+						if err != nil || !handled {
+							b.Errorf("message %d: handled %v, %v", s, handled, err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			if st, err := ajs.Stream(ctx, accounts.GuardStream(sealbustest.OrdersStream, sealbustest.Billing)); err == nil && st.CachedInfo().State.Msgs > 0 {
+				state := st.CachedInfo().State
+				b.ReportMetric(float64(state.Bytes)/float64(state.Msgs), "store-B/id")
+			}
+		})
 	}
 }

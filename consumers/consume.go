@@ -42,9 +42,11 @@ type Consumption struct {
 	stream     string
 	durable    string
 	maxDeliver int
-	handler    Handler
+	prepare    Handler // verification and the claim, ahead of the workers (see job)
+	handler    Handler // the handler and what follows it, on the workers
 	it         jetstream.MessagesContext
-	work       chan jetstream.Msg
+	work       chan *job     // prepared messages, in delivery order
+	preparing  chan struct{} // bounds the messages being prepared
 	mode       atomic.Int32
 	hctx       context.Context
 	hcancel    context.CancelFunc
@@ -53,6 +55,8 @@ type Consumption struct {
 	ackTimeout time.Duration
 	ackSlots   chan struct{}  // bounds the acks awaiting confirmation
 	acks       sync.WaitGroup // acks awaiting confirmation
+	aside      sync.WaitGroup // deliveries waiting for another delivery of their message
+	guard      *guard
 
 	done    chan struct{}
 	errMu   sync.Mutex
@@ -64,20 +68,30 @@ type Consumption struct {
 // consumption runs until Stop, Drain, ctx's end, or the consumer's deletion.
 //
 // The durable consumer is created by the operator (services have no right to create one) with
-// explicit acks; Consume only looks it up (ErrNoConsumer if it is missing or not usable) and
-// reads its MaxDeliver and BackOff. Every message goes through DeadLetter, Verify,
-// ReplayGuard and Retry, then the WithMiddleware middleware and h, on WithWorkers workers,
-// with at most WithMaxInFlight messages pulled and not yet settled. A message is acknowledged
-// only after h returns nil, with an ack the server confirms (in the background, retried a few
-// times, WithAckTimeout); a failure is retried with backoff and dead-lettered after the last
-// delivery; a rejected envelope is dead-lettered at once and never reaches h. A redelivery of
-// a message h already handled (its ack was lost) is acknowledged without calling h again,
-// and a replay (the same envelope at another stream position) is dead-lettered: see
-// ReplayGuard.
+// explicit acks and its replay guard store; Consume only looks it up (ErrNoConsumer if it is
+// missing, not usable or has no guard) and reads its MaxDeliver, BackOff and guard key, then
+// writes this consumption's first heartbeat to the guard store (ErrGuardUnavailable if that
+// fails). Every message goes through DeadLetter, Verify, the replay guard and Retry, then the
+// WithMiddleware middleware and h, on WithWorkers workers, with at most WithMaxInFlight
+// messages pulled and not yet settled. A message is acknowledged only after h returns nil and
+// that outcome is recorded in the guard store, with an ack the server confirms (in the
+// background, retried a few times, WithAckTimeout); a failure is retried with backoff and
+// dead-lettered after the last delivery; a rejected envelope is dead-lettered at once and
+// never reaches h. A redelivery of a message h already handled (its ack was lost), in this
+// process or another one on the durable, is acknowledged without calling h again, and a
+// replay (the same envelope at another stream position) is dead-lettered: see the package
+// documentation.
+//
+// Messages are prepared as they are pulled, concurrently: verified, then their id claimed in
+// the guard store, so that the claim's round trip to the server overlaps the handling of the
+// messages before them; the workers then call h in delivery order (with one worker, one
+// message at a time, in order). A redelivery of a message already being handled in this
+// process waits for that call's outcome aside, out of the order.
 //
 // Stop ends the consumption promptly: handlers in progress finish (their context is
 // cancelled), messages pulled but not started are returned to the server for immediate
-// redelivery (on their last allowed delivery they are handled instead, so none is lost).
+// redelivery, their claims given back (on their last allowed delivery they are handled
+// instead, so none is lost).
 // Drain handles every message already pulled first. Both wait for acknowledgements to be
 // confirmed by the server (or given up after their attempts) before Done is closed, so a
 // consumer restarted on the same durable neither loses nor repeats a message.
@@ -96,9 +110,9 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	if _, ok := ctx.Deadline(); !ok {
 		lctx, cancel = context.WithTimeout(ctx, consumeTimeout)
 	}
+	defer cancel()
 	link := clientseam.Of(c)
-	cons, err := link.JS.Consumer(lctx, stream, durable)
-	cancel()
+	cons, err := lookupConsumer(lctx, link, stream, durable)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s on %s: %w", ErrNoConsumer, durable, stream, err)
 	}
@@ -106,28 +120,36 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	if info == nil || info.Config.AckPolicy != jetstream.AckExplicitPolicy {
 		return nil, fmt.Errorf("%w: %s on %s must use explicit acks", ErrNoConsumer, durable, stream)
 	}
+	g, err := startGuard(lctx, c, link, stream, durable, info.Config, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cancel()
 	sched := schedule{want: cfg.backoff, ackWait: info.Config.AckWait, server: info.Config.BackOff}
 	k := link.Counters.Child() // this consumption's counts, also in the client's Metrics
+	// Of the messages in flight, up to half of those beyond the workers wait prepared (verified
+	// and claimed) for a worker; the rest wait in the pull buffer.
+	ahead := max(1, (cfg.maxInFlight-cfg.workers)/2)
 	cs := &Consumption{
 		c: c, nc: link.Conn, log: c.Logger().With("stream", stream, "consumer", durable),
 		stream: stream, durable: durable, maxDeliver: info.Config.MaxDeliver,
-		work: make(chan jetstream.Msg), k: k, firstDelay: sched.nakDelay(1), done: make(chan struct{}),
+		work: make(chan *job, ahead), preparing: make(chan struct{}, ahead+cfg.workers),
+		k: k, firstDelay: sched.nakDelay(1), done: make(chan struct{}),
 		ackTimeout: cfg.ackTimeout, ackSlots: make(chan struct{}, cfg.maxInFlight),
 	}
-	chain := []Middleware{
-		deadLetter(link.JS, c.Audit, k, c.Now, c.Logger()),
-		Verify(c),
-		ReplayGuard(c.Freshness(), cfg.replayCap),
-		retry(sched, cs.maxDeliver, k),
-	}
+	cs.guard = g
+	dl := deadLetter(link.WriteDeadLetter, c.Audit, k, c.Logger())
+	cs.prepare = Chain(func(context.Context, *Message) error { return nil }, dl, Verify(c), g.claimStage)
+	chain := []Middleware{dl, g.handlerStage, retry(sched, cs.maxDeliver, k)}
 	chain = append(chain, cfg.middleware...)
 	cs.handler = Chain(timed(recoverPanics(h), k), chain...)
 	cs.hctx, cs.hcancel = context.WithCancel(context.WithoutCancel(ctx))
 
-	buffer := max(1, cfg.maxInFlight-cfg.workers)
+	buffer := max(1, cfg.maxInFlight-cfg.workers-ahead)
 	cs.it, err = cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		cs.hcancel()
+		g.stop()
 		return nil, fmt.Errorf("%w: %s on %s: %w", ErrNoConsumer, durable, stream, err)
 	}
 
@@ -138,7 +160,9 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	go cs.dispatch()
 	go func() {
 		wg.Wait()
+		cs.aside.Wait()
 		cs.acks.Wait()
+		g.stop()
 		cs.hcancel()
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := link.Conn.FlushWithContext(fctx); err != nil && !link.Conn.IsClosed() {
@@ -187,8 +211,41 @@ func (cs *Consumption) dispatch() {
 			}
 			continue
 		}
-		cs.work <- msg
+		j := &job{raw: msg, ready: make(chan struct{})}
+		cs.preparing <- struct{}{}
+		go func() {
+			defer func() { <-cs.preparing }()
+			cs.prepareJob(j)
+		}()
+		cs.work <- j
 	}
+}
+
+// job is one pulled message on its way through the consumption. Messages are prepared as
+// they are pulled, concurrently (verification, then the replay guard's claim in the durable's
+// store, whose round trip is so overlapped with the handling of the messages before it), and
+// handled by the workers in delivery order once prepared.
+type job struct {
+	raw   jetstream.Msg
+	m     *Message // nil: no JetStream metadata (terminated)
+	err   error    // the prepare stage's error: not settled, retried
+	ready chan struct{}
+}
+
+func (cs *Consumption) prepareJob(j *job) {
+	defer close(j.ready)
+	m, err := newMessage(j.raw, cs.c.Account())
+	if err != nil {
+		cs.log.Error("sealbus: message without JetStream metadata; terminated", "subject", j.raw.Subject(), "error", err)
+		_ = j.raw.Term()
+		return
+	}
+	m.last = cs.lastDelivery(j.raw)
+	cs.k.Received.Add(1)
+	m.noWait = true
+	j.m = m
+	j.err = cs.prepare(cs.hctx, m)
+	m.noWait = false
 }
 
 func (cs *Consumption) lastDelivery(msg jetstream.Msg) bool {
@@ -200,21 +257,53 @@ func (cs *Consumption) lastDelivery(msg jetstream.Msg) bool {
 }
 
 func (cs *Consumption) worker() {
-	for raw := range cs.work {
-		cs.handle(raw)
+	for j := range cs.work {
+		<-j.ready
+		cs.handle(j)
 	}
 }
 
-func (cs *Consumption) handle(raw jetstream.Msg) {
-	m, err := newMessage(raw, cs.c.Account())
-	if err != nil {
-		cs.log.Error("sealbus: message without JetStream metadata; terminated", "subject", raw.Subject(), "error", err)
-		_ = raw.Term()
+func (cs *Consumption) handle(j *job) {
+	m, err := j.m, j.err
+	if m == nil || m.settled {
 		return
 	}
-	m.last = cs.lastDelivery(raw)
-	cs.k.Received.Add(1)
-	err = cs.handler(cs.hctx, m)
+	if errors.Is(err, errBusyHere) {
+		// Another delivery of this message is in progress here, possibly queued behind this
+		// one: wait for it off the ordered path.
+		cs.aside.Go(func() {
+			if err := cs.prepare(cs.hctx, m); err != nil || m.settled {
+				cs.finish(m, err)
+				return
+			}
+			cs.handleJob(m, nil)
+		})
+		return
+	}
+	cs.handleJob(m, err)
+}
+
+// handleJob calls the handler for a prepared message (unless preparing failed or found a
+// duplicate) and settles it.
+func (cs *Consumption) handleJob(m *Message, err error) {
+	switch {
+	case err != nil, m.duplicate:
+	case cs.mode.Load() == stopping && !m.last:
+		// Prepared but not started when Stop came: give the claim back, return the message.
+		cs.guard.abandon(m)
+		if err := m.nak(0); err != nil {
+			cs.log.Debug("sealbus: returning a prepared message failed; it is redelivered after AckWait", "error", err)
+		}
+		return
+	default:
+		err = cs.handler(cs.hctx, m)
+	}
+	cs.finish(m, err)
+}
+
+// finish settles m after its handling: an ack after success, a retry after an unsettled
+// failure.
+func (cs *Consumption) finish(m *Message, err error) {
 	if m.settled {
 		return
 	}
@@ -247,13 +336,26 @@ func (cs *Consumption) ack(m *Message) {
 	}()
 }
 
-// confirm sends m's ack until the server confirms it, at most ackAttempts times, each waiting
-// ackTimeout for the confirmation; between attempts it waits for the connection when it is
-// down, or a short pause. An ack left unconfirmed may or may not have been applied: if not,
-// JetStream redelivers the message after AckWait, and the replay guard, which has recorded the
-// id as handled, lets Consume acknowledge it again without calling the handler.
+// recordTimeout bounds the time an ack waits for the handled state to be written to the
+// replay guard's store (a server fault); the ack is sent after it either way.
+const recordTimeout = 30 * time.Second
+
+// confirm records that m was handled in the durable's guard store (so that a redelivery, to
+// any process, is acknowledged without a handler call), then sends m's ack until the server
+// confirms it, at most ackAttempts times, each waiting ackTimeout for the confirmation;
+// between attempts it waits for the connection when it is down, or a short pause. An ack left
+// unconfirmed may or may not have been applied: if not, JetStream redelivers the message after
+// AckWait, and the replay guard, which has recorded the id as handled, lets Consume
+// acknowledge it again without calling the handler.
 func (cs *Consumption) confirm(m *Message) {
 	nc := cs.nc
+	if m.record != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+		if err := m.record(ctx); err != nil {
+			cs.log.Warn("sealbus: handled state not recorded in the replay guard; acknowledging anyway", "seq", m.Sequence, "id", m.ID, "error", err)
+		}
+		cancel()
+	}
 	var err error
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), cs.ackTimeout)
@@ -297,12 +399,16 @@ func (cs *Consumption) Stop() {
 	cs.hcancel() // Stop during a Drain: handlers (and dead-letter retries) are asked to end now
 }
 
-// Drain stops pulling and handles every message already pulled before ending. It returns at
-// once; Done is closed when everything has settled.
-func (cs *Consumption) Drain() {
+// Drain stops pulling, handles every message already pulled and waits until everything has
+// settled (Done is closed), like bus.Client.Drain. It returns why the consumption ended on its
+// own if it did (Err), else nil. Do not call it from a handler (it would wait for itself);
+// use Stop or cancel Consume's context there.
+func (cs *Consumption) Drain() error {
 	if cs.mode.CompareAndSwap(running, draining) {
 		cs.it.Drain()
 	}
+	<-cs.done
+	return cs.Err()
 }
 
 // Done is closed when the consumption has ended and its acknowledgements are flushed.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/operator"
@@ -193,7 +194,11 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 	eventually(t, 10*time.Second, "the good messages", func() bool { return good.count() == 5 })
 
 	js, _ := jetstream.New(nc)
-	dlq := operator.NewDeadLetters(js)
+	dlq, closeDLQ, err := w.Harness.Provisioner().DeadLetters(ctx, sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeDLQ()
 	var entry operator.DeadLetterEntry
 	eventually(t, 20*time.Second, "the max_deliveries dead letter", func() bool {
 		list, err := dlq.List(ctx, 10)
@@ -209,9 +214,14 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 	if len(got) != 5 || got[0] != 1 || got[4] != 5 {
 		t.Fatalf("poison deliveries %v, want 1..5", got)
 	}
-	if entry.Reason != consumers.ReasonMaxDeliveries || entry.SourceSequence != poison.Sequence || entry.SourceStream != sealbustest.OrdersStream ||
+	svc, err := w.Harness.Provisioner().Keystore.LoadService(sealbustest.Shop, sealbustest.Billing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !entry.Verified() || entry.Writer != sealbustest.Billing || entry.Subject != accounts.DLQSubject(sealbustest.Billing, svc.Spec.EvidenceToken) ||
+		entry.Reason != consumers.ReasonMaxDeliveries || entry.SourceSequence != poison.Sequence || entry.SourceStream != sealbustest.OrdersStream ||
 		entry.SourceSubject != "orders.us.poison" || entry.Consumer != sealbustest.Billing || entry.MessageID != poison.ID || entry.Delivered != 5 ||
-		!strings.Contains(entry.Error, "cannot process") || entry.Subject != "sealbus.dlq.max_deliveries" {
+		!strings.Contains(entry.Error, "cannot process") {
 		t.Fatalf("dead letter %+v", entry)
 	}
 	// The dead letter is the envelope byte for byte.
@@ -223,15 +233,19 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 	if string(orig.Data) != string(entry.Envelope) {
 		t.Fatal("dead letter differs from the stored envelope")
 	}
-	// And an audit event says so.
-	audit := operator.NewAuditLog(js)
+	// And a verified audit event says so.
+	audit, closeAudit, err := w.Harness.Provisioner().AuditLog(ctx, sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAudit()
 	eventually(t, 10*time.Second, "the audit event", func() bool {
 		recs, _, err := audit.Tail(ctx, 20)
 		if err != nil {
 			return false
 		}
 		for _, r := range recs {
-			if r.Event != nil && r.Event.Type == bus.EventDeadLettered && r.Event.Data.Reason == consumers.ReasonMaxDeliveries &&
+			if r.Verified() && r.Verification.Writer == sealbustest.Billing && r.Event.Type == bus.EventDeadLettered && r.Event.Data.Reason == consumers.ReasonMaxDeliveries &&
 				r.Event.Data.Sequence == poison.Sequence && r.Event.Data.DLQSeq == entry.Sequence && r.Event.Data.MessageID == poison.ID {
 				return true
 			}
@@ -242,13 +256,13 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 		t.Fatalf("metrics %+v", m)
 	}
 
-	// Replay: the fixed handler now takes it (it is still fresh).
-	ack, err := dlq.Replay(ctx, entry.Sequence)
+	// Replay: re-sent with an authorization into the stream it came from.
+	res, err := dlq.Replay(ctx, entry.Sequence)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ack.Stream != sealbustest.OrdersStream {
-		t.Fatalf("replayed into %s", ack.Stream)
+	if res.Stream != sealbustest.OrdersStream || res.Subject != "orders.us.poison" || res.Durable != sealbustest.Billing || res.AuthorizationID == "" {
+		t.Fatalf("replayed %+v", res)
 	}
 }
 

@@ -74,21 +74,3 @@ func message(f *fakeMsg) *Message {
 	}
 	return m
 }
-
-// fakePublisher records dead letters.
-type fakePublisher struct {
-	mu   sync.Mutex
-	msgs []*nats.Msg
-	fail int // fail this many publishes first
-}
-
-func (p *fakePublisher) PublishMsg(_ context.Context, m *nats.Msg, _ ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.fail > 0 {
-		p.fail--
-		return nil, nats.ErrTimeout
-	}
-	p.msgs = append(p.msgs, m)
-	return &jetstream.PubAck{Stream: "SEALBUS_DLQ", Sequence: uint64(len(p.msgs))}, nil
-}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/bus"
@@ -205,20 +204,7 @@ func TestReplayOfHandledMessageIsRejected(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	s, err := js.Stream(ctx, sealbustest.OrdersStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	orig, err := s.GetMsg(ctx, ack.Sequence)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg := &nats.Msg{Subject: orig.Subject, Data: orig.Data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, "replay-"+ack.ID)
-	replay, err := js.PublishMsg(ctx, msg)
-	if err != nil || replay.Duplicate {
-		t.Fatalf("replay not stored: %v %+v", err, replay)
-	}
+	republish(t, js, capture(t, w, ack.Sequence), "replay-"+ack.ID)
 	eventually(t, 10*time.Second, "the replay dead-lettered", func() bool {
 		return billing.Metrics().DeadLettered[consumers.ReasonReplay] == 1
 	})

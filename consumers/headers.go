@@ -1,18 +1,8 @@
 package consumers
 
-// Headers of a dead letter. The envelope itself is the message body, byte for byte as it was
-// received; these headers say why and where from. They never carry payloads or secrets.
-const (
-	HeaderReason         = "Sealbus-Reason"          // reason code, e.g. "bad_signature", "max_deliveries"
-	HeaderSourceStream   = "Sealbus-Source-Stream"   // stream the envelope was consumed from
-	HeaderSourceSequence = "Sealbus-Source-Sequence" // its sequence in that stream (decimal)
-	HeaderSourceSubject  = "Sealbus-Source-Subject"  // subject it was delivered on
-	HeaderConsumer       = "Sealbus-Consumer"        // durable consumer that refused it
-	HeaderTime           = "Sealbus-Time"            // when it was dead-lettered (RFC 3339, UTC, nanoseconds)
-	HeaderError          = "Sealbus-Error"           // the refusal's error text (bounded, no secrets)
-	HeaderMessageID      = "Sealbus-Message-Id"      // envelope message id, when the envelope parsed
-	HeaderDelivered      = "Sealbus-Delivered"       // delivery count when it was dead-lettered
-)
-
-// maxHeaderError bounds the error text in a dead letter.
-const maxHeaderError = 512
+// HeaderReplayAuthorization is the NATS header an operator's replay of a dead letter carries:
+// the replay authorization, a record signed by an account signing key (envelope/RECORD.md
+// §4.3), in standard base64. Like every NATS header it is not authenticated by itself; Verify
+// trusts it only after verifying the record and its binding to this envelope and delivery (see
+// Verify). A dead letter's own metadata is not in headers: it is in the signed record.
+const HeaderReplayAuthorization = "Sealbus-Replay-Authorization"

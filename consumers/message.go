@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"context"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,6 +13,10 @@ import (
 // UnverifiedHeaders); handlers behind it see a verified, decrypted message: Payload is the
 // plaintext and Sender, SenderKey, ID, ContentType, Created and Expires come from the signed
 // header. Decide on signed fields only: UnverifiedHeaders are not part of the envelope.
+//
+// Replay is set when the message is an operator's replay of a dead letter, delivered after the
+// freshness window under a verified replay authorization (see Verify): Created is then still
+// the envelope's original creation time and Stored the replay's.
 type Message struct {
 	ID           string // envelope message id (32 hex digits), also its Nats-Msg-Id
 	Subject      string // subject it was published on (signed)
@@ -30,8 +35,9 @@ type Message struct {
 	UnverifiedHeaders nats.Header
 	Stream            string
 	Consumer          string
-	Sequence          uint64 // stream sequence
-	Delivered         uint64 // delivery count, starting at 1
+	Sequence          uint64      // stream sequence
+	Delivered         uint64      // delivery count, starting at 1
+	Replay            *ReplayInfo // non-nil for an authorized replay of a dead letter
 
 	raw       jetstream.Msg
 	envelope  []byte
@@ -39,6 +45,17 @@ type Message struct {
 	settled   bool
 	last      bool // the consumer's last allowed delivery of this message (MaxDeliver reached)
 	duplicate bool // a redelivery of a message already handled: acknowledged, not handled again
+	// guardKey, when set by the verifier, is what the replay guard lets through once instead
+	// of the envelope's message id (an operator-authorized replay, by its authorization id).
+	guardKey *deliveryKey
+	// record, set by the replay guard after a handler call returned nil, writes that outcome
+	// to the durable's guard store; the ack waits for it.
+	record func(ctx context.Context) error
+	// claim is the replay guard's claim, from the prepare stage to the handler stage.
+	claim *claimState
+	// noWait makes the replay guard return errBusyHere instead of waiting for another
+	// delivery of the same message in progress in this process (set while preparing).
+	noWait bool
 }
 
 // InProgress tells the server that the handler is still working on the message, resetting its
@@ -50,6 +67,17 @@ func (m *Message) Envelope() []byte { return m.envelope }
 
 // Verified reports whether the verify middleware has accepted the envelope.
 func (m *Message) Verified() bool { return m.verified }
+
+// guardTime is the time the replay guard remembers m's key by: the signed creation time, or
+// for an authorized replay (keyed by its authorization id, see guard.keyOf) its stored time:
+// the authorization only holds within the freshness window of its issue time, so the guard
+// need not remember it longer.
+func (m *Message) guardTime() time.Time {
+	if m.Replay != nil {
+		return m.Stored
+	}
+	return m.Created
+}
 
 // nak and term settle the message once; later calls are ignored. Consumption.ack settles it
 // with a confirmed ack.

@@ -13,7 +13,7 @@ import (
 type Handler func(ctx context.Context, m *Message) error
 
 // Middleware wraps a Handler. Consume always runs, outermost first: DeadLetter, Verify,
-// ReplayGuard, Retry, then the middleware given with WithMiddleware (in the order given), then
+// the replay guard, Retry, then the middleware given with WithMiddleware (in the order given), then
 // the handler. Security middleware cannot be left out.
 type Middleware func(Handler) Handler
 

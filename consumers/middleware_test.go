@@ -45,7 +45,14 @@ func TestOptions(t *testing.T) {
 	if err != nil || c.maxInFlight != 100 {
 		t.Fatalf("default max in flight not raised to the workers: %v %+v", err, c)
 	}
-	for _, o := range []Option{WithWorkers(0), WithMaxInFlight(0), WithBackOff(), WithBackOff(-1), WithReplayCapacity(0), WithMiddleware(nil), WithAckTimeout(0), WithAckTimeout(2 * time.Minute), nil} {
+	if c.lease != DefaultClaimLease {
+		t.Fatalf("default claim lease %v", c.lease)
+	}
+	if c, err := newConfig([]Option{WithClaimLease(5 * time.Second)}); err != nil || c.lease != 5*time.Second {
+		t.Fatalf("claim lease: %v %+v", err, c)
+	}
+	for _, o := range []Option{WithWorkers(0), WithMaxInFlight(0), WithBackOff(), WithBackOff(-1), WithReplayCapacity(0), WithMiddleware(nil), WithAckTimeout(0), WithAckTimeout(2 * time.Minute),
+		WithClaimLease(time.Second), WithClaimLease(time.Hour), nil} {
 		if _, err := newConfig([]Option{o}); err == nil {
 			t.Fatal("invalid option accepted")
 		}

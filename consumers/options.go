@@ -25,10 +25,11 @@ type config struct {
 	backoff     []time.Duration
 	replayCap   int
 	ackTimeout  time.Duration
+	lease       time.Duration
 }
 
 func newConfig(opts []Option) (*config, error) {
-	c := &config{workers: DefaultWorkers, maxInFlight: DefaultMaxInFlight, replayCap: DefaultReplayCapacity, ackTimeout: DefaultAckTimeout}
+	c := &config{workers: DefaultWorkers, maxInFlight: DefaultMaxInFlight, replayCap: DefaultReplayCapacity, ackTimeout: DefaultAckTimeout, lease: DefaultClaimLease}
 	for _, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
@@ -106,10 +107,10 @@ func WithBackOff(backoff ...time.Duration) Option {
 	}
 }
 
-// WithReplayCapacity bounds the message ids the replay guard keeps (default
-// DefaultReplayCapacity, about 125 bytes each). The guard needs the ids of the last twice
-// freshness window (4 minutes by default) for exactly-once handling and replay detection; at
-// a sustained rate above capacity / (2 × window) the oldest are forgotten early.
+// WithReplayCapacity bounds the message ids the replay guard remembers in memory (default
+// DefaultReplayCapacity, about 125 bytes each), in front of the durable's guard store, which
+// holds every id for its horizon whatever this bound: ids forgotten early here cost a store
+// read on their redelivery, nothing else.
 func WithReplayCapacity(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -131,6 +132,24 @@ func WithAckTimeout(d time.Duration) Option {
 			return fmt.Errorf("%w: ack timeout %v (10ms to 1m)", ErrInvalidOption, d)
 		}
 		c.ackTimeout = d
+		return nil
+	}
+}
+
+// WithClaimLease sets how long the processes consuming a durable consider one of them alive
+// after its last heartbeat in the replay guard's store (default DefaultClaimLease; 2s to 10m).
+// A message claimed by a process that stopped answering for longer is taken over and handled
+// by another (so a crash loses nothing, at the risk of a second handler call if the crashed
+// call had finished); a shorter lease recovers sooner but takes over from a process that is
+// merely cut off from the server for longer than the lease. Every process of a durable should
+// use the same lease. It must be longer than the time the client takes to notice a dead
+// server and reconnect (bus.WithPingInterval).
+func WithClaimLease(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 2*time.Second || d > 10*time.Minute {
+			return fmt.Errorf("%w: claim lease %v (2s to 10m)", ErrInvalidOption, d)
+		}
+		c.lease = d
 		return nil
 	}
 }

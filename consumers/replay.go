@@ -2,53 +2,524 @@ package consumers
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/bus"
+	"github.com/sealbus/sealbus/internal/clientseam"
 )
 
-// DefaultReplayCapacity is the default number of message ids the replay guard remembers
-// (about 125 bytes each: 64 MiB when full). It covers the guard's horizon (twice the
-// freshness window, 4 minutes by default) up to about 2,000 messages/s, and the time in which
-// redeliveries of lost acks come (AckWait, a server restart) at much higher rates.
+// DefaultReplayCapacity is the default number of message ids a consumption remembers in memory
+// (about 125 bytes each: 64 MiB when full), in front of the durable's guard store: they spare
+// the store a read for redeliveries this process has handled and let concurrent deliveries of
+// one id in this process wait for each other.
 const DefaultReplayCapacity = 1 << 19
 
-// ReplayGuard returns middleware that refuses a replayed envelope and keeps a message whose
-// handler has already succeeded from reaching it again. It must run after Verify: only
-// verified envelopes are recorded, so a forged envelope can neither block nor borrow a genuine
-// id. For each verified delivery of message id X at stream position P (stream, sequence):
+// DefaultClaimLease is how long the processes sharing a durable consider one of them alive
+// after its last heartbeat in the guard store (WithClaimLease).
+const DefaultClaimLease = 30 * time.Second
+
+// The replay guard makes one handler call succeed per message id across every process that
+// consumes the durable and across their restarts, and refuses replays (the same envelope
+// stored again at another stream position). It runs after verification: only verified
+// envelopes reach it, so a forged envelope can neither block a genuine id nor borrow it.
 //
-//   - X not remembered: X is recorded at P and the delivery goes on to the handler.
-//   - X remembered at P, the same position: a redelivery (JetStream sends a message again
-//     when its ack was lost or late, for example when a server stops or a leader moves). If a
-//     handler call for X has returned nil, the guard returns nil without calling the handler,
-//     and the caller acknowledges the delivery again (Consume counts it in
-//     bus.Metrics.Deduplicated). If a handler call for X is in progress, the guard waits for
-//     its outcome and then decides. Otherwise (earlier calls failed) the handler is called:
-//     that is a retry.
-//   - X remembered at another position P': a replay, the same envelope stored again under a
-//     new Nats-Msg-Id. It is refused with reason replay (dead-lettered by Consume), whether or
-//     not X was handled.
+// It keeps its state in the durable's guard store (guardstore.go), one entry per delivery key
+// (by default the envelope's message id), written with compare-and-set:
 //
-// The guard remembers an id while its envelope's creation time is within twice window of the
-// newest stored time it has seen (the envelope's freshness check bounds how late a copy can be
-// stored, so an older id can be neither replayed nor usefully redelivered), and at most
-// capacity ids (the oldest go first); an id forgotten early (capacity) is treated as new.
+//   - claimed (owner O, sequence P): O's handler is running. A process claims a key before
+//     calling the handler; the claim exists only if no entry does.
+//   - handled: a handler call returned nil. The owner writes it before acknowledging the
+//     message, so a redelivery that reaches any process (its ack was lost) is acknowledged
+//     without a handler call.
+//   - released: the handler call failed; the retry, wherever it is delivered, claims it again.
 //
-// The guard is per consumption and in memory. Across processes and restarts, JetStream's
-// duplicate window (which covers the freshness window) rejects a replay with the same
-// Nats-Msg-Id; a replay under a new Nats-Msg-Id consumed by another instance of the service is
-// not detected by this guard, and a message whose ack was lost is handled again by another
-// process that receives its redelivery.
-func ReplayGuard(window time.Duration, capacity int) Middleware {
-	return newReplaySet(window, capacity).middleware
+// A verified delivery of key K at stream sequence P:
+//
+//   - K has no entry: claim it, call the handler.
+//   - K's entry names another sequence P': a replay. Refused with reason replay (and
+//     dead-lettered), whether or not K was handled.
+//   - K handled at P: a redelivery of a handled message; no handler call (the caller
+//     acknowledges it, counted in bus.Metrics.Deduplicated).
+//   - K released at P: a retry: claim it again, call the handler.
+//   - K claimed at P by a live process (its heartbeat in the store is younger than the claim
+//     lease): wait for that process's outcome, telling the server the delivery is in progress.
+//   - K claimed at P by a process that stopped or whose heartbeat expired (it crashed between
+//     claiming and recording the outcome): take the claim over and call the handler. This is
+//     the one case where a handler may run twice for one message (if the crashed process's
+//     call had finished); the message is never lost.
+//
+// Entries live from their write for entryTTL: until no copy of the envelope can be stored any
+// more (signed creation time plus freshness window), plus one window and the AckWait. A
+// consumption also remembers ids in memory (at most capacity, oldest first) so that its own
+// redeliveries and concurrent deliveries need no store round trip.
+//
+// When the store cannot be read or written (a server fault, or the store is full), the guard
+// retries for a while, then returns an error wrapping ErrGuardUnavailable: the delivery is
+// negatively acknowledged and comes back later; it is never handled without a claim.
+type guard struct {
+	store   guardStore
+	hmacKey []byte
+	owner   ownerID
+	window  time.Duration // freshness window
+	ackWait time.Duration // the longest a redelivery waits (the durable's AckWait or BackOff)
+	lease   time.Duration // claim lease (heartbeat TTL)
+	// progressEvery is how often a waiting delivery tells the server it is in progress.
+	progressEvery time.Duration
+	storeWait     time.Duration // how long store errors are retried before giving up a delivery
+	log           *slog.Logger
+	local         *replaySet
+
+	writes   sync.WaitGroup // releases written in the background
+	beating  sync.WaitGroup // the heartbeat loop
+	stopBeat chan struct{}
+	stopOnce sync.Once
 }
 
-// msgKey is a message id in 16 bytes.
+// guardConfig configures a guard.
+type guardConfig struct {
+	store     guardStore
+	hmacKey   []byte
+	window    time.Duration
+	ackWait   time.Duration // the longest a redelivery waits
+	minWait   time.Duration // the shortest (the durable's AckWait, its first BackOff)
+	lease     time.Duration
+	storeWait time.Duration
+	capacity  int
+	log       *slog.Logger
+}
+
+func newGuard(c guardConfig) (*guard, error) {
+	g := &guard{
+		store: c.store, hmacKey: c.hmacKey, window: c.window, ackWait: c.ackWait, lease: c.lease,
+		storeWait: c.storeWait, log: c.log, local: newReplaySet(c.window, c.capacity), stopBeat: make(chan struct{}),
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.lease <= 0 {
+		g.lease = DefaultClaimLease
+	}
+	if g.storeWait <= 0 {
+		g.storeWait = 30 * time.Second
+	}
+	if g.ackWait <= 0 {
+		g.ackWait = 30 * time.Second
+	}
+	g.progressEvery = max(min(c.minWait, g.ackWait)/3, 20*time.Millisecond)
+	if c.minWait <= 0 {
+		g.progressEvery = g.ackWait / 3
+	}
+	if _, err := rand.Read(g.owner[:]); err != nil {
+		return nil, fmt.Errorf("consumers: owner id: %w", err)
+	}
+	return g, nil
+}
+
+// startGuard builds the replay guard of a consumption of durable on stream from the durable's
+// configuration (guard key and horizon in its metadata, set by the operator) and starts its
+// heartbeat. A durable without a guard, or whose store keeps ids for less than this client's
+// freshness window needs, is ErrNoConsumer; a store that cannot be written is
+// ErrGuardUnavailable.
+func startGuard(ctx context.Context, c *bus.Client, link *clientseam.Link, stream, durable string, cc jetstream.ConsumerConfig, cfg *config) (*guard, error) {
+	key, err := base64.StdEncoding.DecodeString(cc.Metadata[accounts.GuardKeyMetadata])
+	if err != nil || len(key) < 16 {
+		return nil, fmt.Errorf("%w: %s on %s has no replay guard (the operator creates it with the durable: operator.AddConsumer)", ErrNoConsumer, durable, stream)
+	}
+	redelivery := cc.AckWait // the longest a redelivery waits
+	for _, b := range cc.BackOff {
+		redelivery = max(redelivery, b)
+	}
+	horizon, err := time.ParseDuration(cc.Metadata[accounts.GuardHorizonMetadata])
+	if need := GuardHorizon(c.Freshness(), redelivery); err != nil || horizon < need {
+		return nil, fmt.Errorf("%w: the replay guard of %s on %s keeps ids for %q, and freshness %v with redeliveries after %v needs %v (the stream's duplicate window must cover the freshness window; the operator updates the durable)",
+			ErrNoConsumer, durable, stream, cc.Metadata[accounts.GuardHorizonMetadata], c.Freshness(), redelivery, need)
+	}
+	store, err := newJSGuardStore(link.Conn, stream, durable, cfg.ackTimeout, max(4096, 2*cfg.maxInFlight))
+	if err != nil {
+		return nil, err
+	}
+	g, err := newGuard(guardConfig{
+		store: store, hmacKey: key, window: c.Freshness(), ackWait: redelivery, minWait: cc.AckWait, lease: cfg.lease,
+		capacity: cfg.replayCap, log: c.Logger().With("stream", stream, "consumer", durable),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := g.start(ctx); err != nil {
+		return nil, fmt.Errorf("%s on %s: %w", durable, stream, err)
+	}
+	return g, nil
+}
+
+// beatEvery is how often a consumption refreshes its heartbeat: six times per lease.
+func (g *guard) beatEvery() time.Duration { return max(g.lease/6, 200*time.Millisecond) }
+
+// start writes the consumption's first heartbeat (it must succeed: claims made without one
+// would be taken over at once) and keeps refreshing it until stop.
+func (g *guard) start(ctx context.Context) error {
+	if err := g.store.beat(ctx, beatKey(g.owner), encodeBeat(beatAlive, g.owner), g.lease); err != nil {
+		return fmt.Errorf("%w: heartbeat: %w", ErrGuardUnavailable, err)
+	}
+	g.beating.Go(func() {
+		tk := time.NewTicker(g.beatEvery())
+		defer tk.Stop()
+		for {
+			select {
+			case <-g.stopBeat:
+				return
+			case <-tk.C:
+				ctx, cancel := context.WithTimeout(context.Background(), g.beatEvery())
+				if err := g.store.beat(ctx, beatKey(g.owner), encodeBeat(beatAlive, g.owner), g.lease); err != nil {
+					g.log.Warn("sealbus: replay guard heartbeat not written", "error", err)
+				}
+				cancel()
+			}
+		}
+	})
+	return nil
+}
+
+// stop waits for the background writes, then records that this consumption has stopped, so
+// that another process takes over at once a claim it left (none, unless an outcome could not
+// be written).
+func (g *guard) stop() {
+	g.writes.Wait()
+	g.stopOnce.Do(func() { close(g.stopBeat) })
+	g.beating.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := g.store.beat(ctx, beatKey(g.owner), encodeBeat(beatStopped, g.owner), time.Second); err != nil {
+		g.log.Debug("sealbus: replay guard: final heartbeat not written", "error", err)
+	}
+}
+
+// keyOf returns the delivery key of a verified message.
+func (g *guard) keyOf(m *Message) (deliveryKey, msgKey, string) {
+	k := deliveryKey{kind: kindMessage, name: m.ID}
+	switch {
+	case m.guardKey != nil:
+		k = *m.guardKey
+	case m.Replay != nil:
+		// An operator-authorized replay of a dead letter is let through once per
+		// authorization: its original delivery does not make it look like a copy, and a
+		// second delivery of the same authorization is a replay.
+		k = deliveryKey{kind: kindAuthorization, name: m.Replay.ID}
+	}
+	if k.ttl <= 0 {
+		k.ttl = entryTTL(m.guardTime(), m.Stored, g.window, g.ackWait)
+	}
+	h, sk := storeKey(g.hmacKey, k)
+	return k, h, sk
+}
+
+// outcome of the store phase.
+type outcome int
+
+const (
+	owned     outcome = iota // this delivery holds the claim: call the handler
+	handledAt                // the key was handled at this sequence
+	replayAt                 // the key belongs to another sequence
+)
+
+// claimState is what the claim stage hands to the handler stage for one delivery.
+type claimState struct {
+	entry *seenEntry
+	key   string // store key
+	dk    deliveryKey
+	rev   uint64 // revision of this delivery's claim
+}
+
+// claimStage is the guard's first half, run as a message is prepared: the in-memory layer and
+// the claim in the store. A replay is refused (the caller dead-letters it); a redelivery of a
+// handled message is marked duplicate; otherwise the delivery holds the claim and goes on.
+func (g *guard) claimStage(next Handler) Handler {
+	return func(ctx context.Context, m *Message) error {
+		if !m.verified {
+			return &DeadLetterError{Reason: "unverified", Err: fmt.Errorf("replay guard placed before verification")}
+		}
+		dk, h, sk := g.keyOf(m)
+		e, v, err := g.local.enter(ctx, h, m)
+		switch {
+		case errors.Is(err, errBusyHere):
+			return err
+		case err != nil:
+			return fmt.Errorf("consumers: waiting for the handler call in progress for %s: %w", m.ID, err)
+		case v == replayed:
+			return g.replay(m, e.pos.seq)
+		case v == duplicate:
+			m.duplicate = true
+			return nil
+		}
+		cctx := ctx
+		if m.last {
+			// The server will not deliver it again: claim it even if the consumption is
+			// stopping, for a bounded time.
+			var cancel context.CancelFunc
+			cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), g.storeWait)
+			defer cancel()
+		}
+		rev, out, seq, err := g.claim(cctx, sk, dk, m)
+		if err != nil {
+			g.local.leave(e)
+			return err
+		}
+		switch out {
+		case replayAt:
+			g.local.settle(e, seq, false)
+			return g.replay(m, seq)
+		case handledAt:
+			g.local.settle(e, m.Sequence, true)
+			m.duplicate = true
+			return nil
+		}
+		g.local.own(e, m.Sequence)
+		m.claim = &claimState{entry: e, key: sk, dk: dk, rev: rev}
+		return next(ctx, m)
+	}
+}
+
+// handlerStage is the guard's second half, around the handler of a delivery that holds the
+// claim: on success the handled record (written before the ack, see Consumption.confirm), on
+// failure the release.
+func (g *guard) handlerStage(next Handler) Handler {
+	return func(ctx context.Context, m *Message) error {
+		c := m.claim
+		if c == nil {
+			return &DeadLetterError{Reason: "unverified", Err: fmt.Errorf("handler reached without a claim")}
+		}
+		m.claim = nil
+		err := next(ctx, m)
+		ok := err == nil && !m.settled
+		if ok {
+			m.record = func(ctx context.Context) error { return g.record(ctx, c.key, c.dk, m.Sequence, c.rev) }
+		} else {
+			g.writes.Go(func() { g.release(c.key, c.dk, m.Sequence, c.rev) })
+		}
+		g.local.settle(c.entry, m.Sequence, ok)
+		return err
+	}
+}
+
+// abandon gives back the claim of a prepared delivery that will not be handled here (the
+// consumption is stopping).
+func (g *guard) abandon(m *Message) {
+	c := m.claim
+	if c == nil {
+		return
+	}
+	m.claim = nil
+	g.writes.Go(func() { g.release(c.key, c.dk, m.Sequence, c.rev) })
+	g.local.settle(c.entry, m.Sequence, false)
+}
+
+// middleware is both stages around next (tests).
+func (g *guard) middleware(next Handler) Handler { return g.claimStage(g.handlerStage(next)) }
+
+func (g *guard) replay(m *Message, seq uint64) error {
+	return &DeadLetterError{Reason: ReasonReplay, Err: fmt.Errorf("message %s already stored at %s sequence %d", m.ID, m.Stream, seq)}
+}
+
+// claim runs the store phase for m (see guard): it returns the revision of this delivery's
+// claim (owned), or handledAt, or replayAt with the key's sequence.
+func (g *guard) claim(ctx context.Context, sk string, dk deliveryKey, m *Message) (uint64, outcome, uint64, error) {
+	val := guardEntry{state: stateClaimed, owner: g.owner, seq: m.Sequence}.encode()
+	var last uint64
+	p := g.pacer(m)
+	for {
+		rev, err := g.store.put(ctx, sk, val, dk.ttl, last)
+		if err == nil {
+			return rev, owned, 0, nil
+		}
+		if !errors.Is(err, errConflict) {
+			if err := p.failed(ctx, "claiming", err); err != nil {
+				return 0, 0, 0, err
+			}
+			continue
+		}
+		// The key has an entry (or had one at the revision expected): read it and decide.
+		for {
+			cur, crev, err := g.store.get(ctx, sk)
+			if errors.Is(err, errNoEntry) {
+				last = 0 // expired meanwhile
+				break
+			}
+			if err != nil {
+				if err := p.failed(ctx, "reading", err); err != nil {
+					return 0, 0, 0, err
+				}
+				continue
+			}
+			ent, ok := decodeEntry(cur)
+			switch {
+			case !ok:
+				// Not an entry, under a key only holders of the guard key can name: take it.
+				g.log.Warn("sealbus: replay guard: unreadable entry replaced", "id", m.ID, "seq", m.Sequence)
+				last = crev
+			case ent.seq != m.Sequence:
+				return 0, replayAt, ent.seq, nil
+			case ent.state == stateHandled:
+				return 0, handledAt, 0, nil
+			case ent.state == stateReleased, ent.owner == g.owner:
+				// A retry, or our own claim (a lost reply to our write, or an earlier call in
+				// this process that ended without recording its outcome).
+				last = crev
+			default:
+				alive, err := g.alive(ctx, ent.owner)
+				if err != nil {
+					if err := p.failed(ctx, "reading the heartbeat of", err); err != nil {
+						return 0, 0, 0, err
+					}
+					continue
+				}
+				if !alive {
+					g.log.Warn("sealbus: replay guard: taking over the claim of a process that stopped or stopped answering",
+						"id", m.ID, "seq", m.Sequence, "owner", ent.owner.String())
+					last = crev
+					break
+				}
+				if err := p.wait(ctx); err != nil {
+					return 0, 0, 0, fmt.Errorf("consumers: waiting for process %s to finish message %s: %w", ent.owner, m.ID, err)
+				}
+				continue
+			}
+			break
+		}
+	}
+}
+
+// alive reports whether owner's heartbeat says it is alive.
+func (g *guard) alive(ctx context.Context, owner ownerID) (bool, error) {
+	b, _, err := g.store.get(ctx, beatKey(owner))
+	if errors.Is(err, errNoEntry) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return decodeBeat(b, owner), nil
+}
+
+// record writes that the handler call holding the claim at revision rev returned nil. It is
+// called before the message is acknowledged. A lost reply is recognised on retry; a claim
+// taken over meanwhile by another process is logged (both calls ran).
+func (g *guard) record(ctx context.Context, sk string, dk deliveryKey, seq, rev uint64) error {
+	return g.settleEntry(ctx, sk, dk, guardEntry{state: stateHandled, owner: g.owner, seq: seq}, rev)
+}
+
+// release writes that the handler call holding the claim at revision rev failed, so that the
+// retry can be claimed anywhere at once. Best effort: if it is not written, the retry waits
+// for this process (or its heartbeat's expiry).
+func (g *guard) release(sk string, dk deliveryKey, seq, rev uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.settleEntry(ctx, sk, dk, guardEntry{state: stateReleased, owner: g.owner, seq: seq}, rev); err != nil {
+		g.log.Debug("sealbus: replay guard: release not written", "seq", seq, "error", err)
+	}
+}
+
+// settleEntry replaces our claim (revision rev) with want, retrying until ctx ends.
+func (g *guard) settleEntry(ctx context.Context, sk string, dk deliveryKey, want guardEntry, rev uint64) error {
+	val := want.encode()
+	last := rev
+	delay := 20 * time.Millisecond
+	for {
+		_, err := g.store.put(ctx, sk, val, dk.ttl, last)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, errConflict) {
+			cur, crev, gerr := g.store.get(ctx, sk)
+			switch {
+			case errors.Is(gerr, errNoEntry):
+				last = 0 // expired: write it anew
+				continue
+			case gerr == nil:
+				ent, ok := decodeEntry(cur)
+				if ok && ent == want {
+					return nil // an earlier attempt was applied
+				}
+				if ok && ent.seq == want.seq && ent.owner != g.owner {
+					g.log.Warn("sealbus: replay guard: another process took this message over before its outcome was recorded",
+						"seq", want.seq, "owner", ent.owner.String())
+					return nil
+				}
+				if ok && ent.owner == g.owner && ent.seq == want.seq {
+					last = crev
+					continue
+				}
+				return fmt.Errorf("consumers: guard entry of sequence %d changed", want.seq)
+			}
+			err = gerr
+		}
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return fmt.Errorf("%w: %w", ErrGuardUnavailable, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w (last error: %w)", ErrGuardUnavailable, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// pacer paces the retries of one delivery's store phase: backoff after store errors, polls
+// while waiting for another process, and in-progress signals to the server so the delivery
+// is not redelivered meanwhile. Store errors give up after storeWait, except on the last
+// allowed delivery (which the server would not repeat), where they go on until ctx ends.
+type pacer struct {
+	g        *guard
+	m        *Message
+	start    time.Time
+	delay    time.Duration
+	progress time.Time
+}
+
+func (g *guard) pacer(m *Message) *pacer {
+	now := time.Now()
+	return &pacer{g: g, m: m, start: now, progress: now}
+}
+
+func (p *pacer) failed(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil || errors.Is(err, nats.ErrConnectionClosed) || (!p.m.last && time.Since(p.start) > p.g.storeWait) {
+		return fmt.Errorf("%w: %s message %s: %w", ErrGuardUnavailable, what, p.m.ID, err)
+	}
+	p.g.log.Debug("sealbus: replay guard store error; retrying", "what", what, "seq", p.m.Sequence, "error", err)
+	return p.sleep(ctx)
+}
+
+func (p *pacer) wait(ctx context.Context) error { return p.sleep(ctx) }
+
+func (p *pacer) sleep(ctx context.Context) error {
+	p.delay = min(max(2*p.delay, 20*time.Millisecond), time.Second)
+	if time.Since(p.progress) > p.g.progressEvery && p.m.raw != nil {
+		_ = p.m.InProgress()
+		p.progress = time.Now()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(p.delay):
+		return nil
+	}
+}
+
+// msgKey is a delivery key in 16 bytes (its keyed hash).
 type msgKey [16]byte
 
+// keyOf maps a message id to a msgKey without a guard key (tests of the set).
 func keyOf(id string) msgKey {
 	var k msgKey
 	if len(id) == 2*len(k) {
@@ -56,7 +527,7 @@ func keyOf(id string) msgKey {
 			return k
 		}
 	}
-	sum := sha256.Sum256([]byte(id)) // not an envelope id (tests): any fixed mapping will do
+	sum := sha256.Sum256([]byte(id))
 	copy(k[:], sum[:])
 	return k
 }
@@ -66,26 +537,28 @@ type position struct {
 	seq    uint64
 }
 
-// seenEntry is one remembered id. pos and created never change; handled and busy are guarded
-// by the set's mutex.
+// seenEntry is one id remembered in memory. known says pos is the key's sequence in the store
+// (not only where this process first saw it); handled that a handler call returned nil (or the
+// store said so). handled, known, pos and busy are guarded by the set's mutex.
 type seenEntry struct {
 	key     msgKey
 	pos     position
-	created int64         // unix nanoseconds
-	handled bool          // a handler call returned nil
-	busy    chan struct{} // non-nil while a handler call is in progress; closed when it ends
+	created int64 // unix nanoseconds
+	known   bool
+	handled bool
+	busy    chan struct{} // non-nil while this process works on the id; closed when it ends
 }
 
+// replaySet is the in-memory layer of the guard.
 type replaySet struct {
 	window   time.Duration
 	capacity int
 
-	mu     sync.Mutex
-	seen   map[msgKey]*seenEntry
-	order  []*seenEntry // FIFO of insertions
-	head   int
-	high   time.Time // newest stored time seen
-	stream string    // last stream name, shared by the entries
+	mu    sync.Mutex
+	seen  map[msgKey]*seenEntry
+	order []*seenEntry // FIFO of insertions
+	head  int
+	high  time.Time // newest stored time seen
 }
 
 func newReplaySet(window time.Duration, capacity int) *replaySet {
@@ -95,46 +568,33 @@ func newReplaySet(window time.Duration, capacity int) *replaySet {
 	return &replaySet{window: window, capacity: capacity, seen: make(map[msgKey]*seenEntry)}
 }
 
-// verdict is what the guard does with a delivery.
+// verdict is what the in-memory layer decides for a delivery.
 type verdict int
 
 const (
-	deliver   verdict = iota // call the handler (the caller must call leave)
-	duplicate                // already handled: acknowledge again, no handler call
-	replayed                 // the id is recorded at another position
+	deliver   verdict = iota // go to the store (the caller must call settle or leave)
+	duplicate                // handled here: acknowledge again, no handler call
+	replayed                 // the id is known at another position
 )
 
-func (g *replaySet) middleware(next Handler) Handler {
-	return func(ctx context.Context, m *Message) error {
-		if !m.verified {
-			return &DeadLetterError{Reason: "unverified", Err: fmt.Errorf("replay guard placed before verification")}
-		}
-		e, v, err := g.enter(ctx, m)
-		switch {
-		case err != nil:
-			return fmt.Errorf("consumers: waiting for the handler call in progress for %s: %w", m.ID, err)
-		case v == replayed:
-			return &DeadLetterError{Reason: ReasonReplay, Err: fmt.Errorf("message %s already stored at %s sequence %d", m.ID, e.pos.stream, e.pos.seq)}
-		case v == duplicate:
-			m.duplicate = true
-			return nil
-		}
-		err = next(ctx, m)
-		g.leave(e, err == nil && !m.settled)
-		return err
-	}
-}
+// errBusyHere: another delivery of the same key is in progress in this process and the caller
+// asked not to wait for it (a message being prepared: the one it would wait for may be queued
+// behind it).
+var errBusyHere = errors.New("consumers: a delivery of this message is in progress here")
 
-// enter applies the rule of ReplayGuard to m. With deliver, the entry is marked busy until
-// leave. With replayed, the entry returned is the first one recorded.
-func (g *replaySet) enter(ctx context.Context, m *Message) (*seenEntry, verdict, error) {
-	k := keyOf(m.ID)
+// enter applies the in-memory layer to a delivery of k. With deliver, the entry is marked busy
+// until settle or leave; another delivery of k in this process waits for that, or returns
+// errBusyHere at once when m.noWait is set.
+func (g *replaySet) enter(ctx context.Context, k msgKey, m *Message) (*seenEntry, verdict, error) {
 	for {
 		g.mu.Lock()
 		e, v, wait := g.decide(k, m)
 		g.mu.Unlock()
 		if wait == nil {
 			return e, v, nil
+		}
+		if m.noWait {
+			return e, v, errBusyHere
 		}
 		select {
 		case <-wait:
@@ -150,18 +610,15 @@ func (g *replaySet) decide(k msgKey, m *Message) (*seenEntry, verdict, <-chan st
 		g.high = m.Stored
 	}
 	g.expire()
-	if m.Stream != g.stream {
-		g.stream = m.Stream
-	}
-	pos := position{g.stream, m.Sequence}
+	pos := position{m.Stream, m.Sequence}
 	if e, ok := g.seen[k]; ok {
 		switch {
-		case e.pos != pos:
+		case e.known && e.pos != pos:
 			return e, replayed, nil
-		case e.handled:
-			return e, duplicate, nil
 		case e.busy != nil:
 			return e, deliver, e.busy
+		case e.handled && e.pos == pos:
+			return e, duplicate, nil
 		}
 		e.busy = make(chan struct{})
 		return e, deliver, nil
@@ -169,38 +626,48 @@ func (g *replaySet) decide(k msgKey, m *Message) (*seenEntry, verdict, <-chan st
 	if len(g.order)-g.head >= g.capacity {
 		g.evict()
 	}
-	e := &seenEntry{key: k, pos: pos, created: m.Created.UnixNano(), busy: make(chan struct{})}
+	e := &seenEntry{key: k, pos: pos, created: m.guardTime().UnixNano(), busy: make(chan struct{})}
 	g.seen[k] = e
 	g.order = append(g.order, e)
 	return e, deliver, nil
 }
 
-// leave ends the handler call entered for e; handled records that it returned nil.
-func (g *replaySet) leave(e *seenEntry, handled bool) {
+// settle ends the work entered for e with what the store said: the key's sequence and
+// whether it is handled.
+func (g *replaySet) settle(e *seenEntry, seq uint64, handled bool) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
+	e.pos.seq, e.known = seq, true
 	if handled {
 		e.handled = true
 	}
+	g.unbusy(e)
+	g.mu.Unlock()
+}
+
+// own records that this process holds the key's claim at seq: its position is known (a
+// replay is refused at once) while the entry stays busy.
+func (g *replaySet) own(e *seenEntry, seq uint64) {
+	g.mu.Lock()
+	e.pos.seq, e.known = seq, true
+	g.mu.Unlock()
+}
+
+// leave ends the work entered for e without learning anything (a store error).
+func (g *replaySet) leave(e *seenEntry) {
+	g.mu.Lock()
+	g.unbusy(e)
+	g.mu.Unlock()
+}
+
+func (g *replaySet) unbusy(e *seenEntry) {
 	if e.busy != nil {
 		close(e.busy)
 		e.busy = nil
 	}
 }
 
-// check records m's id at its position and reports false (with the first position) if the id
-// was recorded at another position. It does not track handler calls (tests of the set).
-func (g *replaySet) check(m *Message) (position, bool) {
-	e, v, _ := g.enter(context.Background(), m)
-	if v == deliver {
-		g.leave(e, false)
-	}
-	return e.pos, v != replayed
-}
-
 // expire forgets ids that no envelope stored from now on could replay: created more than
-// twice the window before the newest stored time (the window either side, plus slack for
-// messages handled out of order by concurrent workers).
+// twice the window before the newest stored time (the store keeps them longer).
 func (g *replaySet) expire() {
 	limit := g.high.Add(-2 * g.window).UnixNano()
 	for g.head < len(g.order) && g.order[g.head].created < limit {
@@ -212,8 +679,8 @@ func (g *replaySet) expire() {
 	}
 }
 
-// evict forgets the oldest entry. An entry with a handler call in progress stays reachable by
-// its waiters (they hold it), and leave still wakes them.
+// evict forgets the oldest entry. An entry in use stays reachable by its waiters (they hold
+// it), and settle or leave still wakes them.
 func (g *replaySet) evict() {
 	e := g.order[g.head]
 	g.order[g.head] = nil

@@ -1,13 +1,153 @@
 package consumers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// memStore is a guardStore in memory, shared by the guards of several "processes". fail makes
+// the next operations fail; lostReply makes the next put be applied but report an error, as
+// when the server's reply is lost.
+type memStore struct {
+	mu        sync.Mutex
+	seq       uint64
+	entries   map[string]memEntry
+	fail      int
+	lostReply int
+	puts      int
+	ttls      map[string]time.Duration
+}
+
+type memEntry struct {
+	val []byte
+	rev uint64
+}
+
+func newMemStore() *memStore {
+	return &memStore{entries: map[string]memEntry{}, ttls: map[string]time.Duration{}}
+}
+
+var errDown = errors.New("store down")
+
+func (s *memStore) put(_ context.Context, key string, val []byte, ttl time.Duration, last uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.puts++
+	if s.fail > 0 {
+		s.fail--
+		return 0, errDown
+	}
+	if s.entries[key].rev != last {
+		return 0, errConflict
+	}
+	s.seq++
+	s.entries[key] = memEntry{val: append([]byte(nil), val...), rev: s.seq}
+	s.ttls[key] = ttl
+	if s.lostReply > 0 {
+		s.lostReply--
+		return 0, errDown
+	}
+	return s.seq, nil
+}
+
+func (s *memStore) beat(_ context.Context, key string, val []byte, _ time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	s.entries[key] = memEntry{val: append([]byte(nil), val...), rev: s.seq}
+	return nil
+}
+
+func (s *memStore) get(_ context.Context, key string) ([]byte, uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail > 0 {
+		s.fail--
+		return nil, 0, errDown
+	}
+	e, ok := s.entries[key]
+	if !ok {
+		return nil, 0, errNoEntry
+	}
+	return e.val, e.rev, nil
+}
+
+// expire removes a key, as its TTL would.
+func (s *memStore) expire(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.entries, key)
+}
+
+// inject writes val under key without any check (what only an admin could do).
+func (s *memStore) inject(key string, val []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	s.entries[key] = memEntry{val: val, rev: s.seq}
+}
+
+func (s *memStore) entry(t *testing.T, g *guard, id string) guardEntry {
+	t.Helper()
+	_, _, sk := g.keyOf(&Message{ID: id})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := decodeEntry(s.entries[sk].val)
+	if !ok {
+		t.Fatalf("no entry for %s", id)
+	}
+	return e
+}
+
+var testGuardKey = bytes.Repeat([]byte{7}, 32)
+
+// process is one consumer process on a durable: its guard and its handler calls.
+type process struct {
+	g     *guard
+	h     Handler
+	calls atomic.Int32
+}
+
+func newProcess(t *testing.T, s guardStore, handler func(context.Context, *Message) error) *process {
+	t.Helper()
+	g, err := newGuard(guardConfig{store: s, hmacKey: testGuardKey, window: time.Minute, ackWait: time.Second, lease: time.Second, storeWait: 200 * time.Millisecond, capacity: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.stop)
+	p := &process{g: g}
+	p.h = g.middleware(func(ctx context.Context, m *Message) error {
+		p.calls.Add(1)
+		if handler != nil {
+			return handler(ctx, m)
+		}
+		return nil
+	})
+	return p
+}
+
+// deliver runs a delivery through the process as Consume does: the guard, then (on success)
+// the record the ack waits for.
+func (p *process) deliver(t *testing.T, m *Message) error {
+	t.Helper()
+	err := p.h(context.Background(), m)
+	if err == nil && m.record != nil {
+		if rerr := m.record(context.Background()); rerr != nil {
+			t.Fatalf("record: %v", rerr)
+		}
+	}
+	return err
+}
 
 func verifiedMessage(id string, seq uint64, created, stored time.Time) *Message {
 	f := newFakeMsg("orders.new", nil, seq, 1)
@@ -16,80 +156,330 @@ func verifiedMessage(id string, seq uint64, created, stored time.Time) *Message 
 	return m
 }
 
-func TestReplayGuard(t *testing.T) {
-	calls := map[string]int{}
-	fail := map[string]bool{"b": true}
-	h := ReplayGuard(time.Minute, 100)(func(_ context.Context, m *Message) error {
-		calls[m.ID]++
-		if fail[m.ID] {
-			return errors.New("handler failed")
-		}
-		return nil
-	})
-	ctx, now := context.Background(), time.Now()
-	if err := h(ctx, verifiedMessage("a", 1, now, now)); err != nil {
+func redelivery(id string, seq uint64, now time.Time) *Message {
+	m := verifiedMessage(id, seq, now, now)
+	m.Delivered = 2
+	return m
+}
+
+func isReplay(err error) bool {
+	r, ok := DeadLetterReason(err)
+	return ok && r == ReasonReplay
+}
+
+// TestGuardOnceAcrossProcesses: what one process handled is neither handled again by another
+// process that gets the redelivery, nor accepted from either when replayed at another
+// position.
+func TestGuardOnceAcrossProcesses(t *testing.T) {
+	s := newMemStore()
+	a, b := newProcess(t, s, nil), newProcess(t, s, nil)
+	now := time.Now()
+	if err := a.deliver(t, verifiedMessage("x", 1, now, now)); err != nil {
 		t.Fatal(err)
 	}
-	// A redelivery of the same stream position (its ack was lost) is not a replay, and the
-	// handler, which returned nil, is not called again: the caller acknowledges it again.
-	m := verifiedMessage("a", 1, now, now)
-	m.Delivered = 2
-	if err := h(ctx, m); err != nil {
-		t.Fatalf("redelivery refused: %v", err)
+	if e := s.entry(t, a.g, "x"); e.state != stateHandled || e.seq != 1 || e.owner != a.g.owner {
+		t.Fatalf("entry after a's call: %+v", e)
 	}
-	if !m.duplicate || calls["a"] != 1 {
-		t.Fatalf("redelivery of a handled message: duplicate %v, %d handler calls", m.duplicate, calls["a"])
+	m := redelivery("x", 1, now)
+	if err := b.deliver(t, m); err != nil || !m.duplicate {
+		t.Fatalf("redelivery to b: %v, duplicate %v", err, m.duplicate)
 	}
-	// The same envelope at another position (republished under a new Nats-Msg-Id) is a
-	// replay, although it was handled.
-	err := h(ctx, verifiedMessage("a", 2, now, now.Add(time.Second)))
-	if r, ok := DeadLetterReason(err); !ok || r != ReasonReplay {
-		t.Fatalf("replay: %v", err)
+	if err := b.deliver(t, verifiedMessage("x", 2, now, now.Add(time.Second))); !isReplay(err) {
+		t.Fatalf("replay at b: %v", err)
 	}
-	// A message whose handler failed is handled again on its redelivery (a retry), and its
-	// replay is refused too.
-	if err := h(ctx, verifiedMessage("b", 3, now, now)); err == nil {
-		t.Fatal("handler error lost")
+	if err := a.deliver(t, verifiedMessage("x", 3, now, now.Add(time.Second))); !isReplay(err) {
+		t.Fatalf("replay at a: %v", err)
 	}
-	m = verifiedMessage("b", 3, now, now)
-	m.Delivered = 2
-	if err := h(ctx, m); err == nil || m.duplicate || calls["b"] != 2 {
-		t.Fatalf("retry after a failure: %v, duplicate %v, %d calls", err, m.duplicate, calls["b"])
+	if a.calls.Load() != 1 || b.calls.Load() != 0 {
+		t.Fatalf("handler calls a %d, b %d", a.calls.Load(), b.calls.Load())
 	}
-	if r, _ := DeadLetterReason(h(ctx, verifiedMessage("b", 4, now, now))); r != ReasonReplay {
-		t.Fatal("replay of a failed message accepted")
-	}
-	if calls["a"] != 1 || calls["b"] != 2 {
-		t.Fatalf("handler calls %v", calls)
-	}
-	// An unverified message never reaches the guard's set.
-	f := newFakeMsg("orders.new", nil, 5, 1)
-	if err := h(ctx, message(f)); err == nil {
-		t.Fatal("unverified message accepted")
+	// A restarted process (new owner, empty memory) knows it too.
+	c := newProcess(t, s, nil)
+	if err := c.deliver(t, verifiedMessage("x", 4, now, now.Add(2*time.Second))); !isReplay(err) || c.calls.Load() != 0 {
+		t.Fatalf("replay after a restart: %v, %d calls", err, c.calls.Load())
 	}
 }
 
-// TestReplayGuardWaitsForCallInProgress: a redelivery that arrives while the handler is still
-// working on the first delivery (AckWait passed) waits for its outcome and is not handled
-// twice.
-func TestReplayGuardWaitsForCallInProgress(t *testing.T) {
-	var calls atomic.Int32
-	entered, release := make(chan struct{}), make(chan struct{})
-	h := ReplayGuard(time.Minute, 100)(func(context.Context, *Message) error {
-		if calls.Add(1) == 1 {
-			close(entered)
-			<-release
+// TestGuardFailureDoesNotBurnID: a handler failure releases the id, so the retry is handled
+// wherever it is delivered, and a replay of the failed message is still refused.
+func TestGuardFailureDoesNotBurnID(t *testing.T) {
+	s := newMemStore()
+	a := newProcess(t, s, func(context.Context, *Message) error { return errors.New("handler failed") })
+	b := newProcess(t, s, nil)
+	now := time.Now()
+	if err := a.deliver(t, verifiedMessage("y", 1, now, now)); err == nil {
+		t.Fatal("handler error lost")
+	}
+	a.g.writes.Wait() // the release is written in the background
+	if e := s.entry(t, a.g, "y"); e.state != stateReleased {
+		t.Fatalf("entry after the failure: %+v", e)
+	}
+	m := redelivery("y", 1, now)
+	if err := b.deliver(t, m); err != nil || m.duplicate || b.calls.Load() != 1 {
+		t.Fatalf("retry at b: %v, duplicate %v, %d calls", err, m.duplicate, b.calls.Load())
+	}
+	if err := b.deliver(t, verifiedMessage("y", 9, now, now)); !isReplay(err) {
+		t.Fatalf("replay of a retried message: %v", err)
+	}
+	// The same process retries its own failure too, even if the release was not written.
+	s2 := newMemStore()
+	fails := atomic.Int32{}
+	p := newProcess(t, s2, func(context.Context, *Message) error {
+		if fails.Add(1) == 1 {
+			return errors.New("first call fails")
 		}
 		return nil
 	})
+	s2.fail = 0
+	if err := p.deliver(t, verifiedMessage("z", 1, now, now)); err == nil {
+		t.Fatal("first call succeeded")
+	}
+	p.g.writes.Wait()
+	s2.inject(p.g.keyOfID("z"), guardEntry{state: stateClaimed, owner: p.g.owner, seq: 1}.encode()) // as if the release were lost
+	if err := p.deliver(t, redelivery("z", 1, now)); err != nil || p.calls.Load() != 2 {
+		t.Fatalf("own retry: %v, %d calls", err, p.calls.Load())
+	}
+}
+
+// keyOfID returns the store key of a message id.
+func (g *guard) keyOfID(id string) string {
+	_, _, sk := g.keyOf(&Message{ID: id})
+	return sk
+}
+
+// TestGuardWaitsForLiveOwner: a redelivery that reaches another process while the first is
+// still calling the handler waits for its outcome instead of calling the handler again.
+func TestGuardWaitsForLiveOwner(t *testing.T) {
+	s := newMemStore()
+	entered, release := make(chan struct{}), make(chan struct{})
+	a := newProcess(t, s, func(context.Context, *Message) error { close(entered); <-release; return nil })
+	b := newProcess(t, s, nil)
 	now := time.Now()
 	first := make(chan error, 1)
-	go func() { first <- h(context.Background(), verifiedMessage("a", 1, now, now)) }()
+	go func() { first <- a.deliver(t, verifiedMessage("w", 1, now, now)) }()
+	<-entered
+	m := redelivery("w", 1, now)
+	second := make(chan error, 1)
+	go func() { second <- b.deliver(t, m) }()
+	select {
+	case err := <-second:
+		t.Fatalf("b finished while a's call was in progress: %v", err)
+	case <-time.After(3 * a.g.lease): // a's heartbeat keeps it alive past its lease
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil || !m.duplicate || b.calls.Load() != 0 {
+		t.Fatalf("b after a finished: %v, duplicate %v, %d calls", err, m.duplicate, b.calls.Load())
+	}
+}
+
+// TestGuardTakesOverFromCrashedOwner: a process that claimed a message and died (its heartbeat
+// expired) does not take the message with it: another process takes the claim over.
+func TestGuardTakesOverFromCrashedOwner(t *testing.T) {
+	s := newMemStore()
+	entered := make(chan struct{})
+	a := newProcess(t, s, func(ctx context.Context, _ *Message) error { close(entered); <-ctx.Done(); return ctx.Err() })
+	b := newProcess(t, s, nil)
+	now := time.Now()
+	ctx, crash := context.WithCancel(context.Background())
+	defer crash()
+	go func() { _ = a.h(ctx, verifiedMessage("v", 1, now, now)) }()
+	<-entered
+	// a crashes: its heartbeat stops and expires; nothing it would have written is written.
+	a.g.stopOnce.Do(func() { close(a.g.stopBeat) })
+	a.g.beating.Wait()
+	s.expire(beatKey(a.g.owner))
+	m := redelivery("v", 1, now)
+	if err := b.deliver(t, m); err != nil || m.duplicate || b.calls.Load() != 1 {
+		t.Fatalf("b after a crashed: %v, duplicate %v, %d calls", err, m.duplicate, b.calls.Load())
+	}
+	if e := s.entry(t, b.g, "v"); e.state != stateHandled || e.owner != b.g.owner {
+		t.Fatalf("entry %+v", e)
+	}
+	// A process that stopped cleanly says so: its claims are taken over at once.
+	c := newProcess(t, s, func(context.Context, *Message) error { return nil })
+	d := newProcess(t, s, nil)
+	s.inject(c.g.keyOfID("u"), guardEntry{state: stateClaimed, owner: c.g.owner, seq: 5}.encode())
+	c.g.stop()
+	if err := d.deliver(t, redelivery("u", 5, now)); err != nil || d.calls.Load() != 1 {
+		t.Fatalf("claim of a stopped process: %v, %d calls", err, d.calls.Load())
+	}
+}
+
+// TestGuardBeforeVerification: an unverified message never reaches the store, so a forged
+// envelope can neither claim a genuine id nor be acknowledged as its duplicate.
+func TestGuardBeforeVerification(t *testing.T) {
+	s := newMemStore()
+	p := newProcess(t, s, nil)
+	puts := s.puts
+	m := message(newFakeMsg("orders.new", nil, 1, 1))
+	m.ID = "genuine" // what a forger would claim
+	if err := p.h(context.Background(), m); err == nil {
+		t.Fatal("unverified message accepted")
+	}
+	if s.puts != puts || p.calls.Load() != 0 {
+		t.Fatalf("the unverified message wrote %d entries, %d handler calls", s.puts-puts, p.calls.Load())
+	}
+	now := time.Now()
+	if err := p.deliver(t, verifiedMessage("genuine", 2, now, now)); err != nil || p.calls.Load() != 1 {
+		t.Fatalf("the genuine message after the forgery: %v", err)
+	}
+}
+
+// TestGuardStoreUnavailable: without the store, no handler is called; the delivery fails
+// with ErrGuardUnavailable and is handled once the store is back.
+func TestGuardStoreUnavailable(t *testing.T) {
+	s := newMemStore()
+	p := newProcess(t, s, nil)
+	s.fail = 1 << 30
+	now := time.Now()
+	err := p.deliver(t, verifiedMessage("s", 1, now, now))
+	if !errors.Is(err, ErrGuardUnavailable) || p.calls.Load() != 0 {
+		t.Fatalf("store down: %v, %d calls", err, p.calls.Load())
+	}
+	s.mu.Lock()
+	s.fail = 0
+	s.mu.Unlock()
+	if err := p.deliver(t, redelivery("s", 1, now)); err != nil || p.calls.Load() != 1 {
+		t.Fatalf("store back: %v, %d calls", err, p.calls.Load())
+	}
+}
+
+// TestGuardLostReplies: a claim or an outcome the store applied but whose reply was lost is
+// recognised on retry; the handler runs once.
+func TestGuardLostReplies(t *testing.T) {
+	s := newMemStore()
+	p := newProcess(t, s, nil)
+	q := newProcess(t, s, nil)
+	now := time.Now()
+	s.lostReply = 2 // the claim, then the handled record
+	if err := p.deliver(t, verifiedMessage("r", 1, now, now)); err != nil || p.calls.Load() != 1 {
+		t.Fatalf("lost replies: %v, %d calls", err, p.calls.Load())
+	}
+	if e := s.entry(t, p.g, "r"); e.state != stateHandled {
+		t.Fatalf("entry %+v", e)
+	}
+	m := redelivery("r", 1, now)
+	if err := q.deliver(t, m); err != nil || !m.duplicate {
+		t.Fatalf("redelivery elsewhere: %v", err)
+	}
+}
+
+// TestGuardJunkAndExpiredEntries: an entry that does not parse (only an admin could write
+// one) is replaced; an entry that expired between the claim and its outcome is written anew.
+func TestGuardJunkAndExpiredEntries(t *testing.T) {
+	s := newMemStore()
+	p := newProcess(t, s, func(context.Context, *Message) error { return nil })
+	s.inject(p.g.keyOfID("j"), []byte(`{"type":"io.nats.jetstream.api.v1.account_info_response"}`))
+	now := time.Now()
+	if err := p.deliver(t, verifiedMessage("j", 1, now, now)); err != nil || p.calls.Load() != 1 {
+		t.Fatalf("junk entry: %v, %d calls", err, p.calls.Load())
+	}
+	m := verifiedMessage("k", 2, now, now)
+	if err := p.h(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	s.expire(p.g.keyOfID("k"))
+	if err := m.record(context.Background()); err != nil {
+		t.Fatalf("record after expiry: %v", err)
+	}
+	if e := s.entry(t, p.g, "k"); e.state != stateHandled {
+		t.Fatalf("entry %+v", e)
+	}
+}
+
+// TestGuardKeysAreKeyedHashes: the store key of an id depends on the guard key, so whoever
+// lacks it cannot name (and so cannot pre-claim) the entry of an id it knows.
+func TestGuardKeysAreKeyedHashes(t *testing.T) {
+	k := deliveryKey{kind: kindMessage, name: "0123456789abcdef0123456789abcdef"}
+	_, a := storeKey(testGuardKey, k)
+	_, b := storeKey(bytes.Repeat([]byte{8}, 32), k)
+	if a == b || strings.Contains(a, k.name) {
+		t.Fatalf("store keys %q and %q", a, b)
+	}
+	_, c := storeKey(testGuardKey, deliveryKey{kind: kindAuthorization, name: k.name})
+	if c == a {
+		t.Fatal("an authorization key and a message id with the same name share an entry")
+	}
+}
+
+// TestEntryTTL: an id is kept until no copy of its envelope can be stored any more (signed
+// creation time plus the window), then one window and the AckWait more, measured from the
+// server's stored time, whatever the publisher's clock.
+func TestEntryTTL(t *testing.T) {
+	const w, ack = 2 * time.Minute, 30 * time.Second
+	stored := time.Now()
+	for _, tc := range []struct {
+		name string
+		skew time.Duration // publisher clock minus server clock
+		want time.Duration
+	}{
+		{"in sync", 0, w + w + ack},
+		{"publisher 30s ahead", 30 * time.Second, w + 30*time.Second + w + ack},
+		{"publisher 30s behind", -30 * time.Second, w - 30*time.Second + w + ack},
+		{"at the future edge", w, 2*w + w + ack},
+		{"at the past edge", -w, w + ack},
+	} {
+		if got := entryTTL(stored.Add(tc.skew), stored, w, ack); got != tc.want {
+			t.Errorf("%s: ttl %v, want %v", tc.name, got, tc.want)
+		}
+		if got := entryTTL(stored.Add(tc.skew), stored, w, ack); got > GuardHorizon(w, ack) {
+			t.Errorf("%s: ttl %v beyond the store's horizon %v", tc.name, got, GuardHorizon(w, ack))
+		}
+	}
+}
+
+func TestEntryEncoding(t *testing.T) {
+	e := guardEntry{state: stateHandled, seq: 1<<40 + 7}
+	copy(e.owner[:], "0123456789abcdef")
+	got, ok := decodeEntry(e.encode())
+	if !ok || got != e {
+		t.Fatalf("round trip: %+v %v", got, ok)
+	}
+	bad := [][]byte{nil, []byte("sbg1"), append(e.encode(), 0), append([]byte("sbg2"), e.encode()[4:]...)}
+	x := e.encode()
+	x[4] = 'x'
+	bad = append(bad, x)
+	for i, b := range bad {
+		if _, ok := decodeEntry(b); ok {
+			t.Errorf("case %d decoded", i)
+		}
+	}
+	var o ownerID
+	copy(o[:], "0123456789abcdef")
+	if !decodeBeat(encodeBeat(beatAlive, o), o) || decodeBeat(encodeBeat(beatStopped, o), o) || decodeBeat(encodeBeat(beatAlive, ownerID{}), o) {
+		t.Fatal("heartbeat decoding")
+	}
+}
+
+func FuzzDecodeEntry(f *testing.F) {
+	f.Add(guardEntry{state: stateClaimed, seq: 3}.encode())
+	f.Add([]byte("sbg1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, ok := decodeEntry(b)
+		if ok && !bytes.Equal(e.encode(), b) {
+			t.Fatalf("accepted %x re-encodes as %x", b, e.encode())
+		}
+	})
+}
+
+// TestGuardWaitsForCallInProgressLocally: a redelivery that arrives at the same process while
+// its handler is still working on the first delivery waits for its outcome, with no store
+// round trip, and is not handled twice.
+func TestGuardWaitsForCallInProgressLocally(t *testing.T) {
+	s := newMemStore()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	p := newProcess(t, s, func(context.Context, *Message) error { once.Do(func() { close(entered); <-release }); return nil })
+	now := time.Now()
+	first := make(chan error, 1)
+	go func() { first <- p.deliver(t, verifiedMessage("a", 1, now, now)) }()
 	<-entered
 	second := make(chan error, 1)
-	redelivery := verifiedMessage("a", 1, now, now)
-	redelivery.Delivered = 2
-	go func() { second <- h(context.Background(), redelivery) }()
+	m := redelivery("a", 1, now)
+	go func() { second <- p.deliver(t, m) }()
 	select {
 	case err := <-second:
 		t.Fatalf("the redelivery finished while the first call was in progress: %v", err)
@@ -99,20 +489,28 @@ func TestReplayGuardWaitsForCallInProgress(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if err := <-second; err != nil || !redelivery.duplicate || calls.Load() != 1 {
-		t.Fatalf("redelivery: %v, duplicate %v, %d handler calls", err, redelivery.duplicate, calls.Load())
+	if err := <-second; err != nil || !m.duplicate || p.calls.Load() != 1 {
+		t.Fatalf("redelivery: %v, duplicate %v, %d handler calls", err, m.duplicate, p.calls.Load())
 	}
 	// A waiting redelivery gives up when its context ends.
 	entered2, release2 := make(chan struct{}), make(chan struct{})
-	h2 := ReplayGuard(time.Minute, 100)(func(context.Context, *Message) error { close(entered2); <-release2; return nil })
-	go func() { _ = h2(context.Background(), verifiedMessage("c", 1, now, now)) }()
+	q := newProcess(t, s, func(context.Context, *Message) error { close(entered2); <-release2; return nil })
+	go func() { _ = q.h(context.Background(), verifiedMessage("c", 1, now, now)) }()
 	<-entered2
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := h2(ctx, verifiedMessage("c", 1, now, now)); !errors.Is(err, context.Canceled) {
+	if err := q.h(ctx, verifiedMessage("c", 1, now, now)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("waiting redelivery with an ended context: %v", err)
 	}
 	close(release2)
+}
+
+func (g *replaySet) check(m *Message) (position, bool) {
+	e, v, _ := g.enter(context.Background(), keyOf(m.ID), m)
+	if v == deliver {
+		g.settle(e, m.Sequence, false)
+	}
+	return e.pos, v != replayed
 }
 
 func TestReplaySetForgetsOutsideWindow(t *testing.T) {
@@ -124,8 +522,6 @@ func TestReplaySetForgetsOutsideWindow(t *testing.T) {
 	if g.size() != 10 {
 		t.Fatalf("size %d", g.size())
 	}
-	// Once the stream has moved more than twice the window past their creation, no
-	// envelope that fresh could be a replay of them (it would be stale): they are forgotten.
 	later := t0.Add(3 * time.Minute)
 	g.check(verifiedMessage("new", 100, later, later))
 	if g.size() != 1 {

@@ -2,9 +2,12 @@ package consumers
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/envelope"
+	"github.com/sealbus/sealbus/internal/clientseam"
 )
 
 // opener opens envelopes delivered in one account; *bus.Client implements it.
@@ -23,20 +26,58 @@ type opener interface {
 // A message brought into the account by a stream import is opened against its origin (the
 // exporting account and its subject, from the account's verified JWT), see
 // bus.Directory.Origin.
+//
+// # Replays
+//
+// A delivery with a HeaderReplayAuthorization header is an operator's replay of a dead letter
+// (operator.DeadLetters.Replay) if the header holds a replay authorization record that verifies:
+// signed by a signing key of this account that its verified JWT lists (not a scoped one), for
+// this stream, subject and the SHA-256 of these envelope bytes, and this delivery stored within
+// the freshness window of its issue time and before it expires. Such a delivery is opened with
+// every check except freshness (sender, card chain and revocation, subject, account,
+// recipient, signature, key commitment, decryption, expiry all still run), Message.Replay says
+// so (Message.Created stays the envelope's original creation time), and the replay guard
+// records the authorization's id, so each authorization is handled at most once. If the
+// authorization names another durable of the stream, the delivery is acknowledged without
+// calling the handler (the operator replayed it for that durable; bus.Metrics.ReplaysSkipped).
+// A header that does not verify is ignored and the delivery takes the live path: an envelope
+// outside the freshness window stays stale, whatever the header says.
 func Verify(c *bus.Client) Middleware {
 	dir := c.Directory()
+	auth := replayAuthority{account: c.Account(), claims: dir.AccountClaims, window: c.Freshness()}
+	var k *clientseam.Counters
+	if link := clientseam.Of(c); link != nil {
+		k = link.Counters
+	}
 	return verify(c, dir.Origin, func(key string) string {
 		name, _ := dir.NameOf(key)
 		return name
-	})
+	}, auth, k)
 }
 
-func verify(o opener, origin func(local string) (account, subject string), nameOf func(string) string) Middleware {
+func verify(o opener, origin func(local string) (account, subject string), nameOf func(string) string, auth replayAuthority, k *clientseam.Counters) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m *Message) error {
 			account, subject := origin(m.LocalSubject)
-			op, err := o.Open(m.envelope, envelope.Delivery{Account: account, Subject: subject, Stored: m.Stored})
+			d := envelope.Delivery{Account: account, Subject: subject, Stored: m.Stored}
+			var grant *grantCheck
+			var authErr error
+			if h := m.UnverifiedHeaders.Get(HeaderReplayAuthorization); h != "" {
+				grant, authErr = auth.check(h, m)
+				if grant != nil && grant.forOther {
+					if k != nil {
+						k.ReplaysSkipped.Add(1)
+					}
+					return nil // acknowledged: the operator replayed it for another durable
+				}
+				d.SkipFreshness = grant != nil
+			}
+			op, err := o.Open(m.envelope, d)
 			if err != nil {
+				var re *envelope.RejectError
+				if authErr != nil && errors.As(err, &re) && re.Reason == envelope.ReasonStale {
+					return &envelope.RejectError{Reason: envelope.ReasonStale, Err: fmt.Errorf("%w; %w", re.Err, authErr)}
+				}
 				return err
 			}
 			m.ID = op.ID.String()
@@ -49,6 +90,10 @@ func verify(o opener, origin func(local string) (account, subject string), nameO
 			m.Expires = op.Expires
 			m.Payload = op.Payload
 			m.verified = true
+			if grant != nil {
+				info := grant.info
+				m.Replay = &info
+			}
 			return next(ctx, m)
 		}
 	}

@@ -2,6 +2,7 @@ package envelope_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,5 +165,66 @@ func BenchmarkSealBatch64(b *testing.B) {
 		if _, err := w.sender.SealBatch(msgs); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// benchRecords are the record shapes measured: an audit event (about 400 bytes of JSON) and
+// dead letters carrying a 1 KiB and a 64 KiB envelope.
+var benchRecords = []struct {
+	name       string
+	kind       envelope.RecordKind
+	payload    int
+	attachment int
+}{{"audit", envelope.RecordAudit, 400, 0}, {"deadletter-1KiB", envelope.RecordDeadLetter, 300, 1 << 10}, {"deadletter-64KiB", envelope.RecordDeadLetter, 300, 64 << 10}}
+
+// benchCard stands in for a service's identity card (about 700 bytes, like a real one).
+var benchCard = strings.Repeat("eyJhbGciOiJlZDI1NTE5LW5rZXkifQ", 23)
+
+func benchRecord(b *testing.B, id *envelope.Identity, kind envelope.RecordKind, payload, attachment int) []byte {
+	b.Helper()
+	data, err := id.SignRecord(envelope.Record{Kind: kind, Account: account(b), WriterName: "billing", Credential: benchCard,
+		Payload: []byte(strings.Repeat("x", payload)), Attachment: make([]byte, attachment)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+func BenchmarkRecordSign(b *testing.B) {
+	id := ident(b, "alice")
+	for _, c := range benchRecords {
+		b.Run(c.name, func(b *testing.B) {
+			r := envelope.Record{Kind: c.kind, Account: account(b), WriterName: "billing", Credential: benchCard,
+				Payload: []byte(strings.Repeat("x", c.payload)), Attachment: make([]byte, c.attachment)}
+			b.SetBytes(int64(c.payload + c.attachment))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := id.SignRecord(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkRecordVerify(b *testing.B) {
+	id := ident(b, "alice")
+	policy := envelope.RecordPolicyFunc(func(r *envelope.Record) error {
+		if r.Writer != id.SigningKey() {
+			return envelope.ErrWriterUnknown
+		}
+		return nil
+	})
+	for _, c := range benchRecords {
+		b.Run(c.name, func(b *testing.B) {
+			data := benchRecord(b, id, c.kind, c.payload, c.attachment)
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := envelope.VerifyRecord(data, policy, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -22,6 +22,12 @@ type Delivery struct {
 	Account string    // account the message was delivered in ("A...")
 	Subject string    // subject it was delivered on
 	Stored  time.Time // JetStream's stored timestamp; if zero, the opener's clock is used
+	// SkipFreshness skips check 7 (the signed creation time against the stored time) and
+	// nothing else: expiry, sender policy, recipient, signature, key commitment and decryption
+	// all still run. Set it only for a delivery whose replay the receiver has authorized itself
+	// (consumers.Verify does, for a dead letter replayed with an operator's signed replay
+	// authorization); any other delivery outside the window must stay stale.
+	SkipFreshness bool
 }
 
 // SenderPolicy decides, after the cheap checks and before any cryptography, whether sender
@@ -159,7 +165,7 @@ func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
 		stored = now
 	}
 	created := unixMilli(e.Created)
-	if skew := stored.Sub(created); skew > o.cfg.freshness || skew < -o.cfg.freshness {
+	if skew := stored.Sub(created); !d.SkipFreshness && (skew > o.cfg.freshness || skew < -o.cfg.freshness) {
 		return nil, reject(ReasonStale, "created %s, stored %s, window %v", created.Format(time.RFC3339Nano), stored.UTC().Format(time.RFC3339Nano), o.cfg.freshness)
 	}
 	var expires time.Time

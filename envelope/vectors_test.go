@@ -140,7 +140,13 @@ func TestVectorsUpToDate(t *testing.T) {
 	for _, v := range vs {
 		want[v.Name+vectors.Ext] = v.Marshal()
 	}
-	paths, _ := filepath.Glob(filepath.Join("testdata", "*"+vectors.Ext))
+	checkGenerated(t, "testdata", want)
+}
+
+// checkGenerated fails unless dir holds exactly the vector files of want, byte for byte.
+func checkGenerated(t *testing.T, dir string, want map[string][]byte) {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(dir, "*"+vectors.Ext))
 	have := map[string]bool{}
 	for _, p := range paths {
 		name := filepath.Base(p)
@@ -151,16 +157,16 @@ func TestVectorsUpToDate(t *testing.T) {
 		}
 		w, ok := want[name]
 		if !ok {
-			t.Errorf("%s is not generated any more", name)
+			t.Errorf("%s is not generated any more", p)
 			continue
 		}
 		if !bytes.Equal(data, w) {
-			t.Errorf("%s differs from the generator's output (run go generate ./envelope/)", name)
+			t.Errorf("%s differs from the generator's output (run go generate ./envelope/)", p)
 		}
 	}
 	for name := range want {
 		if !have[name] {
-			t.Errorf("%s is generated but not committed", name)
+			t.Errorf("%s/%s is generated but not committed", dir, name)
 		}
 	}
 }

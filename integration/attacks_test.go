@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -313,14 +314,25 @@ func TestAttacksEndToEnd(t *testing.T) {
 				stream, dlqJS = "SHOPFEED", bankJS
 				seq = lastSeq(t, ctx, bankJS, "SHOPFEED")
 			}
-			dl := waitDeadLetter(t, ctx, dlqJS, stream, seq)
+			account := "shop"
+			if dlqJS == bankJS {
+				account = "bank"
+			}
+			dl := waitDeadLetter(t, ctx, verifyingDeadLetters(t, s.Provisioner(), account, dlqJS), stream, seq)
 			if dl.Reason != a.reason {
 				t.Errorf("dead-lettered with reason %q (%s), want %q", dl.Reason, dl.Error, a.reason)
 			}
-			if !bytes.Equal(dl.Envelope, data) {
+			sum := sha256.Sum256(data)
+			switch {
+			case dl.EnvelopeOmitted:
+				// Too large to carry: named by its hash and size, kept in its stream.
+				if dl.EnvelopeSHA256 != hex.EncodeToString(sum[:]) || dl.EnvelopeSize != len(data) || len(data) <= consumers.MaxDeadLetterEnvelope {
+					t.Errorf("omitted envelope named as %s (%d bytes), injected %d bytes", dl.EnvelopeSHA256, dl.EnvelopeSize, len(data))
+				}
+			case !bytes.Equal(dl.Envelope, data):
 				t.Errorf("dead letter is not the injected bytes (%d vs %d bytes)", len(dl.Envelope), len(data))
 			}
-			waitAuditEvent(t, ctx, dlqJS, stream, seq, a.reason)
+			waitAuditEvent(t, ctx, verifyingAuditLog(t, s.Provisioner(), account, dlqJS), stream, seq, a.reason)
 			// Valid traffic is unaffected: the next valid message is handled.
 			id, _ := valid("orders.eu.new")
 			waitHandled(id)
@@ -354,7 +366,8 @@ func ciphertextOffset(t *testing.T, b []byte) int {
 
 // forgedCard makes keys for a service that does not exist, signs a card for them with signer
 // (valid until expires, issued an hour before), publishes it in shop's directory as an
-// attacker with write access to it would, and returns the user and curve seeds.
+// attacker with write access to it (the operator account's credentials) would, and returns
+// the user and curve seeds.
 func forgedCard(t *testing.T, ctx context.Context, d *natstest.Deployment, signer nkeys.KeyPair, name string, expires time.Time) (userSeed, curveSeed []byte) {
 	t.Helper()
 	shop, err := d.Account("shop")
@@ -373,17 +386,20 @@ func forgedCard(t *testing.T, ctx context.Context, d *natstest.Deployment, signe
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir, err := d.Provisioner().DirectoryAdmin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	if err := operator.PublishCard(ctx, dir, name, tok); err != nil {
+		t.Fatal(err)
+	}
 	nc, err := d.AdminConn(ctx, "shop")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(ctx, accounts.DirectoryBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.PutString(ctx, accounts.DirectoryCardKey(name), tok); err != nil {
+	if err := operator.WaitView(ctx, dir, nc, shop.PublicKey()); err != nil {
 		t.Fatal(err)
 	}
 	us, _ := uk.Seed()
@@ -428,10 +444,38 @@ func lastSeq(t *testing.T, ctx context.Context, js jetstream.JetStream, stream s
 	return seq
 }
 
-// waitDeadLetter waits for the dead letter of stream's message seq.
-func waitDeadLetter(t *testing.T, ctx context.Context, js jetstream.JetStream, stream string, seq uint64) operator.DeadLetterEntry {
+// verifyingDeadLetters returns a dead-letter reader over js that verifies records with the
+// provisioner's keystore (account JWT, trusted operator).
+func verifyingDeadLetters(t *testing.T, p *operator.Provisioner, account string, js jetstream.JetStream) *operator.DeadLetters {
 	t.Helper()
-	dl := operator.NewDeadLetters(js)
+	v, err := p.RecordVerifier(account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := operator.NewDeadLetters(js, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dl
+}
+
+// verifyingAuditLog is verifyingDeadLetters for the audit log.
+func verifyingAuditLog(t *testing.T, p *operator.Provisioner, account string, js jetstream.JetStream) *operator.AuditLog {
+	t.Helper()
+	v, err := p.RecordVerifier(account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := operator.NewAuditLog(js, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return log
+}
+
+// waitDeadLetter waits for the verified dead letter of stream's message seq.
+func waitDeadLetter(t *testing.T, ctx context.Context, dl *operator.DeadLetters, stream string, seq uint64) operator.DeadLetterEntry {
+	t.Helper()
 	var found *operator.DeadLetterEntry
 	if err := pollEvery(ctx, 30*time.Second, 250*time.Millisecond, func(ctx context.Context) error {
 		entries, err := dl.List(ctx, 0)
@@ -439,7 +483,7 @@ func waitDeadLetter(t *testing.T, ctx context.Context, js jetstream.JetStream, s
 			return err
 		}
 		for i := range entries {
-			if entries[i].SourceStream == stream && entries[i].SourceSequence == seq {
+			if entries[i].Verified() && entries[i].SourceStream == stream && entries[i].SourceSequence == seq {
 				found = &entries[i]
 				return nil
 			}
@@ -451,17 +495,17 @@ func waitDeadLetter(t *testing.T, ctx context.Context, js jetstream.JetStream, s
 	return *found
 }
 
-// waitAuditEvent waits for a rejection audit event about stream's message seq with reason.
-func waitAuditEvent(t *testing.T, ctx context.Context, js jetstream.JetStream, stream string, seq uint64, reason string) {
+// waitAuditEvent waits for a verified rejection audit event about stream's message seq with
+// reason.
+func waitAuditEvent(t *testing.T, ctx context.Context, log *operator.AuditLog, stream string, seq uint64, reason string) {
 	t.Helper()
-	log := operator.NewAuditLog(js)
 	if err := pollEvery(ctx, 30*time.Second, 250*time.Millisecond, func(ctx context.Context) error {
 		recs, _, err := log.Tail(ctx, 0)
 		if err != nil {
 			return err
 		}
 		for _, r := range recs {
-			if e := r.Event; e != nil && e.Data.Stream == stream && e.Data.Sequence == seq {
+			if e := r.Event; r.Verified() && e.Data.Stream == stream && e.Data.Sequence == seq {
 				if e.Data.Reason != reason || e.Type != bus.EventRejected {
 					return fmt.Errorf("audit event %s with reason %q, want %s with %q", e.Type, e.Data.Reason, bus.EventRejected, reason)
 				}

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -166,40 +165,54 @@ func TestServerSideAuthorization(t *testing.T) {
 		}
 	})
 
-	t.Run("writing the directory bucket", func(t *testing.T) {
-		kv, err := js.KeyValue(ctx, accounts.DirectoryBucket)
-		if err != nil {
-			t.Fatalf("opening the directory is allowed: %v", err)
-		}
-		adminKV, err := adminJS.KeyValue(ctx, accounts.DirectoryBucket)
+	t.Run("writing, batch-reading or watching the directory", func(t *testing.T) {
+		acct, err := s.Account("A")
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := accounts.DirectoryCardKey("billing")
-		before, err := adminKV.Get(ctx, key)
+		billing, err := s.Service("A", "billing")
 		if err != nil {
-			t.Fatalf("reading a card: %v", err)
+			t.Fatal(err)
 		}
+		key := accounts.DirectoryCardKey("billing", billing.UserPublicKey())
+		// Allowed: a single-key get on the account's directory view.
+		m, err := nc.RequestWithContext(ctx, accounts.DirectoryGetSubject(acct.PublicKey(), key), nil)
+		if err != nil || string(m.Data) != billing.Card {
+			t.Fatalf("reading a card through the view: %v", err)
+		}
+		view, err := adminJS.Stream(ctx, accounts.DirectoryView)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := view.CachedInfo().State
+		// Refused: a KV write of the directory subject, a batch get of the view, a consumer
+		// on the view (the directory needs none), and the operator account's API the tenant
+		// imports for its mirror.
+		if err := nc.Publish(accounts.DirectorySubject(acct.PublicKey(), key), []byte("forged card")); err != nil {
+			t.Fatal(err)
+		}
+		errs.expectViolation(t, accounts.DirectorySubject(acct.PublicKey(), key))
+		if err := nc.PublishRequest("$JS.API.DIRECT.GET."+accounts.DirectoryView, nc.NewRespInbox(), []byte(`{"seq":1,"batch":1000}`)); err != nil {
+			t.Fatal(err)
+		}
+		errs.expectViolation(t, "$JS.API.DIRECT.GET."+accounts.DirectoryView)
 		pctx, cancel := contextWithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		if _, err := kv.Put(pctx, key, []byte("forged card")); err == nil {
-			t.Fatal("directory written by a service")
+		if _, err := js.CreateConsumer(pctx, accounts.DirectoryView, jetstream.ConsumerConfig{Name: "watch"}); err == nil {
+			t.Fatal("a service created a consumer on the directory view")
 		}
-		errs.expectViolation(t, "$KV."+accounts.DirectoryBucket+"."+key)
-		// Services read the directory through its watch only; a get could aim an old entry
-		// back into the bucket through its reply subject.
-		gctx, gcancel := contextWithTimeout(ctx, 2*time.Second)
-		defer gcancel()
-		if _, err := kv.Get(gctx, key); err == nil {
-			t.Fatal("a service made a direct get on the directory")
+		errs.expectViolation(t, "$JS.API.CONSUMER.CREATE."+accounts.DirectoryView+".watch")
+		create := accounts.OperatorAPIPrefix + ".CONSUMER.CREATE." + accounts.DirectoryStream + ".x." + accounts.DirectoryFilter(acct.PublicKey())
+		if err := nc.PublishRequest(create, nc.NewRespInbox(), []byte(`{}`)); err != nil {
+			t.Fatal(err)
 		}
-		errs.expectViolation(t, "$JS.API.DIRECT.GET."+accounts.DirectoryStream+".$KV."+accounts.DirectoryBucket+"."+key)
-		after, err := adminKV.Get(ctx, key)
+		errs.expectViolation(t, create)
+		after, err := adminJS.Stream(ctx, accounts.DirectoryView)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if after.Revision() != before.Revision() || !bytes.Equal(after.Value(), before.Value()) {
-			t.Fatal("the card changed after a forbidden write")
+		if st := after.CachedInfo().State; st.Msgs != before.Msgs || st.LastSeq != before.LastSeq || st.Consumers != 0 {
+			t.Fatalf("the directory view changed after forbidden writes: %+v -> %+v", before, st)
 		}
 	})
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/sealbus/sealbus/accounts"
@@ -111,4 +112,15 @@ const attemptTimeout = 5 * time.Second
 // refusal (the request times out because the server dropped it).
 func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, d)
+}
+
+// republish stores the bytes of a stored message again under a new Nats-Msg-Id, as an insider
+// replaying a captured envelope does (js is the insider's connection).
+func republish(t *testing.T, ctx context.Context, js jetstream.JetStream, orig *jetstream.RawStreamMsg, msgID string) {
+	t.Helper()
+	msg := &nats.Msg{Subject: orig.Subject, Data: orig.Data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	if ack, err := js.PublishMsg(ctx, msg); err != nil || ack.Duplicate {
+		t.Fatalf("replay not stored: %v", err)
+	}
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,9 +19,6 @@ import (
 	"github.com/sealbus/sealbus/operator"
 	"github.com/sealbus/sealbus/sealbustest"
 )
-
-// opsAccount is the operator-owned account the monitoring tests set up.
-const opsAccount = "SEALBUS"
 
 // alerts collects a monitor's reports.
 type alerts struct {
@@ -58,16 +56,19 @@ func (l *alerts) waitOpened(t *testing.T, kind operator.AlertKind, n int, within
 	return l.opened(kind)
 }
 
-// setupMonitoring creates the operator-owned account on d and sets it up for monitoring.
+// setupMonitoring checks that d's set-up made the operator's monitoring (SetupMonitoring finds
+// nothing to change) and returns the operator account.
 func setupMonitoring(t *testing.T, ctx context.Context, d *natstest.Deployment) *accounts.Account {
 	t.Helper()
-	lim := accounts.DefaultLimits()
-	lim.DiskStorage, lim.Streams = 4<<30, 0
-	ops, err := d.Provisioner().CreateAccount(opsAccount, lim)
+	res, err := d.Provisioner().SetupMonitoring(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Provisioner().SetupMonitoring(ctx, opsAccount, operator.ViewLimits{}); err != nil {
+	if len(res.Pushed) != 0 || len(res.Accounts) == 0 {
+		t.Fatalf("monitoring set up again: view of %v, pushed %v; want every tenant, nothing to push", res.Accounts, res.Pushed)
+	}
+	ops, err := d.Provisioner().OperatorAccount()
+	if err != nil {
 		t.Fatal(err)
 	}
 	return ops
@@ -94,7 +95,7 @@ func runMonitorConn(t *testing.T, ctx context.Context, d *natstest.Deployment, o
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err = operator.NewMonitor(sys, operator.WithOperatorAccount(opsNC, ops.PublicKey()), operator.WithMonitorConfig(cfg),
+	m, err = operator.NewMonitor(sys, operator.WithOperatorAccount(opsNC, ops), operator.WithMonitorConfig(cfg),
 		operator.WithAlertHandler(log.add), operator.WithStateStore(operator.KVStateStore{KV: kv}))
 	if err != nil {
 		t.Fatal(err)
@@ -298,6 +299,21 @@ func TestMonitorInContainers(t *testing.T) {
 	dl := log.waitOpened(t, operator.AlertDeadLetters, 1, 30*time.Second)
 	t.Logf("%s", dl[0])
 
+	// A forged record: the insider stores junk on its own audit subject (the only one it may
+	// write); the view shows it as shop's, unsigned, and the monitor raises one alert.
+	svc, err := s.Deployment.Provisioner().Keystore.LoadService(sealbustest.Shop, sealbustest.Checkout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ijs.Publish(ctx, accounts.AuditSubject(sealbustest.Checkout, svc.Spec.EvidenceToken), []byte(`{"type":"sealbus.rejected","claim":"not signed"}`)); err != nil {
+		t.Fatal(err)
+	}
+	fr := log.waitOpened(t, operator.AlertForgedRecord, 1, 20*time.Second)
+	if fr[0].AccountName != sealbustest.Shop {
+		t.Fatalf("forged-record alert %+v, want shop's", fr[0])
+	}
+	t.Logf("%s", fr[0])
+
 	// Server restart: the monitor reconnects and reports nothing again.
 	before := len(log.opened(""))
 	readBefore := m.Stats().Events["auth_error"]
@@ -338,6 +354,31 @@ func TestMonitorInContainers(t *testing.T) {
 	}
 	if got := m2.Stats().Opened[operator.AlertBruteForce]; got != 2 {
 		t.Fatalf("brute-force incidents in the saved state %d, want 2 (one before, one while stopped)", got)
+	}
+
+	// Every report is a verified audit event of the operator account in the view, once.
+	view, done, err := s.Deployment.Provisioner().AuditView(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	recs, _, err := view.Tail(ctx, 0, operator.ViewFilter{Account: accounts.OperatorAccountName, Service: accounts.AdminWriter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKind := map[string]int{}
+	for _, r := range recs {
+		if !strings.HasPrefix(r.Type(), operator.AlertEventPrefix) {
+			continue
+		}
+		if !r.Verification().Verified() {
+			t.Errorf("alert record %s not verified: %+v", r.Type(), r.Verification())
+		}
+		byKind[strings.TrimPrefix(r.Type(), operator.AlertEventPrefix)+"/"+r.Reason()]++
+	}
+	t.Logf("alert records in the view: %v", byKind)
+	if byKind["brute_force/open"] != 2 || byKind["forged_record/open"] != 1 {
+		t.Fatalf("alert records in the view %v, want 2 brute-force incidents and 1 forged record opened", byKind)
 	}
 }
 

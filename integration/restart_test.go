@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,11 +13,13 @@ import (
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/integration/natstest"
 	"github.com/sealbus/sealbus/operator"
+	"github.com/sealbus/sealbus/sealbustest"
 )
 
 // TestRestartMidStream stops a single server (file storage) while a sealed workload runs,
 // starts it again on the same address, and checks that both SDK clients reconnect and that no
-// acknowledged message is lost or handled twice.
+// acknowledged message is lost or handled twice; then that replay protection survived the
+// restart (replayAfterRestart).
 //
 // fsync: the server runs with nats-server's default sync_interval (2 minutes): JetStream
 // writes every message to its block file before acknowledging it and fsyncs on that interval
@@ -106,7 +109,7 @@ func TestRestartMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := w.waitSettled(t, ctx, cons, cs, st, operator.NewDeadLetters(adminJS), 90*time.Second)
+	r := w.waitSettled(t, ctx, cons, cs, st, verifyingDeadLetters(t, s.Provisioner(), "A", adminJS), 90*time.Second)
 	t.Logf("longest pause in delivery ended %.1fs after the start", r.longestPauseAt.Sub(start).Seconds())
 	r.check(t, "restart", time.Since(start))
 	if n := pub.Connection().Reconnects; n < 1 {
@@ -115,4 +118,47 @@ func TestRestartMidStream(t *testing.T) {
 	if n := sub.Connection().Reconnects; n < 1 {
 		t.Errorf("consumer reconnected %d times, want at least 1", n)
 	}
+	replayAfterRestart(t, ctx, s.Deployment, adminJS, "JOBS", "worker", conCreds, "scheduler")
+}
+
+// replayAfterRestart checks that replay protection survived the server's restart and the
+// consumer's: the publisher, with raw NATS and its own creds, republishes the newest handled
+// envelope under a new Nats-Msg-Id; a new consumer process (a fresh SDK client, nothing in
+// memory) dead-letters it as a replay and never calls its handler.
+func replayAfterRestart(t *testing.T, ctx context.Context, d *natstest.Deployment, adminJS jetstream.JetStream, stream, durable, conCreds, publisher string) {
+	t.Helper()
+	st, err := adminJS.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := st.GetMsg(ctx, st.CachedInfo().State.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insider, err := sealbustest.InsiderConn(ctx, d, "A", publisher)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer insider.Close()
+	ijs, _ := jetstream.New(insider)
+	republish(t, ctx, ijs, orig, "replay-after-restart")
+	c := connectSDK(t, ctx, d, conCreds, d.URLs())
+	var calls atomic.Int64
+	cs, err := consumers.Consume(ctx, c, stream, durable, func(context.Context, *consumers.Message) error { calls.Add(1); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cs.Stop(); <-cs.Done() }()
+	if err := poll(ctx, 20*time.Second, func(context.Context) error {
+		if c.Metrics().DeadLettered[consumers.ReasonReplay] != 1 {
+			return fmt.Errorf("replay not dead-lettered yet")
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("after the restarts: %v (metrics %+v)", err, c.Metrics())
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("the replay reached the handler of the restarted consumer %d times", n)
+	}
+	t.Logf("after the server and consumer restarts, the replay of sequence %d was dead-lettered as %s", orig.Sequence, consumers.ReasonReplay)
 }

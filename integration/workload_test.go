@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -184,7 +186,8 @@ type result struct {
 	longestPauseAt                time.Time
 	deadLetters                   map[string]int // by reason
 	deadLettered                  int
-	ackedDeadLettered             int // acknowledged, then dead-lettered by the consumer
+	ackedDeadLettered             int             // acknowledged, then dead-lettered by the consumer
+	processes                     []processCounts // per consumer process, for a fleet
 }
 
 // waitSettled waits until every acknowledged message was handled and the consumer has
@@ -192,11 +195,45 @@ type result struct {
 // consumption and returns the counts.
 func (w *workload) waitSettled(t *testing.T, ctx context.Context, cons jetstream.Consumer, cs *consumers.Consumption, st jetstream.Stream, dl *operator.DeadLetters, timeout time.Duration) result {
 	t.Helper()
+	w.waitDurable(t, ctx, cons, timeout, true)
+	go cs.Drain() // waits for Done; bounded below
+	select {
+	case <-cs.Done():
+	case <-time.After(30 * time.Second):
+		t.Error("consumption did not finish draining")
+	}
+	return w.result(t, ctx, st, dl)
+}
+
+// waitSettledFleet is waitSettled for handlers in other processes: it waits until the durable
+// has nothing pending or unacknowledged, stops the fleet, and counts the handler calls every
+// process printed.
+func (w *workload) waitSettledFleet(t *testing.T, ctx context.Context, cons jetstream.Consumer, f *fleet, st jetstream.Stream, dl *operator.DeadLetters, timeout time.Duration) result {
+	t.Helper()
+	w.waitDurable(t, ctx, cons, timeout, false)
+	calls, procs := f.stop(t, ctx)
+	w.mu.Lock()
+	w.handled = map[string]int{}
+	w.calls = 0
+	for id, n := range calls {
+		w.handled[id] = n
+		w.calls += n
+	}
+	w.mu.Unlock()
+	r := w.result(t, ctx, st, dl)
+	r.processes = procs
+	return r
+}
+
+// waitDurable waits until the durable has nothing pending or unacknowledged and, with
+// inProcess, every acknowledged message reached this process's handler.
+func (w *workload) waitDurable(t *testing.T, ctx context.Context, cons jetstream.Consumer, timeout time.Duration, inProcess bool) {
+	t.Helper()
 	err := poll(ctx, timeout, func(ctx context.Context) error {
 		missing := 0
 		w.mu.Lock()
 		w.acked.Range(func(k, _ any) bool {
-			if w.handled[k.(string)] == 0 {
+			if inProcess && w.handled[k.(string)] == 0 {
 				missing++
 			}
 			return true
@@ -217,12 +254,12 @@ func (w *workload) waitSettled(t *testing.T, ctx context.Context, cons jetstream
 	if err != nil {
 		t.Errorf("not settled after %v: %v", timeout, err)
 	}
-	cs.Drain()
-	select {
-	case <-cs.Done():
-	case <-time.After(30 * time.Second):
-		t.Error("consumption did not finish draining")
-	}
+}
+
+// result counts what the workload's handlers did against what was acknowledged, stored and
+// dead-lettered.
+func (w *workload) result(t *testing.T, ctx context.Context, st jetstream.Stream, dl *operator.DeadLetters) result {
+	t.Helper()
 	var r result
 	r.attempted = w.Total
 	r.acked = w.Acked()
@@ -287,9 +324,12 @@ func (r result) check(t *testing.T, name string, elapsed time.Duration) {
 	t.Helper()
 	t.Logf("%s: attempted %d, acknowledged %d, publish failures %d; handled %d distinct in %d handler calls "+
 		"(%d stored without an ack reached the handler); lost %d, duplicate calls %d; stream holds %d; "+
-		"dead letters %v (%d of them acknowledged publishes); longest pause in delivery %v; %v (%.0f msg/s acknowledged)",
+		"dead letters %v (%d of them acknowledged publishes); %s; %v (%.0f msg/s acknowledged)",
 		name, r.attempted, r.acked, r.pubFailed, r.handledUnique, r.calls, r.unackedSeen, r.lost, r.duplicates,
-		r.streamMsgs, r.deadLetters, r.ackedDeadLettered, r.longestPause.Round(time.Millisecond), elapsed.Round(time.Millisecond), float64(r.acked)/elapsed.Seconds())
+		r.streamMsgs, r.deadLetters, r.ackedDeadLettered, r.pause(), elapsed.Round(time.Millisecond), float64(r.acked)/elapsed.Seconds())
+	for i, p := range r.processes {
+		t.Logf("%s: consumer process %d: %d handler calls; its own counts: %s", name, i+1, p.calls, p.summary)
+	}
 	if r.lost != 0 {
 		t.Errorf("%d acknowledged messages were never handled", r.lost)
 	}
@@ -309,8 +349,17 @@ func (r result) check(t *testing.T, name string, elapsed time.Duration) {
 	}
 }
 
-// logProgress logs the counts every interval until the returned function is called.
-func (w *workload) logProgress(t *testing.T, interval time.Duration) (stop func()) {
+// pause describes the longest pause in delivery, measured only for handlers in this process.
+func (r result) pause() string {
+	if len(r.processes) > 0 {
+		return fmt.Sprintf("handled by %d consumer processes", len(r.processes))
+	}
+	return fmt.Sprintf("longest pause in delivery %v", r.longestPause.Round(time.Millisecond))
+}
+
+// logProgress logs the counts every interval until the returned function is called; with a
+// durable (cons, for handlers in other processes), its pending and unacknowledged counts too.
+func (w *workload) logProgress(t *testing.T, interval time.Duration, cons ...jetstream.Consumer) (stop func()) {
 	done := make(chan struct{})
 	start := time.Now()
 	go func() {
@@ -324,11 +373,90 @@ func (w *workload) logProgress(t *testing.T, interval time.Duration) (stop func(
 				w.mu.Lock()
 				handled, calls := len(w.handled), w.calls
 				w.mu.Unlock()
-				t.Logf("%6.1fs progress: acknowledged %d, publish failures %d, handled %d (%d calls)",
-					time.Since(start).Seconds(), w.Acked(), w.pubFailed.Load(), handled, calls)
+				durable := ""
+				for _, c := range cons {
+					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					if info, err := c.Info(ctx); err == nil {
+						durable = fmt.Sprintf(", durable: %d pending, %d unacknowledged, ack floor %d", info.NumPending, info.NumAckPending, info.AckFloor.Stream)
+					}
+					cancel()
+				}
+				t.Logf("%6.1fs progress: acknowledged %d, publish failures %d, handled here %d (%d calls)%s",
+					time.Since(start).Seconds(), w.Acked(), w.pubFailed.Load(), handled, calls, durable)
 			}
 		}
 	}()
 	var once sync.Once
 	return func() { once.Do(func() { close(done) }) }
+}
+
+// fleet is a set of consumer processes on one durable, each the example consumer
+// (examples/consumer) in its own container: they share nothing but the bus.
+type fleet struct {
+	ctrs []*natstest.ServiceContainer
+}
+
+// processCounts is what one process of a fleet did.
+type processCounts struct {
+	calls   int    // handler calls (lines "verified <id> ...")
+	summary string // its final counts line
+}
+
+// startFleet starts n consumer containers with the durable's service creds, each connected to
+// urls (Docker network addresses), handling with workers concurrent calls.
+func startFleet(t *testing.T, ctx context.Context, d *natstest.Deployment, creds string, n int, urls []string, stream, durable string, workers, inFlight int) *fleet {
+	t.Helper()
+	f := &fleet{}
+	for range n {
+		c, err := natstest.RunService(t, ctx, d, natstest.ServiceSpec{
+			Example: "consumer", Creds: creds,
+			Env: map[string]string{
+				"SEALBUS_URL": strings.Join(urls, ","), "SEALBUS_STREAM": stream, "SEALBUS_DURABLE": durable,
+				"SEALBUS_WORKERS": strconv.Itoa(workers), "SEALBUS_MAX_IN_FLIGHT": strconv.Itoa(inFlight),
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.ctrs = append(f.ctrs, c)
+	}
+	return f
+}
+
+var (
+	verifiedLine = regexp.MustCompile(`(?m)^verified ([0-9a-f]{32}) from `)
+	summaryLine  = regexp.MustCompile(`(?m)^consumer: handled .*$`)
+)
+
+// stop stops every process (SIGTERM: each drains, confirms its acks and prints its counts)
+// and returns the handler calls by message id across all of them, and each one's counts.
+func (f *fleet) stop(t *testing.T, ctx context.Context) (map[string]int, []processCounts) {
+	t.Helper()
+	calls := map[string]int{}
+	var procs []processCounts
+	for i, c := range f.ctrs {
+		if err := c.Stop(ctx, 60*time.Second); err != nil {
+			t.Errorf("stopping consumer process %d: %v", i+1, err)
+		}
+		logs, err := c.Logs(ctx)
+		if err != nil {
+			t.Errorf("logs of consumer process %d: %v", i+1, err)
+		}
+		p := processCounts{summary: summaryLine.FindString(logs)}
+		for _, m := range verifiedLine.FindAllStringSubmatch(logs, -1) {
+			calls[m[1]]++
+			p.calls++
+		}
+		if p.summary == "" {
+			t.Errorf("consumer process %d printed no counts; last lines:\n%s", i+1, lastLogLines(logs, 20))
+		}
+		procs = append(procs, p)
+	}
+	return calls, procs
+}
+
+// lastLogLines returns the last n lines of s.
+func lastLogLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -4,30 +4,34 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
 )
 
-// ViewLimits bound the streams of the operator's monitoring in the operator-owned account.
-// Zero fields take the defaults below. Each account has its own view streams with their own
+// ViewLimits bound the streams of the operator's monitoring in the operator account
+// ([Provisioner.ViewLimits]). Zero fields take the defaults below. Each account has its own view streams with their own
 // limits, so one account's flood never evicts another's records; audit records (security
 // events) and dead letters (routine failures and junk) have separate limits, so dead letters
 // never evict audit records.
 type ViewLimits struct {
-	AuditMaxAge    time.Duration // per account, default 90 days
-	AuditMaxBytes  int64         // per account, default 256 MiB
-	DLQMaxAge      time.Duration // per account, default 30 days
-	DLQMaxBytes    int64         // per account, default 128 MiB
+	AuditMaxAge    time.Duration // per tenant, default 90 days
+	AuditMaxBytes  int64         // per tenant, default 128 MiB
+	DLQMaxAge      time.Duration // per tenant, default 30 days
+	DLQMaxBytes    int64         // per tenant, default 64 MiB
 	EventsMaxAge   time.Duration // recorded system events, default 7 days
 	EventsMaxBytes int64         // recorded system events, default 256 MiB
 	// Each account's mirrors of its audit and dead-letter streams, from which the view
 	// sources ([accounts.ViewSourceStream]), are buffers in the account's own storage: they
-	// need to hold what the view has not sourced yet (the operator-owned account's streams
-	// unavailable). Default 24 hours and 32 MiB each.
+	// need to hold what the view has not sourced yet (the operator account's streams
+	// unavailable). Default 24 hours and 32 MiB each (at most 1/32 of the tenant's disk
+	// storage), divided by the replicas.
 	BufferMaxAge   time.Duration
 	BufferMaxBytes int64
 }
@@ -66,164 +70,247 @@ func (l ViewLimits) withDefaults() ViewLimits {
 	return l
 }
 
+// Sizes of the operator account's monitoring streams beside the view (per replica).
+const (
+	// operatorAuditBytes is the budget of the operator account's own audit stream: its admin
+	// subject holds the monitor's alerts and the operator account's admin events.
+	operatorAuditBytes = 128 << 20
+	// monitorStateBytes caps the monitor's state bucket.
+	monitorStateBytes = 64 << 20
+)
+
 // MonitoringSetup reports what [Provisioner.SetupMonitoring] did.
 type MonitoringSetup struct {
-	Operator string   `json:"operator_account"` // the operator-owned account's public key
-	Accounts []string `json:"accounts"`         // names of the accounts whose records the view sources
+	Operator string   `json:"operator_account"` // the operator account's public key
+	Accounts []string `json:"accounts"`         // names of the tenants whose records the view sources
 	Pushed   []string `json:"pushed"`           // names of the accounts whose JWT changed and was pushed
 }
 
-// SetupMonitoring makes the operator-owned account ops (a keystore account of this operator,
-// with JetStream) the home of the operator's monitoring, with NATS mechanisms only — no
-// process copies anything:
+// SetupMonitoring brings the operator's monitoring up to date on the target for every tenant of
+// the keystore: the set-up [Provisioner.SetupOperatorAccount] and [Provisioner.SetupAccount]
+// already do for each account they set up (so a deployment made by `sealbus init` and `push`,
+// the sandbox or the container helpers has it), run again for all of them at once — for
+// tenants set up by an earlier version, and to renew the activation tokens of the operator
+// account's imports (valid [accounts.ActivationValidity], renewed within a quarter of their
+// expiry). It changes nothing that is already up to date, and pushes only the JWTs it changes.
 //
-//   - the system account exports its auth-error and connection events, privately, to ops,
-//     which records them in [accounts.SystemEventsStream], so they survive the monitor's
-//     absence and server restarts;
-//   - every other account of the keystore mirrors its SEALBUS_AUDIT and SEALBUS_DLQ into
-//     streams named after it ([accounts.ViewSourceStream], subject-less: nothing but the
-//     mirror writes them) and exports, privately to ops, what one sourcing consumer on each
-//     needs ([accounts.ViewExports]); ops holds one view stream per account and kind
-//     ([accounts.ViewAuditStream], [accounts.ViewDLQStream]) that the servers fill by stream
-//     sourcing: the operator-wide, read-only view. Accounts never see each other's records,
-//     nor the view, nor each other's flow-control traffic;
-//   - ops gets its own sealbus streams ([SetupAccount]: its audit stream receives the
-//     monitor's alerts) and the monitor's state bucket [accounts.MonitorBucket].
+// What it sets up, with NATS mechanisms only (no process copies anything):
 //
-// Changed account JWTs (system, tenants, ops) are reissued, saved and pushed. It is
-// idempotent; run it again after adding accounts.
-func (p *Provisioner) SetupMonitoring(ctx context.Context, ops string, lim ViewLimits) (*MonitoringSetup, error) {
-	lim = lim.withDefaults()
-	opsAcct, err := p.Keystore.LoadAccount(ops)
+//   - the system account exports its auth-error and connection events, privately, to the
+//     operator account, which records them in [accounts.SystemEventsStream], so they survive
+//     the monitor's absence and server restarts;
+//   - every tenant mirrors its SEALBUS_AUDIT and SEALBUS_DLQ into streams named after it
+//     ([accounts.ViewSource.Mirror], subject-less: nothing but the mirror writes them) and
+//     exports, privately to the operator account, what one sourcing consumer on each needs
+//     ([accounts.ViewExports]); the operator account holds one view stream per tenant and
+//     source ([accounts.ViewSource.View]) that the servers fill by stream sourcing: the
+//     operator-wide, read-only view. Tenants never see each other's records, nor the view, nor
+//     each other's flow-control traffic;
+//   - the operator account gets its own audit stream (its admin subject: the monitor's
+//     signed alerts), the monitor's state bucket [accounts.MonitorBucket], and limits raised
+//     to hold all of it ([Provisioner.ViewLimits] per tenant).
+func (p *Provisioner) SetupMonitoring(ctx context.Context) (*MonitoringSetup, error) {
+	p.omu.Lock()
+	p.opReady = false
+	p.omu.Unlock()
+	res := &MonitoringSetup{}
+	pushed, err := p.setupOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if opsAcct.Claims.Limits.DiskStorage == 0 {
-		return nil, fmt.Errorf("%w: the operator-owned account %s has no JetStream disk storage", ErrInvalidSpec, ops)
-	}
-	opsKey := opsAcct.PublicKey()
-	res := &MonitoringSetup{Operator: opsKey}
-	sys, err := p.System(ctx)
+	res.Pushed = append(res.Pushed, pushed...)
+	opAcct, err := p.OperatorAccount()
 	if err != nil {
 		return nil, err
 	}
-
-	// The system account's exports.
-	if accounts.AddExports(p.Operator.System.Claims, accounts.SystemEventExports()) {
-		if err := p.Operator.Reissue(p.Operator.System); err != nil {
-			return nil, err
-		}
-		if err := p.Keystore.SaveOperator(p.Operator); err != nil {
-			return nil, err
-		}
-		if err := PushAccount(ctx, sys, p.Operator.System.JWT); err != nil {
-			return nil, err
-		}
-		res.Pushed = append(res.Pushed, accounts.SystemAccountName)
-	}
-
-	// Every other account's exports, and the imports of ops.
+	res.Operator = opAcct.PublicKey()
 	names, err := p.Keystore.ListAccounts()
 	if err != nil {
 		return nil, err
 	}
-	imports, err := accounts.SystemEventImports(p.Operator.System, opsKey)
-	if err != nil {
-		return nil, err
-	}
-	var tenants []*accounts.Account
 	for _, n := range names {
-		if n == ops {
+		if accounts.ReservedAccountName(n) {
 			continue
 		}
-		var changed bool
-		acct, err := p.EditAccount(n, func(a *accounts.Account) error {
-			changed = accounts.AddExports(a.Claims, accounts.ViewExports(a.PublicKey(), opsKey))
-			if !changed {
-				return errUnchanged
-			}
-			return nil
-		})
-		if errors.Is(err, errUnchanged) {
-			acct, err = p.Keystore.LoadAccount(n)
+		acct, err := p.Keystore.LoadAccount(n)
+		if err != nil {
+			return nil, err
 		}
+		before := acct.JWT
+		if err := p.importViews(acct); err != nil {
+			return nil, err
+		}
+		if acct.JWT != before {
+			res.Pushed = append(res.Pushed, n)
+		}
+		nc, err := p.pushAndConnect(ctx, acct)
+		if err != nil {
+			return nil, err
+		}
+		err = setupViewSources(ctx, nc, acct, p.replicas(), p.ViewLimits.withDefaults())
+		nc.Close()
+		if err != nil {
+			return nil, err
+		}
+		changed, err := p.linkView(ctx, acct)
 		if err != nil {
 			return nil, err
 		}
 		if changed {
-			if err := p.PushAccount(ctx, acct); err != nil {
-				return nil, err
-			}
-			res.Pushed = append(res.Pushed, n)
+			res.Pushed = append(res.Pushed, accounts.OperatorAccountName)
 		}
-		if err := p.setupViewSources(ctx, acct, lim); err != nil {
-			return nil, err
-		}
-		imps, err := accounts.ViewImports(acct, opsKey)
-		if err != nil {
-			return nil, err
-		}
-		imports = append(imports, imps...)
-		tenants = append(tenants, acct)
 		res.Accounts = append(res.Accounts, n)
 	}
-	var opsChanged bool
-	opsAcct, err = p.EditAccount(ops, func(a *accounts.Account) error {
-		opsChanged = accounts.AddImports(a.Claims, imports, time.Now())
-		if !opsChanged {
-			return errUnchanged
-		}
-		return nil
-	})
-	if errors.Is(err, errUnchanged) {
-		opsAcct, err = p.Keystore.LoadAccount(ops)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if opsChanged {
-		res.Pushed = append(res.Pushed, ops)
-	}
-	// Pushed and set up in any case: SetupAccount creates ops's own sealbus streams.
-	if err := p.SetupAccount(ctx, opsAcct); err != nil {
-		return nil, err
-	}
-
-	nc, err := ConnectAdmin(ctx, p.Target, opsAcct)
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	if err := setupMonitoringStreams(ctx, nc, opsKey, tenants, p.replicas(), lim); err != nil {
-		return nil, err
-	}
+	slices.Sort(res.Pushed)
+	res.Pushed = slices.Compact(res.Pushed)
 	return res, nil
 }
 
 var errUnchanged = errors.New("unchanged")
 
-// setupViewSources creates or updates acct's mirrors of its audit and dead-letter streams.
-func (p *Provisioner) setupViewSources(ctx context.Context, acct *accounts.Account, lim ViewLimits) error {
-	nc, err := ConnectAdmin(ctx, p.Target, acct)
+// linkSystemEvents adds the system account's exports of its events ([accounts.SystemEventExports])
+// when it lacks them, reissuing and saving it, and reports whether it changed.
+func (p *Provisioner) linkSystemEvents() (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !accounts.AddExports(p.Operator.System.Claims, accounts.SystemEventExports()) {
+		return false, nil
+	}
+	if err := p.Operator.Reissue(p.Operator.System); err != nil {
+		return false, err
+	}
+	return true, p.Keystore.SaveOperator(p.Operator)
+}
+
+// linkOperatorImports brings the operator account's imports up to date — the system events, and
+// the view sources of each of tenants (which must carry [accounts.ViewExports]) — renewing
+// activation tokens near their expiry, and raises its limits to hold the view of every tenant
+// it imports from. It reports whether the account changed (reissued and saved; push it).
+func (p *Provisioner) linkOperatorImports(tenants ...*accounts.Account) (*accounts.Account, bool, error) {
+	opAcct, err := p.OperatorAccount()
 	if err != nil {
-		return err
+		return nil, false, err
+	}
+	imports, err := accounts.SystemEventImports(p.Operator.System, opAcct.PublicKey())
+	if err != nil {
+		return nil, false, err
+	}
+	for _, t := range tenants {
+		imps, err := accounts.ViewImports(t, opAcct.PublicKey())
+		if err != nil {
+			return nil, false, err
+		}
+		imports = append(imports, imps...)
+	}
+	lim := p.ViewLimits.withDefaults()
+	acct, err := p.EditAccount(accounts.OperatorAccountName, func(a *accounts.Account) error {
+		changed := accounts.AddImports(a.Claims, imports, time.Now())
+		if raiseOperatorLimits(a.Claims, p.replicas(), lim) {
+			changed = true
+		}
+		if !changed {
+			return errUnchanged
+		}
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return opAcct, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return acct, true, nil
+}
+
+// raiseOperatorLimits raises the operator account's JetStream limits, never lowering them, to
+// hold its own streams ([accounts.OperatorAccountLimits]), the recorded system events, its audit
+// stream, the monitor's state and, for every tenant it imports the view sources of, the view
+// streams with their limits, each reserved once per replica. It reports whether it changed them.
+func raiseOperatorLimits(c *jwt.AccountClaims, replicas int, lim ViewLimits) bool {
+	tenants := map[string]bool{}
+	for _, imp := range c.Imports {
+		if strings.HasPrefix(imp.Name, "sealbus-view-") {
+			tenants[imp.Account] = true
+		}
+	}
+	n := int64(len(tenants))
+	base := accounts.OperatorAccountLimits()
+	perTenant := int64(0)
+	for _, v := range accounts.ViewSources() {
+		perTenant += lim.viewBytes(v.Kind)
+	}
+	disk := base.DiskStorage + int64(replicas)*(lim.EventsMaxBytes+operatorAuditBytes+monitorStateBytes+n*perTenant)
+	streams := base.Streams + 3 + n*int64(len(accounts.ViewSources()))
+	consumers := base.Consumers + 4*n*int64(len(accounts.ViewSources()))
+	changed := false
+	raise := func(have *int64, want int64) {
+		if *have >= 0 && *have < want {
+			*have, changed = want, true
+		}
+	}
+	js := &c.Limits.JetStreamLimits
+	raise(&js.DiskStorage, disk)
+	raise(&js.Streams, streams)
+	raise(&js.Consumer, consumers)
+	return changed
+}
+
+// viewBytes is the size limit of a view stream of the given kind.
+func (l ViewLimits) viewBytes(kind string) int64 {
+	if kind == "dlq" {
+		return l.DLQMaxBytes
+	}
+	return l.AuditMaxBytes
+}
+
+// viewAge is the age limit of a view stream of the given kind.
+func (l ViewLimits) viewAge(kind string) time.Duration {
+	if kind == "dlq" {
+		return l.DLQMaxAge
+	}
+	return l.AuditMaxAge
+}
+
+// linkView makes the operator account import tenant's view sources (pushing the operator
+// account when that changed it) and creates or updates its view streams of tenant. It reports
+// whether the operator account's JWT changed.
+func (p *Provisioner) linkView(ctx context.Context, tenant *accounts.Account) (bool, error) {
+	p.omu.Lock()
+	defer p.omu.Unlock()
+	opAcct, changed, err := p.linkOperatorImports(tenant)
+	if err != nil {
+		return false, err
+	}
+	var nc *nats.Conn
+	if changed {
+		nc, err = p.pushAndConnect(ctx, opAcct)
+	} else {
+		nc, err = ConnectAdmin(ctx, p.Target, opAcct)
+	}
+	if err != nil {
+		return changed, err
 	}
 	defer nc.Close()
+	return changed, setupViewStreams(ctx, nc, tenant, p.replicas(), p.ViewLimits.withDefaults())
+}
+
+// setupViewSources creates or updates acct's mirrors of its streams that the view sources.
+func setupViewSources(ctx context.Context, nc *nats.Conn, acct *accounts.Account, replicas int, lim ViewLimits) error {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("operator: %w", err)
 	}
-	for kind, origin := range map[string]string{"audit": accounts.AuditStream, "dlq": accounts.DLQStream} {
-		name := accounts.ViewSourceStream(kind, acct.PublicKey())
+	for _, v := range accounts.ViewSources() {
+		name := v.Mirror(acct.PublicKey())
 		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name:        name,
-			Description: "sealbus: mirror of " + origin + " for the operator-wide view",
-			Mirror:      &jetstream.StreamSource{Name: origin},
-			Storage:     jetstream.FileStorage, Replicas: p.replicas(),
+			Description: "sealbus: mirror of " + v.Origin + " for the operator-wide view",
+			Mirror:      &jetstream.StreamSource{Name: v.Origin},
+			Storage:     jetstream.FileStorage, Replicas: replicas,
 			Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
-			MaxAge: lim.BufferMaxAge, MaxBytes: share(acct.Claims.Limits.DiskStorage, lim.BufferMaxBytes, 32),
+			MaxAge: lim.BufferMaxAge, MaxBytes: share(acct.Claims.Limits.DiskStorage, lim.BufferMaxBytes, 32) / int64(replicas),
 		}); err != nil {
 			return fmt.Errorf("operator: mirror %s of account %s: %w", name, acct.Name, err)
 		}
@@ -233,8 +320,10 @@ func (p *Provisioner) setupViewSources(ctx context.Context, acct *accounts.Accou
 
 func (p *Provisioner) replicas() int { return max(1, p.Replicas) }
 
-// setupMonitoringStreams creates or updates the streams of the operator-owned account.
-func setupMonitoringStreams(ctx context.Context, nc *nats.Conn, ops string, tenants []*accounts.Account, replicas int, lim ViewLimits) error {
+// setupOperatorStreams creates or updates the operator account's monitoring streams: the
+// recorded system events, its own audit stream (its admin subject only) and the monitor's state
+// bucket.
+func setupOperatorStreams(ctx context.Context, nc *nats.Conn, acct *accounts.Account, replicas int, lim ViewLimits) error {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	js, err := jetstream.New(nc)
@@ -251,37 +340,50 @@ func setupMonitoringStreams(ctx context.Context, nc *nats.Conn, ops string, tena
 	}); err != nil {
 		return fmt.Errorf("operator: stream %s: %w", accounts.SystemEventsStream, err)
 	}
-	for _, t := range tenants {
-		key := t.PublicKey()
-		for _, v := range []struct {
-			view, stream, filter, tag string
-			age                       time.Duration
-			bytes                     int64
-		}{
-			{accounts.ViewAuditStream(key), accounts.ViewSourceStream("audit", key), accounts.AuditSubjectPrefix + ".>", "audit", lim.AuditMaxAge, lim.AuditMaxBytes},
-			{accounts.ViewDLQStream(key), accounts.ViewSourceStream("dlq", key), accounts.DLQSubjectPrefix + ".>", "dlq", lim.DLQMaxAge, lim.DLQMaxBytes},
-		} {
-			if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-				Name:        v.view,
-				Description: fmt.Sprintf("sealbus operator-wide view: %s of account %s", v.stream, t.Name),
-				Sources: []*jetstream.StreamSource{{
-					Name: v.stream, FilterSubject: v.filter,
-					External: &jetstream.ExternalStream{APIPrefix: accounts.ViewAPIPrefix(key), DeliverPrefix: accounts.ViewDeliverPrefix(key) + "." + v.tag},
-				}},
-				Storage: jetstream.FileStorage, Replicas: replicas,
-				Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
-				MaxAge: v.age, MaxBytes: v.bytes,
-				Metadata: map[string]string{"sealbus_account": key, "sealbus_account_name": t.Name, "sealbus_kind": v.tag},
-			}); err != nil {
-				return fmt.Errorf("operator: view stream %s: %w (the operator-owned account's disk and stream limits must hold the recorded events plus, per account, the audit and dead-letter views: raise them or lower the view limits)", v.view, err)
-			}
-		}
+	tok, err := AdminEvidenceToken(acct)
+	if err != nil {
+		return err
+	}
+	if _, err := setupEvidenceStream(ctx, js, acct.Name, accounts.AuditStream,
+		"sealbus audit events of the operator account: the monitor's alerts and admin events, signed records",
+		[]string{accounts.AdminAuditSubject(tok)}, true, AuditMaxRecord, AuditMaxAge, operatorAuditBytes, replicas); err != nil {
+		return err
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: accounts.MonitorBucket, Description: "sealbus monitor state", History: 1,
-		Storage: jetstream.FileStorage, Replicas: replicas, MaxBytes: 64 << 20,
+		Storage: jetstream.FileStorage, Replicas: replicas, MaxBytes: monitorStateBytes,
 	}); err != nil {
 		return fmt.Errorf("operator: bucket %s: %w", accounts.MonitorBucket, err)
+	}
+	return nil
+}
+
+// setupViewStreams creates or updates the operator account's view streams of tenant, each
+// sourcing the tenant's mirror through the operator account's imports.
+func setupViewStreams(ctx context.Context, nc *nats.Conn, tenant *accounts.Account, replicas int, lim ViewLimits) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("operator: %w", err)
+	}
+	key := tenant.PublicKey()
+	for _, v := range accounts.ViewSources() {
+		view := v.View(key)
+		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        view,
+			Description: fmt.Sprintf("sealbus operator-wide view: %s of account %s", v.Origin, tenant.Name),
+			Sources: []*jetstream.StreamSource{{
+				Name: v.Mirror(key), FilterSubject: v.Filter,
+				External: &jetstream.ExternalStream{APIPrefix: accounts.ViewAPIPrefix(key), DeliverPrefix: v.DeliverPrefix(key)},
+			}},
+			Storage: jetstream.FileStorage, Replicas: replicas,
+			Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
+			MaxAge: lim.viewAge(v.Kind), MaxBytes: lim.viewBytes(v.Kind),
+			Metadata: map[string]string{"sealbus_account": key, "sealbus_account_name": tenant.Name, "sealbus_kind": v.Kind},
+		}); err != nil {
+			return fmt.Errorf("operator: view stream %s: %w (the operator account's limits must hold the recorded events plus, per tenant, the audit and dead-letter views: raise them or lower Provisioner.ViewLimits)", view, err)
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -117,12 +118,29 @@ func ConnectAdmin(ctx context.Context, t Target, acct *accounts.Account) (*nats.
 		return nil, err
 	}
 	defer wipe(seed)
-	return connect(ctx, t, AdminUserName, userJWT, seed)
+	nc, err := connect(ctx, t, AdminUserName, userJWT, seed)
+	if errors.Is(err, nats.ErrAuthorization) {
+		return nil, fmt.Errorf("%w (the server does not know account %s: has it been pushed to this server?)", err, acct.Name)
+	}
+	return nc, err
 }
 
 // AdminUser mints the user JWT and seed [ConnectAdmin] uses, issued at now. The seed is a
 // secret: keep it in memory only.
 func AdminUser(acct *accounts.Account, now time.Time) (userJWT string, seed []byte, err error) {
+	return adminUser(acct, now, AdminValidity, AdminUserName)
+}
+
+// decodeUser returns the subject (user key) of a user JWT.
+func decodeUser(userJWT string) (string, error) {
+	uc, err := jwt.DecodeUserClaims(userJWT)
+	if err != nil {
+		return "", err
+	}
+	return uc.Subject, nil
+}
+
+func adminUser(acct *accounts.Account, now time.Time, validity time.Duration, name string) (userJWT string, seed []byte, err error) {
 	if acct == nil || acct.Claims == nil || len(acct.SigningKeys) == 0 {
 		return "", nil, fmt.Errorf("%w: account has no signing key", ErrInvalidSpec)
 	}
@@ -143,10 +161,10 @@ func AdminUser(acct *accounts.Account, now time.Time) (userJWT string, seed []by
 	}
 	pub, _ := ukp.PublicKey()
 	uc := jwt.NewUserClaims(pub)
-	uc.Name = AdminUserName
+	uc.Name = name
 	uc.IssuerAccount = acct.PublicKey()
 	uc.IssuedAt = now.Unix()
-	uc.Expires = now.Add(AdminValidity).Unix()
+	uc.Expires = now.Add(validity).Unix()
 	tok, err := uc.Encode(sk)
 	if err != nil {
 		return "", nil, fmt.Errorf("operator: signing admin user JWT: %w", err)

@@ -3,213 +3,195 @@ package operator_test
 import (
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/operator"
 )
 
-// assertHardened checks the directory stream settings SetupAccount applies.
-func assertHardened(t *testing.T, cfg jetstream.StreamConfig) {
+// index reads a tenant's index from the operator account's bucket.
+func index(t *testing.T, kv jetstream.KeyValue, account string) map[string]uint64 {
 	t.Helper()
-	if cfg.AllowRollup || !cfg.DenyPurge || !cfg.DenyDelete || cfg.MaxMsgsPerSubject != operator.DirectoryHistory ||
-		operator.DirectoryHistory != jetstream.KeyValueMaxHistory || !cfg.AllowDirect {
-		t.Fatalf("directory stream not hardened: rollup %v deny purge %v deny delete %v history %d direct %v",
-			cfg.AllowRollup, cfg.DenyPurge, cfg.DenyDelete, cfg.MaxMsgsPerSubject, cfg.AllowDirect)
+	e, err := kv.Get(ctx(t), account+"."+accounts.DirectoryIndexKey)
+	if err != nil {
+		t.Fatal(err)
 	}
+	var idx struct {
+		Keys map[string]uint64 `json:"keys"`
+	}
+	if err := json.Unmarshal(e.Value(), &idx); err != nil {
+		t.Fatal(err)
+	}
+	return idx.Keys
 }
 
-// TestDirectoryRefusesReplayedPurge reproduces the review's reply-subject injection: a service
-// sends a Direct Get for an old purge marker of the directory with the reply subject of
-// another key, so the server itself publishes the marker (KV-Operation: PURGE, Nats-Rollup:
-// sub) into the directory under that key. On a bucket with the KV API's defaults the roll-up
-// wipes the key's history. After SetupAccount (which here hardens a bucket created with those
-// defaults, as an older setup would have left it) the stream refuses the roll-up, while admin
-// card writes and deletes keep working through the ordinary nats.go KV API.
-func TestDirectoryRefusesReplayedPurge(t *testing.T) {
+func keysWithPrefix(idx map[string]uint64, prefix string) []string {
+	var out []string
+	for k := range idx {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestDirectoryIndexCardsAndPeers: every write lists its key in the tenant's index at the
+// sequence of its value and ends with the version; a service's rotated cards stay listed up
+// to CardsKept, newest first; unchanged values are not written again; deleted cards leave the
+// index; peers are listed under their own keys. The view shows each step.
+func TestDirectoryIndexCardsAndPeers(t *testing.T) {
 	e := newEnv(t)
 	c := ctx(t)
-	acct, err := e.op.NewAccount("shop", accounts.DefaultLimits())
+	tn := setupTenant(t, e, c, "shop")
+	shop := tn.acct.PublicKey()
+	djs, _ := jetstream.New(tn.dir)
+	kv, err := djs.KeyValue(c, accounts.DirectoryBucket)
 	if err != nil {
-		t.Fatal(err)
-	}
-	sys, err := operator.ConnectSystem(c, e.t, e.op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sys.Close()
-	if err := operator.PushAccount(c, sys, acct.JWT); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := operator.ConnectAdmin(c, e.t, acct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-
-	// A bucket as the KV API makes it, holding a purge marker and a delete marker.
-	old, err := js.CreateKeyValue(c, jetstream.KeyValueConfig{Bucket: accounts.DirectoryBucket, History: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{"card.old", "card.gone"} {
-		if _, err := old.PutString(c, k, "x"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := old.Purge(c, "card.old"); err != nil {
-		t.Fatal(err)
-	}
-	if err := old.Delete(c, "card.gone"); err != nil {
-		t.Fatal(err)
-	}
-	purgeSeq := lastRevision(t, old, "card.old", jetstream.KeyValuePurge)
-	delSeq := lastRevision(t, old, "card.gone", jetstream.KeyValueDelete)
-
-	for range 2 { // idempotent over a hardened stream (DenyPurge cannot be turned off again)
-		if err := operator.SetupAccount(c, nc, acct, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st, err := js.Stream(c, accounts.DirectoryStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertHardened(t, st.CachedInfo().Config)
-
-	// nats.go still binds it as a KV bucket; admin writes work.
-	kv, err := js.KeyValue(c, accounts.DirectoryBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledger, err := acct.NewService(accounts.ServiceSpec{Name: "ledger", Publish: []string{"ledger.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rotated, err := acct.RotateService(ledger, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, card := range []string{ledger.Card, rotated.Card} {
-		if err := operator.PublishCard(c, nc, "ledger", card); err != nil {
-			t.Fatalf("admin card write on the hardened directory: %v", err)
-		}
-	}
-	temp, err := acct.NewService(accounts.ServiceSpec{Name: "temp"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := operator.PublishCard(c, nc, "temp", temp.Card); err != nil {
-		t.Fatal(err)
-	}
-	if err := operator.DeleteCard(c, nc, "temp"); err != nil {
-		t.Fatalf("admin card delete on the hardened directory: %v", err)
-	}
-	if _, err := kv.Get(c, accounts.DirectoryCardKey("temp")); !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrKeyDeleted) {
-		t.Fatalf("deleted card still readable: %v", err)
-	}
-	ent, err := kv.Get(c, accounts.DirectoryAccountKey)
-	if err != nil || string(ent.Value()) != acct.JWT {
-		t.Fatalf("account JWT in the hardened directory: %v", err)
-	}
-
-	// Nobody can roll up or purge the directory now, not even the admin.
-	if err := kv.Purge(c, accounts.DirectoryCardKey("ledger")); err == nil {
-		t.Fatal("a KV purge (roll-up) was accepted")
-	}
-	if err := st.Purge(c); err == nil {
-		t.Fatal("a stream purge was accepted")
-	}
-	if err := st.DeleteMsg(c, purgeSeq); err == nil {
-		t.Fatal("a message delete was accepted")
-	}
-
-	// A service may not make direct gets at all (its user JWT denies them), so it cannot aim
-	// an old entry back into the bucket through a get's reply subject.
-	svc, err := acct.NewService(accounts.ServiceSpec{Name: "billing", Publish: []string{"billing.invoiced"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := svc.UserKey.Seed()
-	violations := make(chan error, 4)
-	snc, err := nats.Connect(e.srv.URL(), nats.RootCAs(e.srv.CAFile()), nats.UserJWTAndSeed(svc.UserJWT, string(seed)),
-		nats.CustomInboxPrefix(accounts.InboxPrefix(svc.UserPublicKey())),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snc.Close()
-	req, _ := json.Marshal(map[string]uint64{"seq": purgeSeq})
-	if err := snc.PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET." + accounts.DirectoryStream, Reply: "$KV." + accounts.DirectoryBucket + ".card.ledger", Data: req}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-violations:
-		if !errors.Is(err, nats.ErrPermissionViolation) {
-			t.Fatalf("service direct get: %v, want a permissions violation", err)
-		}
-	case <-c.Done():
-		t.Fatal("the server did not refuse a service's direct get")
-	}
-
-	// Defence in depth, for anyone who may make gets (here the admin): the stream refuses a
-	// replayed purge marker (roll-ups are off). The old purge marker, then the old delete
-	// marker, are replayed into card.ledger.
-	target := "$KV." + accounts.DirectoryBucket + "." + accounts.DirectoryCardKey("ledger")
-	for _, seq := range []uint64{purgeSeq, delSeq} {
-		req, _ := json.Marshal(map[string]uint64{"seq": seq})
-		if err := nc.PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET." + accounts.DirectoryStream, Reply: target, Data: req}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 
-	// The server answers both in order through one queue. The delete marker has no roll-up
-	// header, so its copy is stored (which the SDK ignores: only signed entries count); once it
-	// is there, the purge marker before it has been handled.
-	var hist []jetstream.KeyValueEntry
-	for {
-		hist, err = kv.History(c, accounts.DirectoryCardKey("ledger"))
+	ledger, err := tn.acct.NewService(accounts.ServiceSpec{Name: "ledger", Publish: []string{"ledger.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs := []*accounts.Service{ledger}
+	for range operator.CardsKept + 1 {
+		r, err := tn.acct.RotateService(svcs[len(svcs)-1], 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if hist[len(hist)-1].Operation() == jetstream.KeyValueDelete {
-			break
-		}
-		if c.Err() != nil {
-			t.Fatal("the replayed delete marker never arrived")
-		}
+		svcs = append(svcs, r)
 	}
-	var puts []string
-	for _, h := range hist {
-		switch h.Operation() {
-		case jetstream.KeyValuePurge:
-			t.Fatalf("the replayed purge marker was stored at revision %d", h.Revision())
-		case jetstream.KeyValuePut:
-			puts = append(puts, string(h.Value()))
+	for _, s := range svcs {
+		if err := operator.PublishCard(c, tn.dir, "ledger", s.Card); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if len(puts) != 2 || puts[0] != ledger.Card || puts[1] != rotated.Card {
-		t.Fatalf("card history lost revisions: %d puts kept, want both cards", len(puts))
+	idx := index(t, kv, shop)
+	var want []string
+	for _, s := range svcs[len(svcs)-operator.CardsKept:] {
+		want = append(want, accounts.DirectoryCardKey("ledger", s.UserPublicKey()))
 	}
-}
+	slices.Sort(want)
+	if got := keysWithPrefix(idx, accounts.DirectoryCardPrefix("ledger")); !slices.Equal(got, want) {
+		t.Fatalf("cards listed %v, want the newest %d: %v", got, operator.CardsKept, want)
+	}
+	for _, s := range svcs[:len(svcs)-operator.CardsKept] {
+		if _, err := kv.Get(c, shop+"."+accounts.DirectoryCardKey("ledger", s.UserPublicKey())); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Errorf("card beyond the kept ones still readable: %v", err)
+		}
+	}
+	current := accounts.DirectoryCardKey("ledger", svcs[len(svcs)-1].UserPublicKey())
+	if err := operator.WaitView(c, tn.dir, tn.nc, shop); err != nil {
+		t.Fatal(err)
+	}
+	if m := viewGet(t, c, tn.nc, shop, current); string(m.Data) != svcs[len(svcs)-1].Card || m.Header.Get(jetstream.SequenceHeader) == "" {
+		t.Fatalf("current card in the view: %v", m.Header)
+	}
+	// The newest message of the view is the version, written after the index.
+	if m := viewGet(t, c, tn.nc, shop, ">"); m.Header.Get(jetstream.SubjectHeader) != accounts.DirectorySubject(shop, accounts.DirectoryVersionKey) {
+		t.Fatalf("newest entry %v, want the version", m.Header)
+	}
 
-// lastRevision returns the revision (stream sequence) of key's last entry, which must be op.
-func lastRevision(t *testing.T, kv jetstream.KeyValue, key string, op jetstream.KeyValueOp) uint64 {
-	t.Helper()
-	h, err := kv.History(ctx(t), key)
+	// Writing the same values again (a second push) stores nothing new.
+	st, _ := djs.Stream(c, accounts.DirectoryStream)
+	before, _ := st.Info(c)
+	if err := operator.PublishCard(c, tn.dir, "ledger", svcs[len(svcs)-1].Card); err != nil {
+		t.Fatal(err)
+	}
+	if err := operator.PutAccountJWT(c, tn.dir, tn.acct.JWT); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := st.Info(c)
+	if idx2 := index(t, kv, shop); idx2[current] != idx[current] || idx2[accounts.DirectoryAccountKey] != idx[accounts.DirectoryAccountKey] {
+		t.Fatal("an unchanged value was written again")
+	}
+	// Only the index and the version are rewritten (twice each).
+	if n := after.State.LastSeq - before.State.LastSeq; n != 4 {
+		t.Fatalf("%d messages for two unchanged writes, want 4 (index and version)", n)
+	}
+
+	// A deleted service leaves the index.
+	temp, err := tn.acct.NewService(accounts.ServiceSpec{Name: "temp"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	last := h[len(h)-1]
-	if last.Operation() != op {
-		t.Fatalf("%s: last operation %v, want %v", key, last.Operation(), op)
+	if err := operator.PublishCard(c, tn.dir, "temp", temp.Card); err != nil {
+		t.Fatal(err)
 	}
-	return last.Revision()
+	if err := operator.DeleteCard(c, tn.dir, shop, "temp"); err != nil {
+		t.Fatal(err)
+	}
+	if got := keysWithPrefix(index(t, kv, shop), accounts.DirectoryCardPrefix("temp")); len(got) != 0 {
+		t.Fatalf("deleted card still listed: %v", got)
+	}
+	if err := operator.DeleteCard(c, tn.dir, shop, "never-existed"); err != nil {
+		t.Fatalf("deleting a missing card: %v", err)
+	}
+
+	// A peer account's JWT and cards, under peer keys.
+	bank, err := e.op.NewAccount("bank", accounts.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	teller, err := bank.NewService(accounts.ServiceSpec{Name: "teller", Publish: []string{"bank.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := operator.PutPeer(c, tn.dir, shop, bank.JWT, map[string]string{"teller": teller.Card}); err != nil {
+		t.Fatal(err)
+	}
+	idx = index(t, kv, shop)
+	for _, k := range []string{accounts.PeerAccountKey(bank.PublicKey()), accounts.PeerCardKey(bank.PublicKey(), "teller", teller.UserPublicKey())} {
+		if idx[k] == 0 {
+			t.Errorf("peer key %s not listed", k)
+		}
+	}
+	if err := operator.PutPeer(c, tn.dir, shop, bank.JWT, map[string]string{"other": teller.Card}); !errors.Is(err, operator.ErrInvalidSpec) {
+		t.Errorf("peer card under another name: %v", err)
+	}
+	if err := operator.PutPeer(c, tn.dir, bank.PublicKey(), bank.JWT, nil); !errors.Is(err, operator.ErrInvalidSpec) {
+		t.Errorf("peer copied into its own directory: %v", err)
+	}
+	// Another tenant's part is its own.
+	if got := index(t, kv, shop); len(keysWithPrefix(got, bank.PublicKey())) != 0 {
+		t.Fatalf("keys of another account in the index: %v", got)
+	}
+}
+
+// TestSetupAccountReplacesLegacyDirectory: the directory bucket earlier versions kept inside
+// each account (where services could make the server store junk under its keys) is removed,
+// and a stream in the view's place that is not a view is refused.
+func TestSetupAccountReplacesLegacyDirectory(t *testing.T) {
+	e := newEnv(t)
+	c := ctx(t)
+	tn := setupTenant(t, e, c, "shop")
+	js, _ := jetstream.New(tn.nc)
+	if _, err := js.CreateKeyValue(c, jetstream.KeyValueConfig{Bucket: accounts.DirectoryBucket, History: 64}); err != nil {
+		t.Fatal(err)
+	}
+	if err := operator.SetupAccount(c, tn.nc, tn.acct, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Stream(c, accounts.DirectoryStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("legacy directory bucket kept: %v", err)
+	}
+	if m := viewGet(t, c, tn.nc, tn.acct.PublicKey(), accounts.DirectoryAccountKey); string(m.Data) != tn.acct.JWT {
+		t.Fatalf("view after the migration: %v", m.Header)
+	}
+
+	if err := js.DeleteStream(c, accounts.DirectoryView); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(c, jetstream.StreamConfig{Name: accounts.DirectoryView, Subjects: []string{"fake.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := operator.SetupAccount(c, tn.nc, tn.acct, 1); !errors.Is(err, operator.ErrInvalidSpec) {
+		t.Fatalf("a stream with subjects in the view's place: %v, want ErrInvalidSpec", err)
+	}
 }

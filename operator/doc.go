@@ -7,9 +7,18 @@
 // A [Provisioner] combines a keystore (accounts.Keystore), its operator and a server
 // [Target]: it creates, edits, revokes and rotates accounts and services in the keystore and
 // pushes them to the server (account JWTs through the system account, cards into each
-// account's directory, durables for the services' consumers). [Provisioner.SyncPeers] links
-// the directories of accounts that share a stream. The lower-level calls ([PushAccount],
-// [SetupAccount], [PublishCard], [AddStream], [AddConsumer], [PutPeer]) take a connection.
+// account's directory, durables for the services' consumers). The directory lives in the
+// operator account ([Provisioner.OperatorAccount], [SetupOperatorAccount]); each tenant reads
+// its part through its own read-only view ([SetupAccount], [WaitView]).
+// [Provisioner.SyncPeers] links the directories of accounts that share a stream. The
+// lower-level calls ([PushAccount], [SetupAccount], [PutAccountJWT], [PublishCard], [AddStream],
+// [AddConsumer], [PutPeer]) take a connection.
+//
+// # Limits
+//
+// [StartConnectionGuard] enforces each service's connection quota, which NATS cannot; see
+// docs/PERMISSIONS.md, "Per-service limits". Application streams refuse new messages when
+// full instead of removing others' ([StreamSpec]).
 //
 // # Servers
 //
@@ -20,7 +29,13 @@
 // # Reading what services wrote
 //
 // [AuditLog] tails and follows an account's audit stream; [DeadLetters] lists, shows and
-// replays its dead letters.
+// replays its dead letters. Both verify every record up to the trusted operator
+// ([RecordVerifier]) and report its [Verification] state; nothing that does not verify is
+// evidence. A replay is never the operator's deputy: it re-sends only a verified dead letter's
+// signed envelope, onto its own application subject and stream, over a connection allowed that
+// one publish, under a replay authorization the consumer accepts once ([DeadLetters.Replay]).
+// [SetupEvidence] gives each writer its own subjects and quota. The [Provisioner] writes a
+// signed admin event for every administrative action.
 //
 // # Monitoring
 //

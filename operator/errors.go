@@ -10,13 +10,21 @@ var (
 	ErrInvalidSpec = errors.New("operator: invalid specification")
 	// ErrNoTLS reports a target that would connect without TLS.
 	ErrNoTLS = errors.New("operator: TLS is required")
-	// ErrNoDirectory reports an account whose directory bucket does not exist yet (the
-	// account was never set up on this server).
+	// ErrNoDirectory reports a directory that does not exist yet on this server: the operator
+	// account's bucket was never set up, or the connection given is not the operator
+	// account's.
 	ErrNoDirectory = errors.New("operator: account directory not set up")
 	// ErrNotFound reports a dead letter, audit record or stream entry that does not exist.
 	ErrNotFound = errors.New("operator: not found")
 	// ErrPushRejected reports a server that refused an account JWT; see [PushError].
 	ErrPushRejected = errors.New("operator: account JWT rejected by the server")
+	// ErrInUse refuses to remove an account or stream others still use; see [InUseError].
+	ErrInUse = errors.New("operator: in use")
+	// ErrDevRunning reports a `sealbus dev` already running for the home; see [DevRunningError].
+	ErrDevRunning = errors.New("operator: a dev server is already running for this home")
+	// ErrNoDevServer reports a home with no running dev server (none started, or it stopped
+	// without tidying up).
+	ErrNoDevServer = errors.New("operator: no dev server running for this home")
 )
 
 // PushError is the server's refusal of an account JWT pushed with [PushAccount]. It matches

@@ -5,3 +5,6 @@ var (
 	ReadLast = readLast
 	Follow   = follow
 )
+
+// ReplayConn connects as the user a replay mints for subject (tests check what it cannot do).
+var ReplayConn = replayConn

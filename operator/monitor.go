@@ -25,14 +25,15 @@ import (
 //   - the servers' authentication-failure and connection events (system account), from the
 //     operator-owned account's recording of them ([RecordSystemEvents]) when there is one, so
 //     nothing is lost while the monitor is away, else live;
-//   - the operator-wide audit view ([Provisioner.SetupAuditView]): rejections and records that
-//     do not verify;
+//   - the operator-wide audit view ([Provisioner.SetupMonitoring]): rejections, and records
+//     that do not verify (each verified with its account's [RecordVerifier]);
 //   - every Poll, the servers' JetStream state (consumer lag, redeliveries, dead-letter
 //     growth, stream ingest rates) and connection counters (per-service publish rates).
 //
 // Each incident is reported once when it opens, again at most every Repeat while it grows,
 // and once when it resolves, with its count: to the alert handlers (a line on stdout, JSON),
-// as an audit event in the operator-owned account ([WithAlertRecorder]) and in [Monitor.Stats]
+// as a signed audit event on the operator account's admin subject, part of the operator-wide
+// view ([WithOperatorAccount], [WithAlertRecorder]) and in [Monitor.Stats]
 // for metrics. With a state store ([WithStateStore]) a restarted monitor resumes where it
 // stopped: open incidents stay open and are not reported again, and recorded events are read
 // from the position it had reached.
@@ -47,9 +48,11 @@ type Monitor struct {
 	log      *slog.Logger
 	handlers []func(Alert)
 	recorder func(context.Context, bus.Event) error
-	verifier RecordCheck
+	lookup   VerifierLookup // record verifiers of the view's accounts
 	store    StateStore
-	opsKey   string // operator-owned account public key (alert event source)
+	opsAcct  *accounts.Account // the operator account (its signing key signs the alerts)
+	opsKey   string            // its public key
+	opsToken string            // its admin evidence token
 
 	emitMu sync.Mutex // serializes delivery of alerts, in order
 	mu     sync.Mutex // guards what follows
@@ -66,16 +69,12 @@ type Monitor struct {
 	dropped        uint64 // alert events not recorded
 	started        bool
 
-	claimsMu sync.Mutex
-	claims   map[string]claimsEntry
+	claimsMu  sync.Mutex
+	claims    map[string]claimsEntry
+	verifiers map[string]*RecordVerifier // by account JWT
 
 	recQ chan bus.Event
 }
-
-// RecordCheck checks one record of the operator-wide view: kind is "audit" or "dlq", and
-// subject, header and data are as stored. A non-nil error makes it a forged record (alert
-// [AlertForgedRecord]) with the error's text as the reason.
-type RecordCheck func(kind, subject string, header nats.Header, data []byte) error
 
 // MonitorOption configures [NewMonitor].
 type MonitorOption func(*Monitor) error
@@ -92,20 +91,43 @@ func WithMonitorConfig(cfg MonitorConfig) MonitorOption {
 	}
 }
 
-// WithOperatorAccount gives the monitor a connection to the operator-owned account (an admin
-// connection, [ConnectAdmin]) whose public key is account: it then reads the recorded system
-// events and the operator-wide audit view there, and records its alerts there as audit
-// events. Without it the monitor reads the system events live and has no audit view.
-func WithOperatorAccount(nc *nats.Conn, account string) MonitorOption {
+// WithOperatorAccount gives the monitor an admin connection nc ([ConnectAdmin],
+// [ConnectMonitor]) to the operator account acct (from the keystore, with its signing key): it
+// then reads the recorded system events and the operator-wide audit view there, and records its
+// alerts as audit events signed with the account's signing key on the account's admin subject
+// (so they are part of the view and verify like every admin record). The view's records are
+// verified with [WithRecordVerifiers], by default with the account JWTs the servers hold, each
+// verified up to the operator that signed acct. Without this option the monitor reads the
+// system events live and has no audit view.
+func WithOperatorAccount(nc *nats.Conn, acct *accounts.Account) MonitorOption {
 	return func(m *Monitor) error {
-		if nc == nil || account == "" {
-			return fmt.Errorf("%w: monitor: nil connection or empty account", ErrInvalidSpec)
+		if nc == nil || acct == nil || acct.Claims == nil {
+			return fmt.Errorf("%w: monitor: nil connection or account", ErrInvalidSpec)
+		}
+		tok, err := AdminEvidenceToken(acct)
+		if err != nil {
+			return err
 		}
 		js, err := jetstream.New(nc)
 		if err != nil {
 			return fmt.Errorf("operator: monitor: %w", err)
 		}
-		m.ops, m.opsJS, m.opsKey = nc, js, account
+		m.ops, m.opsJS, m.opsAcct, m.opsKey, m.opsToken = nc, js, acct, acct.PublicKey(), tok
+		return nil
+	}
+}
+
+// WithRecordVerifiers sets how the monitor finds the verifier of an account's records in the
+// view (for instance from a keystore). By default ([WithOperatorAccount]) it builds one from the
+// account JWT the servers hold, verified up to the operator account's operator, and builds it
+// again when a new account JWT is pushed. A record that does not verify is a forged record
+// ([AlertForgedRecord]); a lookup error is retried.
+func WithRecordVerifiers(lookup VerifierLookup) MonitorOption {
+	return func(m *Monitor) error {
+		if lookup == nil {
+			return fmt.Errorf("%w: monitor: nil verifier lookup", ErrInvalidSpec)
+		}
+		m.lookup = lookup
 		return nil
 	}
 }
@@ -123,26 +145,15 @@ func WithAlertHandler(f func(Alert)) MonitorOption {
 }
 
 // WithAlertRecorder replaces how alerts are recorded as audit events (by default, when
-// WithOperatorAccount is given, they are published to the operator-owned account's audit
-// stream). The recorder runs in its own goroutine; an error is logged and counted.
+// WithOperatorAccount is given, they are signed and written to the operator account's admin
+// audit subject). The recorder runs in its own goroutine; an error is retried a few times, then
+// logged and counted.
 func WithAlertRecorder(f func(context.Context, bus.Event) error) MonitorOption {
 	return func(m *Monitor) error {
 		if f == nil {
 			return fmt.Errorf("%w: monitor: nil alert recorder", ErrInvalidSpec)
 		}
 		m.recorder = f
-		return nil
-	}
-}
-
-// WithRecordCheck sets how records of the operator-wide view are verified. By default an
-// audit record must decode as a valid event (bus.ParseEvent); dead letters are not checked.
-func WithRecordCheck(f RecordCheck) MonitorOption {
-	return func(m *Monitor) error {
-		if f == nil {
-			return fmt.Errorf("%w: monitor: nil record verifier", ErrInvalidSpec)
-		}
-		m.verifier = f
 		return nil
 	}
 }
@@ -191,7 +202,7 @@ func NewMonitor(sys *nats.Conn, opts ...MonitorOption) (*Monitor, error) {
 	m := &Monitor{
 		cfg: DefaultMonitorConfig(), sys: sys, now: time.Now, log: slog.New(slog.DiscardHandler),
 		st: newMonitorState(), sourcePending: map[string]uint64{}, names: map[string]string{}, claims: map[string]claimsEntry{},
-		recQ: make(chan bus.Event, 1024),
+		verifiers: map[string]*RecordVerifier{}, recQ: make(chan bus.Event, 1024),
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -203,6 +214,9 @@ func NewMonitor(sys *nats.Conn, opts ...MonitorOption) (*Monitor, error) {
 	}
 	if m.recorder == nil && m.opsJS != nil {
 		m.recorder = m.publishAlertEvent
+	}
+	if m.lookup == nil && m.opsAcct != nil {
+		m.lookup = m.serverVerifier(accounts.Trust{Operators: []string{m.opsAcct.Claims.Issuer}})
 	}
 	return m, nil
 }
@@ -424,10 +438,9 @@ func (m *Monitor) save(ctx context.Context) error {
 // alertEvent is the audit event recording a.
 func (m *Monitor) alertEvent(a Alert) bus.Event {
 	return bus.Event{
-		ID:     a.Incident + "-" + string(a.State) + "-" + fmt.Sprint(a.Count),
-		Source: bus.EventSource(m.opsKey, "monitor"),
-		Type:   "sealbus.alert." + string(a.Kind),
-		Time:   a.At,
+		ID:   a.Incident + "-" + string(a.State) + "-" + fmt.Sprint(a.Count),
+		Type: AlertEventPrefix + string(a.Kind),
+		Time: a.At,
 		Data: bus.EventData{
 			Reason: string(a.State), Key: a.Incident, Stream: a.Stream, Consumer: a.Consumer,
 			Sender: a.UserKey, Sequence: a.Count, Error: a.Summary,
@@ -456,10 +469,26 @@ func (m *Monitor) recordAlerts(ctx context.Context) {
 	}
 }
 
+// recordAttempts is how often recording one alert is tried.
+const recordAttempts = 3
+
 func (m *Monitor) recordOne(ctx context.Context, e bus.Event) {
-	rctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
-	defer cancel()
-	if err := m.recorder(rctx, e); err != nil {
+	var err error
+	for i := range recordAttempts {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(i) * time.Second):
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+		err = m.recorder(rctx, e)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
 		m.mu.Lock()
 		m.dropped++
 		m.mu.Unlock()

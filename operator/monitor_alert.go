@@ -94,13 +94,19 @@ type Alert struct {
 // maxListed bounds the addresses and keys an incident lists.
 const maxListed = 8
 
-// String is the alert as one line for a terminal, with every untrusted string escaped.
-func (a Alert) String() string {
+// String is the alert as one line for a terminal, with every untrusted string escaped by
+// [Printable].
+func (a Alert) String() string { return a.Format(Printable) }
+
+// Format is the alert as one line for a terminal, with every untrusted string (names, reasons,
+// addresses, keys, the summary) passed through escape: a program with its own escaping of
+// untrusted text for its terminal output uses it here too.
+func (a Alert) Format(escape func(string) string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s ALERT %s %s count=%d", a.At.UTC().Format(time.RFC3339), a.Kind, a.State, a.Count)
 	field := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(&b, " %s=%s", k, Printable(v))
+			fmt.Fprintf(&b, " %s=%s", k, escape(v))
 		}
 	}
 	field("account", firstNonEmpty(a.AccountName, a.Account))
@@ -119,7 +125,7 @@ func (a Alert) String() string {
 	if len(a.Causes) > 0 {
 		field("causes", strings.Join(a.Causes, ","))
 	}
-	fmt.Fprintf(&b, " first=%s last=%s incident=%s: %s", a.First.UTC().Format(time.RFC3339), a.Last.UTC().Format(time.RFC3339), a.Incident, Printable(a.Summary))
+	fmt.Fprintf(&b, " first=%s last=%s incident=%s: %s", a.First.UTC().Format(time.RFC3339), a.Last.UTC().Format(time.RFC3339), a.Incident, escape(a.Summary))
 	return b.String()
 }
 
@@ -131,6 +137,11 @@ func firstNonEmpty(s ...string) string {
 	}
 	return ""
 }
+
+// AlertEventPrefix starts the type of the audit event recording an alert:
+// "sealbus.alert.<kind>" (Data.Reason: the alert's state, Data.Key: the incident id,
+// Data.Sequence: its count, Data.Error: its summary).
+const AlertEventPrefix = "sealbus.alert."
 
 // maxPrintable bounds one printed untrusted string.
 const maxPrintable = 200

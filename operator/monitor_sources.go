@@ -154,6 +154,7 @@ const claimsTTL = 5 * time.Second
 
 type claimsEntry struct {
 	claims  *jwt.AccountClaims // nil: the servers do not know the account
+	jwt     string
 	fetched time.Time
 }
 
@@ -161,34 +162,70 @@ type claimsEntry struct {
 // none. It is verified against the operator the servers trust only in so far as the servers
 // hold it: the system account answers, and a resolver stores only JWTs of its operator.
 func (m *Monitor) accountClaims(ctx context.Context, account string) (*jwt.AccountClaims, error) {
+	e, err := m.accountEntry(ctx, account)
+	return e.claims, err
+}
+
+func (m *Monitor) accountEntry(ctx context.Context, account string) (claimsEntry, error) {
 	m.claimsMu.Lock()
 	e, ok := m.claims[account]
 	m.claimsMu.Unlock()
 	if ok && time.Since(e.fetched) < claimsTTL {
-		return e.claims, nil
+		return e, nil
 	}
 	if !strings.HasPrefix(account, "A") || strings.ContainsAny(account, ".*> ") {
-		return nil, nil
+		return claimsEntry{}, nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	msg, err := m.sys.RequestWithContext(rctx, "$SYS.REQ.ACCOUNT."+account+".CLAIMS.LOOKUP", nil)
 	if err != nil {
-		return nil, fmt.Errorf("operator: monitor: looking up account %s: %w", account, err)
+		return claimsEntry{}, fmt.Errorf("operator: monitor: looking up account %s: %w", account, err)
 	}
-	var ac *jwt.AccountClaims
+	e = claimsEntry{fetched: time.Now()}
 	if len(msg.Data) > 0 {
-		if ac, err = jwt.DecodeAccountClaims(string(msg.Data)); err != nil || ac.Subject != account {
-			ac = nil
+		if ac, err := jwt.DecodeAccountClaims(string(msg.Data)); err == nil && ac.Subject == account {
+			e.claims, e.jwt = ac, string(msg.Data)
 		}
 	}
 	m.claimsMu.Lock()
 	if len(m.claims) > maxTracked {
 		clear(m.claims)
 	}
-	m.claims[account] = claimsEntry{claims: ac, fetched: time.Now()}
+	m.claims[account] = e
 	m.claimsMu.Unlock()
-	return ac, nil
+	return e, nil
+}
+
+// serverVerifier returns a lookup of record verifiers made from the account JWTs the servers
+// hold (through accountEntry: asked for again after claimsTTL, at once after a push), each
+// verified up to trust.
+func (m *Monitor) serverVerifier(trust accounts.Trust) VerifierLookup {
+	return func(ctx context.Context, account string) (*RecordVerifier, error) {
+		e, err := m.accountEntry(ctx, account)
+		if err != nil {
+			return nil, err
+		}
+		if e.claims == nil {
+			return nil, fmt.Errorf("%w: the servers know no account %s", accounts.ErrNotFound, account)
+		}
+		m.claimsMu.Lock()
+		v, ok := m.verifiers[e.jwt]
+		m.claimsMu.Unlock()
+		if ok {
+			return v, nil
+		}
+		if v, err = NewRecordVerifier(trust, e.jwt); err != nil {
+			return nil, fmt.Errorf("%w: account %s: %w", accounts.ErrNotFound, account, err)
+		}
+		m.claimsMu.Lock()
+		if len(m.verifiers) > maxTracked {
+			clear(m.verifiers)
+		}
+		m.verifiers[e.jwt] = v
+		m.claimsMu.Unlock()
+		return v, nil
+	}
 }
 
 // claimUpdates forgets a looked-up account JWT as soon as a new one is pushed, so a
@@ -229,8 +266,9 @@ func (m *Monitor) systemEvents(ctx context.Context) {
 		_, err := m.opsJS.Stream(sctx, accounts.SystemEventsStream)
 		cancel()
 		if err == nil {
-			m.readRecorded(ctx, accounts.SystemEventsStream, func(msg jetstream.Msg) {
+			m.readRecorded(ctx, accounts.SystemEventsStream, func(msg jetstream.Msg) error {
 				m.systemEvent(ctx, msg.Subject(), msg.Data())
+				return nil
 			})
 			return
 		}
@@ -265,8 +303,9 @@ func (m *Monitor) systemEvents(ctx context.Context) {
 
 // readRecorded reads stream of the operator-owned account in order from the saved position
 // (or, with none, from Backfill ago) until ctx ends, calling fn for each message, and
-// re-creating its reader after any failure.
-func (m *Monitor) readRecorded(ctx context.Context, stream string, fn func(jetstream.Msg)) {
+// re-creating its reader after any failure, fn's included (the message fn failed on is read
+// again).
+func (m *Monitor) readRecorded(ctx context.Context, stream string, fn func(jetstream.Msg) error) {
 	for ctx.Err() == nil {
 		err := m.readOnce(ctx, stream, fn)
 		if ctx.Err() != nil {
@@ -285,7 +324,7 @@ func (m *Monitor) readRecorded(ctx context.Context, stream string, fn func(jetst
 	}
 }
 
-func (m *Monitor) readOnce(ctx context.Context, stream string, fn func(jetstream.Msg)) error {
+func (m *Monitor) readOnce(ctx context.Context, stream string, fn func(jetstream.Msg) error) error {
 	m.mu.Lock()
 	pos, known := m.st.Positions[stream]
 	m.mu.Unlock()
@@ -342,7 +381,9 @@ func (m *Monitor) readOnce(ctx context.Context, stream string, fn func(jetstream
 		if err != nil {
 			continue
 		}
-		fn(msg)
+		if err := fn(msg); err != nil {
+			return err
+		}
 		seq, left := md.Sequence.Stream, md.NumPending
 		m.apply(func() {
 			m.st.Positions[stream] = seq
@@ -390,7 +431,7 @@ func (m *Monitor) auditView(ctx context.Context) {
 			m.names[account] = name
 			m.mu.Unlock()
 			wg.Go(func() {
-				m.readRecorded(ctx, n, func(msg jetstream.Msg) { m.viewRecord(kind, account, name, n, msg) })
+				m.readRecorded(ctx, n, func(msg jetstream.Msg) error { return m.viewRecord(ctx, kind, account, name, n, msg) })
 			})
 		}
 		select {
@@ -412,27 +453,48 @@ func (m *Monitor) accountName(ctx context.Context, account string) string {
 
 // viewRecord verifies and applies one record of the view. The record's account is the one
 // whose stream it is in (each account's records have their own view stream, which only that
-// account's source feeds), never what the record claims.
-func (m *Monitor) viewRecord(kind, account, name, stream string, msg jetstream.Msg) {
+// account's mirror feeds), never what the record claims, and it is verified with that
+// account's verifier. A verifier lookup that fails for another reason than an unknown account
+// ([accounts.ErrNotFound]) is returned, so the record is read again later.
+func (m *Monitor) viewRecord(ctx context.Context, kind, account, name, stream string, msg jetstream.Msg) error {
 	md, err := msg.Metadata()
 	if err != nil {
-		return
+		return nil
 	}
 	r := viewRecord{Account: account, AccountName: name, Kind: kind, Stream: stream, Seq: md.Sequence.Stream, Stored: md.Timestamp}
-	if kind == "audit" {
-		e, err := bus.ParseEvent(msg.Data())
-		if err != nil {
-			r.Problem = "does not decode as an audit event"
+	v, err := m.lookup(ctx, account)
+	switch {
+	case errors.Is(err, accounts.ErrNotFound):
+		r.Problem = string(StateUnknownWriter) + ": " + err.Error()
+	case err != nil:
+		return err
+	case kind == "dlq":
+		if dl := deadLetterOf(v, md.Sequence.Stream, msg.Subject(), md.Timestamp, msg.Data()); dl.Verified() {
+			r.Reason, r.Writer = dl.Reason, dl.Writer
 		} else {
-			r.Type, r.Reason, r.Writer = e.Type, e.Data.Reason, e.Source
+			r.Problem = problemOf(dl.Verification)
 		}
-	}
-	if r.Problem == "" && m.verifier != nil {
-		if err := m.verifier(kind, msg.Subject(), msg.Headers(), msg.Data()); err != nil {
+	default:
+		ar, err := auditRecordOf(v, msg)
+		switch {
+		case err != nil:
 			r.Problem = err.Error()
+		case ar.Verified() && ar.Event != nil:
+			r.Type, r.Reason, r.Writer = ar.Event.Type, ar.Event.Data.Reason, ar.Verification.Writer
+		default:
+			r.Problem = problemOf(ar.Verification)
 		}
 	}
 	m.apply(func() { m.record(r) })
+	return nil
+}
+
+// problemOf says why a record is not evidence: its state and, escaped when printed, the detail.
+func problemOf(v Verification) string {
+	if v.Detail == "" {
+		return string(v.State)
+	}
+	return string(v.State) + ": " + v.Detail
 }
 
 // poller reads the servers' state every Poll.
@@ -677,25 +739,16 @@ func (m *Monitor) statsz(ctx context.Context) []ServerStats {
 	return out
 }
 
-// publishAlertEvent records an alert as an audit event of the operator-owned account.
+// publishAlertEvent records an alert as an admin audit event of the operator account: signed
+// with the account's signing key and written on its admin subject, where every reader of the
+// view verifies it like any admin record.
 func (m *Monitor) publishAlertEvent(ctx context.Context, e bus.Event) error {
-	if e.SpecVersion == "" {
-		e.SpecVersion = bus.EventSpecVersion
+	if len(m.opsAcct.SigningKeys) == 0 {
+		return fmt.Errorf("%w: the operator account has no signing key", ErrInvalidSpec)
 	}
-	if e.DataContentType == "" {
-		e.DataContentType = "application/json"
-	}
-	e.Time = e.Time.UTC()
-	if err := e.Validate(); err != nil {
-		return err
-	}
-	data, err := json.Marshal(e)
+	data, err := signAdminEvent(m.opsAcct.SigningKeys[0], m.opsKey, &e, m.now())
 	if err != nil {
 		return err
 	}
-	msg := &nats.Msg{Subject: accounts.AuditSubject(e.Type), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, e.ID)
-	msg.Header.Set("Content-Type", "application/cloudevents+json")
-	_, err = m.opsJS.PublishMsg(ctx, msg, jetstream.WithExpectStream(accounts.AuditStream))
-	return err
+	return writeAdminRecord(ctx, m.opsJS, m.opsToken, data)
 }

@@ -3,6 +3,7 @@ package operator_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/operator"
 	"github.com/sealbus/sealbus/sealbustest"
@@ -118,7 +120,7 @@ func TestMonitorAlerts(t *testing.T) {
 	cfg.Quiet = operator.Duration(3 * time.Second)
 	cfg.Poll = operator.Duration(time.Second)
 	var log alertLog
-	m, err := operator.NewMonitor(sys, operator.WithOperatorAccount(opsNC, ops.PublicKey()), operator.WithMonitorConfig(cfg),
+	m, err := operator.NewMonitor(sys, operator.WithOperatorAccount(opsNC, ops), operator.WithMonitorConfig(cfg),
 		operator.WithAlertHandler(log.add), operator.WithStateStore(operator.KVStateStore{KV: kv}))
 	if err != nil {
 		t.Fatal(err)
@@ -244,21 +246,30 @@ func TestMonitorAlerts(t *testing.T) {
 		}
 	}
 	reports := log.len()
-	waitFor(t, 10*time.Second, "the alerts recorded as audit events", func() bool {
-		s, err := opsJS.Stream(ctx, accounts.AuditStream)
+	view, closeView, err := sb.Provisioner().AuditView(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeView()
+	var recorded []operator.ViewRecord
+	waitFor(t, 10*time.Second, "the alerts recorded as signed audit events in the view", func() bool {
+		recs, _, err := view.Tail(ctx, 0, operator.ViewFilter{Account: accounts.OperatorAccountName})
 		if err != nil {
 			return false
 		}
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter(accounts.AuditSubjectPrefix+".alert.>"))
-		if err != nil {
-			return false
+		recorded = recorded[:0]
+		for _, r := range recs {
+			if strings.HasPrefix(r.Type(), operator.AlertEventPrefix) {
+				recorded = append(recorded, r)
+			}
 		}
-		var n uint64
-		for _, c := range info.State.Subjects {
-			n += c
-		}
-		return n >= uint64(reports)
+		return len(recorded) >= reports
 	})
+	for _, r := range recorded {
+		if !r.Verification().Verified() || r.Service() != accounts.AdminWriter || r.Audit.Event.Source != bus.EventSource(ops.PublicKey(), accounts.AdminWriter) {
+			t.Errorf("alert record %s: %+v, want verified, written by the operator account's admin", r.Type(), r.Verification())
+		}
+	}
 	waitFor(t, 20*time.Second, "every rejection read from the view", func() bool { return m.Stats().Events["audit"] >= 100 })
 	if got := len(log.of(operator.AlertRejectionSpike, operator.AlertOpen)); got != 1 {
 		t.Fatalf("%d rejection-spike alerts after the whole flood, want 1", got)

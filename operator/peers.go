@@ -4,45 +4,65 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/sealbus/sealbus/accounts"
 )
 
-// PutPeer writes a peer account's JWT and cards into the directory of the account nc is
-// connected to (an admin connection: services cannot write the directory), under
-// [accounts.PeerAccountKey] and [accounts.PeerCardKey]. The operator calls it for each account
-// that imports from, or exports to, this one, and again after the peer's JWT or cards change
-// (revocation, rotation); [Provisioner.SyncPeers] does it for every flow of an account.
-// Receivers verify everything up to their trusted operators, so the copy needs no protection
-// beyond the directory's. A missing directory is [ErrNoDirectory].
-func PutPeer(ctx context.Context, nc *nats.Conn, accountJWT string, cards map[string]string) error {
+// PutPeer writes a peer account's JWT and cards into the directory of account into ("A..."),
+// under [accounts.PeerAccountKey] and [accounts.PeerCardKey], keeping at most [CardsKept] cards
+// per peer service in the index. nc is an admin connection of the operator account (services
+// cannot write the directory). The operator calls it for each account that imports from, or
+// exports to, this one, and again after the peer's JWT or cards change (revocation, rotation);
+// [Provisioner.SyncPeers] does it for every flow of an account. Receivers verify everything up
+// to their trusted operators, so the copy needs no protection beyond the directory's. A
+// missing directory is [ErrNoDirectory].
+func PutPeer(ctx context.Context, nc *nats.Conn, into, accountJWT string, cards map[string]string) error {
 	ac, err := jwt.DecodeAccountClaims(accountJWT)
 	if err != nil {
 		return fmt.Errorf("%w: peer account JWT does not decode", ErrInvalidSpec)
 	}
-	for name := range cards {
+	if !nkeys.IsValidPublicAccountKey(into) || into == ac.Subject {
+		return fmt.Errorf("%w: directory account %q", ErrInvalidSpec, into)
+	}
+	decoded := map[string]*accounts.Card{}
+	for name, tok := range cards {
 		if !accounts.ValidName(name) {
 			return fmt.Errorf("%w: service name %q", ErrInvalidSpec, name)
 		}
+		c, err := accounts.DecodeCard(tok)
+		if err != nil || c.Name != name || c.Account != ac.Subject {
+			return fmt.Errorf("%w: card of peer service %s", ErrInvalidSpec, name)
+		}
+		decoded[name] = c
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	kv, err := directory(ctx, nc)
+	w, err := openDirectory(ctx, nc, into)
 	if err != nil {
 		return err
 	}
-	if _, err := kv.PutString(ctx, accounts.PeerAccountKey(ac.Subject), accountJWT); err != nil {
+	if err := w.put(ctx, accounts.PeerAccountKey(ac.Subject), accountJWT); err != nil {
 		return fmt.Errorf("operator: put peer account: %w", err)
 	}
-	for name, tok := range cards {
-		if _, err := kv.PutString(ctx, accounts.PeerCardKey(ac.Subject, name), tok); err != nil {
+	names := make([]string, 0, len(cards))
+	for name := range cards {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := w.put(ctx, accounts.PeerCardKey(ac.Subject, name, decoded[name].UserKey), cards[name]); err != nil {
 			return fmt.Errorf("operator: put peer card %s: %w", name, err)
 		}
+		if err := w.keepNewest(ctx, accounts.PeerCardPrefix(ac.Subject, name)); err != nil {
+			return err
+		}
 	}
-	return nil
+	return w.commit(ctx)
 }
 
 // PeerCopy reports one directory updated with a peer account's JWT and cards.
@@ -70,6 +90,9 @@ func (p *Provisioner) SyncPeers(ctx context.Context, names ...string) ([]PeerCop
 	if err != nil {
 		return nil, err
 	}
+	// The operator account is linked to every tenant by its views, not by a flow between
+	// tenants: it has no directory of its own and no cards.
+	all = slices.DeleteFunc(all, func(a *accounts.Account) bool { return accounts.ReservedAccountName(a.Name) })
 	for _, acct := range all {
 		ps.accts[acct.Name] = acct
 	}
@@ -83,6 +106,9 @@ func (p *Provisioner) SyncPeers(ctx context.Context, names ...string) ([]PeerCop
 		}
 	}
 	for _, n := range names {
+		if accounts.ReservedAccountName(n) {
+			continue
+		}
 		x, ok := ps.accts[n]
 		if !ok {
 			return nil, fmt.Errorf("%w: account %s", accounts.ErrNotFound, n)
@@ -112,11 +138,15 @@ type peerSync struct {
 	accts map[string]*accounts.Account // by name
 	cards map[string]map[string]string // account name -> service name -> card
 	conns map[string]*nats.Conn
+	dir   *nats.Conn // admin connection of the operator account
 }
 
 func (ps *peerSync) close() {
 	for _, nc := range ps.conns {
 		nc.Close()
+	}
+	if ps.dir != nil {
+		ps.dir.Close()
 	}
 }
 
@@ -136,11 +166,19 @@ func (ps *peerSync) copy(ctx context.Context, into, from string) (PeerCopy, erro
 		}
 		ps.conns[into] = nc
 	}
-	if err := PutPeer(ctx, nc, ps.accts[from].JWT, cards); err != nil {
+	if ps.dir == nil {
+		if ps.dir, err = ps.p.DirectoryAdmin(ctx); err != nil {
+			return res, err
+		}
+	}
+	if err := PutPeer(ctx, ps.dir, ps.accts[into].PublicKey(), ps.accts[from].JWT, cards); err != nil {
 		if errors.Is(err, ErrNoDirectory) {
 			res.Skipped = "no directory yet"
 			return res, nil
 		}
+		return res, err
+	}
+	if err := WaitView(ctx, ps.dir, nc, ps.accts[into].PublicKey()); err != nil {
 		return res, err
 	}
 	res.Cards = len(cards)

@@ -2,6 +2,7 @@ package operator_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/consumers"
 	"github.com/sealbus/sealbus/envelope"
 	"github.com/sealbus/sealbus/internal/devserver"
 	"github.com/sealbus/sealbus/operator"
@@ -47,45 +49,99 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-func TestPushSetupAndProvision(t *testing.T) {
-	e := newEnv(t)
-	c := ctx(t)
-	acct, err := e.op.NewAccount("shop", accounts.DefaultLimits())
+// tenant is a tenant account set up the way Provisioner.SetupAccount does it, with the
+// low-level calls: the operator account pushed and its directory bucket created, the tenant
+// importing its views, pushed, its streams and view made and its JWT in the directory.
+type tenant struct {
+	acct, opAcct *accounts.Account
+	sys, nc, dir *nats.Conn // system, tenant admin, operator account admin
+}
+
+func setupTenant(t *testing.T, e env, c context.Context, name string) tenant {
+	t.Helper()
+	opAcct, err := e.op.NewOperatorAccount()
 	if err != nil {
 		t.Fatal(err)
 	}
-
+	acct, err := e.op.NewAccount(name, accounts.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Before the push the server does not know the account.
 	if nc, err := operator.ConnectAdmin(c, e.t, acct); err == nil {
 		nc.Close()
 		t.Fatal("admin of an unpushed account connected")
 	}
-
+	if _, err := acct.ImportOperatorViews(opAcct.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.op.Reissue(acct); err != nil {
+		t.Fatal(err)
+	}
 	sys, err := operator.ConnectSystem(c, e.t, e.op)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sys.Close()
-	if err := operator.PushAccount(c, sys, acct.JWT); err != nil {
+	t.Cleanup(sys.Close)
+	for _, a := range []*accounts.Account{opAcct, acct} {
+		if err := operator.PushAccount(c, sys, a.JWT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, err := operator.ConnectAdmin(c, e.t, opAcct)
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(dir.Close)
 	nc, err := operator.ConnectAdmin(c, e.t, acct)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-
+	t.Cleanup(nc.Close)
 	for range 2 { // idempotent
+		if err := operator.SetupOperatorAccount(c, dir, opAcct, 1); err != nil {
+			t.Fatal(err)
+		}
 		if err := operator.SetupAccount(c, nc, acct, 1); err != nil {
 			t.Fatal(err)
 		}
+		if err := operator.PutAccountJWT(c, dir, acct.JWT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := operator.WaitView(c, dir, nc, acct.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	return tenant{acct: acct, opAcct: opAcct, sys: sys, nc: nc, dir: dir}
+}
+
+// viewGet makes a direct get on the tenant's directory view, as a service does.
+func viewGet(t *testing.T, c context.Context, nc *nats.Conn, account, key string) *nats.Msg {
+	t.Helper()
+	m, err := nc.RequestWithContext(c, accounts.DirectoryGetSubject(account, key), nil)
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	return m
+}
+
+func TestPushSetupAndProvision(t *testing.T) {
+	e := newEnv(t)
+	c := ctx(t)
+	tn := setupTenant(t, e, c, "shop")
+	acct, nc := tn.acct, tn.nc
+	if err := operator.SetupAccount(c, tn.dir, tn.opAcct, 1); !errors.Is(err, operator.ErrInvalidSpec) {
+		t.Fatalf("SetupAccount of the operator account: %v", err)
 	}
 	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(c, accounts.DirectoryBucket)
+
+	// The directory lives in the operator account; the tenant reads its part through the view.
+	djs, _ := jetstream.New(tn.dir)
+	kv, err := djs.KeyValue(c, accounts.DirectoryBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ent, err := kv.Get(c, accounts.DirectoryAccountKey)
+	ent, err := kv.Get(c, acct.PublicKey()+"."+accounts.DirectoryAccountKey)
 	if err != nil || string(ent.Value()) != acct.JWT {
 		t.Fatalf("directory account entry: %v", err)
 	}
@@ -93,11 +149,18 @@ func TestPushSetupAndProvision(t *testing.T) {
 	if err != nil || st.History() != operator.DirectoryHistory {
 		t.Fatalf("directory history: %v %v", st, err)
 	}
-	dir, err := js.Stream(c, accounts.DirectoryStream)
+	if m := viewGet(t, c, nc, acct.PublicKey(), accounts.DirectoryAccountKey); string(m.Data) != acct.JWT {
+		t.Fatalf("account JWT in the view: %q %v", m.Data, m.Header)
+	}
+	view, err := js.Stream(c, accounts.DirectoryView)
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertHardened(t, dir.CachedInfo().Config)
+	vc := view.CachedInfo().Config
+	if len(vc.Subjects) != 0 || vc.Mirror == nil || vc.Mirror.Name != accounts.DirectoryStream || vc.Mirror.FilterSubject != accounts.DirectoryFilter(acct.PublicKey()) ||
+		!vc.AllowDirect || vc.MaxMsgsPerSubject != 1 || vc.MaxBytes <= 0 {
+		t.Fatalf("directory view config: %+v", vc)
+	}
 	for _, name := range []string{accounts.DLQStream, accounts.AuditStream} {
 		s, err := js.Stream(c, name)
 		if err != nil {
@@ -119,6 +182,26 @@ func TestPushSetupAndProvision(t *testing.T) {
 	if d := s.CachedInfo().Config.Duplicates; d != envelope.DefaultFreshness {
 		t.Errorf("default duplicate window %v", d)
 	}
+	// A full stream refuses new messages instead of removing others'; it takes at most a
+	// quarter of the account's storage (and half of what its other streams leave); roll-ups
+	// (which remove a subject's earlier messages) are refused.
+	if sc := s.CachedInfo().Config; sc.Discard != jetstream.DiscardNew || sc.MaxBytes <= 0 || sc.MaxBytes > accounts.DefaultLimits().DiskStorage/4 || sc.AllowRollup || sc.DiscardNewPerSubject {
+		t.Errorf("default stream config: discard %v max bytes %d rollup %v", sc.Discard, sc.MaxBytes, sc.AllowRollup)
+	}
+	if err := operator.AddStream(c, nc, operator.StreamSpec{Name: "METRICS", Subjects: []string{"metrics.>"}, MaxMsgsPerSubject: 10, MaxBytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := js.Stream(c, "METRICS"); err != nil {
+		t.Fatal(err)
+	} else if sc := m.CachedInfo().Config; sc.Discard != jetstream.DiscardNew || !sc.DiscardNewPerSubject || sc.MaxMsgsPerSubject != 10 || sc.MaxBytes != 1<<20 {
+		t.Errorf("capped stream config: %+v", sc)
+	}
+	if err := operator.AddStream(c, nc, operator.StreamSpec{Name: "LOGS", Subjects: []string{"logs.>"}, DiscardOld: true}); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := js.Stream(c, "LOGS"); err != nil || l.CachedInfo().Config.Discard != jetstream.DiscardOld {
+		t.Errorf("discard-old stream: %v", err)
+	}
 
 	svc, err := acct.NewService(accounts.ServiceSpec{
 		Name: "billing", Subscribe: []string{"orders.created"},
@@ -127,11 +210,14 @@ func TestPushSetupAndProvision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := operator.PublishCard(c, nc, "billing", svc.Card); err != nil {
+	if err := operator.PublishCard(c, tn.dir, "billing", svc.Card); err != nil {
 		t.Fatal(err)
 	}
-	if err := operator.PublishCard(c, nc, "other", svc.Card); !errors.Is(err, operator.ErrInvalidSpec) {
+	if err := operator.PublishCard(c, tn.dir, "other", svc.Card); !errors.Is(err, operator.ErrInvalidSpec) {
 		t.Errorf("card under another name: %v", err)
+	}
+	if err := operator.PublishCard(c, nc, "billing", svc.Card); !errors.Is(err, operator.ErrNoDirectory) {
+		t.Errorf("card written through a tenant connection: %v, want ErrNoDirectory", err)
 	}
 	subjects, err := operator.StreamSubjects(c, nc, "ORDERS")
 	if err != nil {
@@ -149,6 +235,20 @@ func TestPushSetupAndProvision(t *testing.T) {
 	if cc.AckPolicy != jetstream.AckExplicitPolicy || cc.FilterSubject != "orders.created" || cc.MaxDeliver != operator.DefaultMaxDeliver {
 		t.Errorf("consumer config: %+v", cc)
 	}
+	checkGuard(t, c, js, cc, "ORDERS", "billing")
+	// An update keeps the guard key (the processes of the durable keep finding their entries).
+	if err := operator.AddConsumer(c, nc, operator.ConsumerSpec{Stream: "ORDERS", Durable: "billing", FilterSubjects: filter, AckWait: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	cons2, err := js.Consumer(c, "ORDERS", "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc2 := cons2.CachedInfo().Config
+	if cc2.Metadata[accounts.GuardKeyMetadata] != cc.Metadata[accounts.GuardKeyMetadata] {
+		t.Error("the guard key changed on update")
+	}
+	checkGuard(t, c, js, cc2, "ORDERS", "billing")
 
 	// The service can use its durable: fetch a message published by the admin.
 	if _, err := js.Publish(c, "orders.created", []byte("x")); err != nil {
@@ -189,7 +289,7 @@ func TestPushSetupAndProvision(t *testing.T) {
 	for _, si := range list {
 		names[si.Config.Name] = true
 	}
-	for _, n := range []string{"ORDERS", accounts.DLQStream, accounts.AuditStream, accounts.DirectoryStream} {
+	for _, n := range []string{"ORDERS", accounts.DLQStream, accounts.AuditStream, accounts.DirectoryView} {
 		if !names[n] {
 			t.Errorf("stream list lacks %s: %v", n, names)
 		}
@@ -276,6 +376,8 @@ func TestStreamSpecValidate(t *testing.T) {
 		"gt in middle":      {Name: "A", Subjects: []string{"a.>.b"}},
 		"bad name":          {Name: "a b", Subjects: []string{"a"}},
 		"too many replicas": {Name: "A", Subjects: []string{"a"}, Replicas: 7},
+		"negative cap":      {Name: "A", Subjects: []string{"a"}, MaxMsgsPerSubject: -1},
+		"cap with evict":    {Name: "A", Subjects: []string{"a"}, MaxMsgsPerSubject: 5, DiscardOld: true},
 	}
 	for name, s := range bad {
 		if err := s.Validate(); !errors.Is(err, operator.ErrInvalidSpec) {
@@ -382,5 +484,33 @@ func TestProvisionerRefusesForeignAccount(t *testing.T) {
 	}
 	if err := p.SetupAccount(context.Background(), foreign); !errors.Is(err, accounts.ErrUntrustedOperator) {
 		t.Fatalf("SetupAccount of a foreign account: %v", err)
+	}
+}
+
+// checkGuard checks the replay guard store AddConsumer made for a durable whose configuration
+// is cc: a stream of its own subjects, one entry per subject, discard new, TTLs, kept for the
+// horizon the durable's metadata names (which covers the stream's duplicate window and the
+// AckWait), and a 32-byte guard key.
+func checkGuard(t *testing.T, ctx context.Context, js jetstream.JetStream, cc jetstream.ConsumerConfig, stream, durable string) {
+	t.Helper()
+	gs, err := js.Stream(ctx, accounts.GuardStream(stream, durable))
+	if err != nil {
+		t.Fatalf("guard store: %v", err)
+	}
+	gc := gs.CachedInfo().Config
+	horizon, err := time.ParseDuration(cc.Metadata[accounts.GuardHorizonMetadata])
+	wait := cc.AckWait
+	for _, b := range cc.BackOff {
+		wait = max(wait, b)
+	}
+	if need := consumers.GuardHorizon(envelope.DefaultFreshness, wait); err != nil || horizon < need || gc.MaxAge != horizon {
+		t.Errorf("guard horizon %q (%v), store max age %v, want at least %v", cc.Metadata[accounts.GuardHorizonMetadata], err, gc.MaxAge, need)
+	}
+	if len(gc.Subjects) != 1 || gc.Subjects[0] != accounts.GuardSubjects(stream, durable) || gc.MaxMsgsPerSubject != 1 ||
+		gc.Discard != jetstream.DiscardNew || !gc.AllowMsgTTL || gc.AllowDirect || gc.MaxBytes <= 0 || gc.Storage != jetstream.FileStorage {
+		t.Errorf("guard store config: %+v", gc)
+	}
+	if key, err := base64.StdEncoding.DecodeString(cc.Metadata[accounts.GuardKeyMetadata]); err != nil || len(key) != 32 {
+		t.Errorf("guard key %q: %v", cc.Metadata[accounts.GuardKeyMetadata], err)
 	}
 }

@@ -45,11 +45,14 @@ type Sandbox struct {
 	op      *accounts.Operator
 	srv     *devserver.Server
 	prov    *operator.Provisioner
+	guard   *operator.ConnectionGuard
 	certDir string
 }
 
-// StartSandbox opens (or creates) the keystore and operator in opts.Home, starts the embedded
-// dev server with every stored account preloaded, and connects the system account.
+// StartSandbox opens (or creates) the keystore, the operator and the operator account in
+// opts.Home, starts the embedded dev server with every stored account preloaded, connects the
+// system account, sets up the operator account (the directory of every tenant) and starts the
+// connection guard that enforces each service's connection quota ([Sandbox.Guard]).
 func StartSandbox(ctx context.Context, opts SandboxOptions) (sb *Sandbox, err error) {
 	if opts.Port < 0 || opts.Port > 65535 {
 		return nil, fmt.Errorf("%w: port %d", ErrInvalidOption, opts.Port)
@@ -87,6 +90,12 @@ func StartSandbox(ctx context.Context, opts SandboxOptions) (sb *Sandbox, err er
 	if err != nil {
 		return nil, err
 	}
+	// The operator account (the directory of every tenant), made once per home through the
+	// same Provisioner the CLI and the container helpers use.
+	s.prov = &operator.Provisioner{Keystore: s.ks, Operator: s.op}
+	if _, err := s.prov.OperatorAccount(); err != nil {
+		return nil, err
+	}
 	var accts []string
 	names, err := s.ks.ListAccounts()
 	if err != nil {
@@ -117,12 +126,31 @@ func StartSandbox(ctx context.Context, opts SandboxOptions) (sb *Sandbox, err er
 			return nil, err
 		}
 	}
-	s.prov = &operator.Provisioner{Keystore: s.ks, Operator: s.op, Target: target}
+	s.prov.Target = target
 	if _, err := s.prov.System(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.prov.SetupOperatorAccount(ctx); err != nil {
+		return nil, err
+	}
+	sys, err := operator.ConnectSystem(ctx, target, s.op)
+	if err != nil {
+		return nil, err
+	}
+	var gopts []operator.GuardOption
+	if opts.Logger != nil {
+		gopts = append(gopts, operator.WithGuardLogger(opts.Logger))
+	}
+	if s.guard, err = operator.StartConnectionGuard(ctx, sys, gopts...); err != nil {
+		sys.Close()
 		return nil, err
 	}
 	return s, nil
 }
+
+// Guard returns the sandbox's connection guard, which enforces each service's connection
+// quota (accounts.ServiceLimits) on the embedded server.
+func (s *Sandbox) Guard() *operator.ConnectionGuard { return s.guard }
 
 // URL is the server's client URL (tls://127.0.0.1:port).
 func (s *Sandbox) URL() string { return s.srv.URL() }
@@ -178,14 +206,9 @@ func (s *Sandbox) AddAccount(ctx context.Context, name string, lim accounts.Limi
 	return acct, nil
 }
 
-// AddStream creates an application stream in account.
+// AddStream creates an application stream in account (audited, see operator.Provisioner.AddStream).
 func (s *Sandbox) AddStream(ctx context.Context, account string, spec operator.StreamSpec) error {
-	nc, err := s.prov.Admin(ctx, account)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	return operator.AddStream(ctx, nc, spec)
+	return s.prov.AddStream(ctx, account, spec)
 }
 
 // AddService creates a service, saves it, writes its credentials file (0600) and returns its
@@ -270,6 +293,10 @@ func (s *Sandbox) AddConsumer(ctx context.Context, account string, spec operator
 // Close shuts the server down and closes the keystore. It removes the home only when Start
 // created it. Safe to call more than once.
 func (s *Sandbox) Close() error {
+	if s.guard != nil {
+		s.guard.Close()
+		s.guard = nil
+	}
 	if s.prov != nil {
 		s.prov.Close()
 	}

@@ -251,20 +251,12 @@ func TestAcceptance(t *testing.T) {
 	} else {
 		nc.Close()
 	}
-	// The directory carries the new account JWT with the revocation.
-	kv, err := ajs.KeyValue(ctx, accounts.DirectoryBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ent, err := kv.Get(ctx, accounts.DirectoryAccountKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The directory view carries the new account JWT with the revocation.
 	acct, err := sb.Keystore().LoadAccount("shop")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(ent.Value()) != acct.JWT {
+	if got := viewValue(t, ctx, adm, acct.PublicKey(), accounts.DirectoryAccountKey); string(got) != acct.JWT {
 		t.Fatal("directory does not hold the reissued account JWT")
 	}
 	svc, err := sb.Service("shop", "billing")
@@ -335,13 +327,11 @@ func TestRotateService(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer adm.Close()
-	js, _ := jetstream.New(adm)
-	kv, _ := js.KeyValue(ctx, accounts.DirectoryBucket)
-	ent, err := kv.Get(ctx, accounts.DirectoryCardKey("billing"))
+	svc, err := sb.Service("shop", "billing")
 	if err != nil {
 		t.Fatal(err)
 	}
-	card, err := accounts.DecodeCard(string(ent.Value()))
+	card, err := accounts.DecodeCard(string(viewValue(t, ctx, adm, svc.Account, accounts.DirectoryCardKey("billing", svc.UserPublicKey()))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,4 +431,18 @@ func TestTempHomeRemoved(t *testing.T) {
 	if _, err := os.Stat(home); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("temporary home left behind: %v", err)
 	}
+}
+
+// viewValue reads key from the account's directory view with a single-key direct get, as a
+// service does.
+func viewValue(t *testing.T, ctx context.Context, nc *nats.Conn, account, key string) []byte {
+	t.Helper()
+	m, err := nc.RequestWithContext(ctx, accounts.DirectoryGetSubject(account, key), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Header.Get("Status"); st != "" {
+		t.Fatalf("get %s: status %s", key, st)
+	}
+	return m.Data
 }

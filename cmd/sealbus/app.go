@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/bus"
@@ -86,7 +89,9 @@ func classify(err error) int {
 		errors.Is(err, nats.ErrAuthorization),
 		errors.Is(err, nats.ErrPermissionViolation),
 		errors.Is(err, nats.ErrAuthExpired),
-		errors.Is(err, nats.ErrAuthRevoked):
+		errors.Is(err, nats.ErrAuthRevoked),
+		errors.Is(err, consumers.ErrPermission),
+		isTLSVerify(err):
 		return exitRefused
 	case errors.Is(err, accounts.ErrNotFound),
 		errors.Is(err, fs.ErrNotExist),
@@ -96,12 +101,26 @@ func classify(err error) int {
 		errors.Is(err, jetstream.ErrBucketNotFound),
 		errors.Is(err, jetstream.ErrMsgNotFound),
 		errors.Is(err, operator.ErrNotFound),
-		errors.Is(err, consumers.ErrNoConsumer):
+		errors.Is(err, consumers.ErrNoConsumer),
+		errors.Is(err, bus.ErrNoStream):
 		return exitNotFound
-	case errors.Is(err, accounts.ErrInvalidOption):
+	case errors.Is(err, accounts.ErrInvalidOption),
+		errors.Is(err, accounts.ErrWeakPassphrase),
+		errors.Is(err, operator.ErrInvalidSpec),
+		errors.Is(err, bus.ErrInvalidSubject),
+		errors.Is(err, bus.ErrInvalidOption),
+		errors.Is(err, consumers.ErrInvalidOption):
 		return exitUsage
 	}
 	return exitError
+}
+
+// isTLSVerify reports a server certificate this client does not trust.
+func isTLSVerify(err error) bool {
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var cv *tls.CertificateVerificationError
+	return errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &cv)
 }
 
 // hintFor suggests a next step for well-known errors.
@@ -119,16 +138,36 @@ func hintFor(err error) string {
 		return "start a server with `sealbus dev`, or pass --server and --ca"
 	case errors.Is(err, operator.ErrPushRejected):
 		return "the server refused the JWT; check that it trusts this operator (`sealbus config server`)"
+	case errors.Is(err, operator.ErrNoDevServer):
+		return "start `sealbus dev` in another terminal, or pass --server HOST:PORT and --ca FILE"
+	case errors.Is(err, operator.ErrDevRunning):
+		return "stop the other `sealbus dev` first, or use another --home"
+	case errors.Is(err, accounts.ErrWeakPassphrase):
+		return fmt.Sprintf("use a passphrase of at least %d characters (a few random words)", accounts.MinPassphraseLength)
+	case errors.Is(err, operator.ErrInUse):
+		return "remove what uses it first, or pass --force"
+	case errors.Is(err, bus.ErrNoStream):
+		return "create a stream for the subject: `sealbus stream add ACCOUNT NAME --subjects ...`"
+	case isTLSVerify(err):
+		return "the server's certificate is not signed by a CA sealbus was told to trust: pass --ca FILE (for a `sealbus dev` of this home, HOME/dev/tls/ca.crt)"
+	}
+	var nf *accounts.NotFoundError
+	if errors.As(err, &nf) {
+		if nf.Kind == "service" {
+			return fmt.Sprintf("`sealbus service list %s` lists them", nf.Scope)
+		}
+		return "`sealbus account list` lists them"
 	}
 	return ""
 }
 
 // app holds the global flags and I/O of one invocation.
 type app struct {
-	ctx    context.Context
-	stdout io.Writer
-	stderr io.Writer
-	stdin  io.Reader
+	ctx         context.Context
+	stdout      io.Writer
+	stderr      io.Writer
+	stdin       io.Reader
+	stdinReader *bufio.Reader
 
 	home    string
 	json    bool
@@ -202,16 +241,32 @@ Keys live in the keystore under --home (default $SEALBUS_HOME, else $XDG_DATA_HO
 	pf.StringVar(&a.home, "home", defaultHome(), "sealbus home (keystore); env SEALBUS_HOME")
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
 
-	root.AddCommand(
+	root.Version = versionLine()
+	root.SetVersionTemplate("{{.Version}}\n")
+	for _, c := range a.commands(root) {
+		root.AddCommand(c)
+	}
+	return root
+}
+
+// commands is the registry of top-level commands, in the order `sealbus help` lists them. A
+// new verb is one more entry here (and its section in docs/CLI.md: TestCLIReferenceMatchesHelp
+// walks this tree).
+func (a *app) commands(root *cobra.Command) []*cobra.Command {
+	return []*cobra.Command{
 		a.initCmd(),
+		a.operatorCmd(),
+		a.passphraseCmd(),
 		a.accountCmd(),
 		a.serviceCmd(),
 		a.streamCmd(),
 		a.exportCmd(),
 		a.importCmd(),
+		a.adminCmd(),
 		a.configCmd(),
 		a.pushCmd(),
 		a.devCmd(),
+		a.guardCmd(),
 		a.inspectCmd(),
 		a.pubCmd(),
 		a.subCmd(),
@@ -220,8 +275,7 @@ Keys live in the keystore under --home (default $SEALBUS_HOME, else $XDG_DATA_HO
 		a.monitorCmd(),
 		a.demoCmd(),
 		a.completionCmd(root),
-	)
-	return root
+	}
 }
 
 func defaultHome() string { return accounts.HomeDir() }
@@ -235,19 +289,12 @@ func (a *app) serverFlags(cmd *cobra.Command) {
 	f.StringVar(&a.key, "client-key", "", "client key for mTLS (env SEALBUS_CLIENT_KEY)")
 }
 
-// devInfo is written by `sealbus dev` while it runs, so other commands find the server.
-type devInfo struct {
-	URL        string `json:"url"`
-	CAFile     string `json:"ca_file"`
-	MTLS       bool   `json:"mtls"`
-	ClientCert string `json:"client_cert,omitempty"`
-	ClientKey  string `json:"client_key,omitempty"`
-	PID        int    `json:"pid"`
-}
+// devInfo is what a running `sealbus dev` publishes for the other commands of its home.
+type devInfo = operator.DevInfo
 
-func (a *app) devInfoPath() string { return filepath.Join(a.home, "dev", "server.json") }
-
-// target resolves the server to talk to: flags, then environment, then the running dev server.
+// target resolves the server to talk to: flags, then environment, then the running dev server
+// of this home (operator.ResolveTarget: bare host:port accepted, the dev CA used for the home's
+// own dev server).
 func (a *app) target() (operator.Target, error) {
 	t := operator.Target{
 		RootCA:     firstNonEmpty(a.ca, os.Getenv("SEALBUS_CA")),
@@ -255,26 +302,21 @@ func (a *app) target() (operator.Target, error) {
 		ClientKey:  firstNonEmpty(a.key, os.Getenv("SEALBUS_CLIENT_KEY")),
 	}
 	if u := firstNonEmpty(a.server, os.Getenv("SEALBUS_URL")); u != "" {
-		t.URLs = strings.Split(u, ",")
-		return t, nil
+		for _, p := range strings.Split(u, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				t.URLs = append(t.URLs, p)
+			}
+		}
 	}
-	b, err := os.ReadFile(a.devInfoPath())
-	if err != nil {
+	t, err := operator.ResolveTarget(a.home, t)
+	if errors.Is(err, operator.ErrNoDevServer) {
 		return t, &cliError{code: exitError, err: errors.New("no server given and no `sealbus dev` running for this home"),
-			hint: "start `sealbus dev` in another terminal, or pass --server and --ca"}
+			hint: "start `sealbus dev` in another terminal, or pass --server HOST:PORT and --ca FILE"}
 	}
-	var di devInfo
-	if err := json.Unmarshal(b, &di); err != nil {
-		return t, fmt.Errorf("reading %s: %w", a.devInfoPath(), err)
+	if errors.Is(err, operator.ErrInvalidSpec) || errors.Is(err, operator.ErrNoTLS) {
+		return t, &cliError{code: exitUsage, err: err}
 	}
-	t.URLs = []string{di.URL}
-	if t.RootCA == "" {
-		t.RootCA = di.CAFile
-	}
-	if t.ClientCert == "" && di.MTLS {
-		t.ClientCert, t.ClientKey = di.ClientCert, di.ClientKey
-	}
-	return t, nil
+	return t, err
 }
 
 func firstNonEmpty(v ...string) string {
@@ -327,38 +369,91 @@ func (a *app) openKeystore() (*accounts.Keystore, error) {
 	return accounts.OpenKeystore(a.home, pass)
 }
 
-// passphrase reads SEALBUS_PASSPHRASE, else a line from stdin after a loud warning (the
-// terminal echo cannot be turned off without a terminal library).
+// passphrase reads SEALBUS_PASSPHRASE, else prompts on the terminal without echo
+// (golang.org/x/term), else (standard input is not a terminal: a pipe) reads a line from it.
+// With confirm it asks twice.
 func (a *app) passphrase(confirm bool) ([]byte, error) {
-	if p := os.Getenv("SEALBUS_PASSPHRASE"); p != "" {
+	return a.readSecret("SEALBUS_PASSPHRASE", "passphrase", confirm)
+}
+
+// readSecret reads a secret from the environment variable env, the terminal (no echo) or
+// standard input.
+func (a *app) readSecret(env, prompt string, confirm bool) ([]byte, error) {
+	if p := os.Getenv(env); p != "" {
 		return []byte(p), nil
 	}
-	fmt.Fprintln(a.stderr, "sealbus: WARNING: SEALBUS_PASSPHRASE is not set; reading the passphrase from standard input.")
-	fmt.Fprintln(a.stderr, "sealbus: WARNING: what you type WILL BE ECHOED. Prefer SEALBUS_PASSPHRASE.")
-	fmt.Fprint(a.stderr, "passphrase: ")
-	r := bufio.NewReader(a.stdin)
-	line, err := r.ReadString('\n')
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		if err != nil {
-			return nil, usageErr("no passphrase: set SEALBUS_PASSPHRASE or type one")
+	read, tty := a.lineReader()
+	ask := func(p string) {
+		if tty { // a pipe gets no prompt: nobody reads it, and it would run into the error line
+			fmt.Fprintf(a.stderr, "%s: ", p)
 		}
-		return nil, usageErr("empty passphrase")
+	}
+	ask(prompt)
+	line, err := read()
+	if len(line) == 0 {
+		if err != nil {
+			return nil, usageErr("no %s: set %s or type one", prompt, env)
+		}
+		return nil, usageErr("empty %s", prompt)
 	}
 	if confirm {
-		fmt.Fprint(a.stderr, "again: ")
-		again, _ := r.ReadString('\n')
-		if strings.TrimRight(again, "\r\n") != line {
-			return nil, usageErr("passphrases differ")
+		ask(prompt + " again")
+		again, _ := read()
+		defer wipe(again)
+		if string(again) != string(line) {
+			wipe(line)
+			return nil, usageErr("the two %ss differ", prompt)
 		}
 	}
-	return []byte(line), nil
+	return line, nil
+}
+
+// lineReader returns a function reading one secret line: from the terminal without echo when
+// standard input is one (tty), else from standard input.
+func (a *app) lineReader() (read func() ([]byte, error), tty bool) {
+	if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return func() ([]byte, error) {
+			b, err := term.ReadPassword(int(f.Fd()))
+			fmt.Fprintln(a.stderr)
+			return b, err
+		}, true
+	}
+	if a.stdinReader == nil {
+		a.stdinReader = bufio.NewReader(a.stdin)
+	}
+	r := a.stdinReader
+	return func() ([]byte, error) {
+		line, err := r.ReadString('\n')
+		return []byte(strings.TrimRight(line, "\r\n")), err
+	}, false
 }
 
 func wipe(b []byte) {
 	for i := range b {
 		b[i] = 0
 	}
+}
+
+// openReadOnly opens the keystore at --home without the passphrase (accounts.
+// OpenKeystoreReadOnly: public records only, verified up to the operator), for commands that
+// touch no secret.
+func (a *app) openReadOnly() (*session, error) {
+	if a.home == "" {
+		return nil, usageErr("no sealbus home: set --home or SEALBUS_HOME")
+	}
+	ks, err := accounts.OpenKeystoreReadOnly(a.home)
+	if errors.Is(err, accounts.ErrNotFound) {
+		return nil, &cliError{code: exitNotFound, err: fmt.Errorf("no keystore at %s", a.home), hint: "run `sealbus init` first (or pass --home)"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	op, err := ks.LoadOperator()
+	if err != nil {
+		ks.Close()
+		return nil, err
+	}
+	return &session{ks: ks, op: op, prov: &operator.Provisioner{Keystore: ks, Operator: op}}, nil
 }
 
 // session is an open keystore with its operator and a provisioner.
@@ -462,25 +557,12 @@ func group(use, short, example string, subs ...*cobra.Command) *cobra.Command {
 	return c
 }
 
-// accountNames completes account names from the keystore without prompting.
+// accountNames completes account names from the keystore (read-only: no passphrase).
 func (a *app) accountNames(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	if _, enc, err := keystoreMode(a.home); err != nil || enc && os.Getenv("SEALBUS_PASSPHRASE") == "" {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	ents, err := os.ReadDir(filepath.Join(a.home, "accounts"))
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	var out []string
-	for _, e := range ents {
-		if e.IsDir() {
-			out = append(out, e.Name())
-		}
-	}
-	return out, cobra.ShellCompDirectiveNoFileComp
+	return a.completeAccounts(), cobra.ShellCompDirectiveNoFileComp
 }
 
 // timeout-bounded context for one server call sequence.

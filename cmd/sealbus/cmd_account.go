@@ -18,8 +18,9 @@ func (a *app) accountCmd() *cobra.Command {
 		`  sealbus account add shop --disk-storage 2GiB
   sealbus account list
   sealbus account show shop --json
-  sealbus account edit shop --connections 50 --push`,
-		a.accountAddCmd(), a.accountListCmd(), a.accountShowCmd(), a.accountEditCmd())
+  sealbus account edit shop --connections 50 --push
+  sealbus account remove shop --push`,
+		a.accountAddCmd(), a.accountListCmd(), a.accountShowCmd(), a.accountEditCmd(), a.accountRemoveCmd())
 }
 
 // limitFlags binds the account limit flags.
@@ -37,7 +38,7 @@ func addLimitFlags(f *pflag.FlagSet, lf *limitFlags, defp *accounts.Limits) {
 		def, size = *defp, formatBytes
 	}
 	lf.l = def
-	f.Int64Var(&lf.l.Connections, "connections", def.Connections, "max connections (0 = unlimited)")
+	f.Int64Var(&lf.l.Connections, "connections", def.Connections, "max connections (0 = unlimited; negative refused)")
 	f.Int64Var(&lf.l.Subscriptions, "subscriptions", def.Subscriptions, "max subscriptions (0 = unlimited)")
 	f.StringVar(&lf.maxPayload, "max-payload", size(def.MaxPayload), "max message payload (bytes, KiB, MiB; 0 = server's)")
 	f.Int64Var(&lf.l.Data, "data", def.Data, "max data rate in bytes/s (0 = unlimited)")
@@ -80,6 +81,9 @@ server at once and its directory, dead-letter and audit streams are created; oth
 			if err != nil {
 				return err
 			}
+			if err := lim.Validate(); err != nil {
+				return err
+			}
 			s, err := a.open(push)
 			if err != nil {
 				return err
@@ -111,12 +115,25 @@ server at once and its directory, dead-letter and audit streams are created; oth
 	return cmd
 }
 
+// limitsJSON is the --json shape of accounts.Limits.
+type limitsJSON struct {
+	Connections   int64 `json:"connections"`
+	Subscriptions int64 `json:"subscriptions"`
+	MaxPayload    int64 `json:"max_payload"`
+	Data          int64 `json:"data"`
+	MemoryStorage int64 `json:"mem_storage"`
+	DiskStorage   int64 `json:"disk_storage"`
+	Streams       int64 `json:"streams"`
+	Consumers     int64 `json:"consumers"`
+	MaxAckPending int64 `json:"max_ack_pending"`
+}
+
 // accountJSON is the --json shape of an account.
 type accountJSON struct {
 	Name        string              `json:"name"`
 	PublicKey   string              `json:"public_key"`
 	SigningKeys []string            `json:"signing_keys"`
-	Limits      accounts.Limits     `json:"limits"`
+	Limits      limitsJSON          `json:"limits"`
 	Exports     []exportJSON        `json:"exports"`
 	Imports     []importJSON        `json:"imports"`
 	Revocations map[string]int64    `json:"revocations"`
@@ -147,7 +164,7 @@ func accountView(acct *accounts.Account, services []string) accountJSON {
 	v := accountJSON{
 		Name:        acct.Name,
 		PublicKey:   acct.PublicKey(),
-		Limits:      acct.Limits(),
+		Limits:      limitsJSON(acct.Limits()),
 		Revocations: map[string]int64{},
 		Services:    services,
 		IssuedAt:    time.Unix(acct.Claims.IssuedAt, 0).UTC(),
@@ -160,9 +177,15 @@ func accountView(acct *accounts.Account, services []string) accountJSON {
 	}
 	sort.Strings(v.SigningKeys)
 	for _, e := range acct.Claims.Exports {
+		if accounts.IsViewSourceExport(e) {
+			continue // the tenant's link to the operator account, like the imports below
+		}
 		v.Exports = append(v.Exports, exportJSON{Name: e.Name, Subject: string(e.Subject), Type: e.Type.String(), TokenReq: e.TokenReq})
 	}
 	for _, i := range acct.Claims.Imports {
+		if accounts.IsOperatorViewImport(i) {
+			continue // the tenant's link to the operator account's directory, not a flow
+		}
 		v.Imports = append(v.Imports, importJSON{Name: i.Name, Subject: string(i.Subject), Account: i.Account, LocalSubject: string(i.LocalSubject), Type: i.Type.String()})
 	}
 	for k, t := range acct.Claims.Revocations {
@@ -174,11 +197,11 @@ func accountView(acct *accounts.Account, services []string) accountJSON {
 func (a *app) accountListCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:     "list",
-		Short:   "List accounts",
+		Short:   "List accounts (no passphrase needed)",
 		Example: "  sealbus account list\n  sealbus account list --json",
 		Args:    exact(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.open(false)
+			s, err := a.openReadOnly()
 			if err != nil {
 				return err
 			}
@@ -194,6 +217,9 @@ func (a *app) accountListCmd() *cobra.Command {
 			}
 			rows := []row{}
 			for _, n := range names {
+				if accounts.ReservedAccountName(n) {
+					continue // the operator account holds no services: `sealbus account show SEALBUS`
+				}
 				acct, err := s.ks.LoadAccount(n)
 				if err != nil {
 					return err
@@ -220,12 +246,12 @@ func (a *app) accountShowCmd() *cobra.Command {
 	var showJWT bool
 	cmd := &cobra.Command{
 		Use:               "show NAME",
-		Short:             "Show an account: keys, limits, exports, imports, revocations",
+		Short:             "Show an account: keys, limits, exports, imports, revocations (no passphrase needed)",
 		Example:           "  sealbus account show shop\n  sealbus account show shop --jwt --json",
 		Args:              exact(1),
 		ValidArgsFunction: a.accountNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.open(false)
+			s, err := a.openReadOnly()
 			if err != nil {
 				return err
 			}
@@ -293,6 +319,20 @@ by a removed key stop verifying: rotate those services afterwards.`,
 		Args:              exact(1),
 		ValidArgsFunction: a.accountNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// The limit flags are checked before the keystore is opened.
+			var probe accounts.Limits
+			var ferr error
+			cmd.Flags().Visit(func(fl *pflag.Flag) {
+				if ferr == nil {
+					ferr = applyLimitFlag(&probe, fl)
+				}
+			})
+			if ferr == nil {
+				ferr = probe.Validate()
+			}
+			if ferr != nil {
+				return ferr
+			}
 			s, err := a.open(push)
 			if err != nil {
 				return err
@@ -401,4 +441,46 @@ func applyLimitFlag(l *accounts.Limits, fl *pflag.Flag) error {
 		l.MaxAckPending = n
 	}
 	return nil
+}
+
+func (a *app) accountRemoveCmd() *cobra.Command {
+	var force, push bool
+	cmd := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Remove an account from the keystore (and disable it on the server with --push)",
+		Long: `remove deletes the account, its keys, services and creds files from the keystore. It is
+refused while the account has services or another account imports from it, unless --force.
+With --push the account is first disabled on the server: every user key is revoked and no
+connection allowed (servers keep account JWTs; this is how one stops working). Without --push
+the server still accepts the account's creds: push before removing, or remove with --push.`,
+		Example: `  sealbus account remove shop --push
+  sealbus account remove shop --force --push`,
+		Args:              exact(1),
+		ValidArgsFunction: a.accountNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := a.open(push)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ctx, cancel := a.context()
+			defer cancel()
+			acct, err := s.prov.RemoveAccount(ctx, args[0], force, push)
+			if err != nil {
+				return err
+			}
+			return a.print(map[string]any{"account": args[0], "public_key": acct.PublicKey(), "removed": true, "disabled_on_server": push}, func(w io.Writer) {
+				fmt.Fprintf(w, "account %s (%s) removed from the keystore\n", args[0], acct.PublicKey())
+				if push {
+					fmt.Fprintln(w, "  disabled on the server: every user key revoked, no connections")
+				} else {
+					fmt.Fprintln(w, "  note: not pushed; servers still accept the account's creds")
+				}
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "remove even with services or importers")
+	cmd.Flags().BoolVar(&push, "push", false, "disable the account on the server first")
+	a.serverFlags(cmd)
+	return cmd
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealbus/sealbus/accounts"
-	"github.com/sealbus/sealbus/internal/atomicfile"
 	"github.com/sealbus/sealbus/internal/devserver"
 	"github.com/sealbus/sealbus/operator"
 )
@@ -25,14 +23,26 @@ func (a *app) devCmd() *cobra.Command {
 		Short: "Run the embedded dev server for the keystore's operator",
 		Long: `dev runs an embedded nats-server in operator mode for this home's operator: full account
 resolver with every account preloaded (and set up: directory, cards, dead-letter and audit
-streams, declared durables), JetStream with storage encryption, TLS required with a local CA
+streams, declared durables), the connection guard that enforces each service's connection
+quota (see ` + "`sealbus guard`" + `), JetStream with storage encryption, TLS required with a local CA
 (mTLS with --mtls), listening on 127.0.0.1 only. It prints the URL, the CA file and where the
 creds are, stops cleanly on SIGINT or SIGTERM and keeps its state in HOME/dev for the next start.
-While it runs, other sealbus commands for this home find it without --server.`,
+While it runs, other sealbus commands for this home find it without --server. Only one dev
+server runs per home: a second one is refused with the first one's pid and URL. An account or
+service that cannot be set up is reported and the server runs for the others.`,
 		Example: `  sealbus dev
   sealbus dev --port 0 --mtls --json`,
 		Args: exact(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if exists, _, err := keystoreMode(a.home); err == nil && !exists {
+				return &cliError{code: exitNotFound, err: fmt.Errorf("no keystore at %s", a.home), hint: "run `sealbus init` first (or pass --home)"}
+			}
+			// One dev server per home: a second one would open the same JetStream store.
+			lock, err := operator.LockDevHome(a.home)
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
 			s, err := a.open(false)
 			if err != nil {
 				return err
@@ -43,19 +53,22 @@ While it runs, other sealbus commands for this home find it without --server.`,
 				return err
 			}
 			var accts []*accounts.Account
+			var loaded []string
 			for _, n := range names {
 				acct, err := s.ks.LoadAccount(n)
 				if err != nil {
-					return err
+					fmt.Fprintf(a.stderr, "sealbus: error: account %s not loaded: %s\n", n, esc(err.Error()))
+					continue
 				}
 				accts = append(accts, acct)
+				loaded = append(loaded, n)
 			}
 			level := slog.LevelWarn
 			if verbose {
 				level = slog.LevelDebug
 			}
 			logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
-			stateDir := filepath.Join(a.home, "dev")
+			stateDir := operator.DevDir(a.home)
 			srv, err := devserver.Start(a.ctx, devserver.Config{
 				StateDir: stateDir, OperatorJWT: s.op.JWT, SystemAccountJWT: s.op.System.JWT, AccountJWTs: jwtsOf(accts),
 				Port: port, MTLS: mtls, Logger: logger,
@@ -77,26 +90,43 @@ While it runs, other sealbus commands for this home find it without --server.`,
 				Path    string `json:"creds_path"`
 			}
 			var creds []credsRow
+			var problems []string
 			ctx, cancel := a.context()
-			for _, n := range names {
-				if _, err := s.prov.Sync(ctx, n); err != nil {
-					cancel()
-					return fmt.Errorf("setting up account %s: %w", n, err)
+			for _, n := range loaded {
+				// One bad entry never stops the server: it is reported and the rest set up.
+				res, err := s.prov.Sync(ctx, n)
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("account %s not set up: %v", n, err))
+					continue
+				}
+				for _, p := range res.Problems {
+					problems = append(problems, fmt.Sprintf("%s/%s not applied: %s", n, p.Service, p.Error))
 				}
 				svcs, err := s.ks.ListServices(n)
 				if err != nil {
-					cancel()
-					return err
+					problems = append(problems, err.Error())
+					continue
 				}
 				for _, sv := range svcs {
 					creds = append(creds, credsRow{n, sv, s.prov.CredsPath(n, sv)})
 				}
 			}
-			if _, err := a.syncPeers(ctx, s, names...); err != nil {
-				cancel()
-				return fmt.Errorf("linking peer accounts: %w", err)
+			if _, err := a.syncPeers(ctx, s, loaded...); err != nil {
+				problems = append(problems, fmt.Sprintf("linking peer accounts: %v", err))
 			}
+			// The connection guard: each service's connection quota (NATS limits accounts only).
+			sys, err := operator.ConnectSystem(ctx, s.prov.Target, s.op)
+			if err != nil {
+				cancel()
+				return err
+			}
+			guard, err := operator.StartConnectionGuard(ctx, sys, operator.WithGuardLogger(logger))
 			cancel()
+			if err != nil {
+				sys.Close()
+				return err
+			}
+			defer guard.Close()
 			if metricsAddr != "" {
 				addr, err := a.devMetrics(s, logger, metricsAddr)
 				if err != nil {
@@ -104,14 +134,18 @@ While it runs, other sealbus commands for this home find it without --server.`,
 				}
 				fmt.Fprintf(a.stderr, "sealbus: metrics on http://%s/metrics\n", addr)
 			}
-			b, _ := json.MarshalIndent(info, "", "  ")
-			if err := atomicfile.Write(a.devInfoPath(), b, atomicfile.Private); err != nil {
+			for _, p := range problems {
+				fmt.Fprintf(a.stderr, "sealbus: error: %s\n", esc(p))
+			}
+			if len(problems) > 0 {
+				fmt.Fprintln(a.stderr, "sealbus: hint: the server runs; fix the entries above (`sealbus service edit|remove`, `sealbus stream add`) and `sealbus push`")
+			}
+			if err := lock.Publish(info); err != nil {
 				return err
 			}
-			defer os.Remove(a.devInfoPath())
 			out := map[string]any{
 				"url": info.URL, "ca_file": info.CAFile, "mtls": mtls, "operator": s.op.PublicKey(),
-				"state_dir": stateDir, "creds": creds, "client_cert": info.ClientCert,
+				"state_dir": stateDir, "creds": creds, "client_cert": info.ClientCert, "problems": nonNil(problems),
 			}
 			if err := a.print(out, func(w io.Writer) {
 				fmt.Fprintf(w, "sealbus dev server ready\n")

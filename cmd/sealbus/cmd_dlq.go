@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/operator"
 	"github.com/spf13/cobra"
 )
@@ -36,18 +37,19 @@ func (a *app) openAdmin(ctx context.Context, account string) (nc *nats.Conn, don
 	return nc, func() { nc.Close(); s.Close() }, nil
 }
 
-// deadLetters opens an admin connection to account and a dead-letter reader.
+// deadLetters opens the keystore and an admin connection to account and returns a verifying
+// reader of its dead letters that can replay them.
 func (a *app) deadLetters(ctx context.Context, account string) (*operator.DeadLetters, func(), error) {
-	nc, done, err := a.openAdmin(ctx, account)
+	s, err := a.open(true)
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := jetstream.New(nc)
+	dl, done, err := s.prov.DeadLetters(ctx, account)
 	if err != nil {
-		done()
+		s.Close()
 		return nil, nil, err
 	}
-	return operator.NewDeadLetters(js), done, nil
+	return dl, func() { done(); s.Close() }, nil
 }
 
 // deadLetterSeq reads the SEQ argument of dlq show and dlq replay.
@@ -59,29 +61,65 @@ func deadLetterSeq(arg string) (uint64, error) {
 	return seq, nil
 }
 
+// deadLetterJSON is one dead letter in --json output. Its fields after verification are the
+// record's; they are evidence only when verification.state is "verified".
 type deadLetterJSON struct {
-	Sequence       uint64    `json:"seq"`
-	Reason         string    `json:"reason"`
-	SourceStream   string    `json:"source_stream"`
-	SourceSequence uint64    `json:"source_seq"`
-	SourceSubject  string    `json:"source_subject"`
-	Consumer       string    `json:"consumer"`
-	Time           time.Time `json:"time"`
-	Error          string    `json:"error,omitempty"`
-	MessageID      string    `json:"message_id,omitempty"`
-	Delivered      uint64    `json:"delivered,omitempty"`
-	Size           int       `json:"size"`
+	Sequence        uint64           `json:"seq"`
+	Verification    verificationJSON `json:"verification"`
+	Reason          string           `json:"reason"`
+	SourceStream    string           `json:"source_stream"`
+	SourceSequence  uint64           `json:"source_seq"`
+	SourceSubject   string           `json:"source_subject"`
+	Consumer        string           `json:"consumer"`
+	Time            time.Time        `json:"time"`
+	Error           string           `json:"error,omitempty"`
+	MessageID       string           `json:"message_id,omitempty"`
+	Claimed         *bus.Claimed     `json:"claimed,omitempty"`
+	Delivered       uint64           `json:"delivered,omitempty"`
+	Size            int              `json:"size"`
+	EnvelopeSHA256  string           `json:"envelope_sha256,omitempty"`
+	EnvelopeOmitted bool             `json:"envelope_omitted,omitempty"`
 }
 
 func dlView(d operator.DeadLetterEntry) deadLetterJSON {
-	return deadLetterJSON{d.Sequence, d.Reason, d.SourceStream, d.SourceSequence, d.SourceSubject, d.Consumer, d.Time, d.Error, d.MessageID, d.Delivered, len(d.Envelope)}
+	return deadLetterJSON{
+		Sequence: d.Sequence, Verification: verificationView(d.Verification), Reason: d.Reason, SourceStream: d.SourceStream,
+		SourceSequence: d.SourceSequence, SourceSubject: d.SourceSubject, Consumer: d.Consumer, Time: d.Time, Error: d.Error,
+		MessageID: d.MessageID, Claimed: d.Claimed, Delivered: d.Delivered, Size: d.EnvelopeSize, EnvelopeSHA256: d.EnvelopeSHA256,
+		EnvelopeOmitted: d.EnvelopeOmitted,
+	}
+}
+
+// dlLine prints one dead letter in human mode: a verified one with its writer, any other marked
+// UNVERIFIED with its state and only as a claim; untrusted fields escaped.
+func dlLine(w io.Writer, d operator.DeadLetterEntry) {
+	where := fmt.Sprintf("%-16s %s seq %d  %s", esc(d.Reason), esc(d.SourceStream), d.SourceSequence, esc(d.SourceSubject))
+	if d.Verified() {
+		fmt.Fprintf(w, "%6d  verified  %-10s %s  %s%s\n", d.Sequence, esc(d.Writer), where, d.Time.UTC().Format(time.RFC3339), claimedNote(d.Claimed))
+		return
+	}
+	if d.Reason == "" {
+		where = "undecodable"
+	}
+	fmt.Fprintf(w, "%6d  UNVERIFIED (%s: %s)  claims %s\n", d.Sequence, d.Verification.State, esc(d.Verification.Detail), where)
+}
+
+func claimedNote(c *bus.Claimed) string {
+	if c == nil || c.Sender == "" {
+		return ""
+	}
+	return "  (claimed sender " + esc(c.Sender) + ", unverified)"
 }
 
 func (a *app) dlqListCmd() *cobra.Command {
 	var last int
 	cmd := &cobra.Command{
-		Use:               "list ACCOUNT",
-		Short:             "List the account's dead letters with their reasons",
+		Use:   "list ACCOUNT",
+		Short: "List the account's dead letters with their reasons, verified",
+		Long: `list prints the account's latest dead letters. Each is a record signed by the consumer that
+wrote it; it is verified up to the trusted operator before it is shown. Anything that does not
+verify is marked UNVERIFIED with why and shown only as a claim, and a last line counts both.
+Untrusted text is escaped (control characters as \x1b).`,
 		Example:           "  sealbus dlq list shop --last 20\n  sealbus dlq list shop --json",
 		Args:              exact(1),
 		ValidArgsFunction: a.accountNames,
@@ -98,16 +136,20 @@ func (a *app) dlqListCmd() *cobra.Command {
 				return err
 			}
 			rows := []deadLetterJSON{}
+			counts := operator.Counts{}
 			for _, d := range list {
 				rows = append(rows, dlView(d))
+				counts.Add(d.Verification.State)
 			}
 			return a.print(rows, func(w io.Writer) {
-				if len(rows) == 0 {
+				if len(list) == 0 {
 					fmt.Fprintln(w, "no dead letters")
+					return
 				}
-				for _, r := range rows {
-					fmt.Fprintf(w, "%6d  %-16s %s seq %d  %s  %s\n", r.Sequence, r.Reason, r.SourceStream, r.SourceSequence, r.SourceSubject, r.Time.Format(time.RFC3339))
+				for _, d := range list {
+					dlLine(w, d)
 				}
+				fmt.Fprintln(w, countsLine("dead letters", counts))
 			})
 		},
 	}
@@ -119,7 +161,7 @@ func (a *app) dlqListCmd() *cobra.Command {
 func (a *app) dlqShowCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               "show ACCOUNT SEQ",
-		Short:             "Show one dead letter and its envelope's header",
+		Short:             "Show one dead letter, its verification and its envelope's header",
 		Example:           "  sealbus dlq show shop 3",
 		Args:              exact(2),
 		ValidArgsFunction: a.accountNames,
@@ -140,22 +182,38 @@ func (a *app) dlqShowCmd() *cobra.Command {
 				return err
 			}
 			v := map[string]any{"dead_letter": dlView(*d)}
-			env, human, ierr := inspectEnvelope(d.Envelope)
-			if ierr == nil {
-				v["envelope"] = env
-			} else {
-				v["envelope_error"] = ierr.Error()
+			var human func(io.Writer)
+			var ierr error
+			if len(d.Envelope) > 0 {
+				var env any
+				if env, human, ierr = inspectEnvelope(d.Envelope); ierr == nil {
+					v["envelope"] = env
+				} else {
+					v["envelope_error"] = ierr.Error()
+				}
 			}
 			return a.print(v, func(w io.Writer) {
 				r := dlView(*d)
-				fmt.Fprintf(w, "dead letter %d: %s\n  from %s seq %d (%s) consumer %s\n  at %s\n", r.Sequence, r.Reason, r.SourceStream, r.SourceSequence, r.SourceSubject, r.Consumer, r.Time.Format(time.RFC3339))
-				if r.Error != "" {
-					fmt.Fprintf(w, "  error %s\n", r.Error)
-				}
-				if human != nil {
-					human(w)
+				if d.Verified() {
+					fmt.Fprintf(w, "dead letter %d: verified, written by %s (%s)\n", r.Sequence, esc(d.Writer), esc(r.Verification.WriterKey))
 				} else {
-					fmt.Fprintf(w, "  envelope does not parse: %v\n", ierr)
+					fmt.Fprintf(w, "dead letter %d: UNVERIFIED (%s: %s)\n  NOT EVIDENCE: every field below is a claim by whoever stored it\n", r.Sequence, r.Verification.State, esc(r.Verification.Detail))
+				}
+				fmt.Fprintf(w, "  reason %s\n  from %s seq %d (%s) consumer %s\n  at %s\n", esc(r.Reason), esc(r.SourceStream), r.SourceSequence,
+					esc(r.SourceSubject), esc(r.Consumer), r.Time.UTC().Format(time.RFC3339))
+				if r.Error != "" {
+					fmt.Fprintf(w, "  error %s\n", esc(r.Error))
+				}
+				if c := r.Claimed; c != nil {
+					fmt.Fprintf(w, "  the envelope claims (unverified): sender %s, account %s, message id %s\n", esc(c.Sender), esc(c.Account), esc(c.MessageID))
+				}
+				switch {
+				case d.EnvelopeOmitted:
+					fmt.Fprintf(w, "  envelope of %d bytes not copied (sha256 %s); it stays in %s at %d\n", r.Size, esc(r.EnvelopeSHA256), esc(r.SourceStream), r.SourceSequence)
+				case human != nil:
+					human(w)
+				case ierr != nil:
+					fmt.Fprintf(w, "  envelope does not parse: %s\n", esc(ierr.Error()))
 				}
 			})
 		},
@@ -167,10 +225,14 @@ func (a *app) dlqShowCmd() *cobra.Command {
 func (a *app) dlqReplayCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "replay ACCOUNT SEQ",
-		Short: "Republish a dead letter's original bytes to its source subject",
-		Long: `replay publishes the dead letter's envelope, byte for byte, to its source subject again (for
-example after a handler bug was fixed). It is verified again on delivery: a forged or stale
-envelope is dead-lettered again.`,
+		Short: "Deliver a dead letter's envelope once more, to the durable that refused it",
+		Long: `replay re-sends the dead letter's envelope, byte for byte, with a replay authorization signed by
+the account's signing key (for example after a handler bug was fixed, hours later). Only a
+verified dead letter whose envelope's signature verifies is replayed, only onto the subject the
+envelope is signed for (an application subject), only into the stream it came from, over a
+connection that may publish on that subject and nothing else. The durable that refused it
+accepts it once, outside the freshness window, checking everything else again; its handler sees
+a replay. Every replay and every refusal is written to the account's audit log.`,
 		Example:           "  sealbus dlq replay shop 3",
 		Args:              exact(2),
 		ValidArgsFunction: a.accountNames,
@@ -186,12 +248,18 @@ envelope is dead-lettered again.`,
 				return err
 			}
 			defer done()
-			ack, err := dl.Replay(ctx, seq)
+			res, err := dl.Replay(ctx, seq)
+			var re *operator.ReplayError
+			if errors.As(err, &re) {
+				return &cliError{code: exitRefused, err: fmt.Errorf("replay of dead letter %d refused (%s): %s", seq, re.Reason, esc(re.Detail)),
+					hint: "see `sealbus dlq show " + args[0] + " " + args[1] + "`"}
+			}
 			if err != nil {
 				return err
 			}
-			return a.print(map[string]any{"stream": ack.Stream, "seq": ack.Sequence, "duplicate": ack.Duplicate}, func(w io.Writer) {
-				fmt.Fprintf(w, "replayed dead letter %d to %s seq %d\n", seq, ack.Stream, ack.Sequence)
+			return a.print(res, func(w io.Writer) {
+				fmt.Fprintf(w, "replayed dead letter %d to %s seq %d on %s for durable %s (authorization %s)\n", seq, esc(res.Stream), res.Sequence,
+					esc(res.Subject), esc(res.Durable), res.AuthorizationID)
 			})
 		},
 	}

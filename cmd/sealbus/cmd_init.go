@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/operator"
 )
 
 func (a *app) initCmd() *cobra.Command {
@@ -15,10 +16,12 @@ func (a *app) initCmd() *cobra.Command {
 	var unencrypted bool
 	cmd := &cobra.Command{
 		Use:   "init",
-		Short: "Create the keystore and the operator (with its system account)",
+		Short: "Create the keystore and the operator (with its system and operator accounts)",
 		Long: `init creates the keystore at --home and a new operator: the root of trust that signs
-every account. Private keys are encrypted with a passphrase (SEALBUS_PASSPHRASE, or typed)
-unless --unencrypted is given, which is for local development only.`,
+every account, with its system account and the operator account (` + accounts.OperatorAccountName + `), which
+holds every tenant's directory. Private keys are encrypted with a passphrase (SEALBUS_PASSPHRASE, or typed twice
+without echo) of at least ` + fmt.Sprint(accounts.MinPassphraseLength) + ` characters, unless --unencrypted is given, which is for
+local development only. ` + "`sealbus passphrase change`" + ` changes it later.`,
 		Example: `  SEALBUS_PASSPHRASE=... sealbus init --name acme
   sealbus --home ./dev-home init --unencrypted`,
 		Args: exact(0),
@@ -40,6 +43,12 @@ unless --unencrypted is given, which is for local development only.`,
 				if perr != nil {
 					return perr
 				}
+				if !exists {
+					if err := accounts.CheckPassphrase(pass); err != nil {
+						wipe(pass)
+						return err
+					}
+				}
 				ks, err = accounts.OpenKeystore(a.home, pass)
 				wipe(pass)
 			}
@@ -60,14 +69,19 @@ unless --unencrypted is given, which is for local development only.`,
 			if err := ks.SaveOperator(op); err != nil {
 				return err
 			}
+			opAcct, err := (&operator.Provisioner{Keystore: ks, Operator: op}).CreateOperatorAccount()
+			if err != nil {
+				return err
+			}
 			out := map[string]any{
 				"home": a.home, "operator": op.Name, "public_key": op.PublicKey(),
-				"system_account": op.System.PublicKey(), "encrypted": ks.Encrypted(),
+				"system_account": op.System.PublicKey(), "operator_account": opAcct.PublicKey(), "encrypted": ks.Encrypted(),
 			}
 			return a.print(out, func(w io.Writer) {
 				fmt.Fprintf(w, "operator %s created in %s\n", op.Name, a.home)
 				fmt.Fprintf(w, "  public key (trust anchor): %s\n", op.PublicKey())
 				fmt.Fprintf(w, "  system account:            %s\n", op.System.PublicKey())
+				fmt.Fprintf(w, "  operator account:          %s (%s: every tenant's directory)\n", opAcct.PublicKey(), opAcct.Name)
 				fmt.Fprintf(w, "  keystore encrypted:        %v\n", ks.Encrypted())
 			})
 		},

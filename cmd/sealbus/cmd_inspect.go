@@ -31,11 +31,18 @@ command line) and prints its public content: operator, account and user JWTs; id
 creds files (the user JWT and the public keys only; seeds are never printed); sealed envelopes
 (header fields, without decrypting).
 
+Keys are named after this home's accounts and services when it knows them (no passphrase
+needed). Input may be raw bytes or base64 (as ` + "`nats stream get --json`" + ` prints message data); a
+trailing newline after an envelope is ignored.
+
 With --verify, JWTs and cards are verified against this home's operator (the whole chain for a
-card); a failure exits with status 4.`,
+card), and an envelope is verified as its recipient would (sender's card up to the operator,
+permission to publish on the subject, signature, key commitment and decryption) with the keys of
+a recipient service of this home (the passphrase is needed); the payload is not printed. A
+failure exits with status 4.`,
 		Example: `  sealbus inspect ~/.local/share/sealbus/accounts/shop/services/billing.creds
   sealbus inspect --verify eyJ0eXAiOiJKV1Qi...
-  nats stream get ORDERS 1 --raw | sealbus inspect -`,
+  nats --context shop-admin stream get ORDERS 1 --json | jq -r .data | sealbus inspect --verify -`,
 		Args: exact(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			data, err := a.readInput(args[0])
@@ -50,7 +57,7 @@ card); a failure exits with status 4.`,
 			case looksLikeJWT(data):
 				v, human, err = a.inspectToken(strings.TrimSpace(string(data)), verify)
 			default:
-				v, human, err = inspectEnvelope(data)
+				v, human, err = a.inspectEnvelope(data, verify)
 			}
 			if err != nil {
 				return err
@@ -64,12 +71,20 @@ card); a failure exits with status 4.`,
 
 func (a *app) readInput(arg string) ([]byte, error) {
 	if arg == "-" {
-		return io.ReadAll(io.LimitReader(a.stdin, maxInspect))
+		b, err := io.ReadAll(io.LimitReader(a.stdin, maxInspect))
+		if err != nil {
+			return nil, err
+		}
+		return fromBase64(b), nil
 	}
 	f, err := os.Open(arg)
 	if err == nil {
 		defer f.Close()
-		return io.ReadAll(io.LimitReader(f, maxInspect))
+		b, err := io.ReadAll(io.LimitReader(f, maxInspect))
+		if err != nil {
+			return nil, err
+		}
+		return fromBase64(b), nil
 	}
 	if looksLikeJWT([]byte(arg)) {
 		return []byte(arg), nil
@@ -111,14 +126,14 @@ func inspectCreds(data []byte) (any, func(io.Writer), error) {
 	}
 	return out, func(w io.Writer) {
 		fmt.Fprintf(w, "creds file (seeds not shown)\n")
-		fmt.Fprintf(w, "  service    %s\n  user key   %s\n  account    %s\n", uc.Name, uc.Subject, out["account"])
+		fmt.Fprintf(w, "  service    %s\n  user key   %s\n  account    %s\n", esc(uc.Name), esc(uc.Subject), out["account"])
 		if curve != "" {
 			fmt.Fprintf(w, "  curve key  %s\n", curve)
 		} else {
 			fmt.Fprintf(w, "  curve key  none (a plain NATS creds file; cannot open envelopes)\n")
 		}
 		fmt.Fprintf(w, "  expires    %s\n", fmtTime(unixTime(uc.Expires)))
-		fmt.Fprintf(w, "  pub allow  %s\n  sub allow  %s\n", strings.Join(uc.Permissions.Pub.Allow, " "), strings.Join(uc.Permissions.Sub.Allow, " "))
+		fmt.Fprintf(w, "  pub allow  %s\n  sub allow  %s\n", esc(strings.Join(uc.Permissions.Pub.Allow, " ")), esc(strings.Join(uc.Permissions.Sub.Allow, " ")))
 	}, nil
 }
 
@@ -162,8 +177,10 @@ func (a *app) inspectToken(tok string, verify bool) (any, func(io.Writer), error
 	}
 	return out, func(w io.Writer) {
 		fmt.Fprintf(w, "%s JWT\n", claims.ClaimType())
-		b, _ := json.MarshalIndent(raw, "  ", "  ")
-		fmt.Fprintf(w, "  %s\n", b)
+		b, _ := json.MarshalIndent(raw, "", "  ")
+		for _, line := range strings.Split(string(b), "\n") { // the token's claims: untrusted text
+			fmt.Fprintf(w, "  %s\n", esc(line))
+		}
 		if status != "" {
 			fmt.Fprintln(w, status)
 		}
@@ -192,7 +209,7 @@ func tokenType(tok string) string {
 }
 
 func (a *app) inspectCard(tok string, card *accounts.Card, verify bool) (any, func(io.Writer), error) {
-	out := map[string]any{"kind": "card", "card": card}
+	out := map[string]any{"kind": "card", "card": cardView(card)}
 	status := ""
 	if verify {
 		s, err := a.open(false)
@@ -257,29 +274,209 @@ func (a *app) operatorKey() (string, error) {
 	return s.op.PublicKey(), nil
 }
 
-func inspectEnvelope(data []byte) (any, func(io.Writer), error) {
+// fromBase64 decodes b when it is nothing but standard base64 (with an optional trailing
+// newline), else returns b.
+func fromBase64(b []byte) []byte {
+	t := bytes.TrimRight(b, "\r\n")
+	if len(t) < 16 || bytes.ContainsAny(t, " \t\r\n") {
+		return b
+	}
+	if d, err := base64.StdEncoding.DecodeString(string(t)); err == nil {
+		return d
+	}
+	return b
+}
+
+// keyNames names the keys of this home's accounts and services, from the read-only keystore.
+type keyNames map[string]string
+
+func (a *app) keyNames() keyNames {
+	out := keyNames{}
+	ks := a.completionStore()
+	if ks == nil {
+		return out
+	}
+	defer ks.Close()
+	names, _ := ks.ListAccounts()
+	for _, n := range names {
+		acct, err := ks.LoadAccount(n)
+		if err != nil {
+			continue
+		}
+		out[acct.PublicKey()] = "account " + n
+		svcs, _ := ks.ListServices(n)
+		for _, sn := range svcs {
+			svc, err := ks.LoadService(n, sn)
+			if err != nil {
+				continue
+			}
+			out[svc.UserPublicKey()] = n + "/" + sn
+			out[svc.CurvePublicKey()] = n + "/" + sn
+			for _, p := range svc.PreviousCurveKeys {
+				if pk, err := p.Key.PublicKey(); err == nil {
+					out[pk] = n + "/" + sn + " (previous key)"
+				}
+			}
+		}
+	}
+	return out
+}
+
+// label is "KEY (name)" for a known key, "KEY" otherwise.
+func (k keyNames) label(key string) string {
+	if n, ok := k[key]; ok {
+		return key + " (" + n + ")"
+	}
+	return key
+}
+
+func (a *app) inspectEnvelope(data []byte, verify bool) (any, func(io.Writer), error) {
 	info, err := envelope.Inspect(data)
+	trimmed := false
+	if err != nil && len(data) > 0 && data[len(data)-1] == '\n' {
+		// A tool (the nats CLI) printed the bytes with a newline after them.
+		if i2, err2 := envelope.Inspect(bytes.TrimSuffix(data, []byte("\n"))); err2 == nil {
+			info, err, trimmed = i2, nil, true
+			data = bytes.TrimSuffix(data, []byte("\n"))
+		}
+	}
 	if err != nil {
 		return nil, nil, &cliError{code: exitRefused, err: fmt.Errorf("not a JWT, creds file or valid envelope: %w", err)}
 	}
+	names := a.keyNames()
 	out := map[string]any{
 		"kind": "envelope", "version": info.Version, "suite": info.Suite, "id": info.ID.String(),
 		"account": info.Account, "subject": info.Subject, "sender": info.Sender, "content_type": info.ContentType,
 		"created": info.Created, "recipients": info.Recipients, "epoch_key": info.EpochKey,
 		"payload_len": info.PayloadLen, "leaf_index": info.LeafIndex, "tree_size": info.TreeSize, "size": info.Size,
+		"names": map[string]string{},
+	}
+	for _, k := range append([]string{info.Account, info.Sender}, info.Recipients...) {
+		if n, ok := names[k]; ok {
+			out["names"].(map[string]string)[k] = n
+		}
 	}
 	if !info.Expires.IsZero() {
 		out["expires"] = info.Expires
 	}
+	status := "not decrypted, signature not checked"
+	if verify {
+		who, err := a.verifyEnvelope(data, info)
+		if err != nil {
+			return nil, nil, err
+		}
+		status = "verified by " + who + ": sender's card, permission, signature and decryption (payload not shown; freshness not checked)"
+		out["verified"] = true
+		out["verified_as"] = who
+	}
 	return out, func(w io.Writer) {
-		fmt.Fprintf(w, "sealed envelope v%d suite %d (not decrypted, signature not checked)\n", info.Version, info.Suite)
-		fmt.Fprintf(w, "  id          %s\n  account     %s\n  subject     %s\n  sender      %s\n", info.ID, info.Account, info.Subject, info.Sender)
-		fmt.Fprintf(w, "  created     %s\n  content     %s, %d bytes\n", fmtTime(info.Created), info.ContentType, info.PayloadLen)
+		fmt.Fprintf(w, "sealed envelope v%d suite %d (%s)\n", info.Version, info.Suite, status)
+		if trimmed {
+			fmt.Fprintln(w, "  (a trailing newline after the envelope was ignored)")
+		}
+		fmt.Fprintf(w, "  id          %s\n  account     %s\n  subject     %s\n  sender      %s\n", info.ID, names.label(info.Account), esc(info.Subject), names.label(info.Sender))
+		fmt.Fprintf(w, "  created     %s\n  content     %s, %d bytes\n", fmtTime(info.Created), esc(info.ContentType), info.PayloadLen)
 		fmt.Fprintf(w, "  batch       leaf %d of %d\n  size        %d bytes\n", info.LeafIndex, info.TreeSize, info.Size)
 		for _, r := range info.Recipients {
-			fmt.Fprintf(w, "  recipient   %s\n", r)
+			fmt.Fprintf(w, "  recipient   %s\n", names.label(r))
 		}
 	}, nil
+}
+
+// verifyEnvelope opens the envelope with the keys of a recipient service of this home, with a
+// sender policy that verifies the sender's card up to this home's operator. It returns the
+// recipient service's name.
+func (a *app) verifyEnvelope(data []byte, info *envelope.Info) (string, error) {
+	s, err := a.open(false)
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	trust := accounts.Trust{Operators: []string{s.op.PublicKey()}}
+	var acctName string
+	var acctClaims *jwt.AccountClaims
+	var sender *accounts.Card
+	var recipient *accounts.Service
+	names, err := s.ks.ListAccounts()
+	if err != nil {
+		return "", err
+	}
+	for _, n := range names {
+		acct, err := s.ks.LoadAccount(n)
+		if err != nil || acct.PublicKey() != info.Account {
+			continue
+		}
+		ac, err := trust.VerifyAccount(acct.JWT)
+		if err != nil {
+			return "", err
+		}
+		acctName, acctClaims = n, ac
+		svcs, err := s.ks.ListServices(n)
+		if err != nil {
+			return "", err
+		}
+		for _, sn := range svcs {
+			svc, err := s.ks.LoadService(n, sn)
+			if err != nil {
+				continue
+			}
+			if svc.UserPublicKey() == info.Sender {
+				if sender, err = trust.VerifyCard(svc.Card, ac); err != nil {
+					return "", err
+				}
+			}
+			for _, r := range info.Recipients {
+				if recipient == nil && r == svc.CurvePublicKey() {
+					recipient = svc
+				}
+			}
+		}
+	}
+	switch {
+	case acctClaims == nil:
+		return "", &cliError{code: exitRefused, err: fmt.Errorf("%w: the envelope's account %s is not in this keystore", accounts.ErrUnknownSigner, info.Account)}
+	case sender == nil:
+		return "", &cliError{code: exitRefused, err: fmt.Errorf("%w: sender %s is not a current service of account %s in this keystore", accounts.ErrUnknownSigner, info.Sender, acctName)}
+	case recipient == nil:
+		return "", &cliError{code: exitNotFound, err: fmt.Errorf("%w: no recipient of the envelope is a service of this keystore (nothing here can open it)", accounts.ErrNotFound)}
+	}
+	useed, err := recipient.UserKey.Seed()
+	if err != nil {
+		return "", err
+	}
+	defer wipe(useed)
+	cseed, err := recipient.CurveKey.Seed()
+	if err != nil {
+		return "", err
+	}
+	defer wipe(cseed)
+	id, err := envelope.NewIdentity(useed, cseed)
+	if err != nil {
+		return "", err
+	}
+	defer id.Wipe()
+	policy := envelope.SenderPolicyFunc(func(account, key, subject string, created time.Time) error {
+		if key != sender.UserKey {
+			return envelope.ErrSenderUnknown
+		}
+		if accounts.IsRevoked(acctClaims, key, sender.IssuedAt) {
+			return envelope.ErrSenderRevoked
+		}
+		if !sender.MayPublish(subject) {
+			return envelope.ErrSenderForbidden
+		}
+		return nil
+	})
+	op, err := envelope.NewOpener([]*envelope.Identity{id}, policy)
+	if err != nil {
+		return "", err
+	}
+	opened, err := op.Open(data, envelope.Delivery{Account: info.Account, Subject: info.Subject, Stored: info.Created})
+	if err != nil {
+		return "", &cliError{code: exitRefused, err: fmt.Errorf("envelope does not verify: %w", err)}
+	}
+	wipe(opened.Payload)
+	return acctName + "/" + recipient.Spec.Name, nil
 }
 
 func unixTime(s int64) time.Time {
@@ -294,4 +491,35 @@ func fmtTime(t time.Time) string {
 		return "never"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// inspectEnvelope decodes an envelope without this home's names and without verifying it
+// (for callers with no app at hand).
+func inspectEnvelope(data []byte) (any, func(io.Writer), error) {
+	return (&app{}).inspectEnvelope(data, false)
+}
+
+// cardJSON is the --json shape of an identity card.
+type cardJSON struct {
+	ID                string         `json:"id"`
+	Name              string         `json:"name"`
+	Account           string         `json:"account"`
+	Issuer            string         `json:"issuer"`
+	UserKey           string         `json:"user_key"`
+	CurveKey          string         `json:"curve_key"`
+	PreviousCurveKeys []previousJSON `json:"previous_curve_keys,omitempty"`
+	Publish           []string       `json:"publish"`
+	Subscribe         []string       `json:"subscribe"`
+	IssuedAt          time.Time      `json:"issued_at"`
+	NotBefore         time.Time      `json:"not_before"`
+	Expires           time.Time      `json:"expires"`
+}
+
+func cardView(c *accounts.Card) cardJSON {
+	v := cardJSON{ID: c.ID, Name: c.Name, Account: c.Account, Issuer: c.Issuer, UserKey: c.UserKey, CurveKey: c.CurveKey,
+		Publish: nonNil(c.Publish), Subscribe: nonNil(c.Subscribe), IssuedAt: c.IssuedAt, NotBefore: c.NotBefore, Expires: c.Expires}
+	for _, p := range c.PreviousCurveKeys {
+		v.PreviousCurveKeys = append(v.PreviousCurveKeys, previousJSON{CurveKey: p.CurveKey, Until: p.Until})
+	}
+	return v
 }

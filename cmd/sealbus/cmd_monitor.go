@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,17 +25,14 @@ import (
 	"github.com/sealbus/sealbus/sealbusprom"
 )
 
-// defaultOpsAccount is the operator-owned account the monitor uses when it exists.
-const defaultOpsAccount = "SEALBUS"
-
 // defaultMetricsAddr is where `sealbus monitor` serves /metrics and /healthz.
 const defaultMetricsAddr = "127.0.0.1:9464"
 
 func (a *app) monitorCmd() *cobra.Command {
 	var (
-		configFile, metricsAddr, ops, stateFile string
-		setup                                   bool
-		runFor                                  time.Duration
+		configFile, metricsAddr, stateFile string
+		setup, live                        bool
+		runFor                             time.Duration
 	)
 	cfg := operator.DefaultMonitorConfig()
 	cmd := &cobra.Command{
@@ -45,14 +43,17 @@ most every --repeat while it grows, and when it resolves, with its count: brute 
 or expired keys that keep connecting, rejection spikes, publish-rate spikes, consumer lag,
 growing redeliveries and dead letters, records of the operator-wide audit view that do not
 verify (docs/MONITORING.md lists every alert and threshold). With --json each report is one
-JSON object per line. Every report is also recorded as an audit event in the operator-owned
-account (--ops), and counted in the metrics served on --metrics (/metrics for Prometheus,
-/healthz for a liveness probe; 127.0.0.1 unless an address says otherwise).
+JSON object per line. Every report is also recorded as a signed audit event of the operator
+account (SEALBUS), part of the operator-wide view (` + "`sealbus audit tail --all`" + `), and counted in
+the metrics served on --metrics (/metrics for Prometheus, /healthz for a liveness probe;
+127.0.0.1 unless an address says otherwise).
 
-With the operator-owned account set up (--setup, or an earlier run with it), the servers record
-their authentication and connection events there and the monitor reads them from there, so
-events made while it is stopped are not lost, and it keeps its state there: a restarted monitor
-neither loses nor repeats an incident. Without it the monitor reads the events live.
+The servers record their authentication and connection events in the operator account (set up
+by init, push and dev; --setup brings every account up to date, for accounts set up by an
+earlier version and to renew the activation tokens of the view), and the monitor reads them
+from there, so events made while it is stopped are not lost; it keeps its state there too, so a
+restarted monitor neither loses nor repeats an incident. With --live it reads the events live
+instead, keeps its state only with --state, and has no audit view.
 
 Thresholds come from --config (a JSON file, fields as in docs/MONITORING.md), then the flags.`,
 		Example: `  sealbus monitor --setup
@@ -69,27 +70,25 @@ Thresholds come from --config (a JSON file, fields as in docs/MONITORING.md), th
 				return err
 			}
 			defer s.Close()
+			if setup && live {
+				return usageErr("--setup and --live exclude each other")
+			}
 			var opsAcct *accounts.Account
-			if ops != "" {
-				if opsAcct, err = s.ks.LoadAccount(ops); err != nil {
-					if !errors.Is(err, accounts.ErrNotFound) || cmd.Flags().Changed("ops") {
-						return withHint(err, "create the operator-owned account first, or pass --ops \"\" to read the servers' events live")
-					}
-					opsAcct = nil
+			if !live {
+				if opsAcct, err = s.prov.OperatorAccount(); err != nil {
+					return err
 				}
 			}
 			if setup {
-				if opsAcct == nil {
-					return usageErr("--setup needs the operator-owned account (--ops)")
-				}
 				ctx, cancel := a.context()
-				res, err := s.prov.SetupMonitoring(ctx, ops, operator.ViewLimits{})
+				res, err := s.prov.SetupMonitoring(ctx)
 				cancel()
 				if err != nil {
 					return err
 				}
 				if !a.json {
-					fmt.Fprintf(a.stderr, "sealbus: monitoring set up in account %s: view of %v; pushed %v\n", ops, res.Accounts, res.Pushed)
+					fmt.Fprintf(a.stderr, "sealbus: monitoring set up in the operator account: view of %s; pushed %s\n",
+						esc(strings.Join(res.Accounts, ", ")), esc(strings.Join(res.Pushed, ", ")))
 				}
 			}
 			ctx, cancel := a.context()
@@ -115,11 +114,11 @@ Thresholds come from --config (a JSON file, fields as in docs/MONITORING.md), th
 						_ = enc.Encode(al)
 						return
 					}
-					fmt.Fprintln(a.stdout, al.String())
+					fmt.Fprintln(a.stdout, al.Format(esc))
 				}),
 			}
 			if opsNC != nil {
-				opts = append(opts, operator.WithOperatorAccount(opsNC, opsAcct.PublicKey()))
+				opts = append(opts, operator.WithOperatorAccount(opsNC, opsAcct))
 			}
 			switch {
 			case stateFile != "":
@@ -133,7 +132,7 @@ Thresholds come from --config (a JSON file, fields as in docs/MONITORING.md), th
 				kv, err := operator.MonitorStateBucket(ctx, js)
 				cancel()
 				if err != nil {
-					return withHint(err, "run `sealbus monitor --setup` once")
+					return withHint(err, "run `sealbus monitor --setup` once, or use --live")
 				}
 				opts = append(opts, operator.WithStateStore(operator.KVStateStore{KV: kv}))
 			}
@@ -161,7 +160,7 @@ Thresholds come from --config (a JSON file, fields as in docs/MONITORING.md), th
 			}
 			if !a.json {
 				for _, in := range m.Incidents() {
-					fmt.Fprintf(a.stdout, "still open: %s\n", in)
+					fmt.Fprintf(a.stdout, "still open: %s\n", in.Format(esc))
 				}
 			}
 			return nil
@@ -170,9 +169,9 @@ Thresholds come from --config (a JSON file, fields as in docs/MONITORING.md), th
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "JSON file of thresholds (docs/MONITORING.md)")
 	f.StringVar(&metricsAddr, "metrics", defaultMetricsAddr, "address for /metrics and /healthz (host defaults to 127.0.0.1; \"\" = none)")
-	f.StringVar(&ops, "ops", defaultOpsAccount, "operator-owned account holding the recorded events, the audit view and the monitor's state (\"\" = read events live)")
-	f.BoolVar(&setup, "setup", false, "set up the operator-owned account for monitoring first (pushes JWTs; idempotent)")
-	f.StringVar(&stateFile, "state", "", "keep the monitor's state in this file instead of the operator-owned account")
+	f.BoolVar(&setup, "setup", false, "bring the monitoring of every account up to date first (pushes the JWTs it changes; idempotent)")
+	f.BoolVar(&live, "live", false, "read the servers' events live, without the operator account (no audit view, state only with --state)")
+	f.StringVar(&stateFile, "state", "", "keep the monitor's state in this file instead of the operator account")
 	f.DurationVar(&runFor, "for", 0, "stop after this long (0 = until interrupted)")
 	thresholdFlags(f, &cfg)
 	a.serverFlags(cmd)
@@ -310,7 +309,7 @@ func (a *app) devMetrics(s *session, log *slog.Logger, addr string) (string, err
 	}
 	cfg := operator.DefaultMonitorConfig()
 	m, err := operator.NewMonitor(sys, operator.WithMonitorLogger(log),
-		operator.WithAlertHandler(func(al operator.Alert) { log.Warn("sealbus: " + al.String()) }))
+		operator.WithAlertHandler(func(al operator.Alert) { log.Warn("sealbus: " + al.Format(esc)) }))
 	if err != nil {
 		sys.Close()
 		return "", err

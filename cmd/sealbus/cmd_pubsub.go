@@ -3,14 +3,20 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/spf13/cobra"
+
+	"github.com/sealbus/sealbus/accounts"
 
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
@@ -27,7 +33,10 @@ func (f *identityFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.operator, "operator", "", "trusted operator public key (env SEALBUS_OPERATOR; default this home's operator)")
 }
 
-// connect opens an SDK client for the identity, trusting the given or this home's operator.
+// connectAs opens an SDK client for the identity, trusting the given or this home's operator.
+// With --as, the service's creds file in the keystore is used as it is when it exists (no
+// passphrase needed), else written from the keystore. Warnings of the SDK (retries,
+// rejections) go to standard error, escaped.
 func (a *app) connectAs(ctx context.Context, f identityFlags) (*bus.Client, error) {
 	creds := firstNonEmpty(f.creds, os.Getenv("SEALBUS_CREDS"))
 	operator := firstNonEmpty(f.operator, os.Getenv("SEALBUS_OPERATOR"))
@@ -36,21 +45,34 @@ func (a *app) connectAs(ctx context.Context, f identityFlags) (*bus.Client, erro
 		if !ok || acct == "" || svc == "" {
 			return nil, usageErr("--as wants ACCOUNT/SERVICE, not %q", f.as)
 		}
-		s, err := a.open(false)
+		ro, err := a.openReadOnly()
 		if err != nil {
 			return nil, err
 		}
-		sv, err := s.ks.LoadService(acct, svc)
-		if err == nil {
-			creds, err = s.prov.WriteCreds(acct, sv)
-		}
+		sv, err := ro.ks.LoadService(acct, svc)
 		if operator == "" {
-			operator = s.op.PublicKey()
+			operator = ro.op.PublicKey()
 		}
-		s.Close()
+		path := ro.prov.CredsPath(acct, svc)
+		ro.Close()
 		if err != nil {
 			return nil, err
 		}
+		if !credsCurrent(path, sv.UserPublicKey()) {
+			s, err := a.open(false)
+			if err != nil {
+				return nil, err
+			}
+			full, err := s.ks.LoadService(acct, svc)
+			if err == nil {
+				path, err = s.prov.WriteCreds(acct, full)
+			}
+			s.Close()
+			if err != nil {
+				return nil, err
+			}
+		}
+		creds = path
 	}
 	if creds == "" {
 		return nil, usageErr("say who you are: --as ACCOUNT/SERVICE or --creds FILE")
@@ -66,7 +88,8 @@ func (a *app) connectAs(ctx context.Context, f identityFlags) (*bus.Client, erro
 	if err != nil {
 		return nil, err
 	}
-	opts := []bus.Option{bus.WithURL(t.URLs...), bus.WithCredsFile(creds), bus.WithTrustedOperator(operator), bus.WithName("sealbus-cli")}
+	opts := []bus.Option{bus.WithURL(t.URLs...), bus.WithCredsFile(creds), bus.WithTrustedOperator(operator),
+		bus.WithName("sealbus-cli"), bus.WithLogger(slog.New(&cliLogHandler{w: a.stderr, mu: new(sync.Mutex)}))}
 	if t.RootCA != "" {
 		opts = append(opts, bus.WithRootCA(t.RootCA))
 	}
@@ -74,6 +97,27 @@ func (a *app) connectAs(ctx context.Context, f identityFlags) (*bus.Client, erro
 		opts = append(opts, bus.WithClientCert(t.ClientCert, t.ClientKey))
 	}
 	return bus.Connect(ctx, opts...)
+}
+
+// credsCurrent reports whether the creds file at path exists and holds userKey's JWT (it was
+// not left from before a rotation).
+func credsCurrent(path, userKey string) bool {
+	c, err := accounts.ReadCredsFile(path)
+	if err != nil {
+		return false
+	}
+	defer wipe(c.UserSeed)
+	defer wipe(c.CurveSeed)
+	uc, err := jwt.DecodeUserClaims(c.UserJWT)
+	return err == nil && uc.Subject == userKey
+}
+
+// pubAckJSON is the --json shape of one publish.
+type pubAckJSON struct {
+	ID        string `json:"id"`
+	Stream    string `json:"stream"`
+	Sequence  uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate"`
 }
 
 func (a *app) pubCmd() *cobra.Command {
@@ -86,6 +130,7 @@ func (a *app) pubCmd() *cobra.Command {
 		Long: `pub seals DATA (or standard input with "-") as the given service — signed by it, encrypted to
 every service whose card may read SUBJECT — and publishes it, waiting for the JetStream ack.`,
 		Example: `  sealbus pub --as shop/checkout orders.created '{"id":1}'
+  sealbus pub --as shop/checkout orders.created '{"id":2}' --count 10 --json
   echo hello | sealbus pub --creds checkout.creds --operator O... orders.created -`,
 		Args: rangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -111,13 +156,16 @@ every service whose card may read SUBJECT — and publishes it, waiting for the 
 			if contentType != "" {
 				opts = append(opts, bus.WithContentType(contentType))
 			}
-			acks := []*bus.PubAck{}
-			for range max(count, 1) {
+			if count < 1 {
+				return usageErr("--count %d: at least 1", count)
+			}
+			acks := []pubAckJSON{}
+			for range count {
 				ack, err := c.Publish(ctx, args[0], data, opts...)
 				if err != nil {
 					return err
 				}
-				acks = append(acks, ack)
+				acks = append(acks, pubAckJSON{ID: ack.ID, Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate})
 			}
 			return a.print(acks, func(w io.Writer) {
 				for _, ack := range acks {
@@ -127,6 +175,7 @@ every service whose card may read SUBJECT — and publishes it, waiting for the 
 		},
 	}
 	id.add(cmd)
+	_ = cmd.RegisterFlagCompletionFunc("as", a.asValues)
 	cmd.Flags().StringVar(&contentType, "content-type", "", "content type (signed)")
 	cmd.Flags().IntVar(&count, "count", 1, "publish the message this many times (distinct envelopes)")
 	a.serverFlags(cmd)
@@ -141,18 +190,28 @@ func (a *app) subCmd() *cobra.Command {
 		Use:   "sub STREAM DURABLE",
 		Short: "Consume and verify sealed envelopes from a service's durable",
 		Long: `sub consumes the service's durable consumer DURABLE on STREAM through the SDK: every envelope is
-verified and opened (rejected ones go to the dead-letter stream), then printed and acknowledged.
-The durable is the service's own: messages sub acknowledges are not delivered to it again.`,
+verified and opened, then printed ("verified <id> from <sender> on <subject>: <payload>",
+untrusted text escaped) and acknowledged. Rejected envelopes go to the dead-letter stream and are
+reported on standard error with their reason. The durable is the service's own: messages sub
+acknowledges are not delivered to it again.
+
+With --timeout, sub stops after that long; if it received nothing (or fewer than --count) it says
+so and exits 1. A durable the service may not use is refused by the server at once (exit 4,
+with the durables it may use).`,
 		Example: `  sealbus sub --as shop/billing ORDERS billing --count 10
   sealbus sub --as shop/billing ORDERS billing --json --timeout 30s`,
-		Args: exact(2),
+		Args:              exact(2),
+		ValidArgsFunction: a.subArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var wait time.Duration
 			if timeout != "" {
 				var err error
-				if wait, err = parseDuration(timeout); err != nil {
-					return usageErr("--timeout: %v", err)
+				if wait, err = parseDuration(timeout); err != nil || wait <= 0 {
+					return usageErr("--timeout: %v", firstErr(err, "must be positive"))
 				}
+			}
+			if count < 0 {
+				return usageErr("--count %d: negative", count)
 			}
 			ctx, cancel := context.WithCancel(a.ctx)
 			defer cancel()
@@ -167,7 +226,9 @@ The durable is the service's own: messages sub acknowledges are not delivered to
 			defer c.Close()
 			var n atomic.Int64
 			enc := json.NewEncoder(a.stdout)
+			var outMu sync.Mutex
 			h := func(_ context.Context, m *consumers.Message) error {
+				outMu.Lock()
 				if a.json {
 					_ = enc.Encode(map[string]any{
 						"id": m.ID, "subject": m.Subject, "sender": m.Sender, "sender_key": m.SenderKey,
@@ -175,26 +236,57 @@ The durable is the service's own: messages sub acknowledges are not delivered to
 						"payload": string(m.Payload),
 					})
 				} else {
-					fmt.Fprintf(a.stdout, "verified %s from %s on %s: %s\n", m.ID, m.Sender, m.Subject, m.Payload)
+					fmt.Fprintf(a.stdout, "verified %s from %s on %s: %s\n", m.ID, esc(m.Sender), esc(m.Subject), esc(string(m.Payload))) // the sender chose the payload
 				}
+				outMu.Unlock()
 				if count > 0 && n.Add(1) >= int64(count) {
 					cancel()
+				} else if count == 0 {
+					n.Add(1)
 				}
 				return nil
 			}
 			cons, err := consumers.Consume(ctx, c, args[0], args[1], h, consumers.WithWorkers(1))
 			if err != nil {
-				return err
+				return withHint(err, a.durablesHint(id, c))
 			}
 			<-ctx.Done()
-			cons.Drain()
-			<-cons.Done()
+			timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
+			derr := cons.Drain()
+			if derr != nil {
+				return derr
+			}
+			got := n.Load()
+			switch {
+			case timedOut && got == 0:
+				return &cliError{code: exitError, err: fmt.Errorf("no message received on %s:%s within %v", args[0], args[1], wait)}
+			case timedOut && count > 0 && got < int64(count):
+				return &cliError{code: exitError, err: fmt.Errorf("received %d of %d message(s) on %s:%s within %v", got, count, args[0], args[1], wait)}
+			}
 			return nil
 		},
 	}
 	id.add(cmd)
+	_ = cmd.RegisterFlagCompletionFunc("as", a.asValues)
 	cmd.Flags().IntVar(&count, "count", 0, "stop after this many messages (0 = until interrupted)")
-	cmd.Flags().StringVar(&timeout, "timeout", "", "stop after this long")
+	cmd.Flags().StringVar(&timeout, "timeout", "", "stop after this long (nothing received: exit 1)")
 	a.serverFlags(cmd)
 	return cmd
+}
+
+// durablesHint names the durables the connected service may use (from its card's account
+// keystore entry when --as is given).
+func (a *app) durablesHint(id identityFlags, c *bus.Client) string {
+	var refs []string
+	acct, svc, ok := strings.Cut(id.as, "/")
+	if ok {
+		for _, r := range a.serviceSpecs(acct)[svc].Consumers {
+			refs = append(refs, r.Stream+" "+r.Durable)
+		}
+	}
+	who := firstNonEmpty(id.as, c.Name())
+	if len(refs) == 0 {
+		return fmt.Sprintf("%s may use no durable; declare one with `sealbus service edit %s %s --add-consumer STREAM:DURABLE --push`", who, firstNonEmpty(acct, "ACCOUNT"), c.Name())
+	}
+	return fmt.Sprintf("%s may use: %s", who, strings.Join(refs, ", "))
 }

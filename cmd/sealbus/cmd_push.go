@@ -20,12 +20,16 @@ the system account ($SYS.REQ.CLAIMS.UPDATE, reply checked), sets up each account
 dead-letter and audit streams (idempotent), writes the account JWT and every service's card into
 the directory, and creates declared durables whose stream exists. For cross-account flows, each
 pushed account and every account it shares a stream with (export/import) get the other's
-account JWT and cards in their directories.`,
+account JWT and cards in their directories.
+
+One bad entry never stops the rest: an account or service that cannot be applied is reported on
+standard error (and in --json under problems), everything else is pushed, and the exit status
+is 1.`,
 		Example: `  sealbus push
   sealbus push shop --server tls://nats.example:4222 --ca ca.pem
   sealbus push --json`,
 		ValidArgsFunction: a.accountNames,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (rerr error) {
 			s, err := a.open(true)
 			if err != nil {
 				return err
@@ -40,16 +44,28 @@ account JWT and cards in their directories.`,
 			ctx, cancel := a.context()
 			defer cancel()
 			results := []pushJSON{}
+			problems := 0
+			var pushed []string
 			for _, n := range names {
 				r, err := s.prov.Sync(ctx, n)
 				if err != nil {
-					return fmt.Errorf("pushing %s: %w", n, err)
+					// The account itself could not be pushed: report it and go on with the others.
+					problems++
+					fmt.Fprintf(a.stderr, "sealbus: error: pushing %s: %s\n", n, esc(err.Error()))
+					results = append(results, pushJSON{SyncResult: &operator.SyncResult{Account: n, Problems: []operator.SyncProblem{{Error: err.Error()}}}, Peers: []operator.PeerCopy{}})
+					continue
 				}
+				for _, p := range r.Problems {
+					problems++
+					fmt.Fprintf(a.stderr, "sealbus: error: %s/%s not applied: %s\n", n, p.Service, esc(p.Error))
+				}
+				pushed = append(pushed, n)
 				results = append(results, pushJSON{SyncResult: r, Peers: []operator.PeerCopy{}})
 			}
-			peers, err := a.syncPeers(ctx, s, names...)
+			peers, err := a.syncPeers(ctx, s, pushed...)
 			if err != nil {
-				return withHint(err, "run `sealbus push` again")
+				problems++
+				fmt.Fprintf(a.stderr, "sealbus: error: peer directories: %s\n", esc(err.Error()))
 			}
 			for _, p := range peers {
 				for i := range results {
@@ -58,6 +74,12 @@ account JWT and cards in their directories.`,
 					}
 				}
 			}
+			defer func() {
+				if problems > 0 && rerr == nil {
+					rerr = &cliError{code: exitError, err: fmt.Errorf("push: %d problem(s), everything else was pushed", problems),
+						hint: "fix each entry named above (`sealbus service edit`, `service remove`, `stream add`), then push again"}
+				}
+			}()
 			return a.print(results, func(w io.Writer) {
 				if len(results) == 0 {
 					fmt.Fprintln(w, "no accounts to push")

@@ -18,9 +18,12 @@ func (a *app) serviceCmd() *cobra.Command {
 		`  sealbus service add shop billing --sub orders.created --consumer ORDERS:billing --push
   sealbus service show shop billing
   sealbus service rotate shop billing --grace 24h --push
-  sealbus service revoke shop billing --push`,
+  sealbus service revoke shop billing --push
+  sealbus service edit shop billing --add-sub orders.paid --push
+  sealbus service remove shop billing --push
+  sealbus service context shop billing`,
 		a.serviceAddCmd(), a.serviceListCmd(), a.serviceShowCmd(), a.serviceCredsCmd(),
-		a.serviceRotateCmd(), a.serviceRevokeCmd())
+		a.serviceRotateCmd(), a.serviceRevokeCmd(), a.serviceEditCmd(), a.serviceRemoveCmd(), a.serviceContextCmd())
 }
 
 // parseConsumers reads STREAM:DURABLE values and STREAM:DURABLE=subj,subj filters.
@@ -64,10 +67,12 @@ type serviceJSON struct {
 	IssuedAt    time.Time                 `json:"issued_at"`
 	Expires     time.Time                 `json:"expires"`
 	Revoked     bool                      `json:"revoked"`
-	Previous    []accounts.PreviousKey    `json:"previous_curve_keys,omitempty"`
+	Previous    []previousJSON            `json:"previous_curve_keys,omitempty"`
 	CredsPath   string                    `json:"creds_path"`
 	Permissions *jwt.Permissions          `json:"permissions,omitempty"`
+	Limits      accounts.ServiceLimits    `json:"limits"` // per-service limits in the user JWT
 	ConsumerOps []operator.ConsumerResult `json:"consumer_results,omitempty"`
+	Removed     []operator.ConsumerResult `json:"removed_consumers,omitempty"`
 	Peers       []operator.PeerCopy       `json:"peers,omitempty"` // directories updated with --push
 }
 
@@ -81,17 +86,27 @@ func serviceView(s *session, account string, svc *accounts.Service, acct *accoun
 		Subscribe: nonNil(svc.Spec.Subscribe),
 		Consumers: []string{},
 		CredsPath: s.prov.CredsPath(account, svc.Spec.Name),
+		Limits:    svc.Spec.Limits.Resolved(),
 	}
 	for _, c := range svc.Spec.Consumers {
 		v.Consumers = append(v.Consumers, c.Stream+":"+c.Durable)
 	}
 	if card, err := accounts.DecodeCard(svc.Card); err == nil {
-		v.IssuedAt, v.Expires, v.Previous = card.IssuedAt, card.Expires, card.PreviousCurveKeys
+		v.IssuedAt, v.Expires = card.IssuedAt, card.Expires
+		for _, p := range card.PreviousCurveKeys {
+			v.Previous = append(v.Previous, previousJSON{CurveKey: p.CurveKey, Until: p.Until})
+		}
 		if acct != nil {
 			v.Revoked = accounts.IsRevoked(acct.Claims, v.UserKey, card.IssuedAt)
 		}
 	}
 	return v
+}
+
+// previousJSON is a curve key replaced by a rotation, usable until Until.
+type previousJSON struct {
+	CurveKey string    `json:"curve_key"`
+	Until    time.Time `json:"until"`
 }
 
 func nonNil(s []string) []string {
@@ -105,6 +120,7 @@ func (a *app) serviceAddCmd() *cobra.Command {
 	var pub, sub, cons, filters []string
 	var validity string
 	var push bool
+	var lf serviceLimitFlags
 	cmd := &cobra.Command{
 		Use:   "add ACCOUNT NAME",
 		Short: "Create a service: keys, least-privilege user JWT, identity card, creds file",
@@ -114,18 +130,25 @@ and --consumer (docs/PERMISSIONS.md), an identity card, and a creds file (0600).
 
 Services cannot create streams or consumers: the durables named with --consumer STREAM:DURABLE
 are created by the operator, with --push now or by ` + "`sealbus push`" + ` later. Their filter is the
-service's --sub subjects that fall in the stream, unless --filter STREAM:DURABLE=subjects is given.`,
+service's --sub subjects that fall in the stream, unless --filter STREAM:DURABLE=subjects is given.
+
+Everything is checked before anything is saved: the subjects, that each filter is covered by
+--sub, that no other service owns the durable and, with --push, that each stream exists and
+holds the filter's subjects. A failed check or push leaves the keystore as it was.`,
 		Example: `  sealbus service add shop checkout --pub orders.created
   sealbus service add shop billing --sub 'orders.>' --consumer ORDERS:billing --push
   sealbus service add shop audit --sub 'orders.>' --consumer ORDERS:audit --filter ORDERS:audit=orders.paid --validity 30d`,
 		Args:              exact(2),
-		ValidArgsFunction: a.accountNames,
+		ValidArgsFunction: a.accountThenService,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			refs, fm, err := parseConsumers(cons, filters)
 			if err != nil {
 				return err
 			}
 			spec := accounts.ServiceSpec{Name: args[1], Publish: splitAll(pub), Subscribe: splitAll(sub), Consumers: refs}
+			if spec.Limits, err = lf.resolve(); err != nil {
+				return err
+			}
 			if validity != "" {
 				if spec.Validity, err = parseDuration(validity); err != nil {
 					return usageErr("--validity: %v", err)
@@ -136,18 +159,15 @@ service's --sub subjects that fall in the stream, unless --filter STREAM:DURABLE
 				return err
 			}
 			defer s.Close()
-			svc, path, err := s.prov.CreateService(args[0], spec)
+			ctx, cancel := a.context()
+			defer cancel()
+			outcome, err := s.prov.AddService(ctx, args[0], spec, operator.ServiceChange{Filters: fm, Push: push})
 			if err != nil {
-				return err
+				return err // nothing was saved
 			}
-			var results []operator.ConsumerResult
+			svc, path, results := outcome.Service, outcome.CredsPath, outcome.Consumers
 			var peers []operator.PeerCopy
 			if push {
-				ctx, cancel := a.context()
-				defer cancel()
-				if results, err = s.prov.PublishService(ctx, args[0], svc, fm, false); err != nil {
-					return withHint(fmt.Errorf("service %s saved but not published: %w", svc.Spec.Name, err), "create the stream, then `sealbus push "+args[0]+"`")
-				}
 				if peers, err = a.syncPeers(ctx, s, args[0]); err != nil {
 					return withHint(fmt.Errorf("service %s published but peer directories not updated: %w", svc.Spec.Name, err), "run `sealbus push`")
 				}
@@ -175,6 +195,7 @@ service's --sub subjects that fall in the stream, unless --filter STREAM:DURABLE
 	f.StringArrayVar(&filters, "filter", nil, "explicit consumer filter STREAM:DURABLE=subject[,subject]")
 	f.StringVar(&validity, "validity", "", "card and user JWT lifetime (default 90d)")
 	f.BoolVar(&push, "push", false, "publish the card and create the consumers on the server now")
+	addServiceLimitFlags(f, &lf)
 	a.serverFlags(cmd)
 	return cmd
 }
@@ -194,12 +215,12 @@ func splitAll(v []string) []string {
 func (a *app) serviceListCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:               "list ACCOUNT",
-		Short:             "List an account's services",
+		Short:             "List an account's services (no passphrase needed)",
 		Example:           "  sealbus service list shop --json",
 		Args:              exact(1),
 		ValidArgsFunction: a.accountNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.open(false)
+			s, err := a.openReadOnly()
 			if err != nil {
 				return err
 			}
@@ -239,12 +260,12 @@ func (a *app) serviceListCmd() *cobra.Command {
 func (a *app) serviceShowCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:               "show ACCOUNT NAME",
-		Short:             "Show a service: keys, permissions, card validity, revocation",
+		Short:             "Show a service: keys, permissions, card validity, revocation (no passphrase needed)",
 		Example:           "  sealbus service show shop billing\n  sealbus service show shop billing --json",
 		Args:              exact(2),
-		ValidArgsFunction: a.accountNames,
+		ValidArgsFunction: a.accountThenService,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.open(false)
+			s, err := a.openReadOnly()
 			if err != nil {
 				return err
 			}
@@ -290,7 +311,7 @@ func (a *app) serviceCredsCmd() *cobra.Command {
 keystore, or to --out, with mode 0600, and prints the path. Seeds are never printed.`,
 		Example:           "  sealbus service creds shop billing\n  sealbus service creds shop billing --out ./billing.creds",
 		Args:              exact(2),
-		ValidArgsFunction: a.accountNames,
+		ValidArgsFunction: a.accountThenService,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := a.open(false)
 			if err != nil {
@@ -329,7 +350,7 @@ usable for decryption until now + --grace) and revokes the old user key in the a
 old creds are kept next to the new ones as NAME.previous.creds (for bus.WithPreviousCreds).`,
 		Example:           "  sealbus service rotate shop billing --grace 24h --push",
 		Args:              exact(2),
-		ValidArgsFunction: a.accountNames,
+		ValidArgsFunction: a.accountThenService,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			g, err := parseDuration(grace)
 			if err != nil {
@@ -387,7 +408,7 @@ directories of accounts that share a stream with ACCOUNT. This is how a service 
 use: deleting its card from the directory does nothing (clients keep the last verified card).`,
 		Example:           "  sealbus service revoke shop billing --push\n  sealbus service revoke shop billing && sealbus push shop",
 		Args:              exact(2),
-		ValidArgsFunction: a.accountNames,
+		ValidArgsFunction: a.accountThenService,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := a.open(push)
 			if err != nil {

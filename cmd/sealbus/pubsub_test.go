@@ -47,7 +47,7 @@ func TestSDKCommands(t *testing.T) {
 
 	var acks []map[string]any
 	okJSON(t, home, &acks, "pub", "--as", "shop/checkout", "orders.created", "hello billing", "--content-type", "text/plain")
-	if len(acks) != 1 || acks[0]["Stream"] != "ORDERS" {
+	if len(acks) != 1 || acks[0]["stream"] != "ORDERS" {
 		t.Fatalf("pub --json: %v", acks)
 	}
 	wantCode(t, sb(t, home, "pub", "--as", "shop/checkout", "orders.cancelled", "x"), exitRefused, "not allowed")
@@ -64,7 +64,8 @@ func TestSDKCommands(t *testing.T) {
 
 	var dls []deadLetterJSON
 	okJSON(t, home, &dls, "dlq", "list", "shop")
-	if len(dls) != 1 || dls[0].Reason == "" || dls[0].SourceStream != "ORDERS" || dls[0].SourceSequence != 1 {
+	if len(dls) != 1 || dls[0].Reason == "" || dls[0].SourceStream != "ORDERS" || dls[0].SourceSequence != 1 ||
+		dls[0].Verification.State != "verified" || dls[0].Verification.Writer != "billing" {
 		t.Fatalf("dlq list: %+v", dls)
 	}
 	var shown map[string]any
@@ -73,14 +74,11 @@ func TestSDKCommands(t *testing.T) {
 		t.Fatalf("dlq show of a forged message: %v", shown)
 	}
 	wantCode(t, sb(t, home, "dlq", "show", "shop", "999"), exitNotFound, "")
-	var replay map[string]any
-	okJSON(t, home, &replay, "dlq", "replay", "shop", strconv.FormatUint(dls[0].Sequence, 10))
-	if replay["stream"] != "ORDERS" {
-		t.Fatalf("dlq replay: %v", replay)
-	}
+	// Its envelope is junk nobody signed: replaying it is refused (and audited).
+	wantCode(t, sb(t, home, "dlq", "replay", "shop", strconv.FormatUint(dls[0].Sequence, 10)), exitRefused, "envelope_unverified")
 
 	out = ok(t, home, "audit", "tail", "shop", "--json")
-	found := false
+	found, refused := false, false
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		var ev map[string]any
@@ -90,17 +88,21 @@ func TestSDKCommands(t *testing.T) {
 		if ev["specversion"] != "1.0" {
 			t.Fatalf("not a CloudEvent: %v", ev)
 		}
+		if v, _ := ev["verification"].(map[string]any); v == nil || v["state"] != "verified" {
+			t.Fatalf("an unverified record where nobody forged any: %v", ev)
+		}
 		if d, _ := ev["data"].(map[string]any); d != nil && d["reason"] == dls[0].Reason {
 			found = true
 		}
+		refused = refused || ev["type"] == "sealbus.admin.dlq.replay_refused"
 	}
-	if !found {
-		t.Fatalf("no audit event for the dead letter: %s", out)
+	if !found || !refused {
+		t.Fatalf("no audit event for the dead letter (%v) or the refused replay (%v): %s", found, refused, out)
 	}
 
 	// Streams and consumers are the operator's: a service's consumer is usable by the CLI's
 	// sub only through its own identity.
-	wantCode(t, sb(t, home, "sub", "--as", "shop/checkout", "ORDERS", "billing", "--timeout", "5s"), exitNotFound, "")
+	wantCode(t, sb(t, home, "sub", "--as", "shop/checkout", "ORDERS", "billing", "--timeout", "5s"), exitRefused, "may use no durable")
 }
 
 func TestDemoCommand(t *testing.T) {

@@ -33,9 +33,13 @@ func TestConsumerPrintsVerifiedMessages(t *testing.T) {
 		}
 		ids = append(ids, ack.ID)
 	}
-	var out bytes.Buffer
-	if err := run(&out, w.Harness.URLs()[0], w.Harness.CAFile(), w.CredsPath(sealbustest.Shop, sealbustest.Billing), w.Harness.OperatorKey(), sealbustest.OrdersStream, sealbustest.Billing, 3); err != nil {
+	var out, summary bytes.Buffer
+	st := settings{stream: sealbustest.OrdersStream, durable: sealbustest.Billing, count: 3, workers: 1, maxInFlight: 64}
+	if err := run(&out, &summary, w.Harness.URLs()[0], w.Harness.CAFile(), w.CredsPath(sealbustest.Shop, sealbustest.Billing), w.Harness.OperatorKey(), st); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.HasPrefix(summary.String(), "consumer: handled 3 deduplicated 0 dead-lettered 0 ") {
+		t.Errorf("summary %q", summary.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 3 {

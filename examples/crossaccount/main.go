@@ -19,9 +19,9 @@
 //
 // Set-up against `sealbus dev` (the operator's side):
 //
-//	sealbus account add shop && sealbus account add bank
+//	sealbus account add shop --push && sealbus account add bank --push
 //	sealbus stream add shop ORDERS --subjects 'orders.>'
-//	sealbus service add shop checkout --pub 'orders.>'
+//	sealbus service add shop checkout --pub 'orders.>' --push
 //	sealbus export shop --subject 'orders.public.>' --type stream --push
 //	sealbus import bank --from shop --subject 'orders.public.>' --local-subject 'shop.orders.>' --push
 //	sealbus stream add bank SHOPFEED --subjects 'shop.orders.>'

@@ -48,6 +48,7 @@ type Deployment struct {
 	mtls   bool
 
 	prov      *operator.Provisioner
+	guard     *operator.ConnectionGuard
 	adminCert string
 	adminKey  string
 }
@@ -111,6 +112,12 @@ func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("natstest: operator: %w", err)
+	}
+	// The operator account (the directory of every tenant), through the Provisioner the CLI
+	// and the sandbox use, before the accounts are preloaded.
+	prov := &operator.Provisioner{Keystore: ks, Operator: op, Replicas: min(n, 3)}
+	if _, err := prov.OperatorAccount(); err != nil {
+		return nil, fmt.Errorf("natstest: operator account: %w", err)
 	}
 	names, err := ks.ListAccounts()
 	if err != nil {
@@ -211,10 +218,29 @@ func newDeployment(t testing.TB, n int, cfg config) (*Deployment, error) {
 	if err := d.WaitHealthy(ctx); err != nil {
 		return nil, err
 	}
-	d.prov = &operator.Provisioner{Keystore: ks, Operator: op, Target: d.Target(), Replicas: d.Replicas}
+	prov.Target = d.Target()
+	d.prov = prov
 	t.Cleanup(d.prov.Close)
+	if err := d.prov.SetupOperatorAccount(ctx); err != nil {
+		return nil, fmt.Errorf("natstest: setting up the operator account: %w", err)
+	}
+	// The connection guard runs in the test process, on the host, as an operator would run
+	// `sealbus guard` beside the servers.
+	sys, err := operator.ConnectSystem(ctx, d.Target(), op)
+	if err != nil {
+		return nil, fmt.Errorf("natstest: connection guard: %w", err)
+	}
+	if d.guard, err = operator.StartConnectionGuard(ctx, sys); err != nil {
+		sys.Close()
+		return nil, fmt.Errorf("natstest: connection guard: %w", err)
+	}
+	t.Cleanup(d.guard.Close)
 	return d, nil
 }
+
+// Guard returns the deployment's connection guard, which enforces each service's connection
+// quota (accounts.ServiceLimits); it runs in the test process against every node.
+func (d *Deployment) Guard() *operator.ConnectionGuard { return d.guard }
 
 // WaitHealthy waits until every node that is not stopped or paused reports healthy.
 func (d *Deployment) WaitHealthy(ctx context.Context) error {
@@ -328,14 +354,10 @@ func (d *Deployment) EditAccount(ctx context.Context, name string, edit func(*ac
 	return a, nil
 }
 
-// AddStream creates (or updates) an application stream in account.
+// AddStream creates (or updates) an application stream in account (audited, see
+// operator.Provisioner.AddStream).
 func (d *Deployment) AddStream(ctx context.Context, account string, spec operator.StreamSpec) error {
-	nc, err := d.AdminConn(ctx, account)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	return operator.AddStream(ctx, nc, spec)
+	return d.prov.AddStream(ctx, account, spec)
 }
 
 // AddConsumer creates (or updates) a durable pull consumer in account. Create a service's
@@ -494,6 +516,24 @@ func (c *Cluster) Unpause(ctx context.Context, i int) error {
 		return err
 	}
 	return n.Unpause(ctx)
+}
+
+// Disconnect cuts node i off the cluster's network (see [Node.Disconnect]).
+func (c *Cluster) Disconnect(ctx context.Context, i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
+	return n.Disconnect(ctx)
+}
+
+// Reconnect heals node i after [Cluster.Disconnect] (see [Node.Reconnect]).
+func (c *Cluster) Reconnect(ctx context.Context, i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
+	return n.Reconnect(ctx)
 }
 
 // Kill stops node i abruptly (see [Node.Kill]).

@@ -58,7 +58,7 @@ func TestStartServerOperatorModeTLS(t *testing.T) {
 	}
 	defer anc.Close()
 	js, _ := jetstream.New(anc)
-	for _, name := range []string{"ORDERS", accounts.DLQStream, accounts.AuditStream, "KV_" + accounts.DirectoryBucket} {
+	for _, name := range []string{"ORDERS", accounts.DLQStream, accounts.AuditStream, accounts.DirectoryView} {
 		if _, err := js.Stream(ctx, name); err != nil {
 			t.Errorf("stream %s: %v", name, err)
 		}

@@ -54,6 +54,7 @@ const (
 	Running NodeState = iota
 	Stopped
 	Paused
+	Partitioned // cut off its Docker network (Node.Disconnect)
 )
 
 func (s NodeState) String() string {
@@ -64,6 +65,8 @@ func (s NodeState) String() string {
 		return "stopped"
 	case Paused:
 		return "paused"
+	case Partitioned:
+		return "partitioned"
 	}
 	return "unknown"
 }
@@ -82,10 +85,11 @@ type Node struct {
 	// MonitorURL is the HTTP monitoring endpoint on the host: http://127.0.0.1:<port>.
 	MonitorURL string
 
-	ctr   *testcontainers.DockerContainer
-	prov  *testcontainers.DockerProvider
-	mu    sync.Mutex
-	state NodeState
+	ctr     *testcontainers.DockerContainer
+	prov    *testcontainers.DockerProvider
+	network string // the Docker network it is on, "" when none
+	mu      sync.Mutex
+	state   NodeState
 }
 
 // fileSpec is a file copied into a container before it starts.
@@ -227,6 +231,7 @@ func createNode(t testing.TB, ctx context.Context, p *testcontainers.DockerProvi
 		MonitorURL:  fmt.Sprintf("http://127.0.0.1:%d", monitorPort),
 		ctr:         dc,
 		prov:        p,
+		network:     spec.Network,
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -334,6 +339,34 @@ func (n *Node) Pause(ctx context.Context) error {
 func (n *Node) Unpause(ctx context.Context) error {
 	if _, err := n.prov.Client().ContainerUnpause(ctx, n.ContainerID(), client.ContainerUnpauseOptions{}); err != nil {
 		return fmt.Errorf("natstest: unpausing %s: %w", n.Name, err)
+	}
+	n.setState(Running)
+	return nil
+}
+
+// Disconnect cuts the node off its Docker network (docker network disconnect): its routes to
+// the other nodes and every client connection through that network, including the host's
+// published port, go silent at once, as in a network partition; the process keeps running
+// and keeps its connections open. Reconnect heals it.
+func (n *Node) Disconnect(ctx context.Context) error {
+	if n.network == "" {
+		return fmt.Errorf("%w: %s is on no network of its own", ErrInvalidOption, n.Name)
+	}
+	if _, err := n.prov.Client().NetworkDisconnect(ctx, n.network, client.NetworkDisconnectOptions{Container: n.ContainerID(), Force: true}); err != nil {
+		return fmt.Errorf("natstest: disconnecting %s: %w", n.Name, err)
+	}
+	n.setState(Partitioned)
+	return nil
+}
+
+// Reconnect attaches a disconnected node to its network again under its alias, so the other
+// nodes and clients find it by name and on its published port again.
+func (n *Node) Reconnect(ctx context.Context) error {
+	if _, err := n.prov.Client().NetworkConnect(ctx, n.network, client.NetworkConnectOptions{
+		Container:      n.ContainerID(),
+		EndpointConfig: &mobynet.EndpointSettings{Aliases: []string{n.Name}},
+	}); err != nil {
+		return fmt.Errorf("natstest: reconnecting %s: %w", n.Name, err)
 	}
 	n.setState(Running)
 	return nil

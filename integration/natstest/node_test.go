@@ -225,3 +225,89 @@ func TestTestcontainersDefaultsRespectTheEnvironment(t *testing.T) {
 		t.Errorf("an unset variable was not defaulted: %q", got)
 	}
 }
+
+// TestNodeDisconnectReconnect: a node cut off its network (docker network disconnect) goes
+// silent for clients on the host too (its monitoring endpoint and a client request time out)
+// while it keeps running; reconnected under its alias, it answers again on the same URLs with
+// its store intact.
+func TestNodeDisconnectReconnect(t *testing.T) {
+	RequireDocker(t)
+	holdRunLock(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	image, err := NATSImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	netName, err := newNetwork(t, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := startNode(t, ctx, nodeSpec{Image: image, Name: "plain", Network: netName, Config: []byte(plainConfig)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(n.URL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.PingInterval(time.Second), nats.MaxPingsOutstanding(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PART", Subjects: []string{"part.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "part.x", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := n.Disconnect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n.State() != Partitioned {
+		t.Fatalf("state %v", n.State())
+	}
+	if n.Healthy(ctx) == nil {
+		t.Fatal("a disconnected node answers its monitoring endpoint")
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err = js.Publish(pctx, "part.x", []byte("during"))
+	pcancel()
+	if err == nil {
+		t.Fatal("a disconnected node acknowledged a publish")
+	}
+	st, err := n.ctr.State(ctx)
+	if err != nil || !st.Running {
+		t.Fatalf("the disconnected node is not running: %+v %v", st, err)
+	}
+
+	if err := n.Reconnect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitConnected(t, ctx, nc)
+	var stream jetstream.Stream
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		stream, err = js.Stream(rctx, "PART")
+		rcancel()
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("after reconnecting: %v", err)
+	}
+	if got := stream.CachedInfo().State.Msgs; got < 1 {
+		t.Fatalf("after reconnecting the stream holds %d messages", got)
+	}
+}

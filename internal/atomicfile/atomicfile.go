@@ -99,3 +99,29 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// Rename renames oldpath to newpath (atomically replacing newpath) and fsyncs the directories
+// of both, so the rename survives a crash.
+func Rename(oldpath, newpath string) error {
+	if err := os.Rename(oldpath, newpath); err != nil {
+		return fmt.Errorf("atomicfile: rename %s: %w", newpath, err)
+	}
+	if err := syncDir(filepath.Dir(newpath)); err != nil {
+		return err
+	}
+	if d := filepath.Dir(oldpath); d != filepath.Dir(newpath) {
+		return syncDir(d)
+	}
+	return nil
+}
+
+// Remove removes path (a missing file is not an error) and fsyncs its directory.
+func Remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("atomicfile: remove %s: %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -24,9 +24,15 @@ type Counters struct {
 	AuditFailed    atomic.Uint64 // audit events that could not be written
 	Unverifiable   atomic.Uint64 // directory entries ignored (markers, junk, rollbacks); see Ignore
 	DLQFailed      atomic.Uint64 // dead letters that could not be written (message redelivered)
+	DLQRefused     atomic.Uint64 // dead letters the server refused because the writer's quota is full (message terminated, reported)
 	Opened         atomic.Uint64 // envelopes verified and decrypted (Client.Open succeeded)
 	Received       atomic.Uint64 // deliveries pulled by a consumption (redeliveries included)
 	AckConfirmed   atomic.Uint64 // acks the server confirmed
+
+	EvidenceRefused atomic.Uint64 // records (audit, dead letter) the server refused for the writer's quota
+	OverflowWritten atomic.Uint64 // overflow records reporting such refusals
+	OverflowFailed  atomic.Uint64 // overflow records that could not be written either
+	ReplaysSkipped  atomic.Uint64 // operator replays authorized for another durable, acknowledged unhandled
 
 	mu           sync.Mutex
 	rejected     map[string]uint64
@@ -75,6 +81,8 @@ type Snapshot struct {
 	Delivered, Deduplicated, AckUnconfirmed, AckConfirmed uint64
 	HandlerFailed, Retried, Received, Opened              uint64
 	AuditWritten, AuditFailed, Unverifiable, DLQFailed    uint64
+	DLQRefused, EvidenceRefused, ReplaysSkipped           uint64
+	OverflowWritten, OverflowFailed                       uint64
 	Rejected, DeadLettered, Ignored                       map[string]uint64
 	BatchSizes, HandlerDuration                           HistogramSnapshot
 }
@@ -87,6 +95,8 @@ func (c *Counters) Snapshot() Snapshot {
 		Delivered: c.Delivered.Load(), Deduplicated: c.Deduplicated.Load(), AckUnconfirmed: c.AckUnconfirmed.Load(), AckConfirmed: c.AckConfirmed.Load(),
 		HandlerFailed: c.HandlerFailed.Load(), Retried: c.Retried.Load(), Received: c.Received.Load(), Opened: c.Opened.Load(),
 		AuditWritten: c.AuditWritten.Load(), AuditFailed: c.AuditFailed.Load(), Unverifiable: c.Unverifiable.Load(), DLQFailed: c.DLQFailed.Load(),
+		DLQRefused: c.DLQRefused.Load(), EvidenceRefused: c.EvidenceRefused.Load(), ReplaysSkipped: c.ReplaysSkipped.Load(),
+		OverflowWritten: c.OverflowWritten.Load(), OverflowFailed: c.OverflowFailed.Load(),
 		BatchSizes: c.batchSizes.Snapshot(), HandlerDuration: c.handlerDuration.Snapshot(),
 	}
 	s.Rejected, s.DeadLettered = c.ByReason()
@@ -117,6 +127,11 @@ func (s Snapshot) add(o Snapshot) Snapshot {
 	s.AuditFailed += o.AuditFailed
 	s.Unverifiable += o.Unverifiable
 	s.DLQFailed += o.DLQFailed
+	s.DLQRefused += o.DLQRefused
+	s.EvidenceRefused += o.EvidenceRefused
+	s.ReplaysSkipped += o.ReplaysSkipped
+	s.OverflowWritten += o.OverflowWritten
+	s.OverflowFailed += o.OverflowFailed
 	for _, m := range []struct{ dst, src map[string]uint64 }{{s.Rejected, o.Rejected}, {s.DeadLettered, o.DeadLettered}, {s.Ignored, o.Ignored}} {
 		for k, v := range m.src {
 			m.dst[k] += v

@@ -44,6 +44,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -306,7 +307,8 @@ const renewBefore = 7 * 24 * time.Hour
 var LoopbackHosts = []string{Host, "::1", "localhost"}
 
 // EnsureTLS keeps TLS material in dir (0700): a CA (ca.crt, ca.key 0600) created on first use
-// and a server certificate (server.crt, server.key 0600) for hosts issued by it. Both are
+// and a server certificate (server.crt, server.key 0600) for hosts issued by it, usable for
+// cluster routes too (server and client usage). Both are
 // replaced when they expire within a week; the server certificate also when it does not name
 // every host.
 func EnsureTLS(dir string, hosts []string) (*pki.CA, error) {
@@ -339,7 +341,9 @@ func EnsureTLS(dir string, hosts []string) (*pki.CA, error) {
 	if !fresh && certUsable(srvCert, ca.Cert, hosts) {
 		return ca, nil
 	}
-	pair, err := ca.IssueServer(hosts, 0)
+	// Server and client usage both: the same certificate serves cluster routes (each node
+	// verifies the peer it dials and the peer dialing it) as well as clients.
+	pair, err := ca.IssuePeer(hosts, 0)
 	if err != nil {
 		return nil, fmt.Errorf("devserver: %w", err)
 	}
@@ -389,6 +393,9 @@ func certUsable(path string, ca *x509.Certificate, hosts []string) bool {
 	}
 	if cert.CheckSignatureFrom(ca) != nil {
 		return false
+	}
+	if !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) || !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+		return false // from before certificates served routes too
 	}
 	for _, h := range hosts {
 		if cert.VerifyHostname(h) != nil {

@@ -137,3 +137,45 @@ func Statement(size uint32, root [32]byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, size)
 	return append(b, root[:]...)
 }
+
+// Labels of records (envelope/RECORD.md §5). Each follows RecordStatementPrefix and is
+// followed by a 0x00 byte, so no two statements of different labels are equal.
+const (
+	LabelRecord       = "sealbus-record-v1 statement"
+	LabelSubjectToken = "sealbus-record-v1 subject-token"
+)
+
+// RecordStatementPrefix is the first byte of every record statement. Like StatementPrefix it
+// never occurs in well-formed UTF-8, so no NATS login nonce (UTF-8 text) and no JWT signing
+// input ("eyJ...", ASCII) can equal a record statement; and it differs from StatementPrefix,
+// so no record statement is a batch statement (RECORD.md §5 gives the argument).
+const RecordStatementPrefix = 0xFE
+
+// RecordStatementLen is the length of a record statement: prefix, label, 0x00, SHA-256.
+const RecordStatementLen = 1 + len(LabelRecord) + 1 + sha256.Size
+
+// RecordStatement returns the bytes Ed25519 signs for a record:
+//
+//	0xFE || LabelRecord || 0x00 || SHA-256(signed part)
+func RecordStatement(signed []byte) []byte {
+	h := sha256.Sum256(signed)
+	b := make([]byte, 0, RecordStatementLen)
+	b = append(b, RecordStatementPrefix)
+	b = append(b, LabelRecord...)
+	b = append(b, 0)
+	return append(b, h[:]...)
+}
+
+// SubjectTokenStatement returns the bytes an account signing key signs to derive the secret
+// token of its account's admin evidence subject:
+//
+//	0xFE || LabelSubjectToken || 0x00 || account public key (32 bytes)
+//
+// The signature itself is never published, only a hash of it.
+func SubjectTokenStatement(account [32]byte) []byte {
+	b := make([]byte, 0, 1+len(LabelSubjectToken)+1+32)
+	b = append(b, RecordStatementPrefix)
+	b = append(b, LabelSubjectToken...)
+	b = append(b, 0)
+	return append(b, account[:]...)
+}

@@ -1,5 +1,6 @@
 // Command vectorgen writes the envelope conformance vectors to a directory (default
-// envelope/testdata), one file per case, and removes vector files it no longer generates.
+// envelope/testdata), one file per case, and the record vectors to its records/
+// subdirectory, and removes vector files it no longer generates.
 // Output is deterministic: the same source always writes the same bytes.
 //
 //	go run ./envelope/internal/vectorgen [-out envelope/testdata]
@@ -29,14 +30,38 @@ func run(dir string) error {
 	if err != nil {
 		return err
 	}
+	files := map[string][]byte{}
+	for _, v := range vs {
+		files[v.Name+vectors.Ext] = v.Marshal()
+	}
+	if err := writeDir(dir, files); err != nil {
+		return err
+	}
+	fmt.Printf("vectorgen: wrote %d vectors to %s\n", len(vs), strings.TrimSuffix(dir, "/"))
+
+	rs, err := vectors.GenerateRecords()
+	if err != nil {
+		return err
+	}
+	files = map[string][]byte{}
+	for _, v := range rs {
+		files[v.Name+vectors.Ext] = v.Marshal()
+	}
+	rdir := filepath.Join(dir, vectors.RecordDir)
+	if err := writeDir(rdir, files); err != nil {
+		return err
+	}
+	fmt.Printf("vectorgen: wrote %d record vectors to %s\n", len(rs), rdir)
+	return nil
+}
+
+// writeDir writes files into dir and removes the vector files of dir that are not among them.
+func writeDir(dir string, files map[string][]byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	keep := map[string]bool{}
-	for _, v := range vs {
-		name := v.Name + vectors.Ext
-		keep[name] = true
-		if err := os.WriteFile(filepath.Join(dir, name), v.Marshal(), 0o644); err != nil {
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return err
 		}
 	}
@@ -45,12 +70,11 @@ func run(dir string) error {
 		return err
 	}
 	for _, p := range old {
-		if !keep[filepath.Base(p)] {
+		if _, keep := files[filepath.Base(p)]; !keep {
 			if err := os.Remove(p); err != nil {
 				return err
 			}
 		}
 	}
-	fmt.Printf("vectorgen: wrote %d vectors to %s\n", len(vs), strings.TrimSuffix(dir, "/"))
 	return nil
 }

@@ -32,11 +32,14 @@ type Vector struct {
 	Envelope          []byte
 }
 
-// keys in their required order; required reports whether a key must be present.
-var keys = []struct {
+// headerKey is one header key of a vector file format, in its required order.
+type headerKey struct {
 	name     string
 	required bool
-}{
+}
+
+// keys of envelope vectors, in their required order.
+var keys = []headerKey{
 	{"expect", true}, {"reason", false}, {"comment", true},
 	{"identity-user-seed", true}, {"identity-curve-seed", true}, {"sender", true},
 	{"delivery-account", true}, {"delivery-subject", true}, {"delivery-stored", true},
@@ -67,8 +70,14 @@ func (v *Vector) Marshal() []byte {
 	if v.PayloadSHA256 != "" {
 		kv("payload-sha256", v.PayloadSHA256)
 	}
+	writeBody(&b, v.Envelope)
+	return b.Bytes()
+}
+
+// writeBody writes the blank line and data in standard base64 in lines of lineLen.
+func writeBody(b *bytes.Buffer, data []byte) {
 	b.WriteByte('\n')
-	s := base64.StdEncoding.EncodeToString(v.Envelope)
+	s := base64.StdEncoding.EncodeToString(data)
 	for len(s) > lineLen {
 		b.WriteString(s[:lineLen])
 		b.WriteByte('\n')
@@ -76,79 +85,90 @@ func (v *Vector) Marshal() []byte {
 	}
 	b.WriteString(s)
 	b.WriteByte('\n')
-	return b.Bytes()
 }
 
-// Parse reads a vector file strictly: known keys only, each at most once and in order, the
-// required ones present, reason only with reject and payload-sha256 only with ok, one blank
-// line, then base64 lines of at most 76 characters.
-func Parse(name string, data []byte) (*Vector, error) {
-	v := &Vector{Name: name}
+// readFile splits a vector file strictly: known keys only, each at most once and in order, the
+// required ones present, non-empty values without surrounding spaces, one blank line, then
+// base64 lines of exactly lineLen characters (the last may be shorter). It returns the header
+// values by key and the decoded body.
+func readFile(data []byte, keys []headerKey) (map[string]string, []byte, error) {
 	head, body, ok := strings.Cut(string(data), "\n\n")
 	if !ok {
-		return nil, errors.New("vectors: no blank line after the header")
+		return nil, nil, errors.New("vectors: no blank line after the header")
 	}
 	next := 0
-	seen := map[string]bool{}
+	vals := map[string]string{}
 	for _, line := range strings.Split(head, "\n") {
 		k, val, ok := strings.Cut(line, ": ")
 		if !ok || val == "" || strings.TrimSpace(val) != val {
-			return nil, fmt.Errorf("vectors: bad header line %q", line)
+			return nil, nil, fmt.Errorf("vectors: bad header line %q", line)
 		}
 		i := next
 		for i < len(keys) && keys[i].name != k {
 			if keys[i].required {
-				return nil, fmt.Errorf("vectors: key %q before required %q", k, keys[i].name)
+				return nil, nil, fmt.Errorf("vectors: key %q before required %q", k, keys[i].name)
 			}
 			i++
 		}
 		if i == len(keys) {
-			return nil, fmt.Errorf("vectors: unknown, repeated or out-of-order key %q", k)
+			return nil, nil, fmt.Errorf("vectors: unknown, repeated or out-of-order key %q", k)
 		}
 		next = i + 1
-		seen[k] = true
-		var err error
-		switch k {
-		case "expect":
-			if val != "ok" && val != "reject" {
-				return nil, fmt.Errorf("vectors: expect %q", val)
-			}
-			v.Expect = val
-		case "reason":
-			v.Reason = val
-		case "comment":
-			v.Comment = val
-		case "identity-user-seed":
-			v.IdentityUserSeed = val
-		case "identity-curve-seed":
-			v.IdentityCurveSeed = val
-		case "sender":
-			v.Sender = val
-		case "delivery-account":
-			v.DeliveryAccount = val
-		case "delivery-subject":
-			v.DeliverySubject = val
-		case "delivery-stored":
-			v.DeliveryStored, err = time.Parse(time.RFC3339Nano, val)
-		case "max-size":
-			v.MaxSize, err = strconv.Atoi(val)
-			if err == nil && (v.MaxSize <= 0 || strconv.Itoa(v.MaxSize) != val) {
-				err = errors.New("not a canonical positive integer")
-			}
-		case "payload-sha256":
-			if len(val) != 64 || strings.ToLower(val) != val {
-				err = errors.New("not 64 lower-case hex digits")
-			}
-			v.PayloadSHA256 = val
-		}
-		if err != nil {
-			return nil, fmt.Errorf("vectors: %s: %w", k, err)
-		}
+		vals[k] = val
 	}
 	for _, k := range keys {
-		if k.required && !seen[k.name] {
-			return nil, fmt.Errorf("vectors: missing %q", k.name)
+		if _, seen := vals[k.name]; k.required && !seen {
+			return nil, nil, fmt.Errorf("vectors: missing %q", k.name)
 		}
+	}
+	if !strings.HasSuffix(body, "\n") {
+		return nil, nil, errors.New("vectors: missing final newline")
+	}
+	lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+	for i, l := range lines {
+		if len(l) > lineLen || (i < len(lines)-1 && len(l) != lineLen) || (l == "" && len(lines) > 1) {
+			return nil, nil, fmt.Errorf("vectors: base64 line %d has length %d", i+1, len(l))
+		}
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(strings.Join(lines, ""))
+	if err != nil {
+		return nil, nil, fmt.Errorf("vectors: body: %w", err)
+	}
+	return vals, raw, nil
+}
+
+// positiveInt parses a canonical positive decimal integer.
+func positiveInt(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err == nil && (n <= 0 || strconv.Itoa(n) != s) {
+		err = errors.New("not a canonical positive integer")
+	}
+	return n, err
+}
+
+// Parse reads a vector file strictly (readFile), with reason only with reject and
+// payload-sha256 only with ok, in canonical form.
+func Parse(name string, data []byte) (*Vector, error) {
+	vals, env, err := readFile(data, keys)
+	if err != nil {
+		return nil, err
+	}
+	v := &Vector{Name: name, Envelope: env, Expect: vals["expect"], Reason: vals["reason"], Comment: vals["comment"],
+		IdentityUserSeed: vals["identity-user-seed"], IdentityCurveSeed: vals["identity-curve-seed"], Sender: vals["sender"],
+		DeliveryAccount: vals["delivery-account"], DeliverySubject: vals["delivery-subject"], PayloadSHA256: vals["payload-sha256"]}
+	if v.Expect != "ok" && v.Expect != "reject" {
+		return nil, fmt.Errorf("vectors: expect %q", v.Expect)
+	}
+	if v.DeliveryStored, err = time.Parse(time.RFC3339Nano, vals["delivery-stored"]); err != nil {
+		return nil, fmt.Errorf("vectors: delivery-stored: %w", err)
+	}
+	if m, ok := vals["max-size"]; ok {
+		if v.MaxSize, err = positiveInt(m); err != nil {
+			return nil, fmt.Errorf("vectors: max-size: %w", err)
+		}
+	}
+	if h, ok := vals["payload-sha256"]; ok && hex64(h) != nil {
+		return nil, errors.New("vectors: payload-sha256: not 64 lower-case hex digits")
 	}
 	if (v.Expect == "reject") != (v.Reason != "") {
 		return nil, errors.New("vectors: reason must be present exactly when expect is reject")
@@ -156,20 +176,6 @@ func Parse(name string, data []byte) (*Vector, error) {
 	if (v.Expect == "ok") != (v.PayloadSHA256 != "") {
 		return nil, errors.New("vectors: payload-sha256 must be present exactly when expect is ok")
 	}
-	if !strings.HasSuffix(body, "\n") {
-		return nil, errors.New("vectors: missing final newline")
-	}
-	lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
-	for i, l := range lines {
-		if len(l) > lineLen || (i < len(lines)-1 && len(l) != lineLen) || (l == "" && len(lines) > 1) {
-			return nil, fmt.Errorf("vectors: base64 line %d has length %d", i+1, len(l))
-		}
-	}
-	env, err := base64.StdEncoding.Strict().DecodeString(strings.Join(lines, ""))
-	if err != nil {
-		return nil, fmt.Errorf("vectors: envelope: %w", err)
-	}
-	v.Envelope = env
 	if !bytes.Equal(v.Marshal(), data) {
 		return nil, errors.New("vectors: file is not in canonical form")
 	}

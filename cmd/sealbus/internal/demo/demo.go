@@ -80,6 +80,11 @@ type run struct {
 	shopJS   jetstream.JetStream
 	partJS   jetstream.JetStream
 	conns    []*nats.Conn
+	dlqs     map[jetstream.JetStream]*operator.DeadLetters // verifying readers, by the admin JS of their account
+	audits   map[jetstream.JetStream]*operator.AuditLog
+	closers  []func()
+
+	forged int // forged records the attacker got stored in the audit streams
 
 	mu       sync.Mutex
 	received map[string]map[string]bool // service -> message ids handled
@@ -110,6 +115,9 @@ func (d *run) close() {
 	}
 	for _, nc := range d.conns {
 		nc.Close()
+	}
+	for _, c := range d.closers {
+		c()
 	}
 	if d.sb != nil {
 		d.sb.Close()
@@ -164,6 +172,9 @@ func (d *run) run(ctx context.Context) error {
 	if d.partJS, err = d.adminJS(ctx, sealbustest.Partner); err != nil {
 		return err
 	}
+	if err := d.openReaders(ctx); err != nil {
+		return err
+	}
 
 	d.printf("2. sealed messages flowing (checkout -> billing reads orders.>, shipping reads orders.eu.>)\n")
 	if err := d.sendOrders(ctx, checkout, 0); err != nil {
@@ -177,6 +188,7 @@ func (d *run) run(ctx context.Context) error {
 	d.printf("\n3. the attacker (full access to the broker's streams, no service keys unless stolen)\n")
 	for _, a := range []func(context.Context, *bus.Client) error{
 		d.attackTamper, d.attackReplay, d.attackMove, d.attackRevoked, d.attackPermissions, d.attackCrossAccount,
+		d.attackForgedAudit, d.attackHijackReplay,
 	} {
 		if err := a(ctx, checkout); err != nil {
 			return err
@@ -245,6 +257,27 @@ func (d *run) adminJS(ctx context.Context, account string) (jetstream.JetStream,
 	}
 	d.conns = append(d.conns, nc)
 	return jetstream.New(nc)
+}
+
+// openReaders opens the operator's verifying readers of both accounts' audit and dead-letter
+// streams (they verify every record up to the trusted operator).
+func (d *run) openReaders(ctx context.Context) error {
+	d.dlqs, d.audits = map[jetstream.JetStream]*operator.DeadLetters{}, map[jetstream.JetStream]*operator.AuditLog{}
+	p := d.world.Harness.Provisioner()
+	for account, js := range map[string]jetstream.JetStream{sealbustest.Shop: d.shopJS, sealbustest.Partner: d.partJS} {
+		dl, done, err := p.DeadLetters(ctx, account)
+		if err != nil {
+			return fmt.Errorf("demo: dead letters of %s: %w", account, err)
+		}
+		d.closers = append(d.closers, done)
+		log, done, err := p.AuditLog(ctx, account)
+		if err != nil {
+			return fmt.Errorf("demo: audit log of %s: %w", account, err)
+		}
+		d.closers = append(d.closers, done)
+		d.dlqs[js], d.audits[js] = dl, log
+	}
+	return nil
 }
 
 func (d *run) sendOrders(ctx context.Context, c *bus.Client, from int) error {
@@ -355,12 +388,12 @@ func inject(ctx context.Context, js jetstream.JetStream, subject string, data []
 // expectRejected waits for the dead letter of the message at (stream, seq) and its audit event,
 // and records the attack's outcome.
 func (d *run) expectRejected(ctx context.Context, js jetstream.JetStream, name, stream string, seq uint64, want string, prefix string) error {
-	dl, err := waitDeadLetter(ctx, js, stream, seq)
+	dl, err := waitDeadLetter(ctx, d.dlqs[js], stream, seq)
 	if err != nil {
 		d.attacks = append(d.attacks, attackResult{name: name, outcome: prefix + "no dead letter", reason: want})
 		return nil
 	}
-	audited := waitAudit(ctx, js, stream, seq, dl.Reason) == nil
+	audited := waitAudit(ctx, d.audits[js], stream, seq, dl.Reason) == nil
 	outcome := fmt.Sprintf("%srejected: %s -> SEALBUS_DLQ #%d", prefix, dl.Reason, dl.Sequence)
 	if audited {
 		outcome += ", audit event"
@@ -371,8 +404,8 @@ func (d *run) expectRejected(ctx context.Context, js jetstream.JetStream, name, 
 	return nil
 }
 
-func waitDeadLetter(ctx context.Context, js jetstream.JetStream, stream string, seq uint64) (*operator.DeadLetterEntry, error) {
-	dlq := operator.NewDeadLetters(js)
+// waitDeadLetter waits for the verified dead letter of the message at (stream, seq).
+func waitDeadLetter(ctx context.Context, dlq *operator.DeadLetters, stream string, seq uint64) (*operator.DeadLetterEntry, error) {
 	var found *operator.DeadLetterEntry
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -382,7 +415,7 @@ func waitDeadLetter(ctx context.Context, js jetstream.JetStream, stream string, 
 			return false
 		}
 		for i := range list {
-			if list[i].SourceStream == stream && list[i].SourceSequence == seq {
+			if list[i].Verified() && list[i].SourceStream == stream && list[i].SourceSequence == seq {
 				found = &list[i]
 				return true
 			}
@@ -392,8 +425,8 @@ func waitDeadLetter(ctx context.Context, js jetstream.JetStream, stream string, 
 	return found, err
 }
 
-func waitAudit(ctx context.Context, js jetstream.JetStream, stream string, seq uint64, reason string) error {
-	log := operator.NewAuditLog(js)
+// waitAudit waits for the verified rejection event about the message at (stream, seq).
+func waitAudit(ctx context.Context, log *operator.AuditLog, stream string, seq uint64, reason string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	return poll(ctx, "an audit event", func() bool {
@@ -402,7 +435,7 @@ func waitAudit(ctx context.Context, js jetstream.JetStream, stream string, seq u
 			return false
 		}
 		for _, r := range recs {
-			if r.Event != nil && r.Event.Type == bus.EventRejected && r.Event.Data.Stream == stream && r.Event.Data.Sequence == seq && r.Event.Data.Reason == reason {
+			if r.Verified() && r.Event.Type == bus.EventRejected && r.Event.Data.Stream == stream && r.Event.Data.Sequence == seq && r.Event.Data.Reason == reason {
 				return true
 			}
 		}
@@ -636,12 +669,23 @@ func (d *run) summary(ctx context.Context) error {
 		}
 	}
 	var dlqStored int
+	dlqCounts, auditCounts := operator.Counts{}, operator.Counts{}
 	for _, js := range []jetstream.JetStream{d.shopJS, d.partJS} {
-		list, err := operator.NewDeadLetters(js).List(ctx, 0)
+		list, err := d.dlqs[js].List(ctx, 0)
 		if err != nil {
 			return fmt.Errorf("demo: dead letters: %w", err)
 		}
 		dlqStored += len(list)
+		for _, e := range list {
+			dlqCounts.Add(e.Verification.State)
+		}
+		recs, _, err := d.audits[js].Tail(ctx, 0)
+		if err != nil {
+			return fmt.Errorf("demo: audit log: %w", err)
+		}
+		for _, r := range recs {
+			auditCounts.Add(r.Verification.State)
+		}
 	}
 	reasons := make([]string, 0, len(rejected))
 	for r := range rejected {
@@ -657,7 +701,14 @@ func (d *run) summary(ctx context.Context) error {
 	d.printf("   sent           %d valid envelopes\n", sent)
 	d.printf("   delivered      %d of %d (each message to every service allowed to read it)\n", deliveries, expected)
 	d.printf("   rejected       %d (%s)\n", total, strings.Join(parts, ", "))
-	d.printf("   dead-lettered  %d (%d stored in the accounts' SEALBUS_DLQ streams)\n", deadLettered, dlqStored)
+	d.printf("   dead-lettered  %d (%d stored in the accounts' SEALBUS_DLQ streams: %s)\n", deadLettered, dlqStored, countsText(dlqCounts))
+	d.printf("   audit log      %s\n", countsText(auditCounts))
+	if auditCounts.Unverified() != d.forged {
+		return fmt.Errorf("%w: %d unverified audit records, the attacker forged %d", ErrFailed, auditCounts.Unverified(), d.forged)
+	}
+	if auditCounts.Verified() == 0 {
+		return fmt.Errorf("%w: no verified audit record", ErrFailed)
+	}
 	if deliveries != expected {
 		return fmt.Errorf("%w: %d of %d deliveries", ErrFailed, deliveries, expected)
 	}

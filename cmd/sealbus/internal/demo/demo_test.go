@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealbus/sealbus/operator"
 )
 
 func TestRun(t *testing.T) {
@@ -16,7 +18,9 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"bad_signature", "replay", "subject_mismatch", "sender_revoked", "sender_forbidden", "account_mismatch", "summary"} {
+	for _, want := range []string{"bad_signature", "replay", "subject_mismatch", "sender_revoked", "sender_forbidden", "account_mismatch", "summary",
+		"forged audit event", "never as billing's", "hijacking dead letter", operator.ReplayRecordUnverified, operator.ReplaySubjectForbidden,
+		"audit log", "verified, 2 UNVERIFIED"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}

@@ -1,0 +1,45 @@
+package consumers
+
+import (
+	"context"
+	"time"
+
+	"github.com/sealbus/sealbus/bus"
+	"github.com/sealbus/sealbus/internal/clientseam"
+)
+
+// GuardRun runs one verified message (id at stream sequence seq) through a replay guard on the
+// durable's store, as Consume does: the claim, a handler that returns nil, and the record of
+// the outcome the ack waits for. It reports whether the handler was called. Benchmarks use it
+// to measure the guard alone.
+type GuardRun func(ctx context.Context, id string, seq uint64) (handled bool, err error)
+
+// NewGuardRun starts a replay guard for durable on stream with c's connection; stop ends it.
+func NewGuardRun(ctx context.Context, c *bus.Client, stream, durable string) (run GuardRun, stop func(), err error) {
+	link := clientseam.Of(c)
+	cons, err := link.JS.Consumer(ctx, stream, durable)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := newConfig(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := startGuard(ctx, c, link, stream, durable, cons.CachedInfo().Config, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	h := g.middleware(func(context.Context, *Message) error { return nil })
+	run = func(ctx context.Context, id string, seq uint64) (bool, error) {
+		now := time.Now()
+		m := &Message{ID: id, Stream: stream, Sequence: seq, Delivered: 1, Created: now, Stored: now, verified: true}
+		if err := h(ctx, m); err != nil {
+			return false, err
+		}
+		if m.record != nil {
+			return !m.duplicate, m.record(ctx)
+		}
+		return !m.duplicate, nil
+	}
+	return run, g.stop, nil
+}

@@ -1,0 +1,274 @@
+package consumers
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/accounts"
+)
+
+// The guard store: one JetStream stream per durable ([accounts.GuardStream]), created by the
+// operator with the durable, one message per subject, per-message TTLs. Its subjects are
+// "sealbus.guard.<stream>.<durable>.<key>", where key is
+//
+//	m.<32 hex>  a delivery key: HMAC-SHA256(guard key, kind 0x00 name), first 16 bytes
+//	o.<32 hex>  the heartbeat of one consumption (its owner id)
+//
+// The guard key is in the durable's metadata, which only the durable's service and admins can
+// read, so no other service can name the entry of a message id, even by making the server
+// publish to a subject of its choosing (the reply-subject path of docs/PERMISSIONS.md).
+//
+// An entry is a compare-and-set write (Nats-Expected-Last-Subject-Sequence), so two
+// processes cannot both claim a key. Reads go to the stream leader (STREAM.MSG.GET), never to
+// a replica that may lag.
+
+// Errors of the store.
+var (
+	// errConflict: the key is not at the expected revision.
+	errConflict = errors.New("consumers: guard entry changed")
+	// errNoEntry: the key holds nothing.
+	errNoEntry = errors.New("consumers: no guard entry")
+	// ErrGuardUnavailable reports that the replay guard's store could not be written or read
+	// (server fault, or the store is full): the message is not handled until it can be, so
+	// that no message is handled twice or unchecked.
+	ErrGuardUnavailable = errors.New("consumers: replay guard store unavailable")
+)
+
+// guardStore is what the replay guard needs of its store. Implementations are safe for
+// concurrent use.
+type guardStore interface {
+	// put writes val under key if the key's last revision is last (0: the key holds nothing)
+	// and returns the new revision; errConflict when the key is at another revision.
+	put(ctx context.Context, key string, val []byte, ttl time.Duration, last uint64) (uint64, error)
+	// beat writes val under key whatever it holds.
+	beat(ctx context.Context, key string, val []byte, ttl time.Duration) error
+	// get returns the key's value and revision, errNoEntry when it holds nothing.
+	get(ctx context.Context, key string) ([]byte, uint64, error)
+}
+
+// jsGuardStore is the guard store of one durable on a JetStream server.
+type jsGuardStore struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	prefix string // "sealbus.guard.<stream>.<durable>.": only the guard stream has these subjects
+
+	getSubj string // "$JS.API.STREAM.MSG.GET.<guard stream>"
+}
+
+func newJSGuardStore(nc *nats.Conn, stream, durable string, timeout time.Duration, pending int) (*jsGuardStore, error) {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(pending), jetstream.WithPublishAsyncTimeout(timeout))
+	if err != nil {
+		return nil, fmt.Errorf("consumers: %w", err)
+	}
+	name := accounts.GuardStream(stream, durable)
+	return &jsGuardStore{
+		nc: nc, js: js,
+		prefix:  accounts.GuardSubjectPrefix + "." + stream + "." + durable + ".",
+		getSubj: "$JS.API.STREAM.MSG.GET." + name,
+	}, nil
+}
+
+// ttlOption rounds a TTL up to whole seconds (the server's unit), at least one.
+func ttlOption(ttl time.Duration) jetstream.PublishOpt {
+	return jetstream.WithMsgTTL(max(((ttl+time.Second-1)/time.Second)*time.Second, time.Second))
+}
+
+func (s *jsGuardStore) put(ctx context.Context, key string, val []byte, ttl time.Duration, last uint64) (uint64, error) {
+	msg := &nats.Msg{Subject: s.prefix + key, Data: val}
+	f, err := s.js.PublishMsgAsync(msg, ttlOption(ttl), jetstream.WithExpectLastSequencePerSubject(last))
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case ack := <-f.Ok():
+		return ack.Sequence, nil
+	case err := <-f.Err():
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return 0, errConflict
+		}
+		return 0, err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (s *jsGuardStore) beat(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	msg := &nats.Msg{Subject: s.prefix + key, Data: val}
+	f, err := s.js.PublishMsgAsync(msg, ttlOption(ttl))
+	if err != nil {
+		return err
+	}
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// msgGetResponse is the JetStream API's answer to STREAM.MSG.GET.
+type msgGetResponse struct {
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+	Message *struct {
+		Subject string `json:"subject"`
+		Seq     uint64 `json:"seq"`
+		Data    []byte `json:"data"`
+	} `json:"message"`
+}
+
+func (s *jsGuardStore) get(ctx context.Context, key string) ([]byte, uint64, error) {
+	subject := s.prefix + key
+	req, _ := json.Marshal(struct {
+		LastBySubject string `json:"last_by_subj"`
+	}{subject})
+	resp, err := s.nc.RequestWithContext(ctx, s.getSubj, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	var r msgGetResponse
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, 0, fmt.Errorf("consumers: guard store answer: %w", err)
+	}
+	switch {
+	case r.Error != nil && r.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return nil, 0, errNoEntry
+	case r.Error != nil:
+		return nil, 0, fmt.Errorf("consumers: guard store: %d %d %s", r.Error.Code, r.Error.ErrCode, r.Error.Description)
+	case r.Message == nil || r.Message.Subject != subject:
+		return nil, 0, fmt.Errorf("consumers: guard store answered for another subject")
+	}
+	return r.Message.Data, r.Message.Seq, nil
+}
+
+// ownerID names one consumption (one process's Consume on the durable) in the store.
+type ownerID [16]byte
+
+func (o ownerID) String() string { return hex.EncodeToString(o[:]) }
+
+// Entry states.
+const (
+	stateClaimed  byte = 'c' // the owner is calling the handler
+	stateHandled  byte = 'h' // a handler call returned nil
+	stateReleased byte = 'r' // the owner's handler call failed: anyone may claim it again
+)
+
+// Heartbeat states.
+const (
+	beatAlive   byte = 'a'
+	beatStopped byte = 's'
+)
+
+const (
+	entryMagic = "sbg1"
+	beatMagic  = "sbo1"
+	entryLen   = len(entryMagic) + 1 + len(ownerID{}) + 8
+	beatLen    = len(beatMagic) + 1 + len(ownerID{})
+)
+
+// guardEntry is the value of a delivery key: its state, who wrote it and the stream sequence
+// at which the key was first claimed (a delivery at another sequence is a replay).
+type guardEntry struct {
+	state byte
+	owner ownerID
+	seq   uint64
+}
+
+func (e guardEntry) encode() []byte {
+	b := make([]byte, 0, entryLen)
+	b = append(b, entryMagic...)
+	b = append(b, e.state)
+	b = append(b, e.owner[:]...)
+	return binary.BigEndian.AppendUint64(b, e.seq)
+}
+
+// decodeEntry parses an entry strictly; anything else is not an entry.
+func decodeEntry(b []byte) (guardEntry, bool) {
+	var e guardEntry
+	if len(b) != entryLen || string(b[:len(entryMagic)]) != entryMagic {
+		return e, false
+	}
+	b = b[len(entryMagic):]
+	e.state = b[0]
+	if e.state != stateClaimed && e.state != stateHandled && e.state != stateReleased {
+		return guardEntry{}, false
+	}
+	copy(e.owner[:], b[1:1+len(e.owner)])
+	e.seq = binary.BigEndian.Uint64(b[1+len(e.owner):])
+	return e, true
+}
+
+func encodeBeat(state byte, owner ownerID) []byte {
+	b := make([]byte, 0, beatLen)
+	b = append(b, beatMagic...)
+	b = append(b, state)
+	return append(b, owner[:]...)
+}
+
+// decodeBeat reports whether b is a heartbeat of owner saying it is alive.
+func decodeBeat(b []byte, owner ownerID) bool {
+	return len(b) == beatLen && string(b[:len(beatMagic)]) == beatMagic && b[len(beatMagic)] == beatAlive &&
+		ownerID(b[len(beatMagic)+1:]) == owner
+}
+
+// Kinds of delivery keys.
+const (
+	kindMessage       byte = 'm' // an envelope's message id
+	kindAuthorization byte = 'a' // an operator's authorization of one replay (Message.Replay.ID)
+)
+
+// deliveryKey is what the guard lets through once: by default an envelope's message id. A
+// verifier may key a delivery by something else (an operator-authorized replay of a dead
+// letter, by its authorization id) by setting Message.guardKey.
+type deliveryKey struct {
+	kind byte
+	name string
+	ttl  time.Duration // 0: computed from the envelope's times (entryTTL)
+}
+
+// storeKey returns the key's 16-byte keyed hash and its store key ("m.<hex>").
+func storeKey(hmacKey []byte, k deliveryKey) (msgKey, string) {
+	mac := hmac.New(sha256.New, hmacKey)
+	mac.Write([]byte{k.kind, 0})
+	mac.Write([]byte(k.name))
+	var h msgKey
+	copy(h[:], mac.Sum(nil))
+	return h, "m." + hex.EncodeToString(h[:])
+}
+
+func beatKey(o ownerID) string { return "o." + o.String() }
+
+// GuardHorizon returns how long a durable's replay guard store must be able to keep an entry
+// when envelopes are checked against a freshness window of at most window and the durable's
+// AckWait is ackWait: the longest entry TTL (see entryTTL) plus a minute. The operator sets
+// it as the store's MaxAge ([accounts.GuardHorizonMetadata]).
+func GuardHorizon(window, ackWait time.Duration) time.Duration {
+	return 3*window + ackWait + time.Minute
+}
+
+// entryTTL is how long the store keeps a message id, from the write: until no copy of the
+// envelope can be stored any more (its signed creation time plus the freshness window:
+// created-stored+window from the original's storage, between 0 and 2 windows), plus one
+// window and the AckWait for the redeliveries and replays the consumer takes out of order.
+// It depends on the server's stored time and the signed creation time only, never on the
+// consumer's clock.
+func entryTTL(created, stored time.Time, window, ackWait time.Duration) time.Duration {
+	d := min(max(created.Sub(stored)+window, 0), 2*window)
+	return d + window + ackWait
+}
