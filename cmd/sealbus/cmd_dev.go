@@ -29,7 +29,12 @@ quota (see ` + "`sealbus guard`" + `), JetStream with storage encryption, TLS re
 creds are, stops cleanly on SIGINT or SIGTERM and keeps its state in HOME/dev for the next start.
 While it runs, other sealbus commands for this home find it without --server. Only one dev
 server runs per home: a second one is refused with the first one's pid and URL. An account or
-service that cannot be set up is reported and the server runs for the others.`,
+service that cannot be set up is reported and the server runs for the others. The set-up includes
+the operator's monitoring: the servers' authentication and connection events recorded in the
+operator account, and every account's audit and dead-letter records in its operator-wide view
+(` + "`sealbus audit tail --all`, `sealbus monitor`" + `). With --metrics it also runs a monitor of the server in
+this process (events read live, alerts logged) and serves its Prometheus metrics on /metrics
+and a health check on /healthz.`,
 		Example: `  sealbus dev
   sealbus dev --port 0 --mtls --json`,
 		Args: exact(0),

@@ -181,6 +181,36 @@ func TestMonitorCommand(t *testing.T) {
 		t.Fatalf("brute force opened %d, resolved %d times:\n%s", opened, resolved, out.String())
 	}
 
+	// Both reports are signed audit events of the operator account in the operator-wide view.
+	var alerts []viewJSON
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		alerts = alerts[:0]
+		for _, line := range strings.Split(strings.TrimSpace(ok(t, home, "audit", "tail", "--all", "--json", "--account", "SEALBUS",
+			"--type", operator.AlertEventPrefix+string(operator.AlertBruteForce))), "\n") {
+			var v viewJSON
+			if line != "" && json.Unmarshal([]byte(line), &v) == nil {
+				alerts = append(alerts, v)
+			}
+		}
+		if len(alerts) >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(alerts) != 2 {
+		t.Fatalf("%d brute-force alerts in the view, want the open and the resolved report", len(alerts))
+	}
+	for _, v := range alerts {
+		if v.Verification.State != operator.StateVerified || v.StoredBy != "_admin" || v.Event == nil || v.Event.Data.Key == "" {
+			t.Fatalf("alert record %+v, want verified, stored by the operator account's admin", v)
+		}
+	}
+	if v := alerts[1]; v.Event.Data.Reason != string(operator.AlertResolved) || v.Event.Data.Sequence != 20 {
+		t.Fatalf("resolved alert record %+v, want count 20", v.Event)
+	}
+	human := ok(t, home, "audit", "tail", "--all", "--account", "SEALBUS", "--type", operator.AlertEventPrefix+string(operator.AlertBruteForce))
+	if !strings.Contains(human, "verified  _admin") || !strings.Contains(human, "(count 20: ") {
+		t.Fatalf("audit tail --all:\n%s", human)
+	}
 }
 
 // checkLabels fails on a label outside the monitor's low-cardinality set or a value that is a
