@@ -286,21 +286,11 @@ With --json each record is one CloudEvents JSON object per line with "seq", "str
 				auditLine(a.stdout, r)
 				return nil
 			}
-			for _, r := range recs {
-				if err := emit(r); err != nil {
-					return err
-				}
+			var more func(func(operator.AuditRecord) error) error
+			if follow {
+				more = func(emit func(operator.AuditRecord) error) error { return log.Follow(a.ctx, lastSeq, emit) }
 			}
-			if !follow {
-				a.tailSummary(len(recs), counts)
-				return nil
-			}
-			err = log.Follow(a.ctx, lastSeq, emit)
-			a.tailSummary(1, counts)
-			if errors.Is(err, context.Canceled) {
-				return nil
-			}
-			return err
+			return printTail(a, recs, emit, more, counts)
 		},
 	}
 	f := cmd.Flags()
@@ -351,16 +341,27 @@ func (a *app) auditTailAll(s *session, last int, follow bool, filter operator.Vi
 	if err != nil {
 		return err
 	}
+	var more func(func(operator.ViewRecord) error) error
+	if follow {
+		more = func(emit func(operator.ViewRecord) error) error { return view.Follow(a.ctx, pos, filter, emit) }
+	}
+	return printTail(a, recs, emit, more, counts)
+}
+
+// printTail emits the records of a tail, then, with follow set, what follow emits until it
+// ends (an interrupt ends it without error), and in human mode a last line that counts the
+// records by verification state (or says there were none).
+func printTail[R any](a *app, recs []R, emit func(R) error, follow func(func(R) error) error, counts operator.Counts) error {
 	for _, r := range recs {
 		if err := emit(r); err != nil {
 			return err
 		}
 	}
-	if !follow {
+	if follow == nil {
 		a.tailSummary(len(recs), counts)
 		return nil
 	}
-	err = view.Follow(a.ctx, pos, filter, emit)
+	err := follow(emit)
 	a.tailSummary(1, counts)
 	if errors.Is(err, context.Canceled) {
 		return nil

@@ -254,6 +254,37 @@ func TestEvidenceOutputIsEscapedAndVerified(t *testing.T) {
 	if seen != 4 {
 		t.Fatalf("--all --json: %d records of billing, want 4:\n%s", seen, out)
 	}
+	// --follow prints what is stored after the tail, as it comes, until interrupted.
+	fctx, stopFollow := context.WithTimeout(ctx, 30*time.Second)
+	defer stopFollow()
+	var fout, ferr syncBuffer
+	followed := make(chan int, 1)
+	go func() {
+		followed <- runContext(fctx, []string{"--home", home, "audit", "tail", "--all", "--follow", "--json", "--service", "billing", "--last", "1"}, &fout, &ferr)
+	}()
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(fout.String(), `"stored_by":"billing"`); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("audit tail --all --follow printed no tail:\n%s\n%s", fout.String(), ferr.String())
+		}
+	}
+	publish(accounts.AuditSubject("billing", tok), []byte("followed "+evil))
+	var last viewJSON
+	for deadline := time.Now().Add(15 * time.Second); string(last.Raw) != "followed "+evil; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("audit tail --all --follow did not print the new record:\n%s\n%s", fout.String(), ferr.String())
+		}
+		lines := strings.Split(strings.TrimSpace(fout.String()), "\n")
+		last = viewJSON{}
+		_ = json.Unmarshal([]byte(lines[len(lines)-1]), &last)
+	}
+	stopFollow()
+	if code := <-followed; code != 0 {
+		t.Fatalf("audit tail --all --follow exited %d: %s", code, ferr.String())
+	}
+	if last.Verification.State != "unsigned" || last.AccountName != "shop" || last.StoredBy != "billing" {
+		t.Fatalf("followed record %+v", last)
+	}
+
 	wantCode(t, sb(t, home, "audit", "tail", "--all", "shop"), exitUsage, "not both")
 	wantCode(t, sb(t, home, "audit", "tail", "shop", "--service", "billing"), exitUsage, "--all")
 }
