@@ -388,7 +388,7 @@ func setupViewStreams(ctx context.Context, nc *nats.Conn, tenant *accounts.Accou
 	return nil
 }
 
-// ViewSources reports, for each view stream of the operator-owned account nc is connected to,
+// ViewSources reports, for each view stream of the operator account nc is connected to,
 // how far its source lags and the source's error, if any.
 func ViewSources(ctx context.Context, nc *nats.Conn) (map[string]*jetstream.StreamSourceInfo, error) {
 	ctx, cancel := withDefaultTimeout(ctx)

@@ -224,7 +224,7 @@ func PushAccount(ctx context.Context, sys *nats.Conn, accountJWT string) error {
 }
 
 // MonitorUserValidity is the lifetime of the user JWTs [ConnectMonitor] mints for the
-// operator-owned account; a new one is minted at every reconnect.
+// operator account; a new one is minted at every reconnect.
 const MonitorUserValidity = 24 * time.Hour
 
 // MonitorUserName is the name in those JWTs.
@@ -232,7 +232,7 @@ const MonitorUserName = "sealbus-monitor"
 
 // ConnectMonitor opens the connections a long-running monitor needs, both reconnecting
 // forever: sys as the operator's system user and, when ops is not nil, one to the
-// operator-owned account ops as an admin whose user JWT is minted in memory with a key that
+// operator account ops as an admin whose user JWT is minted in memory with a key that
 // lives only in this process, valid for [MonitorUserValidity] and minted again at every
 // reconnect. Close both when done.
 func ConnectMonitor(ctx context.Context, t Target, op *accounts.Operator, ops *accounts.Account) (sys, opsConn *nats.Conn, err error) {

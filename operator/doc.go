@@ -39,12 +39,15 @@
 //
 // # Monitoring
 //
-// [Provisioner.SetupMonitoring] makes the operator-owned account the home of the operator's
-// monitoring: the servers' auth-error and connection events recorded, and the operator-wide,
-// read-only view of every account's audit and dead-letter records, built by stream sourcing
-// over private exports ([AuditView] reads it). A [Monitor] ([NewMonitor], [ConnectMonitor])
-// raises de-duplicated alerts from them and from the servers' JetStream and connection state
-// ([AlertKind], [MonitorConfig]); docs/MONITORING.md lists every alert and threshold.
+// The operator account is the home of the operator's monitoring, set up with it and with every
+// tenant ([Provisioner.SetupOperatorAccount], [Provisioner.SetupAccount]; [Provisioner.SetupMonitoring]
+// for all at once): the servers' auth-error and connection events recorded, and the
+// operator-wide, read-only view of every account's audit and dead-letter records, built by
+// stream sourcing over private exports ([AuditView] reads it, verifying each record with its
+// account's [RecordVerifier]). A [Monitor] ([NewMonitor], [ConnectMonitor]) raises
+// de-duplicated alerts from them and from the servers' JetStream and connection state
+// ([AlertKind], [MonitorConfig]), each recorded as a signed admin event of the operator account
+// in the view; docs/MONITORING.md lists every alert and threshold.
 //
 // # Guarantees
 //

@@ -23,7 +23,7 @@ import (
 // alerts (see [AlertKind] and docs/MONITORING.md). It reads, as the operator:
 //
 //   - the servers' authentication-failure and connection events (system account), from the
-//     operator-owned account's recording of them ([RecordSystemEvents]) when there is one, so
+//     operator account's recording of them (set up with it, [Provisioner.SetupOperatorAccount]) when there is one, so
 //     nothing is lost while the monitor is away, else live;
 //   - the operator-wide audit view ([Provisioner.SetupMonitoring]): rejections, and records
 //     that do not verify (each verified with its account's [RecordVerifier]);

@@ -257,7 +257,7 @@ func (m *Monitor) claimUpdates(ctx context.Context) {
 	}
 }
 
-// systemEvents reads the system events: recorded in the operator-owned account when it has
+// systemEvents reads the system events: recorded in the operator account when it has
 // the stream, else live from the system account (events made while the monitor is away are
 // then lost).
 func (m *Monitor) systemEvents(ctx context.Context) {
@@ -272,7 +272,7 @@ func (m *Monitor) systemEvents(ctx context.Context) {
 			})
 			return
 		}
-		m.log.Warn("sealbus: monitor: the operator-owned account records no system events; reading them live (events are lost while the monitor is away)",
+		m.log.Warn("sealbus: monitor: the operator account records no system events; reading them live (events are lost while the monitor is away)",
 			"stream", accounts.SystemEventsStream, "error", err)
 	}
 	ch := make(chan *nats.Msg, 4096)
@@ -301,7 +301,7 @@ func (m *Monitor) systemEvents(ctx context.Context) {
 	}
 }
 
-// readRecorded reads stream of the operator-owned account in order from the saved position
+// readRecorded reads stream of the operator account in order from the saved position
 // (or, with none, from Backfill ago) until ctx ends, calling fn for each message, and
 // re-creating its reader after any failure, fn's included (the message fn failed on is read
 // again).

@@ -42,7 +42,7 @@ func (f FileStateStore) SaveState(_ context.Context, state []byte) error {
 }
 
 // KVStateStore keeps the state under one key of a JetStream KV bucket, normally
-// [accounts.MonitorBucket] of the operator-owned account ([MonitorStateBucket]), so a monitor
+// [accounts.MonitorBucket] of the operator account ([MonitorStateBucket]), so a monitor
 // restarted on another host resumes too.
 type KVStateStore struct {
 	KV  jetstream.KeyValue
@@ -77,7 +77,7 @@ func (s KVStateStore) SaveState(ctx context.Context, state []byte) error {
 }
 
 // MonitorStateBucket opens the monitor's state bucket [accounts.MonitorBucket] in the
-// operator-owned account js is connected to (created by [Provisioner.SetupMonitoring]).
+// operator account js is connected to (created with the operator account, [Provisioner.SetupOperatorAccount]).
 func MonitorStateBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()

@@ -49,7 +49,7 @@ func NewMonitorCollector(m *operator.Monitor) prometheus.Collector {
 				func(s S) map[string]uint64 { return s.Events }),
 			counter(d("sealbus_monitor_poll_errors_total", "Requests to the servers that failed or went unanswered."),
 				func(s S) uint64 { return s.PollErrors }),
-			counter(d("sealbus_monitor_alerts_unrecorded_total", "Alerts that could not be recorded as audit events in the operator-owned account."),
+			counter(d("sealbus_monitor_alerts_unrecorded_total", "Alerts that could not be recorded as audit events in the operator account."),
 				func(s S) uint64 { return s.AlertsUnrecorded }),
 			{d("sealbus_monitor_source_pending_messages", "Recorded messages the monitor has not read yet, by source (system_events, audit, dlq) and account.", "source", "account"),
 				func(ch chan<- prometheus.Metric, d *prometheus.Desc, s S) {
