@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -529,5 +531,77 @@ func TestViewInsider(t *testing.T) {
 	time.Sleep(time.Second)
 	if n := streamCount(t, ctx, opsJS, accounts.ViewAuditStream(shop.PublicKey())); n != before+2 {
 		t.Fatalf("the view of shop holds %d records, want %d and the 2 the insider could write in its own audit stream", n, before)
+	}
+}
+
+// TestRemovedTenantUnlinked: the operator account's imports of a tenant's view sources do not
+// count as a use of the tenant (it is removed without --force), they go with it (in the keystore
+// and on the server), and its view streams keep the records it left.
+func TestRemovedTenantUnlinked(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sb, _, _, _ := monitoredSandbox(t, ctx)
+	gone, err := sb.AddAccount(ctx, "gone", accounts.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := sb.Provisioner()
+	imports := func(c *jwt.AccountClaims) int {
+		n := 0
+		for _, imp := range c.Imports {
+			if imp.Account == gone.PublicKey() {
+				n++
+			}
+		}
+		return n
+	}
+	ops, _ := p.OperatorAccount()
+	if imports(ops.Claims) == 0 {
+		t.Fatal("the operator account does not import the new tenant's view sources")
+	}
+	opsNC, err := sb.AdminConn(ctx, accounts.OperatorAccountName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opsNC.Close()
+	opsJS, _ := jetstream.New(opsNC)
+	goneNC, err := sb.AdminConn(ctx, "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneJS, _ := jetstream.New(goneNC)
+	held := streamCount(t, ctx, goneJS, accounts.AuditStream)
+	goneNC.Close()
+	waitCount(t, ctx, opsJS, accounts.ViewAuditStream(gone.PublicKey()), held)
+
+	if _, err := p.RemoveAccount(ctx, "gone", false, true); err != nil {
+		t.Fatalf("removing a tenant without services: %v", err)
+	}
+	ops, _ = p.OperatorAccount()
+	if n := imports(ops.Claims); n != 0 {
+		t.Fatalf("the operator account still imports %d subjects of the removed tenant", n)
+	}
+	sys, err := sb.SystemConn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	msg, err := sys.RequestWithContext(ctx, "$SYS.REQ.ACCOUNT."+ops.PublicKey()+".CLAIMS.LOOKUP", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, err := jwt.DecodeAccountClaims(string(msg.Data))
+	if err != nil || imports(served) != 0 {
+		t.Fatalf("the servers' operator account JWT (%v) still imports from the removed tenant", err)
+	}
+	if n := streamCount(t, ctx, opsJS, accounts.ViewAuditStream(gone.PublicKey())); n != held {
+		t.Fatalf("the removed tenant's view holds %d records, want the %d it left", n, held)
+	}
+	res, err := p.SetupMonitoring(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(res.Accounts, "gone") || len(res.Pushed) != 0 {
+		t.Fatalf("monitoring set up again: %+v", res)
 	}
 }
