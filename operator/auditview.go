@@ -16,10 +16,10 @@ import (
 )
 
 // ViewLimits bound the streams of the operator's monitoring in the operator account
-// ([Provisioner.ViewLimits]). Zero fields take the defaults below. Each account has its own view streams with their own
-// limits, so one account's flood never evicts another's records; audit records (security
-// events) and dead letters (routine failures and junk) have separate limits, so dead letters
-// never evict audit records.
+// ([Provisioner.ViewLimits]). Zero fields take the defaults below. Each tenant has its own view
+// streams with their own limits, so one tenant's flood never evicts another's records; audit
+// records (security events) and dead letters (routine failures and junk) have separate limits,
+// so dead letters never evict audit records.
 type ViewLimits struct {
 	AuditMaxAge    time.Duration // per tenant, default 90 days
 	AuditMaxBytes  int64         // per tenant, default 128 MiB
@@ -83,7 +83,7 @@ const (
 type MonitoringSetup struct {
 	Operator string   `json:"operator_account"` // the operator account's public key
 	Accounts []string `json:"accounts"`         // names of the tenants whose records the view sources
-	Pushed   []string `json:"pushed"`           // names of the accounts whose JWT changed and was pushed
+	Pushed   []string `json:"pushed"`           // names of the accounts whose JWT it changed (and pushed)
 }
 
 // SetupMonitoring brings the operator's monitoring up to date on the target for every tenant of
@@ -92,7 +92,8 @@ type MonitoringSetup struct {
 // the sandbox or the container helpers has it), run again for all of them at once — for
 // tenants set up by an earlier version, and to renew the activation tokens of the operator
 // account's imports (valid [accounts.ActivationValidity], renewed within a quarter of their
-// expiry). It changes nothing that is already up to date, and pushes only the JWTs it changes.
+// expiry). It changes nothing that is already up to date; it pushes the system, operator and
+// tenant JWTs (the servers keep an unchanged one as it is), and reports the ones it changed.
 //
 // What it sets up, with NATS mechanisms only (no process copies anything):
 //
