@@ -27,6 +27,7 @@ var layers = map[string]int{
 	"consumers":   3,
 	"operator":    4,
 	"sealbustest": 5,
+	"sealbusprom": 5,
 	"cmd/sealbus": 6,
 }
 

@@ -5,7 +5,9 @@ package accounts
 // directories of accounts that share a stream.
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -357,4 +359,222 @@ func ImportsOperatorViews(ac *jwt.AccountClaims, operatorAccount string) bool {
 // sets (by name): a tenant's link to the operator account, not a flow between tenants.
 func IsOperatorViewImport(imp *jwt.Import) bool {
 	return imp != nil && strings.HasPrefix(imp.Name, operatorImportPrefix)
+}
+
+// The operator account's sources (docs/MONITORING.md): the flows into the operator account,
+// the other way round from its views. All their exports are private (token required) and
+// activated for the operator account only, so no other account can import them.
+//
+//   - The system account exports its auth-error, connect and disconnect events
+//     ([SystemEventExports]); the operator account imports them under
+//     "sealbus.sys.autherr.<server id>", "sealbus.sys.connect.<account>" and
+//     "sealbus.sys.disconnect.<account>" and records them in [SystemEventsStream].
+//   - Every tenant mirrors each stream of operatorSources (its SEALBUS_AUDIT and SEALBUS_DLQ)
+//     into a stream named after it ([ViewSource.Mirror]) and exports exactly what one sourcing
+//     consumer on each mirror needs ([ViewExports]); the operator account's view stream of the
+//     tenant ([ViewSource.View]) sources it: the extended consumer-create subject pinned to
+//     that consumer's name and to the stream's subjects, its flow-control replies, and the
+//     deliver subjects under [ViewDeliverPrefix]. The mirrors' names give each tenant's
+//     flow-control import a subject of its own ("$JS.FC.<stream>.<consumer>.*"), so the
+//     operator account's flow-control replies go to the tenant they are for; sourced straight
+//     from SEALBUS_AUDIT, a stream every tenant names alike, they would fan out to every tenant
+//     (the server appends a random suffix to the consumer's name, so the name cannot tell
+//     accounts apart in a subject).
+//
+// To add a source (another sealbus stream of every tenant that the operator account reads),
+// add an entry to operatorSources: the exports, the imports, the mirrors and the view streams
+// ([operator.Provisioner.SetupAccount]) follow.
+
+// ViewSource is one stream of every tenant that the operator-wide view reads.
+type ViewSource struct {
+	Kind   string // "audit" or "dlq": names the mirror, the view stream and the exports
+	Origin string // the tenant's stream
+	Filter string // its subjects
+}
+
+var operatorSources = []ViewSource{
+	{Kind: "audit", Origin: AuditStream, Filter: AuditSubjectPrefix + ".>"},
+	{Kind: "dlq", Origin: DLQStream, Filter: DLQSubjectPrefix + ".>"},
+}
+
+// ViewSources returns the tenant streams the operator-wide view reads (a copy).
+func ViewSources() []ViewSource { return slices.Clone(operatorSources) }
+
+// Mirror is the tenant's subject-less mirror of the source that the view sources from
+// ([ViewSourceStream]).
+func (v ViewSource) Mirror(tenant string) string { return ViewSourceStream(v.Kind, tenant) }
+
+// View is the operator account's stream of the tenant's records of this source
+// ([ViewAuditStream], [ViewDLQStream]).
+func (v ViewSource) View(tenant string) string {
+	return ViewStreamPrefix + strings.ToUpper(v.Kind) + "_" + tenant
+}
+
+// DeliverPrefix is the deliver subject prefix, in the tenant, of the view's sourcing consumer.
+func (v ViewSource) DeliverPrefix(tenant string) string {
+	return ViewDeliverPrefix(tenant) + "." + v.Kind
+}
+
+// ViewSourceConsumer is the name nats-server (2.14 and later) gives the sourcing consumer
+// that stream viewStream of account ops asks for on its only source: "JS_SRC_" and a hash of
+// the stream and account names (server/consumer.go, createSourcingConsumerHash; the source's
+// server then appends "-" and a random suffix). The view's consumer-create export pins it; a
+// server that named it otherwise would find no export to create it with, and the view
+// stream would report the source's error instead of filling.
+func ViewSourceConsumer(viewStream, ops string) string {
+	return "JS_SRC_" + serverHash(serverHash(viewStream+" "+ops))
+}
+
+// serverHash is nats-server's getHash: 8 base-62 digits from the first bytes of SHA-256.
+func serverHash(s string) string {
+	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	sum := sha256.Sum256([]byte(s))
+	out := make([]byte, 8)
+	for i := range out {
+		out[i] = digits[int(sum[i]%62)]
+	}
+	return string(out)
+}
+
+// ViewAPIPrefix is the JetStream API prefix under which the operator-owned account reaches
+// account's sourcing API: "$JS.SBV.<account>.API".
+func ViewAPIPrefix(account string) string { return "$JS.SBV." + account + ".API" }
+
+// ViewExports are the exports tenant needs so that the operator account ops can source its
+// streams of operatorSources into the view (see above).
+func ViewExports(tenant, ops string) []*jwt.Export {
+	var out []*jwt.Export
+	for _, v := range operatorSources {
+		mirror := v.Mirror(tenant)
+		out = append(out,
+			&jwt.Export{Name: "sealbus-view-" + v.Kind + "-create", Type: jwt.Service, TokenReq: true,
+				Subject: jwt.Subject("$JS.API.CONSUMER.CREATE." + mirror + "." + ViewSourceConsumer(v.View(tenant), ops) + "." + v.Filter)},
+			&jwt.Export{Name: "sealbus-view-" + v.Kind + "-fc", Type: jwt.Service, TokenReq: true,
+				Subject: jwt.Subject("$JS.FC." + mirror + ".*.*")})
+	}
+	return append(out, &jwt.Export{Name: "sealbus-view-deliver", Type: jwt.Stream, TokenReq: true,
+		Subject: jwt.Subject(ViewDeliverPrefix(tenant) + ".>")})
+}
+
+// ViewImports are the imports, with activation tokens signed by a, that let ops source a's
+// audit and dead-letter streams (a must carry [ViewExports]).
+func ViewImports(a *Account, ops string) ([]*jwt.Import, error) {
+	var out []*jwt.Import
+	for _, e := range ViewExports(a.PublicKey(), ops) {
+		tok, err := a.Activation(ops, string(e.Subject), e.Type)
+		if err != nil {
+			return nil, err
+		}
+		imp := &jwt.Import{Name: e.Name + "-" + a.Name, Type: e.Type, Account: a.PublicKey(), Subject: e.Subject, Token: tok}
+		if strings.HasPrefix(string(e.Subject), "$JS.API.") {
+			imp.LocalSubject = jwt.RenamingSubject(ViewAPIPrefix(a.PublicKey()) + strings.TrimPrefix(string(e.Subject), "$JS.API"))
+		}
+		out = append(out, imp)
+	}
+	return out, nil
+}
+
+// systemEventFlows maps the system account's event subjects to where the operator-owned
+// account receives them.
+var systemEventFlows = []struct{ name, subject, local string }{
+	{"sealbus-sys-autherr", AuthErrorEventSubject, SystemEventsSubjectPrefix + ".autherr.$1"},
+	{"sealbus-sys-connect", ConnectEventSubject, SystemEventsSubjectPrefix + ".connect.$1"},
+	{"sealbus-sys-disconnect", DisconnectEventSubject, SystemEventsSubjectPrefix + ".disconnect.$1"},
+}
+
+// SystemEventExports are the system account's exports of its auth-error and connection
+// events (private: only accounts it activates may import them; they name other accounts'
+// users and client addresses).
+func SystemEventExports() []*jwt.Export {
+	var out []*jwt.Export
+	for _, f := range systemEventFlows {
+		out = append(out, &jwt.Export{Name: f.name, Type: jwt.Stream, TokenReq: true, Subject: jwt.Subject(f.subject)})
+	}
+	return out
+}
+
+// SystemEventImports are ops's imports of those events, activated by sys (the system
+// account).
+func SystemEventImports(sys *Account, ops string) ([]*jwt.Import, error) {
+	var out []*jwt.Import
+	for _, f := range systemEventFlows {
+		tok, err := sys.Activation(ops, f.subject, jwt.Stream)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &jwt.Import{Name: f.name, Type: jwt.Stream, Account: sys.PublicKey(),
+			Subject: jwt.Subject(f.subject), LocalSubject: jwt.RenamingSubject(f.local), Token: tok})
+	}
+	return out, nil
+}
+
+// AddExports adds to ac each export whose type and subject it does not have yet and reports
+// whether it added any.
+func AddExports(ac *jwt.AccountClaims, exports []*jwt.Export) bool {
+	added := false
+	for _, e := range exports {
+		if !hasExport(ac, e) {
+			ac.Exports.Add(e)
+			added = true
+		}
+	}
+	return added
+}
+
+// HasExports reports whether ac has an export of the type and subject of each of exports.
+func HasExports(ac *jwt.AccountClaims, exports []*jwt.Export) bool {
+	for _, e := range exports {
+		if !hasExport(ac, e) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasExport(ac *jwt.AccountClaims, e *jwt.Export) bool {
+	return ac != nil && slices.ContainsFunc(ac.Exports, func(x *jwt.Export) bool { return x.Type == e.Type && x.Subject == e.Subject })
+}
+
+// IsViewSourceExport reports whether e is one of the exports of a tenant's view sources to the
+// operator account ([ViewExports]), by name: a tenant's link to the operator account, not a
+// flow between tenants.
+func IsViewSourceExport(e *jwt.Export) bool {
+	return e != nil && strings.HasPrefix(e.Name, "sealbus-view-")
+}
+
+// AddImports adds to ac each import whose type, account and subject it does not have yet,
+// replacing one whose activation token expires within a quarter of [ActivationValidity], and
+// reports whether it changed anything.
+func AddImports(ac *jwt.AccountClaims, imports []*jwt.Import, now time.Time) bool {
+	changed := false
+	for _, imp := range imports {
+		i := slices.IndexFunc(ac.Imports, func(x *jwt.Import) bool {
+			return x.Type == imp.Type && x.Account == imp.Account && x.Subject == imp.Subject
+		})
+		switch {
+		case i < 0:
+			ac.Imports.Add(imp)
+			changed = true
+		case ac.Imports[i].Token != "" && activationExpiring(ac.Imports[i].Token, now):
+			ac.Imports[i] = imp
+			changed = true
+		}
+	}
+	return changed
+}
+
+func activationExpiring(tok string, now time.Time) bool {
+	c, err := jwt.DecodeActivationClaims(tok)
+	return err != nil || (c.Expires != 0 && time.Unix(c.Expires, 0).Sub(now) < ActivationValidity/4)
+}
+
+// RemoveViewImports removes from ac (the operator account's claims) its imports of the view
+// sources of tenant ([ViewImports]) and reports whether it removed any: for a tenant that is
+// removed.
+func RemoveViewImports(ac *jwt.AccountClaims, tenant string) bool {
+	before := len(ac.Imports)
+	ac.Imports = slices.DeleteFunc(ac.Imports, func(imp *jwt.Import) bool {
+		return imp.Account == tenant && strings.HasPrefix(imp.Name, "sealbus-view-")
+	})
+	return len(ac.Imports) != before
 }

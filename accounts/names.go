@@ -282,3 +282,70 @@ func InboxPrefix(userKey string) string { return "_INBOX_" + userKey }
 
 // reservedToken is the first token of sealbus's own subjects.
 const reservedToken = "sealbus"
+
+// The operator's monitoring (docs/MONITORING.md): the servers' system events the operator
+// records, and the operator-wide view of every account's audit and dead-letter records, both
+// kept in the operator-owned account.
+const (
+	// AuthErrorEventSubject is where servers publish, in the system account, one event per
+	// failed client authentication.
+	AuthErrorEventSubject = "$SYS.SERVER.*.CLIENT.AUTH.ERR"
+	// ConnectEventSubject and DisconnectEventSubject carry the system account's connection
+	// events of every account ("*" is the account public key; "$G" for failed logins).
+	ConnectEventSubject    = "$SYS.ACCOUNT.*.CONNECT"
+	DisconnectEventSubject = "$SYS.ACCOUNT.*.DISCONNECT"
+	// SystemEventsStream records those events in the operator-owned account, under
+	// SystemEventsSubjectPrefix: "sealbus.sys.autherr.<server id>",
+	// "sealbus.sys.connect.<account>" and "sealbus.sys.disconnect.<account>".
+	SystemEventsStream        = "SEALBUS_SYSEVENTS"
+	SystemEventsSubjectPrefix = "sealbus.sys"
+	// ViewStreamPrefix starts the name of every stream of the operator-wide view.
+	ViewStreamPrefix = "SEALBUS_VIEW_"
+	// MonitorBucket is the KV bucket of the operator-owned account holding the monitor's
+	// state (incidents, baselines, read positions).
+	MonitorBucket = "SEALBUS_MONITOR"
+)
+
+// ViewSourceStream is the subject-less mirror, inside account, of its SEALBUS_AUDIT (kind
+// "audit") or SEALBUS_DLQ (kind "dlq") that the view sources from:
+// "SEALBUS_VIEWSRC_AUDIT_<account>" or "SEALBUS_VIEWSRC_DLQ_<account>". Its name is the
+// account's own, so the flow-control subjects of the view's sourcing consumers
+// ("$JS.FC.<stream>.<consumer>.*") differ between accounts.
+func ViewSourceStream(kind, account string) string {
+	return "SEALBUS_VIEWSRC_" + strings.ToUpper(kind) + "_" + account
+}
+
+// ViewAuditStream is the stream of the operator-owned account that sources account's
+// SEALBUS_AUDIT: "SEALBUS_VIEW_AUDIT_<account public key>".
+func ViewAuditStream(account string) string { return ViewStreamPrefix + "AUDIT_" + account }
+
+// ViewDLQStream is the stream of the operator-owned account that sources account's
+// SEALBUS_DLQ: "SEALBUS_VIEW_DLQ_<account public key>".
+func ViewDLQStream(account string) string { return ViewStreamPrefix + "DLQ_" + account }
+
+// ParseViewStream takes a view stream name apart: kind is "audit" or "dlq" and account the
+// source account's public key. ok is false for any other name.
+func ParseViewStream(name string) (kind, account string, ok bool) {
+	rest, found := strings.CutPrefix(name, ViewStreamPrefix)
+	if !found {
+		return "", "", false
+	}
+	switch {
+	case strings.HasPrefix(rest, "AUDIT_"):
+		kind, account = "audit", rest[len("AUDIT_"):]
+	case strings.HasPrefix(rest, "DLQ_"):
+		kind, account = "dlq", rest[len("DLQ_"):]
+	default:
+		return "", "", false
+	}
+	if !nkeys.IsValidPublicAccountKey(account) {
+		return "", "", false
+	}
+	return kind, account, true
+}
+
+// ViewDeliverPrefix is the subject prefix, in account, on which the view's sourcing
+// consumers deliver to the operator-owned account: "sealbus.view.<account public key>".
+// Services can neither publish nor subscribe there (their subjects never start with
+// "sealbus").
+func ViewDeliverPrefix(account string) string { return reservedToken + ".view." + account }

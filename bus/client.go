@@ -489,6 +489,14 @@ func (c *Client) Now() time.Time { return c.cfg.now() }
 // to a previous curve key (WithPreviousCreds) opens while the service's card lists that key
 // with a grace period that has not ended. Errors are *envelope.RejectError.
 func (c *Client) Open(data []byte, d envelope.Delivery) (*envelope.Opened, error) {
+	o, err := c.open(data, d)
+	if err == nil {
+		c.counters.Opened.Add(1)
+	}
+	return o, err
+}
+
+func (c *Client) open(data []byte, d envelope.Delivery) (*envelope.Opened, error) {
 	o, err := c.opener.Open(data, d)
 	if err == nil || len(c.prevIDs) == 0 {
 		return o, err
@@ -611,22 +619,49 @@ type Metrics struct {
 	Unverifiable   uint64 // directory entries ignored: markers, values that do not verify, rollbacks
 	// UnverifiableByReason splits Unverifiable by reason (DirectoryUnsignedDelete, ...).
 	UnverifiableByReason map[string]uint64
+
+	Opened       uint64 // envelopes verified and decrypted by Open (consumptions open every envelope they receive)
+	Received     uint64 // deliveries pulled by the consumptions of this client, redeliveries included
+	AckConfirmed uint64 // acks the server confirmed
+	// BatchSizes is the distribution of envelopes per batch signature.
+	BatchSizes Histogram
+	// HandlerDuration is the distribution of the time, in seconds, the application's handlers
+	// took per call (successful or not).
+	HandlerDuration Histogram
+	// DirectoryCards is the number of valid cards of the service's own account in its
+	// directory view now (peer accounts' cards are not counted).
+	DirectoryCards int
+	// DirectoryUpdates counts the directory changes applied since Connect: verified account
+	// JWTs and cards that changed what the client uses (ignored entries are in Unverifiable).
+	DirectoryUpdates uint64
+	// EpochAge is how long the sealer's current epoch key has been live, by the client's
+	// clock; 0 when there is none (nothing sealed yet, or the last epoch ended).
+	EpochAge time.Duration
 }
 
 // Metrics returns a snapshot of the counters.
 func (c *Client) Metrics() Metrics {
-	k := c.counters
-	rej, dl := k.ByReason()
-	return Metrics{
-		Published: k.Published.Load(), PublishFailed: k.PublishFailed.Load(), Resent: k.Resent.Load(), Signatures: k.Batches.Load(),
-		Delivered: k.Delivered.Load(), Deduplicated: k.Deduplicated.Load(), AckUnconfirmed: k.AckUnconfirmed.Load(),
-		HandlerFailed: k.HandlerFailed.Load(), Retried: k.Retried.Load(),
-		Rejected: rej, DeadLettered: dl, DLQFailed: k.DLQFailed.Load(), DLQRefused: k.DLQRefused.Load(),
-		EvidenceRefused: k.EvidenceRefused.Load(), OverflowWritten: k.OverflowWritten.Load(), OverflowFailed: k.OverflowFailed.Load(),
-		ReplaysSkipped: k.ReplaysSkipped.Load(),
-		AuditWritten:   k.AuditWritten.Load(), AuditFailed: k.AuditFailed.Load(), Unverifiable: k.Unverifiable.Load(),
-		UnverifiableByReason: k.IgnoredByReason(),
+	k := c.counters.Snapshot()
+	m := Metrics{
+		Published: k.Published, PublishFailed: k.PublishFailed, Resent: k.Resent, Signatures: k.Batches,
+		Delivered: k.Delivered, Deduplicated: k.Deduplicated, AckUnconfirmed: k.AckUnconfirmed,
+		HandlerFailed: k.HandlerFailed, Retried: k.Retried,
+		Rejected: k.Rejected, DeadLettered: k.DeadLettered, DLQFailed: k.DLQFailed, DLQRefused: k.DLQRefused,
+		EvidenceRefused: k.EvidenceRefused, OverflowWritten: k.OverflowWritten, OverflowFailed: k.OverflowFailed,
+		ReplaysSkipped: k.ReplaysSkipped,
+		AuditWritten:   k.AuditWritten, AuditFailed: k.AuditFailed, Unverifiable: k.Unverifiable,
+		UnverifiableByReason: k.Ignored,
+		Opened:               k.Opened, Received: k.Received, AckConfirmed: k.AckConfirmed,
+		BatchSizes: histogramOf(k.BatchSizes), HandlerDuration: histogramOf(k.HandlerDuration),
+		DirectoryCards: len(c.dir.Cards()),
 	}
+	c.dir.mu.RLock()
+	m.DirectoryUpdates = c.dir.gen
+	c.dir.mu.RUnlock()
+	if start, ok := c.sealer.EpochStart(); ok {
+		m.EpochAge = max(0, c.cfg.now().Sub(start))
+	}
+	return m
 }
 
 // Drain stops accepting publishes, waits until every pending publish is acknowledged or has

@@ -318,6 +318,7 @@ func (c *Client) sealAndSend(batch []*future) {
 	sealed, err := c.sealer.SealBatch(msgs)
 	if err == nil {
 		c.counters.Batches.Add(1)
+		c.counters.BatchSize(len(batch))
 		for i, f := range batch {
 			c.send(f, sealed[i], now)
 		}
@@ -332,6 +333,7 @@ func (c *Client) sealAndSend(batch []*future) {
 			continue
 		}
 		c.counters.Batches.Add(1)
+		c.counters.BatchSize(1)
 		c.send(f, s, now)
 	}
 }

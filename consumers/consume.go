@@ -126,7 +126,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	}
 	cancel()
 	sched := schedule{want: cfg.backoff, ackWait: info.Config.AckWait, server: info.Config.BackOff}
-	k := link.Counters
+	k := link.Counters.Child() // this consumption's counts, also in the client's Metrics
 	// Of the messages in flight, up to half of those beyond the workers wait prepared (verified
 	// and claimed) for a worker; the rest wait in the pull buffer.
 	ahead := max(1, (cfg.maxInFlight-cfg.workers)/2)
@@ -142,7 +142,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	cs.prepare = Chain(func(context.Context, *Message) error { return nil }, dl, Verify(c), g.claimStage)
 	chain := []Middleware{dl, g.handlerStage, retry(sched, cs.maxDeliver, k)}
 	chain = append(chain, cfg.middleware...)
-	cs.handler = Chain(recoverPanics(h), chain...)
+	cs.handler = Chain(timed(recoverPanics(h), k), chain...)
 	cs.hctx, cs.hcancel = context.WithCancel(context.WithoutCancel(ctx))
 
 	buffer := max(1, cfg.maxInFlight-cfg.workers-ahead)
@@ -241,6 +241,7 @@ func (cs *Consumption) prepareJob(j *job) {
 		return
 	}
 	m.last = cs.lastDelivery(j.raw)
+	cs.k.Received.Add(1)
 	m.noWait = true
 	j.m = m
 	j.err = cs.prepare(cs.hctx, m)
@@ -361,6 +362,7 @@ func (cs *Consumption) confirm(m *Message) {
 		err = m.raw.DoubleAck(ctx)
 		cancel()
 		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			cs.k.AckConfirmed.Add(1)
 			return
 		}
 		if attempt >= ackAttempts || nc.IsClosed() {

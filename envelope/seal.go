@@ -142,6 +142,18 @@ func (s *Sealer) Close() error {
 	return nil
 }
 
+// EpochStart returns when the current epoch key was drawn, by the sealer's clock; ok is false
+// when there is none (nothing sealed yet, the last epoch ended or the sealer is closed). It
+// reveals nothing about the key.
+func (s *Sealer) EpochStart() (start time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.epoch == nil || s.closed {
+		return time.Time{}, false
+	}
+	return s.epoch.start, true
+}
+
 func (s *Sealer) read(b []byte) error {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()

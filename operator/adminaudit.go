@@ -77,29 +77,52 @@ func (p *Provisioner) record(acct *accounts.Account, byOperator bool, e bus.Even
 	if err != nil {
 		return err
 	}
-	pub, err := key.PublicKey()
-	if err != nil {
-		return fmt.Errorf("%w: signing key", accounts.ErrNoSeed)
-	}
-	now := time.Now()
-	if e.Data.OrderedBy == "" {
-		e.Data.OrderedBy = pub
-	}
-	if err := e.Fill(bus.EventSource(acct.PublicKey(), accounts.AdminWriter), now, nil); err != nil {
-		return err
-	}
-	payload, err := jsonEvent(&e)
+	data, err := signAdminEvent(key, acct.PublicKey(), &e, time.Now())
 	if err != nil {
 		return err
-	}
-	var id envelope.RecordID
-	copy(id[:], mustHex(e.ID))
-	data, err := envelope.SignRecord(key, envelope.Record{Kind: envelope.RecordAudit, ID: id, Time: now, Account: acct.PublicKey(), Payload: payload})
-	if err != nil {
-		return fmt.Errorf("operator: sign admin event: %w", err)
 	}
 	name := fmt.Sprintf("%020d-%s.rec", e.Time.UnixNano(), e.ID)
 	return atomicfile.Write(filepath.Join(p.pendingDir(acct.Name), name), data, atomicfile.Private)
+}
+
+// signAdminEvent fills e in as an admin event of account (source the account's admin writer,
+// OrderedBy the signing key unless set, time now unless set, an id unless set) and signs it
+// with key (the account's signing or identity key, or the operator key) as an audit record.
+func signAdminEvent(key nkeys.KeyPair, account string, e *bus.Event, now time.Time) ([]byte, error) {
+	pub, err := key.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("%w: signing key", accounts.ErrNoSeed)
+	}
+	if e.Data.OrderedBy == "" {
+		e.Data.OrderedBy = pub
+	}
+	if err := e.Fill(bus.EventSource(account, accounts.AdminWriter), now, nil); err != nil {
+		return nil, err
+	}
+	payload, err := jsonEvent(e)
+	if err != nil {
+		return nil, err
+	}
+	var id envelope.RecordID
+	copy(id[:], mustHex(e.ID))
+	data, err := envelope.SignRecord(key, envelope.Record{Kind: envelope.RecordAudit, ID: id, Time: now, Account: account, Payload: payload})
+	if err != nil {
+		return nil, fmt.Errorf("operator: sign admin event: %w", err)
+	}
+	return data, nil
+}
+
+// writeAdminRecord stores a signed admin record (from signAdminEvent) on the admin audit
+// subject of token, deduplicated by its record id.
+func writeAdminRecord(ctx context.Context, js jetstream.JetStream, token string, data []byte) error {
+	r, err := envelope.ParseRecord(data)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: accounts.AdminAuditSubject(token), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, bus.EvidenceMsgID(token, "admin", r.ID.String()))
+	_, err = js.PublishMsg(ctx, msg, jetstream.WithExpectStream(accounts.AuditStream))
+	return err
 }
 
 // mustHex decodes an event id made by bus.Event.Fill (32 hex digits); other ids map through
@@ -165,13 +188,10 @@ func (p *Provisioner) flushAudit(ctx context.Context, nc *nats.Conn, acct *accou
 		if err != nil {
 			return fmt.Errorf("operator: pending audit record: %w", err)
 		}
-		r, err := envelope.ParseRecord(data)
-		if err != nil {
+		if _, err := envelope.ParseRecord(data); err != nil {
 			return fmt.Errorf("operator: pending audit record %s: %w", name, err)
 		}
-		msg := &nats.Msg{Subject: accounts.AdminAuditSubject(tok), Data: data, Header: nats.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, bus.EvidenceMsgID(tok, "admin", r.ID.String()))
-		if _, err := js.PublishMsg(ctx, msg, jetstream.WithExpectStream(accounts.AuditStream)); err != nil {
+		if err := writeAdminRecord(ctx, js, tok, data); err != nil {
 			return fmt.Errorf("operator: writing admin audit records of %s: %w", acct.Name, err)
 		}
 		if err := os.Remove(path); err != nil {

@@ -46,13 +46,17 @@ type AuditRecord struct {
 // Verified reports whether the record is evidence.
 func (r AuditRecord) Verified() bool { return r.Verification.Verified() }
 
-func (a *AuditLog) record(m jetstream.Msg) (AuditRecord, error) {
+func (a *AuditLog) record(m jetstream.Msg) (AuditRecord, error) { return auditRecordOf(a.v, m) }
+
+// auditRecordOf verifies one stored message of an audit stream (or of a view stream holding an
+// audit stream's records under their subjects) with v.
+func auditRecordOf(v *RecordVerifier, m jetstream.Msg) (AuditRecord, error) {
 	md, err := m.Metadata()
 	if err != nil {
 		return AuditRecord{}, err
 	}
 	r := AuditRecord{Sequence: md.Sequence.Stream, Subject: m.Subject(), Stored: md.Timestamp, Raw: m.Data()}
-	r.Verification = a.v.Verify(r.Subject, r.Raw)
+	r.Verification = v.Verify(r.Subject, r.Raw)
 	payload := r.Raw
 	if rec := r.Verification.Record; rec != nil {
 		payload = rec.Payload

@@ -222,3 +222,68 @@ func PushAccount(ctx context.Context, sys *nats.Conn, accountJWT string) error {
 	}
 	return nil
 }
+
+// MonitorUserValidity is the lifetime of the user JWTs [ConnectMonitor] mints for the
+// operator account; a new one is minted at every reconnect.
+const MonitorUserValidity = 24 * time.Hour
+
+// MonitorUserName is the name in those JWTs.
+const MonitorUserName = "sealbus-monitor"
+
+// ConnectMonitor opens the connections a long-running monitor needs, both reconnecting
+// forever: sys as the operator's system user and, when ops is not nil, one to the
+// operator account ops as an admin whose user JWT is minted in memory with a key that
+// lives only in this process, valid for [MonitorUserValidity] and minted again at every
+// reconnect. Close both when done.
+func ConnectMonitor(ctx context.Context, t Target, op *accounts.Operator, ops *accounts.Account) (sys, opsConn *nats.Conn, err error) {
+	if op == nil || op.SysUser == nil || op.SysUser.UserKey == nil {
+		return nil, nil, fmt.Errorf("%w: operator has no system user", ErrInvalidSpec)
+	}
+	opts, err := t.options(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	forever := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.ReconnectBufSize(-1)}
+	seed, err := op.SysUser.UserKey.Seed()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: system user key", accounts.ErrNoSeed)
+	}
+	// seed is the key pair's own copy (nkeys returns it, not a copy): not wiped here.
+	sysOpts := append(append(append([]nats.Option{}, opts...), forever...), nats.Name("sealbus-monitor-system"), nats.UserJWTAndSeed(op.SysUser.UserJWT, string(seed)))
+	if sys, err = nats.Connect(strings.Join(t.URLs, ","), sysOpts...); err != nil {
+		return nil, nil, fmt.Errorf("operator: connecting as the system user: %w", err)
+	}
+	if ops == nil {
+		return sys, nil, nil
+	}
+	if ops.Claims == nil || len(ops.SigningKeys) == 0 {
+		sys.Close()
+		return nil, nil, fmt.Errorf("%w: account has no signing key", ErrInvalidSpec)
+	}
+	ukp, err := nkeys.CreateUser()
+	if err != nil {
+		sys.Close()
+		return nil, nil, fmt.Errorf("operator: creating the monitor user key: %w", err)
+	}
+	pub, _ := ukp.PublicKey()
+	mint := func() (string, error) {
+		now := time.Now()
+		uc := jwt.NewUserClaims(pub)
+		uc.Name = MonitorUserName
+		uc.IssuerAccount = ops.PublicKey()
+		uc.IssuedAt = now.Unix()
+		uc.Expires = now.Add(MonitorUserValidity).Unix()
+		return uc.Encode(ops.SigningKeys[0])
+	}
+	if _, err := mint(); err != nil {
+		sys.Close()
+		return nil, nil, fmt.Errorf("operator: signing the monitor user JWT: %w", err)
+	}
+	opsOpts := append(append(append([]nats.Option{}, opts...), forever...), nats.Name(MonitorUserName),
+		nats.UserJWT(mint, func(nonce []byte) ([]byte, error) { return ukp.Sign(nonce) }))
+	if opsConn, err = nats.Connect(strings.Join(t.URLs, ","), opsOpts...); err != nil {
+		sys.Close()
+		return nil, nil, fmt.Errorf("operator: connecting to account %s as the monitor: %w", ops.Name, err)
+	}
+	return sys, opsConn, nil
+}

@@ -76,8 +76,14 @@ type DeadLetterEntry struct {
 func (d DeadLetterEntry) Verified() bool { return d.Verification.Verified() }
 
 func (d *DeadLetters) entry(seq uint64, subject string, stored time.Time, data []byte) DeadLetterEntry {
+	return deadLetterOf(d.v, seq, subject, stored, data)
+}
+
+// deadLetterOf verifies one stored message of a dead-letter stream (or of a view stream holding
+// a dead-letter stream's records under their subjects) with v.
+func deadLetterOf(v *RecordVerifier, seq uint64, subject string, stored time.Time, data []byte) DeadLetterEntry {
 	e := DeadLetterEntry{Sequence: seq, Subject: subject, Stored: stored, Raw: data}
-	e.Verification = d.v.Verify(subject, data)
+	e.Verification = v.Verify(subject, data)
 	rec := e.Verification.Record
 	if rec == nil {
 		return e

@@ -37,6 +37,18 @@
 // [SetupEvidence] gives each writer its own subjects and quota. The [Provisioner] writes a
 // signed admin event for every administrative action.
 //
+// # Monitoring
+//
+// The operator account is the home of the operator's monitoring, set up with it and with every
+// tenant ([Provisioner.SetupOperatorAccount], [Provisioner.SetupAccount]; [Provisioner.SetupMonitoring]
+// for all at once): the servers' auth-error and connection events recorded, and the
+// operator-wide, read-only view of every account's audit and dead-letter records, built by
+// stream sourcing over private exports ([AuditView] reads it, verifying each record with its
+// account's [RecordVerifier]). A [Monitor] ([NewMonitor], [ConnectMonitor]) raises
+// de-duplicated alerts from them and from the servers' JetStream and connection state
+// ([AlertKind], [MonitorConfig]), each recorded as a signed admin event of the operator account
+// in the view; docs/MONITORING.md lists every alert and threshold.
+//
 // # Guarantees
 //
 //   - Every connection uses TLS ([ErrNoTLS] otherwise): the target's root CA when given, the

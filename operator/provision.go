@@ -40,6 +40,9 @@ type Provisioner struct {
 	Target   Target
 	// Replicas of the sealbus streams and directory created by SetupAccount (default 1).
 	Replicas int
+	// ViewLimits bound the operator-wide view's streams of each tenant and the recorded system
+	// events (zero fields take their defaults; see [Provisioner.SetupMonitoring]).
+	ViewLimits ViewLimits
 
 	mu  sync.Mutex // serializes load-modify-save of accounts
 	amu sync.Mutex // serializes writing pending admin audit records
@@ -168,8 +171,12 @@ func (p *Provisioner) operatorAccountLocked() (*accounts.Account, error) {
 	return acct, nil
 }
 
-// SetupOperatorAccount pushes the operator account's JWT to the target and creates its
-// directory bucket ([SetupOperatorAccount]); tenant set-ups call it first. Idempotent.
+// SetupOperatorAccount sets the operator account up on the target; tenant set-ups call it
+// first. It adds the system account's exports of its events and the operator account's imports
+// of them, raises the operator account's limits for its monitoring streams ([raiseOperatorLimits]),
+// pushes the system and operator account JWTs, and creates the directory bucket
+// ([SetupOperatorAccount]), the recorded system events, the operator account's audit stream and
+// the monitor's state bucket ([Provisioner.SetupMonitoring]). Idempotent.
 func (p *Provisioner) SetupOperatorAccount(ctx context.Context) error {
 	p.omu.Lock()
 	defer p.omu.Unlock()
@@ -177,20 +184,55 @@ func (p *Provisioner) SetupOperatorAccount(ctx context.Context) error {
 }
 
 func (p *Provisioner) setupOperatorAccountLocked(ctx context.Context) error {
-	acct, err := p.OperatorAccount()
+	_, err := p.setupOperatorLocked(ctx)
+	return err
+}
+
+// setupOperator is SetupOperatorAccount reporting which accounts' JWTs changed.
+func (p *Provisioner) setupOperator(ctx context.Context) ([]string, error) {
+	p.omu.Lock()
+	defer p.omu.Unlock()
+	return p.setupOperatorLocked(ctx)
+}
+
+func (p *Provisioner) setupOperatorLocked(ctx context.Context) ([]string, error) {
+	var changed []string
+	// The system account's exports of its events, then the operator account's imports of them.
+	sysChanged, err := p.linkSystemEvents()
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if sysChanged {
+		changed = append(changed, accounts.SystemAccountName)
+	}
+	sys, err := p.System(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := PushAccount(ctx, sys, p.Operator.System.JWT); err != nil {
+		return nil, err
+	}
+	acct, opChanged, err := p.linkOperatorImports()
+	if err != nil {
+		return nil, err
+	}
+	if opChanged {
+		changed = append(changed, accounts.OperatorAccountName)
 	}
 	nc, err := p.pushAndConnect(ctx, acct)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer nc.Close()
 	if err := SetupOperatorAccount(ctx, nc, acct, p.Replicas); err != nil {
-		return err
+		return nil, err
 	}
+	if err := setupOperatorStreams(ctx, nc, acct, p.replicas(), p.ViewLimits.withDefaults()); err != nil {
+		return nil, err
+	}
+	_ = p.flushAudit(ctx, nc, acct)
 	p.opReady = true
-	return nil
+	return changed, nil
 }
 
 // ensureOperatorAccount sets the operator account up on the target once per Provisioner.
@@ -209,18 +251,21 @@ func (p *Provisioner) DirectoryAdmin(ctx context.Context) (*nats.Conn, error) {
 	return p.Admin(ctx, accounts.OperatorAccountName)
 }
 
-// importViews makes a tenant account import the operator account's views, reissuing and
-// saving it when it did not (an account made before the operator account existed). acct is
-// updated in place.
+// importViews links a tenant account to the operator account: it imports the operator
+// account's views (the directory) and exports its view sources to the operator account
+// ([accounts.ViewExports]), reissuing and saving the account when it lacked either (an account
+// made before the operator account, or its monitoring, existed). acct is updated in place.
 func (p *Provisioner) importViews(acct *accounts.Account) error {
 	opAcct, err := p.OperatorAccount()
 	if err != nil {
 		return err
 	}
-	if accounts.ImportsOperatorViews(acct.Claims, opAcct.PublicKey()) {
+	exports := accounts.ViewExports(acct.PublicKey(), opAcct.PublicKey())
+	if accounts.ImportsOperatorViews(acct.Claims, opAcct.PublicKey()) && accounts.HasExports(acct.Claims, exports) {
 		return nil
 	}
 	edited, err := p.EditAccount(acct.Name, func(a *accounts.Account) error {
+		accounts.AddExports(a.Claims, exports)
 		_, err := a.ImportOperatorViews(opAcct.PublicKey())
 		return err
 	})
@@ -387,6 +432,50 @@ func (p *Provisioner) AuditLog(ctx context.Context, account string) (log *AuditL
 		return nil, nil, err
 	}
 	return &AuditLog{js: r.js, v: r.v}, r.nc.Close, nil
+}
+
+// AuditView opens an admin connection to the operator account and returns a reader of the
+// operator-wide view ([AuditView]) that verifies each account's records with the keystore's
+// account JWT of that account ([Provisioner.RecordVerifier]); done closes the connection.
+func (p *Provisioner) AuditView(ctx context.Context) (view *AuditView, done func(), err error) {
+	opAcct, err := p.OperatorAccount()
+	if err != nil {
+		return nil, nil, err
+	}
+	names, err := p.Keystore.ListAccounts()
+	if err != nil {
+		return nil, nil, err
+	}
+	byKey := map[string]string{}
+	for _, n := range names {
+		acct, err := p.Keystore.LoadAccount(n)
+		if err != nil {
+			return nil, nil, err
+		}
+		byKey[acct.PublicKey()] = n
+	}
+	lookup := func(_ context.Context, account string) (*RecordVerifier, error) {
+		n, ok := byKey[account]
+		if !ok {
+			return nil, fmt.Errorf("%w: account %s is not in the keystore", accounts.ErrNotFound, account)
+		}
+		return p.RecordVerifier(n)
+	}
+	nc, err := p.Admin(ctx, accounts.OperatorAccountName)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("operator: %w", err)
+	}
+	view, err = NewAuditView(js, opAcct.PublicKey(), lookup)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return view, nc.Close, nil
 }
 
 // DeadLetters opens an admin connection to the account and returns a verifying reader of its
@@ -562,6 +651,12 @@ func (p *Provisioner) SetupAccount(ctx context.Context, acct *accounts.Account) 
 	}
 	quotas, err := p.setupEvidence(ctx, nc, acct)
 	if err != nil {
+		return err
+	}
+	if err := setupViewSources(ctx, nc, acct, p.replicas(), p.ViewLimits.withDefaults()); err != nil {
+		return err
+	}
+	if _, err := p.linkView(ctx, acct); err != nil {
 		return err
 	}
 	dir, err := p.DirectoryAdmin(ctx)

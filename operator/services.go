@@ -402,7 +402,8 @@ func (p *Provisioner) RemoveAccount(ctx context.Context, name string, force, pus
 			return nil, err
 		}
 		for _, other := range all {
-			if other.Name != name && accounts.ImportsStreamFrom(other.Claims, acct.PublicKey()) {
+			// The operator account imports every tenant's view sources: not a use of the tenant.
+			if other.Name != name && !accounts.ReservedAccountName(other.Name) && accounts.ImportsStreamFrom(other.Claims, acct.PublicKey()) {
 				by = append(by, "account "+other.Name+" (imports from it)")
 			}
 		}
@@ -439,12 +440,46 @@ func (p *Provisioner) RemoveAccount(ctx context.Context, name string, force, pus
 		}
 		acct = disabled
 	}
+	if err := p.unlinkView(ctx, acct, push); err != nil {
+		return nil, err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.Keystore.RemoveAccount(name); err != nil {
 		return nil, err
 	}
 	return acct, nil
+}
+
+// unlinkView drops the operator account's imports of a tenant's view sources (pushing the
+// operator account with push). The tenant's view streams and the records in them stay until
+// their age limit: evidence is not deleted with the account.
+func (p *Provisioner) unlinkView(ctx context.Context, tenant *accounts.Account, push bool) error {
+	if _, err := p.Keystore.LoadAccount(accounts.OperatorAccountName); errors.Is(err, accounts.ErrNotFound) {
+		return nil
+	}
+	p.omu.Lock()
+	defer p.omu.Unlock()
+	opAcct, err := p.EditAccount(accounts.OperatorAccountName, func(a *accounts.Account) error {
+		if !accounts.RemoveViewImports(a.Claims, tenant.PublicKey()) {
+			return errUnchanged
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errUnchanged):
+		return nil
+	case err != nil:
+		return err
+	case !push:
+		return nil
+	}
+	nc, err := p.pushAndConnect(ctx, opAcct)
+	if err != nil {
+		return err
+	}
+	nc.Close()
+	return nil
 }
 
 // deleteConsumer deletes a durable; a missing stream or durable is not an error.

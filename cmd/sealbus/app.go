@@ -272,6 +272,7 @@ func (a *app) commands(root *cobra.Command) []*cobra.Command {
 		a.subCmd(),
 		a.dlqCmd(),
 		a.auditCmd(),
+		a.monitorCmd(),
 		a.demoCmd(),
 		a.benchCmd(),
 		a.completionCmd(root),

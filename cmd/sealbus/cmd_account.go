@@ -177,6 +177,9 @@ func accountView(acct *accounts.Account, services []string) accountJSON {
 	}
 	sort.Strings(v.SigningKeys)
 	for _, e := range acct.Claims.Exports {
+		if accounts.IsViewSourceExport(e) {
+			continue // the tenant's link to the operator account, like the imports below
+		}
 		v.Exports = append(v.Exports, exportJSON{Name: e.Name, Subject: string(e.Subject), Type: e.Type.String(), TokenReq: e.TokenReq})
 	}
 	for _, i := range acct.Claims.Imports {

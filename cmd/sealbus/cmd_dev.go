@@ -17,6 +17,7 @@ import (
 func (a *app) devCmd() *cobra.Command {
 	var port int
 	var mtls, verbose bool
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the embedded dev server for the keystore's operator",
@@ -28,7 +29,12 @@ quota (see ` + "`sealbus guard`" + `), JetStream with storage encryption, TLS re
 creds are, stops cleanly on SIGINT or SIGTERM and keeps its state in HOME/dev for the next start.
 While it runs, other sealbus commands for this home find it without --server. Only one dev
 server runs per home: a second one is refused with the first one's pid and URL. An account or
-service that cannot be set up is reported and the server runs for the others.`,
+service that cannot be set up is reported and the server runs for the others. The set-up includes
+the operator's monitoring: the servers' authentication and connection events recorded in the
+operator account, and every account's audit and dead-letter records in its operator-wide view
+(` + "`sealbus audit tail --all`, `sealbus monitor`" + `). With --metrics it also runs a monitor of the server in
+this process (events read live, alerts logged) and serves its Prometheus metrics on /metrics
+and a health check on /healthz.`,
 		Example: `  sealbus dev
   sealbus dev --port 0 --mtls --json`,
 		Args: exact(0),
@@ -126,6 +132,13 @@ service that cannot be set up is reported and the server runs for the others.`,
 				return err
 			}
 			defer guard.Close()
+			if metricsAddr != "" {
+				addr, err := a.devMetrics(s, logger, metricsAddr)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stderr, "sealbus: metrics on http://%s/metrics\n", addr)
+			}
 			for _, p := range problems {
 				fmt.Fprintf(a.stderr, "sealbus: error: %s\n", esc(p))
 			}
@@ -166,6 +179,7 @@ service that cannot be set up is reported and the server runs for the others.`,
 	cmd.Flags().IntVar(&port, "port", 4222, "port on 127.0.0.1 (0 = pick a free one)")
 	cmd.Flags().BoolVar(&mtls, "mtls", false, "require client certificates")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "log the server at debug level")
+	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve the server's metrics (an in-process monitor's) on /metrics and /healthz at this address, e.g. 127.0.0.1:9464 (host defaults to 127.0.0.1)")
 	return cmd
 }
 

@@ -170,6 +170,123 @@ func TestEvidenceOutputIsEscapedAndVerified(t *testing.T) {
 	if states[forged.ID] != "unsigned" || states["genuine-with-escapes"] != "verified" {
 		t.Fatalf("--json states %v", states)
 	}
+
+	// The operator-wide view holds the same four records of billing, attributed to shop (the
+	// view stream they are in), with the same verification, escaped; the filters select them;
+	// --json keeps every string exact.
+	var all string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		all = ok(t, home, "audit", "tail", "--all", "--account", "shop", "--service", "billing", "--last", "0")
+		if strings.Contains(all, "4 records") || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("audit tail --all:\n%s", all)
+	noControl("audit tail --all", all)
+	if !strings.Contains(all, "4 records: 2 verified, 2 UNVERIFIED (unsigned 2)") || !strings.Contains(all, "stored by billing") ||
+		!strings.Contains(all, "verified  billing") || !strings.Contains(all, "dead letter poison") {
+		t.Fatalf("audit tail --all:\n%s", all)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(all), "\n")[:4] {
+		if f := strings.Fields(line); len(f) < 2 || f[1] != "shop" {
+			t.Fatalf("a record of the view not attributed to shop: %q", line)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--type", "dlq"}, "2 records: 1 verified, 1 UNVERIFIED (unsigned 1)"},
+		{[]string{"--reason", "poison"}, "1 records: 1 verified"},
+		{[]string{"--type", bus.EventRejected, "--since", "1h"}, "2 records: 1 verified, 1 UNVERIFIED (unsigned 1)"},
+		{[]string{"--account", "nobody"}, "no audit events"},
+	} {
+		args := append([]string{"audit", "tail", "--all", "--service", "billing", "--last", "0"}, tc.args...)
+		if out := ok(t, home, args...); !strings.Contains(out, tc.want) {
+			t.Errorf("%v: want %q in\n%s", tc.args, tc.want, out)
+		}
+	}
+	out = ok(t, home, "audit", "tail", "--all", "--service", "billing", "--last", "0", "--json")
+	var seen int
+	sc = bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var v struct {
+			ID          string          `json:"id"`
+			Subject     string          `json:"subject"`
+			AccountName string          `json:"account_name"`
+			Account     string          `json:"account"`
+			Kind        string          `json:"kind"`
+			StoredBy    string          `json:"stored_by"`
+			DeadLetter  *deadLetterJSON `json:"dead_letter"`
+			Raw         []byte          `json:"raw"`
+			Verify      struct {
+				State string `json:"state"`
+			} `json:"verification"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			t.Fatalf("--all --json line %q: %v", sc.Text(), err)
+		}
+		if v.AccountName != "shop" || v.Account != acct.PublicKey() || v.StoredBy != "billing" {
+			t.Fatalf("--all --json record %s", sc.Text())
+		}
+		seen++
+		switch {
+		case v.Kind == "audit" && v.ID == forged.ID:
+			if v.Verify.State != "unsigned" || v.Subject != "orders."+evil {
+				t.Fatalf("forged event in --all --json: %s", sc.Text())
+			}
+		case v.Kind == "audit":
+			if v.ID != "genuine-with-escapes" || v.Verify.State != "verified" || v.Subject != "orders."+evil {
+				t.Fatalf("genuine event in --all --json: %s", sc.Text())
+			}
+		case v.DeadLetter != nil && v.Verify.State == "verified":
+			if v.DeadLetter.SourceSubject != "orders."+evil || v.DeadLetter.Error != evil {
+				t.Fatalf("--all --json changed the strings: %s", sc.Text())
+			}
+		case v.DeadLetter != nil:
+			if v.Verify.State != "unsigned" || string(v.Raw) != evil {
+				t.Fatalf("unsigned dead letter in --all --json: %s", sc.Text())
+			}
+		default:
+			t.Fatalf("unexpected record %s", sc.Text())
+		}
+	}
+	if seen != 4 {
+		t.Fatalf("--all --json: %d records of billing, want 4:\n%s", seen, out)
+	}
+	// --follow prints what is stored after the tail, as it comes, until interrupted.
+	fctx, stopFollow := context.WithTimeout(ctx, 30*time.Second)
+	defer stopFollow()
+	var fout, ferr syncBuffer
+	followed := make(chan int, 1)
+	go func() {
+		followed <- runContext(fctx, []string{"--home", home, "audit", "tail", "--all", "--follow", "--json", "--service", "billing", "--last", "1"}, &fout, &ferr)
+	}()
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(fout.String(), `"stored_by":"billing"`); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("audit tail --all --follow printed no tail:\n%s\n%s", fout.String(), ferr.String())
+		}
+	}
+	publish(accounts.AuditSubject("billing", tok), []byte("followed "+evil))
+	var last viewJSON
+	for deadline := time.Now().Add(15 * time.Second); string(last.Raw) != "followed "+evil; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("audit tail --all --follow did not print the new record:\n%s\n%s", fout.String(), ferr.String())
+		}
+		lines := strings.Split(strings.TrimSpace(fout.String()), "\n")
+		last = viewJSON{}
+		_ = json.Unmarshal([]byte(lines[len(lines)-1]), &last)
+	}
+	stopFollow()
+	if code := <-followed; code != 0 {
+		t.Fatalf("audit tail --all --follow exited %d: %s", code, ferr.String())
+	}
+	if last.Verification.State != "unsigned" || last.AccountName != "shop" || last.StoredBy != "billing" {
+		t.Fatalf("followed record %+v", last)
+	}
+
+	wantCode(t, sb(t, home, "audit", "tail", "--all", "shop"), exitUsage, "not both")
+	wantCode(t, sb(t, home, "audit", "tail", "shop", "--service", "billing"), exitUsage, "--all")
 }
 
 // credsPathFor returns a service's creds file in the keystore home.

@@ -2,8 +2,10 @@ package clientseam
 
 import (
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Counters are monotonically increasing counts. Safe for concurrent use. The zero value is
@@ -23,6 +25,9 @@ type Counters struct {
 	Unverifiable   atomic.Uint64 // directory entries ignored (markers, junk, rollbacks); see Ignore
 	DLQFailed      atomic.Uint64 // dead letters that could not be written (message redelivered)
 	DLQRefused     atomic.Uint64 // dead letters the server refused because the writer's quota is full (message terminated, reported)
+	Opened         atomic.Uint64 // envelopes verified and decrypted (Client.Open succeeded)
+	Received       atomic.Uint64 // deliveries pulled by a consumption (redeliveries included)
+	AckConfirmed   atomic.Uint64 // acks the server confirmed
 
 	EvidenceRefused atomic.Uint64 // records (audit, dead letter) the server refused for the writer's quota
 	OverflowWritten atomic.Uint64 // overflow records reporting such refusals
@@ -33,6 +38,108 @@ type Counters struct {
 	rejected     map[string]uint64
 	deadLettered map[string]uint64
 	ignored      map[string]uint64
+	children     []*Counters // consumptions' counters (Child); their counts add to these in Snapshot
+
+	histOnce        sync.Once
+	batchSizes      *Histogram // envelopes per batch signature
+	handlerDuration *Histogram // seconds per handler call
+}
+
+func (c *Counters) hists() {
+	c.histOnce.Do(func() {
+		c.batchSizes = NewHistogram(BatchBuckets)
+		c.handlerDuration = NewHistogram(DurationBuckets)
+	})
+}
+
+// BatchSize records the number of envelopes covered by one batch signature.
+func (c *Counters) BatchSize(n int) {
+	c.hists()
+	c.batchSizes.Observe(float64(n))
+}
+
+// HandlerDuration records how long one call of the application's handler took.
+func (c *Counters) HandlerDuration(d time.Duration) {
+	c.hists()
+	c.handlerDuration.ObserveDuration(d)
+}
+
+// Child returns new counters whose counts also appear in c's [Counters.Snapshot]: one per
+// consumption, so that a consumption's own counts can be read apart while the client's
+// snapshot still covers everything that ran on it.
+func (c *Counters) Child() *Counters {
+	k := new(Counters)
+	c.mu.Lock()
+	c.children = append(c.children, k)
+	c.mu.Unlock()
+	return k
+}
+
+// Snapshot is a copy of counters, children included.
+type Snapshot struct {
+	Published, PublishFailed, Resent, Batches             uint64
+	Delivered, Deduplicated, AckUnconfirmed, AckConfirmed uint64
+	HandlerFailed, Retried, Received, Opened              uint64
+	AuditWritten, AuditFailed, Unverifiable, DLQFailed    uint64
+	DLQRefused, EvidenceRefused, ReplaysSkipped           uint64
+	OverflowWritten, OverflowFailed                       uint64
+	Rejected, DeadLettered, Ignored                       map[string]uint64
+	BatchSizes, HandlerDuration                           HistogramSnapshot
+}
+
+// Snapshot returns the counts of c plus those of its children (and theirs).
+func (c *Counters) Snapshot() Snapshot {
+	c.hists()
+	s := Snapshot{
+		Published: c.Published.Load(), PublishFailed: c.PublishFailed.Load(), Resent: c.Resent.Load(), Batches: c.Batches.Load(),
+		Delivered: c.Delivered.Load(), Deduplicated: c.Deduplicated.Load(), AckUnconfirmed: c.AckUnconfirmed.Load(), AckConfirmed: c.AckConfirmed.Load(),
+		HandlerFailed: c.HandlerFailed.Load(), Retried: c.Retried.Load(), Received: c.Received.Load(), Opened: c.Opened.Load(),
+		AuditWritten: c.AuditWritten.Load(), AuditFailed: c.AuditFailed.Load(), Unverifiable: c.Unverifiable.Load(), DLQFailed: c.DLQFailed.Load(),
+		DLQRefused: c.DLQRefused.Load(), EvidenceRefused: c.EvidenceRefused.Load(), ReplaysSkipped: c.ReplaysSkipped.Load(),
+		OverflowWritten: c.OverflowWritten.Load(), OverflowFailed: c.OverflowFailed.Load(),
+		BatchSizes: c.batchSizes.Snapshot(), HandlerDuration: c.handlerDuration.Snapshot(),
+	}
+	s.Rejected, s.DeadLettered = c.ByReason()
+	s.Ignored = c.IgnoredByReason()
+	c.mu.Lock()
+	children := slices.Clone(c.children)
+	c.mu.Unlock()
+	for _, k := range children {
+		s = s.add(k.Snapshot())
+	}
+	return s
+}
+
+func (s Snapshot) add(o Snapshot) Snapshot {
+	s.Published += o.Published
+	s.PublishFailed += o.PublishFailed
+	s.Resent += o.Resent
+	s.Batches += o.Batches
+	s.Delivered += o.Delivered
+	s.Deduplicated += o.Deduplicated
+	s.AckUnconfirmed += o.AckUnconfirmed
+	s.AckConfirmed += o.AckConfirmed
+	s.HandlerFailed += o.HandlerFailed
+	s.Retried += o.Retried
+	s.Received += o.Received
+	s.Opened += o.Opened
+	s.AuditWritten += o.AuditWritten
+	s.AuditFailed += o.AuditFailed
+	s.Unverifiable += o.Unverifiable
+	s.DLQFailed += o.DLQFailed
+	s.DLQRefused += o.DLQRefused
+	s.EvidenceRefused += o.EvidenceRefused
+	s.ReplaysSkipped += o.ReplaysSkipped
+	s.OverflowWritten += o.OverflowWritten
+	s.OverflowFailed += o.OverflowFailed
+	for _, m := range []struct{ dst, src map[string]uint64 }{{s.Rejected, o.Rejected}, {s.DeadLettered, o.DeadLettered}, {s.Ignored, o.Ignored}} {
+		for k, v := range m.src {
+			m.dst[k] += v
+		}
+	}
+	s.BatchSizes = s.BatchSizes.Add(o.BatchSizes)
+	s.HandlerDuration = s.HandlerDuration.Add(o.HandlerDuration)
+	return s
 }
 
 // Ignore counts one directory entry ignored with its reason (and in Unverifiable).

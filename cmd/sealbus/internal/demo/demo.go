@@ -1,7 +1,8 @@
 // Package demo runs the sealbus demo (`make demo`, `sealbus demo`): a dev server in a temporary
 // home with an operator, two accounts, their services and streams; sealed messages flowing
 // between services; then an attacker whose every attempt fails with its reason, ending in the
-// dead-letter stream with an audit event while valid messages keep flowing; and a summary.
+// dead-letter stream with an audit event while valid messages keep flowing; a summary; and the
+// view of the operator's monitor, which watched it all: the attacks as alerts, with counts.
 //
 // [Run] returns nil only if every attack failed as expected and every valid message reached
 // every service allowed to read it. The package also provides the [sealbustest.World] the SDK's in-process
@@ -83,6 +84,7 @@ type run struct {
 	dlqs     map[jetstream.JetStream]*operator.DeadLetters // verifying readers, by the admin JS of their account
 	audits   map[jetstream.JetStream]*operator.AuditLog
 	closers  []func()
+	monitor  *operator.Monitor
 
 	forged int // forged records the attacker got stored in the audit streams
 
@@ -175,6 +177,9 @@ func (d *run) run(ctx context.Context) error {
 	if err := d.openReaders(ctx); err != nil {
 		return err
 	}
+	if err := d.startMonitor(ctx); err != nil {
+		return err
+	}
 
 	d.printf("2. sealed messages flowing (checkout -> billing reads orders.>, shipping reads orders.eu.>)\n")
 	if err := d.sendOrders(ctx, checkout, 0); err != nil {
@@ -188,7 +193,7 @@ func (d *run) run(ctx context.Context) error {
 	d.printf("\n3. the attacker (full access to the broker's streams, no service keys unless stolen)\n")
 	for _, a := range []func(context.Context, *bus.Client) error{
 		d.attackTamper, d.attackReplay, d.attackMove, d.attackRevoked, d.attackPermissions, d.attackCrossAccount,
-		d.attackForgedAudit, d.attackHijackReplay,
+		d.attackForgedAudit, d.attackHijackReplay, d.attackGuessing, d.attackJunk,
 	} {
 		if err := a(ctx, checkout); err != nil {
 			return err
@@ -213,6 +218,9 @@ func (d *run) run(ctx context.Context) error {
 	d.printDelivered(n)
 
 	if err := d.summary(ctx); err != nil {
+		return err
+	}
+	if err := d.monitorView(ctx); err != nil {
 		return err
 	}
 	for _, a := range d.attacks {
@@ -546,10 +554,23 @@ func (d *run) attackRevoked(ctx context.Context, checkout *bus.Client) error {
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	_, perr := legacy.Publish(pctx, "orders.legacy.2", []byte(`{"legacy":2}`))
 	cancel()
-	prefix := "server disconnected it; "
+	prefix := "server disconnected it"
 	if perr == nil {
-		prefix = "PUBLISHED AFTER REVOCATION; "
+		prefix = "PUBLISHED AFTER REVOCATION"
 	}
+	// Its supervisor restarts it, again and again.
+	retried := 0
+	for range 3 {
+		nc, err := sealbustest.InsiderConn(ctx, d.sb, sealbustest.Shop, sealbustest.Legacy, nats.NoReconnect())
+		if err == nil {
+			nc.Close()
+			perr = nil
+			prefix = "CONNECTED AFTER REVOCATION"
+			break
+		}
+		retried++
+	}
+	prefix += fmt.Sprintf(" and refused its %d reconnects; ", retried)
 	to, err := d.billingKey(checkout)
 	if err != nil {
 		return err

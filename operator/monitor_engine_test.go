@@ -1,0 +1,376 @@
+package operator
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealbus/sealbus/accounts"
+	"github.com/sealbus/sealbus/bus"
+)
+
+// engine is a monitor with no connection, driven by a test through its rules.
+type engine struct {
+	*Monitor
+	clock  time.Time
+	alerts []Alert
+}
+
+func newEngine(t *testing.T, cfg MonitorConfig) *engine {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e := &engine{clock: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	e.Monitor = &Monitor{cfg: cfg.withDefaults(), now: func() time.Time { return e.clock }, st: newMonitorState(), sourcePending: map[string]uint64{}, names: map[string]string{}}
+	e.handlers = []func(Alert){func(a Alert) { e.alerts = append(e.alerts, a) }}
+	return e
+}
+
+func (e *engine) advance(d time.Duration) { e.clock = e.clock.Add(d) }
+
+func (e *engine) fail(f authFailure) { e.apply(func() { e.authFailure(f) }) }
+func (e *engine) tickNow()           { e.apply(e.tick) }
+
+func (e *engine) of(kind AlertKind, state AlertState) []Alert {
+	var out []Alert
+	for _, a := range e.alerts {
+		if a.Kind == kind && a.State == state {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+const (
+	attacker = "203.0.113.7"
+	userKey  = "UAFORGEDKEYFORTESTSXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+)
+
+// TestBruteForceOneIncident: 50 failures in 2 s from one address, each with a fresh random
+// key, make one incident: opened at the 10th failure, counted to 50, resolved once after the
+// quiet period with the count, and never reported twice.
+func TestBruteForceOneIncident(t *testing.T) {
+	var cfg MonitorConfig
+	cfg.Quiet = Duration(30 * time.Second)
+	e := newEngine(t, cfg)
+	for i := range 50 {
+		e.fail(authFailure{Time: e.clock, Address: attacker, UserKey: fmt.Sprintf("U%055d", i), Cause: CauseBadCredentials})
+		e.advance(40 * time.Millisecond)
+		if i%10 == 0 {
+			e.tickNow()
+		}
+	}
+	open := e.of(AlertBruteForce, AlertOpen)
+	if len(open) != 1 {
+		t.Fatalf("%d open brute-force alerts, want 1: %v", len(open), e.alerts)
+	}
+	if open[0].Count != 10 || open[0].Address != attacker {
+		t.Fatalf("open alert %+v", open[0])
+	}
+	if got := e.Incidents(); len(got) != 1 || got[0].Count != 50 {
+		t.Fatalf("incidents %+v, want one with count 50", got)
+	}
+	e.advance(31 * time.Second)
+	e.tickNow()
+	res := e.of(AlertBruteForce, AlertResolved)
+	if len(res) != 1 || res[0].Count != 50 || res[0].Incident != open[0].Incident {
+		t.Fatalf("resolved %+v", res)
+	}
+	e.tickNow()
+	if len(e.alerts) != 2 {
+		t.Fatalf("alerts after resolution: %v", e.alerts)
+	}
+	if e.Stats().Opened[AlertBruteForce] != 1 {
+		t.Fatalf("stats %+v", e.Stats())
+	}
+}
+
+func TestBruteForceThresholds(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failures []authFailure // times are offsets in seconds in Time.Unix()
+		want     int
+	}{
+		{"nine failures are not enough", repeat(9, attacker, "", time.Second), 0},
+		{"ten within the minute", repeat(10, attacker, "", time.Second), 1},
+		{"ten spread over two minutes", repeat(10, attacker, "", 13*time.Second), 0},
+		{"one key from ten addresses", distributed(10, userKey), 1},
+		{"ten addresses, one failure each, no key", distributed(10, ""), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEngine(t, MonitorConfig{})
+			base := e.clock
+			for _, f := range tc.failures {
+				f.Time = base.Add(time.Duration(f.Time.Unix()) * time.Millisecond)
+				e.clock = f.Time
+				e.fail(f)
+			}
+			if got := len(e.of(AlertBruteForce, AlertOpen)); got != tc.want {
+				t.Fatalf("%d brute-force alerts, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// repeat makes n failures from addr (with key), step apart; Time holds the offset in ms.
+func repeat(n int, addr, key string, step time.Duration) []authFailure {
+	var out []authFailure
+	for i := range n {
+		out = append(out, authFailure{Time: time.Unix(int64(time.Duration(i)*step/time.Millisecond), 0), Address: addr, UserKey: key, Cause: CauseBadCredentials})
+	}
+	return out
+}
+
+func distributed(n int, key string) []authFailure {
+	var out []authFailure
+	for i := range n {
+		out = append(out, authFailure{Time: time.Unix(int64(i*100), 0), Address: fmt.Sprintf("198.51.100.%d", i), UserKey: key, Cause: CauseBadCredentials})
+	}
+	return out
+}
+
+// TestStaleKey: a revoked key's attempts are their own alert, not brute force; an expired
+// one's too.
+func TestStaleKey(t *testing.T) {
+	e := newEngine(t, MonitorConfig{})
+	for range 12 {
+		e.fail(authFailure{Time: e.clock, Address: "127.0.0.1", UserKey: userKey, Account: "ASHOP", AccountName: "shop", Service: "legacy", Cause: CauseRevoked})
+		e.advance(2 * time.Second)
+	}
+	for range 3 {
+		e.fail(authFailure{Time: e.clock, Address: "127.0.0.1", UserKey: "UOTHER", Cause: CauseExpired})
+	}
+	rev := e.of(AlertRevokedKey, AlertOpen)
+	if len(rev) != 1 || rev[0].Count != 3 || rev[0].Service != "legacy" || !strings.Contains(rev[0].Summary, "service legacy") {
+		t.Fatalf("revoked-key alerts %+v", rev)
+	}
+	if len(e.of(AlertExpiredKey, AlertOpen)) != 1 || len(e.of(AlertBruteForce, AlertOpen)) != 0 {
+		t.Fatalf("alerts %v", e.alerts)
+	}
+	if in := e.incident(AlertRevokedKey, userKey); in == nil || in.Count != 12 {
+		t.Fatalf("revoked incident %+v", in)
+	}
+}
+
+func rejected(account, reason string, at time.Time) viewRecord {
+	return viewRecord{Account: account, AccountName: "shop", Kind: "audit", Stored: at, Type: bus.EventRejected, Reason: reason}
+}
+
+// TestRejectionSpike: a steady trickle builds a baseline and raises nothing; a burst far
+// above it raises one alert per account and reason; the burst does not become the baseline.
+func TestRejectionSpike(t *testing.T) {
+	e := newEngine(t, MonitorConfig{})
+	// Two rejections per 10 s bucket for five minutes: normal.
+	for range 30 {
+		for range 2 {
+			e.apply(func() { e.record(rejected("ASHOP", "stale", e.clock)) })
+		}
+		e.advance(10 * time.Second)
+	}
+	if len(e.alerts) != 0 {
+		t.Fatalf("a trickle raised %v", e.alerts)
+	}
+	base := e.st.Rejections["ASHOP|stale"].EWMA
+	for range 200 {
+		e.apply(func() { e.record(rejected("ASHOP", "malformed", e.clock)) })
+		e.apply(func() { e.record(rejected("ASHOP", "stale", e.clock)) })
+	}
+	for _, reason := range []string{"malformed", "stale"} {
+		var n int
+		for _, a := range e.of(AlertRejectionSpike, AlertOpen) {
+			if a.Reason == reason {
+				n++
+				if a.Count < 20 || a.AccountName != "shop" {
+					t.Errorf("alert %+v", a)
+				}
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d spike alerts for %s: %v", n, reason, e.alerts)
+		}
+	}
+	e.advance(10 * time.Second)
+	e.apply(func() { e.record(rejected("ASHOP", "stale", e.clock)) })
+	if got := e.st.Rejections["ASHOP|stale"].EWMA; got > base*1.01 {
+		t.Fatalf("the spike raised the baseline from %v to %v", base, got)
+	}
+	if in := e.incident(AlertRejectionSpike, "ASHOP|stale"); in == nil || in.Count != 200 {
+		t.Fatalf("incident %+v, want count 200", in)
+	}
+}
+
+// TestForgedRecord: one record that does not decode is an alert.
+func TestForgedRecord(t *testing.T) {
+	e := newEngine(t, MonitorConfig{})
+	e.apply(func() {
+		e.record(viewRecord{Account: "ASHOP", Kind: "audit", Seq: 7, Stored: e.clock, Problem: "does not decode as an audit event"})
+		e.record(viewRecord{Account: "ASHOP", Kind: "audit", Seq: 8, Stored: e.clock, Problem: "does not decode as an audit event"})
+	})
+	if a := e.of(AlertForgedRecord, AlertOpen); len(a) != 1 || !strings.Contains(a[0].Summary, "record 7") {
+		t.Fatalf("alerts %+v", e.alerts)
+	}
+}
+
+// TestPollRules: per-service publish rates from connection counters, consumer lag, growing
+// redeliveries and dead letters.
+func TestPollRules(t *testing.T) {
+	var cfg MonitorConfig
+	cfg.ConsumerLag.For = Duration(20 * time.Second)
+	cfg.Quiet = Duration(30 * time.Second)
+	e := newEngine(t, cfg)
+	start := e.clock.Add(-time.Hour)
+	var in, dlq uint64
+	poll := func(rate uint64, pending, redelivered uint64) {
+		in += rate * 10
+		e.apply(func() {
+			e.poll(pollResult{At: e.clock,
+				Conns:     []connSample{{Server: "S", CID: 5, Account: "ASHOP", AccountName: "shop", User: "UCHECKOUT", Service: "checkout", Start: start, InMsgs: in}},
+				Streams:   []streamSample{{Account: "ASHOP", AccountName: "shop", Stream: accounts.DLQStream, LastSeq: dlq}},
+				Consumers: []consumerSample{{Account: "ASHOP", AccountName: "shop", Stream: "ORDERS", Consumer: "billing", Pending: pending, Redelivered: redelivered}},
+			})
+		})
+		e.advance(10 * time.Second)
+	}
+	for range 10 {
+		poll(50, 10, 0) // 50 msgs/s, nearly caught up
+	}
+	if len(e.alerts) != 0 {
+		t.Fatalf("normal polls raised %v", e.alerts)
+	}
+	poll(5000, 20000, 0) // flood; lag starts
+	if a := e.of(AlertPublishRate, AlertOpen); len(a) != 1 || a[0].Service != "checkout" || a[0].Value < 4999 {
+		t.Fatalf("publish-rate alerts %+v", e.alerts)
+	}
+	poll(50, 20000, 0)
+	if len(e.of(AlertConsumerLag, AlertOpen)) != 0 {
+		t.Fatal("lag alert before ConsumerLag.For")
+	}
+	poll(50, 20000, 150)
+	if a := e.of(AlertConsumerLag, AlertOpen); len(a) != 1 || a[0].Consumer != "billing" {
+		t.Fatalf("lag alerts %+v", e.alerts)
+	}
+	if len(e.of(AlertRedelivery, AlertOpen)) != 1 {
+		t.Fatalf("redelivery alerts %+v", e.alerts)
+	}
+	dlq = 500
+	poll(50, 0, 150)
+	if a := e.of(AlertDeadLetters, AlertOpen); len(a) != 1 || a[0].Value != 500 {
+		t.Fatalf("dead-letter alerts %+v", e.alerts)
+	}
+	// A failed poll (servers away) resolves nothing; once polls work again and nothing grows,
+	// the incidents resolve, and the old growth does not open them again.
+	e.advance(time.Minute)
+	e.apply(func() { e.poll(pollResult{At: e.clock, Errors: 3}) })
+	e.tickNow()
+	if n := len(e.of(AlertDeadLetters, AlertResolved)); n != 0 {
+		t.Fatal("resolved while the servers could not be read")
+	}
+	for range 8 {
+		poll(50, 0, 150)
+		e.tickNow()
+	}
+	if len(e.of(AlertDeadLetters, AlertResolved)) != 1 || len(e.of(AlertDeadLetters, AlertOpen)) != 1 || len(e.of(AlertRedelivery, AlertOpen)) != 1 {
+		t.Fatalf("after the flood: %v", e.alerts)
+	}
+}
+
+// TestStateRoundTrip: a monitor restarted from saved state keeps its incidents: the same
+// evidence extends them and reports nothing new.
+func TestStateRoundTrip(t *testing.T) {
+	e := newEngine(t, MonitorConfig{})
+	for range 12 {
+		e.fail(authFailure{Time: e.clock, Address: attacker, Cause: CauseNoJWT})
+	}
+	if len(e.of(AlertBruteForce, AlertOpen)) != 1 {
+		t.Fatal("no incident to save")
+	}
+	e.dirty = true
+	b, err := jsonState(e.Monitor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := decodeState(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newEngine(t, MonitorConfig{})
+	r.clock = e.clock
+	r.st = st
+	for range 5 {
+		r.fail(authFailure{Time: r.clock, Address: attacker, Cause: CauseNoJWT})
+	}
+	if len(r.alerts) != 0 {
+		t.Fatalf("restarted monitor reported %v", r.alerts)
+	}
+	if got := r.Incidents(); len(got) != 1 || got[0].Count != 17 {
+		t.Fatalf("incidents after restart %+v", got)
+	}
+	if _, err := decodeState([]byte(`{"version":99}`)); err == nil {
+		t.Fatal("a state of another version was accepted")
+	}
+}
+
+func jsonState(m *Monitor) ([]byte, error) {
+	var out []byte
+	store := memStore{save: func(b []byte) { out = b }}
+	m.store = store
+	err := m.save(t0ctx)
+	return out, err
+}
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"billing":                "billing",
+		"\x1b[31mred":            `\x1b[31mred`,
+		"a\nb":                   `a\nb`,
+		"bad\xffutf8":            `bad\xffutf8`,
+		"bidi\u202eevil":         `bidi\u202eevil`,
+		`back\slash`:             `back\\slash`,
+		"Zürich":                 "Zürich",
+		strings.Repeat("x", 300): strings.Repeat("x", 200) + "...",
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+	a := Alert{Kind: AlertBruteForce, State: AlertOpen, Service: "evil\x1b]0;pwned\x07", Summary: "x\ny"}
+	if s := a.String(); strings.ContainsAny(s, "\x1b\x07\n") {
+		t.Fatalf("alert line carries control characters: %q", s)
+	}
+}
+
+func TestMonitorConfigValidate(t *testing.T) {
+	var bad MonitorConfig
+	bad.Rejections.Factor = 0.5
+	if err := bad.Validate(); err == nil {
+		t.Fatal("factor below 1 accepted")
+	}
+	var neg MonitorConfig
+	neg.BruteForce.Window = Duration(-time.Second)
+	if err := neg.Validate(); err == nil {
+		t.Fatal("negative window accepted")
+	}
+	if err := (MonitorConfig{}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSprayBounded: an attacker spraying random user keys (one failure each, below every
+// threshold) does not grow the monitor's state without bound, and is caught by its address.
+func TestSprayBounded(t *testing.T) {
+	e := newEngine(t, MonitorConfig{})
+	for i := range 3 * maxTracked {
+		e.fail(authFailure{Time: e.clock, Address: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), UserKey: fmt.Sprintf("U%055d", i), Cause: CauseBadCredentials})
+	}
+	if n, k := len(e.st.AddrFailures), len(e.st.KeyFailures); n > maxTracked || k > maxTracked {
+		t.Fatalf("tracking %d addresses and %d keys, bound %d", n, k, maxTracked)
+	}
+	for i := range 20 {
+		e.fail(authFailure{Time: e.clock, Address: attacker, UserKey: fmt.Sprintf("V%055d", i), Cause: CauseBadCredentials})
+	}
+	if len(e.of(AlertBruteForce, AlertOpen)) != 1 {
+		t.Fatalf("the spraying address raised %d alerts", len(e.of(AlertBruteForce, AlertOpen)))
+	}
+}
