@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // AlertKind names what an alert is about. Every kind is listed, with its rule and threshold,
@@ -142,36 +140,6 @@ func firstNonEmpty(s ...string) string {
 // "sealbus.alert.<kind>" (Data.Reason: the alert's state, Data.Key: the incident id,
 // Data.Sequence: its count, Data.Error: its summary).
 const AlertEventPrefix = "sealbus.alert."
-
-// maxPrintable bounds one printed untrusted string.
-const maxPrintable = 200
-
-// Printable makes an untrusted string safe for a terminal: control characters, invalid UTF-8
-// and anything not printable are escaped Go-style (\x1b, \u202e), and it is cut to 200
-// characters. Printable ASCII and printable letters pass unchanged.
-func Printable(s string) string {
-	var b strings.Builder
-	n := 0
-	for i, r := range s {
-		if n >= maxPrintable {
-			b.WriteString("...")
-			break
-		}
-		n++
-		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
-			fmt.Fprintf(&b, `\x%02x`, s[i]) // a byte that is not UTF-8
-		case r == '\\':
-			b.WriteString(`\\`)
-		case unicode.IsPrint(r): // letters, marks, numbers, punctuation, symbols, ASCII space
-			b.WriteRune(r)
-		default:
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-		}
-	}
-	return b.String()
-}
 
 // incident is the monitor's record of one incident (persisted in its state).
 type incident struct {

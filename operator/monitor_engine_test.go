@@ -324,7 +324,7 @@ func TestPrintable(t *testing.T) {
 	for in, want := range map[string]string{
 		"billing":                "billing",
 		"\x1b[31mred":            `\x1b[31mred`,
-		"a\nb":                   `a\nb`,
+		"a\nb":                   `a\x0ab`,
 		"bad\xffutf8":            `bad\xffutf8`,
 		"bidi\u202eevil":         `bidi\u202eevil`,
 		`back\slash`:             `back\\slash`,

@@ -58,16 +58,16 @@ type auditJSON struct {
 func auditLine(w io.Writer, r operator.AuditRecord) {
 	if r.Verified() {
 		e := r.Event
-		fmt.Fprintf(w, "%6d  %s  verified  %-10s %-32s %s %s%s\n", r.Sequence, e.Time.UTC().Format(time.RFC3339), esc(r.Verification.Writer),
-			esc(e.Type), esc(e.Data.Reason), esc(e.Subject), eventDetail(e))
+		fmt.Fprintf(w, "%6d  %s  verified  %-10s %-32s %s %s%s\n", r.Sequence, e.Time.UTC().Format(time.RFC3339), operator.Escape(r.Verification.Writer),
+			operator.Escape(e.Type), operator.Escape(e.Data.Reason), operator.Escape(e.Subject), eventDetail(e))
 		return
 	}
 	claim := "undecodable"
 	if e := r.Event; e != nil {
-		claim = fmt.Sprintf("claims %s from %s %s %s", esc(e.Type), esc(e.Source), esc(e.Data.Reason), esc(e.Subject))
+		claim = fmt.Sprintf("claims %s from %s %s %s", operator.Escape(e.Type), operator.Escape(e.Source), operator.Escape(e.Data.Reason), operator.Escape(e.Subject))
 	}
 	fmt.Fprintf(w, "%6d  %s  UNVERIFIED (%s: %s)  %s\n", r.Sequence, r.Stored.UTC().Format(time.RFC3339), r.Verification.State,
-		esc(r.Verification.Detail), claim)
+		operator.Escape(r.Verification.Detail), claim)
 }
 
 // eventDetail adds what an event says beyond its type and reason: the verified sender, or the
@@ -77,27 +77,27 @@ func eventDetail(e *bus.Event) string {
 	d := e.Data
 	switch {
 	case d.Stream != "" && d.Sequence > 0:
-		parts = append(parts, fmt.Sprintf("%s/%d", esc(d.Stream), d.Sequence))
+		parts = append(parts, fmt.Sprintf("%s/%d", operator.Escape(d.Stream), d.Sequence))
 	case d.Stream != "":
-		parts = append(parts, "stream "+esc(d.Stream))
+		parts = append(parts, "stream "+operator.Escape(d.Stream))
 	}
 	if d.Sender != "" {
-		parts = append(parts, "sender "+esc(d.Sender))
+		parts = append(parts, "sender "+operator.Escape(d.Sender))
 	}
 	if c := d.Claimed; c != nil && c.Sender != "" {
-		parts = append(parts, "claimed sender "+esc(c.Sender)+" (unverified)")
+		parts = append(parts, "claimed sender "+operator.Escape(c.Sender)+" (unverified)")
 	}
 	if d.Service != "" {
-		parts = append(parts, "service "+esc(d.Service))
+		parts = append(parts, "service "+operator.Escape(d.Service))
 	}
 	if d.OrderedBy != "" {
-		parts = append(parts, "by "+esc(d.OrderedBy))
+		parts = append(parts, "by "+operator.Escape(d.OrderedBy))
 	}
 	if d.DLQSeq != 0 {
 		parts = append(parts, fmt.Sprintf("dlq %d", d.DLQSeq))
 	}
 	for _, c := range d.Changes {
-		parts = append(parts, esc(c))
+		parts = append(parts, operator.Escape(c))
 	}
 	kinds := make([]string, 0, len(d.Refused))
 	for k := range d.Refused {
@@ -105,7 +105,7 @@ func eventDetail(e *bus.Event) string {
 	}
 	slices.Sort(kinds)
 	for _, k := range kinds {
-		parts = append(parts, fmt.Sprintf("refused %s %d", esc(k), d.Refused[k]))
+		parts = append(parts, fmt.Sprintf("refused %s %d", operator.Escape(k), d.Refused[k]))
 	}
 	if len(parts) == 0 {
 		return ""
@@ -171,35 +171,35 @@ func viewView(r operator.ViewRecord) viewJSON {
 // (the view stream it is in), then as auditLine and dlLine do, every untrusted field escaped.
 func viewLine(w io.Writer, r operator.ViewRecord) {
 	v := r.Verification()
-	head := fmt.Sprintf("%s  %-12s %-5s %6d", r.Stored().UTC().Format(time.RFC3339), esc(firstNonEmpty(r.AccountName, r.Account)), r.Kind, r.Sequence())
+	head := fmt.Sprintf("%s  %-12s %-5s %6d", r.Stored().UTC().Format(time.RFC3339), operator.Escape(firstNonEmpty(r.AccountName, r.Account)), r.Kind, r.Sequence())
 	if v.Verified() {
 		if d := r.DeadLetter; d != nil {
-			fmt.Fprintf(w, "%s  verified  %-10s dead letter %-16s %s seq %d  %s%s\n", head, esc(v.Writer), esc(d.Reason),
-				esc(d.SourceStream), d.SourceSequence, esc(d.SourceSubject), claimedNote(d.Claimed))
+			fmt.Fprintf(w, "%s  verified  %-10s dead letter %-16s %s seq %d  %s%s\n", head, operator.Escape(v.Writer), operator.Escape(d.Reason),
+				operator.Escape(d.SourceStream), d.SourceSequence, operator.Escape(d.SourceSubject), claimedNote(d.Claimed))
 			return
 		}
 		e := r.Audit.Event
 		detail := eventDetail(e)
 		if strings.HasPrefix(e.Type, operator.AlertEventPrefix) {
-			detail = fmt.Sprintf("  (count %d: %s)", e.Data.Sequence, esc(e.Data.Error))
+			detail = fmt.Sprintf("  (count %d: %s)", e.Data.Sequence, operator.Escape(e.Data.Error))
 		}
-		fmt.Fprintf(w, "%s  verified  %-10s %-32s %s %s%s\n", head, esc(v.Writer), esc(e.Type), esc(e.Data.Reason), esc(e.Subject), detail)
+		fmt.Fprintf(w, "%s  verified  %-10s %-32s %s %s%s\n", head, operator.Escape(v.Writer), operator.Escape(e.Type), operator.Escape(e.Data.Reason), operator.Escape(e.Subject), detail)
 		return
 	}
 	claim := "undecodable"
 	switch {
 	case r.DeadLetter != nil && r.DeadLetter.Reason != "":
 		d := r.DeadLetter
-		claim = fmt.Sprintf("claims a dead letter %s of %s seq %d", esc(d.Reason), esc(d.SourceStream), d.SourceSequence)
+		claim = fmt.Sprintf("claims a dead letter %s of %s seq %d", operator.Escape(d.Reason), operator.Escape(d.SourceStream), d.SourceSequence)
 	case r.Audit != nil && r.Audit.Event != nil:
 		e := r.Audit.Event
-		claim = fmt.Sprintf("claims %s from %s %s %s", esc(e.Type), esc(e.Source), esc(e.Data.Reason), esc(e.Subject))
+		claim = fmt.Sprintf("claims %s from %s %s %s", operator.Escape(e.Type), operator.Escape(e.Source), operator.Escape(e.Data.Reason), operator.Escape(e.Subject))
 	}
 	by := ""
 	if s := r.Service(); s != "" {
-		by = "  stored by " + esc(s)
+		by = "  stored by " + operator.Escape(s)
 	}
-	fmt.Fprintf(w, "%s  UNVERIFIED (%s: %s)%s  %s\n", head, v.State, esc(v.Detail), by, claim)
+	fmt.Fprintf(w, "%s  UNVERIFIED (%s: %s)%s  %s\n", head, v.State, operator.Escape(v.Detail), by, claim)
 }
 
 func (a *app) auditTailCmd() *cobra.Command {

@@ -62,7 +62,7 @@ and a health check on /healthz.`,
 			for _, n := range names {
 				acct, err := s.ks.LoadAccount(n)
 				if err != nil {
-					fmt.Fprintf(a.stderr, "sealbus: error: account %s not loaded: %s\n", n, esc(err.Error()))
+					fmt.Fprintf(a.stderr, "sealbus: error: account %s not loaded: %s\n", n, operator.Escape(err.Error()))
 					continue
 				}
 				accts = append(accts, acct)
@@ -140,7 +140,7 @@ and a health check on /healthz.`,
 				fmt.Fprintf(a.stderr, "sealbus: metrics on http://%s/metrics\n", addr)
 			}
 			for _, p := range problems {
-				fmt.Fprintf(a.stderr, "sealbus: error: %s\n", esc(p))
+				fmt.Fprintf(a.stderr, "sealbus: error: %s\n", operator.Escape(p))
 			}
 			if len(problems) > 0 {
 				fmt.Fprintln(a.stderr, "sealbus: hint: the server runs; fix the entries above (`sealbus service edit|remove`, `sealbus stream add`) and `sealbus push`")

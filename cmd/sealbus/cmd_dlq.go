@@ -93,22 +93,22 @@ func dlView(d operator.DeadLetterEntry) deadLetterJSON {
 // dlLine prints one dead letter in human mode: a verified one with its writer, any other marked
 // UNVERIFIED with its state and only as a claim; untrusted fields escaped.
 func dlLine(w io.Writer, d operator.DeadLetterEntry) {
-	where := fmt.Sprintf("%-16s %s seq %d  %s", esc(d.Reason), esc(d.SourceStream), d.SourceSequence, esc(d.SourceSubject))
+	where := fmt.Sprintf("%-16s %s seq %d  %s", operator.Escape(d.Reason), operator.Escape(d.SourceStream), d.SourceSequence, operator.Escape(d.SourceSubject))
 	if d.Verified() {
-		fmt.Fprintf(w, "%6d  verified  %-10s %s  %s%s\n", d.Sequence, esc(d.Writer), where, d.Time.UTC().Format(time.RFC3339), claimedNote(d.Claimed))
+		fmt.Fprintf(w, "%6d  verified  %-10s %s  %s%s\n", d.Sequence, operator.Escape(d.Writer), where, d.Time.UTC().Format(time.RFC3339), claimedNote(d.Claimed))
 		return
 	}
 	if d.Reason == "" {
 		where = "undecodable"
 	}
-	fmt.Fprintf(w, "%6d  UNVERIFIED (%s: %s)  claims %s\n", d.Sequence, d.Verification.State, esc(d.Verification.Detail), where)
+	fmt.Fprintf(w, "%6d  UNVERIFIED (%s: %s)  claims %s\n", d.Sequence, d.Verification.State, operator.Escape(d.Verification.Detail), where)
 }
 
 func claimedNote(c *bus.Claimed) string {
 	if c == nil || c.Sender == "" {
 		return ""
 	}
-	return "  (claimed sender " + esc(c.Sender) + ", unverified)"
+	return "  (claimed sender " + operator.Escape(c.Sender) + ", unverified)"
 }
 
 func (a *app) dlqListCmd() *cobra.Command {
@@ -195,25 +195,25 @@ func (a *app) dlqShowCmd() *cobra.Command {
 			return a.print(v, func(w io.Writer) {
 				r := dlView(*d)
 				if d.Verified() {
-					fmt.Fprintf(w, "dead letter %d: verified, written by %s (%s)\n", r.Sequence, esc(d.Writer), esc(r.Verification.WriterKey))
+					fmt.Fprintf(w, "dead letter %d: verified, written by %s (%s)\n", r.Sequence, operator.Escape(d.Writer), operator.Escape(r.Verification.WriterKey))
 				} else {
-					fmt.Fprintf(w, "dead letter %d: UNVERIFIED (%s: %s)\n  NOT EVIDENCE: every field below is a claim by whoever stored it\n", r.Sequence, r.Verification.State, esc(r.Verification.Detail))
+					fmt.Fprintf(w, "dead letter %d: UNVERIFIED (%s: %s)\n  NOT EVIDENCE: every field below is a claim by whoever stored it\n", r.Sequence, r.Verification.State, operator.Escape(r.Verification.Detail))
 				}
-				fmt.Fprintf(w, "  reason %s\n  from %s seq %d (%s) consumer %s\n  at %s\n", esc(r.Reason), esc(r.SourceStream), r.SourceSequence,
-					esc(r.SourceSubject), esc(r.Consumer), r.Time.UTC().Format(time.RFC3339))
+				fmt.Fprintf(w, "  reason %s\n  from %s seq %d (%s) consumer %s\n  at %s\n", operator.Escape(r.Reason), operator.Escape(r.SourceStream), r.SourceSequence,
+					operator.Escape(r.SourceSubject), operator.Escape(r.Consumer), r.Time.UTC().Format(time.RFC3339))
 				if r.Error != "" {
-					fmt.Fprintf(w, "  error %s\n", esc(r.Error))
+					fmt.Fprintf(w, "  error %s\n", operator.Escape(r.Error))
 				}
 				if c := r.Claimed; c != nil {
-					fmt.Fprintf(w, "  the envelope claims (unverified): sender %s, account %s, message id %s\n", esc(c.Sender), esc(c.Account), esc(c.MessageID))
+					fmt.Fprintf(w, "  the envelope claims (unverified): sender %s, account %s, message id %s\n", operator.Escape(c.Sender), operator.Escape(c.Account), operator.Escape(c.MessageID))
 				}
 				switch {
 				case d.EnvelopeOmitted:
-					fmt.Fprintf(w, "  envelope of %d bytes not copied (sha256 %s); it stays in %s at %d\n", r.Size, esc(r.EnvelopeSHA256), esc(r.SourceStream), r.SourceSequence)
+					fmt.Fprintf(w, "  envelope of %d bytes not copied (sha256 %s); it stays in %s at %d\n", r.Size, operator.Escape(r.EnvelopeSHA256), operator.Escape(r.SourceStream), r.SourceSequence)
 				case human != nil:
 					human(w)
 				case ierr != nil:
-					fmt.Fprintf(w, "  envelope does not parse: %s\n", esc(ierr.Error()))
+					fmt.Fprintf(w, "  envelope does not parse: %s\n", operator.Escape(ierr.Error()))
 				}
 			})
 		},
@@ -251,15 +251,15 @@ a replay. Every replay and every refusal is written to the account's audit log.`
 			res, err := dl.Replay(ctx, seq)
 			var re *operator.ReplayError
 			if errors.As(err, &re) {
-				return &cliError{code: exitRefused, err: fmt.Errorf("replay of dead letter %d refused (%s): %s", seq, re.Reason, esc(re.Detail)),
+				return &cliError{code: exitRefused, err: fmt.Errorf("replay of dead letter %d refused (%s): %s", seq, re.Reason, operator.Escape(re.Detail)),
 					hint: "see `sealbus dlq show " + args[0] + " " + args[1] + "`"}
 			}
 			if err != nil {
 				return err
 			}
 			return a.print(res, func(w io.Writer) {
-				fmt.Fprintf(w, "replayed dead letter %d to %s seq %d on %s for durable %s (authorization %s)\n", seq, esc(res.Stream), res.Sequence,
-					esc(res.Subject), esc(res.Durable), res.AuthorizationID)
+				fmt.Fprintf(w, "replayed dead letter %d to %s seq %d on %s for durable %s (authorization %s)\n", seq, operator.Escape(res.Stream), res.Sequence,
+					operator.Escape(res.Subject), operator.Escape(res.Durable), res.AuthorizationID)
 			})
 		},
 	}

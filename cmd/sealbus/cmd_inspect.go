@@ -16,6 +16,7 @@ import (
 
 	"github.com/sealbus/sealbus/accounts"
 	"github.com/sealbus/sealbus/envelope"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // maxInspect bounds what inspect reads.
@@ -126,14 +127,14 @@ func inspectCreds(data []byte) (any, func(io.Writer), error) {
 	}
 	return out, func(w io.Writer) {
 		fmt.Fprintf(w, "creds file (seeds not shown)\n")
-		fmt.Fprintf(w, "  service    %s\n  user key   %s\n  account    %s\n", esc(uc.Name), esc(uc.Subject), out["account"])
+		fmt.Fprintf(w, "  service    %s\n  user key   %s\n  account    %s\n", operator.Escape(uc.Name), operator.Escape(uc.Subject), out["account"])
 		if curve != "" {
 			fmt.Fprintf(w, "  curve key  %s\n", curve)
 		} else {
 			fmt.Fprintf(w, "  curve key  none (a plain NATS creds file; cannot open envelopes)\n")
 		}
 		fmt.Fprintf(w, "  expires    %s\n", fmtTime(unixTime(uc.Expires)))
-		fmt.Fprintf(w, "  pub allow  %s\n  sub allow  %s\n", esc(strings.Join(uc.Permissions.Pub.Allow, " ")), esc(strings.Join(uc.Permissions.Sub.Allow, " ")))
+		fmt.Fprintf(w, "  pub allow  %s\n  sub allow  %s\n", operator.Escape(strings.Join(uc.Permissions.Pub.Allow, " ")), operator.Escape(strings.Join(uc.Permissions.Sub.Allow, " ")))
 	}, nil
 }
 
@@ -179,7 +180,7 @@ func (a *app) inspectToken(tok string, verify bool) (any, func(io.Writer), error
 		fmt.Fprintf(w, "%s JWT\n", claims.ClaimType())
 		b, _ := json.MarshalIndent(raw, "", "  ")
 		for _, line := range strings.Split(string(b), "\n") { // the token's claims: untrusted text
-			fmt.Fprintf(w, "  %s\n", esc(line))
+			fmt.Fprintf(w, "  %s\n", operator.Escape(line))
 		}
 		if status != "" {
 			fmt.Fprintln(w, status)
@@ -374,8 +375,8 @@ func (a *app) inspectEnvelope(data []byte, verify bool) (any, func(io.Writer), e
 		if trimmed {
 			fmt.Fprintln(w, "  (a trailing newline after the envelope was ignored)")
 		}
-		fmt.Fprintf(w, "  id          %s\n  account     %s\n  subject     %s\n  sender      %s\n", info.ID, names.label(info.Account), esc(info.Subject), names.label(info.Sender))
-		fmt.Fprintf(w, "  created     %s\n  content     %s, %d bytes\n", fmtTime(info.Created), esc(info.ContentType), info.PayloadLen)
+		fmt.Fprintf(w, "  id          %s\n  account     %s\n  subject     %s\n  sender      %s\n", info.ID, names.label(info.Account), operator.Escape(info.Subject), names.label(info.Sender))
+		fmt.Fprintf(w, "  created     %s\n  content     %s, %d bytes\n", fmtTime(info.Created), operator.Escape(info.ContentType), info.PayloadLen)
 		fmt.Fprintf(w, "  batch       leaf %d of %d\n  size        %d bytes\n", info.LeafIndex, info.TreeSize, info.Size)
 		for _, r := range info.Recipients {
 			fmt.Fprintf(w, "  recipient   %s\n", names.label(r))

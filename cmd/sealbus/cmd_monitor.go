@@ -88,7 +88,7 @@ Thresholds come from --config (a JSON file, fields as in docs/MONITORING.md), th
 				}
 				if !a.json {
 					fmt.Fprintf(a.stderr, "sealbus: monitoring set up in the operator account: view of %s; pushed %s\n",
-						esc(strings.Join(res.Accounts, ", ")), esc(strings.Join(res.Pushed, ", ")))
+						operator.Escape(strings.Join(res.Accounts, ", ")), operator.Escape(strings.Join(res.Pushed, ", ")))
 				}
 			}
 			ctx, cancel := a.context()
@@ -114,7 +114,7 @@ Thresholds come from --config (a JSON file, fields as in docs/MONITORING.md), th
 						_ = enc.Encode(al)
 						return
 					}
-					fmt.Fprintln(a.stdout, al.Format(esc))
+					fmt.Fprintln(a.stdout, al.Format(operator.Escape))
 				}),
 			}
 			if opsNC != nil {
@@ -160,7 +160,7 @@ Thresholds come from --config (a JSON file, fields as in docs/MONITORING.md), th
 			}
 			if !a.json {
 				for _, in := range m.Incidents() {
-					fmt.Fprintf(a.stdout, "still open: %s\n", in.Format(esc))
+					fmt.Fprintf(a.stdout, "still open: %s\n", in.Format(operator.Escape))
 				}
 			}
 			return nil
@@ -309,7 +309,7 @@ func (a *app) devMetrics(s *session, log *slog.Logger, addr string) (string, err
 	}
 	cfg := operator.DefaultMonitorConfig()
 	m, err := operator.NewMonitor(sys, operator.WithMonitorLogger(log),
-		operator.WithAlertHandler(func(al operator.Alert) { log.Warn("sealbus: " + al.Format(esc)) }))
+		operator.WithAlertHandler(func(al operator.Alert) { log.Warn("sealbus: " + al.Format(operator.Escape)) }))
 	if err != nil {
 		sys.Close()
 		return "", err

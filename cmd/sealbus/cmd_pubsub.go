@@ -17,9 +17,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealbus/sealbus/accounts"
-
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/consumers"
+	"github.com/sealbus/sealbus/operator"
 )
 
 // identityFlags locate the service a pub or sub acts as.
@@ -236,7 +236,7 @@ with the durables it may use).`,
 						"payload": string(m.Payload),
 					})
 				} else {
-					fmt.Fprintf(a.stdout, "verified %s from %s on %s: %s\n", m.ID, esc(m.Sender), esc(m.Subject), esc(string(m.Payload))) // the sender chose the payload
+					fmt.Fprintf(a.stdout, "verified %s from %s on %s: %s\n", m.ID, operator.Escape(m.Sender), operator.Escape(m.Subject), operator.Escape(string(m.Payload))) // the sender chose the payload
 				}
 				outMu.Unlock()
 				if count > 0 && n.Add(1) >= int64(count) {

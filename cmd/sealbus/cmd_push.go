@@ -51,13 +51,13 @@ is 1.`,
 				if err != nil {
 					// The account itself could not be pushed: report it and go on with the others.
 					problems++
-					fmt.Fprintf(a.stderr, "sealbus: error: pushing %s: %s\n", n, esc(err.Error()))
+					fmt.Fprintf(a.stderr, "sealbus: error: pushing %s: %s\n", n, operator.Escape(err.Error()))
 					results = append(results, pushJSON{SyncResult: &operator.SyncResult{Account: n, Problems: []operator.SyncProblem{{Error: err.Error()}}}, Peers: []operator.PeerCopy{}})
 					continue
 				}
 				for _, p := range r.Problems {
 					problems++
-					fmt.Fprintf(a.stderr, "sealbus: error: %s/%s not applied: %s\n", n, p.Service, esc(p.Error))
+					fmt.Fprintf(a.stderr, "sealbus: error: %s/%s not applied: %s\n", n, p.Service, operator.Escape(p.Error))
 				}
 				pushed = append(pushed, n)
 				results = append(results, pushJSON{SyncResult: r, Peers: []operator.PeerCopy{}})
@@ -65,7 +65,7 @@ is 1.`,
 			peers, err := a.syncPeers(ctx, s, pushed...)
 			if err != nil {
 				problems++
-				fmt.Fprintf(a.stderr, "sealbus: error: peer directories: %s\n", esc(err.Error()))
+				fmt.Fprintf(a.stderr, "sealbus: error: peer directories: %s\n", operator.Escape(err.Error()))
 			}
 			for _, p := range peers {
 				for i := range results {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+
+	"github.com/sealbus/sealbus/operator"
 )
 
 // cliLogHandler prints the SDK's warnings and errors (retries, rejected envelopes and their
@@ -26,9 +28,9 @@ func (h *cliLogHandler) Handle(_ context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelError {
 		level = "error"
 	}
-	fmt.Fprintf(&b, "sealbus: %s: %s", level, esc(strings.TrimPrefix(r.Message, "sealbus: ")))
+	fmt.Fprintf(&b, "sealbus: %s: %s", level, operator.Escape(strings.TrimPrefix(r.Message, "sealbus: ")))
 	write := func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%s", esc(a.Key), esc(a.Value.String()))
+		fmt.Fprintf(&b, " %s=%s", operator.Escape(a.Key), operator.Escape(a.Value.String()))
 		return true
 	}
 	for _, a := range h.attrs {

@@ -1,4 +1,4 @@
-package main
+package operator
 
 import (
 	"strings"
@@ -25,17 +25,17 @@ func TestEscape(t *testing.T) {
 		"line\nfake: verified":  `line\x0afake: verified`,
 		"\x9b31m":               `\x9b31m`, // a lone C1 byte is not UTF-8
 	} {
-		got := esc(in)
+		got := Escape(in)
 		if got != want {
-			t.Errorf("esc(%q) = %q, want %q", in, got, want)
+			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
 		}
 		for _, c := range got {
 			if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
-				t.Errorf("esc(%q) still holds control character %U", in, c)
+				t.Errorf("Escape(%q) still holds control character %U", in, c)
 			}
 		}
 		if !utf8.ValidString(got) {
-			t.Errorf("esc(%q) is not UTF-8", in)
+			t.Errorf("Escape(%q) is not UTF-8", in)
 		}
 	}
 	// Every byte value: nothing below 0x20, no DEL, no raw C1 survives.
@@ -43,7 +43,7 @@ func TestEscape(t *testing.T) {
 	for i := 0; i < 256; i++ {
 		all.WriteByte(byte(i))
 	}
-	for _, c := range esc(all.String()) {
+	for _, c := range Escape(all.String()) {
 		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
 			t.Fatalf("control character %U in the escaped byte range", c)
 		}
