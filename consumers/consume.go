@@ -140,9 +140,8 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	cs.guard = g
 	dl := deadLetter(link.WriteDeadLetter, c.Audit, k, c.Logger())
 	cs.prepare = Chain(func(context.Context, *Message) error { return nil }, dl, Verify(c), g.claimStage)
-	chain := []Middleware{dl, g.handlerStage, retry(sched, cs.maxDeliver, k)}
-	chain = append(chain, cfg.middleware...)
-	cs.handler = Chain(timed(recoverPanics(h), k), chain...)
+	app := application(Chain(timed(recoverPanics(h), k), cfg.middleware...))
+	cs.handler = Chain(app, dl, g.handlerStage, retry(sched, cs.maxDeliver, k))
 	cs.hctx, cs.hcancel = context.WithCancel(context.WithoutCancel(ctx))
 
 	buffer := max(1, cfg.maxInFlight-cfg.workers-ahead)

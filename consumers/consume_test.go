@@ -171,7 +171,7 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 			mu.Lock()
 			deliveries[m.ID] = append(deliveries[m.ID], m.Delivered)
 			mu.Unlock()
-			return errors.New("cannot process")
+			return errors.New("cannot process card 4111-1111")
 		}
 		return good.handler(ctx, m)
 	})
@@ -221,7 +221,7 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 	if !entry.Verified() || entry.Writer != sealbustest.Billing || entry.Subject != accounts.DLQSubject(sealbustest.Billing, svc.Spec.EvidenceToken) ||
 		entry.Reason != consumers.ReasonMaxDeliveries || entry.SourceSequence != poison.Sequence || entry.SourceStream != sealbustest.OrdersStream ||
 		entry.SourceSubject != "orders.us.poison" || entry.Consumer != sealbustest.Billing || entry.MessageID != poison.ID || entry.Delivered != 5 ||
-		!strings.Contains(entry.Error, "cannot process") {
+		!strings.Contains(entry.Error, "last allowed delivery") || strings.Contains(entry.Error, "4111") {
 		t.Fatalf("dead letter %+v", entry)
 	}
 	// The dead letter is the envelope byte for byte.
@@ -247,6 +247,9 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 		for _, r := range recs {
 			if r.Verified() && r.Verification.Writer == sealbustest.Billing && r.Event.Type == bus.EventDeadLettered && r.Event.Data.Reason == consumers.ReasonMaxDeliveries &&
 				r.Event.Data.Sequence == poison.Sequence && r.Event.Data.DLQSeq == entry.Sequence && r.Event.Data.MessageID == poison.ID {
+				if strings.Contains(r.Event.Data.Error, "4111") {
+					t.Fatalf("the handler's error text reached the audit event: %q", r.Event.Data.Error)
+				}
 				return true
 			}
 		}
@@ -264,6 +267,84 @@ func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 	if res.Stream != sealbustest.OrdersStream || res.Subject != "orders.us.poison" || res.Durable != sealbustest.Billing || res.AuthorizationID == "" {
 		t.Fatalf("replayed %+v", res)
 	}
+}
+
+// TestApplicationErrorsStayOutOfEvidence: what a handler says when it refuses a message (Reject),
+// fails on the last delivery or panics may quote the decrypted payload; dead letters and audit
+// events are stored unencrypted and read by the operator, so they record only the reason.
+func TestApplicationErrorsStayOutOfEvidence(t *testing.T) {
+	w := newWorld(t)
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
+	ctx := context.Background()
+	nc, err := w.Admin(ctx, sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := operator.AddConsumer(ctx, nc, operator.ConsumerSpec{
+		Stream: sealbustest.OrdersStream, Durable: sealbustest.Billing, FilterSubjects: []string{"orders.>"},
+		MaxDeliver: 2, BackOff: []time.Duration{50 * time.Millisecond},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "PAN-4111111111111111"
+	consume(t, billing, sealbustest.OrdersStream, sealbustest.Billing, func(ctx context.Context, m *consumers.Message) error {
+		switch string(m.Payload) {
+		case "reject":
+			return consumers.Reject("bad_order", fmt.Errorf("order for %s refused", secret))
+		case "panic":
+			panic("no handler for " + secret)
+		}
+		return nil
+	})
+	for _, p := range []string{"reject", "panic"} {
+		if _, err := checkout.Publish(ctx, "orders.us."+p, []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dlq, closeDLQ, err := w.Harness.Provisioner().DeadLetters(ctx, sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeDLQ()
+	var list []operator.DeadLetterEntry
+	eventually(t, 20*time.Second, "both dead letters", func() bool {
+		list, err = dlq.List(ctx, 10)
+		return err == nil && len(list) == 2
+	})
+	reasons := map[string]bool{}
+	for _, e := range list {
+		reasons[e.Reason] = true
+		if !e.Verified() || strings.Contains(e.Error, secret) || !strings.Contains(e.Error, "service's log") {
+			t.Fatalf("dead letter %s carries the handler's text or is unverified: %q", e.Reason, e.Error)
+		}
+	}
+	if !reasons["bad_order"] || !reasons[consumers.ReasonMaxDeliveries] {
+		t.Fatalf("dead-letter reasons %v, want bad_order and max_deliveries", reasons)
+	}
+	audit, closeAudit, err := w.Harness.Provisioner().AuditLog(ctx, sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAudit()
+	eventually(t, 10*time.Second, "both audit events", func() bool {
+		recs, _, err := audit.Tail(ctx, 50)
+		if err != nil {
+			return false
+		}
+		n := 0
+		for _, r := range recs {
+			if r.Event.Type != bus.EventDeadLettered {
+				continue
+			}
+			if strings.Contains(r.Event.Data.Error, secret) {
+				t.Fatalf("audit event carries the handler's text: %q", r.Event.Data.Error)
+			}
+			n++
+		}
+		return n == 2
+	})
 }
 
 func TestRestartMidStreamNoLossNoDuplicate(t *testing.T) {

@@ -41,7 +41,7 @@ type DeadLetterMeta struct {
 	Consumer  string    `json:"consumer"`             // durable that refused it
 	Delivered uint64    `json:"delivered"`            // delivery count when it was dead-lettered
 	Stored    time.Time `json:"stored"`               // the server's stored time of the envelope
-	Error     string    `json:"error,omitempty"`      // the refusal's error text (bounded, no secrets)
+	Error     string    `json:"error,omitempty"`      // the refusal's error text, bounded; a handler's own text is withheld (evidenceText)
 	MessageID string    `json:"message_id,omitempty"` // the envelope's message id, only when it verified
 	// Claimed holds what an envelope that did not verify says about itself (sender, account,
 	// message id, subject), read from its bytes: unverified.
@@ -186,7 +186,7 @@ func deadLetter(write deadLetterWriter, audit func(context.Context, bus.Event) e
 			}
 			ev := bus.Event{Type: typ, Subject: m.LocalSubject, Data: bus.EventData{
 				Reason: reason, Stream: m.Stream, Sequence: m.Sequence, Consumer: m.Consumer,
-				MessageID: meta.MessageID, Claimed: meta.Claimed, Error: err.Error(), DLQSeq: seq,
+				MessageID: meta.MessageID, Claimed: meta.Claimed, Error: meta.Error, DLQSeq: seq,
 			}}
 			if m.verified {
 				ev.Data.Sender = m.SenderKey
@@ -208,7 +208,7 @@ func deadLetterMeta(m *Message, reason string, err error) (*DeadLetterMeta, []by
 	sum := sha256.Sum256(m.envelope)
 	meta := &DeadLetterMeta{
 		Reason: reason, Stream: m.Stream, Sequence: m.Sequence, Subject: m.LocalSubject, Consumer: m.Consumer,
-		Delivered: m.Delivered, Stored: m.Stored.UTC(), Error: headerText(err.Error()),
+		Delivered: m.Delivered, Stored: m.Stored.UTC(), Error: headerText(evidenceText(err)),
 		EnvelopeSize: len(m.envelope), EnvelopeSHA256: hex.EncodeToString(sum[:]),
 	}
 	if m.verified {
@@ -221,6 +221,39 @@ func deadLetterMeta(m *Message, reason string, err error) (*DeadLetterMeta, []by
 		meta.EnvelopeOmitted, env = true, nil
 	}
 	return meta, env
+}
+
+// evidenceText is the error text a dead letter and its audit event carry. Refusals by sealbus
+// (verification, replay, the guard) keep their text: it names what failed and holds no payload.
+// An error from the application (the handler, its middleware, a panic, Reject) may quote the
+// decrypted payload or the service's secrets, and evidence is stored unencrypted and seen by the
+// operator: only that the handler failed is recorded, with the reason. The service's own log
+// keeps the full text.
+func evidenceText(err error) string {
+	var app *applicationError
+	if !errors.As(err, &app) {
+		return err.Error()
+	}
+	if reason, ok := DeadLetterReason(err); ok && reason == ReasonMaxDeliveries {
+		return "consumers: the handler failed on the last allowed delivery (its error text is in the service's log, not in evidence)"
+	}
+	return "consumers: the handler refused the message (its error text is in the service's log, not in evidence)"
+}
+
+// applicationError marks an error that came out of the application's handler or middleware.
+type applicationError struct{ err error }
+
+func (e *applicationError) Error() string { return e.err.Error() }
+func (e *applicationError) Unwrap() error { return e.err }
+
+// application marks every error h returns as the application's (see evidenceText).
+func application(h Handler) Handler {
+	return func(ctx context.Context, m *Message) error {
+		if err := h(ctx, m); err != nil {
+			return &applicationError{err: err}
+		}
+		return nil
+	}
 }
 
 // maxErrorText bounds the error text in a dead letter.
