@@ -99,6 +99,10 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 	if account == "" {
 		account = uc.Issuer
 	}
+	tlsCfg, err := tlsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	id, err := envelope.NewIdentity(creds.UserSeed, creds.CurveSeed)
 	if err != nil {
 		return nil, fmt.Errorf("%w: creds keys: %v", ErrInvalidOption, err)
@@ -106,10 +110,6 @@ func Connect(ctx context.Context, opts ...Option) (*Client, error) {
 	prev, err := previousIdentities(cfg)
 	if err != nil {
 		id.Wipe()
-		return nil, err
-	}
-	tlsCfg, err := tlsConfig(cfg)
-	if err != nil {
 		return nil, err
 	}
 
@@ -234,8 +234,15 @@ func readCreds(path string, data []byte) (accounts.Creds, error) {
 	return c, nil
 }
 
-func previousIdentities(cfg *config) ([]*envelope.Identity, error) {
+func previousIdentities(cfg *config) (_ []*envelope.Identity, err error) {
 	var out []*envelope.Identity
+	defer func() {
+		if err != nil { // the keys made before the failing one are wiped, not left to the GC
+			for _, id := range out {
+				id.Wipe()
+			}
+		}
+	}()
 	add := func(c accounts.Creds) error {
 		defer clear(c.UserSeed)
 		defer clear(c.CurveSeed)

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -80,7 +82,8 @@ func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFun
 	return context.WithTimeout(ctx, DefaultTimeout)
 }
 
-func connect(ctx context.Context, t Target, name, userJWT string, seed []byte) (*nats.Conn, error) {
+// connect connects to t as the user of userJWT and seed (see userAuth), with extra options last.
+func connect(ctx context.Context, t Target, name, userJWT string, seed []byte, extra ...nats.Option) (*nats.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -88,9 +91,11 @@ func connect(ctx context.Context, t Target, name, userJWT string, seed []byte) (
 	if err != nil {
 		return nil, err
 	}
-	opts = append(opts, nats.Name(name), nats.UserJWTAndSeed(userJWT, string(seed)))
+	auth, wipeAuth := userAuth(userJWT, seed)
+	opts = append(append(append(opts, nats.Name(name)), auth...), extra...)
 	nc, err := nats.Connect(strings.Join(t.URLs, ","), opts...)
 	if err != nil {
+		wipeAuth()
 		return nil, fmt.Errorf("operator: connecting as %s: %w", name, err)
 	}
 	return nc, nil
@@ -176,6 +181,40 @@ func adminUser(acct *accounts.Account, now time.Time, validity time.Duration, na
 	return tok, seed, nil
 }
 
+// userAuth returns the options that authenticate as userJWT: the server's nonce is signed with
+// a private copy of seed, which the connection's closed handler wipes (nats.UserJWTAndSeed
+// would hold the seed as a string, which cannot be wiped, for the life of the connection and
+// after). The caller may wipe seed as soon as userAuth returns; wipeNow wipes the copy at once,
+// for a connection that failed to open. A caller that replaces the closed handler of the
+// connection leaves the copy to the garbage collector.
+func userAuth(userJWT string, seed []byte) (opts []nats.Option, wipeNow func()) {
+	var mu sync.Mutex
+	own := slices.Clone(seed)
+	wipeNow = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		wipe(own)
+		own = nil
+	}
+	sign := func(nonce []byte) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if own == nil {
+			return nil, errors.New("operator: the connection is closed and its key wiped")
+		}
+		kp, err := nkeys.FromSeed(own)
+		if err != nil {
+			return nil, fmt.Errorf("%w: user seed", accounts.ErrNoSeed)
+		}
+		defer kp.Wipe()
+		return kp.Sign(nonce)
+	}
+	return []nats.Option{
+		nats.UserJWT(func() (string, error) { return userJWT, nil }, sign),
+		nats.ClosedHandler(func(*nats.Conn) { wipeNow() }),
+	}, wipeNow
+}
+
 func wipe(b []byte) {
 	for i := range b {
 		b[i] = 0
@@ -249,8 +288,10 @@ func ConnectMonitor(ctx context.Context, t Target, op *accounts.Operator, ops *a
 		return nil, nil, fmt.Errorf("%w: system user key", accounts.ErrNoSeed)
 	}
 	// seed is the key pair's own copy (nkeys returns it, not a copy): not wiped here.
-	sysOpts := append(append(append([]nats.Option{}, opts...), forever...), nats.Name("sealbus-monitor-system"), nats.UserJWTAndSeed(op.SysUser.UserJWT, string(seed)))
+	auth, wipeAuth := userAuth(op.SysUser.UserJWT, seed)
+	sysOpts := append(append(append(append([]nats.Option{}, opts...), forever...), nats.Name("sealbus-monitor-system")), auth...)
 	if sys, err = nats.Connect(strings.Join(t.URLs, ","), sysOpts...); err != nil {
+		wipeAuth()
 		return nil, nil, fmt.Errorf("operator: connecting as the system user: %w", err)
 	}
 	if ops == nil {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -352,16 +351,7 @@ func replayConn(ctx context.Context, t Target, acct *accounts.Account, subject s
 		return nil, err
 	}
 	defer wipe(seed)
-	opts, err := t.options(ctx)
-	if err != nil {
-		return nil, err
-	}
-	opts = append(opts, nats.Name(ReplayUserName), nats.UserJWTAndSeed(userJWT, string(seed)), nats.CustomInboxPrefix(inbox), nats.MaxReconnects(0))
-	nc, err := nats.Connect(strings.Join(t.URLs, ","), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("operator: connecting as %s: %w", ReplayUserName, err)
-	}
-	return nc, nil
+	return connect(ctx, t, ReplayUserName, userJWT, seed, nats.CustomInboxPrefix(inbox), nats.MaxReconnects(0))
 }
 
 // replayUser mints the replay user: its JWT, seed and inbox prefix.
