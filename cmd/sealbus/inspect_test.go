@@ -236,6 +236,18 @@ func TestExportImport(t *testing.T) {
 		t.Fatalf("bank's directory after `service revoke shop notifier --push`: %v, want the sender revoked", err)
 	}
 
+	// An edited and a removed service: the peers get the account JWT and cards that follow.
+	var edited struct {
+		Peers []operator.PeerCopy `json:"peers"`
+	}
+	okJSON(t, home, &edited, "service", "edit", "bank", "ledger", "--add-sub", "private.orders.>", "--push")
+	wantPeers(t, "service edit --push", edited.Peers, "bank<-shop", "shop<-bank")
+	var removed struct {
+		Peers []operator.PeerCopy `json:"peers"`
+	}
+	okJSON(t, home, &removed, "service", "remove", "shop", "notifier", "--push")
+	wantPeers(t, "service remove --push", removed.Peers, "bank<-shop", "insurer<-shop", "shop<-bank", "shop<-insurer")
+
 	var pushed []pushJSON
 	okJSON(t, home, &pushed, "push")
 	for _, p := range pushed {
