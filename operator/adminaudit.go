@@ -135,21 +135,27 @@ func mustHex(id string) []byte {
 	return h[:16]
 }
 
-// audit records an admin event and writes what is pending over nc. Errors leave the records
-// pending (they are written by the next connection): an administrative action that succeeded is
-// not reported as failed because its audit record is late.
-func (p *Provisioner) audit(ctx context.Context, nc *nats.Conn, acct *accounts.Account, byOperator bool, e bus.Event) {
-	if err := p.record(acct, byOperator, e); err != nil {
-		return
+// audit records an admin event and writes what is pending over nc. A failed write leaves the
+// records pending (the next connection writes them): an administrative action that succeeded is
+// not reported as failed because its audit record is late. A record that could not be made at
+// all is reported ([ErrNotAudited]).
+func (p *Provisioner) audit(ctx context.Context, nc *nats.Conn, acct *accounts.Account, byOperator bool, e bus.Event) error {
+	if err := p.recordOnly(acct, byOperator, e); err != nil {
+		return err
 	}
 	if nc != nil {
 		_ = p.flushAudit(ctx, nc, acct)
 	}
+	return nil
 }
 
-// recordOnly queues an admin event for an action that changed only the keystore.
-func (p *Provisioner) recordOnly(acct *accounts.Account, byOperator bool, e bus.Event) {
-	_ = p.record(acct, byOperator, e)
+// recordOnly queues an admin event for an action that changed only the keystore; an event it
+// could not sign or keep is an [ErrNotAudited].
+func (p *Provisioner) recordOnly(acct *accounts.Account, byOperator bool, e bus.Event) error {
+	if err := p.record(acct, byOperator, e); err != nil {
+		return fmt.Errorf("%w: %s of account %s: %w", ErrNotAudited, e.Type, acct.Name, err)
+	}
+	return nil
 }
 
 // flushAudit writes acct's pending admin records, oldest first, to its admin audit subject over

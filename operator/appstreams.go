@@ -170,7 +170,7 @@ func (p *Provisioner) RemoveStream(ctx context.Context, account, stream string, 
 		return fmt.Errorf("operator: deleting stream %s: %w", stream, err)
 	}
 	if acct, err := p.Keystore.LoadAccount(account); err == nil {
-		p.audit(ctx, nc, acct, false, bus.Event{Type: EventStreamRemoved, Data: bus.EventData{Stream: stream}})
+		return p.audit(ctx, nc, acct, false, bus.Event{Type: EventStreamRemoved, Data: bus.EventData{Stream: stream}})
 	}
 	return nil
 }

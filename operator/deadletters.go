@@ -223,14 +223,14 @@ func (d *DeadLetters) Replay(ctx context.Context, seq uint64) (*ReplayResult, er
 	if rerr != nil {
 		var re *ReplayError
 		if errors.As(rerr, &re) {
-			d.r.audit(ctx, bus.Event{Type: EventReplayRefused, Data: bus.EventData{DLQSeq: seq, Reason: re.Reason, Error: re.Detail}})
+			rerr = errors.Join(rerr, d.r.audit(ctx, bus.Event{Type: EventReplayRefused, Data: bus.EventData{DLQSeq: seq, Reason: re.Reason, Error: re.Detail}}))
 		}
 		return nil, rerr
 	}
-	d.r.audit(ctx, bus.Event{Type: EventReplayed, Subject: res.Subject, Data: bus.EventData{
+	// The replay is done: a record that could not be made is reported beside the result.
+	return res, d.r.audit(ctx, bus.Event{Type: EventReplayed, Subject: res.Subject, Data: bus.EventData{
 		DLQSeq: seq, Stream: res.Stream, Sequence: res.Sequence, Consumer: res.Durable, ReplayID: res.AuthorizationID,
 	}})
-	return res, nil
 }
 
 func (d *DeadLetters) replay(ctx context.Context, seq uint64) (*ReplayResult, error) {

@@ -25,6 +25,10 @@ var (
 	// ErrNoDevServer reports a home with no running dev server (none started, or it stopped
 	// without tidying up).
 	ErrNoDevServer = errors.New("operator: no dev server running for this home")
+	// ErrNotAudited reports an administrative action that was carried out but whose signed
+	// audit record could not be made or kept for writing (no signing key, the keystore's
+	// audit-pending directory not writable): the action stands, and nothing in the audit says so.
+	ErrNotAudited = errors.New("operator: action done but not audited")
 )
 
 // PushError is the server's refusal of an account JWT pushed with [PushAccount]. It matches

@@ -116,8 +116,7 @@ func (p *Provisioner) CreateAccount(name string, lim accounts.Limits) (*accounts
 	if err := p.Keystore.SaveAccount(acct); err != nil {
 		return nil, err
 	}
-	p.recordOnly(acct, true, bus.Event{Type: EventAccountCreated, Data: bus.EventData{Changes: limitsOf(lim)}})
-	return acct, nil
+	return acct, p.recordOnly(acct, true, bus.Event{Type: EventAccountCreated, Data: bus.EventData{Changes: limitsOf(lim)}})
 }
 
 // limitsOf describes account limits for an admin event.
@@ -285,8 +284,7 @@ func (p *Provisioner) EditAccount(name string, edit func(*accounts.Account) erro
 	if err != nil {
 		return nil, err
 	}
-	p.recordOnly(acct, true, bus.Event{Type: EventAccountEdited, Data: bus.EventData{Changes: changes}})
-	return acct, nil
+	return acct, p.recordOnly(acct, true, bus.Event{Type: EventAccountEdited, Data: bus.EventData{Changes: changes}})
 }
 
 // editAccount is EditAccount without its audit event; changes receives what changed.
@@ -341,8 +339,7 @@ func (p *Provisioner) CreateService(account string, spec accounts.ServiceSpec) (
 	if err != nil {
 		return nil, "", err
 	}
-	p.recordOnly(acct, false, bus.Event{Type: EventServiceCreated, Data: bus.EventData{Service: svc.Spec.Name, Key: svc.UserPublicKey()}})
-	return svc, path, nil
+	return svc, path, p.recordOnly(acct, false, bus.Event{Type: EventServiceCreated, Data: bus.EventData{Service: svc.Spec.Name, Key: svc.UserPublicKey()}})
 }
 
 // RevokeService revokes the service's current user key (and with it its card) in the account
@@ -359,8 +356,7 @@ func (p *Provisioner) RevokeService(account, name string, at time.Time) (*accoun
 	if err != nil {
 		return nil, err
 	}
-	p.recordOnly(acct, true, bus.Event{Type: EventServiceRevoked, Data: bus.EventData{Service: name, Key: svc.UserPublicKey()}})
-	return acct, nil
+	return acct, p.recordOnly(acct, true, bus.Event{Type: EventServiceRevoked, Data: bus.EventData{Service: name, Key: svc.UserPublicKey()}})
 }
 
 // RotateService gives the service new keys, a new user JWT and card (listing the previous
@@ -378,9 +374,8 @@ func (p *Provisioner) RotateService(account, name string, grace time.Duration) (
 	if err != nil {
 		return nil, nil, "", err
 	}
-	p.recordOnly(acct, false, bus.Event{Type: EventServiceRotated, Data: bus.EventData{Service: name, Key: svc.UserPublicKey(),
+	return svc, acct, path, p.recordOnly(acct, false, bus.Event{Type: EventServiceRotated, Data: bus.EventData{Service: name, Key: svc.UserPublicKey(),
 		Changes: []string{"revoked " + old.UserPublicKey()}}})
-	return svc, acct, path, nil
 }
 
 // System returns a system account connection to the target, opened on first use and kept
@@ -521,8 +516,8 @@ func (p *Provisioner) reader(ctx context.Context, account string) (*evidenceRead
 }
 
 // audit writes an admin event about a replay, signed by the account's signing key.
-func (r *replayer) audit(ctx context.Context, e bus.Event) {
-	r.p.audit(ctx, r.nc, r.acct, false, e)
+func (r *replayer) audit(ctx context.Context, e bus.Event) error {
+	return r.p.audit(ctx, r.nc, r.acct, false, e)
 }
 
 // AddStream creates or updates an application stream in account ([AddStream]) and audits it.
@@ -539,8 +534,7 @@ func (p *Provisioner) AddStream(ctx context.Context, account string, spec Stream
 	if err := AddStream(ctx, nc, spec); err != nil {
 		return err
 	}
-	p.audit(ctx, nc, acct, false, bus.Event{Type: EventStreamAdded, Data: bus.EventData{Stream: spec.Name, Changes: spec.Subjects}})
-	return nil
+	return p.audit(ctx, nc, acct, false, bus.Event{Type: EventStreamAdded, Data: bus.EventData{Stream: spec.Name, Changes: spec.Subjects}})
 }
 
 // EditStream changes an existing application stream of account ([EditStream]) and audits it.
@@ -558,8 +552,7 @@ func (p *Provisioner) EditStream(ctx context.Context, account, stream string, ed
 	if err != nil {
 		return nil, err
 	}
-	p.audit(ctx, nc, acct, false, bus.Event{Type: EventStreamEdited, Data: bus.EventData{Stream: stream, Changes: si.Config.Subjects}})
-	return si, nil
+	return si, p.audit(ctx, nc, acct, false, bus.Event{Type: EventStreamEdited, Data: bus.EventData{Stream: stream, Changes: si.Config.Subjects}})
 }
 
 // Close closes the cached system connection.
@@ -599,16 +592,14 @@ func (p *Provisioner) PushAccount(ctx context.Context, acct *accounts.Account) e
 	defer dir.Close()
 	switch err := PutAccountJWT(ctx, dir, acct.JWT); {
 	case errors.Is(err, ErrNoDirectory):
-		p.audit(ctx, nc, acct, true, bus.Event{Type: EventAccountPushed})
-		return nil
+		return p.audit(ctx, nc, acct, true, bus.Event{Type: EventAccountPushed})
 	case err != nil:
 		return err
 	}
 	if err := WaitView(ctx, dir, nc, acct.PublicKey()); err != nil {
 		return err
 	}
-	p.audit(ctx, nc, acct, true, bus.Event{Type: EventAccountPushed})
-	return nil
+	return p.audit(ctx, nc, acct, true, bus.Event{Type: EventAccountPushed})
 }
 
 // SetupAccount sets a tenant account up on the target: the operator account first (once per
@@ -675,10 +666,11 @@ func (p *Provisioner) SetupAccount(ctx context.Context, acct *accounts.Account) 
 		changes = append(changes, fmt.Sprintf("%s: %d writers, %d records each, %d bytes at most per record", q.Stream, q.Writers, q.PerWriter, q.MaxRecord))
 	}
 	if created {
-		_ = p.record(acct, true, p.initEvent())
+		if err := p.recordOnly(acct, true, p.initEvent()); err != nil {
+			return err
+		}
 	}
-	p.audit(ctx, nc, acct, true, bus.Event{Type: EventAccountSetup, Data: bus.EventData{Changes: changes}})
-	return nil
+	return p.audit(ctx, nc, acct, true, bus.Event{Type: EventAccountSetup, Data: bus.EventData{Changes: changes}})
 }
 
 // setupEvidence runs SetupEvidence with the keystore's services of acct.
@@ -758,8 +750,7 @@ func (p *Provisioner) PublishService(ctx context.Context, account string, svc *a
 	if err := WaitView(ctx, dir, nc, svc.Account); err != nil {
 		return res, err
 	}
-	p.audit(ctx, nc, acct, false, bus.Event{Type: EventServicePublished, Data: bus.EventData{Service: svc.Spec.Name, Key: svc.UserPublicKey()}})
-	return res, nil
+	return res, p.audit(ctx, nc, acct, false, bus.Event{Type: EventServicePublished, Data: bus.EventData{Service: svc.Spec.Name, Key: svc.UserPublicKey()}})
 }
 
 func ensureConsumers(ctx context.Context, nc *nats.Conn, svc *accounts.Service, filters map[accounts.ConsumerRef][]string, skipMissing bool) ([]ConsumerResult, error) {

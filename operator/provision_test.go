@@ -514,3 +514,37 @@ func checkGuard(t *testing.T, ctx context.Context, js jetstream.JetStream, cc je
 		t.Errorf("guard key %q: %v", cc.Metadata[accounts.GuardKeyMetadata], err)
 	}
 }
+
+// TestUnauditedActionReported: an administrative action whose signed audit record cannot be
+// kept (here the keystore's audit-pending directory is a file) is carried out and reported as
+// ErrNotAudited, never silently left out of the audit.
+func TestUnauditedActionReported(t *testing.T) {
+	op, err := accounts.NewOperator("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	ks, err := accounts.OpenKeystore(home, nil, accounts.WithUnencrypted())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	if err := ks.SaveOperator(op); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ks.Path("audit-pending"), []byte("in the way"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &operator.Provisioner{Keystore: ks, Operator: op, Target: operator.Target{URLs: []string{"tls://127.0.0.1:1"}}}
+	defer p.Close()
+	acct, err := p.CreateAccount("shop", accounts.DefaultLimits())
+	if !errors.Is(err, operator.ErrNotAudited) || acct == nil {
+		t.Fatalf("CreateAccount with no place for its audit record: %v (account %v)", err, acct)
+	}
+	if _, err := ks.LoadAccount("shop"); err != nil {
+		t.Fatalf("the account was not created: %v", err)
+	}
+	if _, _, err := p.CreateService("shop", accounts.ServiceSpec{Name: "billing", Subscribe: []string{"orders.>"}}); !errors.Is(err, operator.ErrNotAudited) {
+		t.Fatalf("CreateService with no place for its audit record: %v", err)
+	}
+}

@@ -199,8 +199,7 @@ func (p *Provisioner) AddService(ctx context.Context, account string, spec accou
 	if err := WaitView(ctx, dir, nc, acct.PublicKey()); err != nil {
 		return out, err
 	}
-	p.audit(ctx, nc, acct, false, bus.Event{Type: EventServicePublished, Data: bus.EventData{Service: svc.Spec.Name, Key: svc.UserPublicKey()}})
-	return out, nil
+	return out, p.audit(ctx, nc, acct, false, bus.Event{Type: EventServicePublished, Data: bus.EventData{Service: svc.Spec.Name, Key: svc.UserPublicKey()}})
 }
 
 // EditService changes a service's spec (permissions, validity, consumers): edit receives a copy
@@ -246,12 +245,12 @@ func (p *Provisioner) EditService(ctx context.Context, account, name string, edi
 	if err != nil {
 		return nil, errors.Join(err, snap.Restore())
 	}
-	p.recordOnly(acct, false, bus.Event{Type: EventServiceEdited, Data: bus.EventData{Service: name, Key: svc.UserPublicKey(),
+	nerr := p.recordOnly(acct, false, bus.Event{Type: EventServiceEdited, Data: bus.EventData{Service: name, Key: svc.UserPublicKey(),
 		Changes: []string{"revoked " + old.UserPublicKey()}}})
 	out := &ServiceOutcome{Service: svc, Account: acct, CredsPath: path}
 	if !change.Push {
 		snap.Discard()
-		return out, nil
+		return out, nerr
 	}
 	if err := p.PushAccount(ctx, acct); err != nil {
 		return nil, errors.Join(fmt.Errorf("operator: service %s not changed: %w", name, err), snap.Restore())
@@ -285,7 +284,7 @@ func (p *Provisioner) EditService(ctx context.Context, account, name string, edi
 		return out, err
 	}
 	out.Partial = false
-	return out, nil
+	return out, nerr
 }
 
 // reissueService saves the edited service, its account (old key revoked) and both creds files.
@@ -339,11 +338,11 @@ func (p *Provisioner) RemoveService(ctx context.Context, account, name string, p
 	if err != nil {
 		return nil, errors.Join(err, snap.Restore())
 	}
-	p.recordOnly(acct, false, bus.Event{Type: EventServiceRemoved, Data: bus.EventData{Service: name, Key: svc.UserPublicKey()}})
+	nerr := p.recordOnly(acct, false, bus.Event{Type: EventServiceRemoved, Data: bus.EventData{Service: name, Key: svc.UserPublicKey()}})
 	out := &ServiceOutcome{Service: svc, Account: acct}
 	if !push {
 		snap.Discard()
-		return out, nil
+		return out, nerr
 	}
 	if err := p.PushAccount(ctx, acct); err != nil {
 		return nil, errors.Join(fmt.Errorf("operator: service %s not removed: %w", name, err), snap.Restore())
@@ -374,7 +373,7 @@ func (p *Provisioner) RemoveService(ctx context.Context, account, name string, p
 		return out, err
 	}
 	out.Partial = false
-	return out, nil
+	return out, nerr
 }
 
 // RemoveAccount deletes an account from the keystore. It is refused with an [*InUseError]
