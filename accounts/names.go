@@ -201,7 +201,7 @@ const DirectorySubjects = "$KV." + DirectoryBucket + ".>"
 
 // ConnectionQuotaTag prefixes the tag of a service's user JWT that states how many connections
 // the service may hold at once ("sealbus-max-connections:16"). NATS has no per-user connection
-// limit; the operator's connection guard (operator.GuardConnections) reads this tag from the
+// limit; the operator's connection guard (operator.StartConnectionGuard) reads this tag from the
 // server's connect events and closes the connections beyond it.
 const ConnectionQuotaTag = "sealbus-max-connections:"
 

@@ -55,7 +55,7 @@ func Reject(reason string, err error) error {
 	return &DeadLetterError{Reason: reason, Err: err}
 }
 
-// ReasonOf returns the rejection reason anywhere in err's chain: a *DeadLetterError of this
+// DeadLetterReason returns the rejection reason anywhere in err's chain: a *DeadLetterError of this
 // package or an *envelope.RejectError.
 func DeadLetterReason(err error) (string, bool) {
 	var re *DeadLetterError

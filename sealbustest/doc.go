@@ -15,9 +15,19 @@
 //
 // # The demo world
 //
-// [NewWorld] provisions the world of `sealbus demo` (two tenants, their streams and seven
-// services) on a harness: a ready fixture for tests of publishing, consuming, rotation,
-// revocation and attacks.
+// [ProvisionWorld] provisions the world of `sealbus demo` (two tenants, their streams and
+// seven services) on a harness; [NewWorld] starts a sandbox and provisions it there. It is a
+// ready fixture for tests of publishing, consuming, rotation, revocation and attacks.
+//
+// # Attacks
+//
+// An [Insider] ([NewInsider]) is a service of a harness turned hostile: with its own valid
+// creds and plain nats.go it does what its permissions allow (create consumers, flood the
+// directory's reply path, hold connections, flood or fill streams, publish crafted records
+// and envelopes). [AttackDirectory], [AttackConnections] and [AttackStream] run the insider
+// issue's attacks and report what honest services saw meanwhile; [FreshStart] times a fresh
+// client's start; [RunEvidenceAttacks] runs the attacks on audit records and dead letters as
+// subtests. Users run them against their own deployments to check they still hold.
 //
 // # Checks
 //

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -291,8 +293,8 @@ func printAccount(w io.Writer, v accountJSON) {
 	for _, i := range v.Imports {
 		fmt.Fprintf(w, "import       %s %s from %s as %s\n", i.Type, i.Subject, i.Account, firstNonEmpty(i.LocalSubject, i.Subject))
 	}
-	for k, t := range v.Revocations {
-		fmt.Fprintf(w, "revoked      %s at %s\n", k, time.Unix(t, 0).UTC().Format(time.RFC3339))
+	for _, k := range slices.Sorted(maps.Keys(v.Revocations)) {
+		fmt.Fprintf(w, "revoked      %s at %s\n", k, time.Unix(v.Revocations[k], 0).UTC().Format(time.RFC3339))
 	}
 	for _, s := range v.Services {
 		fmt.Fprintf(w, "service      %s\n", s)
