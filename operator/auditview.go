@@ -371,7 +371,8 @@ func setupViewStreams(ctx context.Context, nc *nats.Conn, tenant *accounts.Accou
 	key := tenant.PublicKey()
 	for _, v := range accounts.ViewSources() {
 		view := v.View(key)
-		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		if err := retryResources(ctx, func() error {
+			_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name:        view,
 			Description: fmt.Sprintf("sealbus operator-wide view: %s of account %s", v.Origin, tenant.Name),
 			Sources: []*jetstream.StreamSource{{
@@ -382,11 +383,43 @@ func setupViewStreams(ctx context.Context, nc *nats.Conn, tenant *accounts.Accou
 			Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
 			MaxAge: lim.viewAge(v.Kind), MaxBytes: lim.viewBytes(v.Kind),
 			Metadata: map[string]string{"sealbus_account": key, "sealbus_account_name": tenant.Name, "sealbus_kind": v.Kind},
+			})
+			return err
 		}); err != nil {
 			return fmt.Errorf("operator: view stream %s: %w (the operator account's limits must hold the recorded events plus, per tenant, the audit and dead-letter views: raise them or lower Provisioner.ViewLimits)", view, err)
 		}
 	}
 	return nil
+}
+
+// The server's error codes for a stream refused for storage or memory resources
+// (JSStorageResourcesExceededErr, JSMemoryResourcesExceededErr), which jetstream does not name.
+const (
+	errCodeStorageExceeded jetstream.ErrorCode = 10047
+	errCodeMemoryExceeded  jetstream.ErrorCode = 10028
+)
+
+// resourcesSettle bounds how long a stream refused for the account's storage is retried.
+const resourcesSettle = 10 * time.Second
+
+// retryResources runs create until it is not refused for storage or memory resources, for at
+// most resourcesSettle. Right after the operator account's JWT was pushed with limits raised
+// for a new tenant, the server that places the stream (the cluster's meta leader) may still
+// apply the old limits for a moment; a refusal that lasts is a real one and is returned.
+func retryResources(ctx context.Context, create func() error) error {
+	deadline := time.Now().Add(resourcesSettle)
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		err := create()
+		var apiErr *jetstream.APIError
+		if err == nil || !errors.As(err, &apiErr) || (apiErr.ErrorCode != errCodeStorageExceeded && apiErr.ErrorCode != errCodeMemoryExceeded) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+	}
 }
 
 // ViewSources reports, for each view stream of the operator account nc is connected to,
