@@ -373,16 +373,16 @@ func setupViewStreams(ctx context.Context, nc *nats.Conn, tenant *accounts.Accou
 		view := v.View(key)
 		if err := retryResources(ctx, func() error {
 			_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        view,
-			Description: fmt.Sprintf("sealbus operator-wide view: %s of account %s", v.Origin, tenant.Name),
-			Sources: []*jetstream.StreamSource{{
-				Name: v.Mirror(key), FilterSubject: v.Filter,
-				External: &jetstream.ExternalStream{APIPrefix: accounts.ViewAPIPrefix(key), DeliverPrefix: v.DeliverPrefix(key)},
-			}},
-			Storage: jetstream.FileStorage, Replicas: replicas,
-			Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
-			MaxAge: lim.viewAge(v.Kind), MaxBytes: lim.viewBytes(v.Kind),
-			Metadata: map[string]string{"sealbus_account": key, "sealbus_account_name": tenant.Name, "sealbus_kind": v.Kind},
+				Name:        view,
+				Description: fmt.Sprintf("sealbus operator-wide view: %s of account %s", v.Origin, tenant.Name),
+				Sources: []*jetstream.StreamSource{{
+					Name: v.Mirror(key), FilterSubject: v.Filter,
+					External: &jetstream.ExternalStream{APIPrefix: accounts.ViewAPIPrefix(key), DeliverPrefix: v.DeliverPrefix(key)},
+				}},
+				Storage: jetstream.FileStorage, Replicas: replicas,
+				Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
+				MaxAge: lim.viewAge(v.Kind), MaxBytes: lim.viewBytes(v.Kind),
+				Metadata: map[string]string{"sealbus_account": key, "sealbus_account_name": tenant.Name, "sealbus_kind": v.Kind},
 			})
 			return err
 		}); err != nil {
