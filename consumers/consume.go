@@ -55,6 +55,7 @@ type Consumption struct {
 	ackTimeout time.Duration
 	ackSlots   chan struct{}  // bounds the acks awaiting confirmation
 	acks       sync.WaitGroup // acks awaiting confirmation
+	win        ackWindow      // acks sent without a reply, confirmed together
 	aside      sync.WaitGroup // deliveries waiting for another delivery of their message
 	guard      *guard
 
@@ -138,6 +139,14 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 		ackTimeout: cfg.ackTimeout, ackSlots: make(chan struct{}, cfg.maxInFlight),
 	}
 	cs.guard = g
+	cs.win.kick = make(chan struct{}, 1)
+	cs.win.size = max(1, cfg.maxInFlight/4)
+	winDone := make(chan struct{})
+	winStopped := make(chan struct{})
+	go func() {
+		defer close(winStopped)
+		cs.confirmWindows(winDone)
+	}()
 	dl := deadLetter(link.WriteDeadLetter, c.Audit, k, c.Logger())
 	cs.prepare = Chain(func(context.Context, *Message) error { return nil }, dl, Verify(c), g.claimStage)
 	app := application(Chain(timed(recoverPanics(h), k), cfg.middleware...))
@@ -147,6 +156,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	buffer := max(1, cfg.maxInFlight-cfg.workers-ahead)
 	cs.it, err = cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
+		close(winDone)
 		cs.hcancel()
 		g.stop()
 		return nil, fmt.Errorf("%w: %s on %s: %w", ErrNoConsumer, durable, stream, err)
@@ -161,6 +171,8 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 		wg.Wait()
 		cs.aside.Wait()
 		cs.acks.Wait()
+		close(winDone)
+		<-winStopped
 		g.stop()
 		cs.hcancel()
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -322,45 +334,149 @@ func (cs *Consumption) finish(m *Message, err error) {
 // ackAttempts bounds the attempts to get one ack confirmed.
 const ackAttempts = 5
 
-// ack acknowledges m and has the server confirm it (JetStream's double ack) in the
-// background, so the worker goes on at once; at most MaxInFlight acks wait for confirmation.
+// ackWindowEvery is how often the acks sent without a reply are confirmed, at the latest.
+const ackWindowEvery = 20 * time.Millisecond
+
+// ackWindow holds the acks sent without a reply that no round trip has confirmed yet.
+type ackWindow struct {
+	mu      sync.Mutex
+	pending []*Message
+	size    int           // a window this full is confirmed at once
+	kick    chan struct{} // capacity 1: a full window
+}
+
+func (w *ackWindow) add(m *Message) {
+	w.mu.Lock()
+	w.pending = append(w.pending, m)
+	full := len(w.pending) >= w.size
+	w.mu.Unlock()
+	if full {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *ackWindow) take() []*Message {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.pending
+	w.pending = nil
+	return p
+}
+
+// ack settles m in the background, so the worker goes on at once; at most MaxInFlight acks
+// wait for confirmation.
+//
+// Once the replay guard has recorded m as handled, its ack is sent without asking for a reply:
+// a lost ack can no longer cause a second handler call (the redelivery, to any process, finds
+// the record and is acknowledged without one), so it needs no round trip of its own. Such acks
+// are confirmed together, a window at a time (a full window, or every ackWindowEvery), by one
+// round trip on the connection that sent them (a flush: the server has read them). If that
+// round trip fails, each ack of the window is sent again and confirmed one by one, as an ack
+// whose handled state could not be recorded is from the start (confirm).
 func (cs *Consumption) ack(m *Message) {
 	m.settled = true
 	cs.ackSlots <- struct{}{}
 	cs.acks.Add(1)
 	go func() {
-		defer cs.acks.Done()
-		defer func() { <-cs.ackSlots }()
+		if cs.sendAck(m) {
+			return // settled by its window
+		}
 		cs.confirm(m)
+		cs.ackDone()
 	}()
+}
+
+func (cs *Consumption) ackDone() {
+	<-cs.ackSlots
+	cs.acks.Done()
 }
 
 // recordTimeout bounds the time an ack waits for the handled state to be written to the
 // replay guard's store (a server fault); the ack is sent after it either way.
 const recordTimeout = 30 * time.Second
 
-// confirm records that m was handled in the durable's guard store (so that a redelivery, to
-// any process, is acknowledged without a handler call), then sends m's ack until the server
-// confirms it, at most ackAttempts times, each waiting ackTimeout for the confirmation;
-// between attempts it waits for the connection when it is down, or a short pause. An ack left
-// unconfirmed may or may not have been applied: if not, JetStream redelivers the message after
-// AckWait, and the replay guard, which has recorded the id as handled, lets Consume
-// acknowledge it again without calling the handler.
-func (cs *Consumption) confirm(m *Message) {
-	nc := cs.nc
+// sendAck records that m was handled in the durable's guard store (so that a redelivery, to
+// any process, is acknowledged without a handler call), then sends its ack without a reply and
+// leaves it to the window. It reports false when the state could not be recorded or the ack
+// not sent: the ack must then be confirmed on its own.
+func (cs *Consumption) sendAck(m *Message) bool {
 	if m.record != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
-		if err := m.record(ctx); err != nil {
-			cs.log.Warn("sealbus: handled state not recorded in the replay guard; acknowledging anyway", "seq", m.Sequence, "id", m.ID, "error", err)
-		}
+		err := m.record(ctx)
 		cancel()
+		if err != nil {
+			cs.log.Warn("sealbus: handled state not recorded in the replay guard; acknowledging with a confirmation", "seq", m.Sequence, "id", m.ID, "error", err)
+			return false
+		}
+	} else if !m.duplicate {
+		return false // nothing recorded it as handled
 	}
+	if err := m.raw.Ack(); err != nil {
+		return false
+	}
+	cs.win.add(m)
+	return true
+}
+
+// confirmWindows confirms the windows of acks sent without a reply until done is closed and
+// the last window is settled.
+func (cs *Consumption) confirmWindows(done <-chan struct{}) {
+	tick := time.NewTicker(ackWindowEvery)
+	defer tick.Stop()
+	for {
+		stop := false
+		select {
+		case <-cs.win.kick:
+		case <-tick.C:
+		case <-done:
+			stop = true
+		}
+		if w := cs.win.take(); len(w) > 0 {
+			cs.confirmWindow(w)
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+func (cs *Consumption) confirmWindow(w []*Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), cs.ackTimeout)
+	err := cs.nc.FlushWithContext(ctx)
+	cancel()
+	if err == nil {
+		cs.k.AckConfirmed.Add(uint64(len(w)))
+		for range w {
+			cs.ackDone()
+		}
+		return
+	}
+	cs.log.Debug("sealbus: a window of acks not confirmed; confirming each", "acks", len(w), "error", err)
+	for _, m := range w {
+		go func() {
+			cs.confirm(m)
+			cs.ackDone()
+		}()
+	}
+}
+
+// confirm sends m's ack until the server confirms it with a reply, at most ackAttempts times,
+// each waiting ackTimeout for the confirmation; between attempts it waits for the connection
+// when it is down, or a short pause. An ack left unconfirmed may or may not have been applied:
+// if not, JetStream redelivers the message after AckWait, and the replay guard, if it recorded
+// the id as handled, lets Consume acknowledge it again without calling the handler.
+func (cs *Consumption) confirm(m *Message) {
+	nc := cs.nc
+	reply := m.raw.Reply()
 	var err error
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), cs.ackTimeout)
-		err = m.raw.DoubleAck(ctx)
+		_, err = nc.RequestWithContext(ctx, reply, ackBody)
 		cancel()
-		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		if err == nil {
 			cs.k.AckConfirmed.Add(1)
 			return
 		}
@@ -378,6 +494,9 @@ func (cs *Consumption) confirm(m *Message) {
 	cs.log.Warn("sealbus: ack not confirmed; a redelivery will be acknowledged without calling the handler again",
 		"seq", m.Sequence, "id", m.ID, "error", err)
 }
+
+// ackBody is JetStream's ack.
+var ackBody = []byte("+ACK")
 
 func (cs *Consumption) setErr(err error) {
 	cs.errMu.Lock()

@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -62,7 +64,8 @@ type jsGuardStore struct {
 	js     jetstream.JetStream
 	prefix string // "sealbus.guard.<stream>.<durable>.": only the guard stream has these subjects
 
-	getSubj string // "$JS.API.STREAM.MSG.GET.<guard stream>"
+	getSubj string        // "$JS.API.STREAM.MSG.GET.<guard stream>"
+	timeout time.Duration // bounds one write's wait for its answer
 }
 
 func newJSGuardStore(nc *nats.Conn, stream, durable string, timeout time.Duration, pending int) (*jsGuardStore, error) {
@@ -72,7 +75,7 @@ func newJSGuardStore(nc *nats.Conn, stream, durable string, timeout time.Duratio
 	}
 	name := accounts.GuardStream(stream, durable)
 	return &jsGuardStore{
-		nc: nc, js: js,
+		nc: nc, js: js, timeout: timeout,
 		prefix:  accounts.GuardSubjectPrefix + "." + stream + "." + durable + ".",
 		getSubj: "$JS.API.STREAM.MSG.GET." + name,
 	}, nil
@@ -83,24 +86,70 @@ func ttlOption(ttl time.Duration) jetstream.PublishOpt {
 	return jetstream.WithMsgTTL(max(((ttl+time.Second-1)/time.Second)*time.Second, time.Second))
 }
 
+// put is a request on the connection's response inbox: the stream's answer is the reply. (A
+// jetstream asynchronous publish costs a future, two channels, options and a JSON decoding per
+// write; this is the hot path, two writes per handled message.)
 func (s *jsGuardStore) put(ctx context.Context, key string, val []byte, ttl time.Duration, last uint64) (uint64, error) {
-	msg := &nats.Msg{Subject: s.prefix + key, Data: val}
-	f, err := s.js.PublishMsgAsync(msg, ttlOption(ttl), jetstream.WithExpectLastSequencePerSubject(last))
+	msg := &nats.Msg{Subject: s.prefix + key, Data: val, Header: nats.Header{
+		jetstream.MsgTTLHeader:              {ttlSeconds(ttl)},
+		jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(last, 10)},
+	}}
+	// Each attempt waits at most the ack timeout: an answer lost with a connection is retried
+	// by the caller rather than waited for until its deadline.
+	actx, cancel := context.WithTimeout(ctx, s.timeout)
+	resp, err := s.nc.RequestMsgWithContext(actx, msg)
+	cancel()
 	if err != nil {
 		return 0, err
 	}
-	select {
-	case ack := <-f.Ok():
-		return ack.Sequence, nil
-	case err := <-f.Err():
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return 0, errConflict
+	return parsePutAnswer(resp.Data)
+}
+
+// ttlSeconds is a TTL in whole seconds, rounded up, at least one (the server's unit).
+func ttlSeconds(ttl time.Duration) string {
+	return strconv.FormatInt(int64(max((ttl+time.Second-1)/time.Second, 1)), 10)
+}
+
+// parsePutAnswer reads JetStream's answer to a publish: the stored sequence, errConflict for a
+// compare-and-set that failed, or the server's error. A success ({"stream":..,"seq":N,..})
+// is read without a JSON decoding; anything else is decoded strictly.
+func parsePutAnswer(b []byte) (uint64, error) {
+	if !bytes.Contains(b, []byte(`"error"`)) {
+		if i := bytes.Index(b, []byte(`"seq":`)); i >= 0 {
+			var seq uint64
+			n := 0
+			for _, c := range b[i+len(`"seq":`):] {
+				if c < '0' || c > '9' || n == 20 {
+					break
+				}
+				seq = seq*10 + uint64(c-'0')
+				n++
+			}
+			if n > 0 && seq > 0 {
+				return seq, nil
+			}
 		}
-		return 0, err
-	case <-ctx.Done():
-		return 0, ctx.Err()
 	}
+	var a struct {
+		Seq   uint64 `json:"seq"`
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(b, &a); err != nil {
+		return 0, fmt.Errorf("consumers: guard store answer: %w", err)
+	}
+	switch {
+	case a.Error != nil && (a.Error.ErrCode == int(jetstream.JSErrCodeStreamWrongLastSequence) || a.Error.ErrCode == int(jetstream.JSErrCodeStreamWrongLastSequenceConstant)):
+		return 0, errConflict
+	case a.Error != nil:
+		return 0, &jetstream.APIError{Code: a.Error.Code, ErrorCode: jetstream.ErrorCode(a.Error.ErrCode), Description: a.Error.Description}
+	case a.Seq == 0:
+		return 0, fmt.Errorf("consumers: guard store answer without a sequence")
+	}
+	return a.Seq, nil
 }
 
 func (s *jsGuardStore) beat(ctx context.Context, key string, val []byte, ttl time.Duration) error {
