@@ -145,6 +145,9 @@ func SetupEvidence(ctx context.Context, nc *nats.Conn, acct *accounts.Account, r
 		return nil, fmt.Errorf("operator: %w", err)
 	}
 	audit := []string{accounts.AdminAuditSubject(admin)}
+	// Nothing writes the admin's dead-letter subject: it keeps the dead-letter stream valid (a
+	// stream needs a subject) while no service of the account consumes, and only an admin
+	// could publish on it.
 	dlq := []string{accounts.DLQSubject(accounts.AdminWriter, admin)}
 	for _, s := range services {
 		if s.EvidenceToken == "" {
