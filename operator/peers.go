@@ -221,3 +221,37 @@ func (p *Provisioner) loadAccounts() ([]*accounts.Account, error) {
 	}
 	return out, nil
 }
+
+// ApplyRotation puts on the server a rotation [Provisioner.RotateService] made in the keystore:
+// it publishes svc's new card (durables on missing streams skipped), pushes acct, whose JWT
+// revokes the old user key, and updates the directories of the accounts that share a stream
+// with it ([Provisioner.SyncPeers]). The error says which step failed; the keystore keeps the
+// rotation either way, and a later push finishes it.
+func (p *Provisioner) ApplyRotation(ctx context.Context, acct *accounts.Account, svc *accounts.Service) ([]PeerCopy, error) {
+	if _, err := p.PublishService(ctx, acct.Name, svc, nil, true); err != nil {
+		return nil, fmt.Errorf("rotated but not published: %w", err)
+	}
+	if err := p.PushAccount(ctx, acct); err != nil {
+		return nil, fmt.Errorf("rotated but account not pushed: %w", err)
+	}
+	peers, err := p.SyncPeers(ctx, acct.Name)
+	if err != nil {
+		return peers, fmt.Errorf("rotated but peer directories not updated: %w", err)
+	}
+	return peers, nil
+}
+
+// ApplyRevocation puts on the server a revocation [Provisioner.RevokeService] made in the
+// keystore: it pushes acct (the server disconnects the revoked key and refuses it from then on)
+// and updates the directories of the accounts that share a stream with it. The error says
+// which step failed.
+func (p *Provisioner) ApplyRevocation(ctx context.Context, acct *accounts.Account) ([]PeerCopy, error) {
+	if err := p.PushAccount(ctx, acct); err != nil {
+		return nil, fmt.Errorf("revoked in the keystore but not pushed: %w", err)
+	}
+	peers, err := p.SyncPeers(ctx, acct.Name)
+	if err != nil {
+		return peers, fmt.Errorf("revoked and pushed, but peer directories not updated: %w", err)
+	}
+	return peers, nil
+}

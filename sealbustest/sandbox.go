@@ -241,27 +241,26 @@ func (s *Sandbox) PreviousCredsPath(account, name string) string {
 
 // RevokeService revokes the service's user key (and card) in the account JWT, saves it, pushes
 // it to the server (which disconnects the service and refuses it from then on) and writes it
-// into the account's directory.
+// into the account's directory and the directories of the accounts it shares a stream with.
 func (s *Sandbox) RevokeService(ctx context.Context, account, name string) error {
 	acct, err := s.prov.RevokeService(account, name, time.Now())
 	if err != nil {
 		return err
 	}
-	return s.prov.PushAccount(ctx, acct)
+	_, err = s.prov.ApplyRevocation(ctx, acct)
+	return err
 }
 
 // RotateService gives the service new keys (the old curve key stays usable for decryption
-// for grace), publishes the new card, revokes the old user key and pushes the account. It
+// for grace), publishes the new card, revokes the old user key, pushes the account and updates
+// the directories of the accounts it shares a stream with. It
 // returns the new credentials path; the old credentials are at [Sandbox.PreviousCredsPath].
 func (s *Sandbox) RotateService(ctx context.Context, account, name string, grace time.Duration) (string, error) {
 	svc, acct, path, err := s.prov.RotateService(account, name, grace)
 	if err != nil {
 		return "", err
 	}
-	if _, err := s.prov.PublishService(ctx, account, svc, nil, false); err != nil {
-		return "", err
-	}
-	if err := s.prov.PushAccount(ctx, acct); err != nil {
+	if _, err := s.prov.ApplyRotation(ctx, acct, svc); err != nil {
 		return "", err
 	}
 	return path, nil

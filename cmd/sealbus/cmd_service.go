@@ -369,14 +369,10 @@ old creds are kept next to the new ones as NAME.previous.creds (for bus.WithPrev
 			if push {
 				ctx, cancel := a.context()
 				defer cancel()
-				if _, err := s.prov.PublishService(ctx, args[0], svc, nil, true); err != nil {
-					return withHint(fmt.Errorf("rotated but not published: %w", err), "run `sealbus push "+args[0]+"`")
-				}
-				if err := s.prov.PushAccount(ctx, acct); err != nil {
-					return withHint(fmt.Errorf("rotated but account not pushed: %w", err), "run `sealbus push "+args[0]+"`")
-				}
-				if peers, err = a.syncPeers(ctx, s, args[0]); err != nil {
-					return withHint(fmt.Errorf("rotated but peer directories not updated: %w", err), "run `sealbus push`")
+				peers, err = s.prov.ApplyRotation(ctx, acct, svc)
+				a.noteSkippedPeers(peers)
+				if err != nil {
+					return withHint(err, "run `sealbus push "+args[0]+"`")
 				}
 			}
 			v := serviceView(s, args[0], svc, acct)
@@ -423,11 +419,10 @@ use: deleting its card from the directory does nothing (clients keep the last ve
 			if push {
 				ctx, cancel := a.context()
 				defer cancel()
-				if err := s.prov.PushAccount(ctx, acct); err != nil {
-					return withHint(fmt.Errorf("revoked in the keystore but not pushed: %w", err), "run `sealbus push "+args[0]+"` now")
-				}
-				if peers, err = a.syncPeers(ctx, s, args[0]); err != nil {
-					return withHint(fmt.Errorf("revoked and pushed, but peer directories not updated: %w", err), "run `sealbus push` now")
+				peers, err = s.prov.ApplyRevocation(ctx, acct)
+				a.noteSkippedPeers(peers)
+				if err != nil {
+					return withHint(err, "run `sealbus push "+args[0]+"` now")
 				}
 			}
 			svc, err := s.ks.LoadService(args[0], args[1])

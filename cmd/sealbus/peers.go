@@ -23,10 +23,15 @@ func printPeers(w io.Writer, copies []operator.PeerCopy) {
 // (operator.Provisioner.SyncPeers) and notes on stderr each directory it could not update.
 func (a *app) syncPeers(ctx context.Context, s *session, names ...string) ([]operator.PeerCopy, error) {
 	out, err := s.prov.SyncPeers(ctx, names...)
-	for _, c := range out {
+	a.noteSkippedPeers(out)
+	return out, err
+}
+
+// noteSkippedPeers notes on stderr each directory a peer sync could not update.
+func (a *app) noteSkippedPeers(copies []operator.PeerCopy) {
+	for _, c := range copies {
 		if c.Skipped != "" {
-			fmt.Fprintf(a.stderr, "sealbus: note: %s's directory not updated with peer %s (%s); run `sealbus push %s`\n", c.Into, c.From, c.Skipped, c.Into)
+			fmt.Fprintf(a.stderr, "sealbus: note: %s's directory not updated with peer %s (%s); run `sealbus push %s`\n", c.Into, c.From, operator.Escape(c.Skipped), c.Into)
 		}
 	}
-	return out, err
 }

@@ -402,31 +402,30 @@ func (d *Deployment) PreviousCredsPath(account, name string) string {
 
 // RevokeService revokes the service's user key (and card) in its account from now on, pushes
 // the account (the servers disconnect and refuse the service) and writes it into the
-// directory (the SDK stops trusting the card).
+// directory and those of the accounts it shares a stream with (the SDK stops trusting the
+// card): [operator.Provisioner.ApplyRevocation].
 func (d *Deployment) RevokeService(ctx context.Context, account, name string) error {
 	a, err := d.prov.RevokeService(account, name, time.Now())
 	if err != nil {
 		return fmt.Errorf("natstest: revoking %s/%s: %w", account, name, err)
 	}
-	if err := d.prov.PushAccount(ctx, a); err != nil {
-		return fmt.Errorf("natstest: pushing account %s: %w", account, err)
+	if _, err := d.prov.ApplyRevocation(ctx, a); err != nil {
+		return fmt.Errorf("natstest: %s/%s: %w", account, name, err)
 	}
 	return nil
 }
 
 // RotateService gives the service new keys (its previous curve key still opens envelopes for
-// grace), publishes the new card, revokes the old user key, pushes the account and returns
-// the new credentials path.
+// grace), publishes the new card, revokes the old user key, pushes the account, updates the
+// directories of the accounts it shares a stream with ([operator.Provisioner.ApplyRotation])
+// and returns the new credentials path.
 func (d *Deployment) RotateService(ctx context.Context, account, name string, grace time.Duration) (string, error) {
 	svc, a, path, err := d.prov.RotateService(account, name, grace)
 	if err != nil {
 		return "", fmt.Errorf("natstest: rotating %s/%s: %w", account, name, err)
 	}
-	if _, err := d.prov.PublishService(ctx, account, svc, nil, false); err != nil {
-		return "", fmt.Errorf("natstest: publishing service %s/%s: %w", account, name, err)
-	}
-	if err := d.prov.PushAccount(ctx, a); err != nil {
-		return "", fmt.Errorf("natstest: pushing account %s: %w", account, err)
+	if _, err := d.prov.ApplyRotation(ctx, a, svc); err != nil {
+		return "", fmt.Errorf("natstest: %s/%s: %w", account, name, err)
 	}
 	return path, nil
 }
