@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -235,7 +236,7 @@ func TestClockSkew(t *testing.T) {
 		if err != nil || !strings.HasPrefix(m.Subject, entryPrefix) {
 			continue
 		}
-		ttls[m.Header.Get("Nats-TTL")]++
+		ttls[ttlOf(t, m.Header.Get("Nats-TTL"))]++
 	}
 	wantTTLs := map[string]int{"4m30s": 1, "5m0s": 2, "4m0s": 1} // in sync; 30s ahead (twice); 30s behind
 	for k, n := range wantTTLs {
@@ -245,6 +246,19 @@ func TestClockSkew(t *testing.T) {
 		}
 	}
 	t.Logf("guard entries by TTL: %v; replays refused: %d", ttls, replays)
+}
+
+// ttlOf reads a Nats-TTL header (whole seconds, or a Go duration, as the server accepts) as a
+// duration's text.
+func ttlOf(t *testing.T, h string) string {
+	if n, err := strconv.ParseInt(h, 10, 64); err == nil {
+		return (time.Duration(n) * time.Second).String()
+	}
+	d, err := time.ParseDuration(h)
+	if err != nil {
+		t.Fatalf("guard entry with Nats-TTL %q", h)
+	}
+	return d.String()
 }
 
 // clockCase is one publisher clock of TestClockSkew and what each consumer must do with its
