@@ -8,8 +8,10 @@
 //     and subject, freshness against the server's stored time, sender card known, valid, not
 //     revoked and allowed on the subject, a recipient entry for this service, signature,
 //     unwrap, key commitment, decryption), and after the replay guard.
-//   - A message is acknowledged only after the handler returns nil ([Consume]), and the ack is
-//     confirmed by the server (JetStream's double ack, tried a few times). A handler failure
+//   - A message is acknowledged only after the handler returns nil ([Consume]) and the replay
+//     guard has recorded it as handled, and the ack is confirmed by the server: a window of such
+//     acks by one round trip, any other ack by its own reply (JetStream's double ack), tried a
+//     few times. A handler failure
 //     is retried with backoff ([Retry]); after the consumer's last delivery it is dead-lettered
 //     with reason max_deliveries. Nothing is lost: a message is settled only by a confirmed
 //     ack after success, a dead letter, or not at all (then JetStream delivers it again).

@@ -122,8 +122,9 @@ func WithReplayCapacity(n int) Option {
 }
 
 // WithAckTimeout sets how long one attempt to acknowledge a message waits for the server's
-// confirmation (default DefaultAckTimeout; 10ms to 1 minute). Acks are confirmed
-// (JetStream's double ack) and tried a few times; an ack still unconfirmed is counted in
+// confirmation (default DefaultAckTimeout; 10ms to 1 minute); it also bounds one write to the
+// replay guard's store. Acks are confirmed (a window of acks by one round trip, or one ack by
+// its reply) and tried a few times; an ack still unconfirmed is counted in
 // bus.Metrics.AckUnconfirmed, and its redelivery, if any, is acknowledged without calling the
 // handler again.
 func WithAckTimeout(d time.Duration) Option {
