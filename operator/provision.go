@@ -345,18 +345,27 @@ func (p *Provisioner) CreateService(account string, spec accounts.ServiceSpec) (
 // RevokeService revokes the service's current user key (and with it its card) in the account
 // JWT, reissues and saves the account, and returns it. Push it afterwards.
 func (p *Provisioner) RevokeService(account, name string, at time.Time) (*accounts.Account, error) {
-	svc, err := p.Keystore.LoadService(account, name)
+	svc, acct, err := p.revokeService(account, name, at)
 	if err != nil {
 		return nil, err
+	}
+	return acct, p.recordOnly(acct, true, bus.Event{Type: EventServiceRevoked, Data: bus.EventData{Service: name, Key: svc.UserPublicKey()}})
+}
+
+// revokeService is RevokeService without its audit record.
+func (p *Provisioner) revokeService(account, name string, at time.Time) (*accounts.Service, *accounts.Account, error) {
+	svc, err := p.Keystore.LoadService(account, name)
+	if err != nil {
+		return nil, nil, err
 	}
 	acct, err := p.editAccount(account, func(a *accounts.Account) error {
 		a.Revoke(svc.UserPublicKey(), at)
 		return nil
 	}, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return acct, p.recordOnly(acct, true, bus.Event{Type: EventServiceRevoked, Data: bus.EventData{Service: name, Key: svc.UserPublicKey()}})
+	return svc, acct, nil
 }
 
 // RotateService gives the service new keys, a new user JWT and card (listing the previous

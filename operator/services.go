@@ -245,17 +245,23 @@ func (p *Provisioner) EditService(ctx context.Context, account, name string, edi
 	if err != nil {
 		return nil, errors.Join(err, snap.Restore())
 	}
-	nerr := p.recordOnly(acct, false, bus.Event{Type: EventServiceEdited, Data: bus.EventData{Service: name, Key: svc.UserPublicKey(),
-		Changes: []string{"revoked " + old.UserPublicKey()}}})
+	// The edit is recorded once it stands: at once without a push, after the push with one
+	// (a push that fails puts the keystore back, and nothing was edited).
+	record := func() error {
+		return p.recordOnly(acct, false, bus.Event{Type: EventServiceEdited, Data: bus.EventData{Service: name, Key: svc.UserPublicKey(),
+			Changes: []string{"revoked " + old.UserPublicKey()}}})
+	}
 	out := &ServiceOutcome{Service: svc, Account: acct, CredsPath: path}
 	if !change.Push {
 		snap.Discard()
-		return out, nerr
+		return out, record()
 	}
 	if err := p.PushAccount(ctx, acct); err != nil {
 		return nil, errors.Join(fmt.Errorf("operator: service %s not changed: %w", name, err), snap.Restore())
 	}
 	snap.Discard()
+	nerr := record()
+	_ = p.flushAudit(ctx, nc, acct) // a record it could not write stays pending for the next
 	out.Partial = true
 	if _, err := p.setupEvidence(ctx, nc, acct); err != nil { // the new keys' evidence subjects
 		return out, err
@@ -331,29 +337,36 @@ func (p *Provisioner) RemoveService(ctx context.Context, account, name string, p
 	if err != nil {
 		return nil, err
 	}
-	acct, err := p.RevokeService(account, name, time.Now())
+	_, acct, err := p.revokeService(account, name, time.Now())
 	if err == nil {
 		err = p.Keystore.RemoveService(account, name)
 	}
 	if err != nil {
 		return nil, errors.Join(err, snap.Restore())
 	}
-	nerr := p.recordOnly(acct, false, bus.Event{Type: EventServiceRemoved, Data: bus.EventData{Service: name, Key: svc.UserPublicKey()}})
+	// The revocation and removal are recorded once they stand (see EditService).
+	record := func() error {
+		return errors.Join(
+			p.recordOnly(acct, true, bus.Event{Type: EventServiceRevoked, Data: bus.EventData{Service: name, Key: svc.UserPublicKey()}}),
+			p.recordOnly(acct, false, bus.Event{Type: EventServiceRemoved, Data: bus.EventData{Service: name, Key: svc.UserPublicKey()}}))
+	}
 	out := &ServiceOutcome{Service: svc, Account: acct}
 	if !push {
 		snap.Discard()
-		return out, nerr
+		return out, record()
 	}
 	if err := p.PushAccount(ctx, acct); err != nil {
 		return nil, errors.Join(fmt.Errorf("operator: service %s not removed: %w", name, err), snap.Restore())
 	}
 	snap.Discard()
+	nerr := record()
 	out.Partial = true
 	nc, err := p.Admin(ctx, account)
 	if err != nil {
 		return out, err
 	}
 	defer nc.Close()
+	_ = p.flushAudit(ctx, nc, acct) // a record it could not write stays pending for the next
 	dir, err := p.DirectoryAdmin(ctx)
 	if err != nil {
 		return out, err

@@ -179,6 +179,22 @@ func TestEditAndRemoveService(t *testing.T) {
 		t.Fatal("pre-edit creds connected")
 	}
 	_ = oldCreds
+	if n, err := p.PendingAudit("shop"); err != nil || n != 0 {
+		t.Fatalf("admin records left pending after a pushed edit: %d, %v", n, err)
+	}
+
+	// A removal whose push fails changes nothing, and nothing says it happened.
+	bad := &operator.Provisioner{Keystore: p.Keystore, Operator: p.Operator, Target: operator.Target{URLs: []string{"tls://127.0.0.1:1"}, RootCA: e.t.RootCA}}
+	defer bad.Close()
+	if _, err := bad.RemoveService(c, "shop", "billing", true); err == nil {
+		t.Fatal("a removal pushed to no server succeeded")
+	}
+	if _, err := p.Keystore.LoadService("shop", "billing"); err != nil {
+		t.Fatalf("the service after a failed removal: %v", err)
+	}
+	if n, err := p.PendingAudit("shop"); err != nil || n != 0 {
+		t.Fatalf("a failed removal left %d admin records (%v)", n, err)
+	}
 
 	rm, err := p.RemoveService(c, "shop", "billing", true)
 	if err != nil {
