@@ -187,7 +187,9 @@ func (s *jsGuardStore) get(ctx context.Context, key string) ([]byte, uint64, err
 	req, _ := json.Marshal(struct {
 		LastBySubject string `json:"last_by_subj"`
 	}{subject})
-	resp, err := s.nc.RequestWithContext(ctx, s.getSubj, req)
+	actx, cancel := context.WithTimeout(ctx, s.timeout) // as put: a lost answer is retried
+	resp, err := s.nc.RequestWithContext(actx, s.getSubj, req)
+	cancel()
 	if err != nil {
 		return nil, 0, err
 	}
