@@ -43,3 +43,11 @@ func NewGuardRun(ctx context.Context, c *bus.Client, stream, durable string) (ru
 	}
 	return run, g.stop, nil
 }
+
+// LoseAcks makes Consume drop the acks of the messages lose reports, after their handled state
+// was recorded and as if the server never applied them (their window is confirmed all the
+// same); restore undoes it.
+func LoseAcks(lose func(seq uint64) bool) (restore func()) {
+	loseAck = lose
+	return func() { loseAck = nil }
+}

@@ -125,6 +125,68 @@ func TestLostAckNotHandledAgain(t *testing.T) {
 	t.Logf("acks unconfirmed %d, redeliveries acknowledged without a handler call %d", m.AckUnconfirmed, m.Deduplicated)
 }
 
+// TestLostWindowedAckNotHandledAgain: an ack sent without a reply after the guard recorded the
+// message as handled is lost where no round trip can see it (the server never applies it; its
+// window is confirmed). Every third message's ack is lost once: the server redelivers them after
+// AckWait, possibly to another process, and each is acknowledged without a second handler call.
+func TestLostWindowedAckNotHandledAgain(t *testing.T) {
+	w := newWorld(t)
+	cons := billingDurable(t, w, time.Second)
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	var mu sync.Mutex
+	lost := map[uint64]bool{}
+	restore := consumers.LoseAcks(func(seq uint64) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if seq%3 != 0 || lost[seq] {
+			return false
+		}
+		lost[seq] = true
+		return true
+	})
+	defer restore()
+	h := newHandled()
+	var procs []*bus.Client
+	for range 2 {
+		c := connect(t, w, sealbustest.Shop, sealbustest.Billing)
+		consume(t, c, sealbustest.OrdersStream, sealbustest.Billing, h.handler, consumers.WithWorkers(2))
+		procs = append(procs, c)
+	}
+	ctx := context.Background()
+	var ids []string
+	for i := range 60 {
+		ack, err := checkout.Publish(ctx, "orders.us.windowed", []byte(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ack.ID)
+	}
+	eventually(t, 30*time.Second, "every message handled and every lost ack's redelivery acknowledged", func() bool {
+		var dedup uint64
+		for _, c := range procs {
+			dedup += c.Metrics().Deduplicated
+		}
+		mu.Lock()
+		n := len(lost)
+		mu.Unlock()
+		return h.count() == len(ids) && dedup >= uint64(n) && settled(cons)
+	})
+	for _, id := range ids {
+		if !h.has(id) {
+			t.Fatalf("message %s lost", id)
+		}
+	}
+	if d := h.duplicates(); len(d) > 0 {
+		t.Fatalf("handler called again after a lost ack for %v", d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lost) < 15 {
+		t.Fatalf("only %d acks lost", len(lost))
+	}
+	t.Logf("%d acks lost after the handled record; their redeliveries acknowledged without a handler call", len(lost))
+}
+
 // TestWorkloadAcrossConnectionLoss publishes and consumes at full speed through one proxy
 // while it cuts every connection (acks of both sides in flight are lost) and refuses new ones
 // for a moment: every publish is acknowledged and every message handled exactly once.
