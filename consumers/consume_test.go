@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
@@ -146,23 +147,30 @@ func TestConsumeRoundTripMultiRecipient(t *testing.T) {
 	eventually(t, 5*time.Second, "delivered counter", func() bool { return billing.Metrics().Delivered == 20 })
 }
 
+// shortRetries gives billing's durable on ORDERS maxDeliver deliveries with a short server
+// BackOff (Retry follows it) and returns an admin connection of Shop.
+func shortRetries(t *testing.T, w *sealbustest.World, maxDeliver int, backoff ...time.Duration) *nats.Conn {
+	t.Helper()
+	nc, err := w.Admin(context.Background(), sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if err := operator.AddConsumer(context.Background(), nc, operator.ConsumerSpec{
+		Stream: sealbustest.OrdersStream, Durable: sealbustest.Billing, FilterSubjects: []string{"orders.>"},
+		MaxDeliver: maxDeliver, BackOff: backoff,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
 func TestHandlerFailuresRetryThenDeadLetter(t *testing.T) {
 	w := newWorld(t)
 	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
 	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
-	// The operator gives the durable a short BackOff; Retry follows it.
 	ctx := context.Background()
-	nc, err := w.Admin(ctx, sealbustest.Shop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if err := operator.AddConsumer(ctx, nc, operator.ConsumerSpec{
-		Stream: sealbustest.OrdersStream, Durable: sealbustest.Billing, FilterSubjects: []string{"orders.>"},
-		MaxDeliver: 5, BackOff: []time.Duration{100 * time.Millisecond, 150 * time.Millisecond, 200 * time.Millisecond},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	nc := shortRetries(t, w, 5, 100*time.Millisecond, 150*time.Millisecond, 200*time.Millisecond)
 	var mu sync.Mutex
 	deliveries := map[string][]uint64{}
 	good := newHandled()
@@ -277,17 +285,7 @@ func TestApplicationErrorsStayOutOfEvidence(t *testing.T) {
 	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
 	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	ctx := context.Background()
-	nc, err := w.Admin(ctx, sealbustest.Shop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if err := operator.AddConsumer(ctx, nc, operator.ConsumerSpec{
-		Stream: sealbustest.OrdersStream, Durable: sealbustest.Billing, FilterSubjects: []string{"orders.>"},
-		MaxDeliver: 2, BackOff: []time.Duration{50 * time.Millisecond},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	shortRetries(t, w, 2, 50*time.Millisecond)
 	const secret = "PAN-4111111111111111"
 	consume(t, billing, sealbustest.OrdersStream, sealbustest.Billing, func(ctx context.Context, m *consumers.Message) error {
 		switch string(m.Payload) {
