@@ -36,6 +36,7 @@ type ServiceOutcome struct {
 	CredsPath string
 	Consumers []ConsumerResult // with Push: what happened to each declared durable
 	Removed   []ConsumerResult // with Push: durables deleted because no service declares them any more
+	Peers     []PeerCopy       // with Push: directories of accounts sharing a stream, updated ([Provisioner.SyncPeers])
 	// Partial is set when the keystore and the account JWT were changed but a later server
 	// step failed (the error says which); `sealbus push` finishes it.
 	Partial bool
@@ -129,10 +130,12 @@ func CheckConsumers(ctx context.Context, nc *nats.Conn, spec accounts.ServiceSpe
 
 // AddService creates a service the safe way: the spec is validated (and, with change.Push,
 // checked against the server: streams exist, filters match) before anything is saved; then the
-// service is saved with its creds file and, with Push, its card published and its durables
-// created. When a step fails, the keystore is put back as it was (and a card or durable already
-// made on the server is removed), so a typo never leaves a half-made service behind. An
-// existing service of that name is [accounts.ErrExists].
+// service is saved with its creds file and, with Push, its card published, its durables
+// created and the directories of the accounts sharing a stream with it updated (Peers). When a
+// step up to the durables fails, the keystore is put back as it was (and a card or durable
+// already made on the server is removed), so a typo never leaves a half-made service behind; a
+// later failure leaves it saved and published in part (Partial, with the error). An existing
+// service of that name is [accounts.ErrExists].
 func (p *Provisioner) AddService(ctx context.Context, account string, spec accounts.ServiceSpec, change ServiceChange) (*ServiceOutcome, error) {
 	if _, err := p.Keystore.LoadService(account, spec.Name); err == nil {
 		return nil, fmt.Errorf("%w: service %q in account %q", accounts.ErrExists, spec.Name, account)
@@ -196,9 +199,14 @@ func (p *Provisioner) AddService(ctx context.Context, account string, spec accou
 		return nil, errors.Join(append([]error{fmt.Errorf("operator: service %s not saved: %w", spec.Name, err)}, undo...)...)
 	}
 	snap.Discard()
+	out.Partial = true
 	if err := WaitView(ctx, dir, nc, acct.PublicKey()); err != nil {
 		return out, err
 	}
+	if out.Peers, err = p.SyncPeers(ctx, account); err != nil {
+		return out, err
+	}
+	out.Partial = false
 	return out, p.audit(ctx, nc, acct, false, bus.Event{Type: EventServicePublished, Data: bus.EventData{Service: svc.Spec.Name, Key: svc.UserPublicKey()}})
 }
 
@@ -207,8 +215,8 @@ func (p *Provisioner) AddService(ctx context.Context, account string, spec accou
 // gets new keys with the new spec ([accounts.Account.ReissueService]: the old user key is
 // revoked, so the old permissions stop working once pushed; the old curve key opens envelopes
 // for change.Grace), its old creds are kept as the previous creds. With Push the account JWT is
-// pushed, the card published, new durables created and durables no service declares any more
-// deleted. If the first server step fails the keystore is put back as it was; a failure after
+// pushed, the card published, new durables created, durables no service declares any more
+// deleted and the peer directories updated (Peers). If the first server step fails the keystore is put back as it was; a failure after
 // it leaves the change saved and pushed in part (Partial, with the error).
 func (p *Provisioner) EditService(ctx context.Context, account, name string, edit func(*accounts.ServiceSpec) error, change ServiceChange) (*ServiceOutcome, error) {
 	old, err := p.Keystore.LoadService(account, name)
@@ -289,6 +297,9 @@ func (p *Provisioner) EditService(ctx context.Context, account, name string, edi
 	if err := WaitView(ctx, dir, nc, acct.PublicKey()); err != nil {
 		return out, err
 	}
+	if out.Peers, err = p.SyncPeers(ctx, account); err != nil {
+		return out, err
+	}
 	out.Partial = false
 	return out, nerr
 }
@@ -326,8 +337,8 @@ func (p *Provisioner) reissueService(account string, old *accounts.Service, spec
 // RemoveService takes a service out of the deployment: its user key is revoked in the account
 // JWT (so its creds stop working everywhere once pushed: removing files alone would leave them
 // valid), and its keystore entry and creds files are deleted. With push the account JWT is
-// pushed, the card deleted from the directory and the service's durables deleted. If the push
-// fails, the keystore is put back as it was.
+// pushed, the card deleted from the directory, the service's durables deleted and the peer
+// directories updated (Peers). If the push fails, the keystore is put back as it was.
 func (p *Provisioner) RemoveService(ctx context.Context, account, name string, push bool) (*ServiceOutcome, error) {
 	svc, err := p.Keystore.LoadService(account, name)
 	if err != nil {
@@ -383,6 +394,9 @@ func (p *Provisioner) RemoveService(ctx context.Context, account, name string, p
 	}
 	// Its evidence subjects stay listed while they hold records (setupEvidence keeps them).
 	if _, err := p.setupEvidence(ctx, nc, acct); err != nil {
+		return out, err
+	}
+	if out.Peers, err = p.SyncPeers(ctx, account); err != nil {
 		return out, err
 	}
 	out.Partial = false

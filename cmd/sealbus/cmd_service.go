@@ -162,16 +162,14 @@ holds the filter's subjects. A failed check or push leaves the keystore as it wa
 			ctx, cancel := a.context()
 			defer cancel()
 			outcome, err := s.prov.AddService(ctx, args[0], spec, operator.ServiceChange{Filters: fm, Push: push})
-			if err != nil {
+			if err != nil && (outcome == nil || !outcome.Partial) {
 				return err // nothing was saved
 			}
-			svc, path, results := outcome.Service, outcome.CredsPath, outcome.Consumers
-			var peers []operator.PeerCopy
-			if push {
-				if peers, err = a.syncPeers(ctx, s, args[0]); err != nil {
-					return withHint(fmt.Errorf("service %s published but peer directories not updated: %w", svc.Spec.Name, err), "run `sealbus push`")
-				}
+			if err != nil {
+				return withHint(fmt.Errorf("service %s saved and published, but: %w", spec.Name, err), "run `sealbus push "+args[0]+"`")
 			}
+			a.noteSkippedPeers(outcome.Peers)
+			svc, path, results, peers := outcome.Service, outcome.CredsPath, outcome.Consumers, outcome.Peers
 			v := serviceView(s, args[0], svc, nil)
 			v.ConsumerOps = results
 			v.Peers = peers

@@ -104,16 +104,9 @@ keystore as it was. Deploy the new creds file to the service.`,
 			if err != nil {
 				return withHint(fmt.Errorf("service %s changed and its account pushed, but: %w", args[1], err), "run `sealbus push "+args[0]+"`")
 			}
-			var peers []operator.PeerCopy
-			if push {
-				// Accounts that share a stream with this one hold a copy of its account JWT and
-				// cards: they get the new ones too.
-				if peers, err = a.syncPeers(ctx, s, args[0]); err != nil {
-					return withHint(fmt.Errorf("service %s changed and pushed but peer directories not updated: %w", args[1], err), "run `sealbus push`")
-				}
-			}
+			a.noteSkippedPeers(out.Peers)
 			v := serviceView(s, args[0], out.Service, out.Account)
-			v.ConsumerOps, v.Removed, v.Peers = out.Consumers, out.Removed, peers
+			v.ConsumerOps, v.Removed, v.Peers = out.Consumers, out.Removed, out.Peers
 			return a.print(v, func(w io.Writer) {
 				fmt.Fprintf(w, "service %s/%s changed: new user key %s\n", args[0], args[1], v.UserKey)
 				fmt.Fprintf(w, "  publish    %s\n  subscribe  %s\n  consumers  %s\n", strings.Join(v.Publish, " "), strings.Join(v.Subscribe, " "), strings.Join(v.Consumers, " "))
@@ -121,7 +114,7 @@ keystore as it was. Deploy the new creds file to the service.`,
 				for _, r := range append(out.Consumers, out.Removed...) {
 					fmt.Fprintf(w, "  consumer   %s:%s %s\n", r.Stream, r.Durable, r.Status)
 				}
-				printPeers(w, peers)
+				printPeers(w, out.Peers)
 				if !push {
 					fmt.Fprintf(w, "next: `sealbus push %s`\n", args[0])
 				}
@@ -203,20 +196,14 @@ durables deleted; if the push fails the keystore is left as it was.`,
 			if err != nil {
 				return withHint(fmt.Errorf("service %s revoked, removed and pushed, but: %w", args[1], err), "run `sealbus push "+args[0]+"`")
 			}
-			var peers []operator.PeerCopy
-			if push {
-				// Peer directories get the account JWT that revokes the service.
-				if peers, err = a.syncPeers(ctx, s, args[0]); err != nil {
-					return withHint(fmt.Errorf("service %s removed and pushed but peer directories not updated: %w", args[1], err), "run `sealbus push`")
-				}
-			}
-			v := map[string]any{"account": args[0], "service": args[1], "user_key": out.Service.UserPublicKey(), "revoked": true, "removed_consumers": out.Removed, "peers": peers}
+			a.noteSkippedPeers(out.Peers)
+			v := map[string]any{"account": args[0], "service": args[1], "user_key": out.Service.UserPublicKey(), "revoked": true, "removed_consumers": out.Removed, "peers": out.Peers}
 			return a.print(v, func(w io.Writer) {
 				fmt.Fprintf(w, "service %s/%s removed (user key %s revoked)\n", args[0], args[1], out.Service.UserPublicKey())
 				for _, r := range out.Removed {
 					fmt.Fprintf(w, "  consumer %s:%s deleted\n", r.Stream, r.Durable)
 				}
-				printPeers(w, peers)
+				printPeers(w, out.Peers)
 				if !push {
 					fmt.Fprintf(w, "next: `sealbus push %s` — until then servers still accept its creds\n", args[0])
 				}
