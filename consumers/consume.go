@@ -55,7 +55,7 @@ type Consumption struct {
 	ackTimeout time.Duration
 	ackSlots   chan struct{}  // bounds the acks awaiting confirmation
 	acks       sync.WaitGroup // acks awaiting confirmation
-	win        ackWindow      // acks sent without a reply, confirmed together
+	acker      *acker         // sends the acks and collects their confirmations
 	aside      sync.WaitGroup // deliveries waiting for another delivery of their message
 	guard      *guard
 
@@ -139,14 +139,11 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 		ackTimeout: cfg.ackTimeout, ackSlots: make(chan struct{}, cfg.maxInFlight),
 	}
 	cs.guard = g
-	cs.win.kick = make(chan struct{}, 1)
-	cs.win.size = max(1, cfg.maxInFlight/4)
-	winDone := make(chan struct{})
-	winStopped := make(chan struct{})
-	go func() {
-		defer close(winStopped)
-		cs.confirmWindows(winDone)
-	}()
+	cs.acker, err = startAcker(cs)
+	if err != nil {
+		g.stop()
+		return nil, fmt.Errorf("consumers: %s on %s: acknowledgement replies: %w", durable, stream, err)
+	}
 	dl := deadLetter(link.WriteDeadLetter, c.Audit, k, c.Logger())
 	cs.prepare = Chain(func(context.Context, *Message) error { return nil }, dl, Verify(c), g.claimStage)
 	app := application(Chain(timed(recoverPanics(h), k), cfg.middleware...))
@@ -156,7 +153,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	buffer := max(1, cfg.maxInFlight-cfg.workers-ahead)
 	cs.it, err = cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
-		close(winDone)
+		cs.acker.stop()
 		cs.hcancel()
 		g.stop()
 		return nil, fmt.Errorf("%w: %s on %s: %w", ErrNoConsumer, durable, stream, err)
@@ -171,8 +168,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 		wg.Wait()
 		cs.aside.Wait()
 		cs.acks.Wait()
-		close(winDone)
-		<-winStopped
+		cs.acker.stop()
 		g.stop()
 		cs.hcancel()
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -327,66 +323,27 @@ func (cs *Consumption) finish(m *Message, err error) {
 		cs.ack(m)
 		return
 	}
-	cs.log.Warn("sealbus: message not settled by middleware; retrying", "seq", m.Sequence, "error", err)
+	if errors.Is(err, errClaimHeld) {
+		cs.log.Info("sealbus: returning a message another process holds; it may reach that process", "seq", m.Sequence, "error", err)
+	} else {
+		cs.log.Warn("sealbus: message not settled by middleware; retrying", "seq", m.Sequence, "error", err)
+	}
 	_ = m.nak(cs.firstDelay)
 }
 
 // ackAttempts bounds the attempts to get one ack confirmed.
 const ackAttempts = 5
 
-// ackWindowEvery is how often the acks sent without a reply are confirmed, at the latest.
-const ackWindowEvery = 20 * time.Millisecond
-
-// ackWindow holds the acks sent without a reply that no round trip has confirmed yet.
-type ackWindow struct {
-	mu      sync.Mutex
-	pending []*Message
-	size    int           // a window this full is confirmed at once
-	kick    chan struct{} // capacity 1: a full window
-}
-
-func (w *ackWindow) add(m *Message) {
-	w.mu.Lock()
-	w.pending = append(w.pending, m)
-	full := len(w.pending) >= w.size
-	w.mu.Unlock()
-	if full {
-		select {
-		case w.kick <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (w *ackWindow) take() []*Message {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	p := w.pending
-	w.pending = nil
-	return p
-}
-
 // ack settles m in the background, so the worker goes on at once; at most MaxInFlight acks
-// wait for confirmation.
-//
-// Once the replay guard has recorded m as handled, its ack is sent without asking for a reply:
-// a lost ack can no longer cause a second handler call (the redelivery, to any process, finds
-// the record and is acknowledged without one), so it needs no round trip of its own. Such acks
-// are confirmed together, a window at a time (a full window, or every ackWindowEvery), by one
-// round trip on the connection that sent them (a flush: the server has read them). If that
-// round trip fails, each ack of the window is sent again and confirmed one by one, as an ack
-// whose handled state could not be recorded is from the start (confirm).
+// wait for confirmation. The ack goes to the consumption's acker (acker.go), which asks the
+// server to confirm it; only an ack the server does not confirm in time costs more: the
+// message's handled state is then recorded in the replay guard's store, and the ack sent
+// again until confirmed (slowAck).
 func (cs *Consumption) ack(m *Message) {
 	m.settled = true
 	cs.ackSlots <- struct{}{}
 	cs.acks.Add(1)
-	go func() {
-		if cs.sendAck(m) {
-			return // settled by its window
-		}
-		cs.confirm(m)
-		cs.ackDone()
-	}()
+	cs.acker.send(m)
 }
 
 func (cs *Consumption) ackDone() {
@@ -398,76 +355,21 @@ func (cs *Consumption) ackDone() {
 // replay guard's store (a server fault); the ack is sent after it either way.
 const recordTimeout = 30 * time.Second
 
-// sendAck records that m was handled in the durable's guard store (so that a redelivery, to
-// any process, is acknowledged without a handler call), then sends its ack without a reply and
-// leaves it to the window. It reports false when the state could not be recorded or the ack
-// not sent: the ack must then be confirmed on its own.
-func (cs *Consumption) sendAck(m *Message) bool {
+// slowAck settles an ack the server did not confirm at its first attempt: it may or may not
+// have been applied. Before it is sent again, the replay guard records that m was handled
+// (when the guard holds its claim), so that if the ack is lost after all, the redelivery, in
+// any process, is acknowledged without a handler call; then the ack is confirmed on its own.
+func (cs *Consumption) slowAck(m *Message) {
+	defer cs.ackDone()
 	if m.record != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 		err := m.record(ctx)
 		cancel()
 		if err != nil {
 			cs.log.Warn("sealbus: handled state not recorded in the replay guard; acknowledging with a confirmation", "seq", m.Sequence, "id", m.ID, "error", err)
-			return false
-		}
-	} else if !m.duplicate {
-		return false // nothing recorded it as handled
-	}
-	if lose := loseAck; lose != nil && lose(m.Sequence) {
-		cs.win.add(m) // tests: an ack the server never applies, though its window is confirmed
-		return true
-	}
-	if err := m.raw.Ack(); err != nil {
-		return false
-	}
-	cs.win.add(m)
-	return true
-}
-
-// loseAck, set by tests only, drops the ack of the sequences it reports.
-var loseAck func(seq uint64) bool
-
-// confirmWindows confirms the windows of acks sent without a reply until done is closed and
-// the last window is settled.
-func (cs *Consumption) confirmWindows(done <-chan struct{}) {
-	tick := time.NewTicker(ackWindowEvery)
-	defer tick.Stop()
-	for {
-		stop := false
-		select {
-		case <-cs.win.kick:
-		case <-tick.C:
-		case <-done:
-			stop = true
-		}
-		if w := cs.win.take(); len(w) > 0 {
-			cs.confirmWindow(w)
-		}
-		if stop {
-			return
 		}
 	}
-}
-
-func (cs *Consumption) confirmWindow(w []*Message) {
-	ctx, cancel := context.WithTimeout(context.Background(), cs.ackTimeout)
-	err := cs.nc.FlushWithContext(ctx)
-	cancel()
-	if err == nil {
-		cs.k.AckConfirmed.Add(uint64(len(w)))
-		for range w {
-			cs.ackDone()
-		}
-		return
-	}
-	cs.log.Debug("sealbus: a window of acks not confirmed; confirming each", "acks", len(w), "error", err)
-	for _, m := range w {
-		go func() {
-			cs.confirm(m)
-			cs.ackDone()
-		}()
-	}
+	cs.confirm(m)
 }
 
 // confirm sends m's ack until the server confirms it with a reply, at most ackAttempts times,

@@ -8,10 +8,9 @@
 //     and subject, freshness against the server's stored time, sender card known, valid, not
 //     revoked and allowed on the subject, a recipient entry for this service, signature,
 //     unwrap, key commitment, decryption), and after the replay guard.
-//   - A message is acknowledged only after the handler returns nil ([Consume]) and the replay
-//     guard has recorded it as handled, and the ack is confirmed by the server: a window of such
-//     acks by one round trip, any other ack by its own reply (JetStream's double ack), tried a
-//     few times. A handler failure
+//   - A message is acknowledged only after the handler returns nil ([Consume]), and the ack
+//     is confirmed by the server (JetStream's double ack, one reply per ack, tried a few
+//     times). A handler failure
 //     is retried with backoff ([Retry]); after the consumer's last delivery it is dead-lettered
 //     with reason max_deliveries. Nothing is lost: a message is settled only by a confirmed
 //     ack after success, a dead letter, or not at all (then JetStream delivers it again).
@@ -19,10 +18,12 @@
 //     the durable and across their restarts, through server restarts, leader moves, partitions
 //     and reconnects. Before calling the handler, a process claims the message's id in the
 //     durable's guard store (a JetStream stream the operator creates with the durable, written
-//     with compare-and-set); before acknowledging, it records that the handler returned nil. A
-//     redelivery (its ack was lost), wherever it arrives, is acknowledged without a handler
-//     call (counted in bus.Metrics.Deduplicated); one that arrives while another process is
-//     still working on the message waits for that call's outcome. A handler failure releases
+//     with compare-and-set); when the server does not confirm the ack at once, it records
+//     that the handler returned nil before sending the ack again. A redelivery (its ack was
+//     lost), wherever it arrives, is acknowledged without a handler call (counted in
+//     bus.Metrics.Deduplicated); one that arrives while another process is still working on
+//     the message waits for that call's outcome (for one claim lease, then it is returned to
+//     the server, which may deliver it to that process). A handler failure releases
 //     the id, so the retry runs wherever it is delivered. A process that crashes after claiming
 //     loses nothing: once its heartbeat in the store is older than the claim lease
 //     ([WithClaimLease]), another process takes the claim over, at the risk of a second call

@@ -44,9 +44,8 @@ func NewGuardRun(ctx context.Context, c *bus.Client, stream, durable string) (ru
 	return run, g.stop, nil
 }
 
-// LoseAcks makes Consume drop the acks of the messages lose reports, after their handled state
-// was recorded and as if the server never applied them (their window is confirmed all the
-// same); restore undoes it.
+// LoseAcks makes Consume count the acks of the messages lose reports as confirmed without
+// sending them: acks the server confirmed and then lost.
 func LoseAcks(lose func(seq uint64) bool) (restore func()) {
 	loseAck = lose
 	return func() { loseAck = nil }

@@ -87,7 +87,17 @@ func TestExactlyOnceAcrossProcesses(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the first process never reached its 20th handler call")
 	}
-	eventually(t, 90*time.Second, "every message handled and acknowledged", func() bool { return h.count() == n && settled(cons) })
+	// The others' deliveries of the frozen process's messages end when they see its outcome
+	// (their next look at the store after it is back), which may come after the server has its
+	// acks: those are counted as acknowledged without a handler call.
+	dedup := func() (d uint64) {
+		for _, c := range procs {
+			d += c.Metrics().Deduplicated
+		}
+		return d
+	}
+	eventually(t, 90*time.Second, "every message handled and acknowledged, and a redelivery of a handled message acknowledged without a handler call",
+		func() bool { return h.count() == n && settled(cons) && dedup() > 0 })
 	for _, id := range ids {
 		if !h.has(id) {
 			t.Fatalf("message %s lost", id)
@@ -96,19 +106,15 @@ func TestExactlyOnceAcrossProcesses(t *testing.T) {
 	if d := h.duplicates(); len(d) > 0 {
 		t.Fatalf("%d messages handled more than once across the processes: %v", len(d), d[:min(len(d), 5)])
 	}
-	var delivered, dedup uint64
+	var delivered uint64
 	for i, c := range procs {
 		m := c.Metrics()
 		delivered += m.Delivered
-		dedup += m.Deduplicated
 		t.Logf("process %d: handled %d, redeliveries acknowledged without a handler call %d, acks unconfirmed %d, reconnects %d",
 			i, m.Delivered, m.Deduplicated, m.AckUnconfirmed, c.Connection().Reconnects)
 	}
 	if delivered != n {
 		t.Fatalf("handler calls that returned nil: %d, want %d", delivered, n)
-	}
-	if dedup == 0 {
-		t.Fatal("no redelivery of a handled message happened: the freeze did not test anything")
 	}
 }
 

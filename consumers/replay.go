@@ -40,9 +40,11 @@ const DefaultClaimLease = 30 * time.Second
 //
 //   - claimed (owner O, sequence P): O's handler is running. A process claims a key before
 //     calling the handler; the claim exists only if no entry does.
-//   - handled: a handler call returned nil. The owner writes it before acknowledging the
-//     message, so a redelivery that reaches any process (its ack was lost) is acknowledged
-//     without a handler call.
+//   - handled: a handler call returned nil and the server did not confirm the message's ack
+//     at its first attempt. The owner writes it before sending the ack again, so a redelivery
+//     that reaches any process (the ack was lost) is acknowledged without a handler call. A
+//     confirmed ack needs no record: the server has applied it (replicated, on a clustered
+//     consumer), so the message is not delivered again; the claim stays until it expires.
 //   - released: the handler call failed; the retry, wherever it is delivered, claims it again.
 //
 // A verified delivery of key K at stream sequence P:
@@ -54,11 +56,19 @@ const DefaultClaimLease = 30 * time.Second
 //     acknowledges it, counted in bus.Metrics.Deduplicated).
 //   - K released at P: a retry: claim it again, call the handler.
 //   - K claimed at P by a live process (its heartbeat in the store is younger than the claim
-//     lease): wait for that process's outcome, telling the server the delivery is in progress.
+//     lease): wait for that process's outcome, telling the server the delivery is in progress;
+//     after one claim lease without an outcome, return the delivery to the server (a nak):
+//     the owner may be handling it still, or it handled it and the server lost its confirmed
+//     ack, and only the owner knows (in memory). The redelivery may reach the owner, which
+//     acknowledges it without a handler call. On the durable's last delivery, wait three
+//     leases, then dead-letter it (max_deliveries, saying that the owner may have handled it).
 //   - K claimed at P by a process that stopped or whose heartbeat expired (it crashed between
 //     claiming and recording the outcome): take the claim over and call the handler. This is
-//     the one case where a handler may run twice for one message (if the crashed process's
-//     call had finished); the message is never lost.
+//     one case where a handler may run twice for one message (if the crashed process's call
+//     had finished and its ack had not been applied); the message is never lost. The other:
+//     a server that loses an ack it had confirmed (a single server's crash before it wrote
+//     its consumer state) for a message whose owner then stopped, or forgot the id (more than
+//     its capacity of ids handled since).
 //
 // Entries live from their write for entryTTL: until no copy of the envelope can be stored any
 // more (signed creation time plus freshness window), plus one window and the AckWait. A
@@ -265,14 +275,18 @@ func (g *guard) claimStage(next Handler) Handler {
 		cctx := ctx
 		if m.last {
 			// The server will not deliver it again: claim it even if the consumption is
-			// stopping, for a bounded time.
+			// stopping, for a bounded time (longer than the wait for a live owner).
 			var cancel context.CancelFunc
-			cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), g.storeWait)
+			cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), lastDeliveryWait*g.lease+g.storeWait)
 			defer cancel()
 		}
 		rev, out, seq, err := g.claim(cctx, sk, dk, m)
 		if err != nil {
 			g.local.leave(e)
+			if _, ok := DeadLetterReason(err); m.last && !ok && !errors.Is(err, errBusyHere) {
+				// Returned to the server, it would not come again: a dead letter keeps it.
+				return &DeadLetterError{Reason: ReasonMaxDeliveries, Err: fmt.Errorf("consumers: last allowed delivery not handled: %w", err)}
+			}
 			return err
 		}
 		switch out {
@@ -291,8 +305,8 @@ func (g *guard) claimStage(next Handler) Handler {
 }
 
 // handlerStage is the guard's second half, around the handler of a delivery that holds the
-// claim: on success the handled record (written before the ack, see Consumption.confirm), on
-// failure the release.
+// claim: on success the handled record, written only if the ack is not confirmed at once (see
+// Consumption.slowAck), on failure the release.
 func (g *guard) handlerStage(next Handler) Handler {
 	return func(ctx context.Context, m *Message) error {
 		c := m.claim
@@ -389,7 +403,25 @@ func (g *guard) claim(ctx context.Context, sk string, dk deliveryKey, m *Message
 					last = crev
 					break
 				}
+				if m.noWait {
+					// Being prepared in delivery order: wait aside, not in front of the
+					// messages behind it.
+					return 0, 0, 0, errBusyHere
+				}
+				if !m.last && time.Since(p.start) > g.lease {
+					// The owner may have handled it and had its ack confirmed, which needs no
+					// record (an ack the server then lost): only the owner knows. Returned to
+					// the server, the delivery may reach it next.
+					return 0, 0, 0, fmt.Errorf("%w: message %s, claimed by process %s for longer than %v", errClaimHeld, m.ID, ent.owner, g.lease)
+				}
 				if err := p.wait(ctx); err != nil {
+					if m.last {
+						// The server will not deliver it again, to the owner or anyone: kept as
+						// a dead letter, for the operator to decide, rather than held forever.
+						return 0, 0, 0, &DeadLetterError{Reason: ReasonMaxDeliveries, Err: fmt.Errorf(
+							"consumers: last delivery of message %s while process %s, alive, held its claim without an outcome (%v): it may have handled it (an ack the server confirmed, then lost)",
+							m.ID, ent.owner, err)}
+					}
 					return 0, 0, 0, fmt.Errorf("consumers: waiting for process %s to finish message %s: %w", ent.owner, m.ID, err)
 				}
 				continue
@@ -497,7 +529,10 @@ func (p *pacer) failed(ctx context.Context, what string, err error) error {
 		return fmt.Errorf("%w: %s message %s: %w", ErrGuardUnavailable, what, p.m.ID, err)
 	}
 	p.g.log.Debug("sealbus: replay guard store error; retrying", "what", what, "seq", p.m.Sequence, "error", err)
-	return p.sleep(ctx)
+	if serr := p.sleep(ctx); serr != nil {
+		return fmt.Errorf("%w: %s message %s: %w", ErrGuardUnavailable, what, p.m.ID, err)
+	}
+	return nil
 }
 
 func (p *pacer) wait(ctx context.Context) error { return p.sleep(ctx) }
@@ -577,10 +612,20 @@ const (
 	replayed                 // the id is known at another position
 )
 
-// errBusyHere: another delivery of the same key is in progress in this process and the caller
-// asked not to wait for it (a message being prepared: the one it would wait for may be queued
-// behind it).
+// errBusyHere: another delivery of the same key is in progress in this process, or another
+// live process holds its claim, and the caller asked not to wait for it (a message being
+// prepared in delivery order: the one it would wait for may be queued behind it).
 var errBusyHere = errors.New("consumers: a delivery of this message is in progress here")
+
+// lastDeliveryWait is how many claim leases the last allowed delivery of a message waits for
+// the live process that holds its claim.
+const lastDeliveryWait = 3
+
+// errClaimHeld: another live process has held the message's claim for longer than the claim
+// lease without recording an outcome. It may still be handling it, or it handled it and its
+// confirmed ack was lost by the server (nothing is recorded for a confirmed ack); the delivery
+// is returned to the server, which may redeliver it to that process.
+var errClaimHeld = errors.New("consumers: message claimed by another process")
 
 // enter applies the in-memory layer to a delivery of k. With deliver, the entry is marked busy
 // until settle or leave; another delivery of k in this process waits for that, or returns

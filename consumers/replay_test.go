@@ -136,8 +136,15 @@ func newProcess(t *testing.T, s guardStore, handler func(context.Context, *Messa
 	return p
 }
 
-// deliver runs a delivery through the process as Consume does: the guard, then (on success)
-// the record the ack waits for.
+// deliverConfirmed runs a delivery through the process as Consume does when the server
+// confirms the ack at once: the guard, no record.
+func (p *process) deliverConfirmed(t *testing.T, m *Message) error {
+	t.Helper()
+	return p.h(context.Background(), m)
+}
+
+// deliver runs a delivery through the process as Consume does when the ack is not confirmed at
+// once: the guard, then (on success) the handled record written before the ack is sent again.
 func (p *process) deliver(t *testing.T, m *Message) error {
 	t.Helper()
 	err := p.h(context.Background(), m)
@@ -264,14 +271,85 @@ func TestGuardWaitsForLiveOwner(t *testing.T) {
 	select {
 	case err := <-second:
 		t.Fatalf("b finished while a's call was in progress: %v", err)
-	case <-time.After(3 * a.g.lease): // a's heartbeat keeps it alive past its lease
+	case <-time.After(a.g.lease / 2):
+	}
+	// After a lease without an outcome, b returns the delivery (a nak: it may reach a).
+	if err := <-second; !errors.Is(err, errClaimHeld) || b.calls.Load() != 0 {
+		t.Fatalf("b while a's call went on past the lease: %v, %d calls", err, b.calls.Load())
 	}
 	close(release)
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if err := <-second; err != nil || !m.duplicate || b.calls.Load() != 0 {
+	// a's ack was not confirmed at once, so a recorded the outcome: b's next delivery is a
+	// duplicate.
+	m = redelivery("w", 1, now)
+	if err := b.deliver(t, m); err != nil || !m.duplicate || b.calls.Load() != 0 {
 		t.Fatalf("b after a finished: %v, duplicate %v, %d calls", err, m.duplicate, b.calls.Load())
+	}
+}
+
+// TestGuardConfirmedAckLostByServer: a confirmed ack needs no handled record, so if the server
+// loses it after all (a single server's crash before it wrote its consumer state), the
+// redelivery finds only the owner's claim. Another process returns it to the server instead of
+// calling the handler; when it reaches the owner, the owner acknowledges it from memory.
+func TestGuardConfirmedAckLostByServer(t *testing.T) {
+	s := newMemStore()
+	a := newProcess(t, s, nil)
+	b := newProcess(t, s, nil)
+	now := time.Now()
+	if err := a.deliverConfirmed(t, verifiedMessage("x", 3, now, now)); err != nil || a.calls.Load() != 1 {
+		t.Fatalf("first delivery: %v, %d calls", err, a.calls.Load())
+	}
+	if e := s.entry(t, a.g, "x"); e.state != stateClaimed || e.owner != a.g.owner {
+		t.Fatalf("entry after a confirmed ack: %+v", e)
+	}
+	if err := b.deliverConfirmed(t, redelivery("x", 3, now)); !errors.Is(err, errClaimHeld) || b.calls.Load() != 0 {
+		t.Fatalf("redelivery to b: %v, %d calls", err, b.calls.Load())
+	}
+	m := redelivery("x", 3, now)
+	if err := a.deliverConfirmed(t, m); err != nil || !m.duplicate || a.calls.Load() != 1 {
+		t.Fatalf("redelivery to a: %v, duplicate %v, %d calls", err, m.duplicate, a.calls.Load())
+	}
+	// A replay of it is still refused, by either process.
+	for _, p := range []*process{a, b} {
+		if err := p.deliverConfirmed(t, verifiedMessage("x", 9, now, now)); !isReplay(err) {
+			t.Fatalf("replay: %v", err)
+		}
+	}
+	if a.calls.Load()+b.calls.Load() != 1 {
+		t.Fatalf("%d handler calls", a.calls.Load()+b.calls.Load())
+	}
+}
+
+// TestGuardLastDeliveryWhileClaimHeld: the last allowed delivery of a message whose live owner
+// holds the claim without an outcome cannot go back to the server (it would not come again):
+// after three leases it is dead-lettered as max_deliveries, saying the owner may have handled
+// it, instead of being held forever. A claim released meanwhile is handled at once.
+func TestGuardLastDeliveryWhileClaimHeld(t *testing.T) {
+	s := newMemStore()
+	a := newProcess(t, s, nil)
+	b := newProcess(t, s, nil)
+	now := time.Now()
+	if err := a.deliverConfirmed(t, verifiedMessage("y", 4, now, now)); err != nil {
+		t.Fatal(err)
+	}
+	m := redelivery("y", 4, now)
+	m.last = true
+	err := b.deliverConfirmed(t, m)
+	if r, ok := DeadLetterReason(err); !ok || r != ReasonMaxDeliveries || !strings.Contains(err.Error(), "may have handled it") || b.calls.Load() != 0 {
+		t.Fatalf("last delivery to b: %v, %d calls", err, b.calls.Load())
+	}
+
+	failing := newProcess(t, s, func(context.Context, *Message) error { return errors.New("not now") })
+	if err := failing.deliver(t, verifiedMessage("z", 5, now, now)); err == nil {
+		t.Fatal("the failing handler succeeded")
+	}
+	failing.g.writes.Wait() // its release
+	m = redelivery("z", 5, now)
+	m.last = true
+	if err := b.deliverConfirmed(t, m); err != nil || b.calls.Load() != 1 {
+		t.Fatalf("last delivery of a released claim: %v, %d calls", err, b.calls.Load())
 	}
 }
 
@@ -344,6 +422,17 @@ func TestGuardStoreUnavailable(t *testing.T) {
 	s.mu.Unlock()
 	if err := p.deliver(t, redelivery("s", 1, now)); err != nil || p.calls.Load() != 1 {
 		t.Fatalf("store back: %v, %d calls", err, p.calls.Load())
+	}
+	// On the last allowed delivery a nak would lose the message (the server does not deliver
+	// it again): it is dead-lettered instead, once the guard has waited as long as it may.
+	s.mu.Lock()
+	s.fail = 1 << 30
+	s.mu.Unlock()
+	m := verifiedMessage("t", 2, now, now)
+	m.Delivered, m.last = 5, true
+	err = p.deliver(t, m)
+	if r, ok := DeadLetterReason(err); !ok || r != ReasonMaxDeliveries || !errors.Is(err, ErrGuardUnavailable) || p.calls.Load() != 1 {
+		t.Fatalf("store down on the last delivery: %v, %d calls", err, p.calls.Load())
 	}
 }
 
