@@ -87,6 +87,22 @@ func TestPassphraseNotEchoedOnATerminal(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+		// The prompt is written just before the terminal's echo is turned off: type once it
+		// is off, as a person does (anything typed ahead of a prompt is echoed by any program;
+		// under CI load the test typed inside that window).
+		for {
+			tio, err := unix.IoctlGetTermios(int(master.Fd()), unix.TCGETS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tio.Lflag&unix.ECHO == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the terminal's echo is still on after the prompt %q", prompt)
+			}
+			time.Sleep(time.Millisecond)
+		}
 		if _, err := master.Write([]byte(secret + "\n")); err != nil {
 			t.Fatal(err)
 		}
