@@ -78,6 +78,15 @@ type Directory struct {
 	audGen   uint64
 	audUntil time.Time
 	changed  chan struct{}
+
+	omu     sync.Mutex
+	origins map[string]originEntry // subject -> Origin's answer under the claims it was computed for
+}
+
+// originEntry is Origin's answer for one subject under one verified account JWT.
+type originEntry struct {
+	claims          *jwt.AccountClaims
+	account, origin string
 }
 
 // cardSet is the verified state of one account: its claims and cards.
@@ -289,21 +298,39 @@ func (d *Directory) Audience(subject string) []accounts.Card {
 // it was published on: for a subject brought in by a stream import of this account's verified
 // JWT, the exporting account and the exporter's subject; otherwise this account and the same
 // subject. Consumers open envelopes against the origin.
+//
+// It is called for every message received: the answer is cached per subject for as long as
+// the account JWT it was computed from is the verified one (a new JWT is a new claims value).
 func (d *Directory) Origin(subject string) (account, origin string) {
 	d.mu.RLock()
 	claims := d.own.claims
 	d.mu.RUnlock()
-	if claims != nil {
-		for _, imp := range claims.Imports {
-			if imp.Type != jwt.Stream || imp.Account == "" || imp.Account == d.account {
-				continue
-			}
-			if s, ok := accounts.ImportOrigin(imp, subject); ok {
-				return imp.Account, s
-			}
+	if claims == nil {
+		return d.account, subject
+	}
+	d.omu.Lock()
+	e, ok := d.origins[subject]
+	d.omu.Unlock()
+	if ok && e.claims == claims {
+		return e.account, e.origin
+	}
+	account, origin = d.account, subject
+	for _, imp := range claims.Imports {
+		if imp.Type != jwt.Stream || imp.Account == "" || imp.Account == d.account {
+			continue
+		}
+		if s, ok := accounts.ImportOrigin(imp, subject); ok {
+			account, origin = imp.Account, s
+			break
 		}
 	}
-	return d.account, subject
+	d.omu.Lock()
+	if d.origins == nil || len(d.origins) >= maxCachedSubjects {
+		d.origins = make(map[string]originEntry)
+	}
+	d.origins[subject] = originEntry{claims: claims, account: account, origin: origin}
+	d.omu.Unlock()
+	return account, origin
 }
 
 // audienceTTL bounds how long a cached audience is used, so cards that expire drop out of it

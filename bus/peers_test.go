@@ -70,6 +70,23 @@ func TestDirectoryPeerAudienceAndSenders(t *testing.T) {
 	if acct, subj := bd.Origin("bank.internal"); acct != bank.PublicKey() || subj != "bank.internal" {
 		t.Fatalf("origin of a local subject: %s %s", acct, subj)
 	}
+	// Origin is cached per subject for the verified account JWT: a JWT without the import
+	// maps the subject to bank itself.
+	time.Sleep(1100 * time.Millisecond) // a later issue time (JWT times are in seconds)
+	bank.Claims.Imports = nil
+	if err := f.op.Reissue(bank); err != nil {
+		t.Fatal(err)
+	}
+	put(bd, accounts.DirectoryAccountKey, bank.JWT, 5)
+	if acct, subj := bd.Origin("shop.orders.eu.1"); acct != bank.PublicKey() || subj != "shop.orders.eu.1" {
+		t.Fatalf("origin after the import was dropped: %s %s", acct, subj)
+	}
+	bank.Claims.Imports.Add(&jwt.Import{Name: "shop orders", Subject: "orders.public.>", Account: f.acct.PublicKey(), LocalSubject: "shop.orders.>", Type: jwt.Stream})
+	time.Sleep(1100 * time.Millisecond)
+	if err := f.op.Reissue(bank); err != nil {
+		t.Fatal(err)
+	}
+	put(bd, accounts.DirectoryAccountKey, bank.JWT, 6)
 	if err := bd.CheckSender(f.acct.PublicKey(), checkout.UserPublicKey(), "orders.public.eu.1", time.Now()); err != nil {
 		t.Fatalf("peer sender on an exported, imported subject: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"time"
 
@@ -64,8 +65,8 @@ type jsGuardStore struct {
 	js     jetstream.JetStream
 	prefix string // "sealbus.guard.<stream>.<durable>.": only the guard stream has these subjects
 
-	getSubj string        // "$JS.API.STREAM.MSG.GET.<guard stream>"
-	timeout time.Duration // bounds one write's wait for its answer
+	getSubj string   // "$JS.API.STREAM.MSG.GET.<guard stream>"
+	r       *replies // answers to writes and reads, each waited for at most the ack timeout
 }
 
 func newJSGuardStore(nc *nats.Conn, stream, durable string, timeout time.Duration, pending int) (*jsGuardStore, error) {
@@ -73,32 +74,37 @@ func newJSGuardStore(nc *nats.Conn, stream, durable string, timeout time.Duratio
 	if err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
+	r, err := newReplies(nc, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("consumers: guard store answers: %w", err)
+	}
 	name := accounts.GuardStream(stream, durable)
 	return &jsGuardStore{
-		nc: nc, js: js, timeout: timeout,
+		nc: nc, js: js, r: r,
 		prefix:  accounts.GuardSubjectPrefix + "." + stream + "." + durable + ".",
 		getSubj: "$JS.API.STREAM.MSG.GET." + name,
 	}, nil
 }
+
+// close ends the store's answer subscription.
+func (s *jsGuardStore) close() { s.r.stop() }
 
 // ttlOption rounds a TTL up to whole seconds (the server's unit), at least one.
 func ttlOption(ttl time.Duration) jetstream.PublishOpt {
 	return jetstream.WithMsgTTL(max(((ttl+time.Second-1)/time.Second)*time.Second, time.Second))
 }
 
-// put is a request on the connection's response inbox: the stream's answer is the reply. (A
-// jetstream asynchronous publish costs a future, two channels, options and a JSON decoding per
-// write; this is the hot path, two writes per handled message.)
+// put is a request answered on the store's reply subscription: the stream's answer is the
+// reply. (A jetstream asynchronous publish costs a future, two channels, options and a JSON
+// decoding per write; this is the hot path, a write per handled message.) Each attempt waits
+// at most the ack timeout: an answer lost with a connection is retried by the caller rather
+// than waited for until its deadline.
 func (s *jsGuardStore) put(ctx context.Context, key string, val []byte, ttl time.Duration, last uint64) (uint64, error) {
 	msg := &nats.Msg{Subject: s.prefix + key, Data: val, Header: nats.Header{
 		jetstream.MsgTTLHeader:              {ttlSeconds(ttl)},
 		jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(last, 10)},
 	}}
-	// Each attempt waits at most the ack timeout: an answer lost with a connection is retried
-	// by the caller rather than waited for until its deadline.
-	actx, cancel := context.WithTimeout(ctx, s.timeout)
-	resp, err := s.nc.RequestMsgWithContext(actx, msg)
-	cancel()
+	resp, err := s.r.request(ctx, msg)
 	if err != nil {
 		return 0, err
 	}
@@ -187,9 +193,7 @@ func (s *jsGuardStore) get(ctx context.Context, key string) ([]byte, uint64, err
 	req, _ := json.Marshal(struct {
 		LastBySubject string `json:"last_by_subj"`
 	}{subject})
-	actx, cancel := context.WithTimeout(ctx, s.timeout) // as put: a lost answer is retried
-	resp, err := s.nc.RequestWithContext(actx, s.getSubj, req)
-	cancel()
+	resp, err := s.r.request(ctx, &nats.Msg{Subject: s.getSubj, Data: req}) // as put: a lost answer is retried
 	if err != nil {
 		return nil, 0, err
 	}
@@ -295,12 +299,22 @@ type deliveryKey struct {
 
 // storeKey returns the key's 16-byte keyed hash and its store key ("m.<hex>").
 func storeKey(hmacKey []byte, k deliveryKey) (msgKey, string) {
-	mac := hmac.New(sha256.New, hmacKey)
+	return keyWith(hmac.New(sha256.New, hmacKey), k)
+}
+
+// keyWith is storeKey with a keyed hash of the guard key (reset here), so that a guard reuses
+// its hashes instead of keying a new one per message.
+func keyWith(mac hash.Hash, k deliveryKey) (msgKey, string) {
+	mac.Reset()
+	var sum [sha256.Size]byte
 	mac.Write([]byte{k.kind, 0})
 	mac.Write([]byte(k.name))
 	var h msgKey
-	copy(h[:], mac.Sum(nil))
-	return h, "m." + hex.EncodeToString(h[:])
+	copy(h[:], mac.Sum(sum[:0]))
+	var b [2 + 2*len(h)]byte
+	b[0], b[1] = 'm', '.'
+	hex.Encode(b[2:], h[:])
+	return h, string(b[:])
 }
 
 func beatKey(o ownerID) string { return "o." + o.String() }

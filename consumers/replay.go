@@ -2,12 +2,14 @@ package consumers
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"sync"
 	"time"
@@ -90,6 +92,7 @@ type guard struct {
 	storeWait     time.Duration // how long store errors are retried before giving up a delivery
 	log           *slog.Logger
 	local         *replaySet
+	macs          sync.Pool // keyed hashes of hmacKey (keyOf)
 
 	writes   sync.WaitGroup // releases written in the background
 	beating  sync.WaitGroup // the heartbeat loop
@@ -165,9 +168,11 @@ func startGuard(ctx context.Context, c *bus.Client, link *clientseam.Link, strea
 		capacity: cfg.replayCap, log: c.Logger().With("stream", stream, "consumer", durable),
 	})
 	if err != nil {
+		store.close()
 		return nil, err
 	}
 	if err := g.start(ctx); err != nil {
+		store.close()
 		return nil, fmt.Errorf("%s on %s: %w", durable, stream, err)
 	}
 	return g, nil
@@ -213,6 +218,9 @@ func (g *guard) stop() {
 	if err := g.store.beat(ctx, beatKey(g.owner), encodeBeat(beatStopped, g.owner), time.Second); err != nil {
 		g.log.Debug("sealbus: replay guard: final heartbeat not written", "error", err)
 	}
+	if c, ok := g.store.(interface{ close() }); ok {
+		c.close()
+	}
 }
 
 // keyOf returns the delivery key of a verified message.
@@ -230,7 +238,12 @@ func (g *guard) keyOf(m *Message) (deliveryKey, msgKey, string) {
 	if k.ttl <= 0 {
 		k.ttl = entryTTL(m.guardTime(), m.Stored, g.window, g.ackWait)
 	}
-	h, sk := storeKey(g.hmacKey, k)
+	mac, _ := g.macs.Get().(hash.Hash)
+	if mac == nil {
+		mac = hmac.New(sha256.New, g.hmacKey)
+	}
+	h, sk := keyWith(mac, k)
+	g.macs.Put(mac)
 	return k, h, sk
 }
 
