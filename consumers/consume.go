@@ -74,9 +74,10 @@ type Consumption struct {
 // writes this consumption's first heartbeat to the guard store (ErrGuardUnavailable if that
 // fails). Every message goes through DeadLetter, Verify, the replay guard and Retry, then the
 // WithMiddleware middleware and h, on WithWorkers workers, with at most WithMaxInFlight
-// messages pulled and not yet settled. A message is acknowledged only after h returns nil and
-// that outcome is recorded in the guard store, with an ack the server confirms (in the
-// background, retried a few times, WithAckTimeout); a failure is retried with backoff and
+// messages pulled and not yet settled. A message is acknowledged only after h returns nil,
+// with an ack the server confirms (in the background, WithAckTimeout; an ack not confirmed at
+// once has that outcome recorded in the guard store before it is retried a few times); a
+// failure is retried with backoff and
 // dead-lettered after the last delivery; a rejected envelope is dead-lettered at once and
 // never reaches h. A redelivery of a message h already handled (its ack was lost), in this
 // process or another one on the durable, is acknowledged without calling h again, and a
