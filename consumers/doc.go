@@ -39,7 +39,10 @@
 // with reason replay and dead-lettered, whether or not the original was handled, by whichever
 // process receives it and however long after a restart, as long as a copy could still be
 // stored (the envelope's signed creation time plus the freshness window; older copies are
-// refused as stale). An id is only recorded after verification, so a forged envelope can
+// refused as stale). An envelope stored under another Nats-Msg-Id than its own message id is
+// a copy whatever the store remembers (publishers store each envelope under its id, and
+// JetStream drops a second copy under that id within the duplicate window), so it is refused
+// even after the store's entry of the original has expired. An id is only recorded after verification, so a forged envelope can
 // neither block a genuine id nor have its redeliveries acknowledged. The store's entries are
 // named by keyed hashes of the ids (the key is in the durable's metadata), so no other service
 // can name, and so pre-claim, the entry of an id it has seen.

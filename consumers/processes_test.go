@@ -219,6 +219,74 @@ func TestReplayRefusedAcrossRestartsAndProcesses(t *testing.T) {
 		second.Metrics().DeadLettered[consumers.ReasonReplay], third.Metrics().DeadLettered[consumers.ReasonReplay])
 }
 
+// TestCopyRefusedAfterTheGuardForgot: the guard store's entries expire (about two freshness
+// windows and the AckWait after their write), but a copy stored inside the freshness window
+// can wait in the stream longer than that, while the durable is stopped or lags. Here the
+// store has forgotten the handled envelope (the operator purged it, as expiry would after a
+// long stop), the process is new, and the insider stores a captured envelope again: under a
+// new Nats-Msg-Id it is refused as a replay all the same (publishers store envelopes under
+// their own id); under its own id JetStream does not store it (the duplicate window covers the
+// freshness window). One handler call.
+func TestCopyRefusedAfterTheGuardForgot(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	h := newHandled()
+	first := connect(t, w, sealbustest.Shop, sealbustest.Billing)
+	cs, err := consumers.Consume(ctx, first, sealbustest.OrdersStream, sealbustest.Billing, h.handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := checkout.Publish(ctx, "orders.us.forgotten", []byte("once"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the message handled", func() bool { return h.has(ack.ID) })
+	cs.Stop()
+	<-cs.Done()
+	first.Close()
+
+	admin, err := w.Admin(ctx, sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	guard, err := ajs.Stream(ctx, accounts.GuardStream(sealbustest.OrdersStream, sealbustest.Billing))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := guard.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	orig := capture(t, w, ack.Sequence)
+	insider, err := w.InsiderConn(ctx, sealbustest.Shop, sealbustest.Checkout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer insider.Close()
+	ijs, _ := jetstream.New(insider)
+	same := &nats.Msg{Subject: orig.Subject, Data: orig.Data, Header: nats.Header{}}
+	same.Header.Set(jetstream.MsgIDHeader, ack.ID)
+	if pa, err := ijs.PublishMsg(ctx, same); err != nil || !pa.Duplicate {
+		t.Fatalf("a copy under the envelope's own id was stored: %v %+v", err, pa)
+	}
+	republish(t, ijs, orig, "copy-after-the-guard-forgot")
+
+	second := connect(t, w, sealbustest.Shop, sealbustest.Billing)
+	consume(t, second, sealbustest.OrdersStream, sealbustest.Billing, h.handler)
+	eventually(t, 10*time.Second, "the copy dead-lettered as a replay", func() bool {
+		return second.Metrics().DeadLettered[consumers.ReasonReplay] == 1
+	})
+	h.mu.Lock()
+	calls := h.calls[ack.ID]
+	h.mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("handler called %d times for the copied envelope", calls)
+	}
+}
+
 // TestCrashAfterClaimLosesNothing: a process claims a message and dies before its handler
 // returns (here its connection closes while the handler hangs). Once its heartbeat in the
 // guard store expires (the claim lease, 2 s here) and the server redelivers the message, the

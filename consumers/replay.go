@@ -247,6 +247,23 @@ func (g *guard) keyOf(m *Message) (deliveryKey, msgKey, string) {
 	return k, h, sk
 }
 
+// storedUnderOwnID refuses, as a replay, an envelope stored under another Nats-Msg-Id than its
+// own message id. Publishers store every envelope under its id (and resend it under the same
+// id), so any such copy was republished by someone else. This holds however long the copy
+// waits in the stream, where the store's entries expire: a copy under the envelope's own id is
+// dropped by JetStream within the stream's duplicate window (never shorter than the freshness
+// window), and one stored later is stale. An operator's authorized replay of a dead letter
+// carries its own id and is let through once by its authorization (keyOf).
+func storedUnderOwnID(m *Message) error {
+	if m.Replay != nil || m.raw == nil {
+		return nil
+	}
+	if id := m.raw.Headers().Get(jetstream.MsgIDHeader); id != m.ID {
+		return &DeadLetterError{Reason: ReasonReplay, Err: fmt.Errorf("message %s stored under another Nats-Msg-Id than its own id: a copy republished by someone else", m.ID)}
+	}
+	return nil
+}
+
 // outcome of the store phase.
 type outcome int
 
@@ -271,6 +288,9 @@ func (g *guard) claimStage(next Handler) Handler {
 	return func(ctx context.Context, m *Message) error {
 		if !m.verified {
 			return &DeadLetterError{Reason: "unverified", Err: fmt.Errorf("replay guard placed before verification")}
+		}
+		if err := storedUnderOwnID(m); err != nil {
+			return err
 		}
 		dk, h, sk := g.keyOf(m)
 		e, v, err := g.local.enter(ctx, h, m)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nats-io/nats.go/jetstream"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,6 +159,7 @@ func (p *process) deliver(t *testing.T, m *Message) error {
 
 func verifiedMessage(id string, seq uint64, created, stored time.Time) *Message {
 	f := newFakeMsg("orders.new", nil, seq, 1)
+	f.header.Set(jetstream.MsgIDHeader, id) // as publishers store it
 	m := message(f)
 	m.ID, m.Created, m.Stored, m.verified = id, created, stored, true
 	return m
