@@ -630,6 +630,10 @@ type Metrics struct {
 	Opened       uint64 // envelopes verified and decrypted by Open (consumptions open every envelope they receive)
 	Received     uint64 // deliveries pulled by the consumptions of this client, redeliveries included
 	AckConfirmed uint64 // acks the server confirmed
+	// GuardUnavailable counts deliveries left unhandled (returned for a later redelivery)
+	// because the replay guard's store could not be written or read: a server fault, or the
+	// durable's store is full (it is sized by operator.ConsumerSpec.GuardMaxBytes).
+	GuardUnavailable uint64
 	// BatchSizes is the distribution of envelopes per batch signature.
 	BatchSizes Histogram
 	// HandlerDuration is the distribution of the time, in seconds, the application's handlers
@@ -658,7 +662,7 @@ func (c *Client) Metrics() Metrics {
 		ReplaysSkipped: k.ReplaysSkipped,
 		AuditWritten:   k.AuditWritten, AuditFailed: k.AuditFailed, Unverifiable: k.Unverifiable,
 		UnverifiableByReason: k.Ignored,
-		Opened:               k.Opened, Received: k.Received, AckConfirmed: k.AckConfirmed,
+		Opened:               k.Opened, Received: k.Received, AckConfirmed: k.AckConfirmed, GuardUnavailable: k.GuardUnavailable,
 		BatchSizes: histogramOf(k.BatchSizes), HandlerDuration: histogramOf(k.HandlerDuration),
 		DirectoryCards: len(c.dir.Cards()),
 	}

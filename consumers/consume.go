@@ -324,6 +324,9 @@ func (cs *Consumption) finish(m *Message, err error) {
 		cs.ack(m)
 		return
 	}
+	if errors.Is(err, ErrGuardUnavailable) {
+		cs.k.GuardUnavailable.Add(1)
+	}
 	if errors.Is(err, errClaimHeld) {
 		cs.log.Info("sealbus: returning a message another process holds; it may reach that process", "seq", m.Sequence, "error", err)
 	} else {

@@ -50,3 +50,11 @@ func LoseAcks(lose func(seq uint64) bool) (restore func()) {
 	loseAck = lose
 	return func() { loseAck = nil }
 }
+
+// ShortGuardStoreWait makes the replay guards of consumptions started afterwards give a
+// delivery up after d of store errors instead of 30 s.
+func ShortGuardStoreWait(d time.Duration) (restore func()) {
+	old := defaultStoreWait
+	defaultStoreWait = d
+	return func() { defaultStoreWait = old }
+}

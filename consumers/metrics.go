@@ -21,6 +21,9 @@ type Metrics struct {
 	DLQFailed      uint64            // dead letters that could not be written (left for redelivery)
 	AckConfirmed   uint64            // acks the server confirmed
 	AckUnconfirmed uint64            // acks left unconfirmed after every attempt
+	// GuardUnavailable counts deliveries left unhandled (returned for a later redelivery)
+	// because the replay guard's store could not be written or read (ErrGuardUnavailable).
+	GuardUnavailable uint64
 	// HandlerDuration is the distribution of the time, in seconds, the handler took per call.
 	HandlerDuration bus.Histogram
 }
@@ -32,7 +35,7 @@ func (cs *Consumption) Metrics() Metrics {
 		Received: k.Received, Delivered: k.Delivered, Deduplicated: k.Deduplicated,
 		HandlerFailed: k.HandlerFailed, Retried: k.Retried,
 		Rejected: k.Rejected, DeadLettered: k.DeadLettered, DLQFailed: k.DLQFailed,
-		AckConfirmed: k.AckConfirmed, AckUnconfirmed: k.AckUnconfirmed,
+		AckConfirmed: k.AckConfirmed, AckUnconfirmed: k.AckUnconfirmed, GuardUnavailable: k.GuardUnavailable,
 		HandlerDuration: bus.Histogram{Bounds: k.HandlerDuration.Bounds, Counts: k.HandlerDuration.Counts,
 			Count: k.HandlerDuration.Count, Sum: k.HandlerDuration.Sum},
 	}

@@ -463,6 +463,7 @@ func TestGuardStoreFilledFailsClosed(t *testing.T) {
 	ajs, _ := jetstream.New(admin)
 	store := accounts.GuardStream(sealbustest.OrdersStream, sealbustest.Billing)
 	h := newHandled()
+	defer consumers.ShortGuardStoreWait(time.Second)()
 	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
 	consume(t, billing, sealbustest.OrdersStream, sealbustest.Billing, h.handler)
 
@@ -521,6 +522,10 @@ func TestGuardStoreFilledFailsClosed(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if h.has(ack.ID) {
 		t.Fatal("handled without a claim in the guard store")
+	}
+	// The stall is visible: deliveries given up for the guard (sealbus_consumer_guard_unavailable_total).
+	if n := billing.Metrics().GuardUnavailable; n == 0 {
+		t.Fatal("deliveries left unhandled for the full guard store are not counted")
 	}
 	st, err := ajs.Stream(ctx, store)
 	if err != nil {

@@ -125,7 +125,7 @@ func newGuard(c guardConfig) (*guard, error) {
 		g.lease = DefaultClaimLease
 	}
 	if g.storeWait <= 0 {
-		g.storeWait = 30 * time.Second
+		g.storeWait = defaultStoreWait
 	}
 	if g.ackWait <= 0 {
 		g.ackWait = 30 * time.Second
@@ -649,6 +649,10 @@ const (
 // live process holds its claim, and the caller asked not to wait for it (a message being
 // prepared in delivery order: the one it would wait for may be queued behind it).
 var errBusyHere = errors.New("consumers: a delivery of this message is in progress here")
+
+// defaultStoreWait is how long the guard retries its store before giving a delivery up
+// (ErrGuardUnavailable: returned to the server for a later redelivery). Tests shorten it.
+var defaultStoreWait = 30 * time.Second
 
 // lastDeliveryWait is how many claim leases the last allowed delivery of a message waits for
 // the live process that holds its claim.

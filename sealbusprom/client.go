@@ -156,6 +156,8 @@ func NewConsumptionCollector(cs *consumers.Consumption) prometheus.Collector {
 				func(s S) map[string]uint64 { return s.DeadLettered }),
 			counter(d("sealbus_consumer_dead_letter_failures_total", "Dead letters that could not be written (the message was left for redelivery)."),
 				func(s S) uint64 { return s.DLQFailed }),
+			counter(d("sealbus_consumer_guard_unavailable_total", "Deliveries left unhandled for a later redelivery because the replay guard's store could not be written or read (a server fault, or the store is full)."),
+				func(s S) uint64 { return s.GuardUnavailable }),
 			metric[S]{d("sealbus_consumer_acks_total", "Acknowledgements, by result: confirmed by the server or unconfirmed after every attempt.", "result"),
 				func(ch chan<- prometheus.Metric, d *prometheus.Desc, s S) {
 					ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(s.AckConfirmed), "confirmed")

@@ -28,6 +28,9 @@ type Counters struct {
 	Opened         atomic.Uint64 // envelopes verified and decrypted (Client.Open succeeded)
 	Received       atomic.Uint64 // deliveries pulled by a consumption (redeliveries included)
 	AckConfirmed   atomic.Uint64 // acks the server confirmed
+	// GuardUnavailable counts deliveries left unhandled because the replay guard's store could
+	// not be written or read (a server fault, or the store is full): retried later.
+	GuardUnavailable atomic.Uint64
 
 	EvidenceRefused atomic.Uint64 // records (audit, dead letter) the server refused for the writer's quota
 	OverflowWritten atomic.Uint64 // overflow records reporting such refusals
@@ -82,7 +85,7 @@ type Snapshot struct {
 	HandlerFailed, Retried, Received, Opened              uint64
 	AuditWritten, AuditFailed, Unverifiable, DLQFailed    uint64
 	DLQRefused, EvidenceRefused, ReplaysSkipped           uint64
-	OverflowWritten, OverflowFailed                       uint64
+	OverflowWritten, OverflowFailed, GuardUnavailable     uint64
 	Rejected, DeadLettered, Ignored                       map[string]uint64
 	BatchSizes, HandlerDuration                           HistogramSnapshot
 }
@@ -96,7 +99,7 @@ func (c *Counters) Snapshot() Snapshot {
 		HandlerFailed: c.HandlerFailed.Load(), Retried: c.Retried.Load(), Received: c.Received.Load(), Opened: c.Opened.Load(),
 		AuditWritten: c.AuditWritten.Load(), AuditFailed: c.AuditFailed.Load(), Unverifiable: c.Unverifiable.Load(), DLQFailed: c.DLQFailed.Load(),
 		DLQRefused: c.DLQRefused.Load(), EvidenceRefused: c.EvidenceRefused.Load(), ReplaysSkipped: c.ReplaysSkipped.Load(),
-		OverflowWritten: c.OverflowWritten.Load(), OverflowFailed: c.OverflowFailed.Load(),
+		OverflowWritten: c.OverflowWritten.Load(), OverflowFailed: c.OverflowFailed.Load(), GuardUnavailable: c.GuardUnavailable.Load(),
 		BatchSizes: c.batchSizes.Snapshot(), HandlerDuration: c.handlerDuration.Snapshot(),
 	}
 	s.Rejected, s.DeadLettered = c.ByReason()
@@ -119,6 +122,7 @@ func (s Snapshot) add(o Snapshot) Snapshot {
 	s.Deduplicated += o.Deduplicated
 	s.AckUnconfirmed += o.AckUnconfirmed
 	s.AckConfirmed += o.AckConfirmed
+	s.GuardUnavailable += o.GuardUnavailable
 	s.HandlerFailed += o.HandlerFailed
 	s.Retried += o.Retried
 	s.Received += o.Received
