@@ -78,6 +78,12 @@ func (h *handled) duplicates() []string {
 	return out
 }
 
+func (h *handled) callsOf(id string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.calls[id]
+}
+
 func (h *handled) has(id string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()

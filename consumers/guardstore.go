@@ -3,7 +3,6 @@ package consumers
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -61,7 +60,6 @@ type guardStore interface {
 
 // jsGuardStore is the guard store of one durable on a JetStream server.
 type jsGuardStore struct {
-	nc     *nats.Conn
 	js     jetstream.JetStream
 	prefix string // "sealbus.guard.<stream>.<durable>.": only the guard stream has these subjects
 
@@ -80,7 +78,7 @@ func newJSGuardStore(nc *nats.Conn, stream, durable string, timeout time.Duratio
 	}
 	name := accounts.GuardStream(stream, durable)
 	return &jsGuardStore{
-		nc: nc, js: js, r: r,
+		js: js, r: r,
 		prefix:  accounts.GuardSubjectPrefix + "." + stream + "." + durable + ".",
 		getSubj: "$JS.API.STREAM.MSG.GET." + name,
 	}, nil
@@ -297,13 +295,9 @@ type deliveryKey struct {
 	ttl  time.Duration // 0: computed from the envelope's times (entryTTL)
 }
 
-// storeKey returns the key's 16-byte keyed hash and its store key ("m.<hex>").
-func storeKey(hmacKey []byte, k deliveryKey) (msgKey, string) {
-	return keyWith(hmac.New(sha256.New, hmacKey), k)
-}
-
-// keyWith is storeKey with a keyed hash of the guard key (reset here), so that a guard reuses
-// its hashes instead of keying a new one per message.
+// keyWith returns the key's 16-byte keyed hash and its store key ("m.<hex>"). The
+// mac is a keyed hash of the guard key (reset here): a guard reuses its hashes instead of keying
+// a new one per message.
 func keyWith(mac hash.Hash, k deliveryKey) (msgKey, string) {
 	mac.Reset()
 	var sum [sha256.Size]byte

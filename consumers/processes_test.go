@@ -155,6 +155,28 @@ func republish(t *testing.T, js jetstream.JetStream, orig *jetstream.RawStreamMs
 	}
 }
 
+// handledThenGone publishes one envelope on subject, has a billing process handle it with h,
+// then stops that process and closes its client: what it remembered in memory is gone with it.
+func handledThenGone(t *testing.T, w *sealbustest.World, h *handled, subject string) *bus.PubAck {
+	t.Helper()
+	ctx := context.Background()
+	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
+	first := connect(t, w, sealbustest.Shop, sealbustest.Billing)
+	cs, err := consumers.Consume(ctx, first, sealbustest.OrdersStream, sealbustest.Billing, h.handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := checkout.Publish(ctx, subject, []byte("once"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the message handled", func() bool { return h.has(ack.ID) })
+	cs.Stop()
+	<-cs.Done()
+	first.Close()
+	return ack
+}
+
 // TestReplayRefusedAcrossRestartsAndProcesses: the publisher, with raw NATS access, republishes
 // a captured envelope under a new Nats-Msg-Id after the process that handled it has stopped
 // and another has started, then four more times after yet another process has taken over the
@@ -163,21 +185,8 @@ func republish(t *testing.T, js jetstream.JetStream, orig *jetstream.RawStreamMs
 func TestReplayRefusedAcrossRestartsAndProcesses(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
 	h := newHandled()
-	first := connect(t, w, sealbustest.Shop, sealbustest.Billing)
-	cs, err := consumers.Consume(ctx, first, sealbustest.OrdersStream, sealbustest.Billing, h.handler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ack, err := checkout.Publish(ctx, "orders.us.replayed", []byte("once"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "the message handled", func() bool { return h.has(ack.ID) })
-	cs.Stop()
-	<-cs.Done()
-	first.Close() // the process is gone; what it remembered in memory with it
+	ack := handledThenGone(t, w, h, "orders.us.replayed")
 
 	orig := capture(t, w, ack.Sequence)
 	insider, err := w.InsiderConn(ctx, sealbustest.Shop, sealbustest.Checkout)
@@ -209,10 +218,7 @@ func TestReplayRefusedAcrossRestartsAndProcesses(t *testing.T) {
 	if n := third.Metrics().DeadLettered[consumers.ReasonReplay]; n != 4 {
 		t.Fatalf("the other process dead-lettered %d replays, want 4", n)
 	}
-	h.mu.Lock()
-	calls := h.calls[ack.ID]
-	h.mu.Unlock()
-	if calls != 1 {
+	if calls := h.callsOf(ack.ID); calls != 1 {
 		t.Fatalf("handler called %d times for the replayed envelope", calls)
 	}
 	t.Logf("replays dead-lettered: %d by the restarted process, %d by the other",
@@ -230,21 +236,8 @@ func TestReplayRefusedAcrossRestartsAndProcesses(t *testing.T) {
 func TestCopyRefusedAfterTheGuardForgot(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	checkout := connect(t, w, sealbustest.Shop, sealbustest.Checkout)
 	h := newHandled()
-	first := connect(t, w, sealbustest.Shop, sealbustest.Billing)
-	cs, err := consumers.Consume(ctx, first, sealbustest.OrdersStream, sealbustest.Billing, h.handler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ack, err := checkout.Publish(ctx, "orders.us.forgotten", []byte("once"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "the message handled", func() bool { return h.has(ack.ID) })
-	cs.Stop()
-	<-cs.Done()
-	first.Close()
+	ack := handledThenGone(t, w, h, "orders.us.forgotten")
 
 	admin, err := w.Admin(ctx, sealbustest.Shop)
 	if err != nil {
@@ -279,10 +272,7 @@ func TestCopyRefusedAfterTheGuardForgot(t *testing.T) {
 	eventually(t, 10*time.Second, "the copy dead-lettered as a replay", func() bool {
 		return second.Metrics().DeadLettered[consumers.ReasonReplay] == 1
 	})
-	h.mu.Lock()
-	calls := h.calls[ack.ID]
-	h.mu.Unlock()
-	if calls != 1 {
+	if calls := h.callsOf(ack.ID); calls != 1 {
 		t.Fatalf("handler called %d times for the copied envelope", calls)
 	}
 }

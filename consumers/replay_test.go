@@ -3,6 +3,8 @@ package consumers
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"github.com/nats-io/nats.go/jetstream"
@@ -632,4 +634,9 @@ func TestReplaySetCapacity(t *testing.T) {
 	if _, ok := g.check(verifiedMessage("19", 99, now, now)); ok {
 		t.Fatal("a recent id was forgotten")
 	}
+}
+
+// storeKey is keyWith with a new keyed hash of hmacKey.
+func storeKey(hmacKey []byte, k deliveryKey) (msgKey, string) {
+	return keyWith(hmac.New(sha256.New, hmacKey), k)
 }

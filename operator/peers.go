@@ -231,12 +231,17 @@ func (p *Provisioner) ApplyRotation(ctx context.Context, acct *accounts.Account,
 	if _, err := p.PublishService(ctx, acct.Name, svc, nil, true); err != nil {
 		return nil, fmt.Errorf("rotated but not published: %w", err)
 	}
+	return p.pushAndSync(ctx, acct, "rotated but account not pushed", "rotated but peer directories not updated")
+}
+
+// pushAndSync pushes acct and updates the peer directories, each failure with its own words.
+func (p *Provisioner) pushAndSync(ctx context.Context, acct *accounts.Account, notPushed, notSynced string) ([]PeerCopy, error) {
 	if err := p.PushAccount(ctx, acct); err != nil {
-		return nil, fmt.Errorf("rotated but account not pushed: %w", err)
+		return nil, fmt.Errorf("%s: %w", notPushed, err)
 	}
 	peers, err := p.SyncPeers(ctx, acct.Name)
 	if err != nil {
-		return peers, fmt.Errorf("rotated but peer directories not updated: %w", err)
+		return peers, fmt.Errorf("%s: %w", notSynced, err)
 	}
 	return peers, nil
 }
@@ -246,12 +251,5 @@ func (p *Provisioner) ApplyRotation(ctx context.Context, acct *accounts.Account,
 // and updates the directories of the accounts that share a stream with it. The error says
 // which step failed.
 func (p *Provisioner) ApplyRevocation(ctx context.Context, acct *accounts.Account) ([]PeerCopy, error) {
-	if err := p.PushAccount(ctx, acct); err != nil {
-		return nil, fmt.Errorf("revoked in the keystore but not pushed: %w", err)
-	}
-	peers, err := p.SyncPeers(ctx, acct.Name)
-	if err != nil {
-		return peers, fmt.Errorf("revoked and pushed, but peer directories not updated: %w", err)
-	}
-	return peers, nil
+	return p.pushAndSync(ctx, acct, "revoked in the keystore but not pushed", "revoked and pushed, but peer directories not updated")
 }
