@@ -97,6 +97,7 @@ type future struct {
 
 	// Set once when sealed, before hasID is: read by Wait and resolve on any goroutine.
 	idStr string
+	idHdr [1]string // idStr, as the Nats-Msg-Id header's values
 	hasID atomic.Bool
 
 	// Acker state.
@@ -195,6 +196,23 @@ func PublishJSON[T any](ctx context.Context, c *Client, subject string, v T, opt
 	return c.Publish(ctx, subject, b, append([]PublishOption{WithContentType("application/json")}, opts...)...)
 }
 
+// applyPublishOptions applies opts (none: the zero options, made without an allocation).
+func applyPublishOptions(opts []PublishOption) (publishOptions, error) {
+	if len(opts) == 0 {
+		return publishOptions{}, nil
+	}
+	po := new(publishOptions)
+	for _, o := range opts {
+		if o == nil {
+			return publishOptions{}, fmt.Errorf("%w: nil publish option", ErrInvalidOption)
+		}
+		if err := o(po); err != nil {
+			return publishOptions{}, err
+		}
+	}
+	return *po, nil
+}
+
 func (c *Client) publish(ctx context.Context, subject string, payload []byte, opts []PublishOption, async bool) (*future, error) {
 	if c.ctx.Err() != nil {
 		return nil, &PublishError{Subject: subject, Err: ErrClosed}
@@ -207,14 +225,9 @@ func (c *Client) publish(ctx context.Context, subject string, payload []byte, op
 		}
 		return nil, &PublishError{Subject: subject, Err: ErrClosed}
 	}
-	var po publishOptions
-	for _, o := range opts {
-		if o == nil {
-			return nil, fmt.Errorf("%w: nil publish option", ErrInvalidOption)
-		}
-		if err := o(&po); err != nil {
-			return nil, err
-		}
+	po, err := applyPublishOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	if err := checkSubject(subject); err != nil {
 		return nil, err
@@ -342,7 +355,8 @@ func (c *Client) send(f *future, s envelope.Sealed, sealed time.Time) {
 	f.idStr = s.ID.String()
 	f.hasID.Store(true)
 	f.msg = envelope.Message{} // sealed: the payload is no longer needed
-	f.nmsg = nats.Msg{Subject: f.subject, Data: s.Data, Header: nats.Header{jetstream.MsgIDHeader: []string{f.idStr}}}
+	f.idHdr[0] = f.idStr
+	f.nmsg = nats.Msg{Subject: f.subject, Data: s.Data, Header: nats.Header{jetstream.MsgIDHeader: f.idHdr[:]}}
 	f.sealed = sealed
 	err := c.pa.send(f, time.Now())
 	switch {

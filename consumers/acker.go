@@ -36,17 +36,27 @@ func (a *acker) send(m *Message) {
 		a.cs.ackDone()
 		return
 	}
-	_, err := a.r.send(&nats.Msg{Subject: m.raw.Reply(), Data: ackBody}, func(reply *nats.Msg) {
-		if _, err := answer(reply); err != nil {
-			go a.cs.slowAck(m)
-			return
-		}
-		a.cs.k.AckConfirmed.Add(1)
-		a.cs.ackDone()
-	})
-	if err != nil {
+	m.ack = ackRequest{a: a, m: m, msg: nats.Msg{Subject: m.raw.Reply(), Data: ackBody}}
+	if _, err := a.r.send(&m.ack.msg, &m.ack); err != nil {
 		go a.cs.slowAck(m)
 	}
+}
+
+// ackRequest is one ack on its way, kept in its Message (no allocation per ack): the message
+// published and the waiter of its confirmation.
+type ackRequest struct {
+	a   *acker
+	m   *Message
+	msg nats.Msg
+}
+
+func (q *ackRequest) answered(reply *nats.Msg) {
+	if _, err := answer(reply); err != nil {
+		go q.a.cs.slowAck(q.m)
+		return
+	}
+	q.a.cs.k.AckConfirmed.Add(1)
+	q.a.cs.ackDone()
 }
 
 // stop ends the reply subscription; called once every ack has settled.

@@ -219,7 +219,8 @@ func (cs *Consumption) dispatch() {
 			}
 			continue
 		}
-		j := &job{raw: msg, ready: make(chan struct{})}
+		j := &job{raw: msg}
+		j.ready.Add(1)
 		cs.preparing <- struct{}{}
 		go func() {
 			defer func() { <-cs.preparing }()
@@ -235,20 +236,21 @@ func (cs *Consumption) dispatch() {
 // handled by the workers in delivery order once prepared.
 type job struct {
 	raw   jetstream.Msg
-	m     *Message // nil: no JetStream metadata (terminated)
-	err   error    // the prepare stage's error: not settled, retried
-	ready chan struct{}
+	m     *Message // nil: no JetStream metadata (terminated); else &msg
+	msg   Message
+	err   error          // the prepare stage's error: not settled, retried
+	ready sync.WaitGroup // done once prepared
 }
 
 func (cs *Consumption) prepareJob(j *job) {
-	defer close(j.ready)
-	m, err := newMessage(j.raw, cs.c.Account())
-	if err != nil {
+	defer j.ready.Done()
+	m := &j.msg
+	if err := fillMessage(m, j.raw, cs.c.Account()); err != nil {
 		cs.log.Error("sealbus: message without JetStream metadata; terminated", "subject", j.raw.Subject(), "error", err)
 		_ = j.raw.Term()
 		return
 	}
-	m.last = cs.lastDelivery(j.raw)
+	m.last = cs.maxDeliver > 0 && m.Delivered >= uint64(cs.maxDeliver)
 	cs.k.Received.Add(1)
 	m.noWait = true
 	j.m = m
@@ -266,7 +268,7 @@ func (cs *Consumption) lastDelivery(msg jetstream.Msg) bool {
 
 func (cs *Consumption) worker() {
 	for j := range cs.work {
-		<-j.ready
+		j.ready.Wait()
 		cs.handle(j)
 	}
 }
@@ -365,9 +367,9 @@ const recordTimeout = 30 * time.Second
 // any process, is acknowledged without a handler call; then the ack is confirmed on its own.
 func (cs *Consumption) slowAck(m *Message) {
 	defer cs.ackDone()
-	if m.record != nil {
+	if c := m.toRecord; c != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
-		err := m.record(ctx)
+		err := c.record(ctx, m.Sequence)
 		cancel()
 		if err != nil {
 			cs.log.Warn("sealbus: handled state not recorded in the replay guard; acknowledging with a confirmation", "seq", m.Sequence, "id", m.ID, "error", err)

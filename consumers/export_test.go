@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/internal/clientseam"
 )
@@ -36,8 +38,8 @@ func NewGuardRun(ctx context.Context, c *bus.Client, stream, durable string) (ru
 		if err := h(ctx, m); err != nil {
 			return false, err
 		}
-		if m.record != nil {
-			return !m.duplicate, m.record(ctx)
+		if c := m.toRecord; c != nil {
+			return !m.duplicate, c.record(ctx, m.Sequence)
 		}
 		return !m.duplicate, nil
 	}
@@ -58,3 +60,27 @@ func ShortGuardStoreWait(d time.Duration) (restore func()) {
 	defaultStoreWait = d
 	return func() { defaultStoreWait = old }
 }
+
+// Requester is the reply subscription's request on its own (tests of its pooled waiters).
+type Requester struct{ r *replies }
+
+// NewRequester collects answers on nc, each waited for at most timeout.
+func NewRequester(nc *nats.Conn, timeout time.Duration) (*Requester, error) {
+	r, err := newReplies(nc, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Requester{r: r}, nil
+}
+
+// Request sends data to subject and returns the answer's body.
+func (q *Requester) Request(ctx context.Context, subject string, data []byte) ([]byte, error) {
+	m, err := q.r.request(ctx, &nats.Msg{Subject: subject, Data: data})
+	if err != nil {
+		return nil, err
+	}
+	return m.Data, nil
+}
+
+// Stop ends the subscription.
+func (q *Requester) Stop() { q.r.stop() }

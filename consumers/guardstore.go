@@ -3,6 +3,7 @@ package consumers
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -98,16 +100,30 @@ func ttlOption(ttl time.Duration) jetstream.PublishOpt {
 // at most the ack timeout: an answer lost with a connection is retried by the caller rather
 // than waited for until its deadline.
 func (s *jsGuardStore) put(ctx context.Context, key string, val []byte, ttl time.Duration, last uint64) (uint64, error) {
-	msg := &nats.Msg{Subject: s.prefix + key, Data: val, Header: nats.Header{
-		jetstream.MsgTTLHeader:              {ttlSeconds(ttl)},
-		jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(last, 10)},
-	}}
-	resp, err := s.r.request(ctx, msg)
+	w, _ := puts.Get().(*putMsg)
+	if w == nil {
+		w = &putMsg{}
+		w.msg.Header = nats.Header{jetstream.MsgTTLHeader: w.ttl[:], jetstream.ExpectedLastSubjSeqHeader: w.last[:]}
+	}
+	w.msg.Subject, w.msg.Data = s.prefix+key, val
+	w.ttl[0], w.last[0] = ttlSeconds(ttl), strconv.FormatUint(last, 10)
+	resp, err := s.r.request(ctx, &w.msg)
+	w.msg.Data = nil
+	puts.Put(w) // published (copied to the connection's buffer) before request returns
 	if err != nil {
 		return 0, err
 	}
 	return parsePutAnswer(resp.Data)
 }
+
+// putMsg is a guard store write, pooled: its header map and values are reused.
+type putMsg struct {
+	msg  nats.Msg
+	ttl  [1]string
+	last [1]string
+}
+
+var puts sync.Pool
 
 // ttlSeconds is a TTL in whole seconds, rounded up, at least one (the server's unit).
 func ttlSeconds(ttl time.Duration) string {
@@ -295,16 +311,25 @@ type deliveryKey struct {
 	ttl  time.Duration // 0: computed from the envelope's times (entryTTL)
 }
 
-// keyWith returns the key's 16-byte keyed hash and its store key ("m.<hex>"). The
-// mac is a keyed hash of the guard key (reset here): a guard reuses its hashes instead of keying
-// a new one per message.
-func keyWith(mac hash.Hash, k deliveryKey) (msgKey, string) {
-	mac.Reset()
-	var sum [sha256.Size]byte
-	mac.Write([]byte{k.kind, 0})
-	mac.Write([]byte(k.name))
+// keyHasher is a keyed hash of the guard key with its scratch space, reused across messages
+// (guard.macs): keying a hash and its buffers cost allocations per message otherwise.
+type keyHasher struct {
+	mac hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
+}
+
+func newKeyHasher(hmacKey []byte) *keyHasher {
+	return &keyHasher{mac: hmac.New(sha256.New, hmacKey), in: make([]byte, 0, 64)}
+}
+
+// keyWith returns the key's 16-byte keyed hash and its store key ("m.<hex>").
+func (kh *keyHasher) keyWith(k deliveryKey) (msgKey, string) {
+	kh.mac.Reset()
+	kh.in = append(append(kh.in[:0], k.kind, 0), k.name...)
+	kh.mac.Write(kh.in)
 	var h msgKey
-	copy(h[:], mac.Sum(sum[:0]))
+	copy(h[:], kh.mac.Sum(kh.sum[:0]))
 	var b [2 + 2*len(h)]byte
 	b[0], b[1] = 'm', '.'
 	hex.Encode(b[2:], h[:])

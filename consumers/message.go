@@ -1,7 +1,6 @@
 package consumers
 
 import (
-	"context"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,11 +47,15 @@ type Message struct {
 	// guardKey, when set by the verifier, is what the replay guard lets through once instead
 	// of the envelope's message id (an operator-authorized replay, by its authorization id).
 	guardKey *deliveryKey
-	// record, set by the replay guard after a handler call returned nil, writes that outcome
-	// to the durable's guard store; the ack waits for it.
-	record func(ctx context.Context) error
-	// claim is the replay guard's claim, from the prepare stage to the handler stage.
-	claim *claimState
+	// toRecord, set by the replay guard after a handler call returned nil, is the claim whose
+	// outcome slowAck writes to the durable's guard store (claimState.record) before the ack
+	// is sent again.
+	toRecord *claimState
+	// claim is the replay guard's claim, from the prepare stage to the handler stage; it
+	// points to claimed.
+	claim   *claimState
+	claimed claimState
+	ack     ackRequest // the ack, once sent (acker.go)
 	// noWait makes the replay guard return errBusyHere instead of waiting for another
 	// delivery of the same message in progress in this process (set while preparing).
 	noWait bool
@@ -100,13 +103,22 @@ func (m *Message) term(reason string) error {
 	return m.raw.TermWithReason(reason)
 }
 
-// newMessage fills the delivery fields from a JetStream message.
+// newMessage returns a message with the delivery fields of a JetStream message.
 func newMessage(raw jetstream.Msg, account string) (*Message, error) {
-	md, err := raw.Metadata()
-	if err != nil {
+	m := new(Message)
+	if err := fillMessage(m, raw, account); err != nil {
 		return nil, err
 	}
-	return &Message{
+	return m, nil
+}
+
+// fillMessage sets m's delivery fields from a JetStream message.
+func fillMessage(m *Message, raw jetstream.Msg, account string) error {
+	md, err := raw.Metadata()
+	if err != nil {
+		return err
+	}
+	*m = Message{
 		Subject:           raw.Subject(),
 		LocalSubject:      raw.Subject(),
 		Account:           account,
@@ -118,5 +130,6 @@ func newMessage(raw jetstream.Msg, account string) (*Message, error) {
 		Delivered:         md.NumDelivered,
 		raw:               raw,
 		envelope:          raw.Data(),
-	}, nil
+	}
+	return nil
 }

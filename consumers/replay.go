@@ -2,14 +2,12 @@ package consumers
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"log/slog"
 	"sync"
 	"time"
@@ -92,7 +90,7 @@ type guard struct {
 	storeWait     time.Duration // how long store errors are retried before giving up a delivery
 	log           *slog.Logger
 	local         *replaySet
-	macs          sync.Pool // keyed hashes of hmacKey (keyOf)
+	macs          sync.Pool // *keyHasher of hmacKey (keyOf)
 
 	writes   sync.WaitGroup // releases written in the background
 	beating  sync.WaitGroup // the heartbeat loop
@@ -238,12 +236,12 @@ func (g *guard) keyOf(m *Message) (deliveryKey, msgKey, string) {
 	if k.ttl <= 0 {
 		k.ttl = entryTTL(m.guardTime(), m.Stored, g.window, g.ackWait)
 	}
-	mac, _ := g.macs.Get().(hash.Hash)
-	if mac == nil {
-		mac = hmac.New(sha256.New, g.hmacKey)
+	kh, _ := g.macs.Get().(*keyHasher)
+	if kh == nil {
+		kh = newKeyHasher(g.hmacKey)
 	}
-	h, sk := keyWith(mac, k)
-	g.macs.Put(mac)
+	h, sk := kh.keyWith(k)
+	g.macs.Put(kh)
 	return k, h, sk
 }
 
@@ -273,8 +271,10 @@ const (
 	replayAt                 // the key belongs to another sequence
 )
 
-// claimState is what the claim stage hands to the handler stage for one delivery.
+// claimState is what the claim stage hands to the handler stage for one delivery (kept in its
+// Message: Message.claimed).
 type claimState struct {
+	g     *guard
 	entry *seenEntry
 	key   string // store key
 	dk    deliveryKey
@@ -332,7 +332,8 @@ func (g *guard) claimStage(next Handler) Handler {
 			return nil
 		}
 		g.local.own(e, m.Sequence)
-		m.claim = &claimState{entry: e, key: sk, dk: dk, rev: rev}
+		m.claimed = claimState{g: g, entry: e, key: sk, dk: dk, rev: rev}
+		m.claim = &m.claimed
 		return next(ctx, m)
 	}
 }
@@ -350,7 +351,7 @@ func (g *guard) handlerStage(next Handler) Handler {
 		err := next(ctx, m)
 		ok := err == nil && !m.settled
 		if ok {
-			m.record = func(ctx context.Context) error { return g.record(ctx, c.key, c.dk, m.Sequence, c.rev) }
+			m.toRecord = c
 		} else {
 			g.writes.Go(func() { g.release(c.key, c.dk, m.Sequence, c.rev) })
 		}
@@ -481,6 +482,12 @@ func (g *guard) alive(ctx context.Context, owner ownerID) (bool, error) {
 // taken over meanwhile by another process is logged (both calls ran).
 func (g *guard) record(ctx context.Context, sk string, dk deliveryKey, seq, rev uint64) error {
 	return g.settleEntry(ctx, sk, dk, guardEntry{state: stateHandled, owner: g.owner, seq: seq}, rev)
+}
+
+// record writes that the handler call holding claim c for the delivery at stream sequence seq
+// returned nil (see guard.record).
+func (c *claimState) record(ctx context.Context, seq uint64) error {
+	return c.g.record(ctx, c.key, c.dk, seq, c.rev)
 }
 
 // release writes that the handler call holding the claim at revision rev failed, so that the

@@ -3,8 +3,6 @@ package consumers
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"github.com/nats-io/nats.go/jetstream"
@@ -151,8 +149,8 @@ func (p *process) deliverConfirmed(t *testing.T, m *Message) error {
 func (p *process) deliver(t *testing.T, m *Message) error {
 	t.Helper()
 	err := p.h(context.Background(), m)
-	if err == nil && m.record != nil {
-		if rerr := m.record(context.Background()); rerr != nil {
+	if err == nil && m.toRecord != nil {
+		if rerr := m.toRecord.record(context.Background(), m.Sequence); rerr != nil {
 			t.Fatalf("record: %v", rerr)
 		}
 	}
@@ -366,8 +364,9 @@ func TestGuardTakesOverFromCrashedOwner(t *testing.T) {
 	b := newProcess(t, s, nil)
 	now := time.Now()
 	ctx, crash := context.WithCancel(context.Background())
-	defer crash()
-	go func() { _ = a.h(ctx, verifiedMessage("v", 1, now, now)) }()
+	aDone := make(chan struct{})
+	defer func() { crash(); <-aDone }() // a's call returns before its guard is stopped
+	go func() { defer close(aDone); _ = a.h(ctx, verifiedMessage("v", 1, now, now)) }()
 	<-entered
 	// a crashes: its heartbeat stops and expires; nothing it would have written is written.
 	a.g.stopOnce.Do(func() { close(a.g.stopBeat) })
@@ -475,7 +474,7 @@ func TestGuardJunkAndExpiredEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.expire(p.g.keyOfID("k"))
-	if err := m.record(context.Background()); err != nil {
+	if err := m.toRecord.record(context.Background(), m.Sequence); err != nil {
 		t.Fatalf("record after expiry: %v", err)
 	}
 	if e := s.entry(t, p.g, "k"); e.state != stateHandled {
@@ -638,5 +637,5 @@ func TestReplaySetCapacity(t *testing.T) {
 
 // storeKey is keyWith with a new keyed hash of hmacKey.
 func storeKey(hmacKey []byte, k deliveryKey) (msgKey, string) {
-	return keyWith(hmac.New(sha256.New, hmacKey), k)
+	return newKeyHasher(hmacKey).keyWith(k)
 }

@@ -30,9 +30,14 @@ type replies struct {
 }
 
 type waiting struct {
-	done func(*nats.Msg)
+	w    waiter
 	sent time.Time
 }
+
+// waiter is told the answer to one request, once: the reply, or nil when none came within the
+// timeout. An interface rather than a closure: the acker's waiters live in their messages and
+// request's are pooled, so a request costs no allocation of its own.
+type waiter interface{ answered(*nats.Msg) }
 
 func newReplies(nc *nats.Conn, timeout time.Duration) (*replies, error) {
 	r := &replies{
@@ -48,14 +53,14 @@ func newReplies(nc *nats.Conn, timeout time.Duration) (*replies, error) {
 	return r, nil
 }
 
-// send publishes msg (its Reply is set here) and calls done once with the answer, or with nil
-// when none came within the timeout. It returns the request's id, for cancel, or the error
-// that kept msg from being sent (done is then not called).
-func (r *replies) send(msg *nats.Msg, done func(*nats.Msg)) (uint64, error) {
+// send publishes msg (its Reply is set here; msg may be reused once send returns) and tells w
+// the answer once, or nil when none came within the timeout. It returns the request's id (for
+// take), or the error that kept msg from being sent (w is then not told).
+func (r *replies) send(msg *nats.Msg, w waiter) (uint64, error) {
 	r.mu.Lock()
 	r.next++
 	id := r.next
-	r.wait[id] = waiting{done: done, sent: time.Now()}
+	r.wait[id] = waiting{w: w, sent: time.Now()}
 	r.mu.Unlock()
 	msg.Reply = r.prefix + strconv.FormatUint(id, 36)
 	if err := r.nc.PublishMsg(msg); err != nil {
@@ -67,11 +72,8 @@ func (r *replies) send(msg *nats.Msg, done func(*nats.Msg)) (uint64, error) {
 	return id, nil
 }
 
-// cancel forgets request id: its callback will not be called.
-func (r *replies) cancel(id uint64) { r.take(id) }
-
 // take removes request id and reports whether it was waiting (an answer, the sweeper and
-// cancel may race for it; one wins).
+// a request whose context ended may race for it; one wins).
 func (r *replies) take(id uint64) bool {
 	r.mu.Lock()
 	_, ok := r.wait[id]
@@ -90,7 +92,7 @@ func (r *replies) reply(msg *nats.Msg) {
 	delete(r.wait, id)
 	r.mu.Unlock()
 	if ok {
-		w.done(msg)
+		w.w.answered(msg)
 	}
 }
 
@@ -99,7 +101,7 @@ func (r *replies) sweep() {
 	defer close(r.swept)
 	tick := time.NewTicker(min(max(r.timeout/4, 10*time.Millisecond), 250*time.Millisecond))
 	defer tick.Stop()
-	var late []func(*nats.Msg)
+	var late []waiter
 	for {
 		select {
 		case <-r.quit:
@@ -110,13 +112,14 @@ func (r *replies) sweep() {
 			for id, w := range r.wait {
 				if now.Sub(w.sent) >= r.timeout {
 					delete(r.wait, id)
-					late = append(late, w.done)
+					late = append(late, w.w)
 				}
 			}
 			r.mu.Unlock()
-			for _, done := range late {
-				done(nil)
+			for _, w := range late {
+				w.answered(nil)
 			}
+			clear(late)
 		}
 	}
 }
@@ -132,7 +135,7 @@ func (r *replies) stop() {
 		r.wait = map[uint64]waiting{}
 		r.mu.Unlock()
 		for _, w := range left {
-			w.done(nil)
+			w.w.answered(nil)
 		}
 	})
 }
@@ -143,19 +146,35 @@ var errNoAnswer = errors.New("consumers: no answer from the server")
 // request sends msg and waits for its answer, at most the timeout (or until ctx ends). A
 // status answer (no responders: no stream or server there) is an error.
 func (r *replies) request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
-	ch := make(chan *nats.Msg, 1)
-	id, err := r.send(msg, func(m *nats.Msg) { ch <- m })
+	w, _ := requests.Get().(*requestWaiter)
+	if w == nil {
+		w = &requestWaiter{ch: make(chan *nats.Msg, 1)}
+	}
+	id, err := r.send(msg, w)
 	if err != nil {
+		requests.Put(w)
 		return nil, err
 	}
 	select {
-	case m := <-ch:
+	case m := <-w.ch:
+		requests.Put(w)
 		return answer(m)
 	case <-ctx.Done():
-		r.cancel(id)
+		if !r.take(id) {
+			<-w.ch // answered meanwhile: the answer is on its way; do not leave it to the next user
+		}
+		requests.Put(w)
 		return nil, ctx.Err()
 	}
 }
+
+// requestWaiter is request's waiter: its channel holds the one answer.
+type requestWaiter struct{ ch chan *nats.Msg }
+
+func (w *requestWaiter) answered(m *nats.Msg) { w.ch <- m }
+
+// requests pools request's waiters.
+var requests sync.Pool
 
 // answer turns a reply (nil: none) into the message or an error.
 func answer(m *nats.Msg) (*nats.Msg, error) {

@@ -155,7 +155,11 @@ func encodeCurve(k [32]byte) string {
 type MessageID [16]byte
 
 // String returns the id as 32 lower-case hex digits, the value the bus puts in Nats-Msg-Id.
-func (id MessageID) String() string { return hex.EncodeToString(id[:]) }
+func (id MessageID) String() string {
+	var b [2 * len(id)]byte
+	hex.Encode(b[:], id[:])
+	return string(b[:])
+}
 
 // ParseMessageID parses the String form of a MessageID.
 func ParseMessageID(s string) (MessageID, error) {
