@@ -52,7 +52,8 @@ var (
 // concurrent use.
 type guardStore interface {
 	// put writes val under key if the key's last revision is last (0: the key holds nothing)
-	// and returns the new revision; errConflict when the key is at another revision.
+	// and returns the new revision; errConflict when the key is at another revision. It does
+	// not keep val once it returns.
 	put(ctx context.Context, key string, val []byte, ttl time.Duration, last uint64) (uint64, error)
 	// beat writes val under key whatever it holds.
 	beat(ctx context.Context, key string, val []byte, ttl time.Duration) error
@@ -259,8 +260,10 @@ type guardEntry struct {
 	seq   uint64
 }
 
-func (e guardEntry) encode() []byte {
-	b := make([]byte, 0, entryLen)
+func (e guardEntry) encode() []byte { return e.appendTo(make([]byte, 0, entryLen)) }
+
+// appendTo appends the encoded entry to b.
+func (e guardEntry) appendTo(b []byte) []byte {
 	b = append(b, entryMagic...)
 	b = append(b, e.state)
 	b = append(b, e.owner[:]...)

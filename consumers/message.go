@@ -53,9 +53,10 @@ type Message struct {
 	toRecord *claimState
 	// claim is the replay guard's claim, from the prepare stage to the handler stage; it
 	// points to claimed.
-	claim   *claimState
-	claimed claimState
-	ack     ackRequest // the ack, once sent (acker.go)
+	claim      *claimState
+	claimed    claimState
+	claimEntry [entryLen]byte // the claim's guard store entry (guard.claim)
+	ack        ackRequest     // the ack, once sent (acker.go)
 	// noWait makes the replay guard return errBusyHere instead of waiting for another
 	// delivery of the same message in progress in this process (set while preparing).
 	noWait bool

@@ -382,7 +382,8 @@ func (g *guard) replay(m *Message, seq uint64) error {
 // claim runs the store phase for m (see guard): it returns the revision of this delivery's
 // claim (owned), or handledAt, or replayAt with the key's sequence.
 func (g *guard) claim(ctx context.Context, sk string, dk deliveryKey, m *Message) (uint64, outcome, uint64, error) {
-	val := guardEntry{state: stateClaimed, owner: g.owner, seq: m.Sequence}.encode()
+	// The store copies what it writes: the entry is encoded into the message's own buffer.
+	val := guardEntry{state: stateClaimed, owner: g.owner, seq: m.Sequence}.appendTo(m.claimEntry[:0])
 	var last uint64
 	p := g.pacer(m)
 	for {
@@ -614,14 +615,15 @@ type position struct {
 
 // seenEntry is one id remembered in memory. known says pos is the key's sequence in the store
 // (not only where this process first saw it); handled that a handler call returned nil (or the
-// store said so). handled, known, pos and busy are guarded by the set's mutex.
+// store said so). handled, known, pos, busy and wake are guarded by the set's mutex.
 type seenEntry struct {
 	key     msgKey
 	pos     position
 	created int64 // unix nanoseconds
 	known   bool
 	handled bool
-	busy    chan struct{} // non-nil while this process works on the id; closed when it ends
+	busy    bool          // this process works on the id
+	wake    chan struct{} // made for the first delivery that waits for busy to end; closed then
 }
 
 // replaySet is the in-memory layer of the guard.
@@ -704,18 +706,21 @@ func (g *replaySet) decide(k msgKey, m *Message) (*seenEntry, verdict, <-chan st
 		switch {
 		case e.known && e.pos != pos:
 			return e, replayed, nil
-		case e.busy != nil:
-			return e, deliver, e.busy
+		case e.busy:
+			if e.wake == nil {
+				e.wake = make(chan struct{})
+			}
+			return e, deliver, e.wake
 		case e.handled && e.pos == pos:
 			return e, duplicate, nil
 		}
-		e.busy = make(chan struct{})
+		e.busy = true
 		return e, deliver, nil
 	}
 	if len(g.order)-g.head >= g.capacity {
 		g.evict()
 	}
-	e := &seenEntry{key: k, pos: pos, created: m.guardTime().UnixNano(), busy: make(chan struct{})}
+	e := &seenEntry{key: k, pos: pos, created: m.guardTime().UnixNano(), busy: true}
 	g.seen[k] = e
 	g.order = append(g.order, e)
 	return e, deliver, nil
@@ -749,9 +754,10 @@ func (g *replaySet) leave(e *seenEntry) {
 }
 
 func (g *replaySet) unbusy(e *seenEntry) {
-	if e.busy != nil {
-		close(e.busy)
-		e.busy = nil
+	e.busy = false
+	if e.wake != nil {
+		close(e.wake)
+		e.wake = nil
 	}
 }
 
