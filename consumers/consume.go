@@ -45,8 +45,10 @@ type Consumption struct {
 	prepare    Handler // verification and the claim, ahead of the workers (see job)
 	handler    Handler // the handler and what follows it, on the workers
 	it         jetstream.MessagesContext
-	work       chan *job     // prepared messages, in delivery order
-	preparing  chan struct{} // bounds the messages being prepared
+	work       chan *job // prepared messages, in delivery order
+	toPrepare  chan *job // to the preparers (at most maxPrepare, started as needed)
+	preparers  int       // started (dispatch only)
+	maxPrepare int
 	mode       atomic.Int32
 	hctx       context.Context
 	hcancel    context.CancelFunc
@@ -135,7 +137,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 	cs := &Consumption{
 		c: c, nc: link.Conn, log: c.Logger().With("stream", stream, "consumer", durable),
 		stream: stream, durable: durable, maxDeliver: info.Config.MaxDeliver,
-		work: make(chan *job, ahead), preparing: make(chan struct{}, ahead+cfg.workers),
+		work: make(chan *job, ahead), toPrepare: make(chan *job), maxPrepare: ahead + cfg.workers,
 		k: k, firstDelay: sched.nakDelay(1), done: make(chan struct{}),
 		ackTimeout: cfg.ackTimeout, ackSlots: make(chan struct{}, cfg.maxInFlight),
 	}
@@ -192,6 +194,7 @@ func Consume(ctx context.Context, c *bus.Client, stream, durable string, h Handl
 // dispatch moves pulled messages to the workers.
 func (cs *Consumption) dispatch() {
 	defer close(cs.work)
+	defer close(cs.toPrepare)
 	for {
 		msg, err := cs.it.Next()
 		if err != nil {
@@ -221,11 +224,16 @@ func (cs *Consumption) dispatch() {
 		}
 		j := &job{raw: msg}
 		j.ready.Add(1)
-		cs.preparing <- struct{}{}
-		go func() {
-			defer func() { <-cs.preparing }()
-			cs.prepareJob(j)
-		}()
+		select {
+		case cs.toPrepare <- j:
+		default:
+			if cs.preparers < cs.maxPrepare {
+				cs.preparers++
+				go cs.preparer(j)
+			} else {
+				cs.toPrepare <- j
+			}
+		}
 		cs.work <- j
 	}
 }
@@ -240,6 +248,16 @@ type job struct {
 	msg   Message
 	err   error          // the prepare stage's error: not settled, retried
 	ready sync.WaitGroup // done once prepared
+}
+
+// preparer prepares first, then the jobs dispatch hands it, until dispatch returns. Preparers
+// live as long as the consumption (a goroutine per message would grow a new stack for the
+// verification's crypto each time); dispatch starts them as the messages in flight need them.
+func (cs *Consumption) preparer(first *job) {
+	cs.prepareJob(first)
+	for j := range cs.toPrepare {
+		cs.prepareJob(j)
+	}
 }
 
 func (cs *Consumption) prepareJob(j *job) {
