@@ -695,6 +695,9 @@ func (g *replaySet) enter(ctx context.Context, k msgKey, m *Message) (*seenEntry
 	}
 }
 
+// neverWoken is the wait decide returns to a delivery that will not wait (Message.noWait).
+var neverWoken = make(chan struct{})
+
 // decide is enter under the lock; a non-nil wait means: wait for it, then decide again.
 func (g *replaySet) decide(k msgKey, m *Message) (*seenEntry, verdict, <-chan struct{}) {
 	if m.Stored.After(g.high) {
@@ -706,6 +709,8 @@ func (g *replaySet) decide(k msgKey, m *Message) (*seenEntry, verdict, <-chan st
 		switch {
 		case e.known && e.pos != pos:
 			return e, replayed, nil
+		case e.busy && m.noWait:
+			return e, deliver, neverWoken // the caller returns errBusyHere, waiting for nothing
 		case e.busy:
 			if e.wake == nil {
 				e.wake = make(chan struct{})
