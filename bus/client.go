@@ -632,7 +632,7 @@ type Metrics struct {
 	AckConfirmed uint64 // acks the server confirmed
 	// GuardUnavailable counts deliveries left unhandled (returned for a later redelivery)
 	// because the replay guard's store could not be written or read: a server fault, or the
-	// durable's store is full (it is sized by operator.ConsumerSpec.GuardMaxBytes).
+	// durable's store is full (sized with `sealbus stream guard-size` or operator.SetGuardSize).
 	GuardUnavailable uint64
 	// BatchSizes is the distribution of envelopes per batch signature.
 	BatchSizes Histogram

@@ -47,6 +47,7 @@ const (
 	EventServiceRemoved   = "sealbus.admin.service.removed"    // Data.Key: the revoked user key
 	EventStreamEdited     = "sealbus.admin.stream.edited"      // Data.Stream; Data.Changes: its subjects
 	EventStreamRemoved    = "sealbus.admin.stream.removed"     // Data.Stream
+	EventGuardResized     = "sealbus.admin.guard.resized"      // Data.Stream, Consumer; Data.Changes: the store's new size limit in bytes
 )
 
 // pendingDir is where admin records wait for a connection to their account's server:

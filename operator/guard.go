@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/accounts"
@@ -19,8 +20,16 @@ import (
 // maxGuardBytes caps a replay guard store (1/32 of a finite account disk limit at most): about
 // 200 bytes per message id, so 64 MiB hold the ids of ~330,000 messages, which the guard keeps
 // for its horizon (about 7.5 minutes with the default windows): ~700 messages/s sustained.
-// Durables that consume faster need ConsumerSpec.GuardMaxBytes.
+// Durables that consume faster need a bigger store: ConsumerSpec.GuardMaxBytes, or
+// SetGuardSize for a durable that exists.
 const maxGuardBytes = 64 << 20
+
+// MinGuardBytes is the smallest replay guard store SetGuardSize accepts.
+const MinGuardBytes = 1 << 20
+
+// GuardEntryBytes is about what one message id costs its durable's replay guard store for
+// the store's horizon (the entry, its subject and headers, the store's overhead).
+const GuardEntryBytes = 200
 
 // guardKeyBytes is the size of a durable's guard key (HMAC-SHA256 key of the store's keys).
 const guardKeyBytes = 32
@@ -59,6 +68,11 @@ func guardSetup(ctx context.Context, js jetstream.JetStream, st *jetstream.Strea
 		if len(got) != 1 || got[0] != cfg.Subjects[0] {
 			return nil, fmt.Errorf("%w: stream %s exists but is not the replay guard of %s:%s (subjects %v)", ErrInvalidSpec, name, spec.Stream, spec.Durable, got)
 		}
+		if spec.GuardMaxBytes == 0 {
+			// A size set earlier (SetGuardSize) is kept: shrinking a store in use could
+			// stall the durable.
+			cfg.MaxBytes = max(cfg.MaxBytes, s.CachedInfo().Config.MaxBytes)
+		}
 		if _, err := js.UpdateStream(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("operator: replay guard of %s:%s: %w", spec.Stream, spec.Durable, err)
 		}
@@ -86,4 +100,93 @@ func guardSetup(ctx context.Context, js jetstream.JetStream, st *jetstream.Strea
 	md[accounts.GuardKeyMetadata] = key
 	md[accounts.GuardHorizonMetadata] = horizon.String()
 	return md, nil
+}
+
+// GuardSize is the state of a durable's replay guard store.
+type GuardSize struct {
+	Stream   string        `json:"stream"`
+	Durable  string        `json:"durable"`
+	Store    string        `json:"store"`     // the store's stream
+	MaxBytes int64         `json:"max_bytes"` // its size limit
+	Bytes    uint64        `json:"bytes"`     // in use
+	Horizon  time.Duration `json:"horizon_ns"`
+	// Rate is about how many messages per second the durable can handle, sustained, before
+	// its store fills and it stops handling (fail-closed) until entries expire: MaxBytes over
+	// GuardEntryBytes per message kept for the horizon (entries usually expire sooner, so
+	// this errs low).
+	Rate int64 `json:"sustained_msgs_per_s"`
+}
+
+// SetGuardSize sets the size limit of the replay guard store of durable on stream (which must
+// exist; its messages, its key and its horizon are kept) and returns the store's state. A
+// durable's store holds about GuardEntryBytes per message it handles for the store's horizon;
+// when it is full, the durable's deliveries are returned to the server unhandled (counted as
+// GuardUnavailable) until entries expire: size it for the durable's peak sustained rate. The
+// server refuses a size the account's storage limit cannot reserve. A later [AddConsumer] of
+// the durable without GuardMaxBytes keeps the size.
+func SetGuardSize(ctx context.Context, nc *nats.Conn, stream, durable string, maxBytes int64) (GuardSize, error) {
+	if !accounts.ValidName(stream) || !accounts.ValidName(durable) {
+		return GuardSize{}, fmt.Errorf("%w: stream %q and durable %q must be names of [A-Za-z0-9_-]", ErrInvalidSpec, stream, durable)
+	}
+	if maxBytes < MinGuardBytes {
+		return GuardSize{}, fmt.Errorf("%w: a replay guard store of %d bytes is smaller than %d", ErrInvalidSpec, maxBytes, MinGuardBytes)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	js, s, err := guardStoreOf(ctx, nc, stream, durable)
+	if err != nil {
+		return GuardSize{}, err
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxBytes = maxBytes
+	info, err := js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return GuardSize{}, fmt.Errorf("operator: replay guard of %s:%s: %w", stream, durable, err)
+	}
+	return guardSize(stream, durable, info.CachedInfo()), nil
+}
+
+// GuardSizeOf returns the state of the replay guard store of durable on stream.
+func GuardSizeOf(ctx context.Context, nc *nats.Conn, stream, durable string) (GuardSize, error) {
+	if !accounts.ValidName(stream) || !accounts.ValidName(durable) {
+		return GuardSize{}, fmt.Errorf("%w: stream %q and durable %q must be names of [A-Za-z0-9_-]", ErrInvalidSpec, stream, durable)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	_, s, err := guardStoreOf(ctx, nc, stream, durable)
+	if err != nil {
+		return GuardSize{}, err
+	}
+	return guardSize(stream, durable, s.CachedInfo()), nil
+}
+
+// guardStoreOf finds the replay guard store of an existing durable.
+func guardStoreOf(ctx context.Context, nc *nats.Conn, stream, durable string) (jetstream.JetStream, jetstream.Stream, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("operator: %w", err)
+	}
+	if _, err := js.Consumer(ctx, stream, durable); err != nil {
+		return nil, nil, fmt.Errorf("operator: durable %s on %s: %w", durable, stream, err)
+	}
+	name := accounts.GuardStream(stream, durable)
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("operator: replay guard of %s:%s: %w", stream, durable, err)
+	}
+	if got := s.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != accounts.GuardSubjects(stream, durable) {
+		return nil, nil, fmt.Errorf("%w: stream %s is not the replay guard of %s:%s (subjects %v)", ErrInvalidSpec, name, stream, durable, got)
+	}
+	return js, s, nil
+}
+
+func guardSize(stream, durable string, info *jetstream.StreamInfo) GuardSize {
+	g := GuardSize{
+		Stream: stream, Durable: durable, Store: info.Config.Name,
+		MaxBytes: info.Config.MaxBytes, Bytes: info.State.Bytes, Horizon: info.Config.MaxAge,
+	}
+	if secs := int64(g.Horizon / time.Second); secs > 0 && g.MaxBytes > 0 {
+		g.Rate = g.MaxBytes / GuardEntryBytes / secs
+	}
+	return g
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -562,6 +563,44 @@ func (p *Provisioner) EditStream(ctx context.Context, account, stream string, ed
 		return nil, err
 	}
 	return si, p.audit(ctx, nc, acct, false, bus.Event{Type: EventStreamEdited, Data: bus.EventData{Stream: stream, Changes: si.Config.Subjects}})
+}
+
+// SetGuardSize sets the size limit of the replay guard store of an account's durable (see
+// [SetGuardSize]) and records it in the account's audit stream.
+func (p *Provisioner) SetGuardSize(ctx context.Context, account, stream, durable string, maxBytes int64) (GuardSize, error) {
+	acct, nc, err := p.adminOf(ctx, account)
+	if err != nil {
+		return GuardSize{}, err
+	}
+	defer nc.Close()
+	g, err := SetGuardSize(ctx, nc, stream, durable, maxBytes)
+	if err != nil {
+		return GuardSize{}, err
+	}
+	return g, p.audit(ctx, nc, acct, false, bus.Event{Type: EventGuardResized, Data: bus.EventData{Stream: stream, Consumer: durable, Changes: []string{strconv.FormatInt(g.MaxBytes, 10)}}})
+}
+
+// GuardSize returns the state of the replay guard store of an account's durable.
+func (p *Provisioner) GuardSize(ctx context.Context, account, stream, durable string) (GuardSize, error) {
+	_, nc, err := p.adminOf(ctx, account)
+	if err != nil {
+		return GuardSize{}, err
+	}
+	defer nc.Close()
+	return GuardSizeOf(ctx, nc, stream, durable)
+}
+
+// adminOf loads an account of the keystore and opens an admin connection to it.
+func (p *Provisioner) adminOf(ctx context.Context, account string) (*accounts.Account, *nats.Conn, error) {
+	acct, err := p.Keystore.LoadAccount(account)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := ConnectAdmin(ctx, p.Target, acct)
+	if err != nil {
+		return nil, nil, err
+	}
+	return acct, nc, nil
 }
 
 // Close closes the cached system connection.

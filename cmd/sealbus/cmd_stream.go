@@ -17,7 +17,7 @@ func (a *app) streamCmd() *cobra.Command {
 	return group("stream", "Manage an account's application streams (on the server)",
 		`  sealbus stream add shop ORDERS --subjects 'orders.>' --max-age 7d
   sealbus stream list shop`,
-		a.streamAddCmd(), a.streamListCmd(), a.streamEditCmd(), a.streamRemoveCmd())
+		a.streamAddCmd(), a.streamListCmd(), a.streamEditCmd(), a.streamRemoveCmd(), a.streamGuardSizeCmd())
 }
 
 type streamJSON struct {

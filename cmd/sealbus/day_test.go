@@ -296,6 +296,29 @@ func TestOperatorsDay(t *testing.T) {
 	if !hasConsumers(streams, "ORDERS", 2) {
 		t.Fatalf("billing's durable after the fix: %+v", streams)
 	}
+	// billing will handle more than the default replay guard store allows: the operator sizes
+	// it for its rate (a full store stalls the durable), and a later push keeps the size.
+	var guard struct {
+		Store    string `json:"store"`
+		MaxBytes int64  `json:"max_bytes"`
+		Rate     int64  `json:"sustained_msgs_per_s"`
+	}
+	d.json(&guard, "stream", "guard-size", "shop", "ORDERS", "billing")
+	defaultRate := guard.Rate
+	d.json(&guard, "stream", "guard-size", "shop", "ORDERS", "billing", "--max-bytes", "256MiB")
+	if guard.MaxBytes != 256<<20 || guard.Rate <= defaultRate || guard.Store == "" {
+		t.Fatalf("guard-size --max-bytes 256MiB: %+v (default allowed %d msgs/s)", guard, defaultRate)
+	}
+	if out := d.ok("stream", "guard-size", "shop", "ORDERS", "billing"); !strings.Contains(out, "256MiB") || !strings.Contains(out, "msgs/s sustained") {
+		t.Fatalf("guard-size says: %q", out)
+	}
+	d.exits(d.sh(nil, "stream", "guard-size", "shop", "ORDERS", "billing", "--max-bytes", "1KiB"), exitUsage, "at least")
+	d.exits(d.sh(nil, "stream", "guard-size", "shop", "ORDERS", "nobody"), exitNotFound, "nobody")
+	d.ok("push")
+	d.json(&guard, "stream", "guard-size", "shop", "ORDERS", "billing")
+	if guard.MaxBytes != 256<<20 {
+		t.Fatalf("guard store after a push: %+v", guard)
+	}
 	// service remove exists, and takes the durable with it.
 	d.ok("service", "remove", "shop", "shipping", "--push")
 	d.json(&streams, "stream", "list", "shop")
