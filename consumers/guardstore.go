@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -131,6 +132,14 @@ func ttlSeconds(ttl time.Duration) string {
 	return strconv.FormatInt(int64(max((ttl+time.Second-1)/time.Second, 1)), 10)
 }
 
+// jsStoreFailed is JetStream's error code for a message the stream could not store
+// (JSStreamStoreFailedF); its description says why.
+const jsStoreFailed = 10077
+
+// errGuardStoreFull: the durable's replay guard store refused a write for its size limit.
+// The guard fails closed (the delivery comes back later); the operator sizes the store.
+var errGuardStoreFull = errors.New("consumers: the durable's replay guard store is full (`sealbus stream guard-size ACCOUNT STREAM DURABLE` shows its use and raises its size)")
+
 // parsePutAnswer reads JetStream's answer to a publish: the stored sequence, errConflict for a
 // compare-and-set that failed, or the server's error. A success ({"stream":..,"seq":N,..})
 // is read without a JSON decoding; anything else is decoded strictly.
@@ -165,6 +174,8 @@ func parsePutAnswer(b []byte) (uint64, error) {
 	switch {
 	case a.Error != nil && (a.Error.ErrCode == int(jetstream.JSErrCodeStreamWrongLastSequence) || a.Error.ErrCode == int(jetstream.JSErrCodeStreamWrongLastSequenceConstant)):
 		return 0, errConflict
+	case a.Error != nil && a.Error.ErrCode == jsStoreFailed && strings.Contains(a.Error.Description, "maximum bytes exceeded"):
+		return 0, fmt.Errorf("%w: %w", errGuardStoreFull, &jetstream.APIError{Code: a.Error.Code, ErrorCode: jetstream.ErrorCode(a.Error.ErrCode), Description: a.Error.Description})
 	case a.Error != nil:
 		return 0, &jetstream.APIError{Code: a.Error.Code, ErrorCode: jetstream.ErrorCode(a.Error.ErrCode), Description: a.Error.Description}
 	case a.Seq == 0:

@@ -2,6 +2,7 @@ package consumers
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,7 +35,11 @@ func TestParsePutAnswer(t *testing.T) {
 	}
 	_, err := parsePutAnswer([]byte(`{"error":{"code":503,"err_code":10077,"description":"maximum bytes exceeded"}}`))
 	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10077 {
-		t.Fatalf("a full store: %v, want the server's API error", err)
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10077 || !errors.Is(err, errGuardStoreFull) || !strings.Contains(err.Error(), "guard-size") {
+		t.Fatalf("a full store: %v, want errGuardStoreFull with the server's API error and the fix", err)
+	}
+	// Another storage refusal is not taken for a full store.
+	if _, err := parsePutAnswer([]byte(`{"error":{"code":503,"err_code":10077,"description":"message size exceeds maximum allowed"}}`)); err == nil || errors.Is(err, errGuardStoreFull) {
+		t.Fatalf("a refused message: %v", err)
 	}
 }

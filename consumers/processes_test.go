@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -454,7 +455,8 @@ func TestGuardStoreFilledFailsClosed(t *testing.T) {
 	store := accounts.GuardStream(sealbustest.OrdersStream, sealbustest.Billing)
 	h := newHandled()
 	defer consumers.ShortGuardStoreWait(time.Second)()
-	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing)
+	logs := &lockedLog{}
+	billing := connect(t, w, sealbustest.Shop, sealbustest.Billing, bus.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	consume(t, billing, sealbustest.OrdersStream, sealbustest.Billing, h.handler)
 
 	insider, err := w.InsiderConn(ctx, sealbustest.Shop, sealbustest.Shipping)
@@ -517,6 +519,10 @@ func TestGuardStoreFilledFailsClosed(t *testing.T) {
 	if n := billing.Metrics().GuardUnavailable; n == 0 {
 		t.Fatal("deliveries left unhandled for the full guard store are not counted")
 	}
+	// And the log says what it is and how to fix it.
+	if l := logs.String(); !strings.Contains(l, "replay guard store is full") || !strings.Contains(l, "guard-size") {
+		t.Fatalf("the log does not say the guard store is full:\n%s", l)
+	}
 	st, err := ajs.Stream(ctx, store)
 	if err != nil {
 		t.Fatal(err)
@@ -568,4 +574,22 @@ func TestReplaysPreparedTogether(t *testing.T) {
 	if d := h.duplicates(); len(d) > 0 {
 		t.Fatalf("duplicates %v", d)
 	}
+}
+
+// lockedLog is a log destination several goroutines write to.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
