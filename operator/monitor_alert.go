@@ -38,12 +38,20 @@ const (
 	// AlertForgedRecord: a record in the operator-wide audit view does not decode or does not
 	// verify ([MonitorConfig].ForgedRecords).
 	AlertForgedRecord AlertKind = "forged_record"
+	// AlertGuardStoreFull: a durable's replay guard store is at least GuardStoreFullPercent
+	// full; when it is full the durable stops handling messages (fail-closed) until entries
+	// expire. `sealbus stream guard-size` resizes it.
+	AlertGuardStoreFull AlertKind = "guard_store_full"
 )
+
+// GuardStoreFullPercent is the use of a replay guard store, in percent of its size limit,
+// from which the monitor raises AlertGuardStoreFull.
+const GuardStoreFullPercent = 80
 
 // AlertKinds lists every kind, in a stable order.
 var AlertKinds = []AlertKind{
 	AlertBruteForce, AlertRevokedKey, AlertExpiredKey, AlertRejectionSpike, AlertPublishRate,
-	AlertConsumerLag, AlertRedelivery, AlertDeadLetters, AlertForgedRecord,
+	AlertConsumerLag, AlertRedelivery, AlertDeadLetters, AlertForgedRecord, AlertGuardStoreFull,
 }
 
 // AlertState is where an incident is in its life.

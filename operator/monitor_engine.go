@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sealbus/sealbus/accounts"
@@ -406,6 +408,8 @@ type connSample struct {
 type streamSample struct {
 	Account, AccountName, Stream string
 	LastSeq, Messages            uint64
+	Bytes                        uint64
+	MaxBytes                     int64 // the stream's size limit; <= 0: none
 }
 
 type consumerSample struct {
@@ -476,6 +480,7 @@ func (m *Monitor) poll(p pollResult) {
 		if s.Stream == accounts.DLQStream {
 			m.deadLetterGrowth(s, p.At)
 		}
+		m.guardStoreUse(s, p.At)
 		old, ok := m.st.Streams[key]
 		if prev.IsZero() || dt <= 0 || !ok || s.LastSeq < old {
 			continue
@@ -491,6 +496,46 @@ func (m *Monitor) poll(p pollResult) {
 	for _, c := range p.Consumers {
 		m.consumerState(c, p.At)
 	}
+}
+
+// guardStoreUse applies the guard-store rule to a stream sample: a durable's replay guard store
+// at least GuardStoreFullPercent full is evidence, every poll it stays so.
+func (m *Monitor) guardStoreUse(s streamSample, at time.Time) {
+	stream, durable, ok := parseGuardStream(s.Stream)
+	if !ok || s.MaxBytes <= 0 || s.Bytes*100 < GuardStoreFullPercent*uint64(s.MaxBytes) {
+		return
+	}
+	key := s.Account + "|" + s.Stream
+	pct := float64(s.Bytes) * 100 / float64(s.MaxBytes)
+	if in := m.incident(AlertGuardStoreFull, key); in != nil {
+		m.evidence(in, at, 1)
+		in.Value = max(in.Value, pct)
+		return
+	}
+	in := &incident{Kind: AlertGuardStoreFull, Key: key, Count: 1, First: at, Last: at, Value: pct,
+		Account: s.Account, AccountName: s.AccountName, Stream: stream, Consumer: durable,
+		Summary: fmt.Sprintf("the replay guard store of durable %s on stream %s of account %s is %.0f%% full (%d of %d bytes): when full, the durable stops handling messages; resize it with sealbus stream guard-size",
+			durable, stream, firstNonEmpty(s.AccountName, s.Account), pct, s.Bytes, s.MaxBytes)}
+	m.open(in)
+}
+
+// parseGuardStream splits a replay guard store's name (accounts.GuardStream) into its stream
+// and durable.
+func parseGuardStream(name string) (stream, durable string, ok bool) {
+	rest, ok := strings.CutPrefix(name, "SEALBUS_GUARD_")
+	if !ok {
+		return "", "", false
+	}
+	n, rest, ok := strings.Cut(rest, "_")
+	l, err := strconv.Atoi(n)
+	if !ok || err != nil || l <= 0 || l+1 >= len(rest) || rest[l] != '_' {
+		return "", "", false
+	}
+	stream, durable = rest[:l], rest[l+1:]
+	if accounts.GuardStream(stream, durable) != name {
+		return "", "", false
+	}
+	return stream, durable, true
 }
 
 // rate applies one rate sample of key to the publish-rate rule; describe fills a new

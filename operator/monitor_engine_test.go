@@ -374,3 +374,53 @@ func TestSprayBounded(t *testing.T) {
 		t.Fatalf("the spraying address raised %d alerts", len(e.of(AlertBruteForce, AlertOpen)))
 	}
 }
+
+// TestGuardStoreFull: a durable's replay guard store filling (an insider's junk, or a rate its
+// size does not allow) raises one alert naming the durable and the fix before the durable
+// stalls, kept open while the store stays full and resolved once it has room; a stream that
+// only looks like a guard store, or one without a size limit, raises nothing.
+func TestGuardStoreFull(t *testing.T) {
+	var cfg MonitorConfig
+	cfg.Quiet = Duration(30 * time.Second)
+	e := newEngine(t, cfg)
+	guard := accounts.GuardStream("ORDERS", "billing")
+	poll := func(bytes uint64, extra ...streamSample) {
+		e.apply(func() {
+			e.poll(pollResult{At: e.clock, Streams: append([]streamSample{{Account: "ASHOP", AccountName: "shop", Stream: guard, Bytes: bytes, MaxBytes: 1000}}, extra...)})
+		})
+		e.advance(10 * time.Second)
+		e.tickNow()
+	}
+	poll(500, streamSample{Account: "ASHOP", Stream: "SEALBUS_GUARD_9_ORDERS_billing", Bytes: 999, MaxBytes: 1000}, // a bad length
+		streamSample{Account: "ASHOP", Stream: accounts.GuardStream("ORDERS", "shipping"), Bytes: 1 << 30}) // no size limit
+	if len(e.alerts) != 0 {
+		t.Fatalf("half-full store, or streams that are not sized guard stores: %v", e.alerts)
+	}
+	poll(850)
+	open := e.of(AlertGuardStoreFull, AlertOpen)
+	if len(open) != 1 || open[0].Stream != "ORDERS" || open[0].Consumer != "billing" || open[0].Value != 85 || !strings.Contains(open[0].Summary, "guard-size") {
+		t.Fatalf("guard store alerts %+v", e.alerts)
+	}
+	for range 5 {
+		poll(990)
+	}
+	if len(e.of(AlertGuardStoreFull, AlertOpen)) != 1 || len(e.of(AlertGuardStoreFull, AlertResolved)) != 0 {
+		t.Fatalf("while full: %v", e.alerts)
+	}
+	for range 5 {
+		poll(100)
+	}
+	if res := e.of(AlertGuardStoreFull, AlertResolved); len(res) != 1 || res[0].Incident != open[0].Incident {
+		t.Fatalf("after the store had room: %v", e.alerts)
+	}
+	for _, name := range []string{guard, accounts.GuardStream("A_B", "C"), accounts.GuardStream("A", "B_C")} {
+		if s, d, ok := parseGuardStream(name); !ok || accounts.GuardStream(s, d) != name {
+			t.Errorf("parseGuardStream(%q) = %q, %q, %v", name, s, d, ok)
+		}
+	}
+	for _, name := range []string{"ORDERS", "SEALBUS_GUARD_", "SEALBUS_GUARD_x_A_B", "SEALBUS_GUARD_6_ORDERS", "SEALBUS_GUARD_6_ORDERS_", "SEALBUS_GUARD_-1_A_B"} {
+		if _, _, ok := parseGuardStream(name); ok {
+			t.Errorf("parseGuardStream(%q) accepted", name)
+		}
+	}
+}

@@ -598,8 +598,12 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 				Name  string `json:"name"`
 				State struct {
 					Msgs    uint64 `json:"messages"`
+					Bytes   uint64 `json:"bytes"`
 					LastSeq uint64 `json:"last_seq"`
 				} `json:"state"`
+				Config *struct {
+					MaxBytes int64 `json:"max_bytes"`
+				} `json:"config"`
 				Consumers []struct {
 					Name   string `json:"name"`
 					Config *struct {
@@ -639,7 +643,11 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 						continue
 					}
 					seen[key] = true
-					p.Streams = append(p.Streams, streamSample{Account: a.ID, AccountName: a.Name, Stream: s.Name, LastSeq: s.State.LastSeq, Messages: s.State.Msgs})
+					ss := streamSample{Account: a.ID, AccountName: a.Name, Stream: s.Name, LastSeq: s.State.LastSeq, Messages: s.State.Msgs, Bytes: s.State.Bytes}
+					if s.Config != nil {
+						ss.MaxBytes = s.Config.MaxBytes
+					}
+					p.Streams = append(p.Streams, ss)
 					for _, c := range s.Consumers {
 						if c.Config == nil || c.Config.Durable == "" {
 							continue // ephemeral (readers, watchers): no lag to watch, and random names

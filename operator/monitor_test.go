@@ -283,4 +283,29 @@ func TestMonitorAlerts(t *testing.T) {
 			t.Errorf("a consumer other than the durable is reported: %+v", c)
 		}
 	}
+
+	// billing's replay guard store fills (here the account's admin writes junk into it, as an
+	// insider's reply-subject junk or a rate its size does not allow would): the monitor warns
+	// before the durable stalls, naming the durable and the fix.
+	if _, err := sb.Provisioner().SetGuardSize(ctx, "shop", "ORDERS", "billing", operator.MinGuardBytes); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sb.AdminConn(ctx, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	junk := make([]byte, 1024)
+	for i := range operator.MinGuardBytes * 85 / 100 / len(junk) {
+		if err := admin.Publish(fmt.Sprintf("%s.ORDERS.billing.junk%d", accounts.GuardSubjectPrefix, i), junk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "a guard-store alert", func() bool { return len(log.of(operator.AlertGuardStoreFull, operator.AlertOpen)) > 0 })
+	if a := log.of(operator.AlertGuardStoreFull, operator.AlertOpen)[0]; a.Stream != "ORDERS" || a.Consumer != "billing" || a.Value < operator.GuardStoreFullPercent {
+		t.Fatalf("guard-store alert %s", a)
+	}
 }
