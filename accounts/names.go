@@ -118,8 +118,29 @@ const GuardSubjectPrefix = "sealbus.guard"
 // share a store. The operator creates it with the durable; only the durable's service may
 // write and read it.
 func GuardStream(stream, durable string) string {
-	return "SEALBUS_GUARD_" + strconv.Itoa(len(stream)) + "_" + stream + "_" + durable
+	return guardStreamPrefix + strconv.Itoa(len(stream)) + "_" + stream + "_" + durable
 }
+
+// ParseGuardStream splits a name made by [GuardStream] into its stream and durable; ok is
+// false for any other name.
+func ParseGuardStream(name string) (stream, durable string, ok bool) {
+	rest, ok := strings.CutPrefix(name, guardStreamPrefix)
+	if !ok {
+		return "", "", false
+	}
+	n, rest, ok := strings.Cut(rest, "_")
+	l, err := strconv.Atoi(n)
+	if !ok || err != nil || l <= 0 || l+1 >= len(rest) || rest[l] != '_' {
+		return "", "", false
+	}
+	stream, durable = rest[:l], rest[l+1:]
+	if GuardStream(stream, durable) != name {
+		return "", "", false
+	}
+	return stream, durable, true
+}
+
+const guardStreamPrefix = "SEALBUS_GUARD_"
 
 // GuardSubjects returns the subject filter of [GuardStream]: "sealbus.guard.<stream>.<durable>.>".
 func GuardSubjects(stream, durable string) string {

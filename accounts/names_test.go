@@ -139,3 +139,19 @@ func TestGuardStreamUnambiguous(t *testing.T) {
 		t.Fatal("durables A_B:C and A:B_C share guard subjects")
 	}
 }
+
+// TestParseGuardStream: the replay guard store names GuardStream makes, and nothing else,
+// parse back into their stream and durable (the length prefix keeps "A_B"+"C" and "A"+"B_C"
+// apart).
+func TestParseGuardStream(t *testing.T) {
+	for _, c := range [][2]string{{"ORDERS", "billing"}, {"A_B", "C"}, {"A", "B_C"}} {
+		if s, d, ok := ParseGuardStream(GuardStream(c[0], c[1])); !ok || s != c[0] || d != c[1] {
+			t.Errorf("ParseGuardStream(GuardStream(%q, %q)) = %q, %q, %v", c[0], c[1], s, d, ok)
+		}
+	}
+	for _, name := range []string{"ORDERS", "SEALBUS_GUARD_", "SEALBUS_GUARD_x_A_B", "SEALBUS_GUARD_6_ORDERS", "SEALBUS_GUARD_6_ORDERS_", "SEALBUS_GUARD_-1_A_B", "SEALBUS_GUARD_9_ORDERS_billing"} {
+		if _, _, ok := ParseGuardStream(name); ok {
+			t.Errorf("ParseGuardStream(%q) accepted", name)
+		}
+	}
+}

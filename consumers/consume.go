@@ -268,7 +268,7 @@ func (cs *Consumption) prepareJob(j *job) {
 		_ = j.raw.Term()
 		return
 	}
-	m.last = cs.maxDeliver > 0 && m.Delivered >= uint64(cs.maxDeliver)
+	m.last = cs.lastOf(m.Delivered)
 	cs.k.Received.Add(1)
 	m.noWait = true
 	j.m = m
@@ -281,7 +281,12 @@ func (cs *Consumption) lastDelivery(msg jetstream.Msg) bool {
 		return false
 	}
 	md, err := msg.Metadata()
-	return err == nil && md.NumDelivered >= uint64(cs.maxDeliver)
+	return err == nil && cs.lastOf(md.NumDelivered)
+}
+
+// lastOf reports whether a message's delivered-th delivery is the last the durable allows.
+func (cs *Consumption) lastOf(delivered uint64) bool {
+	return cs.maxDeliver > 0 && delivered >= uint64(cs.maxDeliver)
 }
 
 func (cs *Consumption) worker() {

@@ -74,3 +74,12 @@ func message(f *fakeMsg) *Message {
 	}
 	return m
 }
+
+// newMessage returns a message with the delivery fields of a JetStream message.
+func newMessage(raw jetstream.Msg, account string) (*Message, error) {
+	m := new(Message)
+	if err := fillMessage(m, raw, account); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

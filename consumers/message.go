@@ -104,15 +104,6 @@ func (m *Message) term(reason string) error {
 	return m.raw.TermWithReason(reason)
 }
 
-// newMessage returns a message with the delivery fields of a JetStream message.
-func newMessage(raw jetstream.Msg, account string) (*Message, error) {
-	m := new(Message)
-	if err := fillMessage(m, raw, account); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
 // fillMessage sets m's delivery fields from a JetStream message.
 func fillMessage(m *Message, raw jetstream.Msg, account string) error {
 	md, err := raw.Metadata()

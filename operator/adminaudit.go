@@ -211,11 +211,7 @@ func (p *Provisioner) flushAudit(ctx context.Context, nc *nats.Conn, acct *accou
 // FlushAudit writes the account's pending admin audit records now (see [Provisioner] for when
 // they are written otherwise) and returns why it could not.
 func (p *Provisioner) FlushAudit(ctx context.Context, account string) error {
-	acct, err := p.Keystore.LoadAccount(account)
-	if err != nil {
-		return err
-	}
-	nc, err := ConnectAdmin(ctx, p.Target, acct)
+	acct, nc, err := p.adminOf(ctx, account)
 	if err != nil {
 		return err
 	}

@@ -64,9 +64,8 @@ func guardSetup(ctx context.Context, js jetstream.JetStream, st *jetstream.Strea
 		Duplicates:        time.Minute,
 	}
 	if s, err := js.Stream(ctx, name); err == nil {
-		got := s.CachedInfo().Config.Subjects
-		if len(got) != 1 || got[0] != cfg.Subjects[0] {
-			return nil, fmt.Errorf("%w: stream %s exists but is not the replay guard of %s:%s (subjects %v)", ErrInvalidSpec, name, spec.Stream, spec.Durable, got)
+		if err := isGuardStore(s, spec.Stream, spec.Durable); err != nil {
+			return nil, err
 		}
 		if spec.GuardMaxBytes == 0 {
 			// A size set earlier (SetGuardSize) is kept: shrinking a store in use could
@@ -125,9 +124,6 @@ type GuardSize struct {
 // server refuses a size the account's storage limit cannot reserve. A later [AddConsumer] of
 // the durable without GuardMaxBytes keeps the size.
 func SetGuardSize(ctx context.Context, nc *nats.Conn, stream, durable string, maxBytes int64) (GuardSize, error) {
-	if !accounts.ValidName(stream) || !accounts.ValidName(durable) {
-		return GuardSize{}, fmt.Errorf("%w: stream %q and durable %q must be names of [A-Za-z0-9_-]", ErrInvalidSpec, stream, durable)
-	}
 	if maxBytes < MinGuardBytes {
 		return GuardSize{}, fmt.Errorf("%w: a replay guard store of %d bytes is smaller than %d", ErrInvalidSpec, maxBytes, MinGuardBytes)
 	}
@@ -148,9 +144,6 @@ func SetGuardSize(ctx context.Context, nc *nats.Conn, stream, durable string, ma
 
 // GuardSizeOf returns the state of the replay guard store of durable on stream.
 func GuardSizeOf(ctx context.Context, nc *nats.Conn, stream, durable string) (GuardSize, error) {
-	if !accounts.ValidName(stream) || !accounts.ValidName(durable) {
-		return GuardSize{}, fmt.Errorf("%w: stream %q and durable %q must be names of [A-Za-z0-9_-]", ErrInvalidSpec, stream, durable)
-	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	_, s, err := guardStoreOf(ctx, nc, stream, durable)
@@ -162,6 +155,9 @@ func GuardSizeOf(ctx context.Context, nc *nats.Conn, stream, durable string) (Gu
 
 // guardStoreOf finds the replay guard store of an existing durable.
 func guardStoreOf(ctx context.Context, nc *nats.Conn, stream, durable string) (jetstream.JetStream, jetstream.Stream, error) {
+	if !accounts.ValidName(stream) || !accounts.ValidName(durable) {
+		return nil, nil, fmt.Errorf("%w: stream %q and durable %q must be names of [A-Za-z0-9_-]", ErrInvalidSpec, stream, durable)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("operator: %w", err)
@@ -174,10 +170,18 @@ func guardStoreOf(ctx context.Context, nc *nats.Conn, stream, durable string) (j
 	if err != nil {
 		return nil, nil, fmt.Errorf("operator: replay guard of %s:%s: %w", stream, durable, err)
 	}
-	if got := s.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != accounts.GuardSubjects(stream, durable) {
-		return nil, nil, fmt.Errorf("%w: stream %s is not the replay guard of %s:%s (subjects %v)", ErrInvalidSpec, name, stream, durable, got)
+	if err := isGuardStore(s, stream, durable); err != nil {
+		return nil, nil, err
 	}
 	return js, s, nil
+}
+
+// isGuardStore checks that s, named as the replay guard store of durable on stream, is one.
+func isGuardStore(s jetstream.Stream, stream, durable string) error {
+	if got := s.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != accounts.GuardSubjects(stream, durable) {
+		return fmt.Errorf("%w: stream %s exists but is not the replay guard of %s:%s (subjects %v)", ErrInvalidSpec, s.CachedInfo().Config.Name, stream, durable, got)
+	}
+	return nil
 }
 
 func guardSize(stream, durable string, info *jetstream.StreamInfo) GuardSize {

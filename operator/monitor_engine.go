@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/sealbus/sealbus/accounts"
@@ -501,7 +499,7 @@ func (m *Monitor) poll(p pollResult) {
 // guardStoreUse applies the guard-store rule to a stream sample: a durable's replay guard store
 // at least GuardStoreFullPercent full is evidence, every poll it stays so.
 func (m *Monitor) guardStoreUse(s streamSample, at time.Time) {
-	stream, durable, ok := parseGuardStream(s.Stream)
+	stream, durable, ok := accounts.ParseGuardStream(s.Stream)
 	if !ok || s.MaxBytes <= 0 || s.Bytes*100 < GuardStoreFullPercent*uint64(s.MaxBytes) {
 		return
 	}
@@ -517,25 +515,6 @@ func (m *Monitor) guardStoreUse(s streamSample, at time.Time) {
 		Summary: fmt.Sprintf("the replay guard store of durable %s on stream %s of account %s is %.0f%% full (%d of %d bytes): when full, the durable stops handling messages; resize it with sealbus stream guard-size",
 			durable, stream, firstNonEmpty(s.AccountName, s.Account), pct, s.Bytes, s.MaxBytes)}
 	m.open(in)
-}
-
-// parseGuardStream splits a replay guard store's name (accounts.GuardStream) into its stream
-// and durable.
-func parseGuardStream(name string) (stream, durable string, ok bool) {
-	rest, ok := strings.CutPrefix(name, "SEALBUS_GUARD_")
-	if !ok {
-		return "", "", false
-	}
-	n, rest, ok := strings.Cut(rest, "_")
-	l, err := strconv.Atoi(n)
-	if !ok || err != nil || l <= 0 || l+1 >= len(rest) || rest[l] != '_' {
-		return "", "", false
-	}
-	stream, durable = rest[:l], rest[l+1:]
-	if accounts.GuardStream(stream, durable) != name {
-		return "", "", false
-	}
-	return stream, durable, true
 }
 
 // rate applies one rate sample of key to the publish-rate rule; describe fills a new

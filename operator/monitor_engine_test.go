@@ -413,14 +413,4 @@ func TestGuardStoreFull(t *testing.T) {
 	if res := e.of(AlertGuardStoreFull, AlertResolved); len(res) != 1 || res[0].Incident != open[0].Incident {
 		t.Fatalf("after the store had room: %v", e.alerts)
 	}
-	for _, name := range []string{guard, accounts.GuardStream("A_B", "C"), accounts.GuardStream("A", "B_C")} {
-		if s, d, ok := parseGuardStream(name); !ok || accounts.GuardStream(s, d) != name {
-			t.Errorf("parseGuardStream(%q) = %q, %q, %v", name, s, d, ok)
-		}
-	}
-	for _, name := range []string{"ORDERS", "SEALBUS_GUARD_", "SEALBUS_GUARD_x_A_B", "SEALBUS_GUARD_6_ORDERS", "SEALBUS_GUARD_6_ORDERS_", "SEALBUS_GUARD_-1_A_B"} {
-		if _, _, ok := parseGuardStream(name); ok {
-			t.Errorf("parseGuardStream(%q) accepted", name)
-		}
-	}
 }

@@ -407,11 +407,7 @@ func (p *Provisioner) System(ctx context.Context) (*nats.Conn, error) {
 // Admin opens an admin connection to account (see [ConnectAdmin]) and writes the account's
 // pending admin audit records over it; the caller closes it.
 func (p *Provisioner) Admin(ctx context.Context, account string) (*nats.Conn, error) {
-	acct, err := p.Keystore.LoadAccount(account)
-	if err != nil {
-		return nil, err
-	}
-	nc, err := ConnectAdmin(ctx, p.Target, acct)
+	acct, nc, err := p.adminOf(ctx, account)
 	if err != nil {
 		return nil, err
 	}
@@ -532,11 +528,7 @@ func (r *replayer) audit(ctx context.Context, e bus.Event) error {
 
 // AddStream creates or updates an application stream in account ([AddStream]) and audits it.
 func (p *Provisioner) AddStream(ctx context.Context, account string, spec StreamSpec) error {
-	acct, err := p.Keystore.LoadAccount(account)
-	if err != nil {
-		return err
-	}
-	nc, err := ConnectAdmin(ctx, p.Target, acct)
+	acct, nc, err := p.adminOf(ctx, account)
 	if err != nil {
 		return err
 	}
@@ -549,11 +541,7 @@ func (p *Provisioner) AddStream(ctx context.Context, account string, spec Stream
 
 // EditStream changes an existing application stream of account ([EditStream]) and audits it.
 func (p *Provisioner) EditStream(ctx context.Context, account, stream string, edit func(*StreamSpec) error) (*jetstream.StreamInfo, error) {
-	acct, err := p.Keystore.LoadAccount(account)
-	if err != nil {
-		return nil, err
-	}
-	nc, err := ConnectAdmin(ctx, p.Target, acct)
+	acct, nc, err := p.adminOf(ctx, account)
 	if err != nil {
 		return nil, err
 	}
@@ -770,11 +758,7 @@ type ConsumerResult struct {
 // redeliver messages still waiting in a client's buffer. A consumer on a missing stream is skipped
 // when skipMissing is set, an error otherwise.
 func (p *Provisioner) PublishService(ctx context.Context, account string, svc *accounts.Service, filters map[accounts.ConsumerRef][]string, skipMissing bool) ([]ConsumerResult, error) {
-	acct, err := p.Keystore.LoadAccount(account)
-	if err != nil {
-		return nil, err
-	}
-	nc, err := ConnectAdmin(ctx, p.Target, acct)
+	acct, nc, err := p.adminOf(ctx, account)
 	if err != nil {
 		return nil, err
 	}
