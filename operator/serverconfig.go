@@ -2,6 +2,7 @@ package operator
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"net"
 	"strconv"
@@ -21,7 +22,8 @@ type ServerConfig struct {
 	Port          int                 // client port; 0 means 4222, -1 a random port (tests)
 	StoreDir      string              // JetStream store directory (required)
 	ResolverDir   string              // full account resolver directory (required)
-	StorageKey    string              // JetStream storage encryption key, cipher chacha (required)
+	StorageKey    string              // JetStream storage encryption key (required)
+	StorageCipher string              // "aes" (the default: CPUs with AES instructions) or "chacha"
 	TLSCert       string              // server certificate file (required)
 	TLSKey        string              // server key file (required)
 	TLSCA         string              // CA file for client certificates (required with VerifyClients)
@@ -65,6 +67,8 @@ func (c ServerConfig) Render() ([]byte, error) {
 		return nil, fmt.Errorf("%w: server config needs a resolver directory", ErrInvalidSpec)
 	case len(c.StorageKey) < 16:
 		return nil, fmt.Errorf("%w: server config needs a JetStream storage key of at least 16 characters", ErrInvalidSpec)
+	case c.StorageCipher != "" && c.StorageCipher != "aes" && c.StorageCipher != "chacha":
+		return nil, fmt.Errorf("%w: storage cipher %q: want aes or chacha", ErrInvalidSpec, c.StorageCipher)
 	case c.TLSCert == "" || c.TLSKey == "":
 		return nil, fmt.Errorf("%w: server config needs a TLS certificate and key (plaintext is not allowed)", ErrInvalidSpec)
 	case c.VerifyClients && c.TLSCA == "":
@@ -137,7 +141,7 @@ func (c ServerConfig) Render() ([]byte, error) {
 	w.line("")
 	w.open("jetstream")
 	w.kv("store_dir", c.StoreDir)
-	w.kvRaw("cipher", "chacha")
+	w.kvRaw("cipher", cmp.Or(c.StorageCipher, "aes"))
 	w.kv("key", c.StorageKey)
 	w.close()
 	if cl := c.Cluster; cl != nil {

@@ -121,9 +121,14 @@ func TestRenderParsesWithNATSServer(t *testing.T) {
 	if !opts.JetStream || opts.StoreDir != c.StoreDir {
 		t.Fatalf("jetstream %v store %s", opts.JetStream, opts.StoreDir)
 	}
-	if opts.JetStreamCipher != server.ChaCha || opts.JetStreamKey != c.StorageKey {
-		t.Fatalf("storage encryption cipher %v", opts.JetStreamCipher)
+	if opts.JetStreamCipher != server.AES || opts.JetStreamKey != c.StorageKey {
+		t.Fatalf("storage encryption cipher %v, want AES by default", opts.JetStreamCipher)
 	}
+	c.StorageCipher = "chacha"
+	if got := renderAndParse(t, c).JetStreamCipher; got != server.ChaCha {
+		t.Fatalf("storage cipher chacha renders as %v", got)
+	}
+	c.StorageCipher = ""
 	if opts.TLSConfig == nil || opts.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert || opts.AllowNonTLS {
 		t.Fatalf("tls: config %v allow non-tls %v", opts.TLSConfig != nil, opts.AllowNonTLS)
 	}
@@ -213,6 +218,7 @@ func TestRenderRefusesInsecureOrIncomplete(t *testing.T) {
 		"no tls key":         func(c *ServerConfig) { c.TLSKey = "" },
 		"no storage key":     func(c *ServerConfig) { c.StorageKey = "" },
 		"short storage key":  func(c *ServerConfig) { c.StorageKey = "short" },
+		"unknown cipher":     func(c *ServerConfig) { c.StorageCipher = "none" },
 		"no store dir":       func(c *ServerConfig) { c.StoreDir = "" },
 		"no resolver dir":    func(c *ServerConfig) { c.ResolverDir = "" },
 		"mtls without ca":    func(c *ServerConfig) { c.VerifyClients = true; c.TLSCA = "" },

@@ -28,6 +28,7 @@ func (a *app) configServerCmd() *cobra.Command {
 		cert, key, ca, cluster, outDir, asDir                      string
 		tlsHosts, nodes                                            []string
 		port, httpPort, clusterPort                                int
+		cipher                                                     string
 		verify                                                     bool
 	)
 	cmd := &cobra.Command{
@@ -35,7 +36,9 @@ func (a *app) configServerCmd() *cobra.Command {
 		Short: "Write a nats-server config: operator mode, full resolver, encrypted JetStream, TLS",
 		Long: `server renders a configuration for a stock nats-server: the operator JWT, the system
 account, a full account resolver with every account of the keystore preloaded, JetStream with
-storage encryption (ChaCha20-Poly1305) and TLS required (mTLS with --verify).
+storage encryption (--cipher: AES, or ChaCha20 for a CPU without AES instructions) and TLS
+required (mTLS with --verify). A server whose store was written under the other cipher converts
+it as it loads it.
 
 Without --tls-cert, a CA and a server certificate for --tls-host names are generated (once) under
 --dir/tls; the storage key is generated (once) at --storage-key-file. The config holds the
@@ -119,7 +122,7 @@ no passphrase: only public JWTs go into a configuration.`,
 			}
 			base := operator.ServerConfig{
 				Operator: s.op, Accounts: accts, Host: host, Port: port,
-				StorageKey: storageKey, TLSCert: view(cert), TLSKey: view(key), TLSCA: view(ca),
+				StorageKey: storageKey, StorageCipher: cipher, TLSCert: view(cert), TLSKey: view(key), TLSCA: view(ca),
 				VerifyClients: verify, ServerName: serverName, HTTPPort: httpPort,
 			}
 			if cluster != "" {
@@ -187,6 +190,7 @@ no passphrase: only public JWTs go into a configuration.`,
 	f.StringVar(&serverName, "server-name", "", "server name")
 	f.StringVar(&storeDir, "store-dir", "", "JetStream store directory (default DIR/jetstream)")
 	f.StringVar(&resolverDir, "resolver-dir", "", "account resolver directory (default DIR/resolver)")
+	f.StringVar(&cipher, "cipher", "aes", "JetStream storage cipher: aes, or chacha where the server's CPU has no AES instructions")
 	f.StringVar(&keyFile, "storage-key-file", "", "JetStream storage key file, created if missing (default DIR/jetstream.key)")
 	f.StringVar(&cert, "tls-cert", "", "server certificate (default: generated)")
 	f.StringVar(&key, "tls-key", "", "server key")

@@ -442,7 +442,7 @@ type Server struct {
 // StartServer starts one nats-server in a container: operator mode with the operator of the
 // keystore ([WithKeystore], else a fresh one) and a full account resolver preloaded with its
 // accounts, TLS required (certificate for 127.0.0.1, localhost and its network alias "nats"),
-// optionally mTLS ([WithMTLS]), JetStream with file storage encrypted (ChaCha20) under a random
+// optionally mTLS ([WithMTLS]), JetStream with file storage encrypted (AES) under a random
 // key. Its client port is published on 127.0.0.1. It fails the test on any error and removes
 // the container and network when the test ends.
 func StartServer(t testing.TB, opts ...Option) *Server {

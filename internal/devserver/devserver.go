@@ -11,8 +11,10 @@
 //     127.0.0.1, ::1 and localhost are generated on first start and kept in the state
 //     directory (keys 0600). With mutual TLS, clients must also present a certificate issued
 //     by that CA ([Server.ClientCert]).
-//   - JetStream is on, with storage encryption (ChaCha20-Poly1305) under a key generated on
-//     first start and kept in the state directory (0600).
+//   - JetStream is on, with storage encryption under a key generated on first start and kept
+//     in the state directory (0600): AES (the server's AES-GCM key files, AES-CTR blocks) where
+//     the CPU has AES instructions, ChaCha20 otherwise ([StoreCipher]). A store written under
+//     the other cipher is converted by the server as it loads it.
 //   - The server listens on 127.0.0.1 only, never on another interface. Port 0 picks a free
 //     port.
 //   - State (JetStream data, resolver, TLS material, storage key) is kept for the next start.
@@ -83,6 +85,9 @@ type Config struct {
 	ServerName string
 	// ReadyTimeout bounds the wait for the server to accept connections (default 15s).
 	ReadyTimeout time.Duration
+	// Cipher is the JetStream storage cipher, "aes" or "chacha"; empty picks [StoreCipher]
+	// for this CPU. A store written under the other cipher is converted as it is loaded.
+	Cipher string
 }
 
 // Server is a running dev server.
@@ -125,6 +130,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	sc, _ := parseCipher(cfg.Cipher) // checked by validate
 	opc, err := jwt.DecodeOperatorClaims(cfg.OperatorJWT)
 	if err != nil {
 		return nil, fmt.Errorf("%w: operator JWT does not decode: %v", ErrInvalidConfig, err)
@@ -163,7 +169,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		JetStream:              true,
 		StoreDir:               filepath.Join(cfg.StateDir, "jetstream"),
 		JetStreamKey:           storageKey,
-		JetStreamCipher:        server.ChaCha,
+		JetStreamCipher:        sc,
 		DisableJetStreamBanner: true,
 		TLSConfig:              tc,
 		TLSVerify:              cfg.MTLS,
@@ -206,6 +212,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: the system account JWT is required", ErrInvalidConfig)
 	case c.Port < 0 || c.Port > 65535:
 		return fmt.Errorf("%w: port %d out of range", ErrInvalidConfig, c.Port)
+	}
+	if _, err := parseCipher(c.Cipher); err != nil {
+		return err
 	}
 	for i, a := range c.AccountJWTs {
 		if a == "" {

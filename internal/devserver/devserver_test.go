@@ -3,6 +3,7 @@ package devserver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -258,10 +259,109 @@ func TestConfigValidation(t *testing.T) {
 		"bad port":       {StateDir: t.TempDir(), OperatorJWT: f.op.JWT, SystemAccountJWT: f.op.System.JWT, Port: 70000},
 		"empty account":  {StateDir: t.TempDir(), OperatorJWT: f.op.JWT, SystemAccountJWT: f.op.System.JWT, AccountJWTs: []string{""}},
 		"garbage system": {StateDir: t.TempDir(), OperatorJWT: f.op.JWT, SystemAccountJWT: "x"},
+		"unknown cipher": {StateDir: t.TempDir(), OperatorJWT: f.op.JWT, SystemAccountJWT: f.op.System.JWT, Cipher: "rot13"},
 	}
 	for name, cfg := range cases {
 		if _, err := devserver.Start(context.Background(), cfg); !errors.Is(err, devserver.ErrInvalidConfig) {
 			t.Errorf("%s: %v, want ErrInvalidConfig", name, err)
 		}
 	}
+}
+
+// A home's store written under one storage cipher is read under the other (the server
+// converts it as it loads it): every message and the durable's acknowledgements survive the
+// change both ways, and nothing is in clear on disk under either.
+func TestStoreCipherChangeKeepsMessages(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const marker = "cipher-change-payload-marker"
+
+	// run starts the server under cipher, checks the stream holds want messages (each with
+	// its payload) and the durable has acknowledged acked of them, then publishes one more and
+	// acknowledges one more.
+	run := func(cipher string, want, acked int) {
+		t.Helper()
+		s, err := devserver.Start(ctx, devserver.Config{StateDir: dir, OperatorJWT: f.op.JWT, SystemAccountJWT: f.op.System.JWT, AccountJWTs: []string{f.acct.JWT}, Cipher: cipher})
+		if err != nil {
+			t.Fatalf("%s: %v", cipher, err)
+		}
+		defer s.Shutdown()
+		nc, err := nats.Connect(s.URL(), nats.RootCAs(s.CAFile()), adminUser(t, f.acct))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}, Storage: jetstream.FileStorage})
+		if err != nil {
+			t.Fatalf("%s: stream: %v", cipher, err)
+		}
+		if n := st.CachedInfo().State.Msgs; n != uint64(want) {
+			t.Fatalf("%s: stream holds %d messages, want %d", cipher, n, want)
+		}
+		for seq := 1; seq <= want; seq++ {
+			m, err := st.GetMsg(ctx, uint64(seq))
+			if err != nil {
+				t.Fatalf("%s: message %d: %v", cipher, seq, err)
+			}
+			if got, wantData := string(m.Data), fmt.Sprintf("%s-%d", marker, seq); got != wantData {
+				t.Fatalf("%s: message %d holds %q, want %q", cipher, seq, got, wantData)
+			}
+		}
+		c, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "billing", AckPolicy: jetstream.AckExplicitPolicy})
+		if err != nil {
+			t.Fatalf("%s: durable: %v", cipher, err)
+		}
+		if info := c.CachedInfo(); info.AckFloor.Stream != uint64(acked) {
+			t.Fatalf("%s: durable's ack floor %d, want %d", cipher, info.AckFloor.Stream, acked)
+		}
+		if _, err := js.Publish(ctx, "orders.created", fmt.Appendf(nil, "%s-%d", marker, want+1)); err != nil {
+			t.Fatalf("%s: publish: %v", cipher, err)
+		}
+		batch, err := c.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatalf("%s: fetch: %v", cipher, err)
+		}
+		for m := range batch.Messages() {
+			if meta, _ := m.Metadata(); meta == nil || meta.Sequence.Stream != uint64(acked+1) {
+				t.Fatalf("%s: fetched %v, want stream sequence %d", cipher, meta, acked+1)
+			}
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatalf("%s: ack: %v", cipher, err)
+			}
+		}
+		if err := batch.Error(); err != nil {
+			t.Fatalf("%s: fetch: %v", cipher, err)
+		}
+	}
+	for i, cipher := range []string{"chacha", "aes", "chacha", "aes"} {
+		run(cipher, i, i)
+		// The message blocks' keys were written (or converted) under the cipher of the run:
+		// sealed with XChaCha20-Poly1305 (a 24-byte nonce) or AES-GCM (a 16-byte nonce).
+		keys, _ := filepath.Glob(filepath.Join(dir, "jetstream", "jetstream", "*", "streams", "ORDERS", "msgs", "*.key"))
+		if len(keys) == 0 {
+			t.Fatalf("%s: no message block key in the store", cipher)
+		}
+		for _, k := range keys {
+			b, err := os.ReadFile(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]int{"chacha": 24 + 32 + 16, "aes": 16 + 32 + 16}[cipher]
+			if len(b) != want {
+				t.Errorf("%s: block key %s is %d bytes, want %d (the run's cipher)", cipher, filepath.Base(k), len(b), want)
+			}
+		}
+	}
+
+	_ = filepath.WalkDir(filepath.Join(dir, "jetstream"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), marker) {
+				t.Errorf("a payload is in clear in %s", p)
+			}
+		}
+		return nil
+	})
 }
