@@ -62,6 +62,7 @@ func TestBenchJSONSchema(t *testing.T) {
 		"msgs": "number", "seconds": "number", "msgs_per_s": "number", "mb_per_s": "number",
 		"latency_us": "object", "client_cpu_us_per_msg": "number", "server_cpu_us_per_msg": "number",
 		"allocs_per_msg": "number", "alloc_bytes_per_msg": "number", "stored_bytes_per_msg": "number",
+		"client_msgs_out_per_msg": "number", "client_msgs_in_per_msg": "number",
 	}
 	checkFigures := func(path string, f map[string]any, sealbus bool) {
 		t.Helper()
@@ -70,6 +71,13 @@ func TestBenchJSONSchema(t *testing.T) {
 		}
 		if f["msgs"] != 200.0 {
 			t.Fatalf("%s.msgs = %v", path, f["msgs"])
+		}
+		// Each message was published once and delivered once at least: a side whose traffic
+		// reads below that counts the wrong connections.
+		for _, k := range []string{"client_msgs_out_per_msg", "client_msgs_in_per_msg"} {
+			if v, _ := f[k].(float64); v < 1 {
+				t.Fatalf("%s.%s = %v, want at least 1", path, k, f[k])
+			}
 		}
 		if _, ok := f["write_syscalls_per_msg"]; !ok {
 			t.Fatalf("%s.write_syscalls_per_msg missing", path)

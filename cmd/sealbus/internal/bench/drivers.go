@@ -94,6 +94,14 @@ func (d *sealbusDriver) signed() (uint64, uint64, bool) {
 	return sig, pub, true
 }
 
+func (d *sealbusDriver) traffic() (out, in uint64) {
+	for _, c := range append(d.pubs, d.subs...) {
+		st := c.Connection()
+		out, in = out+st.OutMsgs, in+st.InMsgs
+	}
+	return out, in
+}
+
 func (d *sealbusDriver) close() {
 	for _, c := range append(d.pubs, d.subs...) {
 		c.Close()
@@ -195,6 +203,14 @@ func (d *rawDriver) consume(ctx context.Context, onMsg func([]byte)) (func(), er
 }
 
 func (d *rawDriver) signed() (uint64, uint64, bool) { return 0, 0, false }
+
+func (d *rawDriver) traffic() (out, in uint64) {
+	for _, nc := range d.conns {
+		st := nc.Stats()
+		out, in = out+st.OutMsgs, in+st.InMsgs
+	}
+	return out, in
+}
 
 func (d *rawDriver) close() {
 	for _, nc := range d.conns {

@@ -194,6 +194,8 @@ func median(runs []Figures) Figures {
 		WritesPerMsg:      medOpt(func(f *Figures) *float64 { return f.WritesPerMsg }),
 		SignaturesPerMsg:  medOpt(func(f *Figures) *float64 { return f.SignaturesPerMsg }),
 		StoredBytesPerMsg: medOpt(func(f *Figures) *float64 { return f.StoredBytesPerMsg }),
+		MsgsOutPerMsg:     medOpt(func(f *Figures) *float64 { return f.MsgsOutPerMsg }),
+		MsgsInPerMsg:      medOpt(func(f *Figures) *float64 { return f.MsgsInPerMsg }),
 	}
 	if runs[0].Latency != nil {
 		l := *runs[0].Latency

@@ -82,6 +82,8 @@ type Figures struct {
 	WritesPerMsg      *float64     `json:"write_syscalls_per_msg"`
 	SignaturesPerMsg  *float64     `json:"signatures_per_msg"`
 	StoredBytesPerMsg *float64     `json:"stored_bytes_per_msg"`
+	MsgsOutPerMsg     *float64     `json:"client_msgs_out_per_msg"`
+	MsgsInPerMsg      *float64     `json:"client_msgs_in_per_msg"`
 }
 
 // Percentiles is a latency distribution in microseconds.
@@ -115,18 +117,20 @@ func measures(m Mode) map[string]string {
 		ModeLatency: "from the first publish call to the last handler call, publishing at the fixed rate",
 	}[m]
 	return map[string]string{
-		"msgs":                   "messages counted: acknowledged by JetStream (pub) or handled by a consumer (sub, pubsub, latency)",
-		"seconds":                "wall time " + counted,
-		"msgs_per_s":             "msgs / seconds",
-		"mb_per_s":               "payload megabytes (10^6 bytes, before sealing) per second",
-		"latency_us":             latencyOf(m) + ", microseconds, HDR histogram (3 significant digits)",
-		"client_cpu_us_per_msg":  "user + system CPU time of the bench process (getrusage: every publisher and consumer client, and the server too when it runs in process) over the phase, per message",
-		"server_cpu_us_per_msg":  "user + system CPU time of the server process over the phase (/proc/PID/stat), per message; null when the server is not a process of this bench",
-		"allocs_per_msg":         "heap allocations of the bench process over the phase (runtime.MemStats.Mallocs), per message: publish and consume together in pubsub and latency mode",
-		"alloc_bytes_per_msg":    "heap bytes allocated by the bench process over the phase (runtime.MemStats.TotalAlloc), per message",
-		"write_syscalls_per_msg": "write system calls of the bench process over the phase (/proc/self/io syscw), per message; null where unavailable",
-		"signatures_per_msg":     "Ed25519 batch signatures made by the publishers (bus.Client.Metrics Signatures) per message published; null for raw (nothing is signed)",
-		"stored_bytes_per_msg":   "bytes the stream stored per message (JetStream stream state, after the run: envelope or raw payload plus headers and the store's per-message overhead)",
+		"msgs":                    "messages counted: acknowledged by JetStream (pub) or handled by a consumer (sub, pubsub, latency)",
+		"seconds":                 "wall time " + counted,
+		"msgs_per_s":              "msgs / seconds",
+		"mb_per_s":                "payload megabytes (10^6 bytes, before sealing) per second",
+		"latency_us":              latencyOf(m) + ", microseconds, HDR histogram (3 significant digits)",
+		"client_cpu_us_per_msg":   "user + system CPU time of the bench process (getrusage: every publisher and consumer client, and the server too when it runs in process) over the phase, per message",
+		"server_cpu_us_per_msg":   "user + system CPU time of the server process over the phase (/proc/PID/stat), per message; null when the server is not a process of this bench",
+		"allocs_per_msg":          "heap allocations of the bench process over the phase (runtime.MemStats.Mallocs), per message: publish and consume together in pubsub and latency mode",
+		"alloc_bytes_per_msg":     "heap bytes allocated by the bench process over the phase (runtime.MemStats.TotalAlloc), per message",
+		"write_syscalls_per_msg":  "write system calls of the bench process over the phase (/proc/self/io syscw), per message; null where unavailable",
+		"signatures_per_msg":      "Ed25519 batch signatures made by the publishers (bus.Client.Metrics Signatures) per message published; null for raw (nothing is signed)",
+		"stored_bytes_per_msg":    "bytes the stream stored per message (JetStream stream state, after the run: envelope or raw payload plus headers and the store's per-message overhead)",
+		"client_msgs_out_per_msg": "NATS messages the side's clients sent over the phase (nats.Conn statistics OutMsgs: publishes, guard writes, acks, pull and API requests), per message",
+		"client_msgs_in_per_msg":  "NATS messages the side's clients received over the phase (nats.Conn statistics InMsgs: deliveries, publish acks, guard answers, ack confirmations, heartbeats), per message",
 	}
 }
 
@@ -219,6 +223,8 @@ func (r *Report) Print(w io.Writer) error {
 	row("write syscalls/msg", s.WritesPerMsg, get(func(f *Figures) *float64 { return f.WritesPerMsg }), "", "%.2f")
 	row("signatures/msg", s.SignaturesPerMsg, get(func(f *Figures) *float64 { return f.SignaturesPerMsg }), "", "%.4f")
 	row("stored bytes/msg", s.StoredBytesPerMsg, get(func(f *Figures) *float64 { return f.StoredBytesPerMsg }), "", "%.0f")
+	row("client msgs out/msg", s.MsgsOutPerMsg, get(func(f *Figures) *float64 { return f.MsgsOutPerMsg }), "", "%.2f")
+	row("client msgs in/msg", s.MsgsInPerMsg, get(func(f *Figures) *float64 { return f.MsgsInPerMsg }), "", "%.2f")
 	if err := tw.Flush(); err != nil {
 		return err
 	}

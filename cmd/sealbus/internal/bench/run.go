@@ -27,6 +27,8 @@ type driver interface {
 	consume(ctx context.Context, onMsg func([]byte)) (stop func(), err error)
 	// signed returns the signatures made and messages published so far (sealbus only).
 	signed() (signatures, published uint64, ok bool)
+	// traffic returns the NATS messages every client of the side has sent and received.
+	traffic() (out, in uint64)
 	close()
 }
 
@@ -236,6 +238,7 @@ func (r *runner) phase(ctx context.Context, d driver, mode Mode, n int, label st
 		}
 	}
 	sig0, pub0, signs := d.signed()
+	out0, in0 := d.traffic()
 	a := takeSample(r.env.layout.ServerPID)
 	if mode == ModeSub {
 		if stop, err = d.consume(ctx, onMsg); err != nil {
@@ -263,10 +266,13 @@ func (r *runner) phase(ctx context.Context, d driver, mode Mode, n int, label st
 		}
 	}
 	b := takeSample(r.env.layout.ServerPID)
+	out1, in1 := d.traffic()
 	if stop != nil {
 		stop()
 	}
 	f := figures(n, cfg.Size, a, b)
+	sent, received := float64(out1-out0)/float64(n), float64(in1-in0)/float64(n)
+	f.MsgsOutPerMsg, f.MsgsInPerMsg = &sent, &received
 	if mode != ModeSub {
 		f.Latency = hist.latency(latencyOf(mode))
 	}
