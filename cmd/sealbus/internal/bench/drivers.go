@@ -95,9 +95,11 @@ func (d *sealbusDriver) signed() (uint64, uint64, bool) {
 }
 
 func (d *sealbusDriver) traffic() (out, in uint64) {
-	for _, c := range append(d.pubs, d.subs...) {
-		st := c.Connection()
-		out, in = out+st.OutMsgs, in+st.InMsgs
+	for _, cs := range [][]*bus.Client{d.pubs, d.subs} { // no append: it could write into d.pubs' array
+		for _, c := range cs {
+			st := c.Connection()
+			out, in = out+st.OutMsgs, in+st.InMsgs
+		}
 	}
 	return out, in
 }
