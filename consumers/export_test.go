@@ -84,3 +84,10 @@ func (q *Requester) Request(ctx context.Context, subject string, data []byte) ([
 
 // Stop ends the subscription.
 func (q *Requester) Stop() { q.r.stop() }
+
+// The requester's errors: no answer came (or the request could not be published), and a
+// request made after Stop.
+var (
+	ErrNoAnswer       = errNoAnswer
+	ErrRepliesStopped = errRepliesStopped
+)

@@ -110,8 +110,12 @@ func (s *jsGuardStore) put(ctx context.Context, key string, val []byte, ttl time
 	w.msg.Subject, w.msg.Data = s.prefix+key, val
 	w.ttl[0], w.last[0] = ttlSeconds(ttl), strconv.FormatUint(last, 10)
 	resp, err := s.r.request(ctx, &w.msg)
-	w.msg.Data = nil
-	puts.Put(w) // published (copied to the connection's buffer) before request returns
+	if !unanswered(err) {
+		// Answered, so published: nothing reads w any more. A request given up may still be
+		// in the outbox (replies.send): that w is left to the garbage collector.
+		w.msg.Data = nil
+		puts.Put(w)
+	}
 	if err != nil {
 		return 0, err
 	}

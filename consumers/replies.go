@@ -3,6 +3,8 @@ package consumers
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -13,21 +15,44 @@ import (
 // replies collects the answers to a consumption's requests on one subscription (under the
 // service's private inbox), without a context, a timer or a goroutine per request: each
 // request gets a reply subject prefix+id, and its callback is called once, with the answer,
-// or with nil when no answer came within the timeout (one sweeper for all). The acker and the guard store, the hot paths of consuming, use it.
+// or with nil when no answer came within the timeout (one sweeper for all). The acker and the
+// guard store, the hot paths of consuming, use it.
+//
+// Requests leave through an outbox: send queues the message, and one goroutine publishes
+// what is queued in bursts, after letting the goroutines that are ready to run go first
+// (runtime.Gosched), so that the requests of many deliveries share a socket write. nats.go
+// writes whenever its flusher goroutine runs, and each request published from its own
+// goroutine (a delivery's claim from a preparer, its ack from a worker) woke the flusher
+// once: 1.4 write system calls per message consumed, where a burst takes one.
 type replies struct {
 	nc      *nats.Conn
 	prefix  string // reply subjects: prefix + id (base 36)
 	sub     *nats.Subscription
 	timeout time.Duration
 
-	mu   sync.Mutex
-	next uint64
-	wait map[uint64]waiting
+	mu      sync.Mutex
+	next    uint64
+	wait    map[uint64]waiting
+	stopped bool
 
+	out      chan outgoing // the outbox (see sender)
 	quit     chan struct{}
 	stopOnce sync.Once
 	swept    chan struct{} // closed when the sweeper has returned
+	sent     chan struct{} // closed when the sender has returned
 }
+
+// outgoing is a queued request: the message by value (its Header map and Data are read when
+// it is published) and its id.
+type outgoing struct {
+	msg nats.Msg
+	id  uint64
+}
+
+// outboxSize bounds the requests queued for the sender; send waits when it is full. The
+// requests in flight are bounded before that (MaxInFlight acks, the prepared deliveries'
+// claims), so it is a backstop, not a limit anyone reaches.
+const outboxSize = 4096
 
 type waiting struct {
 	w    waiter
@@ -42,7 +67,8 @@ type waiter interface{ answered(*nats.Msg) }
 func newReplies(nc *nats.Conn, timeout time.Duration) (*replies, error) {
 	r := &replies{
 		nc: nc, prefix: nc.NewInbox() + ".", timeout: timeout,
-		wait: make(map[uint64]waiting), quit: make(chan struct{}), swept: make(chan struct{}),
+		wait: make(map[uint64]waiting), out: make(chan outgoing, outboxSize),
+		quit: make(chan struct{}), swept: make(chan struct{}), sent: make(chan struct{}),
 	}
 	sub, err := nc.Subscribe(r.prefix+"*", r.reply)
 	if err != nil {
@@ -50,36 +76,84 @@ func newReplies(nc *nats.Conn, timeout time.Duration) (*replies, error) {
 	}
 	r.sub = sub
 	go r.sweep()
+	go r.sender()
 	return r, nil
 }
 
-// send publishes msg (its Reply is set here; msg may be reused once send returns) and tells w
-// the answer once, or nil when none came within the timeout. It returns the request's id (for
-// take), or the error that kept msg from being sent (w is then not told).
+// send queues msg for publication (its Reply is set here) and tells w the answer once, or
+// nil when none came within the timeout or msg could not be published. msg's fields are
+// copied, but its Header map and Data are read when it is published: they must not change
+// until w has been told the answer, or, if the caller gives up first (take), ever. It
+// returns the request's id (for take), or errRepliesStopped (w is then not told).
 func (r *replies) send(msg *nats.Msg, w waiter) (uint64, error) {
 	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return 0, errRepliesStopped
+	}
 	r.next++
 	id := r.next
 	r.wait[id] = waiting{w: w, sent: time.Now()}
 	r.mu.Unlock()
 	msg.Reply = r.prefix + strconv.FormatUint(id, 36)
-	if err := r.nc.PublishMsg(msg); err != nil {
-		if r.take(id) {
-			return 0, err
-		}
-		// The sweeper or stop answered it meanwhile.
+	select {
+	case r.out <- outgoing{msg: *msg, id: id}:
+	case <-r.quit: // stop answers it (nil), queued or not
 	}
 	return id, nil
+}
+
+// errRepliesStopped: a request was sent after its consumption's replies were stopped.
+var errRepliesStopped = errors.New("consumers: stopped: no more requests")
+
+// sender publishes the outbox until stop: it waits for a request, lets the goroutines that
+// are ready to run go first (they may queue more), then publishes everything queued, so
+// nats.go's flusher, woken by the first, writes them together once the burst is done.
+func (r *replies) sender() {
+	defer close(r.sent)
+	for {
+		select {
+		case <-r.quit:
+			return
+		case o := <-r.out:
+			runtime.Gosched()
+			r.publish(&o)
+			for more := true; more; {
+				select {
+				case o := <-r.out:
+					r.publish(&o)
+				default:
+					more = false
+				}
+			}
+		}
+	}
+}
+
+// publish sends one queued request; one that cannot be sent is answered nil at once (the
+// callers treat it as an answer that did not come: retried, or the ack's slow path).
+func (r *replies) publish(o *outgoing) {
+	if err := r.nc.PublishMsg(&o.msg); err != nil {
+		if w, ok := r.waiterOf(o.id); ok {
+			w.answered(nil)
+		}
+	}
 }
 
 // take removes request id and reports whether it was waiting (an answer, the sweeper and
 // a request whose context ended may race for it; one wins).
 func (r *replies) take(id uint64) bool {
+	_, ok := r.waiterOf(id)
+	return ok
+}
+
+// waiterOf removes request id and returns its waiter, if it was waiting.
+func (r *replies) waiterOf(id uint64) (waiter, bool) {
 	r.mu.Lock()
-	_, ok := r.wait[id]
+	w, ok := r.wait[id]
 	delete(r.wait, id)
 	r.mu.Unlock()
-	return ok
+	return w.w, ok
 }
 
 func (r *replies) reply(msg *nats.Msg) {
@@ -87,12 +161,8 @@ func (r *replies) reply(msg *nats.Msg) {
 	if err != nil {
 		return
 	}
-	r.mu.Lock()
-	w, ok := r.wait[id]
-	delete(r.wait, id)
-	r.mu.Unlock()
-	if ok {
-		w.w.answered(msg)
+	if w, ok := r.waiterOf(id); ok {
+		w.answered(msg)
 	}
 }
 
@@ -127,8 +197,12 @@ func (r *replies) sweep() {
 // stop ends the sweeper and the subscription; requests still waiting are answered nil.
 func (r *replies) stop() {
 	r.stopOnce.Do(func() {
+		r.mu.Lock()
+		r.stopped = true
+		r.mu.Unlock()
 		close(r.quit)
 		<-r.swept
+		<-r.sent
 		_ = r.sub.Unsubscribe()
 		r.mu.Lock()
 		left := r.wait
@@ -142,6 +216,12 @@ func (r *replies) stop() {
 
 // errNoAnswer: a request was not answered within the timeout (or could not be sent).
 var errNoAnswer = errors.New("consumers: no answer from the server")
+
+// unanswered reports whether request's error means no answer came (the request may still be
+// queued: its message must not be reused).
+func unanswered(err error) bool {
+	return errors.Is(err, errNoAnswer) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
 
 // request sends msg and waits for its answer, at most the timeout (or until ctx ends). A
 // status answer (no responders: no stream or server there) is an error.
@@ -158,6 +238,9 @@ func (r *replies) request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error)
 	select {
 	case m := <-w.ch:
 		requests.Put(w)
+		if m == nil && r.nc.IsClosed() {
+			return nil, fmt.Errorf("%w: %w", errNoAnswer, nats.ErrConnectionClosed)
+		}
 		return answer(m)
 	case <-ctx.Done():
 		if !r.take(id) {

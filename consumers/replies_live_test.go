@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,14 +21,7 @@ import (
 // answered late on purpose, after the next one was sent, and every request must get its own
 // answer or none.
 func TestLateAnswerNotGivenToTheNextRequest(t *testing.T) {
-	w := newWorld(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	nc, err := w.Admin(ctx, sealbustest.Shop) // answers to itself: services may not
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	ctx, nc := adminConn(t)
 	// A responder: "<delay>|<answer>".
 	subject := nc.NewInbox()
 	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
@@ -62,4 +56,89 @@ func TestLateAnswerNotGivenToTheNextRequest(t *testing.T) {
 			t.Fatalf("round %d: request answered %q, want %q: an abandoned request's answer reached it", i, got, want)
 		}
 	}
+}
+
+// TestOutboxRequestsKeepTheirAnswers: requests leave through one outbox, published in bursts
+// from one goroutine; sent from many goroutines at once, each must still get its own answer
+// (an echo of what it sent), none lost, none swapped.
+func TestOutboxRequestsKeepTheirAnswers(t *testing.T) {
+	ctx, nc := adminConn(t)
+	subject := nc.NewInbox()
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) { _ = m.Respond(m.Data) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	q, err := consumers.NewRequester(nc, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Stop()
+	const senders, each = 32, 200
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	for g := range senders {
+		wg.Go(func() {
+			for i := range each {
+				want := fmt.Sprintf("%d/%d", g, i)
+				got, err := q.Request(ctx, subject, []byte(want))
+				if err != nil || string(got) != want {
+					errs <- fmt.Errorf("request %s: answer %q, error %v", want, got, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestUnsentRequestAnsweredAtOnce: a request the outbox cannot publish (the connection is
+// closed) is answered "no answer" as soon as the publish fails, not after the requester's
+// timeout (an hour here: the context's minute would end first).
+func TestUnsentRequestAnsweredAtOnce(t *testing.T) {
+	ctx, nc := adminConn(t)
+	q, err := consumers.NewRequester(nc, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Stop()
+	nc.Close()
+	got, err := q.Request(ctx, nc.NewInbox(), []byte("x"))
+	if !errors.Is(err, consumers.ErrNoAnswer) || !errors.Is(err, nats.ErrConnectionClosed) {
+		t.Fatalf("request on a closed connection: answer %q, error %v; want no answer at once", got, err)
+	}
+}
+
+// TestRequestAfterStopRefused: once stopped, the requester refuses new requests instead of
+// queueing them where no one would publish or answer them.
+func TestRequestAfterStopRefused(t *testing.T) {
+	ctx, nc := adminConn(t)
+	q, err := consumers.NewRequester(nc, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Stop()
+	got, err := q.Request(ctx, nc.NewInbox(), []byte("x"))
+	if !errors.Is(err, consumers.ErrRepliesStopped) {
+		t.Fatalf("request after Stop: answer %q, error %v; want ErrRepliesStopped", got, err)
+	}
+}
+
+// adminConn is an admin connection to a new world's shop account (it answers to itself:
+// services may not) and a context of a minute, both ended with the test.
+func adminConn(t *testing.T) (context.Context, *nats.Conn) {
+	t.Helper()
+	w := newWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	nc, err := w.Admin(ctx, sealbustest.Shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return ctx, nc
 }
