@@ -63,6 +63,7 @@ func TestBenchJSONSchema(t *testing.T) {
 		"latency_us": "object", "client_cpu_us_per_msg": "number", "server_cpu_us_per_msg": "number",
 		"allocs_per_msg": "number", "alloc_bytes_per_msg": "number", "stored_bytes_per_msg": "number",
 		"client_msgs_out_per_msg": "number", "client_msgs_in_per_msg": "number",
+		"client_cpu_busy": "number", "server_cpu_busy": "number",
 	}
 	checkFigures := func(path string, f map[string]any, sealbus bool) {
 		t.Helper()
@@ -78,6 +79,14 @@ func TestBenchJSONSchema(t *testing.T) {
 			if v, _ := f[k].(float64); v < 1 {
 				t.Fatalf("%s.%s = %v, want at least 1", path, k, f[k])
 			}
+		}
+		// The clients worked during the phase; the server's CPU time comes in clock ticks, so a
+		// phase this short may read zero there.
+		if v, _ := f["client_cpu_busy"].(float64); v <= 0 {
+			t.Fatalf("%s.client_cpu_busy = %v, want above 0", path, f["client_cpu_busy"])
+		}
+		if v, _ := f["server_cpu_busy"].(float64); v < 0 {
+			t.Fatalf("%s.server_cpu_busy = %v", path, f["server_cpu_busy"])
 		}
 		if _, ok := f["write_syscalls_per_msg"]; !ok {
 			t.Fatalf("%s.write_syscalls_per_msg missing", path)

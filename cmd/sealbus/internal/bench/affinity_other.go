@@ -3,3 +3,5 @@
 package bench
 
 func affinityCPUs() int { return 0 }
+
+func affinityCPUsOf(int) int { return 0 }

@@ -16,20 +16,24 @@ import (
 
 // sample is what a phase's figures are computed from, read at its start and at its end.
 type sample struct {
-	wall      time.Time
-	cpu       time.Duration // this process, user + system
-	serverCPU time.Duration // server process, user + system; -1 when unknown
-	mallocs   uint64
-	allocated uint64
-	writes    int64 // write syscalls of this process; -1 when unknown
+	wall       time.Time
+	cpu        time.Duration // this process, user + system
+	serverCPU  time.Duration // server process, user + system; -1 when unknown
+	mallocs    uint64
+	allocated  uint64
+	writes     int64 // write syscalls of this process; -1 when unknown
+	cpus       int   // CPUs this process may run on; 0 when unknown
+	serverCPUs int   // CPUs the server process may run on; 0 when unknown or in process
 }
 
 func takeSample(serverPID int) sample {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s := sample{mallocs: ms.Mallocs, allocated: ms.TotalAlloc, cpu: selfCPU(), serverCPU: -1, writes: selfWrites()}
+	s.cpus = affinityCPUs()
 	if serverPID > 0 {
 		s.serverCPU = procCPU(serverPID)
+		s.serverCPUs = affinityCPUsOf(serverPID)
 	}
 	s.wall = time.Now()
 	return s
@@ -122,6 +126,17 @@ func figures(n, size int, a, b sample) Figures {
 		v := float64(b.writes-a.writes) / float64(n)
 		f.WritesPerMsg = &v
 	}
+	busy := func(cpu time.Duration, cpus int) *float64 {
+		if cpus <= 0 || secs <= 0 {
+			return nil
+		}
+		v := cpu.Seconds() / secs / float64(cpus)
+		return &v
+	}
+	f.ClientCPUBusy = busy(b.cpu-a.cpu, b.cpus)
+	if f.ServerCPUPerMsg != nil {
+		f.ServerCPUBusy = busy(b.serverCPU-a.serverCPU, b.serverCPUs)
+	}
 	return f
 }
 
@@ -189,6 +204,8 @@ func median(runs []Figures) Figures {
 		MBPerSec:          med(func(f *Figures) float64 { return f.MBPerSec }),
 		ClientCPUPerMsg:   med(func(f *Figures) float64 { return f.ClientCPUPerMsg }),
 		ServerCPUPerMsg:   medOpt(func(f *Figures) *float64 { return f.ServerCPUPerMsg }),
+		ClientCPUBusy:     medOpt(func(f *Figures) *float64 { return f.ClientCPUBusy }),
+		ServerCPUBusy:     medOpt(func(f *Figures) *float64 { return f.ServerCPUBusy }),
 		AllocsPerMsg:      med(func(f *Figures) float64 { return f.AllocsPerMsg }),
 		AllocBytesPerMsg:  med(func(f *Figures) float64 { return f.AllocBytesPerMsg }),
 		WritesPerMsg:      medOpt(func(f *Figures) *float64 { return f.WritesPerMsg }),

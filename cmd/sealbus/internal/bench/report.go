@@ -77,6 +77,8 @@ type Figures struct {
 	Latency           *Percentiles `json:"latency_us"`
 	ClientCPUPerMsg   float64      `json:"client_cpu_us_per_msg"`
 	ServerCPUPerMsg   *float64     `json:"server_cpu_us_per_msg"`
+	ClientCPUBusy     *float64     `json:"client_cpu_busy"`
+	ServerCPUBusy     *float64     `json:"server_cpu_busy"`
 	AllocsPerMsg      float64      `json:"allocs_per_msg"`
 	AllocBytesPerMsg  float64      `json:"alloc_bytes_per_msg"`
 	WritesPerMsg      *float64     `json:"write_syscalls_per_msg"`
@@ -124,6 +126,8 @@ func measures(m Mode) map[string]string {
 		"latency_us":              latencyOf(m) + ", microseconds, HDR histogram (3 significant digits)",
 		"client_cpu_us_per_msg":   "user + system CPU time of the bench process (getrusage: every publisher and consumer client, and the server too when it runs in process) over the phase, per message",
 		"server_cpu_us_per_msg":   "user + system CPU time of the server process over the phase (/proc/PID/stat), per message; null when the server is not a process of this bench",
+		"client_cpu_busy":         "the bench process's CPU time over the phase's wall time, as a fraction of the CPUs it may run on (sched_getaffinity): near 1, the clients' CPUs bound the throughput; null where unknown",
+		"server_cpu_busy":         "the server process's CPU time over the phase's wall time, as a fraction of the CPUs it may run on: near 1, the server's CPUs bound the throughput; null when the server is not a process of this bench",
 		"allocs_per_msg":          "heap allocations of the bench process over the phase (runtime.MemStats.Mallocs), per message: publish and consume together in pubsub and latency mode",
 		"alloc_bytes_per_msg":     "heap bytes allocated by the bench process over the phase (runtime.MemStats.TotalAlloc), per message",
 		"write_syscalls_per_msg":  "write system calls of the bench process over the phase (/proc/self/io syscw), per message; null where unavailable",
@@ -218,6 +222,8 @@ func (r *Report) Print(w io.Writer) error {
 	}
 	row("client CPU µs/msg", &s.ClientCPUPerMsg, get(func(f *Figures) *float64 { return &f.ClientCPUPerMsg }), "", "%.1f")
 	row("server CPU µs/msg", s.ServerCPUPerMsg, get(func(f *Figures) *float64 { return f.ServerCPUPerMsg }), "", "%.1f")
+	row("client CPUs busy", s.ClientCPUBusy, get(func(f *Figures) *float64 { return f.ClientCPUBusy }), "", "%.2f")
+	row("server CPUs busy", s.ServerCPUBusy, get(func(f *Figures) *float64 { return f.ServerCPUBusy }), "", "%.2f")
 	row("allocs/msg", &s.AllocsPerMsg, get(func(f *Figures) *float64 { return &f.AllocsPerMsg }), "", "%.1f")
 	row("alloc bytes/msg", &s.AllocBytesPerMsg, get(func(f *Figures) *float64 { return &f.AllocBytesPerMsg }), "", "%.0f")
 	row("write syscalls/msg", s.WritesPerMsg, get(func(f *Figures) *float64 { return f.WritesPerMsg }), "", "%.2f")
