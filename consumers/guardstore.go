@@ -107,13 +107,15 @@ func (s *jsGuardStore) put(ctx context.Context, key string, val []byte, ttl time
 		w = &putMsg{}
 		w.msg.Header = nats.Header{jetstream.MsgTTLHeader: w.ttl[:], jetstream.ExpectedLastSubjSeqHeader: w.last[:]}
 	}
-	w.msg.Subject, w.msg.Data = s.prefix+key, val
+	// The entry is copied: a request given up may still be in the outbox (replies.send), and
+	// the caller may rewrite val once put returns.
+	w.buf = append(w.buf[:0], val...)
+	w.msg.Subject, w.msg.Data = s.prefix+key, w.buf
 	w.ttl[0], w.last[0] = ttlSeconds(ttl), strconv.FormatUint(last, 10)
 	resp, err := s.r.request(ctx, &w.msg)
 	if !unanswered(err) {
-		// Answered, so published: nothing reads w any more. A request given up may still be
-		// in the outbox (replies.send): that w is left to the garbage collector.
-		w.msg.Data = nil
+		// Answered, so published: nothing reads w any more. One given up is left to the
+		// garbage collector, with its copy.
 		puts.Put(w)
 	}
 	if err != nil {
@@ -122,11 +124,12 @@ func (s *jsGuardStore) put(ctx context.Context, key string, val []byte, ttl time
 	return parsePutAnswer(resp.Data)
 }
 
-// putMsg is a guard store write, pooled: its header map and values are reused.
+// putMsg is a guard store write, pooled: its header map, values and entry buffer are reused.
 type putMsg struct {
 	msg  nats.Msg
 	ttl  [1]string
 	last [1]string
+	buf  []byte
 }
 
 var puts sync.Pool

@@ -64,6 +64,13 @@ type waiting struct {
 // request's are pooled, so a request costs no allocation of its own.
 type waiter interface{ answered(*nats.Msg) }
 
+// unsentWaiter is a waiter that is told why its request could not be published, instead of
+// nil.
+type unsentWaiter interface {
+	waiter
+	unsent(error)
+}
+
 func newReplies(nc *nats.Conn, timeout time.Duration) (*replies, error) {
 	r := &replies{
 		nc: nc, prefix: nc.NewInbox() + ".", timeout: timeout,
@@ -135,7 +142,11 @@ func (r *replies) sender() {
 func (r *replies) publish(o *outgoing) {
 	if err := r.nc.PublishMsg(&o.msg); err != nil {
 		if w, ok := r.waiterOf(o.id); ok {
-			w.answered(nil)
+			if u, ok := w.(unsentWaiter); ok {
+				u.unsent(err)
+			} else {
+				w.answered(nil)
+			}
 		}
 	}
 }
@@ -194,7 +205,9 @@ func (r *replies) sweep() {
 	}
 }
 
-// stop ends the sweeper and the subscription; requests still waiting are answered nil.
+// stop ends the sweeper, the sender and the subscription; requests still waiting, queued or
+// not, are answered nil. It waits for a publish in progress (nats.go bounds one that blocks on
+// a full socket by the connection's flush deadline).
 func (r *replies) stop() {
 	r.stopOnce.Do(func() {
 		r.mu.Lock()
@@ -237,24 +250,36 @@ func (r *replies) request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error)
 	}
 	select {
 	case m := <-w.ch:
+		unsent := w.err
+		w.err = nil
 		requests.Put(w)
-		if m == nil && r.nc.IsClosed() {
-			return nil, fmt.Errorf("%w: %w", errNoAnswer, nats.ErrConnectionClosed)
+		if m == nil && unsent != nil {
+			return nil, fmt.Errorf("%w: not sent: %w", errNoAnswer, unsent)
 		}
 		return answer(m)
 	case <-ctx.Done():
 		if !r.take(id) {
 			<-w.ch // answered meanwhile: the answer is on its way; do not leave it to the next user
+			w.err = nil
 		}
 		requests.Put(w)
 		return nil, ctx.Err()
 	}
 }
 
-// requestWaiter is request's waiter: its channel holds the one answer.
-type requestWaiter struct{ ch chan *nats.Msg }
+// requestWaiter is request's waiter: its channel holds the one answer; err, set before a nil
+// answer is sent, says why the request was not published.
+type requestWaiter struct {
+	ch  chan *nats.Msg
+	err error
+}
 
 func (w *requestWaiter) answered(m *nats.Msg) { w.ch <- m }
+
+func (w *requestWaiter) unsent(err error) {
+	w.err = err
+	w.ch <- nil
+}
 
 // requests pools request's waiters.
 var requests sync.Pool
