@@ -50,7 +50,7 @@ type ackRequest struct {
 	msg nats.Msg
 }
 
-func (q *ackRequest) answered(reply *nats.Msg) {
+func (q *ackRequest) answered(reply *nats.Msg, _ error) {
 	if _, err := answer(reply); err != nil {
 		go q.a.cs.slowAck(q.m)
 		return

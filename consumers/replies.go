@@ -42,10 +42,9 @@ type replies struct {
 	sent     chan struct{} // closed when the sender has returned
 }
 
-// outgoing is a queued request: the message by value (its Header map and Data are read when
-// it is published) and its id.
+// outgoing is a queued request: its message (read when it is published) and its id.
 type outgoing struct {
-	msg nats.Msg
+	msg *nats.Msg
 	id  uint64
 }
 
@@ -62,14 +61,9 @@ type waiting struct {
 // waiter is told the answer to one request, once: the reply, or nil when none came within the
 // timeout. An interface rather than a closure: the acker's waiters live in their messages and
 // request's are pooled, so a request costs no allocation of its own.
-type waiter interface{ answered(*nats.Msg) }
-
-// unsentWaiter is a waiter that is told why its request could not be published, instead of
-// nil.
-type unsentWaiter interface {
-	waiter
-	unsent(error)
-}
+// Without an answer (m nil), err says why when the request could not be published, and is
+// nil when none came within the timeout or the replies stopped.
+type waiter interface{ answered(m *nats.Msg, err error) }
 
 func newReplies(nc *nats.Conn, timeout time.Duration) (*replies, error) {
 	r := &replies{
@@ -88,10 +82,10 @@ func newReplies(nc *nats.Conn, timeout time.Duration) (*replies, error) {
 }
 
 // send queues msg for publication (its Reply is set here) and tells w the answer once, or
-// nil when none came within the timeout or msg could not be published. msg's fields are
-// copied, but its Header map and Data are read when it is published: they must not change
-// until w has been told the answer, or, if the caller gives up first (take), ever. It
-// returns the request's id (for take), or errRepliesStopped (w is then not told).
+// nil when none came within the timeout or msg could not be published. msg is read when it
+// is published: it must not change until w has been told the answer, or, if the caller gives
+// up first (take), ever. It returns the request's id (for take), or errRepliesStopped (w is
+// then not told).
 func (r *replies) send(msg *nats.Msg, w waiter) (uint64, error) {
 	r.mu.Lock()
 	if r.stopped {
@@ -104,7 +98,7 @@ func (r *replies) send(msg *nats.Msg, w waiter) (uint64, error) {
 	r.mu.Unlock()
 	msg.Reply = r.prefix + strconv.FormatUint(id, 36)
 	select {
-	case r.out <- outgoing{msg: *msg, id: id}:
+	case r.out <- outgoing{msg: msg, id: id}:
 	case <-r.quit: // stop answers it (nil), queued or not
 	}
 	return id, nil
@@ -137,16 +131,13 @@ func (r *replies) sender() {
 	}
 }
 
-// publish sends one queued request; one that cannot be sent is answered nil at once (the
-// callers treat it as an answer that did not come: retried, or the ack's slow path).
+// publish sends one queued request; one that cannot be sent is answered at once, without a
+// message and with the reason (the callers treat it as an answer that did not come: retried,
+// or the ack's slow path).
 func (r *replies) publish(o *outgoing) {
-	if err := r.nc.PublishMsg(&o.msg); err != nil {
+	if err := r.nc.PublishMsg(o.msg); err != nil {
 		if w, ok := r.waiterOf(o.id); ok {
-			if u, ok := w.(unsentWaiter); ok {
-				u.unsent(err)
-			} else {
-				w.answered(nil)
-			}
+			w.answered(nil, err)
 		}
 	}
 }
@@ -173,7 +164,7 @@ func (r *replies) reply(msg *nats.Msg) {
 		return
 	}
 	if w, ok := r.waiterOf(id); ok {
-		w.answered(msg)
+		w.answered(msg, nil)
 	}
 }
 
@@ -198,7 +189,7 @@ func (r *replies) sweep() {
 			}
 			r.mu.Unlock()
 			for _, w := range late {
-				w.answered(nil)
+				w.answered(nil, nil)
 			}
 			clear(late)
 		}
@@ -222,7 +213,7 @@ func (r *replies) stop() {
 		r.wait = map[uint64]waiting{}
 		r.mu.Unlock()
 		for _, w := range left {
-			w.w.answered(nil)
+			w.w.answered(nil, nil)
 		}
 	})
 }
@@ -241,7 +232,7 @@ func unanswered(err error) bool {
 func (r *replies) request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
 	w, _ := requests.Get().(*requestWaiter)
 	if w == nil {
-		w = &requestWaiter{ch: make(chan *nats.Msg, 1)}
+		w = &requestWaiter{ch: make(chan gotAnswer, 1)}
 	}
 	id, err := r.send(msg, w)
 	if err != nil {
@@ -249,37 +240,31 @@ func (r *replies) request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error)
 		return nil, err
 	}
 	select {
-	case m := <-w.ch:
-		unsent := w.err
-		w.err = nil
+	case a := <-w.ch:
 		requests.Put(w)
-		if m == nil && unsent != nil {
-			return nil, fmt.Errorf("%w: not sent: %w", errNoAnswer, unsent)
+		if a.m == nil && a.err != nil {
+			return nil, fmt.Errorf("%w: not sent: %w", errNoAnswer, a.err)
 		}
-		return answer(m)
+		return answer(a.m)
 	case <-ctx.Done():
 		if !r.take(id) {
 			<-w.ch // answered meanwhile: the answer is on its way; do not leave it to the next user
-			w.err = nil
 		}
 		requests.Put(w)
 		return nil, ctx.Err()
 	}
 }
 
-// requestWaiter is request's waiter: its channel holds the one answer; err, set before a nil
-// answer is sent, says why the request was not published.
-type requestWaiter struct {
-	ch  chan *nats.Msg
+// requestWaiter is request's waiter: its channel holds the one answer.
+type requestWaiter struct{ ch chan gotAnswer }
+
+// gotAnswer is what a requestWaiter was told (see waiter).
+type gotAnswer struct {
+	m   *nats.Msg
 	err error
 }
 
-func (w *requestWaiter) answered(m *nats.Msg) { w.ch <- m }
-
-func (w *requestWaiter) unsent(err error) {
-	w.err = err
-	w.ch <- nil
-}
+func (w *requestWaiter) answered(m *nats.Msg, err error) { w.ch <- gotAnswer{m, err} }
 
 // requests pools request's waiters.
 var requests sync.Pool
