@@ -168,6 +168,7 @@ func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
 	}
 	e := envelopePool.Get().(*format.Envelope)
 	defer releaseEnvelope(e)
+	e.SubjectHint = d.Subject
 	if rerr := parseInto(e, data); rerr != nil {
 		return nil, rerr
 	}

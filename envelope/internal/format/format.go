@@ -64,6 +64,11 @@ type Envelope struct {
 	ContentType string
 	Recipients  []Recipient // strictly ascending by Key
 
+	// SubjectHint is read by ParseInto only: when the encoded subject equals it, Subject is
+	// set to this string instead of a copy of the bytes (an opener passes the delivery's
+	// subject, which a valid envelope must match).
+	SubjectHint string
+
 	Ciphertext []byte // payload ciphertext followed by its tag
 
 	LeafIndex uint32
@@ -188,8 +193,8 @@ func parseInto(e *Envelope, b []byte) (*Envelope, error) {
 	if err := CheckVersion(b); err != nil {
 		return nil, err
 	}
-	recs, path := e.Recipients[:0], e.Path[:0]
-	*e = Envelope{}
+	recs, path, hint := e.Recipients[:0], e.Path[:0], e.SubjectHint
+	*e = Envelope{SubjectHint: hint}
 	r := &reader{b: b, off: 2}
 	var err error
 	if err = r.bytes(e.ID[:], "message id"); err != nil {
@@ -237,7 +242,11 @@ func parseInto(e *Envelope, b []byte) (*Envelope, error) {
 	if !ValidSubject(s) {
 		return nil, malformed("invalid subject")
 	}
-	e.Subject = string(s)
+	if e.SubjectHint != "" && string(s) == e.SubjectHint {
+		e.Subject = e.SubjectHint
+	} else {
+		e.Subject = string(s)
+	}
 
 	n8, err := r.u8("content type length")
 	if err != nil {
