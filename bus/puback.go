@@ -34,6 +34,12 @@ type pubAcks struct {
 	notify chan struct{} // poked (non-blocking, capacity 1) when an attempt settles or gen moves
 	done   chan struct{}
 	stream string // the stream named by the last ack (answer's goroutine only)
+
+	// pubMu serializes publishes through one header map and message (publish): nats.go
+	// encodes the headers before PublishMsg returns, so a map per envelope is not needed.
+	pubMu   sync.Mutex
+	hdr     nats.Header
+	scratch nats.Msg
 }
 
 // Attempt states (future.attempt), guarded by pubAcks.mu.
@@ -45,7 +51,7 @@ const (
 
 func newPubAcks(nc *nats.Conn) (*pubAcks, error) {
 	p := &pubAcks{
-		nc: nc, prefix: nc.NewInbox() + ".", wait: map[uint64]*future{},
+		nc: nc, prefix: nc.NewInbox() + ".", wait: map[uint64]*future{}, hdr: nats.Header{},
 		notify: make(chan struct{}, 1), done: make(chan struct{}),
 		status: nc.StatusChanged(nats.RECONNECTING, nats.CLOSED),
 	}
@@ -106,12 +112,25 @@ func (p *pubAcks) send(f *future, now time.Time) error {
 	f.token, f.gen, f.sentAt, f.attempt, f.aerr, f.probes = tok, p.gen.Load(), now, attemptPending, nil, 0
 	f.nmsg.Reply = p.prefix + strconv.FormatUint(tok, 36)
 	p.wait[tok] = f
+	msg := f.nmsg
 	p.mu.Unlock()
-	if err := p.nc.PublishMsg(&f.nmsg); err != nil {
+	if err := p.publish(msg, f); err != nil {
 		p.forget(f)
 		return err
 	}
 	return nil
+}
+
+// publish sends m, an attempt of f, stored under f's message id (the Nats-Msg-Id header).
+func (p *pubAcks) publish(m nats.Msg, f *future) error {
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	p.hdr[jetstream.MsgIDHeader] = f.idHdr[:]
+	p.scratch = m
+	p.scratch.Header = p.hdr
+	err := p.nc.PublishMsg(&p.scratch)
+	p.scratch = nats.Msg{}
+	return err
 }
 
 // forget gives up on f's current attempt: a late answer to it is ignored.
@@ -191,7 +210,7 @@ func (p *pubAcks) probeAgain(tok uint64) bool {
 		}
 		msg := f.nmsg // a copy: the acker may resend f after this attempt times out
 		p.mu.Unlock()
-		if err := p.nc.PublishMsg(&msg); err != nil {
+		if err := p.publish(msg, f); err != nil {
 			p.mu.Lock()
 			if p.wait[tok] == f && f.token == tok {
 				delete(p.wait, tok)

@@ -356,7 +356,7 @@ func (c *Client) send(f *future, s envelope.Sealed, sealed time.Time) {
 	f.hasID.Store(true)
 	f.msg = envelope.Message{} // sealed: the payload is no longer needed
 	f.idHdr[0] = f.idStr
-	f.nmsg = nats.Msg{Subject: f.subject, Data: s.Data, Header: nats.Header{jetstream.MsgIDHeader: f.idHdr[:]}}
+	f.nmsg = nats.Msg{Subject: f.subject, Data: s.Data} // the Nats-Msg-Id header is added per attempt (pubAcks.publish)
 	f.sealed = sealed
 	err := c.pa.send(f, time.Now())
 	switch {
