@@ -50,8 +50,12 @@ var (
 )
 
 // guardStore is what the replay guard needs of its store. Implementations are safe for
-// concurrent use.
+// concurrent use. Keys are whole subjects of the store: keyPrefix followed by "m.<hex>" or
+// "o.<hex>" (the guard makes them, keyWith and beatKey, so a delivery's key costs one
+// allocation).
 type guardStore interface {
+	// keyPrefix is what every key of the store starts with.
+	keyPrefix() string
 	// put writes val under key if the key's last revision is last (0: the key holds nothing)
 	// and returns the new revision; errConflict when the key is at another revision. It does
 	// not keep val once it returns.
@@ -88,6 +92,16 @@ func newJSGuardStore(nc *nats.Conn, stream, durable string, timeout time.Duratio
 	}, nil
 }
 
+func (s *jsGuardStore) keyPrefix() string { return s.prefix }
+
+// check refuses a key outside the store (a bug: the guard makes every key with keyPrefix).
+func (s *jsGuardStore) check(key string) error {
+	if len(key) <= len(s.prefix) || key[:len(s.prefix)] != s.prefix {
+		return fmt.Errorf("consumers: guard store key %q outside %s", key, s.prefix)
+	}
+	return nil
+}
+
 // close ends the store's answer subscription.
 func (s *jsGuardStore) close() { s.r.stop() }
 
@@ -102,6 +116,9 @@ func ttlOption(ttl time.Duration) jetstream.PublishOpt {
 // at most the ack timeout: an answer lost with a connection is retried by the caller rather
 // than waited for until its deadline.
 func (s *jsGuardStore) put(ctx context.Context, key string, val []byte, ttl time.Duration, last uint64) (uint64, error) {
+	if err := s.check(key); err != nil {
+		return 0, err
+	}
 	w, _ := puts.Get().(*putMsg)
 	if w == nil {
 		w = &putMsg{}
@@ -110,7 +127,7 @@ func (s *jsGuardStore) put(ctx context.Context, key string, val []byte, ttl time
 	// The entry is copied: a request given up may still be in the outbox (replies.send), and
 	// the caller may rewrite val once put returns.
 	w.buf = append(w.buf[:0], val...)
-	w.msg.Subject, w.msg.Data = s.prefix+key, w.buf
+	w.msg.Subject, w.msg.Data = key, w.buf
 	w.ttl[0], w.last[0] = ttlSeconds(ttl), strconv.FormatUint(last, 10)
 	resp, err := s.r.request(ctx, &w.msg)
 	if !unanswered(err) {
@@ -192,7 +209,10 @@ func parsePutAnswer(b []byte) (uint64, error) {
 }
 
 func (s *jsGuardStore) beat(ctx context.Context, key string, val []byte, ttl time.Duration) error {
-	msg := &nats.Msg{Subject: s.prefix + key, Data: val}
+	if err := s.check(key); err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: key, Data: val}
 	f, err := s.js.PublishMsgAsync(msg, ttlOption(ttl))
 	if err != nil {
 		return err
@@ -222,7 +242,10 @@ type msgGetResponse struct {
 }
 
 func (s *jsGuardStore) get(ctx context.Context, key string) ([]byte, uint64, error) {
-	subject := s.prefix + key
+	if err := s.check(key); err != nil {
+		return nil, 0, err
+	}
+	subject := key
 	req, _ := json.Marshal(struct {
 		LastBySubject string `json:"last_by_subj"`
 	}{subject})
@@ -344,20 +367,22 @@ func newKeyHasher(hmacKey []byte) *keyHasher {
 	return &keyHasher{mac: hmac.New(sha256.New, hmacKey), in: make([]byte, 0, 64)}
 }
 
-// keyWith returns the key's 16-byte keyed hash and its store key ("m.<hex>").
-func (kh *keyHasher) keyWith(k deliveryKey) (msgKey, string) {
+// keyWith returns the key's 16-byte keyed hash and its store key (prefix "m.<hex>"), the
+// latter in one allocation.
+func (kh *keyHasher) keyWith(k deliveryKey, prefix string) (msgKey, string) {
 	kh.mac.Reset()
 	kh.in = append(append(kh.in[:0], k.kind, 0), k.name...)
 	kh.mac.Write(kh.in)
 	var h msgKey
 	copy(h[:], kh.mac.Sum(kh.sum[:0]))
-	var b [2 + 2*len(h)]byte
-	b[0], b[1] = 'm', '.'
-	hex.Encode(b[2:], h[:])
-	return h, string(b[:])
+	var buf [128]byte
+	b := append(append(buf[:0], prefix...), "m."...)
+	b = hex.AppendEncode(b, h[:])
+	return h, string(b)
 }
 
-func beatKey(o ownerID) string { return "o." + o.String() }
+// beatKey is the store key of o's heartbeat.
+func beatKey(prefix string, o ownerID) string { return prefix + "o." + o.String() }
 
 // GuardHorizon returns how long a durable's replay guard store must be able to keep an entry
 // when envelopes are checked against a freshness window of at most window and the durable's

@@ -1,6 +1,8 @@
 package consumers
 
 import (
+	"math"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -106,22 +108,102 @@ func (m *Message) term(reason string) error {
 
 // fillMessage sets m's delivery fields from a JetStream message.
 func fillMessage(m *Message, raw jetstream.Msg, account string) error {
-	md, err := raw.Metadata()
-	if err != nil {
-		return err
+	d, ok := parseAckSubject(raw.Reply())
+	if !ok {
+		md, err := raw.Metadata() // says what is wrong with it
+		if err != nil {
+			return err
+		}
+		d = ackSubject{stream: md.Stream, consumer: md.Consumer, delivered: md.NumDelivered, seq: md.Sequence.Stream, stored: md.Timestamp}
 	}
 	*m = Message{
 		Subject:           raw.Subject(),
 		LocalSubject:      raw.Subject(),
 		Account:           account,
-		Stored:            md.Timestamp,
+		Stored:            d.stored,
 		UnverifiedHeaders: raw.Headers(),
-		Stream:            md.Stream,
-		Consumer:          md.Consumer,
-		Sequence:          md.Sequence.Stream,
-		Delivered:         md.NumDelivered,
+		Stream:            d.stream,
+		Consumer:          d.consumer,
+		Sequence:          d.seq,
+		Delivered:         d.delivered,
 		raw:               raw,
 		envelope:          raw.Data(),
 	}
 	return nil
+}
+
+// ackSubject is what a delivery's reply subject says about it.
+type ackSubject struct {
+	stream, consumer string
+	delivered, seq   uint64
+	stored           time.Time
+}
+
+// parseAckSubject reads a JetStream delivery's reply subject, in either of the server's forms
+//
+//	$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
+//	$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>[.<token>...]
+//
+// without allocating (jetstream's Msg.Metadata allocates its result for every delivery). It
+// reports false for anything else, or for a number that is empty, not decimal or too long;
+// the caller then asks Msg.Metadata, which says what is wrong.
+func parseAckSubject(s string) (ackSubject, bool) {
+	const prefix = "$JS.ACK."
+	var d ackSubject
+	if !strings.HasPrefix(s, prefix) {
+		return d, false
+	}
+	rest := s[len(prefix):]
+	var tok [10]string
+	n := 0
+	for n < len(tok) {
+		t, r, more := strings.Cut(rest, ".")
+		tok[n], rest = t, r
+		n++
+		if !more {
+			rest = ""
+			break
+		}
+	}
+	var f []string // stream, consumer, delivered, stream seq, consumer seq, time, pending
+	switch {
+	case n == 7 && rest == "":
+		f = tok[:7]
+	case n >= 9:
+		f = tok[2:9]
+	default:
+		return d, false
+	}
+	for _, t := range f {
+		if t == "" {
+			return d, false
+		}
+	}
+	var ts uint64
+	var ok1, ok2, ok3 bool
+	d.stream, d.consumer = f[0], f[1]
+	d.delivered, ok1 = decimal(f[2])
+	d.seq, ok2 = decimal(f[3])
+	ts, ok3 = decimal(f[5])
+	if !ok1 || !ok2 || !ok3 || ts > math.MaxInt64 {
+		return d, false
+	}
+	d.stored = time.Unix(0, int64(ts))
+	return d, true
+}
+
+// decimal parses a non-empty unsigned decimal of at most 19 digits (no overflow).
+func decimal(t string) (uint64, bool) {
+	if t == "" || len(t) > 19 {
+		return 0, false
+	}
+	var v uint64
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, true
 }

@@ -182,7 +182,7 @@ func (g *guard) beatEvery() time.Duration { return max(g.lease/6, 200*time.Milli
 // start writes the consumption's first heartbeat (it must succeed: claims made without one
 // would be taken over at once) and keeps refreshing it until stop.
 func (g *guard) start(ctx context.Context) error {
-	if err := g.store.beat(ctx, beatKey(g.owner), encodeBeat(beatAlive, g.owner), g.lease); err != nil {
+	if err := g.store.beat(ctx, beatKey(g.store.keyPrefix(), g.owner), encodeBeat(beatAlive, g.owner), g.lease); err != nil {
 		return fmt.Errorf("%w: heartbeat: %w", ErrGuardUnavailable, err)
 	}
 	g.beating.Go(func() {
@@ -194,7 +194,7 @@ func (g *guard) start(ctx context.Context) error {
 				return
 			case <-tk.C:
 				ctx, cancel := context.WithTimeout(context.Background(), g.beatEvery())
-				if err := g.store.beat(ctx, beatKey(g.owner), encodeBeat(beatAlive, g.owner), g.lease); err != nil {
+				if err := g.store.beat(ctx, beatKey(g.store.keyPrefix(), g.owner), encodeBeat(beatAlive, g.owner), g.lease); err != nil {
 					g.log.Warn("sealbus: replay guard heartbeat not written", "error", err)
 				}
 				cancel()
@@ -213,7 +213,7 @@ func (g *guard) stop() {
 	g.beating.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := g.store.beat(ctx, beatKey(g.owner), encodeBeat(beatStopped, g.owner), time.Second); err != nil {
+	if err := g.store.beat(ctx, beatKey(g.store.keyPrefix(), g.owner), encodeBeat(beatStopped, g.owner), time.Second); err != nil {
 		g.log.Debug("sealbus: replay guard: final heartbeat not written", "error", err)
 	}
 	if c, ok := g.store.(interface{ close() }); ok {
@@ -240,7 +240,7 @@ func (g *guard) keyOf(m *Message) (deliveryKey, msgKey, string) {
 	if kh == nil {
 		kh = newKeyHasher(g.hmacKey)
 	}
-	h, sk := kh.keyWith(k)
+	h, sk := kh.keyWith(k, g.store.keyPrefix())
 	g.macs.Put(kh)
 	return k, h, sk
 }
@@ -468,7 +468,7 @@ func (g *guard) claim(ctx context.Context, sk string, dk deliveryKey, m *Message
 
 // alive reports whether owner's heartbeat says it is alive.
 func (g *guard) alive(ctx context.Context, owner ownerID) (bool, error) {
-	b, _, err := g.store.get(ctx, beatKey(owner))
+	b, _, err := g.store.get(ctx, beatKey(g.store.keyPrefix(), owner))
 	if errors.Is(err, errNoEntry) {
 		return false, nil
 	}

@@ -37,6 +37,8 @@ func newMemStore() *memStore {
 
 var errDown = errors.New("store down")
 
+func (s *memStore) keyPrefix() string { return "" }
+
 func (s *memStore) put(_ context.Context, key string, val []byte, ttl time.Duration, last uint64) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -371,7 +373,7 @@ func TestGuardTakesOverFromCrashedOwner(t *testing.T) {
 	// a crashes: its heartbeat stops and expires; nothing it would have written is written.
 	a.g.stopOnce.Do(func() { close(a.g.stopBeat) })
 	a.g.beating.Wait()
-	s.expire(beatKey(a.g.owner))
+	s.expire(beatKey(s.keyPrefix(), a.g.owner))
 	m := redelivery("v", 1, now)
 	if err := b.deliver(t, m); err != nil || m.duplicate || b.calls.Load() != 1 {
 		t.Fatalf("b after a crashed: %v, duplicate %v, %d calls", err, m.duplicate, b.calls.Load())
@@ -637,5 +639,5 @@ func TestReplaySetCapacity(t *testing.T) {
 
 // storeKey is keyWith with a new keyed hash of hmacKey.
 func storeKey(hmacKey []byte, k deliveryKey) (msgKey, string) {
-	return newKeyHasher(hmacKey).keyWith(k)
+	return newKeyHasher(hmacKey).keyWith(k, "")
 }

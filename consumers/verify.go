@@ -2,8 +2,12 @@ package consumers
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sealbus/sealbus/bus"
 	"github.com/sealbus/sealbus/envelope"
@@ -80,7 +84,7 @@ func verify(o opener, origin func(local string) (account, subject string), nameO
 				}
 				return err
 			}
-			m.ID = op.ID.String()
+			m.ID = idString(op.ID, m.UnverifiedHeaders)
 			m.Account = op.Account
 			m.Subject = op.Subject
 			m.SenderKey = op.Sender
@@ -97,4 +101,17 @@ func verify(o opener, origin func(local string) (account, subject string), nameO
 			return next(ctx, m)
 		}
 	}
+}
+
+// idString returns id's String form. A delivery normally carries exactly that string as its
+// Nats-Msg-Id (the publisher stores every envelope under its id), so the header's string is
+// used instead of a new one; any other header value is ignored here (the replay guard refuses
+// such a copy, storedUnderOwnID).
+func idString(id envelope.MessageID, h nats.Header) string {
+	var b [2 * len(id)]byte
+	hex.Encode(b[:], id[:])
+	if v := h[jetstream.MsgIDHeader]; len(v) > 0 && v[0] == string(b[:]) {
+		return v[0]
+	}
+	return string(b[:])
 }
