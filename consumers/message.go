@@ -153,21 +153,15 @@ func parseAckSubject(s string) (ackSubject, bool) {
 	if !strings.HasPrefix(s, prefix) {
 		return d, false
 	}
-	rest := s[len(prefix):]
+	// The first ten tokens after the prefix; n counts them (up to 10).
 	var tok [10]string
 	n := 0
-	for n < len(tok) {
-		t, r, more := strings.Cut(rest, ".")
-		tok[n], rest = t, r
-		n++
-		if !more {
-			rest = ""
-			break
-		}
+	for rest, more := s[len(prefix):], true; more && n < len(tok); n++ {
+		tok[n], rest, more = strings.Cut(rest, ".")
 	}
 	var f []string // stream, consumer, delivered, stream seq, consumer seq, time, pending
 	switch {
-	case n == 7 && rest == "":
+	case n == 7:
 		f = tok[:7]
 	case n >= 9:
 		f = tok[2:9]

@@ -82,6 +82,7 @@ type guard struct {
 	store   guardStore
 	hmacKey []byte
 	owner   ownerID
+	ownBeat string        // the store key of owner's heartbeat
 	window  time.Duration // freshness window
 	ackWait time.Duration // the longest a redelivery waits (the durable's AckWait or BackOff)
 	lease   time.Duration // claim lease (heartbeat TTL)
@@ -135,6 +136,7 @@ func newGuard(c guardConfig) (*guard, error) {
 	if _, err := rand.Read(g.owner[:]); err != nil {
 		return nil, fmt.Errorf("consumers: owner id: %w", err)
 	}
+	g.ownBeat = beatKey(g.store.keyPrefix(), g.owner)
 	return g, nil
 }
 
@@ -182,7 +184,7 @@ func (g *guard) beatEvery() time.Duration { return max(g.lease/6, 200*time.Milli
 // start writes the consumption's first heartbeat (it must succeed: claims made without one
 // would be taken over at once) and keeps refreshing it until stop.
 func (g *guard) start(ctx context.Context) error {
-	if err := g.store.beat(ctx, beatKey(g.store.keyPrefix(), g.owner), encodeBeat(beatAlive, g.owner), g.lease); err != nil {
+	if err := g.store.beat(ctx, g.ownBeat, encodeBeat(beatAlive, g.owner), g.lease); err != nil {
 		return fmt.Errorf("%w: heartbeat: %w", ErrGuardUnavailable, err)
 	}
 	g.beating.Go(func() {
@@ -194,7 +196,7 @@ func (g *guard) start(ctx context.Context) error {
 				return
 			case <-tk.C:
 				ctx, cancel := context.WithTimeout(context.Background(), g.beatEvery())
-				if err := g.store.beat(ctx, beatKey(g.store.keyPrefix(), g.owner), encodeBeat(beatAlive, g.owner), g.lease); err != nil {
+				if err := g.store.beat(ctx, g.ownBeat, encodeBeat(beatAlive, g.owner), g.lease); err != nil {
 					g.log.Warn("sealbus: replay guard heartbeat not written", "error", err)
 				}
 				cancel()
@@ -213,7 +215,7 @@ func (g *guard) stop() {
 	g.beating.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := g.store.beat(ctx, beatKey(g.store.keyPrefix(), g.owner), encodeBeat(beatStopped, g.owner), time.Second); err != nil {
+	if err := g.store.beat(ctx, g.ownBeat, encodeBeat(beatStopped, g.owner), time.Second); err != nil {
 		g.log.Debug("sealbus: replay guard: final heartbeat not written", "error", err)
 	}
 	if c, ok := g.store.(interface{ close() }); ok {
