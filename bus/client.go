@@ -496,26 +496,36 @@ func (c *Client) Now() time.Time { return c.cfg.now() }
 // to a previous curve key (WithPreviousCreds) opens while the service's card lists that key
 // with a grace period that has not ended. Errors are *envelope.RejectError.
 func (c *Client) Open(data []byte, d envelope.Delivery) (*envelope.Opened, error) {
-	o, err := c.open(data, d)
+	op := new(envelope.Opened)
+	if err := c.OpenInto(op, data, d); err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+// OpenInto is Open writing the opened envelope to dst, which is written only when it returns
+// nil (envelope.Opener.OpenInto).
+func (c *Client) OpenInto(dst *envelope.Opened, data []byte, d envelope.Delivery) error {
+	err := c.openInto(dst, data, d)
 	if err == nil {
 		c.counters.Opened.Add(1)
 	}
-	return o, err
+	return err
 }
 
-func (c *Client) open(data []byte, d envelope.Delivery) (*envelope.Opened, error) {
-	o, err := c.opener.Open(data, d)
+func (c *Client) openInto(dst *envelope.Opened, data []byte, d envelope.Delivery) error {
+	err := c.opener.OpenInto(dst, data, d)
 	if err == nil || len(c.prevIDs) == 0 {
-		return o, err
+		return err
 	}
 	if r, _ := envelope.ReasonOf(err); r != envelope.ReasonNotRecipient {
-		return nil, err
+		return err
 	}
 	prev := c.previousOpener()
 	if prev == nil {
-		return nil, err
+		return err
 	}
-	return prev.Open(data, d)
+	return prev.OpenInto(dst, data, d)
 }
 
 // previousOpener returns an opener over the previous identities whose grace period (on the

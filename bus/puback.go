@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sealbus/sealbus/internal/clientseam"
 )
 
 // pubAcks sends envelopes to JetStream and collects their acknowledgements on one
@@ -110,7 +112,7 @@ func (p *pubAcks) send(f *future, now time.Time) error {
 	p.next++
 	tok := p.next
 	f.token, f.gen, f.sentAt, f.attempt, f.aerr, f.probes = tok, p.gen.Load(), now, attemptPending, nil, 0
-	f.nmsg.Reply = p.prefix + strconv.FormatUint(tok, 36)
+	f.nmsg.Reply = clientseam.ReplySubject(p.prefix, tok)
 	p.wait[tok] = f
 	msg := f.nmsg
 	p.mu.Unlock()

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/sealbus/sealbus/internal/clientseam"
 )
 
 // replies collects the answers to a consumption's requests on one subscription (under the
@@ -96,7 +98,7 @@ func (r *replies) send(msg *nats.Msg, w waiter) (uint64, error) {
 	id := r.next
 	r.wait[id] = waiting{w: w, sent: time.Now()}
 	r.mu.Unlock()
-	msg.Reply = r.prefix + strconv.FormatUint(id, 36)
+	msg.Reply = clientseam.ReplySubject(r.prefix, id)
 	select {
 	case r.out <- outgoing{msg: msg, id: id}:
 	case <-r.quit: // stop answers it (nil), queued or not

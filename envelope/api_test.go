@@ -169,6 +169,25 @@ func TestRoundTripAndInspect(t *testing.T) {
 			!got.Expires.Equal(want.Expires) || got.LeafIndex != 0 || got.TreeSize != 1 {
 			t.Fatalf("opened %+v\nwant   %+v", got, want)
 		}
+
+		// OpenInto writes the same into a reused Opened, and leaves it alone when it refuses.
+		into := envelope.Opened{Subject: "left.over", Payload: []byte("old")}
+		if err := o.OpenInto(&into, sl.Data, d); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(into.Payload, got.Payload) || into.ID != got.ID || into.Subject != got.Subject || into.Sender != got.Sender ||
+			!into.Created.Equal(got.Created) || !into.Expires.Equal(got.Expires) || into.TreeSize != got.TreeSize {
+			t.Fatalf("OpenInto %+v\nOpen     %+v", into, *got)
+		}
+		kept := into
+		wrong := d
+		wrong.Subject = "billing.invoice.void"
+		if err := o.OpenInto(&into, sl.Data, wrong); !errors.Is(err, &envelope.RejectError{Reason: envelope.ReasonSubjectMismatch}) {
+			t.Fatalf("OpenInto on another subject: %v", err)
+		}
+		if into.Subject != kept.Subject || &into.Payload[0] != &kept.Payload[0] {
+			t.Fatalf("a refused OpenInto wrote its destination: %+v", into)
+		}
 	}
 
 	info, err := envelope.Inspect(sl.Data)

@@ -163,22 +163,32 @@ func unixMilli(ms uint64) time.Time { return time.UnixMilli(int64(ms)).UTC() }
 // at the first failure with a *RejectError carrying its Reason. data is not modified or
 // retained.
 func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
+	op := new(Opened)
+	if err := o.OpenInto(op, data, d); err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+// OpenInto is Open writing the opened envelope to dst, which is written only when it returns
+// nil: a caller that opens many envelopes can reuse one Opened (its Payload is new each time).
+func (o *Opener) OpenInto(dst *Opened, data []byte, d Delivery) error {
 	if len(data) > o.cfg.maxSize {
-		return nil, reject(ReasonTooLarge, "%d bytes exceeds the maximum %d", len(data), o.cfg.maxSize)
+		return reject(ReasonTooLarge, "%d bytes exceeds the maximum %d", len(data), o.cfg.maxSize)
 	}
 	e := envelopePool.Get().(*format.Envelope)
 	defer releaseEnvelope(e)
 	e.SubjectHint = d.Subject
 	if rerr := parseInto(e, data); rerr != nil {
-		return nil, rerr
+		return rerr
 	}
 
 	if !o.isAccount(e.Account, d.Account) {
-		return nil, reject(ReasonAccountMismatch, "signed account %s, delivered in %s", o.name(nkeys.PrefixByteAccount, e.Account), d.Account)
+		return reject(ReasonAccountMismatch, "signed account %s, delivered in %s", o.name(nkeys.PrefixByteAccount, e.Account), d.Account)
 	}
 	account, sender := d.Account, o.name(nkeys.PrefixByteUser, e.Sender)
 	if e.Subject != d.Subject {
-		return nil, reject(ReasonSubjectMismatch, "signed subject %q, delivered on %q", e.Subject, d.Subject)
+		return reject(ReasonSubjectMismatch, "signed subject %q, delivered on %q", e.Subject, d.Subject)
 	}
 
 	now := o.cfg.now()
@@ -188,13 +198,13 @@ func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
 	}
 	created := unixMilli(e.Created)
 	if skew := stored.Sub(created); !d.SkipFreshness && (skew > o.cfg.freshness || skew < -o.cfg.freshness) {
-		return nil, reject(ReasonStale, "created %s, stored %s, window %v", created.Format(time.RFC3339Nano), stored.UTC().Format(time.RFC3339Nano), o.cfg.freshness)
+		return reject(ReasonStale, "created %s, stored %s, window %v", created.Format(time.RFC3339Nano), stored.UTC().Format(time.RFC3339Nano), o.cfg.freshness)
 	}
 	var expires time.Time
 	if e.Expires != 0 {
 		expires = unixMilli(e.Expires)
 		if !stored.Before(expires) || !now.Before(expires) {
-			return nil, reject(ReasonExpired, "expired at %s", expires.Format(time.RFC3339Nano))
+			return reject(ReasonExpired, "expired at %s", expires.Format(time.RFC3339Nano))
 		}
 	}
 
@@ -206,7 +216,7 @@ func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
 		case errors.Is(err, ErrSenderForbidden):
 			r = ReasonSenderForbidden
 		}
-		return nil, &RejectError{Reason: r, Err: err}
+		return &RejectError{Reason: r, Err: err}
 	}
 
 	var me *Identity
@@ -218,11 +228,11 @@ func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
 		}
 	}
 	if entry == nil || !me.usable() {
-		return nil, reject(ReasonNotRecipient, "no recipient entry for this service")
+		return reject(ReasonNotRecipient, "no recipient entry for this service")
 	}
 
 	if err := o.verify(e, data[:e.SignedLen]); err != nil {
-		return nil, err
+		return err
 	}
 
 	uk := unwrapKey{epoch: e.EpochKey, recipient: me.curvePub}
@@ -230,12 +240,12 @@ func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
 	if !ok {
 		shared, err := sharedSecret(me.curve, e.EpochKey[:])
 		if err != nil {
-			return nil, reject(ReasonBadKey, "low-order epoch key")
+			return reject(ReasonBadKey, "low-order epoch key")
 		}
 		wrap, err = suite.WrapAEAD(shared, e.EpochKey[:], me.curvePub[:])
 		clear(shared)
 		if err != nil {
-			return nil, reject(ReasonUnwrap, "deriving wrap key: %v", err)
+			return reject(ReasonUnwrap, "deriving wrap key: %v", err)
 		}
 		o.keys.add(uk, wrap)
 	}
@@ -245,22 +255,22 @@ func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
 	defer sc.release()
 	ck, err := wrap.Open(sc.ck[:0], entry.Nonce[:], entry.Wrapped[:], suite.WrapAD(sc.ad[:0], e.ID[:], me.curvePub[:]))
 	if err != nil {
-		return nil, reject(ReasonUnwrap, "wrapped content key does not authenticate")
+		return reject(ReasonUnwrap, "wrapped content key does not authenticate")
 	}
 
 	commit, err := suite.Commitment(ck, e.ID[:])
 	if err != nil || subtle.ConstantTimeCompare(commit[:], e.Commitment[:]) != 1 {
-		return nil, reject(ReasonKeyCommitment, "content key does not match the signed commitment")
+		return reject(ReasonKeyCommitment, "content key does not match the signed commitment")
 	}
 	pa, err := suite.PayloadAEAD(ck, e.ID[:])
 	if err != nil {
-		return nil, reject(ReasonDecrypt, "payload key: %v", err)
+		return reject(ReasonDecrypt, "payload key: %v", err)
 	}
 	pt, err := pa.Open(make([]byte, 0, len(e.Ciphertext)-format.TagSize), suite.PayloadNonce(), e.Ciphertext, data[:e.HeaderLen])
 	if err != nil {
-		return nil, reject(ReasonDecrypt, "payload does not authenticate")
+		return reject(ReasonDecrypt, "payload does not authenticate")
 	}
-	return &Opened{
+	*dst = Opened{
 		ID:          MessageID(e.ID),
 		Account:     account,
 		Subject:     e.Subject,
@@ -271,7 +281,8 @@ func (o *Opener) Open(data []byte, d Delivery) (*Opened, error) {
 		Payload:     pt,
 		LeafIndex:   e.LeafIndex,
 		TreeSize:    e.TreeSize,
-	}, nil
+	}
+	return nil
 }
 
 // verify checks the audit path and the batch signature, consulting and filling the root

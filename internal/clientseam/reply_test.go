@@ -1,0 +1,20 @@
+package clientseam
+
+import (
+	"strconv"
+	"testing"
+)
+
+func TestReplySubject(t *testing.T) {
+	long := "_INBOX.0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdef."
+	for _, prefix := range []string{"", "_INBOX.abc.", long} {
+		for _, id := range []uint64{0, 1, 35, 36, 1 << 40, ^uint64(0)} {
+			if got, want := ReplySubject(prefix, id), prefix+strconv.FormatUint(id, 36); got != want {
+				t.Errorf("ReplySubject(%q, %d) = %q, want %q", prefix, id, got, want)
+			}
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = ReplySubject("_INBOX.abcdefghij.", 123456789) }); n != 1 {
+		t.Errorf("ReplySubject allocates %v times, want 1", n)
+	}
+}
