@@ -3,7 +3,7 @@ module example.com/sealbus-automation
 go 1.26.0
 
 require (
-	github.com/nats-io/nats.go v1.55.0
+	github.com/nats-io/nats.go v1.56.0
 	github.com/sealbus/sealbus v0.0.0
 	github.com/sealbus/sealbus/integration v0.0.0
 )
