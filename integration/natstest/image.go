@@ -66,7 +66,7 @@ func RootDir() (string, error) {
 	return rootDir, rootErr
 }
 
-// NATSServerVersion returns the nats-server version the root module pins, e.g. "v2.15.2".
+// NATSServerVersion returns the nats-server version the root module pins, e.g. "v2.15.3".
 func NATSServerVersion() (string, error) {
 	root, err := RootDir()
 	if err != nil {
