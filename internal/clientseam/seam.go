@@ -4,7 +4,8 @@
 // JetStream context).
 //
 // Package bus registers the resolver in its init function; package consumers calls [Of]. No
-// other package uses it.
+// other package uses it. It also holds the little both sides share: the form of their reply
+// subjects ([ReplySubject]).
 package clientseam
 
 import (
