@@ -7,10 +7,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/sealbus/sealbus/envelope"
@@ -259,4 +262,56 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestVerifyConcurrentMessagesKeepTheirOwnFields opens envelopes on many goroutines at once,
+// genuine ones and tampered copies interleaved: verify opens into pooled scratch, so a handler
+// must still see only its own envelope's payload, id and subject, and a refused envelope must
+// reach no handler.
+func TestVerifyConcurrentMessagesKeepTheirOwnFields(t *testing.T) {
+	acct := account(t)
+	alice, bob := identity(t), identity(t)
+	sealer := must(envelope.NewSealer(alice))
+	opener := must(envelope.NewOpener([]*envelope.Identity{bob}, envelope.SenderPolicyFunc(func(string, string, string, time.Time) error { return nil })))
+	h := verify(opener, func(s string) (string, string) { return acct, s }, func(string) string { return "alice" }, replayAuthority{claims: noClaims}, nil)(func(_ context.Context, m *Message) error {
+		if want := "payload of " + m.Subject; string(m.Payload) != want {
+			return fmt.Errorf("subject %s got payload %q", m.Subject, m.Payload)
+		}
+		if m.ID != m.UnverifiedHeaders.Get(jetstream.MsgIDHeader) {
+			return fmt.Errorf("subject %s got id %s", m.Subject, m.ID)
+		}
+		return nil
+	})
+	const goroutines, each = 8, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*each*2)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				subject := fmt.Sprintf("orders.g%d.m%d", g, i)
+				s, err := sealer.Seal(envelope.Header{Account: acct, Subject: subject}, []byte("payload of "+subject), []envelope.Recipient{bob.Recipient()})
+				if err != nil {
+					errs <- err
+					return
+				}
+				fm := newFakeMsg(subject, s.Data, uint64(g*each+i+1), 1)
+				fm.header.Set(jetstream.MsgIDHeader, s.ID.String())
+				if err := h(context.Background(), message(fm)); err != nil {
+					errs <- err
+				}
+				bad := append([]byte(nil), s.Data...)
+				bad[len(bad)-80] ^= 1
+				if err := h(context.Background(), message(newFakeMsg(subject, bad, 1, 1))); err == nil {
+					errs <- fmt.Errorf("tampered copy of %s reached the handler", subject)
+				} else if _, ok := DeadLetterReason(err); !ok {
+					errs <- fmt.Errorf("tampered copy of %s: %v", subject, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
