@@ -64,4 +64,12 @@ func TestIDStringReusesOnlyTheExactHeader(t *testing.T) {
 			t.Errorf("idString with header %v = %q, want %q", h, got, want)
 		}
 	}
+	exact := nats.Header{jetstream.MsgIDHeader: {want}}
+	upper := nats.Header{jetstream.MsgIDHeader: {"A0A1A2A3A4A5A6A7A8A9AAABACADAEAF"}}
+	if n := testing.AllocsPerRun(100, func() { _ = idString(id, exact) }); n != 0 {
+		t.Errorf("idString with the exact header allocates %v times: the header's string is not reused", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = idString(id, upper) }); n != 1 {
+		t.Errorf("idString with another header allocates %v times, want 1 (a string of its own)", n)
+	}
 }

@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -116,10 +115,10 @@ func verify(o opener, origin func(local string) (account, subject string), nameO
 // used instead of a new one; any other header value is ignored here (the replay guard refuses
 // such a copy, storedUnderOwnID).
 func idString(id envelope.MessageID, h nats.Header) string {
-	var b [2 * len(id)]byte
-	hex.Encode(b[:], id[:])
-	if v := h[jetstream.MsgIDHeader]; len(v) > 0 && v[0] == string(b[:]) {
+	var buf [2 * len(id)]byte
+	b, _ := id.AppendText(buf[:0])
+	if v := h[jetstream.MsgIDHeader]; len(v) > 0 && v[0] == string(b) {
 		return v[0]
 	}
-	return string(b[:])
+	return string(b)
 }

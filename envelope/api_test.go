@@ -152,6 +152,9 @@ func TestRoundTripAndInspect(t *testing.T) {
 	if id, err := envelope.ParseMessageID(sl.ID.String()); err != nil || id != sl.ID {
 		t.Fatalf("ParseMessageID: %v", err)
 	}
+	if b, err := sl.ID.AppendText([]byte("id=")); err != nil || string(b) != "id="+sl.ID.String() {
+		t.Fatalf("AppendText = %q, %v", b, err)
+	}
 	d := envelope.Delivery{Account: acct, Subject: h.Subject, Stored: now.Add(20 * time.Millisecond)}
 	for _, id := range []*envelope.Identity{bob, carol} {
 		o, err := envelope.NewOpener([]*envelope.Identity{id}, trust(alice.SigningKey()), envelope.WithClock(func() time.Time { return now }))

@@ -157,9 +157,13 @@ type MessageID [16]byte
 // String returns the id as 32 lower-case hex digits, the value the bus puts in Nats-Msg-Id.
 func (id MessageID) String() string {
 	var b [2 * len(id)]byte
-	hex.Encode(b[:], id[:])
-	return string(b[:])
+	return string(id.appendHex(b[:0]))
 }
+
+// AppendText appends the String form of id to b (encoding.TextAppender); it never fails.
+func (id MessageID) AppendText(b []byte) ([]byte, error) { return id.appendHex(b), nil }
+
+func (id MessageID) appendHex(b []byte) []byte { return hex.AppendEncode(b, id[:]) }
 
 // ParseMessageID parses the String form of a MessageID.
 func ParseMessageID(s string) (MessageID, error) {
