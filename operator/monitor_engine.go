@@ -474,13 +474,20 @@ func (m *Monitor) poll(p pollResult) {
 	streams := make(map[string]uint64, len(p.Streams))
 	for _, s := range p.Streams {
 		key := s.Account + "|" + s.Stream
-		streams[key] = s.LastSeq
 		if s.Stream == accounts.DLQStream {
 			m.deadLetterGrowth(s, p.At)
 		}
 		m.guardStoreUse(s, p.At)
 		old, ok := m.st.Streams[key]
-		if prev.IsZero() || dt <= 0 || !ok || s.LastSeq < old {
+		if ok && s.LastSeq < old {
+			// Behind the last reading: a server that led the stream before it was cut off
+			// answering with its old state, or a stream deleted and made again. Neither is a
+			// base for the next rate (a stale reading would make the catch-up look like a
+			// flood): the next reading starts the stream's rate afresh.
+			continue
+		}
+		streams[key] = s.LastSeq
+		if prev.IsZero() || dt <= 0 || !ok {
 			continue
 		}
 		r := float64(s.LastSeq-old) / dt

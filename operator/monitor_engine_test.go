@@ -414,3 +414,36 @@ func TestGuardStoreFull(t *testing.T) {
 		t.Fatalf("after the store had room: %v", e.alerts)
 	}
 }
+
+// TestStreamRateAfterAStaleReading: a stream taking in 500 messages/s is read once from a
+// server back from a cut (its state 10 s old, as after a node restart in a cluster): no rate
+// is taken from that reading or from the catch-up after it, so no publish-rate alert; a real
+// flood afterwards still opens one.
+func TestStreamRateAfterAStaleReading(t *testing.T) {
+	e := newEngine(t, MonitorConfig{})
+	var seq uint64
+	poll := func(lastSeq uint64) {
+		e.apply(func() {
+			e.poll(pollResult{At: e.clock, Streams: []streamSample{{Account: "ASHOP", AccountName: "shop", Stream: "ORDERS", LastSeq: lastSeq}}})
+		})
+		e.advance(time.Second)
+	}
+	for range 30 {
+		seq += 500
+		poll(seq)
+	}
+	seq += 500
+	poll(seq - 5500) // the old leader's state, 11 s behind
+	for range 5 {
+		seq += 500
+		poll(seq)
+	}
+	if len(e.alerts) != 0 {
+		t.Fatalf("a stale reading raised %v", e.alerts)
+	}
+	seq += 50000
+	poll(seq)
+	if a := e.of(AlertPublishRate, AlertOpen); len(a) != 1 || a[0].Stream != "ORDERS" || a[0].Value < 49999 {
+		t.Fatalf("flood after the stale reading: %+v", e.alerts)
+	}
+}

@@ -617,7 +617,14 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 		} `json:"account_details"`
 		Total int `json:"total"`
 	}
-	seen := map[string]bool{}
+	// Each stream as its leader reported it, with its durables. Two servers may both answer as
+	// its leader (one back from a cut and not yet told otherwise): the one further along is.
+	type streamRead struct {
+		stream    streamSample
+		consumers []consumerSample
+	}
+	reads := map[string]*streamRead{}
+	var order []string
 	for offset := 0; ; {
 		replies, err := m.gatherData(ctx, "$SYS.REQ.SERVER.PING.JSZ", map[string]any{
 			"accounts": true, "streams": true, "consumer": true, "config": true, "stream_leader_only": true, "offset": offset, "limit": 1024,
@@ -639,22 +646,25 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 				names[a.ID] = a.Name
 				for _, s := range a.Streams {
 					key := a.ID + "|" + s.Name
-					if seen[key] {
-						continue
-					}
-					seen[key] = true
-					ss := streamSample{Account: a.ID, AccountName: a.Name, Stream: s.Name, LastSeq: s.State.LastSeq, Messages: s.State.Msgs, Bytes: s.State.Bytes}
+					sr := &streamRead{stream: streamSample{Account: a.ID, AccountName: a.Name, Stream: s.Name, LastSeq: s.State.LastSeq, Messages: s.State.Msgs, Bytes: s.State.Bytes}}
 					if s.Config != nil {
-						ss.MaxBytes = s.Config.MaxBytes
+						sr.stream.MaxBytes = s.Config.MaxBytes
 					}
-					p.Streams = append(p.Streams, ss)
 					for _, c := range s.Consumers {
 						if c.Config == nil || c.Config.Durable == "" {
 							continue // ephemeral (readers, watchers): no lag to watch, and random names
 						}
-						p.Consumers = append(p.Consumers, consumerSample{Account: a.ID, AccountName: a.Name, Stream: s.Name, Consumer: c.Name,
+						sr.consumers = append(sr.consumers, consumerSample{Account: a.ID, AccountName: a.Name, Stream: s.Name, Consumer: c.Name,
 							Pending: c.Pending, AckPending: c.AckPending, Redelivered: c.Redelivered})
 					}
+					if old, dup := reads[key]; dup {
+						if sr.stream.LastSeq > old.stream.LastSeq {
+							reads[key] = sr
+						}
+						continue
+					}
+					reads[key] = sr
+					order = append(order, key)
 				}
 			}
 		}
@@ -662,6 +672,10 @@ func (m *Monitor) readServers(ctx context.Context) pollResult {
 			break
 		}
 		offset += 1024
+	}
+	for _, key := range order {
+		p.Streams = append(p.Streams, reads[key].stream)
+		p.Consumers = append(p.Consumers, reads[key].consumers...)
 	}
 
 	type connz struct {
