@@ -82,7 +82,8 @@ func verify(o opener, origin func(local string) (account, subject string), nameO
 			}
 			op := openedPool.Get().(*envelope.Opened)
 			if err := o.OpenInto(op, m.envelope, d); err != nil {
-				openedPool.Put(op) // not written
+				*op = envelope.Opened{} // not written by a refused open; cleared all the same
+				openedPool.Put(op)
 				var re *envelope.RejectError
 				if authErr != nil && errors.As(err, &re) && re.Reason == envelope.ReasonStale {
 					return &envelope.RejectError{Reason: envelope.ReasonStale, Err: fmt.Errorf("%w; %w", re.Err, authErr)}
