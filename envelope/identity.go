@@ -157,13 +157,11 @@ type MessageID [16]byte
 // String returns the id as 32 lower-case hex digits, the value the bus puts in Nats-Msg-Id.
 func (id MessageID) String() string {
 	var b [2 * len(id)]byte
-	return string(id.appendHex(b[:0]))
+	return string(hex.AppendEncode(b[:0], id[:]))
 }
 
 // AppendText appends the String form of id to b (encoding.TextAppender); it never fails.
-func (id MessageID) AppendText(b []byte) ([]byte, error) { return id.appendHex(b), nil }
-
-func (id MessageID) appendHex(b []byte) []byte { return hex.AppendEncode(b, id[:]) }
+func (id MessageID) AppendText(b []byte) ([]byte, error) { return hex.AppendEncode(b, id[:]), nil }
 
 // ParseMessageID parses the String form of a MessageID.
 func ParseMessageID(s string) (MessageID, error) {
