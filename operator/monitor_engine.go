@@ -603,6 +603,12 @@ func (m *Monitor) deadLetterGrowth(s streamSample, at time.Time) {
 		g = &growth{}
 		m.st.DeadLetters[s.Account] = g
 	}
+	if n := len(g.Values); n > 0 && s.LastSeq < g.Values[n-1] && g.Values[n-1]-s.LastSeq <= g.Values[n-1]/2 {
+		// Behind the last reading: a former leader answering with its old state. As a low
+		// point of the window it would make the catch-up look like growth; a stream made
+		// again (far behind) restarts the window in add.
+		return
+	}
 	up := g.add(at, s.LastSeq, m.cfg.DeadLetters.Window.D())
 	if up < m.cfg.DeadLetters.Growth {
 		return

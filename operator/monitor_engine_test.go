@@ -447,3 +447,28 @@ func TestStreamRateAfterAStaleReading(t *testing.T) {
 		t.Fatalf("flood after the stale reading: %+v", e.alerts)
 	}
 }
+
+// TestDeadLettersAfterAStaleReading: a dead-letter stream read once behind (its former leader
+// answering as a node comes back) does not make the catch-up look like growth; growth after it
+// still opens an incident.
+func TestDeadLettersAfterAStaleReading(t *testing.T) {
+	e := newEngine(t, MonitorConfig{})
+	poll := func(lastSeq uint64) {
+		e.apply(func() {
+			e.poll(pollResult{At: e.clock, Streams: []streamSample{{Account: "ASHOP", AccountName: "shop", Stream: accounts.DLQStream, LastSeq: lastSeq}}})
+		})
+		e.advance(10 * time.Second)
+	}
+	poll(1000)
+	poll(1010)
+	poll(920) // the old leader's state
+	poll(1015)
+	poll(1020)
+	if len(e.alerts) != 0 {
+		t.Fatalf("a stale reading raised %v", e.alerts)
+	}
+	poll(1200)
+	if a := e.of(AlertDeadLetters, AlertOpen); len(a) != 1 || a[0].Value != 200 {
+		t.Fatalf("growth after the stale reading: %+v", e.alerts)
+	}
+}
