@@ -72,7 +72,8 @@ type Consumption struct {
 //
 // The durable consumer is created by the operator (services have no right to create one) with
 // explicit acks and its replay guard store; Consume only looks it up (ErrNoConsumer if it is
-// missing, not usable or has no guard) and reads its MaxDeliver, BackOff and guard key, then
+// missing, not usable or has no guard; a durable answered missing is looked up again for two
+// seconds, since a cluster may answer so for a durable just created) and reads its MaxDeliver, BackOff and guard key, then
 // writes this consumption's first heartbeat to the guard store (ErrGuardUnavailable if that
 // fails). Every message goes through DeadLetter, Verify, the replay guard and Retry, then the
 // WithMiddleware middleware and h, on WithWorkers workers, with at most WithMaxInFlight
