@@ -99,7 +99,7 @@ type growth struct {
 // smallest value still in it). A value below the previous one restarts the window (the
 // stream was recreated or the counter reset).
 func (g *growth) add(t time.Time, v uint64, span time.Duration) uint64 {
-	if n := len(g.Values); n > 0 && v < g.Values[n-1] && g.Values[n-1]-v > g.Values[n-1]/2 {
+	if below, far := g.below(v); below && far {
 		g.At, g.Values = nil, nil
 	}
 	g.At, g.Values = append(g.At, t), append(g.Values, v)
@@ -110,6 +110,16 @@ func (g *growth) add(t time.Time, v uint64, span time.Duration) uint64 {
 	g.At, g.Values = g.At[cut:], g.Values[cut:]
 	low := slices.Min(g.Values)
 	return v - low
+}
+
+// below reports whether v is below the last value, and whether far below it (by more than
+// half: a recreated stream or a reset counter rather than a stale reading).
+func (g *growth) below(v uint64) (below, far bool) {
+	n := len(g.Values)
+	if n == 0 || v >= g.Values[n-1] {
+		return false, false
+	}
+	return true, g.Values[n-1]-v > g.Values[n-1]/2
 }
 
 // restart makes v at t the window's only sample: growth that became an incident's evidence
@@ -603,7 +613,7 @@ func (m *Monitor) deadLetterGrowth(s streamSample, at time.Time) {
 		g = &growth{}
 		m.st.DeadLetters[s.Account] = g
 	}
-	if n := len(g.Values); n > 0 && s.LastSeq < g.Values[n-1] && g.Values[n-1]-s.LastSeq <= g.Values[n-1]/2 {
+	if below, far := g.below(s.LastSeq); below && !far {
 		// Behind the last reading: a former leader answering with its old state. As a low
 		// point of the window it would make the catch-up look like growth; a stream made
 		// again (far behind) restarts the window in add.
