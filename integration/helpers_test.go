@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +124,17 @@ func republish(t *testing.T, ctx context.Context, js jetstream.JetStream, orig *
 	if ack, err := js.PublishMsg(ctx, msg); err != nil || ack.Duplicate {
 		t.Fatalf("replay not stored: %v", err)
 	}
+}
+
+// testLogger is a logger writing what is at level or above to t's log, so a failing test
+// shows what the component warned about.
+func testLogger(t *testing.T, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }

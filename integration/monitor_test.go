@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -91,12 +92,12 @@ func runMonitorConn(t *testing.T, ctx context.Context, d *natstest.Deployment, o
 		t.Fatal(err)
 	}
 	js, _ := jetstream.New(opsNC)
-	kv, err := operator.MonitorStateBucket(ctx, js)
+	store, err := operator.MonitorStateStore(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, err = operator.NewMonitor(sys, operator.WithOperatorAccount(opsNC, ops), operator.WithMonitorConfig(cfg),
-		operator.WithAlertHandler(log.add), operator.WithStateStore(operator.KVStateStore{KV: kv}))
+		operator.WithAlertHandler(log.add), operator.WithStateStore(store), operator.WithMonitorLogger(testLogger(t, slog.LevelWarn)))
 	if err != nil {
 		t.Fatal(err)
 	}

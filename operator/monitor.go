@@ -54,10 +54,12 @@ type Monitor struct {
 	opsKey   string            // its public key
 	opsToken string            // its admin evidence token
 
-	emitMu sync.Mutex // serializes delivery of alerts, in order
-	mu     sync.Mutex // guards what follows
-	st     *monitorState
-	dirty  bool
+	emitMu   sync.Mutex // serializes delivery of alerts, in order
+	mu       sync.Mutex // guards what follows
+	st       *monitorState
+	dirty    bool
+	urgent   bool          // an alert went out since the last save
+	saveSoon chan struct{} // wakes the ticker to save an urgent change
 	// pending alerts, delivered after the state change that made them
 	pending        []Alert
 	sourcePending  map[string]uint64 // recorded source -> messages not yet read
@@ -202,7 +204,7 @@ func NewMonitor(sys *nats.Conn, opts ...MonitorOption) (*Monitor, error) {
 	m := &Monitor{
 		cfg: DefaultMonitorConfig(), sys: sys, now: time.Now, log: slog.New(slog.DiscardHandler),
 		st: newMonitorState(), sourcePending: map[string]uint64{}, names: map[string]string{}, claims: map[string]claimsEntry{},
-		verifiers: map[string]*RecordVerifier{}, recQ: make(chan bus.Event, 1024),
+		verifiers: map[string]*RecordVerifier{}, recQ: make(chan bus.Event, 1024), saveSoon: make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -311,6 +313,13 @@ func (m *Monitor) apply(f func()) {
 	f()
 	out := m.pending
 	m.pending = nil
+	if len(out) > 0 && m.store != nil {
+		m.urgent = true
+		select {
+		case m.saveSoon <- struct{}{}:
+		default:
+		}
+	}
 	m.mu.Unlock()
 	for _, a := range out {
 		for _, h := range m.handlers {
@@ -380,11 +389,38 @@ func (m *Monitor) Run(ctx context.Context) error {
 	if m.store != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultTimeout)
 		defer cancel()
-		if err := m.save(sctx); err != nil {
+		if err := m.saveRetrying(sctx); err != nil {
 			m.log.Warn("sealbus: monitor: saving state at exit", "error", err)
 		}
 	}
 	return nil
+}
+
+// saveRetrying saves until a save succeeds or ctx ends: the save at exit is the last chance
+// to keep what the run found (a bucket that has just lost a node refuses a put for a
+// moment), and a monitor restarted from an older state reports its incidents again.
+func (m *Monitor) saveRetrying(ctx context.Context) error {
+	wait := 50 * time.Millisecond
+	for try := 1; ; try++ {
+		err := m.save(ctx)
+		if err == nil {
+			if try > 1 {
+				m.log.Info("sealbus: monitor: state saved", "tries", try)
+			}
+			return nil
+		}
+		if try == 1 {
+			m.log.Warn("sealbus: monitor: saving state; retrying", "error", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // saveEvery is how often a changed state is saved.
@@ -400,9 +436,10 @@ func (m *Monitor) ticker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			m.apply(m.tick)
+		case <-m.saveSoon:
 		}
-		m.apply(m.tick)
-		if m.store != nil && time.Since(lastSave) >= saveEvery {
+		if m.store != nil && (time.Since(lastSave) >= saveEvery || m.takeUrgent()) {
 			lastSave = time.Now()
 			sctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
 			if err := m.save(sctx); err != nil && ctx.Err() == nil {
@@ -411,6 +448,17 @@ func (m *Monitor) ticker(ctx context.Context) {
 			cancel()
 		}
 	}
+}
+
+// takeUrgent says whether an alert went out since the last call: its incident is saved at
+// once rather than at the next periodic save, so that a monitor stopped (or killed) right
+// after does not report it again when it restarts.
+func (m *Monitor) takeUrgent() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := m.urgent
+	m.urgent = false
+	return u
 }
 
 func (m *Monitor) save(ctx context.Context) error {

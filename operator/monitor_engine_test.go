@@ -1,7 +1,10 @@
 package operator
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +26,7 @@ func newEngine(t *testing.T, cfg MonitorConfig) *engine {
 		t.Fatal(err)
 	}
 	e := &engine{clock: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
-	e.Monitor = &Monitor{cfg: cfg.withDefaults(), now: func() time.Time { return e.clock }, st: newMonitorState(), sourcePending: map[string]uint64{}, names: map[string]string{}}
+	e.Monitor = &Monitor{cfg: cfg.withDefaults(), now: func() time.Time { return e.clock }, log: slog.New(slog.DiscardHandler), st: newMonitorState(), sourcePending: map[string]uint64{}, names: map[string]string{}}
 	e.handlers = []func(Alert){func(a Alert) { e.alerts = append(e.alerts, a) }}
 	return e
 }
@@ -470,5 +473,82 @@ func TestDeadLettersAfterAStaleReading(t *testing.T) {
 	poll(1200)
 	if a := e.of(AlertDeadLetters, AlertOpen); len(a) != 1 || a[0].Value != 200 {
 		t.Fatalf("growth after the stale reading: %+v", e.alerts)
+	}
+}
+
+// flakyStore refuses the first fails saves, then keeps what it is given.
+type flakyStore struct {
+	fails, calls int
+	saved        []byte
+}
+
+func (s *flakyStore) LoadState(context.Context) ([]byte, error) { return s.saved, nil }
+func (s *flakyStore) SaveState(_ context.Context, b []byte) error {
+	s.calls++
+	if s.calls <= s.fails {
+		return errors.New("no quorum")
+	}
+	s.saved = b
+	return nil
+}
+
+// TestExitSaveRetries: the save at exit is tried again until it gets through, and when the
+// time is up the state stays marked unsaved and the error is returned.
+func TestExitSaveRetries(t *testing.T) {
+	e := newEngine(t, MonitorConfig{})
+	for range 12 {
+		e.fail(authFailure{Time: e.clock, Address: attacker, Cause: CauseNoJWT})
+	}
+	store := &flakyStore{fails: 3}
+	e.store = store
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.saveRetrying(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if store.calls != 4 || store.saved == nil {
+		t.Fatalf("%d saves, saved %d bytes; want the 4th to keep the state", store.calls, len(store.saved))
+	}
+	st, err := decodeState(store.saved)
+	if err != nil || len(st.Incidents) != 1 {
+		t.Fatalf("saved state: %v, %d incidents", err, len(st.Incidents))
+	}
+
+	e.dirty = true
+	never := &flakyStore{fails: 1 << 30}
+	e.store = never
+	sctx, scancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer scancel()
+	if err := e.saveRetrying(sctx); err == nil {
+		t.Fatal("a store that never saves: no error")
+	}
+	if never.calls < 2 || !e.dirty {
+		t.Fatalf("%d tries, dirty %v; want retries and the state still unsaved", never.calls, e.dirty)
+	}
+}
+
+// TestAlertAsksForASave: an alert marks the state urgent and wakes the saver once, so an
+// incident is saved when it opens rather than at the next periodic save.
+func TestAlertAsksForASave(t *testing.T) {
+	e := newEngine(t, MonitorConfig{})
+	e.store = &flakyStore{}
+	e.saveSoon = make(chan struct{}, 1)
+	for range 9 {
+		e.fail(authFailure{Time: e.clock, Address: attacker, Cause: CauseNoJWT})
+	}
+	if len(e.saveSoon) != 0 || e.takeUrgent() {
+		t.Fatal("failures below the threshold asked for a save")
+	}
+	for range 3 {
+		e.fail(authFailure{Time: e.clock, Address: attacker, Cause: CauseNoJWT})
+	}
+	if len(e.of(AlertBruteForce, AlertOpen)) != 1 {
+		t.Fatalf("alerts %v", e.alerts)
+	}
+	if len(e.saveSoon) != 1 || !e.takeUrgent() {
+		t.Fatal("the opened incident did not ask for a save")
+	}
+	if e.takeUrgent() {
+		t.Fatal("urgent twice for one alert")
 	}
 }

@@ -112,7 +112,7 @@ func TestMonitorAlerts(t *testing.T) {
 	defer sys.Close()
 	defer opsNC.Close()
 	opsJS, _ := jetstream.New(opsNC)
-	kv, err := operator.MonitorStateBucket(ctx, opsJS)
+	store, err := operator.MonitorStateStore(ctx, opsJS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestMonitorAlerts(t *testing.T) {
 	cfg.Poll = operator.Duration(time.Second)
 	var log alertLog
 	m, err := operator.NewMonitor(sys, operator.WithOperatorAccount(opsNC, ops), operator.WithMonitorConfig(cfg),
-		operator.WithAlertHandler(log.add), operator.WithStateStore(operator.KVStateStore{KV: kv}))
+		operator.WithAlertHandler(log.add), operator.WithStateStore(store))
 	if err != nil {
 		t.Fatal(err)
 	}

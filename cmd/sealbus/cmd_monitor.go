@@ -129,12 +129,12 @@ Thresholds come from --config (a JSON file, fields as in docs/MONITORING.md), th
 					return err
 				}
 				ctx, cancel := a.context()
-				kv, err := operator.MonitorStateBucket(ctx, js)
+				store, err := operator.MonitorStateStore(ctx, js)
 				cancel()
 				if err != nil {
 					return withHint(err, "run `sealbus monitor --setup` once, or use --live")
 				}
-				opts = append(opts, operator.WithStateStore(operator.KVStateStore{KV: kv}))
+				opts = append(opts, operator.WithStateStore(store))
 			}
 			m, err := operator.NewMonitor(sys, opts...)
 			if err != nil {
