@@ -82,8 +82,7 @@ func verify(o opener, origin func(local string) (account, subject string), nameO
 			}
 			op := openedPool.Get().(*envelope.Opened)
 			if err := o.OpenInto(op, m.envelope, d); err != nil {
-				*op = envelope.Opened{} // not written by a refused open; cleared all the same
-				openedPool.Put(op)
+				putOpened(op) // not written by a refused open; cleared all the same
 				var re *envelope.RejectError
 				if authErr != nil && errors.As(err, &re) && re.Reason == envelope.ReasonStale {
 					return &envelope.RejectError{Reason: envelope.ReasonStale, Err: fmt.Errorf("%w; %w", re.Err, authErr)}
@@ -99,8 +98,7 @@ func verify(o opener, origin func(local string) (account, subject string), nameO
 			m.Created = op.Created
 			m.Expires = op.Expires
 			m.Payload = op.Payload
-			*op = envelope.Opened{}
-			openedPool.Put(op)
+			putOpened(op)
 			m.verified = true
 			if grant != nil {
 				info := grant.info
@@ -109,6 +107,13 @@ func verify(o opener, origin func(local string) (account, subject string), nameO
 			return next(ctx, m)
 		}
 	}
+}
+
+// putOpened clears op, which holds the payload and sender of the message it was opened for,
+// and gives it back to the pool.
+func putOpened(op *envelope.Opened) {
+	*op = envelope.Opened{}
+	openedPool.Put(op)
 }
 
 // idString returns id's String form. A delivery normally carries exactly that string as its
