@@ -478,4 +478,50 @@ func TestMonitorClusterWorkload(t *testing.T) {
 	if n := len(log2.opened("")); n != 0 {
 		t.Fatalf("the restarted monitor reported old incidents again: %v", log2.opened(""))
 	}
+
+	// The state a monitor loads is the last one saved, through whichever node it is connected
+	// to (the store reads from the bucket's leader, not by direct get).
+	for i := range 3 {
+		readYourWrites(t, ctx, c.Deployment, ops, c.Node(i).URL, fmt.Sprintf("readback-%d", i), 50)
+	}
+}
+
+// readYourWrites saves n states under key through url, each read back at once through the
+// monitor's state store, which must return it; the bucket's direct get is read too, and how
+// often it answered with an older save is logged (it may: any replica answers it).
+func readYourWrites(t *testing.T, ctx context.Context, d *natstest.Deployment, ops *accounts.Account, url, key string, n int) {
+	t.Helper()
+	target := d.Target()
+	target.URLs = []string{url}
+	sys, opsNC, err := operator.ConnectMonitor(ctx, target, d.Operator, ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	defer opsNC.Close()
+	js, _ := jetstream.New(opsNC)
+	store, err := operator.MonitorStateStore(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Key = key
+	direct := operator.KVStateStore{KV: store.KV, Key: key}
+	older := 0
+	for i := range n {
+		want := fmt.Sprintf(`{"version":1,"try":%d}`, i)
+		if err := store.SaveState(ctx, []byte(want)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := store.LoadState(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != want {
+			t.Fatalf("through %s: saved %s, loaded %q", opsNC.ConnectedServerName(), want, got)
+		}
+		if got, err := direct.LoadState(ctx); err == nil && string(got) != want {
+			older++
+		}
+	}
+	t.Logf("through %s: %d saves each loaded back from the leader; the direct get answered %d of them with an older save", opsNC.ConnectedServerName(), n, older)
 }
