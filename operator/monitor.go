@@ -339,8 +339,8 @@ func (m *Monitor) apply(f func()) {
 }
 
 // Run runs the monitor until ctx ends; it then saves the state (when a store is set) and
-// returns nil. It fails at once with an error when the saved state cannot be loaded, and
-// with [ErrInvalidSpec] when called twice. Connection trouble while running is logged and
+// returns nil. It fails with an error when the saved state cannot be loaded within
+// [DefaultTimeout] (or is not a state), and with [ErrInvalidSpec] when called twice. Connection trouble while running is logged and
 // retried, never fatal: the connections reconnect and reading resumes.
 func (m *Monitor) Run(ctx context.Context) error {
 	m.mu.Lock()
@@ -352,19 +352,10 @@ func (m *Monitor) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	if m.store != nil {
 		lctx, cancel := withDefaultTimeout(ctx)
-		b, err := m.store.LoadState(lctx)
+		err := m.loadState(lctx)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("operator: monitor: loading state: %w", err)
-		}
-		if b != nil {
-			st, err := decodeState(b)
-			if err != nil {
-				return err
-			}
-			m.mu.Lock()
-			m.st = st
-			m.mu.Unlock()
+			return err
 		}
 	}
 	var wg sync.WaitGroup
@@ -396,21 +387,51 @@ func (m *Monitor) Run(ctx context.Context) error {
 	return nil
 }
 
+// loadState loads the saved state, trying again until ctx ends when the store cannot be
+// read (a bucket whose leader is being elected answers nothing for a moment): a monitor
+// started without its state would report its open incidents again.
+func (m *Monitor) loadState(ctx context.Context) error {
+	var b []byte
+	if err := m.retrying(ctx, "loading state", func() (err error) {
+		b, err = m.store.LoadState(ctx)
+		return err
+	}); err != nil {
+		return fmt.Errorf("operator: monitor: loading state: %w", err)
+	}
+	if b == nil {
+		return nil
+	}
+	st, err := decodeState(b)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.st = st
+	m.mu.Unlock()
+	return nil
+}
+
 // saveRetrying saves until a save succeeds or ctx ends: the save at exit is the last chance
 // to keep what the run found (a bucket that has just lost a node refuses a put for a
 // moment), and a monitor restarted from an older state reports its incidents again.
 func (m *Monitor) saveRetrying(ctx context.Context) error {
+	return m.retrying(ctx, "saving state", func() error { return m.save(ctx) })
+}
+
+// retrying calls f until it succeeds or ctx ends (then returning f's last error), waiting
+// 50 ms, doubling to 1 s, between tries; the first failure is logged.
+func (m *Monitor) retrying(ctx context.Context, what string, f func() error) error {
 	wait := 50 * time.Millisecond
 	for try := 1; ; try++ {
-		err := m.save(ctx)
+		err := f()
 		if err == nil {
 			if try > 1 {
-				m.log.Info("sealbus: monitor: state saved", "tries", try)
+				m.log.Info("sealbus: monitor: "+what+": done", "tries", try)
 			}
 			return nil
 		}
 		if try == 1 {
-			m.log.Warn("sealbus: monitor: saving state; retrying", "error", err)
+			m.log.Warn("sealbus: monitor: "+what+"; retrying", "error", err)
 		}
 		t := time.NewTimer(wait)
 		select {

@@ -476,13 +476,20 @@ func TestDeadLettersAfterAStaleReading(t *testing.T) {
 	}
 }
 
-// flakyStore refuses the first fails saves, then keeps what it is given.
+// flakyStore refuses the first fails saves and loadFails loads, then keeps what it is given.
 type flakyStore struct {
-	fails, calls int
-	saved        []byte
+	fails, calls         int
+	loadFails, loadCalls int
+	saved                []byte
 }
 
-func (s *flakyStore) LoadState(context.Context) ([]byte, error) { return s.saved, nil }
+func (s *flakyStore) LoadState(context.Context) ([]byte, error) {
+	s.loadCalls++
+	if s.loadCalls <= s.loadFails {
+		return nil, errors.New("no leader")
+	}
+	return s.saved, nil
+}
 func (s *flakyStore) SaveState(_ context.Context, b []byte) error {
 	s.calls++
 	if s.calls <= s.fails {
@@ -550,5 +557,44 @@ func TestAlertAsksForASave(t *testing.T) {
 	}
 	if e.takeUrgent() {
 		t.Fatal("urgent twice for one alert")
+	}
+}
+
+// TestLoadRetries: a store that cannot be read for a moment is read again until the load's
+// time is up; a saved state that does not decode fails at once.
+func TestLoadRetries(t *testing.T) {
+	e := newEngine(t, MonitorConfig{})
+	for range 12 {
+		e.fail(authFailure{Time: e.clock, Address: attacker, Cause: CauseNoJWT})
+	}
+	saved, err := jsonState(e.Monitor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	r := newEngine(t, MonitorConfig{})
+	store := &flakyStore{loadFails: 3, saved: saved}
+	r.store = store
+	if err := r.loadState(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if store.loadCalls != 4 || len(r.Incidents()) != 1 {
+		t.Fatalf("%d loads, %d incidents; want the 4th load to bring back the incident", store.loadCalls, len(r.Incidents()))
+	}
+
+	bad := &flakyStore{saved: []byte("not a state")}
+	r.store = bad
+	if err := r.loadState(ctx); err == nil || bad.loadCalls != 1 {
+		t.Fatalf("an unreadable state: %v after %d loads; want an error at once", err, bad.loadCalls)
+	}
+
+	never := &flakyStore{loadFails: 1 << 30}
+	r.store = never
+	sctx, scancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer scancel()
+	if err := r.loadState(sctx); err == nil || never.loadCalls < 2 {
+		t.Fatalf("a store that cannot be read: %v after %d loads; want retries, then the error", err, never.loadCalls)
 	}
 }
