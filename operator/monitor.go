@@ -366,16 +366,17 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { m.poller(ctx) })
 	wg.Go(func() { m.ticker(ctx) })
-	recDone := make(chan struct{})
+	recDone, producersDone := make(chan struct{}), make(chan struct{})
 	if m.recorder != nil {
 		go func() {
 			defer close(recDone)
-			m.recordAlerts(ctx)
+			m.recordAlerts(ctx, producersDone)
 		}()
 	} else {
 		close(recDone)
 	}
 	wg.Wait()
+	close(producersDone)
 	<-recDone
 	if m.store != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultTimeout)
@@ -517,23 +518,40 @@ func (m *Monitor) alertEvent(a Alert) bus.Event {
 	}
 }
 
-func (m *Monitor) recordAlerts(ctx context.Context) {
+// recordDrain is how long alerts still queued, or being recorded, when the run ends are given
+// to be recorded.
+const recordDrain = 2 * time.Second
+
+// recordAlerts records the alerts queued until ctx ends, then those queued until the loops
+// that raise them have stopped (producersDone).
+func (m *Monitor) recordAlerts(ctx context.Context, producersDone <-chan struct{}) {
+	// Alerts are recorded under rctx, which ends recordDrain after ctx: one being recorded
+	// when the run ends is finished, not given up (it was reported, so it must be recorded).
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(recordDrain, cancel) })
+	defer stop()
+	for ctx.Err() == nil {
+		select {
+		case e := <-m.recQ:
+			m.recordOne(rctx, e)
+		case <-ctx.Done():
+		}
+	}
+	// The run has ended: what the loops queue until they stop, then what is left.
 	for {
 		select {
-		case <-ctx.Done():
-			// Record what is already queued, briefly.
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
+		case e := <-m.recQ:
+			m.recordOne(rctx, e)
+		case <-producersDone:
 			for {
 				select {
 				case e := <-m.recQ:
-					m.recordOne(dctx, e)
+					m.recordOne(rctx, e)
 				default:
 					return
 				}
 			}
-		case e := <-m.recQ:
-			m.recordOne(ctx, e)
 		}
 	}
 }

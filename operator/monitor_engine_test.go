@@ -598,3 +598,39 @@ func TestLoadRetries(t *testing.T) {
 		t.Fatalf("a store that cannot be read: %v after %d loads; want retries, then the error", err, never.loadCalls)
 	}
 }
+
+// TestAlertsRecordedAsTheRunEnds: an alert being recorded when the run ends is finished, not
+// given up, and one the loops queue after the end, before they stop, is recorded too.
+func TestAlertsRecordedAsTheRunEnds(t *testing.T) {
+	e := newEngine(t, MonitorConfig{})
+	e.recQ = make(chan bus.Event, 8)
+	started, release := make(chan struct{}, 2), make(chan struct{})
+	var recorded []string
+	e.recorder = func(ctx context.Context, ev bus.Event) error {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		recorded = append(recorded, ev.ID)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	producersDone, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		e.recordAlerts(ctx, producersDone)
+	}()
+	e.recQ <- bus.Event{ID: "a"}
+	<-started
+	cancel()                     // the run ends while "a" is being recorded
+	e.recQ <- bus.Event{ID: "b"} // a loop that has not stopped yet raises one more
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	close(producersDone)
+	<-done
+	if strings.Join(recorded, ",") != "a,b" || e.Stats().AlertsUnrecorded != 0 {
+		t.Fatalf("recorded %v, %d unrecorded; want a and b", recorded, e.Stats().AlertsUnrecorded)
+	}
+}

@@ -197,7 +197,7 @@ func TestMonitorCommand(t *testing.T) {
 		}
 	}
 	if len(alerts) != 2 {
-		t.Fatalf("%d brute-force alerts in the view, want the open and the resolved report", len(alerts))
+		t.Fatalf("%d brute-force alerts in the view, want the open and the resolved report; the monitor's log:\n%s", len(alerts), errb.String())
 	}
 	for _, v := range alerts {
 		if v.Verification.State != operator.StateVerified || v.StoredBy != "_admin" || v.Event == nil || v.Event.Data.Key == "" {
