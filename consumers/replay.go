@@ -197,7 +197,11 @@ func (g *guard) start(ctx context.Context) error {
 			case <-tk.C:
 				ctx, cancel := context.WithTimeout(context.Background(), g.beatEvery())
 				if err := g.store.beat(ctx, g.ownBeat, encodeBeat(beatAlive, g.owner), g.lease); err != nil {
-					g.log.Warn("sealbus: replay guard heartbeat not written", "error", err)
+					msg := "sealbus: replay guard heartbeat not written"
+					if errors.Is(err, nats.ErrReconnectBufExceeded) {
+						msg += ": not connected (reconnecting)" // a client buffers nothing then
+					}
+					g.log.Warn(msg, "error", err)
 				}
 				cancel()
 			}

@@ -142,6 +142,11 @@ func jsAPIPrefix(js jetstream.JetStream) string {
 // SaveState puts the key.
 func (s KVStateStore) SaveState(ctx context.Context, state []byte) error {
 	if _, err := s.KV.Put(ctx, s.key(), state); err != nil {
+		if errors.Is(err, nats.ErrReconnectBufExceeded) {
+			// What nats.go says of a publish while reconnecting with no reconnect buffer
+			// (ConnectMonitor's connections buffer nothing).
+			return fmt.Errorf("operator: monitor state: not connected (reconnecting): %w", err)
+		}
 		return fmt.Errorf("operator: monitor state: %w", err)
 	}
 	return nil
