@@ -340,8 +340,9 @@ func (m *Monitor) apply(f func()) {
 
 // Run runs the monitor until ctx ends; it then saves the state (when a store is set) and
 // returns nil. It fails with an error when the saved state cannot be loaded within
-// [DefaultTimeout] (or is not a state), and with [ErrInvalidSpec] when called twice. Connection trouble while running is logged and
-// retried, never fatal: the connections reconnect and reading resumes.
+// [DefaultTimeout] (or is not a state), and with [ErrInvalidSpec] when called twice.
+// Connection trouble while running is logged and retried, never fatal: the connections
+// reconnect and reading resumes.
 func (m *Monitor) Run(ctx context.Context) error {
 	m.mu.Lock()
 	if m.started {
