@@ -85,18 +85,8 @@ func runMonitor(t *testing.T, ctx context.Context, d *natstest.Deployment, ops *
 // runMonitorConn is runMonitor that also returns the monitor's system connection.
 func runMonitorConn(t *testing.T, ctx context.Context, d *natstest.Deployment, ops *accounts.Account, urls []string, cfg operator.MonitorConfig, log *alerts) (m *operator.Monitor, sysConn *nats.Conn, stop func()) {
 	t.Helper()
-	target := d.Target()
-	target.URLs = urls
-	sys, opsNC, err := operator.ConnectMonitor(ctx, target, d.Operator, ops)
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, _ := jetstream.New(opsNC)
-	store, err := operator.MonitorStateStore(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err = operator.NewMonitor(sys, operator.WithOperatorAccount(opsNC, ops), operator.WithMonitorConfig(cfg),
+	sys, opsNC, store := connectMonitor(t, ctx, d, ops, urls)
+	m, err := operator.NewMonitor(sys, operator.WithOperatorAccount(opsNC, ops), operator.WithMonitorConfig(cfg),
 		operator.WithAlertHandler(log.add), operator.WithStateStore(store), operator.WithMonitorLogger(testLogger(t, slog.LevelWarn)))
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +114,25 @@ func runMonitorConn(t *testing.T, ctx context.Context, d *natstest.Deployment, o
 		time.Sleep(50 * time.Millisecond)
 	}
 	return m, sys, stop
+}
+
+// connectMonitor connects as a monitor of d through urls (the system user and a user of the
+// operator-owned account) and opens the monitor's state store; the caller closes both.
+func connectMonitor(t *testing.T, ctx context.Context, d *natstest.Deployment, ops *accounts.Account, urls []string) (sys, opsNC *nats.Conn, store operator.KVStateStore) {
+	t.Helper()
+	target := d.Target()
+	target.URLs = urls
+	sys, opsNC, err := operator.ConnectMonitor(ctx, target, d.Operator, ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(opsNC)
+	if store, err = operator.MonitorStateStore(ctx, js); err != nil {
+		sys.Close()
+		opsNC.Close()
+		t.Fatal(err)
+	}
+	return sys, opsNC, store
 }
 
 // bruteForce makes n connection attempts at url with service's JWT and a key that is not its
@@ -491,19 +500,9 @@ func TestMonitorClusterWorkload(t *testing.T) {
 // often it answered with an older save is logged (it may: any replica answers it).
 func readYourWrites(t *testing.T, ctx context.Context, d *natstest.Deployment, ops *accounts.Account, url, key string, n int) {
 	t.Helper()
-	target := d.Target()
-	target.URLs = []string{url}
-	sys, opsNC, err := operator.ConnectMonitor(ctx, target, d.Operator, ops)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sys, opsNC, store := connectMonitor(t, ctx, d, ops, []string{url})
 	defer sys.Close()
 	defer opsNC.Close()
-	js, _ := jetstream.New(opsNC)
-	store, err := operator.MonitorStateStore(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
 	store.Key = key
 	direct := operator.KVStateStore{KV: store.KV, Key: key}
 	older := 0

@@ -58,8 +58,7 @@ type Monitor struct {
 	mu       sync.Mutex // guards what follows
 	st       *monitorState
 	dirty    bool
-	urgent   bool          // an alert went out since the last save
-	saveSoon chan struct{} // wakes the ticker to save an urgent change
+	saveSoon chan struct{} // an alert went out: the ticker saves at once
 	// pending alerts, delivered after the state change that made them
 	pending        []Alert
 	sourcePending  map[string]uint64 // recorded source -> messages not yet read
@@ -314,7 +313,8 @@ func (m *Monitor) apply(f func()) {
 	out := m.pending
 	m.pending = nil
 	if len(out) > 0 && m.store != nil {
-		m.urgent = true
+		// Its incident is saved now rather than at the next periodic save, so that a
+		// monitor stopped (or killed) right after does not report it again when it restarts.
 		select {
 		case m.saveSoon <- struct{}{}:
 		default:
@@ -455,14 +455,16 @@ func (m *Monitor) ticker(ctx context.Context) {
 	defer t.Stop()
 	lastSave := time.Now()
 	for {
+		soon := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			m.apply(m.tick)
 		case <-m.saveSoon:
+			soon = true
 		}
-		if m.store != nil && (time.Since(lastSave) >= saveEvery || m.takeUrgent()) {
+		if m.store != nil && (soon || time.Since(lastSave) >= saveEvery) {
 			lastSave = time.Now()
 			sctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
 			if err := m.save(sctx); err != nil && ctx.Err() == nil {
@@ -471,17 +473,6 @@ func (m *Monitor) ticker(ctx context.Context) {
 			cancel()
 		}
 	}
-}
-
-// takeUrgent says whether an alert went out since the last call: its incident is saved at
-// once rather than at the next periodic save, so that a monitor stopped (or killed) right
-// after does not report it again when it restarts.
-func (m *Monitor) takeUrgent() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	u := m.urgent
-	m.urgent = false
-	return u
 }
 
 func (m *Monitor) save(ctx context.Context) error {

@@ -534,8 +534,8 @@ func TestExitSaveRetries(t *testing.T) {
 	}
 }
 
-// TestAlertAsksForASave: an alert marks the state urgent and wakes the saver once, so an
-// incident is saved when it opens rather than at the next periodic save.
+// TestAlertAsksForASave: an alert wakes the saver once, so an incident is saved when it
+// opens rather than at the next periodic save.
 func TestAlertAsksForASave(t *testing.T) {
 	e := newEngine(t, MonitorConfig{})
 	e.store = &flakyStore{}
@@ -543,7 +543,7 @@ func TestAlertAsksForASave(t *testing.T) {
 	for range 9 {
 		e.fail(authFailure{Time: e.clock, Address: attacker, Cause: CauseNoJWT})
 	}
-	if len(e.saveSoon) != 0 || e.takeUrgent() {
+	if len(e.saveSoon) != 0 {
 		t.Fatal("failures below the threshold asked for a save")
 	}
 	for range 3 {
@@ -552,11 +552,13 @@ func TestAlertAsksForASave(t *testing.T) {
 	if len(e.of(AlertBruteForce, AlertOpen)) != 1 {
 		t.Fatalf("alerts %v", e.alerts)
 	}
-	if len(e.saveSoon) != 1 || !e.takeUrgent() {
+	if len(e.saveSoon) != 1 {
 		t.Fatal("the opened incident did not ask for a save")
 	}
-	if e.takeUrgent() {
-		t.Fatal("urgent twice for one alert")
+	<-e.saveSoon
+	e.fail(authFailure{Time: e.clock, Address: attacker, Cause: CauseNoJWT})
+	if len(e.saveSoon) != 0 {
+		t.Fatal("asked for a save twice for one alert")
 	}
 }
 
