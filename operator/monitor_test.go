@@ -215,6 +215,33 @@ func TestMonitorAlerts(t *testing.T) {
 	}
 	defer insider.Close()
 	ijs, _ := jetstream.New(insider)
+	// The insider goes for the monitor's saved state with its raw connection: reading it
+	// through the leader get the store uses, or the direct get, and overwriting it. Its
+	// account has no path to the operator account's bucket, so the state stays the monitor's.
+	bogus := []byte(`{"version":1,"incidents":{}}`)
+	for _, subj := range []string{
+		"$JS.API.STREAM.MSG.GET.KV_" + accounts.MonitorBucket,
+		"$JS.API.DIRECT.GET.KV_" + accounts.MonitorBucket + ".$KV." + accounts.MonitorBucket + ".state",
+	} {
+		if r, err := insider.Request(subj, []byte(`{"last_by_subj":"$KV.`+accounts.MonitorBucket+`.state"}`), 2*time.Second); err == nil {
+			t.Fatalf("the insider read %s: %q", subj, r.Data)
+		}
+	}
+	if err := insider.Publish("$KV."+accounts.MonitorBucket+".state", bogus); err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	if _, err := ijs.Publish(pctx, "$KV."+accounts.MonitorBucket+".state", bogus); err == nil {
+		t.Fatal("the insider's JetStream publish on the monitor's state key was stored")
+	}
+	pcancel()
+	if err := insider.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := store.LoadState(ctx)
+	if err != nil || !strings.Contains(string(saved), `"saved":"`) { // the monitor's own save, not bogus
+		t.Fatalf("the monitor's state after the insider's attempts: %v %.80q", err, saved)
+	}
 	for i := range 100 {
 		if _, err := ijs.Publish(ctx, fmt.Sprintf("orders.eu.junk.%d", i), []byte("junk")); err != nil {
 			t.Fatal(err)
